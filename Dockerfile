@@ -1,0 +1,25 @@
+# dispatch application image: one image for web, worker, sweeper and the migrate job
+# (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# libpq5 for psycopg when it is not the self-contained [binary] build.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpq5 \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --user-group --uid 10001 app
+
+WORKDIR /app
+# The source stays in /app as well: `flask db upgrade -d migrations` reads /app/migrations.
+COPY . .
+RUN pip install .
+
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "16", \
+     "--workers", "1", "--access-logfile", "-", "dispatch.wsgi:app"]

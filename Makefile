@@ -1,0 +1,63 @@
+# dispatch: developer entry points. The work is done by scripts/provision.sh (packages, .venv,
+# local PostgreSQL+PostGIS and Redis under .local/) and scripts/services.sh (web, worker, sweeper).
+#
+#   make run     provision, migrate, seed demo data, start web + worker + sweeper in the background
+#   make stop    stop what make run started (and the local PostgreSQL/Redis)
+#   make test    provision, then pytest (extra arguments: make test PYTEST_ARGS='-k offers -x')
+#   make bench   provision, then bench/match.py (extra arguments: BENCH_ARGS=...)
+#   make lint    ruff check .
+#   make status  what is running
+#   make clean   stop, then remove .local/ (database and logs); distclean also removes .venv/
+#
+# DATABASE_URL / REDIS_URL in the environment replace the local servers.
+# PORT (default 8000) is the web port of make run.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PORT ?= 8000
+export PORT
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+# Every recipe line that needs the servers starts with this.
+WITH_ENV := . .local/env.sh &&
+
+.PHONY: help provision venv run stop status test bench lint clean distclean
+
+help:
+	@sed -n '3,14s/^# \{0,1\}//p' Makefile
+
+provision:
+	@bash scripts/provision.sh all
+
+venv:
+	@bash scripts/provision.sh venv
+
+run: provision
+	@bash scripts/services.sh run
+
+stop:
+	@bash scripts/services.sh stop
+	@bash scripts/provision.sh stop
+
+status:
+	@bash scripts/services.sh status
+	@bash scripts/provision.sh status
+
+test: provision
+	$(WITH_ENV) .venv/bin/pytest $(PYTEST_ARGS)
+
+bench: provision
+	$(WITH_ENV) .venv/bin/python bench/match.py $(BENCH_ARGS)
+
+lint: venv
+	.venv/bin/ruff check .
+
+clean: stop
+	rm -rf .local
+
+distclean: clean
+	rm -rf .venv
