@@ -1,0 +1,81 @@
+"""Booking and following jobs."""
+
+from __future__ import annotations
+
+from flask import request
+
+from dispatch.api import bp
+from dispatch.api.routing import HeaderParam, registry
+from dispatch.api.schemas import (
+    CancelIn,
+    JobEventOut,
+    JobEventsOut,
+    JobIn,
+    JobListOut,
+    JobOut,
+    JobStatusIn,
+    NoCoverageOut,
+)
+from dispatch.api.shapes import job_out
+from dispatch.errors import invalid
+from dispatch.extensions import db
+from dispatch.models import Role, User
+from dispatch.services import booking, jobs
+from dispatch.states import JobStatus
+
+IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
+                          "a unique string per booking; repeating it returns the same job")
+
+
+@registry.route(bp, "/jobs", "POST", summary="Book urgent help", body=JobIn, response=JobOut,
+                status=201, roles=(Role.RESIDENT,), errors=[400], headers=[IDEMPOTENCY],
+                extra_responses={200: JobOut, 409: NoCoverageOut})
+def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
+    """Matches nearby verified workers and sends the first wave of offers. If nobody can
+    arrive within the promise (two hours), answers 409 `no_coverage` at once, with the
+    earliest time someone could come when there is one, and stores nothing. A repeated
+    Idempotency-Key answers 200 with the job it created the first time."""
+    job, created = booking.book_urgent(db.session, user, body,
+                                       request.headers.get("Idempotency-Key"))
+    return job_out(job), 201 if created else 200
+
+
+@registry.route(bp, "/jobs", "GET", summary="The caller's jobs (resident: booked; worker: "
+                "assigned; admin: all)", response=JobListOut)
+def list_jobs(user: User) -> JobListOut:
+    status = request.args.get("status")
+    if status is not None and status not in JobStatus.__members__.values():
+        raise invalid("status", f"unknown status '{status}'", status=400)
+    return JobListOut(jobs=[job_out(j) for j in jobs.jobs_for(db.session, user, status)])
+
+
+@registry.route(bp, "/jobs/<int:job_id>", "GET", summary="One job", response=JobOut,
+                errors=[404])
+def get_job(user: User, job_id: int) -> JobOut:
+    return job_out(jobs.visible_job(db.session, user, job_id))
+
+
+@registry.route(bp, "/jobs/<int:job_id>/events", "GET", summary="The job's history",
+                response=JobEventsOut, errors=[404])
+def get_job_events(user: User, job_id: int) -> JobEventsOut:
+    job = jobs.visible_job(db.session, user, job_id)
+    return JobEventsOut(events=[JobEventOut.model_validate(e) for e in job.events])
+
+
+@registry.route(bp, "/jobs/<int:job_id>/status", "POST", summary="The assigned worker reports "
+                "progress", body=JobStatusIn, response=JobOut, roles=(Role.WORKER,),
+                errors=[404, 409])
+def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
+    """Legal moves: assigned -> en_route -> arrived -> in_progress -> completed (arrived may
+    follow assigned directly). Anything else is 409 with the current status."""
+    job = jobs.worker_update_status(db.session, user, job_id, JobStatus(body.status))
+    return job_out(job)
+
+
+@registry.route(bp, "/jobs/<int:job_id>/cancel", "POST", summary="Cancel a job",
+                body=CancelIn, response=JobOut, roles=(Role.RESIDENT, Role.ADMIN),
+                errors=[404, 409])
+def post_cancel(user: User, job_id: int, body: CancelIn) -> JobOut:
+    """Residents may cancel until the worker has arrived; pending offers are withdrawn and an
+    assigned worker is released."""
+    return job_out(jobs.cancel_job(db.session, user, job_id, body.reason))

@@ -1,0 +1,243 @@
+"""Request and response schemas of the JSON API (also the source of the OpenAPI document)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dispatch.phones import normalize_phone
+
+Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude in degrees")]
+Lng = Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude in degrees")]
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class In(BaseModel):
+    """Inputs: unknown fields are refused (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+class RegisterIn(In):
+    email: Annotated[str, Field(max_length=254)]
+    password: Annotated[str, Field(min_length=10, max_length=128)]
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    phone: Annotated[str, Field(description="E.164, or national format in the default region")]
+    role: Literal["resident", "worker", "property_manager"]
+    locale: Literal["en", "zh-CN"] = "en"
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL.match(value):
+            raise ValueError("is not an email address")
+        return value.lower()
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return normalize_phone(value)
+
+
+class LoginIn(In):
+    email: Annotated[str, Field(max_length=254)]
+    password: Annotated[str, Field(max_length=128)]
+
+
+class UserOut(Out):
+    id: int
+    email: str
+    name: str
+    phone: str
+    role: str
+    locale: str
+
+
+class TokenOut(Out):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    user: UserOut
+
+
+# --- categories -----------------------------------------------------------------------------
+
+class CategoryOut(Out):
+    id: int
+    slug: str
+    name: str
+    path: str
+    bookable: bool
+    children: list[CategoryOut] = []
+
+
+class CategoryTreeOut(Out):
+    categories: list[CategoryOut]
+
+
+class CategoryRef(Out):
+    id: int
+    slug: str
+    name: str
+    path: str
+
+
+# --- workers --------------------------------------------------------------------------------
+
+class WorkerProfileIn(In):
+    travel_mode: Literal["walk", "bike", "car"] | None = None
+    service_radius_m: Annotated[int | None, Field(ge=100, le=200_000)] = None
+
+
+class SkillsIn(In):
+    category_ids: Annotated[list[int], Field(min_length=1, max_length=50,
+                                             description="categories; a branch means its leaves")]
+
+
+class AvailabilityIn(In):
+    availability: Literal["online", "offline"]
+
+
+class LocationIn(In):
+    lat: Lat
+    lng: Lng
+    accuracy_m: Annotated[float | None, Field(ge=0, le=10_000)] = None
+    recorded_at: datetime | None = Field(None, description="when the device took the fix")
+
+
+class VerifySkillIn(In):
+    category_id: int
+    verified: bool
+
+
+class SkillOut(Out):
+    category: CategoryRef
+    verified: bool
+
+
+class LocationOut(Out):
+    lat: float
+    lng: float
+    accuracy_m: float | None
+    at: datetime
+
+
+class WorkerProfileOut(Out):
+    user_id: int
+    name: str
+    travel_mode: str
+    service_radius_m: int
+    availability: str
+    location: LocationOut | None
+    skills: list[SkillOut]
+
+
+# --- jobs and offers ------------------------------------------------------------------------
+
+class JobIn(In):
+    category_id: int
+    description: Annotated[str, Field(min_length=3, max_length=2000)]
+    lat: Lat
+    lng: Lng
+    address: Annotated[str | None, Field(max_length=300)] = None
+
+
+class JobWorkerOut(Out):
+    id: int
+    name: str
+    travel_mode: str
+
+
+class JobOut(Out):
+    id: int
+    status: str
+    urgency: str
+    category: CategoryRef
+    description: str
+    lat: float
+    lng: float
+    address: str | None
+    requested_at: datetime
+    arrive_by: datetime = Field(description="the promise: someone at the door by this time")
+    estimated_arrival: datetime | None
+    worker: JobWorkerOut | None
+    assigned_at: datetime | None
+    arrived_at: datetime | None
+    completed_at: datetime | None
+
+
+class JobListOut(Out):
+    jobs: list[JobOut]
+
+
+class JobEventOut(Out):
+    id: int
+    at: datetime
+    actor: str
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    detail: dict[str, object]
+
+
+class JobEventsOut(Out):
+    events: list[JobEventOut]
+
+
+class JobStatusIn(In):
+    status: Literal["en_route", "arrived", "in_progress", "completed"]
+
+
+class CancelIn(In):
+    reason: Annotated[str | None, Field(max_length=500)] = None
+
+
+class NoCoverageBody(Out):
+    code: Literal["no_coverage"]
+    message: str
+    fields: list[dict[str, str]]
+    earliest_arrival: datetime | None = Field(
+        description="the earliest anyone could arrive, when someone could come at all")
+
+
+class NoCoverageOut(Out):
+    error: NoCoverageBody
+
+
+class OfferJobOut(Out):
+    id: int
+    category: CategoryRef
+    description: str
+    lat: float
+    lng: float
+    address: str | None
+    arrive_by: datetime
+
+
+class OfferOut(Out):
+    id: int
+    status: str
+    wave: int
+    created_at: datetime
+    expires_at: datetime
+    eta_seconds: float
+    distance_m: float
+    job: OfferJobOut
+
+
+class OfferListOut(Out):
+    offers: list[OfferOut]
+
+
+class OfferResultOut(Out):
+    offer: OfferOut
+    job: JobOut | None = None

@@ -1,0 +1,73 @@
+"""Turn models into response schemas (the one place that decides what a client may see:
+no phone numbers of the other party, no exact positions outside an active job)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dispatch.api.schemas import (
+    CategoryRef,
+    JobOut,
+    JobWorkerOut,
+    LocationOut,
+    OfferJobOut,
+    OfferOut,
+    SkillOut,
+    TokenOut,
+    UserOut,
+    WorkerProfileOut,
+)
+from dispatch.models import Category, Job, Offer, User, Worker
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(id=user.id, email=user.email, name=user.name, phone=user.phone_e164,
+                   role=user.role, locale=user.locale)
+
+
+def token_out(token: str, user: User, expires_at: datetime) -> TokenOut:
+    return TokenOut(token=token, expires_at=expires_at, user=user_out(user))
+
+
+def category_ref(c: Category) -> CategoryRef:
+    return CategoryRef(id=c.id, slug=c.slug, name=c.name, path=c.path)
+
+
+def job_out(job: Job) -> JobOut:
+    worker = None
+    if job.worker is not None:
+        worker = JobWorkerOut(id=job.worker.user_id, name=job.worker.user.name,
+                              travel_mode=job.worker.travel_mode)
+    return JobOut(
+        id=job.id, status=job.status, urgency=job.urgency, category=category_ref(job.category),
+        description=job.description, lat=job.lat, lng=job.lng, address=job.address,
+        requested_at=job.requested_at, arrive_by=job.arrive_by,
+        estimated_arrival=job.estimated_arrival, worker=worker, assigned_at=job.assigned_at,
+        arrived_at=job.arrived_at, completed_at=job.completed_at,
+    )
+
+
+def offer_out(offer: Offer) -> OfferOut:
+    job = offer.job
+    return OfferOut(
+        id=offer.id, status=offer.status, wave=offer.wave, created_at=offer.created_at,
+        expires_at=offer.expires_at, eta_seconds=round(offer.eta_seconds, 1),
+        distance_m=round(offer.distance_m, 1),
+        job=OfferJobOut(id=job.id, category=category_ref(job.category),
+                        description=job.description, lat=job.lat, lng=job.lng,
+                        address=job.address, arrive_by=job.arrive_by),
+    )
+
+
+def worker_profile_out(worker: Worker) -> WorkerProfileOut:
+    location = None
+    if worker.location_at is not None and worker.lat is not None and worker.lng is not None:
+        location = LocationOut(lat=worker.lat, lng=worker.lng,
+                               accuracy_m=worker.location_accuracy_m, at=worker.location_at)
+    return WorkerProfileOut(
+        user_id=worker.user_id, name=worker.user.name, travel_mode=worker.travel_mode,
+        service_radius_m=worker.service_radius_m, availability=worker.availability,
+        location=location,
+        skills=[SkillOut(category=category_ref(s.category), verified=s.verified)
+                for s in worker.skills],
+    )

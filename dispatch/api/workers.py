@@ -1,0 +1,64 @@
+"""The worker's own profile, skills, availability and location; operators verify skills."""
+
+from __future__ import annotations
+
+from dispatch.api import bp
+from dispatch.api.routing import registry
+from dispatch.api.schemas import (
+    AvailabilityIn,
+    LocationIn,
+    SkillsIn,
+    VerifySkillIn,
+    WorkerProfileIn,
+    WorkerProfileOut,
+)
+from dispatch.api.shapes import worker_profile_out
+from dispatch.extensions import db
+from dispatch.models import Role, User
+from dispatch.services import accounts
+from dispatch.states import Availability
+
+WORKER = (Role.WORKER,)
+
+
+@registry.route(bp, "/worker/profile", "GET", summary="The worker's profile",
+                response=WorkerProfileOut, roles=WORKER)
+def get_profile(user: User) -> WorkerProfileOut:
+    return worker_profile_out(accounts.worker_of(db.session, user))
+
+
+@registry.route(bp, "/worker/profile", "PATCH", summary="Change travel mode or service radius",
+                body=WorkerProfileIn, response=WorkerProfileOut, roles=WORKER)
+def patch_profile(user: User, body: WorkerProfileIn) -> WorkerProfileOut:
+    return worker_profile_out(accounts.update_profile(db.session, user, body))
+
+
+@registry.route(bp, "/worker/skills", "PUT", summary="Replace the worker's skills",
+                body=SkillsIn, response=WorkerProfileOut, roles=WORKER)
+def put_skills(user: User, body: SkillsIn) -> WorkerProfileOut:
+    """A category that has children stands for all its bookable leaves. New skills are
+    unverified until an operator verifies them; verified ones that stay keep their flag."""
+    return worker_profile_out(accounts.set_skills(db.session, user, body.category_ids))
+
+
+@registry.route(bp, "/worker/availability", "POST", summary="Go online or offline",
+                body=AvailabilityIn, response=WorkerProfileOut, roles=WORKER, errors=[409])
+def post_availability(user: User, body: AvailabilityIn) -> WorkerProfileOut:
+    return worker_profile_out(
+        accounts.set_availability(db.session, user, Availability(body.availability)))
+
+
+@registry.route(bp, "/worker/location", "POST", summary="Report the worker's position",
+                body=LocationIn, response=WorkerProfileOut, roles=WORKER)
+def post_location(user: User, body: LocationIn) -> WorkerProfileOut:
+    """Out-of-order fixes (older than the stored one) are ignored; the answer shows the
+    position that is stored."""
+    return worker_profile_out(accounts.report_location(db.session, user, body))
+
+
+@registry.route(bp, "/admin/workers/<int:worker_id>/verification", "POST",
+                summary="Verify or unverify a worker for one service", body=VerifySkillIn,
+                response=WorkerProfileOut, roles=(Role.ADMIN,), errors=[404])
+def post_verification(user: User, worker_id: int, body: VerifySkillIn) -> WorkerProfileOut:
+    return worker_profile_out(
+        accounts.verify_skill(db.session, worker_id, body.category_id, body.verified))

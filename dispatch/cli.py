@@ -1,0 +1,115 @@
+"""Command-line tools: `flask seed-demo` and `flask sweeper`."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from dispatch import clock
+from dispatch.api.schemas import RegisterIn
+from dispatch.extensions import db
+from dispatch.models import Category, Role, User, Worker, WorkerSkill
+from dispatch.services import accounts
+from dispatch.services.dispatching import sweep
+from dispatch.states import Availability
+from geo.points import wkt_point
+
+DEMO_PASSWORD = "demo-password"
+DEMO_CENTER = (37.7749, -122.4194)  # San Francisco
+DEMO_DOMAIN = "demo.dispatch.test"
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(sweeper)
+
+
+@click.command("seed-demo")
+@click.option("--workers", default=40, show_default=True)
+def seed_demo(workers: int) -> None:
+    """Demo accounts on first start; on every start, demo workers come online with fresh
+    positions so a booking can be matched straight away."""
+    session = db.session
+    if session.execute(select(User).where(User.email == f"admin@{DEMO_DOMAIN}")).first() is None:
+        _create_demo(workers)
+        click.echo(f"demo data created; every demo account's password is '{DEMO_PASSWORD}'")
+    now = clock.now()
+    rng = random.Random(7)
+    demo_workers = session.execute(
+        select(Worker).join(User).where(User.email.like(f"%@{DEMO_DOMAIN}"))
+        .where(Worker.availability != Availability.BUSY.value)
+    ).scalars().all()
+    for worker in demo_workers:
+        lat, lng = _scatter(rng, 6000)
+        worker.location = wkt_point(lat, lng)
+        worker.location_at = now
+        worker.location_accuracy_m = 15.0
+        worker.availability = Availability.ONLINE.value
+    session.commit()
+    click.echo(f"{len(demo_workers)} demo workers online around San Francisco; log in as "
+               f"resident@{DEMO_DOMAIN}, worker1@{DEMO_DOMAIN}, admin@{DEMO_DOMAIN}")
+
+
+def _scatter(rng: random.Random, radius_m: float) -> tuple[float, float]:
+    import math
+
+    r = radius_m * math.sqrt(rng.random())
+    theta = rng.random() * 2 * math.pi
+    dlat = r * math.cos(theta) / 111_320
+    dlng = r * math.sin(theta) / (111_320 * math.cos(math.radians(DEMO_CENTER[0])))
+    return DEMO_CENTER[0] + dlat, DEMO_CENTER[1] + dlng
+
+
+def _create_demo(n_workers: int) -> None:
+    session = db.session
+    leaves = session.execute(select(Category).where(Category.bookable)).scalars().all()
+    rng = random.Random(42)
+
+    def person(email: str, name: str, role: Role, phone: str) -> User:
+        return accounts.register(session, RegisterIn(
+            email=f"{email}@{DEMO_DOMAIN}", password=DEMO_PASSWORD, name=name,
+            phone=phone, role="resident" if role is Role.ADMIN else role.value,
+        ), role=role)
+
+    person("admin", "Ada Operator", Role.ADMIN, "+14155550100")
+    person("resident", "Rosa Resident", Role.RESIDENT, "+14155550101")
+    person("manager", "Max Manager", Role.PROPERTY_MANAGER, "+14155550102")
+    modes = ["car", "car", "bike", "walk"]
+    for i in range(1, n_workers + 1):
+        user = person(f"worker{i}", f"Worker {i}", Role.WORKER, f"+1415555{1000 + i:04d}")
+        worker = session.get(Worker, user.id)
+        assert worker is not None
+        worker.travel_mode = modes[i % len(modes)]
+        worker.service_radius_m = 15000
+        for leaf in rng.sample(list(leaves), k=min(4, len(leaves))):
+            worker.skills.append(WorkerSkill(category_id=leaf.id, verified=True,
+                                             verified_at=clock.now()))
+    session.commit()
+
+
+@click.command("sweeper")
+@click.option("--every", "interval", type=float, default=None,
+              help="seconds between sweeps (default: SWEEP_INTERVAL_SECONDS)")
+@click.option("--once", is_flag=True, help="sweep once and exit")
+def sweeper(interval: float | None, once: bool) -> None:
+    """Expire overdue offers and move stalled jobs on, forever: the net under RQ timers."""
+    interval = interval or current_app.config["DISPATCH"].sweep_interval_s
+    while True:
+        try:
+            touched = sweep(db.session)
+            if touched:
+                click.echo(f"swept {touched} job(s)")
+        except Exception as exc:  # keep sweeping through a database restart
+            db.session.rollback()
+            click.echo(f"sweep failed: {exc}", err=True)
+        finally:
+            db.session.remove()
+        if once:
+            return
+        time.sleep(interval)
+
+

@@ -1,0 +1,80 @@
+"""Configuration, read only from environment variables, with safe development defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass
+class Settings:
+    """Every knob of the product; `to_flask()` turns it into Flask config keys."""
+
+    database_url: str
+    redis_url: str
+    secret_key: str
+    promise_minutes: int
+    offer_window_s: int
+    offer_wave_size: int
+    location_max_age_s: int
+    travel_speeds_kmh: str
+    circuity: float
+    startup_s: float
+    reputation_weight: float
+    fairness_weight: float
+    knn_pool: int
+    sweep_interval_s: float
+    token_ttl_days: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=_env(
+                "DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:55432/dispatch"
+            ),
+            redis_url=_env("REDIS_URL", "redis://127.0.0.1:56379/0"),
+            secret_key=_env("SECRET_KEY", "dev-only-not-secret"),
+            promise_minutes=_int("PROMISE_MINUTES", 120),
+            offer_window_s=_int("OFFER_WINDOW_SECONDS", 30),
+            offer_wave_size=_int("OFFER_WAVE_SIZE", 3),
+            location_max_age_s=_int("LOCATION_MAX_AGE_SECONDS", 600),
+            travel_speeds_kmh=_env("TRAVEL_SPEEDS_KMH", "walk=4.7,bike=15,car=28"),
+            circuity=_float("CIRCUITY_FACTOR", 1.3),
+            startup_s=_float("ETA_STARTUP_SECONDS", 300),
+            reputation_weight=_float("MATCH_REPUTATION_WEIGHT", 0.2),
+            fairness_weight=_float("MATCH_FAIRNESS_WEIGHT", 0.02),
+            knn_pool=_int("MATCH_KNN_POOL", 64),
+            sweep_interval_s=_float("SWEEP_INTERVAL_SECONDS", 5),
+            token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
+        )
+
+    def to_flask(self) -> dict[str, Any]:
+        return {
+            "SQLALCHEMY_DATABASE_URI": _sqlalchemy_url(self.database_url),
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 10,
+                                          "max_overflow": 30},
+            "REDIS_URL": self.redis_url,
+            "SECRET_KEY": self.secret_key,
+            "DISPATCH": self,
+        }
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs (as most tools write them) and use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

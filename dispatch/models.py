@@ -1,0 +1,228 @@
+"""Database models. Statuses are text with CHECK constraints whose values come from
+`dispatch.states`, so the state machines and the schema name the same things."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from flask_login import UserMixin
+from geoalchemy2 import Geography, Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    cast,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+
+from dispatch.extensions import db
+from dispatch.states import Actor, Availability, JobStatus, OfferStatus
+from geo.eta import TravelMode
+
+POINT = Geography(geometry_type="POINT", srid=4326, spatial_index=False)
+NEUTRAL_REPUTATION = 0.5
+
+
+class Role(StrEnum):
+    RESIDENT = "resident"
+    WORKER = "worker"
+    PROPERTY_MANAGER = "property_manager"
+    ADMIN = "admin"
+
+
+class Urgency(StrEnum):
+    URGENT = "urgent"
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="ck_users_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    phone_e164: Mapped[str] = mapped_column(String(16), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    locale: Mapped[str] = mapped_column(String(10), default="en", server_default="en")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    worker: Mapped[Worker | None] = relationship(back_populates="user", uselist=False)
+
+
+class ApiToken(db.Model):
+    """Bearer tokens for the JSON API; only a SHA-256 of the token is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class Category(db.Model):
+    """A node of the service tree; only leaves are bookable and carry worker skills."""
+
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"), index=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    path: Mapped[str] = mapped_column(String(400), unique=True)
+    bookable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Worker(db.Model):
+    __tablename__ = "workers"
+    __table_args__ = (
+        CheckConstraint(_in("travel_mode", TravelMode), name="ck_workers_travel_mode"),
+        CheckConstraint(_in("availability", Availability), name="ck_workers_availability"),
+        CheckConstraint("service_radius_m BETWEEN 100 AND 200000", name="ck_workers_radius"),
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    travel_mode: Mapped[str] = mapped_column(String(10), default=TravelMode.CAR.value)
+    service_radius_m: Mapped[int] = mapped_column(Integer, default=15000)
+    availability: Mapped[str] = mapped_column(String(10), default=Availability.OFFLINE.value)
+    location: Mapped[Any] = mapped_column(POINT, nullable=True)
+    location_accuracy_m: Mapped[float | None] = mapped_column(Float)
+    location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Fed by reviews in a later issue; neutral until then so it ranks nobody up or down.
+    reputation: Mapped[float] = mapped_column(Float, default=NEUTRAL_REPUTATION,
+                                              server_default=text(str(NEUTRAL_REPUTATION)))
+    last_assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lat: Mapped[float | None] = column_property(func.ST_Y(cast(location, Geometry)))
+    lng: Mapped[float | None] = column_property(func.ST_X(cast(location, Geometry)))
+
+    user: Mapped[User] = relationship(back_populates="worker")
+    skills: Mapped[list[WorkerSkill]] = relationship(
+        back_populates="worker", cascade="all, delete-orphan", order_by="WorkerSkill.category_id"
+    )
+
+
+class WorkerSkill(db.Model):
+    """A worker's skill in one bookable category, and the match index row for it.
+
+    `available`, `location` and `location_at` are copies of the worker's, kept by database
+    triggers so the partial GiST index can serve the KNN search (see `geo.candidates`).
+    """
+
+    __tablename__ = "worker_skills"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), primary_key=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    available: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    location: Mapped[Any] = mapped_column(POINT, nullable=True)
+    location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    worker: Mapped[Worker] = relationship(back_populates="skills")
+    category: Mapped[Category] = relationship()
+
+
+class Job(db.Model):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JobStatus), name="ck_jobs_status"),
+        CheckConstraint(_in("urgency", Urgency), name="ck_jobs_urgency"),
+        UniqueConstraint("resident_id", "idempotency_key", name="uq_jobs_idempotency"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
+    description: Mapped[str] = mapped_column(Text)
+    location: Mapped[Any] = mapped_column(POINT)
+    address: Mapped[str | None] = mapped_column(String(300))
+    urgency: Mapped[str] = mapped_column(String(10), default=Urgency.URGENT.value)
+    status: Mapped[str] = mapped_column(String(20))
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.user_id"), index=True)
+    wave: Mapped[int] = mapped_column(Integer, default=0)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    arrive_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    estimated_arrival: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)))
+    lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)))
+
+    resident: Mapped[User] = relationship(foreign_keys=[resident_id])
+    worker: Mapped[Worker | None] = relationship(foreign_keys=[worker_id])
+    category: Mapped[Category] = relationship()
+    events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
+
+
+class JobEvent(db.Model):
+    """Append-only history of a job: every status change and every dispatch step."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (CheckConstraint(_in("actor", Actor), name="ck_job_events_actor"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(10))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+    job: Mapped[Job] = relationship(back_populates="events")
+
+
+class Offer(db.Model):
+    __tablename__ = "offers"
+    __table_args__ = (
+        CheckConstraint(_in("status", OfferStatus), name="ck_offers_status"),
+        UniqueConstraint("job_id", "worker_id", name="uq_offers_job_worker"),
+        Index("ix_offers_pending_due", "expires_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_offers_pending_worker", "worker_id",
+              postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.user_id"))
+    wave: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), default=OfferStatus.PENDING.value)
+    distance_m: Mapped[float] = mapped_column(Float)
+    eta_seconds: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    job: Mapped[Job] = relationship()

@@ -1,0 +1,137 @@
+"""Accounts and worker profiles: registration, login, skills, verification, going online,
+and location reports (which feed matching through the worker_skills triggers)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dispatch import clock
+from dispatch.api.schemas import LocationIn, RegisterIn, WorkerProfileIn
+from dispatch.auth import hash_password, verify_password
+from dispatch.errors import ApiError, FieldProblem, invalid, not_found
+from dispatch.models import Role, User, Worker, WorkerSkill
+from dispatch.services.catalog import bookable_category, leaves_under
+from dispatch.states import Availability
+from geo.points import wkt_point
+
+# A fix from the device's future beyond this is a wrong clock, not a position.
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+
+
+def register(session: Session, data: RegisterIn, role: Role | None = None) -> User:
+    """Create the account (and the worker profile for workers). Duplicate email or phone is a
+    409 naming the field; nothing is written in that case."""
+    user = User(email=data.email, name=data.name, phone_e164=data.phone,
+                role=(role or Role(data.role)).value, locale=data.locale,
+                password_hash=hash_password(data.password))
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        taken = "email" if "email" in str(exc.orig) else "phone"
+        raise ApiError(409, "already_registered", f"{taken} is already registered",
+                       [FieldProblem(taken, "is already registered")]) from exc
+    if user.role == Role.WORKER.value:
+        session.add(Worker(user_id=user.id))
+    session.flush()
+    return user
+
+
+def login(session: Session, email: str, password: str) -> User:
+    user = session.execute(
+        select(User).where(User.email == email.strip().lower())
+    ).scalar_one_or_none()
+    if user is None or not verify_password(user, password):
+        raise ApiError(401, "bad_credentials", "email or password is wrong",
+                       [FieldProblem("password", "email or password is wrong")])
+    return user
+
+
+def worker_of(session: Session, user: User, lock: bool = False) -> Worker:
+    stmt = select(Worker).where(Worker.user_id == user.id)
+    if lock:
+        stmt = stmt.with_for_update()
+    worker = session.execute(stmt).scalar_one_or_none()
+    if worker is None:
+        raise not_found("worker profile")
+    return worker
+
+
+def update_profile(session: Session, user: User, data: WorkerProfileIn) -> Worker:
+    worker = worker_of(session, user, lock=True)
+    if data.travel_mode is not None:
+        worker.travel_mode = data.travel_mode
+    if data.service_radius_m is not None:
+        worker.service_radius_m = data.service_radius_m
+    session.commit()
+    return worker
+
+
+def set_skills(session: Session, user: User, category_ids: list[int]) -> Worker:
+    """Replace the worker's skills with the leaves under the given categories. Verification
+    already granted for a kept leaf stays; new leaves start unverified."""
+    worker = worker_of(session, user, lock=True)
+    leaves = leaves_under(session, category_ids)
+    keep = {leaf.id for leaf in leaves}
+    for skill in list(worker.skills):
+        if skill.category_id not in keep:
+            worker.skills.remove(skill)
+    have = {s.category_id for s in worker.skills}
+    for leaf in leaves:
+        if leaf.id not in have:
+            worker.skills.append(WorkerSkill(category_id=leaf.id, verified=False))
+    session.commit()
+    return worker
+
+
+def verify_skill(session: Session, worker_id: int, category_id: int, verified: bool) -> Worker:
+    """An operator vouches (or stops vouching) for a worker in one service."""
+    bookable_category(session, category_id)
+    skill = session.execute(
+        select(WorkerSkill).where(WorkerSkill.worker_id == worker_id,
+                                  WorkerSkill.category_id == category_id).with_for_update()
+    ).scalar_one_or_none()
+    if skill is None:
+        if session.get(Worker, worker_id) is None:
+            raise not_found("worker")
+        raise invalid("category_id", "the worker has not listed this skill")
+    skill.verified = verified
+    skill.verified_at = clock.now() if verified else None
+    session.commit()
+    return skill.worker
+
+
+def set_availability(session: Session, user: User, availability: Availability) -> Worker:
+    """Online workers get offers; a busy worker must finish the job before going offline."""
+    worker = worker_of(session, user, lock=True)
+    if worker.availability == Availability.BUSY.value:
+        raise ApiError(409, "worker_busy", "finish or hand back the active job first",
+                       [FieldProblem("availability", "you hold an active job")])
+    worker.availability = availability.value
+    session.commit()
+    return worker
+
+
+def report_location(session: Session, user: User, data: LocationIn) -> Worker:
+    """Store the latest fix. A fix older than the one stored is dropped (pings can arrive out
+    of order); a fix from the future is refused."""
+    now = clock.now()
+    at: datetime = data.recorded_at or now
+    if at.tzinfo is None:
+        raise invalid("recorded_at", "must include a timezone offset")
+    if at > now + MAX_CLOCK_SKEW:
+        raise invalid("recorded_at", "is in the future")
+    worker = worker_of(session, user, lock=True)
+    if worker.location_at is not None and at <= worker.location_at:
+        session.rollback()
+        return worker
+    worker.location = wkt_point(data.lat, data.lng)
+    worker.location_accuracy_m = data.accuracy_m
+    worker.location_at = at
+    session.commit()
+    return worker

@@ -1,0 +1,115 @@
+"""Booking urgent help: validate, find who can come in time, and either open the job with its
+first wave of offers or refuse at once, honestly, holding nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dispatch import clock
+from dispatch.api.schemas import JobIn
+from dispatch.errors import ApiError, FieldProblem, invalid
+from dispatch.models import Job, Urgency, User
+from dispatch.services.catalog import bookable_category
+from dispatch.services.dispatching import (
+    search_candidates,
+    send_wave,
+    settings,
+)
+from dispatch.services.jobs import record_event, transition
+from dispatch.states import Actor, JobStatus
+from geo.points import wkt_point
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def fingerprint(data: JobIn) -> str:
+    """What makes two requests 'the same booking' for the idempotency check."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_idempotency_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise invalid("Idempotency-Key", "header is required (any unique string per booking)",
+                      status=400)
+    key = key.strip()
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise invalid("Idempotency-Key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters",
+                      status=400)
+    return key
+
+
+def _existing(session: Session, resident: User, key: str, fp: str) -> Job | None:
+    job = session.execute(
+        select(Job).where(Job.resident_id == resident.id, Job.idempotency_key == key)
+    ).scalar_one_or_none()
+    if job is not None and job.request_fingerprint != fp:
+        raise ApiError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was used for a different booking",
+                       [FieldProblem("Idempotency-Key", "already used with a different body")])
+    return job
+
+
+def no_coverage(earliest: datetime | None, promise: timedelta) -> ApiError:
+    hours = promise.total_seconds() / 3600
+    if earliest is None:
+        message = (f"no verified worker for this service is online near you; "
+                   f"nobody can arrive within {hours:g} hours")
+    else:
+        message = (f"nobody can arrive within {hours:g} hours; the earliest anyone could "
+                   f"arrive is {earliest.isoformat(timespec='minutes')}")
+    return ApiError(409, "no_coverage", message,
+                    [FieldProblem("location", "outside the reach of available workers")],
+                    {"earliest_arrival": earliest.isoformat() if earliest else None})
+
+
+def book_urgent(session: Session, resident: User, data: JobIn,
+                idempotency_key: str | None) -> tuple[Job, bool]:
+    """Returns (job, created). The same key and body return the same job, even when the two
+    requests race: the unique (resident, key) constraint picks one, the other reads it."""
+    key = check_idempotency_key(idempotency_key)
+    fp = fingerprint(data)
+    existing = _existing(session, resident, key, fp)
+    if existing is not None:
+        return existing, False
+    category = bookable_category(session, data.category_id)
+    s = settings()
+    now = clock.now()
+    arrive_by = now + timedelta(minutes=s.promise_minutes)
+    found = search_candidates(
+        session, category_id=category.id, lat=data.lat, lng=data.lng, now=now,
+        deadline=arrive_by, excluded_worker_ids=[],
+        limit=s.offer_wave_size,
+    )
+    if not found.candidates:
+        session.rollback()
+        raise no_coverage(found.earliest_arrival, timedelta(minutes=s.promise_minutes))
+    best = found.candidates[0]
+    job = Job(resident_id=resident.id, category_id=category.id, description=data.description,
+              location=wkt_point(data.lat, data.lng), address=data.address,
+              urgency=Urgency.URGENT.value, status=JobStatus.REQUESTED.value, wave=0,
+              requested_at=now, arrive_by=arrive_by,
+              estimated_arrival=now + timedelta(seconds=min(c.eta_s for c in found.candidates)),
+              idempotency_key=key, request_fingerprint=fp)
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raced = _existing(session, resident, key, fp)
+        if raced is None:
+            raise
+        return raced, False
+    record_event(session, job, "requested", Actor.RESIDENT, now=now, actor_user_id=resident.id,
+                 to_status=JobStatus.REQUESTED.value,
+                 detail={"best_eta_seconds": round(best.eta_s), "arrive_by": arrive_by.isoformat()})
+    transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
+    send_wave(session, job, now, candidates=found.candidates)
+    session.commit()
+    return job, True

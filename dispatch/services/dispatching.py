@@ -1,0 +1,287 @@
+"""Matching and the offer cascade: waves of offers to the best candidates, first accept wins,
+unanswered offers expire and the next wave goes out, and when nobody is left the job is
+`unfilled`. Every step locks the job row first (then offer, then worker), so concurrent
+accepts, declines, expiries and sweeps serialize per job and never deadlock."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dispatch import clock
+from dispatch.aftercommit import on_commit
+from dispatch.config import Settings
+from dispatch.errors import ApiError, FieldProblem, not_found
+from dispatch.models import Job, Offer, User, Worker
+from dispatch.services.jobs import lock_job, record_event, transition, withdraw_pending_offers
+from dispatch.states import Actor, Availability, JobStatus, OfferStatus, check_offer_transition
+from geo.candidates import (
+    Candidate,
+    CandidateSearch,
+    MatchRequest,
+    MatchWeights,
+    find_candidates,
+)
+from geo.eta import EtaModel
+
+log = logging.getLogger(__name__)
+
+
+def settings() -> Settings:
+    return current_app.config["DISPATCH"]
+
+
+def eta_model(s: Settings) -> EtaModel:
+    return EtaModel.from_setting(s.travel_speeds_kmh, s.circuity, s.startup_s)
+
+
+def search_candidates(
+    session: Session, *, category_id: int, lat: float, lng: float, now: datetime,
+    deadline: datetime, excluded_worker_ids: list[int], limit: int,
+) -> CandidateSearch:
+    s = settings()
+    request = MatchRequest(
+        category_id=category_id, lat=lat, lng=lng, now=now, deadline=deadline,
+        eta=eta_model(s), max_location_age=timedelta(seconds=s.location_max_age_s),
+        weights=MatchWeights(reputation=s.reputation_weight, fairness=s.fairness_weight),
+        excluded_worker_ids=excluded_worker_ids, limit=limit,
+    )
+    return find_candidates(session, request, pool=s.knn_pool)
+
+
+def already_offered(session: Session, job_id: int) -> list[int]:
+    """Workers who were already asked for this job: each worker is asked once per job."""
+    return list(session.execute(select(Offer.worker_id).where(Offer.job_id == job_id)).scalars())
+
+
+def send_wave(session: Session, job: Job, now: datetime,
+              candidates: list[Candidate] | None = None) -> list[Offer]:
+    """Offer the (locked, dispatching) job to the next best candidates, or give up honestly.
+
+    Returns the new offers; if none could be made and none is pending, the job is unfilled."""
+    s = settings()
+    if candidates is None:
+        candidates = search_candidates(
+            session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
+            deadline=job.arrive_by, excluded_worker_ids=already_offered(session, job.id),
+            limit=s.offer_wave_size,
+        ).candidates
+    if not candidates:
+        still_pending = session.execute(
+            select(exists().where(Offer.job_id == job.id,
+                                  Offer.status == OfferStatus.PENDING.value))
+        ).scalar()
+        if not still_pending:
+            transition(session, job, JobStatus.UNFILLED, Actor.SYSTEM, now=now,
+                       detail={"reason": "no worker could accept in time",
+                               "waves": job.wave})
+        return []
+    job.wave += 1
+    expires_at = now + timedelta(seconds=s.offer_window_s)
+    offers = [
+        Offer(job_id=job.id, worker_id=c.worker_id, wave=job.wave, rank=rank,
+              status=OfferStatus.PENDING.value, distance_m=c.distance_m, eta_seconds=c.eta_s,
+              score=c.score, created_at=now, expires_at=expires_at)
+        for rank, c in enumerate(candidates, start=1)
+    ]
+    session.add_all(offers)
+    session.flush()
+    record_event(session, job, "offers_sent", Actor.SYSTEM, now=now, detail={
+        "wave": job.wave, "offer_ids": [o.id for o in offers],
+        "worker_ids": [o.worker_id for o in offers], "expires_at": expires_at.isoformat(),
+    })
+    job_id = job.id
+    on_commit(session, lambda: _schedule_expiry(job_id, expires_at))
+    return offers
+
+
+def _schedule_expiry(job_id: int, expires_at: datetime) -> None:
+    from dispatch.tasks import schedule_offer_expiry
+
+    schedule_offer_expiry(job_id, expires_at)
+
+
+def lock_offer(session: Session, offer_id: int, worker: User) -> Offer:
+    """The caller's own offer with its job locked first; a stranger's offer is 'not found'."""
+    job_id = session.execute(
+        select(Offer.job_id).where(Offer.id == offer_id, Offer.worker_id == worker.id)
+    ).scalar_one_or_none()
+    if job_id is None:
+        raise not_found("offer")
+    lock_job(session, job_id)
+    return session.execute(
+        select(Offer).where(Offer.id == offer_id).with_for_update()
+    ).scalar_one()
+
+
+def _refuse(offer: Offer, reason: str, message: str) -> ApiError:
+    """An accept or decline that came too late or from a worker who cannot take the job."""
+    return ApiError(409, reason, message, [FieldProblem("offer", message)],
+                    {"offer_status": offer.status})
+
+
+def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, Job]:
+    """First accept wins. Under the job lock the offer must still be pending and unexpired,
+    the job still dispatching, and the worker online; the worker row is taken with a
+    conditional UPDATE (online -> busy) so one worker can never win two jobs, and the
+    partial unique index on active jobs backs that up in the database itself."""
+    now = clock.now()
+    offer = lock_offer(session, offer_id, worker)
+    job = offer.job
+    if offer.status != OfferStatus.PENDING.value:
+        raise _refuse(offer, f"offer_{offer.status}", f"this offer is already {offer.status}")
+    if offer.expires_at <= now:
+        raise _refuse(offer, "offer_expired", "the accept window has closed")
+    if job.status != JobStatus.DISPATCHING.value:
+        raise _refuse(offer, "job_unavailable", f"the job is {job.status}")
+    took_worker = session.execute(
+        update(Worker)
+        .where(Worker.user_id == worker.id, Worker.availability == Availability.ONLINE.value)
+        .values(availability=Availability.BUSY.value, last_assigned_at=now)
+        .returning(Worker.user_id)
+    ).scalar_one_or_none()
+    if took_worker is None:
+        current = session.execute(
+            select(Worker.availability).where(Worker.user_id == worker.id)).scalar_one()
+        message = ("you already hold an active job" if current == Availability.BUSY.value
+                   else "go online to accept offers")
+        raise _refuse(offer, "worker_unavailable", message)
+    check_offer_transition(offer.status, OfferStatus.ACCEPTED)
+    offer.status = OfferStatus.ACCEPTED.value
+    offer.responded_at = now
+    job.worker_id = worker.id
+    job.estimated_arrival = now + timedelta(seconds=offer.eta_seconds)
+    transition(session, job, JobStatus.ASSIGNED, Actor.SYSTEM, now=now,
+               actor_user_id=worker.id, detail={"offer_id": offer.id, "worker_id": worker.id,
+                                                "eta_seconds": round(offer.eta_seconds)})
+    withdrawn = withdraw_pending_offers(session, job, now, except_offer_id=offer.id)
+    if withdrawn:
+        record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
+                     detail={"count": withdrawn, "reason": "accepted by another worker"})
+    try:
+        session.commit()
+    except IntegrityError as exc:  # the active-job unique index: a double booking was stopped
+        session.rollback()
+        raise ApiError(409, "worker_unavailable", "you already hold an active job",
+                       [FieldProblem("offer", "you already hold an active job")]) from exc
+    withdraw_elsewhere(session, worker.id)
+    return offer, job
+
+
+def withdraw_elsewhere(session: Session, worker_id: int) -> int:
+    """A worker who just took a job no longer holds other offers: withdraw each and move that
+    job's cascade on. One transaction per job (job lock first), after the accept committed,
+    so two accepts never wait on each other's offers. If this is cut short, those offers
+    simply expire."""
+    job_ids = session.execute(
+        select(Offer.job_id).where(Offer.worker_id == worker_id,
+                                   Offer.status == OfferStatus.PENDING.value)
+    ).scalars().all()
+    session.rollback()
+    for job_id in job_ids:
+        now = clock.now()
+        job = lock_job(session, job_id)
+        withdrawn = session.execute(
+            update(Offer)
+            .where(Offer.job_id == job_id, Offer.worker_id == worker_id,
+                   Offer.status == OfferStatus.PENDING.value)
+            .values(status=OfferStatus.WITHDRAWN.value, responded_at=now)
+            .returning(Offer.id)
+        ).scalars().all()
+        if withdrawn:
+            record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
+                         detail={"offer_ids": list(withdrawn),
+                                 "reason": "the worker took another job"})
+            _continue_dispatch(session, job, now)
+        session.commit()
+    return len(job_ids)
+
+
+def decline_offer(session: Session, offer_id: int, worker: User) -> Offer:
+    """A decline frees the worker at once and, if it was the last pending offer of the wave,
+    sends the next wave without waiting for the window to close."""
+    now = clock.now()
+    offer = lock_offer(session, offer_id, worker)
+    if offer.status != OfferStatus.PENDING.value:
+        raise _refuse(offer, f"offer_{offer.status}", f"this offer is already {offer.status}")
+    check_offer_transition(offer.status, OfferStatus.DECLINED)
+    offer.status = OfferStatus.DECLINED.value
+    offer.responded_at = now
+    record_event(session, offer.job, "offer_declined", Actor.WORKER, now=now,
+                 actor_user_id=worker.id, detail={"offer_id": offer.id})
+    session.flush()
+    _continue_dispatch(session, offer.job, now)
+    session.commit()
+    return offer
+
+
+def _continue_dispatch(session: Session, job: Job, now: datetime) -> None:
+    """If the (locked) job is dispatching with no pending offer left, send the next wave."""
+    if job.status != JobStatus.DISPATCHING.value:
+        return
+    pending = session.execute(
+        select(exists().where(Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value))
+    ).scalar()
+    if not pending:
+        send_wave(session, job, now)
+
+
+def expire_offers(session: Session, job_id: int) -> int:
+    """Expire the job's pending offers whose window has closed and move the cascade on.
+
+    Safe to run any number of times, from the scheduled RQ job or the sweeper."""
+    now = clock.now()
+    job = session.execute(
+        select(Job).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+    if job is None:
+        session.rollback()
+        return 0
+    expired = session.execute(
+        update(Offer)
+        .where(Offer.job_id == job_id, Offer.status == OfferStatus.PENDING.value,
+               Offer.expires_at <= now)
+        .values(status=OfferStatus.EXPIRED.value, responded_at=now)
+        .returning(Offer.id)
+    ).scalars().all()
+    if expired:
+        record_event(session, job, "offers_expired", Actor.SYSTEM, now=now,
+                     detail={"offer_ids": list(expired)})
+    _continue_dispatch(session, job, now)
+    session.commit()
+    return len(expired)
+
+
+def sweep(session: Session) -> int:
+    """The safety net under the scheduled expiries: finds every dispatching job with an
+    overdue offer or with no pending offer at all, and moves each on in its own transaction.
+    Returns how many jobs it touched."""
+    now = clock.now()
+    overdue = select(Offer.job_id).where(Offer.status == OfferStatus.PENDING.value,
+                                         Offer.expires_at <= now)
+    stalled = select(Job.id).where(
+        Job.status == JobStatus.DISPATCHING.value,
+        ~exists().where(Offer.job_id == Job.id, Offer.status == OfferStatus.PENDING.value),
+    )
+    job_ids = sorted(set(session.execute(overdue).scalars()) |
+                     set(session.execute(stalled).scalars()))
+    session.rollback()
+    for job_id in job_ids:
+        try:
+            expire_offers(session, job_id)
+        except Exception:
+            session.rollback()
+            log.exception("sweep could not move job %s on", job_id)
+    return len(job_ids)
+
+
+def offers_for(session: Session, worker: User, status: str | None = "pending") -> list[Offer]:
+    stmt = select(Offer).where(Offer.worker_id == worker.id).order_by(Offer.id.desc()).limit(50)
+    if status:
+        stmt = stmt.where(Offer.status == status)
+    return list(session.execute(stmt).scalars())

@@ -1,0 +1,159 @@
+"""Job status changes and who may see a job. Every change goes through `transition`, which
+asks the state machine, stamps the job and appends the event in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dispatch import clock
+from dispatch.errors import ApiError, FieldProblem, not_found
+from dispatch.models import Job, JobEvent, Offer, Role, User, Worker
+from dispatch.states import (
+    FINAL_JOB_STATUSES,
+    Actor,
+    Availability,
+    JobStatus,
+    OfferStatus,
+    check_job_transition,
+)
+
+_STAMPS = {
+    JobStatus.ASSIGNED: "assigned_at",
+    JobStatus.ARRIVED: "arrived_at",
+    JobStatus.COMPLETED: "completed_at",
+}
+
+
+def record_event(
+    session: Session, job: Job, kind: str, actor: Actor, *, now: datetime,
+    actor_user_id: int | None = None, from_status: str | None = None,
+    to_status: str | None = None, detail: dict[str, Any] | None = None,
+) -> JobEvent:
+    event = JobEvent(job_id=job.id, at=now, actor=actor.value, actor_user_id=actor_user_id,
+                     kind=kind, from_status=from_status, to_status=to_status,
+                     detail=detail or {})
+    session.add(event)
+    return event
+
+
+def transition(
+    session: Session, job: Job, target: JobStatus, actor: Actor, *, now: datetime,
+    actor_user_id: int | None = None, detail: dict[str, Any] | None = None,
+) -> None:
+    """Move a job (already locked by the caller) along the state machine and log it."""
+    current = job.status
+    check_job_transition(current, target, actor)
+    job.status = target.value
+    stamp = _STAMPS.get(target)
+    if stamp:
+        setattr(job, stamp, now)
+    if target in FINAL_JOB_STATUSES:
+        job.ended_at = now
+    record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
+                 from_status=current, to_status=target.value, detail=detail)
+
+
+def lock_job(session: Session, job_id: int) -> Job:
+    """The job row, locked for this transaction. Lock order everywhere: job, offer, worker."""
+    job = session.execute(
+        select(Job).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+    if job is None:
+        raise not_found("job")
+    return job
+
+
+def withdraw_pending_offers(session: Session, job: Job, now: datetime,
+                            except_offer_id: int | None = None) -> int:
+    stmt = (update(Offer)
+            .where(Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value)
+            .values(status=OfferStatus.WITHDRAWN.value, responded_at=now))
+    if except_offer_id is not None:
+        stmt = stmt.where(Offer.id != except_offer_id)
+    return session.execute(stmt).rowcount or 0
+
+
+def release_worker(session: Session, worker_id: int) -> None:
+    """A worker whose job ended is free for offers again (if they had not gone offline)."""
+    session.execute(
+        update(Worker)
+        .where(Worker.user_id == worker_id, Worker.availability == Availability.BUSY.value)
+        .values(availability=Availability.ONLINE.value)
+    )
+
+
+def visible_job(session: Session, user: User, job_id: int) -> Job:
+    """A job the caller may see: their own request, their assignment, or any for an admin.
+
+    Strangers get 404, not 403, so job ids cannot be probed."""
+    job = session.get(Job, job_id)
+    if job is None or not can_see(user, job):
+        raise not_found("job")
+    return job
+
+
+def can_see(user: User, job: Job) -> bool:
+    role = Role(user.role)
+    return (role is Role.ADMIN or (role is Role.RESIDENT and job.resident_id == user.id)
+            or (role is Role.WORKER and job.worker_id == user.id))
+
+
+def jobs_for(session: Session, user: User, status: str | None = None,
+             limit: int = 50) -> list[Job]:
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    role = Role(user.role)
+    if role is Role.RESIDENT:
+        stmt = stmt.where(Job.resident_id == user.id)
+    elif role is Role.WORKER:
+        stmt = stmt.where(Job.worker_id == user.id)
+    elif role is not Role.ADMIN:
+        return []
+    if status:
+        stmt = stmt.where(Job.status == status)
+    return list(session.execute(stmt).scalars())
+
+
+_WORKER_MOVES = {JobStatus.EN_ROUTE, JobStatus.ARRIVED, JobStatus.IN_PROGRESS,
+                 JobStatus.COMPLETED}
+
+
+def worker_update_status(session: Session, worker: User, job_id: int,
+                         target: JobStatus) -> Job:
+    """The assigned worker reports progress; finishing frees them for the next offer."""
+    if target not in _WORKER_MOVES:
+        raise ApiError(422, "validation_failed", f"status: workers cannot set {target}",
+                       [FieldProblem("status", f"workers cannot set {target}")])
+    now = clock.now()
+    job = lock_job(session, job_id)
+    if job.worker_id != worker.id:
+        raise not_found("job")
+    transition(session, job, target, Actor.WORKER, now=now, actor_user_id=worker.id)
+    if target is JobStatus.COMPLETED:
+        release_worker(session, worker.id)
+    session.commit()
+    return job
+
+
+def cancel_job(session: Session, user: User, job_id: int, reason: str | None) -> Job:
+    """The resident (or an operator) calls it off: pending offers are withdrawn and an
+    assigned worker is released, all in one transaction."""
+    now = clock.now()
+    job = lock_job(session, job_id)
+    role = Role(user.role)
+    if not can_see(user, job) or role not in (Role.RESIDENT, Role.ADMIN):
+        raise not_found("job")
+    actor = Actor.ADMIN if role is Role.ADMIN else Actor.RESIDENT
+    transition(session, job, JobStatus.CANCELLED, actor, now=now, actor_user_id=user.id,
+               detail={"reason": reason} if reason else None)
+    withdrawn = withdraw_pending_offers(session, job, now)
+    if withdrawn:
+        record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
+                     detail={"count": withdrawn})
+    if job.worker_id is not None:
+        release_worker(session, job.worker_id)
+    session.commit()
+    return job

@@ -1,0 +1,111 @@
+"""The state machines of jobs, offers and worker availability: the only place that says which
+moves are legal and who may make them. Services ask here before they change a status."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    REQUESTED = "requested"
+    DISPATCHING = "dispatching"
+    ASSIGNED = "assigned"
+    EN_ROUTE = "en_route"
+    ARRIVED = "arrived"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+    UNFILLED = "unfilled"
+    DISPUTED = "disputed"
+
+
+class OfferStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+class Availability(StrEnum):
+    OFFLINE = "offline"
+    ONLINE = "online"
+    BUSY = "busy"
+
+
+class Actor(StrEnum):
+    """Who moves a job: the side that asked, the side that works, the platform, an operator."""
+
+    RESIDENT = "resident"
+    WORKER = "worker"
+    SYSTEM = "system"
+    ADMIN = "admin"
+
+
+J = JobStatus
+_R, _W, _S, _A = Actor.RESIDENT, Actor.WORKER, Actor.SYSTEM, Actor.ADMIN
+
+# (from, to) -> actors allowed to make that move.  Money (`closed`) and disputes arrive with
+# their own issues; their edges are here so the map stays whole.
+JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
+    (J.REQUESTED, J.DISPATCHING): frozenset({_S}),
+    (J.REQUESTED, J.UNFILLED): frozenset({_S}),
+    (J.REQUESTED, J.CANCELLED): frozenset({_R, _S, _A}),
+    (J.DISPATCHING, J.ASSIGNED): frozenset({_S}),
+    (J.DISPATCHING, J.UNFILLED): frozenset({_S}),
+    (J.DISPATCHING, J.CANCELLED): frozenset({_R, _S, _A}),
+    (J.ASSIGNED, J.EN_ROUTE): frozenset({_W}),
+    (J.ASSIGNED, J.ARRIVED): frozenset({_W}),
+    (J.ASSIGNED, J.CANCELLED): frozenset({_R, _A}),
+    (J.EN_ROUTE, J.ARRIVED): frozenset({_W}),
+    (J.EN_ROUTE, J.CANCELLED): frozenset({_R, _A}),
+    (J.ARRIVED, J.IN_PROGRESS): frozenset({_W}),
+    (J.ARRIVED, J.CANCELLED): frozenset({_A}),
+    (J.IN_PROGRESS, J.COMPLETED): frozenset({_W}),
+    (J.IN_PROGRESS, J.DISPUTED): frozenset({_R, _A}),
+    (J.COMPLETED, J.CLOSED): frozenset({_S, _A}),
+    (J.COMPLETED, J.DISPUTED): frozenset({_R, _W, _A}),
+    (J.DISPUTED, J.CLOSED): frozenset({_A}),
+}
+
+# A worker holding a job in one of these is busy; the database enforces one at a time.
+ACTIVE_JOB_STATUSES: frozenset[JobStatus] = frozenset(
+    {J.ASSIGNED, J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS}
+)
+# Once here, the worker is free again and offers can no longer matter.
+FINAL_JOB_STATUSES: frozenset[JobStatus] = frozenset(
+    {J.COMPLETED, J.CLOSED, J.CANCELLED, J.UNFILLED, J.DISPUTED}
+)
+
+OFFER_TRANSITIONS: dict[OfferStatus, frozenset[OfferStatus]] = {
+    OfferStatus.PENDING: frozenset(
+        {OfferStatus.ACCEPTED, OfferStatus.DECLINED, OfferStatus.EXPIRED, OfferStatus.WITHDRAWN}
+    ),
+}
+
+
+class IllegalTransition(Exception):
+    """A move the map does not allow, or not for this actor."""
+
+    def __init__(self, entity: str, current: str, target: str, actor: str | None = None):
+        self.entity, self.current, self.target, self.actor = entity, current, target, actor
+        who = f" by {actor}" if actor else ""
+        super().__init__(f"{entity} cannot go from {current} to {target}{who}")
+
+
+def check_job_transition(current: JobStatus | str, target: JobStatus | str, actor: Actor) -> None:
+    allowed = JOB_TRANSITIONS.get((JobStatus(current), JobStatus(target)))
+    if allowed is None or actor not in allowed:
+        raise IllegalTransition("job", str(current), str(target), str(actor))
+
+
+def job_sources(target: JobStatus, actor: Actor) -> frozenset[JobStatus]:
+    """The statuses from which `actor` may move a job to `target`."""
+    return frozenset(src for (src, dst), who in JOB_TRANSITIONS.items()
+                     if dst == target and actor in who)
+
+
+def check_offer_transition(current: OfferStatus | str, target: OfferStatus | str) -> None:
+    if OfferStatus(target) not in OFFER_TRANSITIONS.get(OfferStatus(current), frozenset()):
+        raise IllegalTransition("offer", str(current), str(target))

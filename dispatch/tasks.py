@@ -1,0 +1,55 @@
+"""Background work on RQ: offer expiry timers. A lost timer only delays the cascade: the
+sweeper (`flask sweeper`) finds overdue offers by itself."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import Flask, current_app, has_app_context
+from redis import Redis
+from rq import Queue
+
+QUEUE_NAME = "dispatch"
+# Run the expiry a moment after the window closes, so a last-second accept still wins.
+EXPIRY_GRACE = timedelta(milliseconds=500)
+
+_worker_app: Flask | None = None
+
+
+def redis_connection() -> Redis:
+    app = current_app
+    conn = app.extensions.get("dispatch.redis")
+    if conn is None:
+        conn = Redis.from_url(app.config["REDIS_URL"])
+        app.extensions["dispatch.redis"] = conn
+    return conn
+
+
+def queue() -> Queue:
+    return Queue(QUEUE_NAME, connection=redis_connection())
+
+
+def schedule_offer_expiry(job_id: int, expires_at: datetime) -> None:
+    queue().enqueue_at(expires_at + EXPIRY_GRACE, expire_offers_task, job_id,
+                       job_id=f"expire-offers-{job_id}-{int(expires_at.timestamp() * 1000)}",
+                       result_ttl=0, failure_ttl=24 * 3600)
+
+
+def _app() -> Flask:
+    """The app for code running in the RQ worker process (built once per process)."""
+    global _worker_app
+    if _worker_app is None:
+        from dispatch import create_app
+
+        _worker_app = create_app()
+    return _worker_app
+
+
+def expire_offers_task(job_id: int) -> int:
+    from dispatch.extensions import db
+    from dispatch.services.dispatching import expire_offers
+
+    if has_app_context():
+        return expire_offers(db.session, job_id)
+    with _app().app_context():
+        return expire_offers(db.session, job_id)

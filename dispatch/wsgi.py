@@ -1,0 +1,5 @@
+"""WSGI entry point: `gunicorn dispatch.wsgi:app`."""
+
+from dispatch import create_app
+
+app = create_app()

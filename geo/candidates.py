@@ -1,0 +1,179 @@
+"""Candidate search: one PostGIS statement finds the workers who can reach a point in time.
+
+Contract with the schema (owned by `dispatch`'s migrations):
+- `worker_skills(worker_id, category_id, verified, available, location geography, location_at)`
+  is the match index: one row per worker and bookable category, with the worker's position and
+  availability copied in by a trigger, and a partial GiST index on `(category_id, location)`
+  `WHERE available AND verified`.
+- `workers(user_id, travel_mode, service_radius_m, reputation, last_assigned_at)`.
+
+Plan shape (see TOOLCHAIN.md): the KNN `ORDER BY location <-> point LIMIT pool` runs alone in a
+materialized CTE so the planner keeps the index scan; freshness, radius, exclusion and the ETA
+deadline are applied outside it. If the pool was full and nobody qualified, the pool grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from geo.eta import EtaModel, TravelMode
+
+MATCH_INDEX_NAME = "ix_worker_skills_match"
+
+_POINT = "ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::geography"
+
+CANDIDATE_SQL = text(
+    f"""
+WITH nearest AS MATERIALIZED (
+    SELECT s.worker_id, s.location_at, ST_Distance(s.location, {_POINT}) AS distance_m
+    FROM worker_skills s
+    WHERE s.category_id = CAST(:category_id AS integer)
+      AND s.available AND s.verified
+    ORDER BY s.location <-> {_POINT}
+    LIMIT :pool
+), scored AS (
+    SELECT n.worker_id, n.distance_m, w.travel_mode, w.reputation,
+           :startup_s + n.distance_m * :circuity / (CASE w.travel_mode
+                WHEN 'walk' THEN :walk_mps WHEN 'bike' THEN :bike_mps ELSE :car_mps END)
+               AS eta_s,
+           LEAST(EXTRACT(EPOCH FROM
+                   (:now - COALESCE(w.last_assigned_at, :now - interval '8 hours'))),
+                 28800) AS idle_s
+    FROM nearest n
+    JOIN workers w ON w.user_id = n.worker_id
+    WHERE n.location_at >= :fresh_after
+      AND n.distance_m <= w.service_radius_m
+      AND NOT (n.worker_id = ANY(CAST(:excluded AS integer[])))
+)
+SELECT worker_id, distance_m, travel_mode, eta_s,
+       eta_s + :reputation_weight * (1 - reputation) * 3600 - :fairness_weight * idle_s AS score,
+       (SELECT count(*) FROM nearest) AS pool_rows
+FROM scored
+ORDER BY (eta_s <= :max_eta_s) DESC, score
+LIMIT :limit
+"""
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    worker_id: int
+    distance_m: float
+    travel_mode: TravelMode
+    eta_s: float
+    score: float
+
+
+@dataclass(frozen=True)
+class CandidateSearch:
+    """Who can make it (best first) and, when nobody can, the earliest anyone could arrive."""
+
+    candidates: list[Candidate]
+    earliest_arrival: datetime | None
+
+
+@dataclass(frozen=True)
+class MatchWeights:
+    reputation: float = 0.2
+    fairness: float = 0.02
+
+
+@dataclass(frozen=True)
+class MatchRequest:
+    """Who is needed where, by when, under which ETA model and ranking weights."""
+
+    category_id: int
+    lat: float
+    lng: float
+    now: datetime
+    deadline: datetime
+    eta: EtaModel
+    max_location_age: timedelta
+    weights: MatchWeights = field(default_factory=MatchWeights)
+    excluded_worker_ids: Sequence[int] = ()
+    limit: int = 3
+
+    def params(self, pool: int) -> dict[str, object]:
+        """The exact parameters `CANDIDATE_SQL` runs with (shared by search, tests, bench)."""
+        return {
+            "category_id": self.category_id,
+            "lat": self.lat,
+            "lng": self.lng,
+            "now": self.now,
+            "fresh_after": self.now - self.max_location_age,
+            "max_eta_s": self.max_eta_s,
+            "startup_s": self.eta.startup_s,
+            "circuity": self.eta.circuity,
+            "walk_mps": self.eta.speed_mps(TravelMode.WALK),
+            "bike_mps": self.eta.speed_mps(TravelMode.BIKE),
+            "car_mps": self.eta.speed_mps(TravelMode.CAR),
+            "reputation_weight": self.weights.reputation,
+            "fairness_weight": self.weights.fairness,
+            "excluded": list(self.excluded_worker_ids),
+            "limit": self.limit,
+            "pool": pool,
+        }
+
+    @property
+    def max_eta_s(self) -> float:
+        return (self.deadline - self.now).total_seconds()
+
+
+def find_candidates(conn: Connection | Session, request: MatchRequest, pool: int = 64,
+                    max_pool: int = 4096) -> CandidateSearch:
+    """Rank the workers who can be at the request's point before its deadline.
+
+    Stale, out-of-radius or excluded workers can fill the KNN pool; when that leaves nobody
+    who can make it, the pool grows (x4) so "nobody can come" is never an artefact of the pool.
+    """
+    while True:
+        rows = conn.execute(CANDIDATE_SQL, request.params(pool)).all()
+        feasible = [r for r in rows if r.eta_s <= request.max_eta_s]
+        if feasible or pool >= max_pool:
+            break
+        pool_full = rows[0].pool_rows >= pool if rows else _pool_was_full(conn, request, pool)
+        if not pool_full:
+            break
+        pool *= 4
+    candidates = [
+        Candidate(
+            worker_id=r.worker_id,
+            distance_m=float(r.distance_m),
+            travel_mode=TravelMode(r.travel_mode),
+            eta_s=float(r.eta_s),
+            score=float(r.score),
+        )
+        for r in feasible
+    ]
+    earliest = None
+    if not candidates and rows:
+        earliest = request.now + timedelta(seconds=min(float(r.eta_s) for r in rows))
+    return CandidateSearch(candidates=candidates, earliest_arrival=earliest)
+
+
+_POOL_COUNT_SQL = text(
+    f"""
+SELECT count(*) FROM (
+    SELECT 1 FROM worker_skills s
+    WHERE s.category_id = CAST(:category_id AS integer) AND s.available AND s.verified
+    ORDER BY s.location <-> {_POINT}
+    LIMIT :pool
+) k
+"""
+)
+
+
+def _pool_was_full(conn: Connection | Session, request: MatchRequest, pool: int) -> bool:
+    """When every pooled row was filtered out the main query returns nothing; ask directly."""
+    count = conn.execute(
+        _POOL_COUNT_SQL,
+        {"category_id": request.category_id, "lat": request.lat, "lng": request.lng,
+         "pool": pool},
+    ).scalar_one()
+    return count >= pool

@@ -1,0 +1,104 @@
+"""Test fixtures: one real PostGIS database for the run (created fresh and migrated with the
+project's own migrations), real Redis, the app, and small factories.
+
+Services commit (they must: accept is a transaction), so isolation is by truncating the
+mutable tables after each test rather than by a rolled-back outer transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from dispatch import clock, create_app
+from dispatch.config import Settings, _sqlalchemy_url
+from dispatch.extensions import db
+from tests.helpers import Factory, ManualClock
+
+MUTABLE_TABLES = ["job_events", "offers", "jobs", "worker_skills", "workers", "api_tokens",
+                  "users"]
+
+
+def _test_database_url() -> str:
+    base = make_url(_sqlalchemy_url(Settings.from_env().database_url))
+    return base.set(database=f"{base.database}_test").render_as_string(hide_password=False)
+
+
+def _recreate_database(url: str) -> None:
+    u = make_url(url)
+    admin = u.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{u.database}"')
+
+
+@pytest.fixture(scope="session")
+def app() -> Iterator[Flask]:
+    from flask_migrate import upgrade
+
+    url = _test_database_url()
+    _recreate_database(url)
+    redis_url = make_url_redis_test(Settings.from_env().redis_url)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "TESTING": True})
+    with app.app_context():
+        upgrade()
+    yield app
+
+
+def make_url_redis_test(url: str) -> str:
+    """Tests use their own Redis database number so they never flush the app's."""
+    base, _, _db = url.rpartition("/")
+    return f"{base}/15" if _db.isdigit() else url.rstrip("/") + "/15"
+
+
+@pytest.fixture(autouse=True)
+def _clean(app: Flask) -> Iterator[None]:
+    yield
+    with app.app_context():
+        db.session.remove()
+        db.session.execute(text(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+        db.session.remove()
+    Redis.from_url(app.config["REDIS_URL"]).flushdb()
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[None]:
+    with app.app_context():
+        yield
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def settings(app: Flask) -> Iterator[Settings]:
+    """The app's settings; a test may replace fields with `set_settings(app, ...)`."""
+    original = app.config["DISPATCH"]
+    yield original
+    app.config["DISPATCH"] = original
+
+
+@pytest.fixture
+def manual_clock() -> Iterator[ManualClock]:
+    mc = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    previous = clock.set_source(mc)
+    yield mc
+    clock.set_source(previous)
+
+
+@pytest.fixture
+def make(app: Flask) -> Factory:
+    return Factory(app)
+
+

@@ -1,0 +1,126 @@
+"""Helpers shared by the tests: factories, a manual clock and request shortcuts."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from dispatch import clock
+from dispatch.auth import hash_password, issue_token
+from dispatch.config import Settings
+from dispatch.extensions import db
+from dispatch.models import Role, User, Worker, WorkerSkill
+from geo.points import wkt_point
+
+CENTER = (37.7749, -122.4194)
+# One hash for every factory user: scrypt per user would dominate the suite's time.
+_FACTORY_HASH = hash_password("correct horse battery")
+
+
+def set_settings(app: Flask, **changes: Any) -> Settings:
+    app.config["DISPATCH"] = dataclasses.replace(app.config["DISPATCH"], **changes)
+    return app.config["DISPATCH"]
+
+
+class ManualClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+_seq = itertools.count(1)
+
+
+class Factory:
+    """Builds users, workers and tokens straight in the database (committed)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def category(self, slug: str) -> int:
+        with self.app.app_context():
+            return db.session.execute(
+                text("SELECT id FROM categories WHERE slug = :s"), {"s": slug}).scalar_one()
+
+    def user(self, role: Role = Role.RESIDENT, **fields: Any) -> tuple[int, dict[str, str]]:
+        """A committed user and the headers that authenticate as them."""
+        n = next(_seq)
+        with self.app.app_context():
+            user = User(email=fields.get("email", f"user{n}@example.test"),
+                        name=fields.get("name", f"User {n}"),
+                        phone_e164=fields.get("phone", f"+1415{n:07d}"), role=role.value,
+                        password_hash=_FACTORY_HASH)
+            db.session.add(user)
+            db.session.flush()
+            if role is Role.WORKER:
+                db.session.add(Worker(user_id=user.id))
+            token, _ = issue_token(db.session, user, timedelta(days=1))
+            db.session.commit()
+            return user.id, {"Authorization": f"Bearer {token}"}
+
+    def worker(
+        self, *, lat: float = CENTER[0], lng: float = CENTER[1], skills: tuple[str, ...] = (
+            "leak-repair",), verified: bool = True, availability: str = "online",
+        travel_mode: str = "car", radius_m: int = 15000, seen_ago: timedelta = timedelta(0),
+    ) -> tuple[int, dict[str, str]]:
+        worker_id, headers = self.user(Role.WORKER)
+        with self.app.app_context():
+            worker = db.session.get(Worker, worker_id)
+            assert worker is not None
+            worker.travel_mode = travel_mode
+            worker.service_radius_m = radius_m
+            worker.availability = availability
+            worker.location = wkt_point(lat, lng)
+            worker.location_at = clock.now() - seen_ago
+            worker.location_accuracy_m = 10.0
+            for slug in skills:
+                category_id = db.session.execute(
+                    text("SELECT id FROM categories WHERE slug = :s"), {"s": slug}).scalar_one()
+                worker.skills.append(WorkerSkill(category_id=category_id, verified=verified))
+            db.session.commit()
+        return worker_id, headers
+
+
+def offset(lat: float, lng: float, north_m: float = 0.0, east_m: float = 0.0) -> tuple[float,
+                                                                                     float]:
+    """A point `north_m` / `east_m` metres away (small distances)."""
+    return (lat + north_m / 111_320,
+            lng + east_m / (111_320 * math.cos(math.radians(lat))))
+
+
+def job_body(slug_id: int, lat: float = CENTER[0], lng: float = CENTER[1],
+             **extra: Any) -> dict[str, Any]:
+    return {"category_id": slug_id, "description": "Water is leaking under the sink",
+            "lat": lat, "lng": lng, **extra}
+
+
+def book(client: FlaskClient, headers: dict[str, str], body: dict[str, Any],
+         key: str | None = None) -> Any:
+    return client.post("/api/v1/jobs", json=body,
+                       headers={**headers, "Idempotency-Key": key or f"key-{next(_seq)}"})
+
+
+def count(app: Flask, table: str) -> int:
+    with app.app_context():
+        return db.session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def sql(app: Flask, statement: str, **params: Any) -> list[Any]:
+    with app.app_context():
+        rows = db.session.execute(text(statement), params).all()
+        db.session.commit()
+        return rows
+

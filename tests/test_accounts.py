@@ -1,0 +1,99 @@
+"""Registration, login, tokens, phone numbers, password storage, and the login pages."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.helpers import count, sql
+
+ALICE = {"email": "Alice@Example.com", "password": "a long enough secret", "name": "Alice",
+         "phone": "(415) 555-2671", "role": "resident"}
+
+
+def test_register_normalizes_and_returns_a_working_token(app: Flask, client: FlaskClient) -> None:
+    r = client.post("/api/v1/auth/register", json=ALICE)
+    assert r.status_code == 201, r.json
+    assert r.json["user"]["email"] == "alice@example.com"
+    assert r.json["user"]["phone"] == "+14155552671"
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json['token']}"})
+    assert me.status_code == 200 and me.json["role"] == "resident"
+    stored = sql(app, "SELECT password_hash FROM users")[0].password_hash
+    assert stored.startswith("scrypt:") and ALICE["password"] not in stored
+    token_rows = sql(app, "SELECT token_sha256 FROM api_tokens")
+    assert token_rows[0].token_sha256 != r.json["token"]
+
+
+def test_register_worker_creates_offline_profile(client: FlaskClient) -> None:
+    r = client.post("/api/v1/auth/register", json={**ALICE, "role": "worker",
+                                                   "phone": "+44 20 7946 0958"})
+    assert r.status_code == 201
+    assert r.json["user"]["phone"] == "+442079460958"
+    profile = client.get("/api/v1/worker/profile",
+                         headers={"Authorization": f"Bearer {r.json['token']}"}).json
+    assert profile["availability"] == "offline" and profile["skills"] == []
+
+
+def test_registration_errors_name_the_field_and_keep_what_exists(app: Flask,
+                                                                 client: FlaskClient) -> None:
+    assert client.post("/api/v1/auth/register", json=ALICE).status_code == 201
+    cases = [
+        ({**ALICE, "email": "ALICE@example.com", "phone": "+14155550199"}, 409, "email"),
+        ({**ALICE, "email": "b@example.com"}, 409, "phone"),
+        ({**ALICE, "email": "not-an-email"}, 422, "email"),
+        ({**ALICE, "email": "c@example.com", "phone": "12"}, 422, "phone"),
+        ({**ALICE, "email": "c@example.com", "phone": "+1 415 555 26"}, 422, "phone"),
+        ({**ALICE, "email": "c@example.com", "password": "short"}, 422, "password"),
+        ({**ALICE, "email": "c@example.com", "role": "admin"}, 422, "role"),
+    ]
+    for body, status, field in cases:
+        r = client.post("/api/v1/auth/register", json=body)
+        assert r.status_code == status, (body, r.json)
+        assert r.json["error"]["fields"][0]["field"] == field, r.json
+    assert count(app, "users") == 1
+
+
+def test_login_issues_tokens_and_refuses_bad_passwords(client: FlaskClient) -> None:
+    client.post("/api/v1/auth/register", json=ALICE)
+    ok = client.post("/api/v1/auth/token", json={"email": "alice@example.com",
+                                                 "password": ALICE["password"]})
+    assert ok.status_code == 201 and ok.json["token_type"] == "bearer"
+    bad = client.post("/api/v1/auth/token", json={"email": "alice@example.com",
+                                                  "password": "wrong password"})
+    assert bad.status_code == 401 and bad.json["error"]["code"] == "bad_credentials"
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def test_web_register_and_login_with_csrf(app: Flask) -> None:
+    client = app.test_client()
+    page = client.get("/register")
+    assert page.status_code == 200
+    form = {"name": "Wei", "email": "wei@example.com", "phone": "+86 138 0013 8000",
+            "password": "a long enough secret", "role": "worker", "locale": "zh-CN"}
+    no_token = client.post("/register", data=form)
+    assert no_token.status_code == 400 and count(app, "users") == 0
+    done = client.post("/register", data={**form, "csrf_token": _csrf(page.text)})
+    assert done.status_code == 302
+    assert "wei@example.com" in client.get("/").text
+    assert sql(app, "SELECT phone_e164, locale FROM users")[0] == ("+8613800138000", "zh-CN")
+    # The page session also authenticates the API (reads need no CSRF token).
+    assert client.get("/api/v1/me").json["email"] == "wei@example.com"
+    write = client.post("/api/v1/worker/availability", json={"availability": "online"})
+    assert write.status_code == 400 and write.json["error"]["code"] == "csrf_failed"
+
+    fresh = app.test_client()
+    login_page = fresh.get("/login")
+    wrong = fresh.post("/login", data={"email": "wei@example.com", "password": "nope nope",
+                                       "csrf_token": _csrf(login_page.text)})
+    assert wrong.status_code == 422 and "wrong" in wrong.text
+    right = fresh.post("/login", data={"email": "wei@example.com",
+                                       "password": "a long enough secret",
+                                       "csrf_token": _csrf(login_page.text)})
+    assert right.status_code == 302

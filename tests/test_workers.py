@@ -1,0 +1,96 @@
+"""Worker profile: skills from the tree, verification, availability, location reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from dispatch.models import Role
+from tests.helpers import Factory, ManualClock, sql
+
+
+def test_skills_from_a_branch_cover_its_leaves_and_start_unverified(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    worker_id, worker = make.user(Role.WORKER)
+    _, admin = make.user(Role.ADMIN)
+    plumbing, dogs = make.category("plumbing"), make.category("dog-walking")
+    r = client.put("/api/v1/worker/skills", json={"category_ids": [plumbing, dogs]},
+                   headers=worker)
+    assert r.status_code == 200, r.json
+    slugs = {s["category"]["slug"]: s["verified"] for s in r.json["skills"]}
+    assert slugs == {"leak-repair": False, "drain-unclogging": False, "water-heater": False,
+                     "dog-walking": False}
+    leak = make.category("leak-repair")
+    v = client.post(f"/api/v1/admin/workers/{worker_id}/verification",
+                    json={"category_id": leak, "verified": True}, headers=admin)
+    assert v.status_code == 200
+    # Narrowing skills keeps the verification of what stays.
+    r = client.put("/api/v1/worker/skills", json={"category_ids": [leak]}, headers=worker)
+    assert [(s["category"]["slug"], s["verified"]) for s in r.json["skills"]] == [
+        ("leak-repair", True)]
+    bad = client.put("/api/v1/worker/skills", json={"category_ids": [leak, 424242]},
+                     headers=worker)
+    assert bad.status_code == 422 and bad.json["error"]["fields"][0]["field"] == "category_ids.1"
+    assert len(sql(app, "SELECT 1 FROM worker_skills WHERE worker_id = :w", w=worker_id)) == 1
+    unlisted = client.post(f"/api/v1/admin/workers/{worker_id}/verification",
+                           json={"category_id": dogs, "verified": True}, headers=admin)
+    assert unlisted.status_code == 422
+
+
+def test_profile_changes_are_validated(client: FlaskClient, make: Factory) -> None:
+    _, worker = make.user(Role.WORKER)
+    ok = client.patch("/api/v1/worker/profile", json={"travel_mode": "bike",
+                                                      "service_radius_m": 8000}, headers=worker)
+    assert ok.status_code == 200 and ok.json["travel_mode"] == "bike"
+    for body, field in [({"travel_mode": "rocket"}, "travel_mode"),
+                        ({"service_radius_m": 5}, "service_radius_m")]:
+        r = client.patch("/api/v1/worker/profile", json=body, headers=worker)
+        assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == field
+    profile = client.get("/api/v1/worker/profile", headers=worker).json
+    assert (profile["travel_mode"], profile["service_radius_m"]) == ("bike", 8000)
+
+
+def test_location_reports_keep_the_newest_fix(app: Flask, client: FlaskClient, make: Factory,
+                                              manual_clock: ManualClock) -> None:
+    worker_id, worker = make.user(Role.WORKER)
+    now = manual_clock.now
+    first = {"lat": 37.78, "lng": -122.41, "accuracy_m": 12, "recorded_at": now.isoformat()}
+    r = client.post("/api/v1/worker/location", json=first, headers=worker)
+    assert r.status_code == 200 and r.json["location"]["lat"] == 37.78
+    older = {**first, "lat": 37.70, "recorded_at": (now - timedelta(seconds=5)).isoformat()}
+    r = client.post("/api/v1/worker/location", json=older, headers=worker)
+    assert r.status_code == 200 and r.json["location"]["lat"] == 37.78  # dropped
+    future = {**first, "recorded_at": (now + timedelta(minutes=5)).isoformat()}
+    r = client.post("/api/v1/worker/location", json=future, headers=worker)
+    assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "recorded_at"
+    naive = {**first, "recorded_at": "2026-11-26T10:00:00"}
+    r = client.post("/api/v1/worker/location", json=naive, headers=worker)
+    assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "recorded_at"
+    for body, field in [({**first, "lat": 95}, "lat"), ({**first, "lng": 200}, "lng"),
+                        ({**first, "accuracy_m": -1}, "accuracy_m")]:
+        r = client.post("/api/v1/worker/location", json=body, headers=worker)
+        assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == field
+    manual_clock.advance(seconds=10)
+    newer = {"lat": 37.79, "lng": -122.40}
+    r = client.post("/api/v1/worker/location", json=newer, headers=worker)
+    assert r.json["location"]["lat"] == 37.79
+    assert sql(app, "SELECT location_at FROM workers WHERE user_id = :w",
+               w=worker_id)[0].location_at == manual_clock.now
+
+
+def test_going_online_makes_a_worker_matchable(app: Flask, client: FlaskClient,
+                                               make: Factory) -> None:
+    worker_id, worker = make.worker(availability="offline")
+    assert not sql(app, "SELECT available FROM worker_skills WHERE worker_id = :w",
+                   w=worker_id)[0].available
+    r = client.post("/api/v1/worker/availability", json={"availability": "online"},
+                    headers=worker)
+    assert r.status_code == 200 and r.json["availability"] == "online"
+    assert sql(app, "SELECT available FROM worker_skills WHERE worker_id = :w",
+               w=worker_id)[0].available
+    bad = client.post("/api/v1/worker/availability", json={"availability": "busy"},
+                      headers=worker)
+    assert bad.status_code == 422
