@@ -7,10 +7,13 @@ import time
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from dispatch import clock
 from dispatch.api.schemas import RegisterIn
+from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.models import Category, Role, User, Worker, WorkerSkill
 from dispatch.services import accounts
@@ -26,9 +29,31 @@ DEMO_DOMAIN = "demo.dispatch.test"
 def register(app: Flask) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(sweeper)
+    app.cli.add_command(create_admin)
+
+
+@click.command("create-admin")
+@with_appcontext
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--phone", required=True, help="E.164, e.g. +14155550100")
+@click.password_option()
+def create_admin(email: str, name: str, phone: str, password: str) -> None:
+    """Create an operator account (admins cannot sign up through the API or the pages)."""
+    try:
+        data = RegisterIn(email=email, name=name, phone=phone, password=password,
+                          role="resident")
+        user = accounts.register(db.session, data, role=Role.ADMIN)
+    except ValidationError as exc:
+        raise click.UsageError(from_validation_error(exc).message) from exc
+    except ApiError as exc:
+        raise click.UsageError(exc.message) from exc
+    db.session.commit()
+    click.echo(f"admin {user.email} created (id {user.id})")
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option("--workers", default=40, show_default=True)
 def seed_demo(workers: int) -> None:
     """Demo accounts on first start; on every start, demo workers come online with fresh
@@ -92,6 +117,7 @@ def _create_demo(n_workers: int) -> None:
 
 
 @click.command("sweeper")
+@with_appcontext
 @click.option("--every", "interval", type=float, default=None,
               help="seconds between sweeps (default: SWEEP_INTERVAL_SECONDS)")
 @click.option("--once", is_flag=True, help="sweep once and exit")

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from dispatch.api.schemas import RegisterIn
+from dispatch.api.schemas import LoginIn, RegisterIn
 from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.services import accounts
@@ -46,7 +46,10 @@ def login() -> str | Response:
     form = LoginForm()
     if form.validate_on_submit():
         try:
-            user = accounts.login(db.session, form.email.data or "", form.password.data or "")
+            data = LoginIn(email=form.email.data or "", password=form.password.data or "")
+            user = accounts.login(db.session, data.email, data.password)
+        except ValidationError as exc:
+            _attach(form, from_validation_error(exc))
         except ApiError as exc:
             form.password.errors = [exc.message]
         else:

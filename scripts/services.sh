@@ -29,7 +29,7 @@ exec_service() {
             exec "$VENV/bin/gunicorn" --bind "127.0.0.1:$PORT" --worker-class gthread --threads 16 \
                 --workers 1 --access-logfile - 'dispatch.wsgi:app' ;;
         worker)
-            exec "$VENV/bin/rq" worker --with-scheduler --url "$REDIS_URL" dispatch ;;
+            exec "$VENV/bin/rq" worker --worker-class rq.worker.SimpleWorker --with-scheduler --url "$REDIS_URL" dispatch ;;
         sweeper)
             exec "$VENV/bin/flask" --app dispatch sweeper ;;
         *)

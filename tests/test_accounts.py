@@ -97,3 +97,16 @@ def test_web_register_and_login_with_csrf(app: Flask) -> None:
                                        "password": "a long enough secret",
                                        "csrf_token": _csrf(login_page.text)})
     assert right.status_code == 302
+
+
+def test_create_admin_command(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    args = ["create-admin", "--email", "ops@example.com", "--name", "Ops", "--phone",
+            "+14155550123", "--password", "a long enough secret"]
+    done = runner.invoke(args=args)
+    assert done.exit_code == 0, done.output
+    assert sql(app, "SELECT role FROM users WHERE email = 'ops@example.com'")[0].role == "admin"
+    again = runner.invoke(args=args)
+    assert again.exit_code != 0 and "already registered" in again.output
+    short = runner.invoke(args=[*args[:-1], "short"])
+    assert short.exit_code != 0 and "password" in short.output

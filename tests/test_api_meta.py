@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
@@ -20,8 +22,9 @@ def test_openapi_document_is_valid_and_generated_from_the_code(client: FlaskClie
     assert job_in["additionalProperties"] is False
     accept = doc["paths"]["/api/v1/offers/{offer_id}/accept"]["post"]
     assert accept["x-roles"] == ["worker"]
-    assert accept["parameters"][0] == {"name": "offer_id", "in": "path", "required": True,
-                                       "schema": {"type": "integer"}}
+    assert accept["parameters"][0] == {
+        "name": "offer_id", "in": "path", "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
     # Every declared operation is in the document, and nothing else.
     declared = {(op.path, op.method) for op in registry.operations}
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
@@ -33,7 +36,7 @@ def test_every_api_route_is_declared(app: Flask) -> None:
     documented = {op.path for op in registry.operations} | {"/api/v1/openapi.json"}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/"):
-            path = rule.rule.replace("<int:", "{").replace(">", "}")
+            path = re.sub(r"<(?:[^:>]+:)?(\w+)>", r"{\1}", rule.rule)
             assert path in documented, rule.rule
 
 

@@ -110,6 +110,7 @@ def test_bad_bookings_name_the_field(app: Flask, client: FlaskClient, make: Fact
         ({**job_body(leak), "lat": "north"}, 422, "lat"),
         ({**job_body(leak), "lat": float("nan")}, 422, "lat"),
         (job_body(leak, description=""), 422, "description"),
+        (job_body(leak, description="leak\x00"), 422, "description"),
         (job_body(999_999), 422, "category_id"),
         (job_body(plumbing), 422, "category_id"),
         (job_body(leak, colour="red"), 422, "colour"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from dispatch.api import bp
-from dispatch.api.routing import HeaderParam, registry
+from dispatch.api.routing import ID8, HeaderParam, registry
 from dispatch.api.schemas import (
     CancelIn,
     JobEventOut,
@@ -49,20 +49,20 @@ def list_jobs(user: User) -> JobListOut:
     return JobListOut(jobs=[job_out(j) for j in jobs.jobs_for(db.session, user, status)])
 
 
-@registry.route(bp, "/jobs/<int:job_id>", "GET", summary="One job", response=JobOut,
+@registry.route(bp, f"/jobs/<{ID8}:job_id>", "GET", summary="One job", response=JobOut,
                 errors=[404])
 def get_job(user: User, job_id: int) -> JobOut:
     return job_out(jobs.visible_job(db.session, user, job_id))
 
 
-@registry.route(bp, "/jobs/<int:job_id>/events", "GET", summary="The job's history",
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/events", "GET", summary="The job's history",
                 response=JobEventsOut, errors=[404])
 def get_job_events(user: User, job_id: int) -> JobEventsOut:
     job = jobs.visible_job(db.session, user, job_id)
     return JobEventsOut(events=[JobEventOut.model_validate(e) for e in job.events])
 
 
-@registry.route(bp, "/jobs/<int:job_id>/status", "POST", summary="The assigned worker reports "
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/status", "POST", summary="The assigned worker reports "
                 "progress", body=JobStatusIn, response=JobOut, roles=(Role.WORKER,),
                 errors=[404, 409])
 def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
@@ -72,7 +72,7 @@ def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
     return job_out(job)
 
 
-@registry.route(bp, "/jobs/<int:job_id>/cancel", "POST", summary="Cancel a job",
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/cancel", "POST", summary="Cancel a job",
                 body=CancelIn, response=JobOut, roles=(Role.RESIDENT, Role.ADMIN),
                 errors=[404, 409])
 def post_cancel(user: User, job_id: int, body: CancelIn) -> JobOut:

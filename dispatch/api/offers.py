@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from dispatch.api import bp
-from dispatch.api.routing import registry
+from dispatch.api.routing import ID8, registry
 from dispatch.api.schemas import OfferListOut, OfferResultOut
 from dispatch.api.shapes import job_out, offer_out
 from dispatch.errors import invalid
@@ -27,7 +27,7 @@ def list_offers(user: User) -> OfferListOut:
     return OfferListOut(offers=[offer_out(o) for o in offers])
 
 
-@registry.route(bp, "/offers/<int:offer_id>/accept", "POST", summary="Accept an offer",
+@registry.route(bp, f"/offers/<{ID8}:offer_id>/accept", "POST", summary="Accept an offer",
                 response=OfferResultOut, roles=WORKER, errors=[404, 409])
 def accept(user: User, offer_id: int) -> OfferResultOut:
     """The first accept wins; later ones get 409 (`offer_withdrawn`, `offer_expired`,
@@ -36,7 +36,7 @@ def accept(user: User, offer_id: int) -> OfferResultOut:
     return OfferResultOut(offer=offer_out(offer), job=job_out(job))
 
 
-@registry.route(bp, "/offers/<int:offer_id>/decline", "POST", summary="Decline an offer",
+@registry.route(bp, f"/offers/<{ID8}:offer_id>/decline", "POST", summary="Decline an offer",
                 response=OfferResultOut, roles=WORKER, errors=[404, 409])
 def decline(user: User, offer_id: int) -> OfferResultOut:
     return OfferResultOut(offer=offer_out(dispatching.decline_offer(db.session, offer_id, user)))

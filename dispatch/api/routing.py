@@ -52,10 +52,13 @@ class Operation:
     headers: tuple[HeaderParam, ...]
     tag: str
     description: str = ""
-    path_params: list[str] = field(default_factory=list)
+    path_params: list[tuple[str, dict[str, int]]] = field(default_factory=list)
 
 
-_CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
+_CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
+# Path ids, bounded like the columns they address (int4 users/categories, int8 jobs/offers).
+ID4 = "int(min=1, max=2147483647)"
+ID8 = "int(min=1, max=9223372036854775807)"
 
 
 class ApiRegistry:
@@ -89,7 +92,7 @@ class ApiRegistry:
             for code in codes:
                 responses.setdefault(code, ErrorResponse)
             op = Operation(
-                path=(bp.url_prefix or "") + _CONVERTER.sub(r"{\2}", rule),
+                path=(bp.url_prefix or "") + _CONVERTER.sub(r"{\3}", rule),
                 method=method.lower(),
                 summary=summary,
                 body=body,
@@ -98,7 +101,7 @@ class ApiRegistry:
                 headers=tuple(headers),
                 tag=bp.name,
                 description=(fn.__doc__ or "").strip(),
-                path_params=[m.group(2) for m in _CONVERTER.finditer(rule)],
+                path_params=[(m.group(3), _bounds(m.group(2))) for m in _CONVERTER.finditer(rule)],
             )
             self.operations.append(op)
 
@@ -152,8 +155,9 @@ class ApiRegistry:
             }
             if op.description:
                 entry["description"] = op.description
-            params = [{"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
-                      for p in op.path_params]
+            params = [{"name": name, "in": "path", "required": True,
+                       "schema": {"type": "integer", **bounds}}
+                      for name, bounds in op.path_params]
             params += [{"name": h.name, "in": "header", "required": h.required,
                         "description": h.description, "schema": {"type": "string"}}
                        for h in op.headers]
@@ -187,6 +191,17 @@ class ApiRegistry:
                 },
             },
         }
+
+
+def _bounds(args: str | None) -> dict[str, int]:
+    """`min=1, max=9` from a converter's arguments, as JSON-schema bounds."""
+    names = {"min": "minimum", "max": "maximum"}
+    out: dict[str, int] = {}
+    for part in (args or "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key in names:
+            out[names[key]] = int(value)
+    return out
 
 
 _REASONS = {200: "OK", 201: "Created", 204: "No content", 400: "Bad request",

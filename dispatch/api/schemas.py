@@ -12,13 +12,24 @@ from dispatch.phones import normalize_phone
 
 Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude in degrees")]
 Lng = Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude in degrees")]
+INT4_MAX = 2_147_483_647
+# Ids of int4 columns: anything larger could never match and must not reach the database.
+Id = Annotated[int, Field(ge=1, le=INT4_MAX)]
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class In(BaseModel):
-    """Inputs: unknown fields are refused (a typo must not be silently ignored)."""
+    """Inputs: unknown fields are refused (a typo must not be silently ignored), and text
+    with NUL characters, which PostgreSQL cannot store, is refused by name."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class Out(BaseModel):
@@ -99,7 +110,7 @@ class WorkerProfileIn(In):
 
 
 class SkillsIn(In):
-    category_ids: Annotated[list[int], Field(min_length=1, max_length=50,
+    category_ids: Annotated[list[Id], Field(min_length=1, max_length=50,
                                              description="categories; a branch means its leaves")]
 
 
@@ -115,7 +126,7 @@ class LocationIn(In):
 
 
 class VerifySkillIn(In):
-    category_id: int
+    category_id: Id
     verified: bool
 
 
@@ -144,7 +155,7 @@ class WorkerProfileOut(Out):
 # --- jobs and offers ------------------------------------------------------------------------
 
 class JobIn(In):
-    category_id: int
+    category_id: Id
     description: Annotated[str, Field(min_length=3, max_length=2000)]
     lat: Lat
     lng: Lng

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dispatch.api import bp
-from dispatch.api.routing import registry
+from dispatch.api.routing import ID4, registry
 from dispatch.api.schemas import (
     AvailabilityIn,
     LocationIn,
@@ -56,7 +56,7 @@ def post_location(user: User, body: LocationIn) -> WorkerProfileOut:
     return worker_profile_out(accounts.report_location(db.session, user, body))
 
 
-@registry.route(bp, "/admin/workers/<int:worker_id>/verification", "POST",
+@registry.route(bp, f"/admin/workers/<{ID4}:worker_id>/verification", "POST",
                 summary="Verify or unverify a worker for one service", body=VerifySkillIn,
                 response=WorkerProfileOut, roles=(Role.ADMIN,), errors=[404])
 def post_verification(user: User, worker_id: int, body: VerifySkillIn) -> WorkerProfileOut:

@@ -39,6 +39,8 @@ def check_idempotency_key(key: str | None) -> str:
         raise invalid("Idempotency-Key", "header is required (any unique string per booking)",
                       status=400)
     key = key.strip()
+    if "\x00" in key:
+        raise invalid("Idempotency-Key", "must not contain NUL characters", status=400)
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise invalid("Idempotency-Key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters",
                       status=400)
