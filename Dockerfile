@@ -5,7 +5,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app
 
 # libpq5 for psycopg when it is not the self-contained [binary] build.
 RUN apt-get update \
@@ -15,7 +16,8 @@ RUN apt-get update \
 RUN useradd --create-home --user-group --uid 10001 app
 
 WORKDIR /app
-# The source stays in /app as well: `flask db upgrade -d migrations` reads /app/migrations.
+# The app runs from the source in /app (PYTHONPATH): templates/, static/ and migrations/ sit
+# beside the packages, where create_app looks for them; pip installs only the dependencies.
 COPY . .
 RUN pip install .
 

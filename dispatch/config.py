@@ -68,6 +68,7 @@ class Settings:
                                           "max_overflow": 30},
             "REDIS_URL": self.redis_url,
             "SECRET_KEY": self.secret_key,
+            "MAX_CONTENT_LENGTH": 1024 * 1024,  # no legitimate request is near a megabyte
             "DISPATCH": self,
         }
 

@@ -73,7 +73,8 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
 ACTIVE_JOB_STATUSES: frozenset[JobStatus] = frozenset(
     {J.ASSIGNED, J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS}
 )
-# Once here, the worker is free again and offers can no longer matter.
+# Once here the work is over (money and disputes may follow): the worker is free again,
+# offers no longer matter, and `ended_at` is stamped the first time.
 FINAL_JOB_STATUSES: frozenset[JobStatus] = frozenset(
     {J.COMPLETED, J.CLOSED, J.CANCELLED, J.UNFILLED, J.DISPUTED}
 )
@@ -98,12 +99,6 @@ def check_job_transition(current: JobStatus | str, target: JobStatus | str, acto
     allowed = JOB_TRANSITIONS.get((JobStatus(current), JobStatus(target)))
     if allowed is None or actor not in allowed:
         raise IllegalTransition("job", str(current), str(target), str(actor))
-
-
-def job_sources(target: JobStatus, actor: Actor) -> frozenset[JobStatus]:
-    """The statuses from which `actor` may move a job to `target`."""
-    return frozenset(src for (src, dst), who in JOB_TRANSITIONS.items()
-                     if dst == target and actor in who)
 
 
 def check_offer_transition(current: OfferStatus | str, target: OfferStatus | str) -> None:

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from dispatch.api.schemas import LoginIn, RegisterIn
@@ -30,10 +31,12 @@ class RegisterForm(FlaskForm):
     phone = StringField("Mobile phone", validators=[DataRequired(), Length(max=32)])
     password = PasswordField("Password (10 characters or more)",
                              validators=[DataRequired(), Length(min=10, max=128)])
-    role = SelectField("I want to", choices=[("resident", "Book help"),
-                                             ("worker", "Work jobs"),
-                                             ("property_manager", "Manage properties")])
-    locale = SelectField("Language", choices=[("en", "English"), ("zh-CN", "简体中文")])
+    role = SelectField("I want to", choices=[SelectChoice("resident", "Book help"),
+                                             SelectChoice("worker", "Work jobs"),
+                                             SelectChoice("property_manager",
+                                                          "Manage properties")])
+    locale = SelectField("Language", choices=[SelectChoice("en", "English"),
+                                              SelectChoice("zh-CN", "简体中文")])
 
 
 @bp.get("/")

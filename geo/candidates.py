@@ -53,6 +53,7 @@ WITH nearest AS MATERIALIZED (
 )
 SELECT worker_id, distance_m, travel_mode, eta_s,
        eta_s + :reputation_weight * (1 - reputation) * 3600 - :fairness_weight * idle_s AS score,
+       min(eta_s) OVER () AS earliest_eta_s,
        (SELECT count(*) FROM nearest) AS pool_rows
 FROM scored
 ORDER BY (eta_s <= :max_eta_s) DESC, score
@@ -152,8 +153,8 @@ def find_candidates(conn: Connection | Session, request: MatchRequest, pool: int
         for r in feasible
     ]
     earliest = None
-    if not candidates and rows:
-        earliest = request.now + timedelta(seconds=min(float(r.eta_s) for r in rows))
+    if not candidates and rows:  # the minimum over every eligible row, not just those returned
+        earliest = request.now + timedelta(seconds=float(rows[0].earliest_eta_s))
     return CandidateSearch(candidates=candidates, earliest_arrival=earliest)
 
 

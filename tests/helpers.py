@@ -120,7 +120,8 @@ def count(app: Flask, table: str) -> int:
 
 def sql(app: Flask, statement: str, **params: Any) -> list[Any]:
     with app.app_context():
-        rows = db.session.execute(text(statement), params).all()
+        result = db.session.execute(text(statement), params)
+        rows = result.all() if result.returns_rows else []
         db.session.commit()
         return rows
 

@@ -50,3 +50,12 @@ def test_unknown_routes_and_methods_get_json_errors(client: FlaskClient) -> None
     assert r.status_code == 404 and r.json["error"]["code"] == "not_found"
     r = client.delete("/api/v1/jobs")
     assert r.status_code == 405 and r.json["error"]["code"] == "method_not_allowed"
+
+
+def test_hostile_bodies_get_4xx(client: FlaskClient) -> None:
+    deep = client.post("/api/v1/auth/token", data="[" * 200_000 + "]" * 200_000,
+                       content_type="application/json")
+    assert deep.status_code == 400 and deep.json["error"]["fields"][0]["field"] == "body"
+    huge = client.post("/api/v1/auth/token", data="x" * (2 * 1024 * 1024),
+                       content_type="application/json")
+    assert huge.status_code == 413 and huge.json["error"]["code"]

@@ -136,3 +136,31 @@ def _now() -> datetime:
     from dispatch import clock
 
     return clock.now()
+
+
+def test_earliest_arrival_is_the_minimum_over_everyone_in_reach(
+    app: Flask, client: FlaskClient, make: Factory, settings
+) -> None:
+    """The reported earliest time is the true minimum ETA, not that of the best-scored few:
+    here the fastest worker scores worst because they were just assigned (fairness)."""
+    from dispatch import clock
+    from tests.helpers import set_settings
+
+    set_settings(app, promise_minutes=20, offer_wave_size=3, fairness_weight=1.0)
+    leak = make.category("leak-repair")
+    close_pt = offset(*CENTER, east_m=15_000)
+    far_pt = offset(*CENTER, east_m=17_000)
+    fastest, _ = make.worker(lat=close_pt[0], lng=close_pt[1], radius_m=20_000)
+    sql(app, "UPDATE workers SET last_assigned_at = now() WHERE user_id = :w", w=fastest)
+    for _ in range(3):
+        make.worker(lat=far_pt[0], lng=far_pt[1], radius_m=20_000)
+    _, resident = make.user(Role.RESIDENT)
+    r = book(client, resident, job_body(leak))
+    assert r.status_code == 409
+    assert "20 minutes" in r.json["error"]["message"]
+    earliest = datetime.fromisoformat(r.json["error"]["earliest_arrival"])
+    with app.app_context():
+        from dispatch.services.dispatching import eta_model
+
+        expected = eta_model(app.config["DISPATCH"]).eta_seconds(15_000, "car")
+        assert abs((earliest - clock.now()).total_seconds() - expected) < 60

@@ -155,3 +155,54 @@ def test_a_worker_who_takes_a_job_is_freed_from_other_offers(
                        headers=solo_headers).status_code == 200
     [next_b] = pending_offers(app, job_b)
     assert next_b.worker_id == backup  # job B did not wait 30 s for an offer solo can't take
+
+
+def test_unverified_worker_cannot_accept_and_retried_accept_is_idempotent(
+    app: Flask, client: FlaskClient, make: Factory, settings
+) -> None:
+    job_id, crew = setup_job(app, client, make, workers=2, wave=2)
+    offers = {o.worker_id: o.id for o in pending_offers(app, job_id)}
+    (revoked_id, revoked), (good_id, good) = crew
+    sql(app, "UPDATE worker_skills SET verified = false WHERE worker_id = :w", w=revoked_id)
+    r = client.post(f"/api/v1/offers/{offers[revoked_id]}/accept", headers=revoked)
+    assert r.status_code == 409 and r.json["error"]["code"] == "not_qualified"
+    first = client.post(f"/api/v1/offers/{offers[good_id]}/accept", headers=good)
+    retry = client.post(f"/api/v1/offers/{offers[good_id]}/accept", headers=good)
+    assert first.status_code == retry.status_code == 200
+    assert retry.json["job"]["worker"]["id"] == good_id
+    assert sql(app, "SELECT count(*) AS n FROM job_events WHERE job_id = :j AND "
+                    "to_status = 'assigned'", j=job_id)[0].n == 1
+
+
+def test_offers_show_only_an_approximate_place(app: Flask, client: FlaskClient, make: Factory,
+                                               settings) -> None:
+    set_settings(app, offer_wave_size=1)
+    _, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    body = job_body(make.category("leak-repair"), lat=37.774912, lng=-122.419416,
+                    address="12 Secret St, Apt 4")
+    job_id = book(client, resident, body).json["id"]
+    [offer] = client.get("/api/v1/offers", headers=worker).json["offers"]
+    assert "address" not in offer["job"] and "lat" not in offer["job"]
+    assert (offer["job"]["approx_lat"], offer["job"]["approx_lng"]) == (37.775, -122.419)
+    accepted = client.post(f"/api/v1/offers/{offer['id']}/accept", headers=worker).json
+    assert accepted["job"]["address"] == "12 Secret St, Apt 4"
+    client.post(f"/api/v1/jobs/{job_id}/cancel", json={}, headers=resident)
+    after = client.get(f"/api/v1/jobs/{job_id}", headers=worker).json
+    assert after["status"] == "cancelled" and after["address"] is None
+    assert after["lat"] == 37.775
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=resident).json["address"] == (
+        "12 Secret St, Apt 4")
+
+
+def test_residents_do_not_see_who_else_was_asked(app: Flask, client: FlaskClient,
+                                                 make: Factory) -> None:
+    make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    _, admin = make.user(Role.ADMIN)
+    job_id = book(client, resident, job_body(make.category("leak-repair"))).json["id"]
+    mine = client.get(f"/api/v1/jobs/{job_id}/events", headers=resident).json["events"]
+    sent = next(e for e in mine if e["kind"] == "offers_sent")
+    assert "worker_ids" not in sent["detail"] and sent["detail"]["wave"] == 1
+    ops = client.get(f"/api/v1/jobs/{job_id}/events", headers=admin).json["events"]
+    assert "worker_ids" in next(e for e in ops if e["kind"] == "offers_sent")["detail"]

@@ -94,3 +94,34 @@ def test_going_online_makes_a_worker_matchable(app: Flask, client: FlaskClient,
     bad = client.post("/api/v1/worker/availability", json={"availability": "busy"},
                       headers=worker)
     assert bad.status_code == 422
+
+
+def test_stale_or_ancient_fixes_are_refused_and_nothing_is_stored(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    """A year-1 timestamp with an offset is a BC instant in UTC: it must never be stored."""
+    worker_id, worker = make.user(Role.WORKER)
+    for when in ("0001-01-01T00:00:00+01:00", "2020-01-01T00:00:00+00:00"):
+        r = client.post("/api/v1/worker/location",
+                        json={"lat": 37.7, "lng": -122.4, "recorded_at": when}, headers=worker)
+        assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "recorded_at"
+    assert sql(app, "SELECT location_at FROM workers WHERE user_id = :w",
+               w=worker_id)[0].location_at is None
+    assert client.get("/api/v1/worker/profile", headers=worker).status_code == 200
+
+
+def test_going_offline_hands_pending_offers_on(app: Flask, client: FlaskClient,
+                                               make: Factory, settings) -> None:
+    from tests.helpers import CENTER, book, job_body, offset, set_settings
+
+    set_settings(app, offer_wave_size=1)
+    first_id, first = make.worker()
+    second_id, _ = make.worker(lat=offset(*CENTER, north_m=2000)[0])
+    _, resident = make.user(Role.RESIDENT)
+    job_id = book(client, resident, job_body(make.category("leak-repair"))).json["id"]
+    pending = "SELECT worker_id FROM offers WHERE job_id = :j AND status = 'pending'"
+    assert [r.worker_id for r in sql(app, pending, j=job_id)] == [first_id]
+    r = client.post("/api/v1/worker/availability", json={"availability": "offline"},
+                    headers=first)
+    assert r.status_code == 200
+    assert [r.worker_id for r in sql(app, pending, j=job_id)] == [second_id]

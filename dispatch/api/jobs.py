@@ -8,7 +8,6 @@ from dispatch.api import bp
 from dispatch.api.routing import ID8, HeaderParam, registry
 from dispatch.api.schemas import (
     CancelIn,
-    JobEventOut,
     JobEventsOut,
     JobIn,
     JobListOut,
@@ -16,7 +15,7 @@ from dispatch.api.schemas import (
     JobStatusIn,
     NoCoverageOut,
 )
-from dispatch.api.shapes import job_out
+from dispatch.api.shapes import event_out, job_out
 from dispatch.errors import invalid
 from dispatch.extensions import db
 from dispatch.models import Role, User
@@ -46,20 +45,20 @@ def list_jobs(user: User) -> JobListOut:
     status = request.args.get("status")
     if status is not None and status not in JobStatus.__members__.values():
         raise invalid("status", f"unknown status '{status}'", status=400)
-    return JobListOut(jobs=[job_out(j) for j in jobs.jobs_for(db.session, user, status)])
+    return JobListOut(jobs=[job_out(j, user) for j in jobs.jobs_for(db.session, user, status)])
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>", "GET", summary="One job", response=JobOut,
                 errors=[404])
 def get_job(user: User, job_id: int) -> JobOut:
-    return job_out(jobs.visible_job(db.session, user, job_id))
+    return job_out(jobs.visible_job(db.session, user, job_id), user)
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/events", "GET", summary="The job's history",
                 response=JobEventsOut, errors=[404])
 def get_job_events(user: User, job_id: int) -> JobEventsOut:
     job = jobs.visible_job(db.session, user, job_id)
-    return JobEventsOut(events=[JobEventOut.model_validate(e) for e in job.events])
+    return JobEventsOut(events=[event_out(e, user) for e in job.events])
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/status", "POST", summary="The assigned worker reports "
@@ -69,7 +68,7 @@ def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
     """Legal moves: assigned -> en_route -> arrived -> in_progress -> completed (arrived may
     follow assigned directly). Anything else is 409 with the current status."""
     job = jobs.worker_update_status(db.session, user, job_id, JobStatus(body.status))
-    return job_out(job)
+    return job_out(job, user)
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/cancel", "POST", summary="Cancel a job",

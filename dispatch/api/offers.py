@@ -33,7 +33,7 @@ def accept(user: User, offer_id: int) -> OfferResultOut:
     """The first accept wins; later ones get 409 (`offer_withdrawn`, `offer_expired`,
     `job_unavailable`, or `worker_unavailable` if the worker already holds a job)."""
     offer, job = dispatching.accept_offer(db.session, offer_id, user)
-    return OfferResultOut(offer=offer_out(offer), job=job_out(job))
+    return OfferResultOut(offer=offer_out(offer), job=job_out(job, user))
 
 
 @registry.route(bp, f"/offers/<{ID8}:offer_id>/decline", "POST", summary="Decline an offer",

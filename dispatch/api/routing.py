@@ -214,7 +214,10 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json",
                        [FieldProblem("Content-Type", "must be application/json")])
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the parser's stack
+        data = None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object",
                        [FieldProblem("body", "must be a JSON object")])

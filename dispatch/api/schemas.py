@@ -169,6 +169,10 @@ class JobWorkerOut(Out):
 
 
 class JobOut(Out):
+    """A job as its resident, its worker or an operator sees it. A worker sees the exact
+    place only while the job is active: afterwards `lat`/`lng` are rounded to about 100 m
+    and `address` is null."""
+
     id: int
     status: str
     urgency: str
@@ -225,12 +229,13 @@ class NoCoverageOut(Out):
 
 
 class OfferJobOut(Out):
+    """What a worker weighs before accepting: the exact address comes with the job."""
+
     id: int
     category: CategoryRef
     description: str
-    lat: float
-    lng: float
-    address: str | None
+    approx_lat: float = Field(description="rounded to about 100 m")
+    approx_lng: float = Field(description="rounded to about 100 m")
     arrive_by: datetime
 
 

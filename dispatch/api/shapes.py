@@ -7,6 +7,7 @@ from datetime import datetime
 
 from dispatch.api.schemas import (
     CategoryRef,
+    JobEventOut,
     JobOut,
     JobWorkerOut,
     LocationOut,
@@ -17,7 +18,8 @@ from dispatch.api.schemas import (
     UserOut,
     WorkerProfileOut,
 )
-from dispatch.models import Category, Job, Offer, User, Worker
+from dispatch.models import Category, Job, JobEvent, Offer, Role, User, Worker
+from dispatch.states import ACTIVE_JOB_STATUSES, JobStatus
 
 
 def user_out(user: User) -> UserOut:
@@ -33,14 +35,28 @@ def category_ref(c: Category) -> CategoryRef:
     return CategoryRef(id=c.id, slug=c.slug, name=c.name, path=c.path)
 
 
-def job_out(job: Job) -> JobOut:
+# ~100 m: enough to judge the trip, not enough to find the door.
+APPROX_DECIMALS = 3
+# Event details that every party of a job may see; the rest (who else was asked) is for
+# operators only.
+PUBLIC_EVENT_DETAIL = frozenset({"reason", "wave", "count", "arrive_by", "best_eta_seconds",
+                                 "eta_seconds", "expires_at"})
+
+
+def job_out(job: Job, viewer: User | None = None) -> JobOut:
+    """`viewer` None means a party with full sight (the resident, an operator)."""
+    exact = (viewer is None or Role(viewer.role) is not Role.WORKER
+             or JobStatus(job.status) in ACTIVE_JOB_STATUSES)
     worker = None
     if job.worker is not None:
         worker = JobWorkerOut(id=job.worker.user_id, name=job.worker.user.name,
                               travel_mode=job.worker.travel_mode)
     return JobOut(
         id=job.id, status=job.status, urgency=job.urgency, category=category_ref(job.category),
-        description=job.description, lat=job.lat, lng=job.lng, address=job.address,
+        description=job.description,
+        lat=job.lat if exact else round(job.lat, APPROX_DECIMALS),
+        lng=job.lng if exact else round(job.lng, APPROX_DECIMALS),
+        address=job.address if exact else None,
         requested_at=job.requested_at, arrive_by=job.arrive_by,
         estimated_arrival=job.estimated_arrival, worker=worker, assigned_at=job.assigned_at,
         arrived_at=job.arrived_at, completed_at=job.completed_at,
@@ -54,9 +70,18 @@ def offer_out(offer: Offer) -> OfferOut:
         expires_at=offer.expires_at, eta_seconds=round(offer.eta_seconds, 1),
         distance_m=round(offer.distance_m, 1),
         job=OfferJobOut(id=job.id, category=category_ref(job.category),
-                        description=job.description, lat=job.lat, lng=job.lng,
-                        address=job.address, arrive_by=job.arrive_by),
+                        description=job.description,
+                        approx_lat=round(job.lat, APPROX_DECIMALS),
+                        approx_lng=round(job.lng, APPROX_DECIMALS), arrive_by=job.arrive_by),
     )
+
+
+def event_out(event: JobEvent, viewer: User) -> JobEventOut:
+    detail = event.detail
+    if Role(viewer.role) is not Role.ADMIN:
+        detail = {k: v for k, v in detail.items() if k in PUBLIC_EVENT_DETAIL}
+    return JobEventOut(id=event.id, at=event.at, actor=event.actor, kind=event.kind,
+                       from_status=event.from_status, to_status=event.to_status, detail=detail)
 
 
 def worker_profile_out(worker: Worker) -> WorkerProfileOut:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from dispatch.auth import hash_password, verify_password
 from dispatch.errors import ApiError, FieldProblem, invalid, not_found
 from dispatch.models import Role, User, Worker, WorkerSkill
 from dispatch.services.catalog import bookable_category, leaves_under
+from dispatch.services.dispatching import withdraw_elsewhere
 from dispatch.states import Availability
 from geo.points import wkt_point
 
@@ -110,10 +112,14 @@ def set_availability(session: Session, user: User, availability: Availability) -
     """Online workers get offers; a busy worker must finish the job before going offline."""
     worker = worker_of(session, user, lock=True)
     if worker.availability == Availability.BUSY.value:
-        raise ApiError(409, "worker_busy", "finish or hand back the active job first",
+        raise ApiError(409, "worker_busy", "finish the active job first (or ask the resident "
+                       "or an operator to cancel it)",
                        [FieldProblem("availability", "you hold an active job")])
     worker.availability = availability.value
     session.commit()
+    if availability is Availability.OFFLINE:
+        withdraw_elsewhere(session, user.id, reason="the worker went offline")
+    session.refresh(worker)
     return worker
 
 
@@ -126,6 +132,10 @@ def report_location(session: Session, user: User, data: LocationIn) -> Worker:
         raise invalid("recorded_at", "must include a timezone offset")
     if at > now + MAX_CLOCK_SKEW:
         raise invalid("recorded_at", "is in the future")
+    max_age = timedelta(seconds=current_app.config["DISPATCH"].location_max_age_s)
+    if at < now - max_age:
+        raise invalid("recorded_at", f"is older than {max_age.total_seconds():g} s; "
+                                     "send the current position")
     worker = worker_of(session, user, lock=True)
     if worker.location_at is not None and at <= worker.location_at:
         session.rollback()

@@ -58,13 +58,19 @@ def _existing(session: Session, resident: User, key: str, fp: str) -> Job | None
     return job
 
 
+def _span(promise: timedelta) -> str:
+    minutes = round(promise.total_seconds() / 60)
+    if minutes % 60:
+        return f"{minutes} minutes"
+    return f"{minutes // 60} hour{'s' if minutes != 60 else ''}"
+
+
 def no_coverage(earliest: datetime | None, promise: timedelta) -> ApiError:
-    hours = promise.total_seconds() / 3600
     if earliest is None:
         message = (f"no verified worker for this service is online near you; "
-                   f"nobody can arrive within {hours:g} hours")
+                   f"nobody can arrive within {_span(promise)}")
     else:
-        message = (f"nobody can arrive within {hours:g} hours; the earliest anyone could "
+        message = (f"nobody can arrive within {_span(promise)}; the earliest anyone could "
                    f"arrive is {earliest.isoformat(timespec='minutes')}")
     return ApiError(409, "no_coverage", message,
                     [FieldProblem("location", "outside the reach of available workers")],

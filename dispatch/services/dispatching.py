@@ -17,7 +17,7 @@ from dispatch import clock
 from dispatch.aftercommit import on_commit
 from dispatch.config import Settings
 from dispatch.errors import ApiError, FieldProblem, not_found
-from dispatch.models import Job, Offer, User, Worker
+from dispatch.models import Job, Offer, User, Worker, WorkerSkill
 from dispatch.services.jobs import lock_job, record_event, transition, withdraw_pending_offers
 from dispatch.states import Actor, Availability, JobStatus, OfferStatus, check_offer_transition
 from geo.candidates import (
@@ -127,65 +127,83 @@ def _refuse(offer: Offer, reason: str, message: str) -> ApiError:
 
 def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, Job]:
     """First accept wins. Under the job lock the offer must still be pending and unexpired,
-    the job still dispatching, and the worker online; the worker row is taken with a
-    conditional UPDATE (online -> busy) so one worker can never win two jobs, and the
-    partial unique index on active jobs backs that up in the database itself."""
-    now = clock.now()
+    the job still dispatching, and the worker still verified for the service and online; the
+    worker row is taken with a conditional UPDATE (online -> busy) so one worker can never
+    win two jobs, and the partial unique index on active jobs backs that up in the database.
+    Repeating a winning accept (a retry after a lost response) answers the same success."""
     offer = lock_offer(session, offer_id, worker)
+    now = clock.now()  # read after the lock: a wait for it must not stretch the window
     job = offer.job
+    if offer.status == OfferStatus.ACCEPTED.value and job.worker_id == worker.id:
+        return offer, job
     if offer.status != OfferStatus.PENDING.value:
         raise _refuse(offer, f"offer_{offer.status}", f"this offer is already {offer.status}")
     if offer.expires_at <= now:
         raise _refuse(offer, "offer_expired", "the accept window has closed")
     if job.status != JobStatus.DISPATCHING.value:
         raise _refuse(offer, "job_unavailable", f"the job is {job.status}")
-    took_worker = session.execute(
-        update(Worker)
-        .where(Worker.user_id == worker.id, Worker.availability == Availability.ONLINE.value)
-        .values(availability=Availability.BUSY.value, last_assigned_at=now)
-        .returning(Worker.user_id)
-    ).scalar_one_or_none()
-    if took_worker is None:
-        current = session.execute(
-            select(Worker.availability).where(Worker.user_id == worker.id)).scalar_one()
-        message = ("you already hold an active job" if current == Availability.BUSY.value
-                   else "go online to accept offers")
-        raise _refuse(offer, "worker_unavailable", message)
-    check_offer_transition(offer.status, OfferStatus.ACCEPTED)
-    offer.status = OfferStatus.ACCEPTED.value
-    offer.responded_at = now
-    job.worker_id = worker.id
-    job.estimated_arrival = now + timedelta(seconds=offer.eta_seconds)
-    transition(session, job, JobStatus.ASSIGNED, Actor.SYSTEM, now=now,
-               actor_user_id=worker.id, detail={"offer_id": offer.id, "worker_id": worker.id,
-                                                "eta_seconds": round(offer.eta_seconds)})
-    withdrawn = withdraw_pending_offers(session, job, now, except_offer_id=offer.id)
-    if withdrawn:
-        record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
-                     detail={"count": withdrawn, "reason": "accepted by another worker"})
+    qualified = session.execute(
+        select(exists().where(WorkerSkill.worker_id == worker.id,
+                              WorkerSkill.category_id == job.category_id,
+                              WorkerSkill.verified))
+    ).scalar()
+    if not qualified:
+        raise _refuse(offer, "not_qualified", "you are no longer verified for this service")
     try:
+        took_worker = session.execute(
+            update(Worker)
+            .where(Worker.user_id == worker.id,
+                   Worker.availability == Availability.ONLINE.value)
+            .values(availability=Availability.BUSY.value, last_assigned_at=now)
+            .returning(Worker.user_id)
+        ).scalar_one_or_none()
+        if took_worker is None:
+            current = session.execute(
+                select(Worker.availability).where(Worker.user_id == worker.id)).scalar_one()
+            message = ("you already hold an active job" if current == Availability.BUSY.value
+                       else "go online to accept offers")
+            raise _refuse(offer, "worker_unavailable", message)
+        check_offer_transition(offer.status, OfferStatus.ACCEPTED)
+        offer.status = OfferStatus.ACCEPTED.value
+        offer.responded_at = now
+        job.worker_id = worker.id
+        job.estimated_arrival = now + timedelta(seconds=offer.eta_seconds)
+        transition(session, job, JobStatus.ASSIGNED, Actor.SYSTEM, now=now,
+                   actor_user_id=worker.id,
+                   detail={"offer_id": offer.id, "worker_id": worker.id,
+                           "eta_seconds": round(offer.eta_seconds)})
+        withdrawn = withdraw_pending_offers(session, job, now, except_offer_id=offer.id)
+        if withdrawn:
+            record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
+                         detail={"count": withdrawn, "reason": "accepted by another worker"})
         session.commit()
-    except IntegrityError as exc:  # the active-job unique index: a double booking was stopped
+    except IntegrityError as exc:  # the active-job unique index stopped a double booking
         session.rollback()
         raise ApiError(409, "worker_unavailable", "you already hold an active job",
                        [FieldProblem("offer", "you already hold an active job")]) from exc
-    withdraw_elsewhere(session, worker.id)
-    return offer, job
+    try:
+        withdraw_elsewhere(session, worker.id)
+    except Exception:  # the accept stands; the other offers will simply expire
+        session.rollback()
+        log.exception("could not withdraw worker %s's other offers", worker.id)
+    session.refresh(offer)
+    return offer, offer.job
 
 
-def withdraw_elsewhere(session: Session, worker_id: int) -> int:
-    """A worker who just took a job no longer holds other offers: withdraw each and move that
-    job's cascade on. One transaction per job (job lock first), after the accept committed,
-    so two accepts never wait on each other's offers. If this is cut short, those offers
-    simply expire."""
+def withdraw_elsewhere(session: Session, worker_id: int,
+                       reason: str = "the worker took another job") -> int:
+    """A worker who just took a job (or went offline) no longer holds other offers: withdraw
+    each and move that job's cascade on. One transaction per job (job lock first), after the
+    accept committed, so two accepts never wait on each other's offers. If this is cut
+    short, those offers simply expire."""
     job_ids = session.execute(
         select(Offer.job_id).where(Offer.worker_id == worker_id,
                                    Offer.status == OfferStatus.PENDING.value)
     ).scalars().all()
     session.rollback()
     for job_id in job_ids:
-        now = clock.now()
         job = lock_job(session, job_id)
+        now = clock.now()
         withdrawn = session.execute(
             update(Offer)
             .where(Offer.job_id == job_id, Offer.worker_id == worker_id,
@@ -195,8 +213,7 @@ def withdraw_elsewhere(session: Session, worker_id: int) -> int:
         ).scalars().all()
         if withdrawn:
             record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
-                         detail={"offer_ids": list(withdrawn),
-                                 "reason": "the worker took another job"})
+                         detail={"offer_ids": list(withdrawn), "reason": reason})
             _continue_dispatch(session, job, now)
         session.commit()
     return len(job_ids)
@@ -205,8 +222,8 @@ def withdraw_elsewhere(session: Session, worker_id: int) -> int:
 def decline_offer(session: Session, offer_id: int, worker: User) -> Offer:
     """A decline frees the worker at once and, if it was the last pending offer of the wave,
     sends the next wave without waiting for the window to close."""
-    now = clock.now()
     offer = lock_offer(session, offer_id, worker)
+    now = clock.now()
     if offer.status != OfferStatus.PENDING.value:
         raise _refuse(offer, f"offer_{offer.status}", f"this offer is already {offer.status}")
     check_offer_transition(offer.status, OfferStatus.DECLINED)
@@ -235,13 +252,13 @@ def expire_offers(session: Session, job_id: int) -> int:
     """Expire the job's pending offers whose window has closed and move the cascade on.
 
     Safe to run any number of times, from the scheduled RQ job or the sweeper."""
-    now = clock.now()
     job = session.execute(
         select(Job).where(Job.id == job_id).with_for_update()
     ).scalar_one_or_none()
     if job is None:
         session.rollback()
         return 0
+    now = clock.now()
     expired = session.execute(
         update(Offer)
         .where(Offer.job_id == job_id, Offer.status == OfferStatus.PENDING.value,
@@ -281,7 +298,10 @@ def sweep(session: Session) -> int:
 
 
 def offers_for(session: Session, worker: User, status: str | None = "pending") -> list[Offer]:
+    """The worker's offers; 'pending' means still answerable (window not yet closed)."""
     stmt = select(Offer).where(Offer.worker_id == worker.id).order_by(Offer.id.desc()).limit(50)
     if status:
         stmt = stmt.where(Offer.status == status)
+    if status == OfferStatus.PENDING.value:
+        stmt = stmt.where(Offer.expires_at > clock.now())
     return list(session.execute(stmt).scalars())

@@ -13,6 +13,7 @@ from dispatch import clock
 from dispatch.errors import ApiError, FieldProblem, not_found
 from dispatch.models import Job, JobEvent, Offer, Role, User, Worker
 from dispatch.states import (
+    ACTIVE_JOB_STATUSES,
     FINAL_JOB_STATUSES,
     Actor,
     Availability,
@@ -44,15 +45,20 @@ def transition(
     session: Session, job: Job, target: JobStatus, actor: Actor, *, now: datetime,
     actor_user_id: int | None = None, detail: dict[str, Any] | None = None,
 ) -> None:
-    """Move a job (already locked by the caller) along the state machine and log it."""
+    """Move a job (already locked by the caller) along the state machine and log it. Leaving
+    the active statuses frees the assigned worker, whatever the exit (done, cancelled,
+    disputed), so no path can leave a worker busy without a job."""
     current = job.status
     check_job_transition(current, target, actor)
     job.status = target.value
     stamp = _STAMPS.get(target)
     if stamp:
         setattr(job, stamp, now)
-    if target in FINAL_JOB_STATUSES:
+    if target in FINAL_JOB_STATUSES and job.ended_at is None:
         job.ended_at = now
+    if (job.worker_id is not None and JobStatus(current) in ACTIVE_JOB_STATUSES
+            and target not in ACTIVE_JOB_STATUSES):
+        release_worker(session, job.worker_id)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
 
@@ -127,13 +133,11 @@ def worker_update_status(session: Session, worker: User, job_id: int,
     if target not in _WORKER_MOVES:
         raise ApiError(422, "validation_failed", f"status: workers cannot set {target}",
                        [FieldProblem("status", f"workers cannot set {target}")])
-    now = clock.now()
     job = lock_job(session, job_id)
+    now = clock.now()
     if job.worker_id != worker.id:
         raise not_found("job")
     transition(session, job, target, Actor.WORKER, now=now, actor_user_id=worker.id)
-    if target is JobStatus.COMPLETED:
-        release_worker(session, worker.id)
     session.commit()
     return job
 
@@ -141,8 +145,8 @@ def worker_update_status(session: Session, worker: User, job_id: int,
 def cancel_job(session: Session, user: User, job_id: int, reason: str | None) -> Job:
     """The resident (or an operator) calls it off: pending offers are withdrawn and an
     assigned worker is released, all in one transaction."""
-    now = clock.now()
     job = lock_job(session, job_id)
+    now = clock.now()
     role = Role(user.role)
     if not can_see(user, job) or role not in (Role.RESIDENT, Role.ADMIN):
         raise not_found("job")
@@ -153,7 +157,5 @@ def cancel_job(session: Session, user: User, job_id: int, reason: str | None) ->
     if withdrawn:
         record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
                      detail={"count": withdrawn})
-    if job.worker_id is not None:
-        release_worker(session, job.worker_id)
     session.commit()
     return job
