@@ -56,7 +56,7 @@ class Settings:
             startup_s=_float("ETA_STARTUP_SECONDS", 300),
             reputation_weight=_float("MATCH_REPUTATION_WEIGHT", 0.2),
             fairness_weight=_float("MATCH_FAIRNESS_WEIGHT", 0.02),
-            knn_pool=_int("MATCH_KNN_POOL", 64),
+            knn_pool=_int("MATCH_KNN_POOL", 32),
             sweep_interval_s=_float("SWEEP_INTERVAL_SECONDS", 5),
             token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
         )
