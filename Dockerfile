@@ -23,5 +23,5 @@ RUN pip install .
 
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "16", \
-     "--workers", "1", "--access-logfile", "-", "dispatch.wsgi:app"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gevent", \
+     "--worker-connections", "10000", "--workers", "1", "--access-logfile", "-", "dispatch.wsgi:app"]

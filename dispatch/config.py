@@ -38,6 +38,7 @@ class Settings:
     knn_pool: int
     sweep_interval_s: float
     token_ttl_days: int
+    ping_min_interval_ms: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             knn_pool=_int("MATCH_KNN_POOL", 32),
             sweep_interval_s=_float("SWEEP_INTERVAL_SECONDS", 5),
             token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
+            ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 1000),
         )
 
     def to_flask(self) -> dict[str, Any]:

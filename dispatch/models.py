@@ -111,6 +111,9 @@ class Worker(db.Model):
     location: Mapped[Any] = mapped_column(POINT, nullable=True)
     location_accuracy_m: Mapped[float | None] = mapped_column(Float)
     location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    location_heading: Mapped[float | None] = mapped_column(Float)
+    location_speed_mps: Mapped[float | None] = mapped_column(Float)
+    location_received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Fed by reviews in a later issue; neutral until then so it ranks nobody up or down.
     reputation: Mapped[float] = mapped_column(Float, default=NEUTRAL_REPUTATION,
                                               server_default=text(str(NEUTRAL_REPUTATION)))

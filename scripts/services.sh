@@ -26,8 +26,8 @@ exec_service() {
     export PYTHONUNBUFFERED=1
     case "$1" in
         web)
-            exec "$VENV/bin/gunicorn" --bind "127.0.0.1:$PORT" --worker-class gthread --threads 16 \
-                --workers 1 --access-logfile - 'dispatch.wsgi:app' ;;
+            exec "$VENV/bin/gunicorn" --bind "127.0.0.1:$PORT" --worker-class gevent \
+                --worker-connections 10000 --workers 1 --access-logfile - 'dispatch.wsgi:app' ;;
         worker)
             exec "$VENV/bin/rq" worker --worker-class rq.worker.SimpleWorker --with-scheduler --url "$REDIS_URL" dispatch ;;
         sweeper)

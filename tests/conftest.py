@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,6 +22,7 @@ from dispatch import clock, create_app
 from dispatch.config import Settings, _sqlalchemy_url
 from dispatch.extensions import db
 from tests.helpers import Factory, ManualClock
+from tests.live import LiveServer
 
 MUTABLE_TABLES = ["job_events", "offers", "jobs", "worker_skills", "workers", "api_tokens",
                   "users"]
@@ -56,6 +58,26 @@ def make_url_redis_test(url: str) -> str:
     """Tests use their own Redis database number so they never flush the app's."""
     base, _, _db = url.rpartition("/")
     return f"{base}/15" if _db.isdigit() else url.rstrip("/") + "/15"
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    """A real gunicorn + gevent + Socket.IO server on the test database and Redis."""
+    server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
+                        ARTIFACTS / "logs")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def second_server(app: Flask) -> Iterator[LiveServer]:
+    server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
+                        ARTIFACTS / "logs")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

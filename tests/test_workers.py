@@ -57,28 +57,53 @@ def test_location_reports_keep_the_newest_fix(app: Flask, client: FlaskClient, m
                                               manual_clock: ManualClock) -> None:
     worker_id, worker = make.user(Role.WORKER)
     now = manual_clock.now
-    first = {"lat": 37.78, "lng": -122.41, "accuracy_m": 12, "recorded_at": now.isoformat()}
+    first = {"lat": 37.78, "lng": -122.41, "accuracy_m": 12, "heading": 90, "speed_mps": 8,
+             "recorded_at": now.isoformat()}
     r = client.post("/api/v1/worker/location", json=first, headers=worker)
-    assert r.status_code == 200 and r.json["location"]["lat"] == 37.78
-    older = {**first, "lat": 37.70, "recorded_at": (now - timedelta(seconds=5)).isoformat()}
+    assert r.status_code == 200 and r.json["accepted"] is True
+    assert r.json["worker"]["location"]["lat"] == 37.78
+    manual_clock.advance(seconds=5)
+    older = {**first, "lat": 37.781, "recorded_at": (now - timedelta(seconds=5)).isoformat()}
     r = client.post("/api/v1/worker/location", json=older, headers=worker)
-    assert r.status_code == 200 and r.json["location"]["lat"] == 37.78  # dropped
-    future = {**first, "recorded_at": (now + timedelta(minutes=5)).isoformat()}
+    assert (r.json["accepted"], r.json["reason"]) == (False, "out_of_order")
+    assert r.json["worker"]["location"]["lat"] == 37.78
+    future = {**first, "recorded_at": (manual_clock.now + timedelta(minutes=5)).isoformat()}
     r = client.post("/api/v1/worker/location", json=future, headers=worker)
     assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "recorded_at"
     naive = {**first, "recorded_at": "2026-11-26T10:00:00"}
     r = client.post("/api/v1/worker/location", json=naive, headers=worker)
     assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "recorded_at"
     for body, field in [({**first, "lat": 95}, "lat"), ({**first, "lng": 200}, "lng"),
-                        ({**first, "accuracy_m": -1}, "accuracy_m")]:
+                        ({**first, "accuracy_m": -1}, "accuracy_m"),
+                        ({**first, "heading": 361}, "heading"),
+                        ({**first, "speed_mps": -3}, "speed_mps")]:
         r = client.post("/api/v1/worker/location", json=body, headers=worker)
         assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == field
+    # 5 s later, 2 km away: 400 m/s is no bicycle, it is a GPS jump.
+    jump = {"lat": 37.798, "lng": -122.41, "recorded_at": manual_clock.now.isoformat()}
+    r = client.post("/api/v1/worker/location", json=jump, headers=worker)
+    assert (r.json["accepted"], r.json["reason"]) == (False, "implausible_jump")
     manual_clock.advance(seconds=10)
-    newer = {"lat": 37.79, "lng": -122.40}
+    newer = {"lat": 37.781, "lng": -122.40}
     r = client.post("/api/v1/worker/location", json=newer, headers=worker)
-    assert r.json["location"]["lat"] == 37.79
-    assert sql(app, "SELECT location_at FROM workers WHERE user_id = :w",
-               w=worker_id)[0].location_at == manual_clock.now
+    assert r.json["accepted"] is True and r.json["worker"]["location"]["lat"] == 37.781
+    row = sql(app, "SELECT location_at, location_heading FROM workers WHERE user_id = :w",
+              w=worker_id)[0]
+    assert row.location_at == manual_clock.now and row.location_heading is None
+
+
+def test_pings_faster_than_the_rate_limit_are_dropped(app: Flask, client: FlaskClient,
+                                                      make: Factory,
+                                                      manual_clock: ManualClock) -> None:
+    _, worker = make.user(Role.WORKER)
+    fix = {"lat": 37.78, "lng": -122.41}
+    assert client.post("/api/v1/worker/location", json=fix, headers=worker).json["accepted"]
+    manual_clock.advance(seconds=0.3)
+    r = client.post("/api/v1/worker/location", json={**fix, "lat": 37.7801}, headers=worker)
+    assert (r.json["accepted"], r.json["reason"]) == (False, "rate_limited")
+    manual_clock.advance(seconds=1)
+    r = client.post("/api/v1/worker/location", json={**fix, "lat": 37.7802}, headers=worker)
+    assert r.json["accepted"] is True
 
 
 def test_going_online_makes_a_worker_matchable(app: Flask, client: FlaskClient,

@@ -122,7 +122,15 @@ class LocationIn(In):
     lat: Lat
     lng: Lng
     accuracy_m: Annotated[float | None, Field(ge=0, le=10_000)] = None
+    heading: Annotated[float | None, Field(ge=0, le=360, description="degrees from north")] = None
+    speed_mps: Annotated[float | None, Field(ge=0, le=100)] = None
     recorded_at: datetime | None = Field(None, description="when the device took the fix")
+
+
+class LocationResultOut(Out):
+    accepted: bool
+    reason: Literal["out_of_order", "implausible_jump", "rate_limited"] | None = Field(
+        None, description="why a fix was dropped (nothing wrong with the request itself)")
 
 
 class VerifySkillIn(In):
@@ -257,3 +265,7 @@ class OfferListOut(Out):
 class OfferResultOut(Out):
     offer: OfferOut
     job: JobOut | None = None
+
+
+class LocationPingOut(LocationResultOut):
+    worker: WorkerProfileOut

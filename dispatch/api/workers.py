@@ -7,6 +7,7 @@ from dispatch.api.routing import ID4, registry
 from dispatch.api.schemas import (
     AvailabilityIn,
     LocationIn,
+    LocationPingOut,
     SkillsIn,
     VerifySkillIn,
     WorkerProfileIn,
@@ -15,7 +16,7 @@ from dispatch.api.schemas import (
 from dispatch.api.shapes import worker_profile_out
 from dispatch.extensions import db
 from dispatch.models import Role, User
-from dispatch.services import accounts
+from dispatch.services import accounts, tracking
 from dispatch.states import Availability
 
 WORKER = (Role.WORKER,)
@@ -48,12 +49,15 @@ def post_availability(user: User, body: AvailabilityIn) -> WorkerProfileOut:
         accounts.set_availability(db.session, user, Availability(body.availability)))
 
 
-@registry.route(bp, "/worker/location", "POST", summary="Report the worker's position",
-                body=LocationIn, response=WorkerProfileOut, roles=WORKER)
-def post_location(user: User, body: LocationIn) -> WorkerProfileOut:
-    """Out-of-order fixes (older than the stored one) are ignored; the answer shows the
-    position that is stored."""
-    return worker_profile_out(accounts.report_location(db.session, user, body))
+@registry.route(bp, "/worker/location", "POST", summary="Report the worker's position "
+                "(HTTP fallback of the socket's `location` event)", body=LocationIn,
+                response=LocationPingOut, roles=WORKER)
+def post_location(user: User, body: LocationIn) -> LocationPingOut:
+    """Fixes older than the stored one, implausible jumps and fixes faster than the rate
+    limit are dropped (`accepted: false` with the reason); `worker` shows what is stored."""
+    result = tracking.record_fix(db.session, user, body)
+    return LocationPingOut(accepted=result.accepted, reason=result.reason,
+                           worker=worker_profile_out(result.worker))
 
 
 @registry.route(bp, f"/admin/workers/<{ID4}:worker_id>/verification", "POST",

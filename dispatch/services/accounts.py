@@ -3,25 +3,18 @@ and location reports (which feed matching through the worker_skills triggers).""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch import clock
-from dispatch.api.schemas import LocationIn, RegisterIn, WorkerProfileIn
+from dispatch.api.schemas import RegisterIn, WorkerProfileIn
 from dispatch.auth import hash_password, verify_password
 from dispatch.errors import ApiError, FieldProblem, invalid, not_found
 from dispatch.models import Role, User, Worker, WorkerSkill
 from dispatch.services.catalog import bookable_category, leaves_under
 from dispatch.services.dispatching import withdraw_elsewhere
 from dispatch.states import Availability
-from geo.points import wkt_point
-
-# A fix from the device's future beyond this is a wrong clock, not a position.
-MAX_CLOCK_SKEW = timedelta(seconds=60)
 
 
 def register(session: Session, data: RegisterIn, role: Role | None = None) -> User:
@@ -120,28 +113,4 @@ def set_availability(session: Session, user: User, availability: Availability) -
     if availability is Availability.OFFLINE:
         withdraw_elsewhere(session, user.id, reason="the worker went offline")
     session.refresh(worker)
-    return worker
-
-
-def report_location(session: Session, user: User, data: LocationIn) -> Worker:
-    """Store the latest fix. A fix older than the one stored is dropped (pings can arrive out
-    of order); a fix from the future is refused."""
-    now = clock.now()
-    at: datetime = data.recorded_at or now
-    if at.tzinfo is None:
-        raise invalid("recorded_at", "must include a timezone offset")
-    if at > now + MAX_CLOCK_SKEW:
-        raise invalid("recorded_at", "is in the future")
-    max_age = timedelta(seconds=current_app.config["DISPATCH"].location_max_age_s)
-    if at < now - max_age:
-        raise invalid("recorded_at", f"is older than {max_age.total_seconds():g} s; "
-                                     "send the current position")
-    worker = worker_of(session, user, lock=True)
-    if worker.location_at is not None and at <= worker.location_at:
-        session.rollback()
-        return worker
-    worker.location = wkt_point(data.lat, data.lng)
-    worker.location_accuracy_m = data.accuracy_m
-    worker.location_at = at
-    session.commit()
     return worker

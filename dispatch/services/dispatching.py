@@ -13,7 +13,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dispatch import clock
+from dispatch import clock, push
 from dispatch.aftercommit import on_commit
 from dispatch.config import Settings
 from dispatch.errors import ApiError, FieldProblem, not_found
@@ -91,12 +91,14 @@ def send_wave(session: Session, job: Job, now: datetime,
     ]
     session.add_all(offers)
     session.flush()
+    for offer in offers:
+        push.offer_made(session, offer)
     record_event(session, job, "offers_sent", Actor.SYSTEM, now=now, detail={
         "wave": job.wave, "offer_ids": [o.id for o in offers],
         "worker_ids": [o.worker_id for o in offers], "expires_at": expires_at.isoformat(),
     })
     job_id = job.id
-    on_commit(session, lambda: _schedule_expiry(job_id, expires_at))
+    on_commit(session, lambda _: _schedule_expiry(job_id, expires_at))
     return offers
 
 
@@ -211,6 +213,8 @@ def withdraw_elsewhere(session: Session, worker_id: int,
             .values(status=OfferStatus.WITHDRAWN.value, responded_at=now)
             .returning(Offer.id)
         ).scalars().all()
+        push.offers_closed(session, [(worker_id, o) for o in withdrawn],
+                           OfferStatus.WITHDRAWN.value)
         if withdrawn:
             record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
                          detail={"offer_ids": list(withdrawn), "reason": reason})
@@ -264,11 +268,12 @@ def expire_offers(session: Session, job_id: int) -> int:
         .where(Offer.job_id == job_id, Offer.status == OfferStatus.PENDING.value,
                Offer.expires_at <= now)
         .values(status=OfferStatus.EXPIRED.value, responded_at=now)
-        .returning(Offer.id)
-    ).scalars().all()
+        .returning(Offer.worker_id, Offer.id)
+    ).all()
     if expired:
+        push.offers_closed(session, [(w, o) for w, o in expired], OfferStatus.EXPIRED.value)
         record_event(session, job, "offers_expired", Actor.SYSTEM, now=now,
-                     detail={"offer_ids": list(expired)})
+                     detail={"offer_ids": [o for _, o in expired]})
     _continue_dispatch(session, job, now)
     session.commit()
     return len(expired)

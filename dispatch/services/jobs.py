@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from dispatch import clock
+from dispatch import clock, push
 from dispatch.errors import ApiError, FieldProblem, not_found
 from dispatch.models import Job, JobEvent, Offer, Role, User, Worker
 from dispatch.states import (
@@ -61,6 +61,7 @@ def transition(
         release_worker(session, job.worker_id)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
+    push.job_changed(session, job)
 
 
 def lock_job(session: Session, job_id: int) -> Job:
@@ -77,10 +78,13 @@ def withdraw_pending_offers(session: Session, job: Job, now: datetime,
                             except_offer_id: int | None = None) -> int:
     stmt = (update(Offer)
             .where(Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value)
-            .values(status=OfferStatus.WITHDRAWN.value, responded_at=now))
+            .values(status=OfferStatus.WITHDRAWN.value, responded_at=now)
+            .returning(Offer.worker_id, Offer.id))
     if except_offer_id is not None:
         stmt = stmt.where(Offer.id != except_offer_id)
-    return session.execute(stmt).rowcount or 0
+    closed = [(w, o) for w, o in session.execute(stmt).all()]
+    push.offers_closed(session, closed, OfferStatus.WITHDRAWN.value)
+    return len(closed)
 
 
 def release_worker(session: Session, worker_id: int) -> None:

@@ -1,0 +1,85 @@
+"""What the dispatch domain pushes to live clients, sent only after the commit.
+
+Payloads are built just before the commit (so they show what is committed) and published
+through `notifications.realtime`, which any process can use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from dispatch.aftercommit import on_commit
+from dispatch.models import Job, Offer
+from notifications.realtime import emitter, job_room, user_room
+
+
+def _send(event: str, rooms: list[str]) -> Any:
+    redis_url = current_app.config["REDIS_URL"]
+
+    def send(payload: dict[str, Any]) -> None:
+        out = emitter(redis_url)
+        for room in rooms:
+            out.emit(event, payload, room)
+
+    return send
+
+
+def job_update_payload(job: Job) -> dict[str, Any]:
+    """A job's state as its parties watch it (no address: clients fetch details by API)."""
+    from dispatch.api.shapes import category_ref
+
+    worker = None
+    if job.worker is not None:
+        worker = {"id": job.worker.user_id, "name": job.worker.user.name,
+                  "travel_mode": job.worker.travel_mode}
+    iso = lambda value: value.isoformat() if value else None  # noqa: E731
+    return {
+        "id": job.id, "status": job.status, "category": category_ref(job.category).model_dump(),
+        "arrive_by": iso(job.arrive_by), "estimated_arrival": iso(job.estimated_arrival),
+        "assigned_at": iso(job.assigned_at), "arrived_at": iso(job.arrived_at),
+        "completed_at": iso(job.completed_at), "worker": worker,
+    }
+
+
+def job_changed(session: Session, job: Job) -> None:
+    """Tell the job's room, and its requester's and worker's own rooms, the new state (once
+    per transaction, however many steps it took)."""
+    seen: set[int] = session.info.setdefault("dispatch.pushed_jobs", set())
+    if job.id in seen:
+        return
+    seen.add(job.id)
+
+    def prepare() -> dict[str, Any]:
+        session.refresh(job)
+        return job_update_payload(job)
+
+    def send(payload: dict[str, Any]) -> None:
+        seen.discard(job.id)
+        rooms = [job_room(job.id), user_room(job.resident_id)]
+        if payload["worker"] is not None:
+            rooms.append(user_room(payload["worker"]["id"]))
+        _send("job_update", rooms)(payload)
+
+    on_commit(session, send, prepare)
+
+
+def offer_made(session: Session, offer: Offer) -> None:
+    from dispatch.api.shapes import offer_out
+
+    def prepare() -> dict[str, Any]:
+        return offer_out(offer).model_dump(mode="json")
+
+    on_commit(session, _send("offer", [user_room(offer.worker_id)]), prepare)
+
+
+def offers_closed(session: Session, worker_offer_ids: list[tuple[int, int]], status: str) -> None:
+    """Offers that can no longer be answered disappear from those workers' phones."""
+    for worker_id, offer_id in worker_offer_ids:
+        on_commit(session, _send("offer_closed", [user_room(worker_id)]),
+                  lambda offer_id=offer_id: {"offer_id": offer_id, "status": status})
+
+
+def worker_moved(session: Session, job_id: int, payload: dict[str, Any]) -> None:
+    on_commit(session, _send("worker_location", [job_room(job_id)]), lambda: payload)

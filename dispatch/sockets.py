@@ -1,0 +1,102 @@
+"""The Socket.IO server: who may connect, which rooms they may join, and location pings.
+
+Handlers only parse, call a service and shape the answer (an acknowledgement dict); every
+state change is pushed by the services after commit (see `dispatch.push`), through Redis, so
+it reaches clients on any server process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, session
+from flask_login import current_user
+from flask_socketio import ConnectionRefusedError, join_room
+from pydantic import ValidationError
+
+from dispatch.api.schemas import LocationIn
+from dispatch.auth import user_for_token
+from dispatch.errors import ApiError, FieldProblem, from_validation_error
+from dispatch.extensions import db, socketio
+from dispatch.models import Role, User
+from dispatch.push import job_update_payload
+from dispatch.services import jobs, tracking
+from notifications.realtime import CHANNEL, job_room, user_room
+
+log = logging.getLogger(__name__)
+_USER_KEY = "socket_user_id"
+
+
+def init_realtime(app: Flask, async_mode: str) -> None:
+    """Make this process a Socket.IO server that also delivers what others publish."""
+    socketio.init_app(app, message_queue=app.config["REDIS_URL"], channel=CHANNEL,
+                      async_mode=async_mode)
+
+
+def _error(exc: ApiError) -> dict[str, Any]:
+    return {"ok": False, **exc.body()}
+
+
+def _caller() -> User:
+    user_id = session.get(_USER_KEY)
+    user = db.session.get(User, user_id) if user_id else None
+    if user is None:
+        raise ApiError(401, "unauthorized", "not connected as a user")
+    return user
+
+
+@socketio.on("connect")
+def on_connect(auth: dict[str, Any] | None = None) -> None:
+    """Authenticate by bearer token (`auth={"token": ...}`) or the page's login session;
+    everyone joins their own room, where offers and their jobs' updates arrive."""
+    token = auth.get("token") if isinstance(auth, dict) else None
+    user: User | None = None
+    if isinstance(token, str) and token:
+        user = user_for_token(db.session, token)
+    elif current_user.is_authenticated:
+        user = db.session.get(User, current_user.id)
+    if user is None:
+        raise ConnectionRefusedError("log in or pass auth={'token': <bearer token>}")
+    session[_USER_KEY] = user.id
+    join_room(user_room(user.id))
+
+
+@socketio.on("watch_job")
+def on_watch_job(data: Any) -> dict[str, Any]:
+    """Join a job's room: only its resident, its assigned worker, or an operator."""
+    try:
+        user = _caller()
+        job_id = data.get("job_id") if isinstance(data, dict) else None
+        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 1:
+            raise ApiError(422, "validation_failed", "job_id must be a positive integer",
+                           [FieldProblem("job_id", "must be a positive integer")])
+        job = jobs.visible_job(db.session, user, job_id)
+        join_room(job_room(job.id))
+        return {"ok": True, "job": job_update_payload(job)}
+    except ApiError as exc:
+        return _error(exc)
+
+
+@socketio.on("location")
+def on_location(data: Any) -> dict[str, Any]:
+    """A worker's position ping; the same checks as `POST /api/v1/worker/location`."""
+    try:
+        user = _caller()
+        if Role(user.role) is not Role.WORKER:
+            raise ApiError(403, "forbidden", "only workers report positions",
+                           [FieldProblem("role", f"is {user.role}, needs worker")])
+        fix = LocationIn.model_validate(data if isinstance(data, dict) else {})
+        result = tracking.record_fix(db.session, user, fix)
+        return {"ok": True, "accepted": result.accepted, "reason": result.reason}
+    except ValidationError as exc:
+        return _error(from_validation_error(exc))
+    except ApiError as exc:
+        db.session.rollback()
+        return _error(exc)
+
+
+@socketio.on_error_default
+def on_unexpected(exc: Exception) -> dict[str, Any]:
+    db.session.rollback()
+    log.exception("socket handler failed")
+    return _error(ApiError(500, "internal_error", "unexpected server error; it has been logged"))

@@ -1,0 +1,106 @@
+"""Real server processes for tests that need the Socket.IO server: gunicorn with the gevent
+worker, exactly as `make run` serves, against the test database and Redis."""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, database_url: str, redis_url: str, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"web-{self.port}.log"
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+               "PYTHONUNBUFFERED": "1"}
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [str(gunicorn), "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gevent",
+             "--workers", "1", "--worker-connections", "2000", "dispatch.wsgi:app"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not become ready; see {self.log_path}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+class SocketClient:
+    """A python-socketio client that records every event it receives."""
+
+    def __init__(self, server: LiveServer, token: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("*", lambda event, data: self.events.put((event, data)))
+        self.sio.connect(server.url, auth={"token": token} if token else None,
+                         headers=headers or {}, transports=["websocket"], wait_timeout=10)
+
+    def call(self, event: str, data: Any) -> Any:
+        return self.sio.call(event, data, timeout=10)
+
+    def wait_for(self, event: str, match: Any = None, timeout: float = 10.0) -> Any:
+        """The first `event` whose payload satisfies `match` (a predicate), within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {event!r} within {timeout} s")
+            try:
+                name, data = self.events.get(timeout=remaining)
+            except queue.Empty as exc:
+                raise AssertionError(f"no {event!r} within {timeout} s") from exc
+            if name == event and (match is None or match(data)):
+                return data
+
+    def received(self, event: str, within: float = 1.0) -> list[Any]:
+        """Every `event` that arrives within `within` seconds (to prove an absence)."""
+        got, deadline = [], time.monotonic() + within
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                name, data = self.events.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if name == event:
+                got.append(data)
+        return got
+
+    def close(self) -> None:
+        self.sio.disconnect()

@@ -1,0 +1,168 @@
+"""Live tracking over Socket.IO on real server processes (gunicorn + gevent), Redis as the
+message queue: rooms, who may join them, pushes after commit, pings, two processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+import socketio
+from flask import Flask
+from redis import Redis
+
+from dispatch.aftercommit import on_commit
+from dispatch.extensions import db
+from dispatch.models import Role
+from notifications.realtime import CHANNEL
+from tests.helpers import CENTER, Factory, job_body, offset, sql
+from tests.live import LiveServer, SocketClient
+
+
+def token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].split()[1]
+
+
+@pytest.fixture
+def clients() -> Iterator[list[SocketClient]]:
+    opened: list[SocketClient] = []
+    yield opened
+    for c in opened:
+        c.close()
+
+
+def connect(server: LiveServer, headers: dict[str, str],
+            opened: list[SocketClient]) -> SocketClient:
+    client = SocketClient(server, token(headers))
+    opened.append(client)
+    return client
+
+
+def book_live(server: LiveServer, headers: dict[str, str], body: dict[str, Any],
+              key: str) -> Any:
+    r = requests.post(f"{server.url}/api/v1/jobs", json=body,
+                      headers={**headers, "Idempotency-Key": key}, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_connection_needs_a_valid_token(live_server: LiveServer) -> None:
+    for auth in (None, {"token": "not-a-token"}):
+        client = socketio.Client(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            client.connect(live_server.url, auth=auth, transports=["websocket"],
+                           wait_timeout=5)
+
+
+def test_offer_reaches_the_worker_and_job_updates_reach_the_resident(
+    live_server: LiveServer, make: Factory, clients: list[SocketClient]
+) -> None:
+    worker_id, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    worker_sock = connect(live_server, worker, clients)
+    resident_sock = connect(live_server, resident, clients)
+    job = book_live(live_server, resident, job_body(make.category("leak-repair")), "rt-1")
+    offer = worker_sock.wait_for("offer", lambda o: o["job"]["id"] == job["id"])
+    assert "address" not in offer["job"]
+    assert resident_sock.call("watch_job", {"job_id": job["id"]})["ok"] is True
+    r = requests.post(f"{live_server.url}/api/v1/offers/{offer['id']}/accept", headers=worker,
+                      timeout=10)
+    assert r.status_code == 200
+    update = resident_sock.wait_for("job_update", lambda j: j["status"] == "assigned")
+    assert update["id"] == job["id"] and update["worker"]["id"] == worker_id
+    assert "address" not in update
+
+
+def test_a_stranger_cannot_join_another_job_room(
+    live_server: LiveServer, make: Factory, clients: list[SocketClient]
+) -> None:
+    make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    _, stranger = make.user(Role.RESIDENT)
+    _, other_worker = make.worker(skills=("dog-walking",))
+    job = book_live(live_server, resident, job_body(make.category("leak-repair")), "rt-2")
+    for headers in (stranger, other_worker):
+        sock = connect(live_server, headers, clients)
+        answer = sock.call("watch_job", {"job_id": job["id"]})
+        assert answer["ok"] is False and answer["error"]["code"] == "not_found"
+    bad = clients[-1].call("watch_job", {"job_id": "1; DROP"})
+    assert bad["ok"] is False and bad["error"]["fields"][0]["field"] == "job_id"
+    requests.post(f"{live_server.url}/api/v1/jobs/{job['id']}/cancel", json={},
+                  headers=resident, timeout=10)
+    for sock in clients:
+        assert sock.received("job_update", within=1.0) == []
+
+
+def test_pings_stream_to_the_job_room_only_while_the_job_is_active(
+    app: Flask, live_server: LiveServer, make: Factory, clients: list[SocketClient]
+) -> None:
+    start = offset(*CENTER, north_m=1020)
+    worker_id, worker = make.worker(lat=start[0], lng=start[1])
+    _, resident = make.user(Role.RESIDENT)
+    _, stranger = make.user(Role.RESIDENT)
+    worker_sock = connect(live_server, worker, clients)
+    resident_sock = connect(live_server, resident, clients)
+    stranger_sock = connect(live_server, stranger, clients)
+    job = book_live(live_server, resident, job_body(make.category("leak-repair")), "rt-3")
+    assert resident_sock.call("watch_job", {"job_id": job["id"]})["ok"]
+    offer = worker_sock.wait_for("offer")
+
+    def ping(north_m: float) -> Any:
+        lat, lng = offset(*CENTER, north_m=north_m)
+        return worker_sock.call("location", {
+            "lat": lat, "lng": lng, "accuracy_m": 8, "heading": 180, "speed_mps": 9,
+            "recorded_at": datetime.now(UTC).isoformat()})
+
+    sql(app, "UPDATE workers SET location_received_at = NULL WHERE user_id = :w", w=worker_id)
+    assert ping(1010) == {"ok": True, "accepted": True, "reason": None}
+    assert resident_sock.received("worker_location", within=0.8) == []  # not assigned yet
+    requests.post(f"{live_server.url}/api/v1/offers/{offer['id']}/accept", headers=worker,
+                  timeout=10)
+    assert worker_sock.call("watch_job", {"job_id": job["id"]})["ok"]
+    sql(app, "UPDATE workers SET location_received_at = NULL WHERE user_id = :w", w=worker_id)
+    assert ping(1000)["accepted"] is True
+    moved = resident_sock.wait_for("worker_location")
+    assert moved["job_id"] == job["id"] and 950 < moved["distance_m"] < 1050
+    # 1000 m x 1.3 circuity at 28 km/h is about 167 s.
+    assert 150 < moved["eta_seconds"] < 185
+    assert stranger_sock.received("worker_location", within=0.5) == []
+    jump = ping(9000)  # 8 km in well under a minute: a GPS jump, dropped
+    assert (jump["accepted"], jump["reason"]) == (False, "implausible_jump")
+    rate_limited = ping(990)
+    assert (rate_limited["accepted"], rate_limited["reason"]) == (False, "rate_limited")
+    invalid = worker_sock.call("location", {"lat": 123, "lng": 0})
+    assert invalid["ok"] is False and invalid["error"]["fields"][0]["field"] == "lat"
+    stored = sql(app, "SELECT ST_Y(location::geometry) AS lat FROM workers WHERE user_id = :w",
+                 w=worker_id)[0].lat
+    assert abs(stored - offset(*CENTER, north_m=1000)[0]) < 1e-9
+
+
+def test_event_caused_on_one_process_reaches_a_client_on_another(
+    live_server: LiveServer, second_server: LiveServer, make: Factory,
+    clients: list[SocketClient]
+) -> None:
+    _, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    worker_sock = connect(second_server, worker, clients)  # listening on process B
+    job = book_live(live_server, resident, job_body(make.category("leak-repair")), "rt-4")
+    offer = worker_sock.wait_for("offer", lambda o: o["job"]["id"] == job["id"])
+    assert offer["status"] == "pending"
+
+
+def test_pushes_are_sent_after_commit_and_never_after_rollback(app: Flask) -> None:
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    pubsub = redis.pubsub()
+    pubsub.subscribe(CHANNEL)
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    sent: list[str] = []
+    with app.app_context():
+        on_commit(db.session, lambda _: sent.append("rolled back"))
+        db.session.rollback()
+        on_commit(db.session, lambda payload: sent.append(payload), lambda: "committed")
+        assert sent == []  # nothing before the commit
+        db.session.commit()
+    assert sent == ["committed"]
+    assert pubsub.get_message(timeout=0.3) is None  # nothing published by the rollback
+    pubsub.close()
