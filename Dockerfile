@@ -1,5 +1,11 @@
 # dispatch application image: one image for web, worker, sweeper and the migrate job
 # (docker-compose.yml picks the command).
+# Front-end libraries (Leaflet, socket.io-client) come from npm, pinned by package-lock.json.
+FROM node:20-slim AS frontend
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,6 +25,7 @@ WORKDIR /app
 # The app runs from the source in /app (PYTHONPATH): templates/, static/ and migrations/ sit
 # beside the packages, where create_app looks for them; pip installs only the dependencies.
 COPY . .
+COPY --from=frontend /build/node_modules /app/node_modules
 RUN pip install .
 
 USER app

@@ -1,5 +1,6 @@
-# dispatch: developer entry points. The work is done by scripts/provision.sh (packages, .venv,
-# local PostgreSQL+PostGIS and Redis under .local/) and scripts/services.sh (web, worker, sweeper).
+# dispatch: developer entry points. The work is done by scripts/provision.sh (Debian packages incl.
+# chromium, .venv, node_modules via npm ci, local PostgreSQL+PostGIS and Redis under .local/) and
+# scripts/services.sh (web, worker, sweeper).
 #
 #   make run     provision, migrate, seed demo data, start web + worker + sweeper in the background
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
@@ -7,7 +8,9 @@
 #   make bench   provision, then bench/match.py (extra arguments: BENCH_ARGS=...)
 #   make lint    ruff check .
 #   make status  what is running
+#   make npm     install the front-end libraries only (npm ci into node_modules/, when stale)
 #   make clean   stop, then remove .local/ (database and logs); distclean also removes .venv/
+#                and node_modules/
 #
 # DATABASE_URL / REDIS_URL in the environment replace the local servers.
 # PORT (default 8000) is the web port of make run.
@@ -25,16 +28,19 @@ BENCH_ARGS ?=
 # Every recipe line that needs the servers starts with this.
 WITH_ENV := . .local/env.sh &&
 
-.PHONY: help provision venv run stop status test bench lint clean distclean
+.PHONY: help provision venv npm run stop status test bench lint clean distclean
 
 help:
-	@sed -n '3,14s/^# \{0,1\}//p' Makefile
+	@sed -n '4,17s/^# \{0,1\}//p' Makefile
 
 provision:
 	@bash scripts/provision.sh all
 
 venv:
 	@bash scripts/provision.sh venv
+
+npm:
+	@bash scripts/provision.sh npm
 
 run: provision
 	@bash scripts/services.sh run
@@ -60,4 +66,4 @@ clean: stop
 	rm -rf .local
 
 distclean: clean
-	rm -rf .venv
+	rm -rf .venv node_modules

@@ -39,6 +39,8 @@ class Settings:
     sweep_interval_s: float
     token_ttl_days: int
     ping_min_interval_ms: int
+    tile_url: str
+    tile_attribution: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +63,8 @@ class Settings:
             sweep_interval_s=_float("SWEEP_INTERVAL_SECONDS", 5),
             token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
             ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 1000),
+            tile_url=_env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
+            tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Provision what dispatch needs on this machine, idempotently:
-#   - Debian packages postgresql-15-postgis-3 and redis-server (installed when absent, root only)
+#   - Debian packages postgresql-15-postgis-3, redis-server and chromium (for the browser tests:
+#     only /usr/bin/chromium is used; never `playwright install`), plus nodejs and npm when there
+#     is no npm (installed when absent, root only)
 #   - the Python virtualenv .venv (pip install -e '.[dev]' when pyproject.toml is newer than .venv/.installed)
+#   - the front-end libraries in node_modules/ (npm ci when package-lock.json or package.json is
+#     newer than node_modules/.package-lock.json, which npm ci writes last)
 #   - a project-local PostgreSQL cluster (.local/pg, port 55432) unless DATABASE_URL is set
 #   - a project-local Redis (.local/redis, port 56379) unless REDIS_URL is set
 # and writes the chosen URLs to .local/env.sh (export lines; `. .local/env.sh` to use them).
 #
-# Usage: scripts/provision.sh [all|packages|venv|stop|status]
+# Usage: scripts/provision.sh [all|packages|venv|npm|stop|status]
 #   all      (default) everything above
 #   packages Debian packages only
 #   venv     Debian-independent part: the virtualenv only
+#   npm      node_modules/ only (and nodejs/npm from Debian when npm is missing, as root)
 #   stop     stop the local PostgreSQL cluster and local Redis, if running
 #   status   show what is running
 #
@@ -46,7 +51,8 @@ PG_SOCK="$PG_DIR/run"
 PG_LOG="$PG_DIR/log"
 PG_DB="dispatch"
 REDIS_DIR="$LOCAL/redis"
-DEBIAN_PACKAGES=(postgresql-15-postgis-3 redis-server)
+DEBIAN_PACKAGES=(postgresql-15-postgis-3 redis-server chromium)
+NPM_PACKAGES=(nodejs npm)   # Debian's, installed only when there is no npm command at all
 
 # --------------------------------------------------------------------------- packages
 
@@ -54,12 +60,35 @@ dpkg_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]
 }
 
-ensure_packages() {
-    local missing=() p
-    command -v dpkg-query >/dev/null 2>&1 || { warn "not a Debian system: skipping the package check"; return 0; }
+APT_UPDATED=0
+
+# apt-get install -y PACKAGES..., running apt-get update once per provisioning (root only).
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$APT_UPDATED" = 0 ]; then
+        apt-get -o DPkg::Lock::Timeout=300 -q update
+        APT_UPDATED=1
+    fi
+    apt-get -o DPkg::Lock::Timeout=300 -q install -y --no-install-recommends "$@"
+}
+
+# The Debian packages to install: DEBIAN_PACKAGES not installed, and nodejs/npm when npm is missing.
+missing_packages() {
+    local p
     for p in "${DEBIAN_PACKAGES[@]}"; do
-        dpkg_installed "$p" || missing+=("$p")
+        dpkg_installed "$p" || printf '%s\n' "$p"
     done
+    if ! command -v npm >/dev/null 2>&1; then
+        for p in "${NPM_PACKAGES[@]}"; do
+            dpkg_installed "$p" || printf '%s\n' "$p"
+        done
+    fi
+}
+
+ensure_packages() {
+    local missing=()
+    command -v dpkg-query >/dev/null 2>&1 || { warn "not a Debian system: skipping the package check"; return 0; }
+    mapfile -t missing < <(missing_packages)
     [ ${#missing[@]} -gt 0 ] || return 0
     if ! is_root; then
         warn "missing Debian packages: ${missing[*]}; not root, so not installing them" \
@@ -67,9 +96,7 @@ ensure_packages() {
         return 0
     fi
     log "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=300 -q update
-    apt-get -o DPkg::Lock::Timeout=300 -q install -y --no-install-recommends "${missing[@]}"
+    apt_install "${missing[@]}"
 }
 
 # --------------------------------------------------------------------------- venv
@@ -111,6 +138,38 @@ ensure_venv() {
         touch "$VENV/.installed"
     else
         log ".venv is up to date (pyproject.toml is older than .venv/.installed)"
+    fi
+}
+
+# --------------------------------------------------------------------------- npm
+
+# npm itself: from Debian (nodejs npm) when missing and we are root; otherwise a clear error.
+ensure_npm_command() {
+    command -v npm >/dev/null 2>&1 && return 0
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        log "npm not found: installing Debian packages ${NPM_PACKAGES[*]}"
+        apt_install "${NPM_PACKAGES[@]}"
+        hash -r
+        command -v npm >/dev/null 2>&1 && return 0
+        die "npm is still missing after apt-get install ${NPM_PACKAGES[*]}"
+    fi
+    die "npm not found: install Node.js (>= 18) with npm (Debian: sudo apt-get install -y ${NPM_PACKAGES[*]}), then rerun"
+}
+
+# node_modules/ from package-lock.json. npm ci writes node_modules/.package-lock.json last, so it is
+# the stamp: missing (never installed, or interrupted) or older than the lock file means reinstall.
+ensure_node_modules() {
+    local stamp="$ROOT/node_modules/.package-lock.json"
+    [ -f "$ROOT/package-lock.json" ] || die "no package-lock.json in $ROOT: run npm install to make it"
+    # -nt is also true when the stamp does not exist. package.json is checked too, so an edit
+    # without a new lock file makes npm ci fail loudly instead of going unnoticed.
+    if [ "$ROOT/package-lock.json" -nt "$stamp" ] || [ "$ROOT/package.json" -nt "$stamp" ]; then
+        ensure_npm_command
+        log "installing front-end libraries: npm ci"
+        rm -f "$stamp"
+        (cd "$ROOT" && npm ci --no-audit --no-fund)
+    else
+        log "node_modules is up to date (package-lock.json is older than node_modules/.package-lock.json)"
     fi
 }
 
@@ -282,6 +341,7 @@ cmd_all() {
     take_lock provision
     ensure_packages
     ensure_venv
+    ensure_node_modules
     if [ -n "${DATABASE_URL:-}" ]; then
         log "using DATABASE_URL from the environment (no local PostgreSQL)"
     else
@@ -305,7 +365,8 @@ case "${1:-all}" in
     all)      cmd_all ;;
     packages) take_lock provision; ensure_packages ;;
     venv)     take_lock provision; ensure_venv ;;
+    npm)      take_lock provision; ensure_node_modules ;;
     stop)     take_lock provision; stop_pg; stop_redis ;;
     status)   cmd_status ;;
-    *)        die "usage: $0 [all|packages|venv|stop|status]" ;;
+    *)        die "usage: $0 [all|packages|venv|npm|stop|status]" ;;
 esac

@@ -75,8 +75,9 @@ class Factory:
         self, *, lat: float = CENTER[0], lng: float = CENTER[1], skills: tuple[str, ...] = (
             "leak-repair",), verified: bool = True, availability: str = "online",
         travel_mode: str = "car", radius_m: int = 15000, seen_ago: timedelta = timedelta(0),
+        **fields: Any,
     ) -> tuple[int, dict[str, str]]:
-        worker_id, headers = self.user(Role.WORKER)
+        worker_id, headers = self.user(Role.WORKER, **fields)
         with self.app.app_context():
             worker = db.session.get(Worker, worker_id)
             assert worker is not None

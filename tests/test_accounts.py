@@ -81,7 +81,8 @@ def test_web_register_and_login_with_csrf(app: Flask) -> None:
     assert no_token.status_code == 400 and count(app, "users") == 0
     done = client.post("/register", data={**form, "csrf_token": _csrf(page.text)})
     assert done.status_code == 302
-    assert "wei@example.com" in client.get("/").text
+    home = client.get("/", follow_redirects=True)
+    assert home.request.path == "/work" and "wei@example.com" in home.text
     assert sql(app, "SELECT phone_e164, locale FROM users")[0] == ("+8613800138000", "zh-CN")
     # The page session also authenticates the API (reads need no CSRF token).
     assert client.get("/api/v1/me").json["email"] == "wei@example.com"

@@ -27,7 +27,8 @@ IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
 
 
 @registry.route(bp, "/jobs", "POST", summary="Book urgent help", body=JobIn, response=JobOut,
-                status=201, roles=(Role.RESIDENT,), errors=[400], headers=[IDEMPOTENCY],
+                status=201, roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[400],
+                headers=[IDEMPOTENCY],
                 extra_responses={200: JobOut, 409: NoCoverageOut})
 def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
     """Matches nearby verified workers and sends the first wave of offers. If nobody can
@@ -39,8 +40,8 @@ def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
     return job_out(job), 201 if created else 200
 
 
-@registry.route(bp, "/jobs", "GET", summary="The caller's jobs (resident: booked; worker: "
-                "assigned; admin: all)", response=JobListOut)
+@registry.route(bp, "/jobs", "GET", summary="The caller's jobs (resident or property "
+                "manager: booked; worker: assigned; admin: all)", response=JobListOut)
 def list_jobs(user: User) -> JobListOut:
     status = request.args.get("status")
     if status is not None and status not in JobStatus.__members__.values():
@@ -72,7 +73,8 @@ def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/cancel", "POST", summary="Cancel a job",
-                body=CancelIn, response=JobOut, roles=(Role.RESIDENT, Role.ADMIN),
+                body=CancelIn, response=JobOut,
+                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER, Role.ADMIN),
                 errors=[404, 409])
 def post_cancel(user: User, job_id: int, body: CancelIn) -> JobOut:
     """Residents may cancel until the worker has arrived; pending offers are withdrawn and an

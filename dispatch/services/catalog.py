@@ -39,3 +39,15 @@ def leaves_under(session: Session, category_ids: Iterable[int],
             if c.bookable and (c.id == root.id or c.path.startswith(prefix)):
                 leaves[c.id] = c
     return sorted(leaves.values(), key=lambda c: c.path)
+
+
+def bookable_groups(session: Session) -> list[tuple[str, list[Category]]]:
+    """Bookable services grouped under their parent's name, for a category picker."""
+    cats = all_categories(session)
+    by_id = {c.id: c for c in cats}
+    groups: dict[str, list[Category]] = {}
+    for c in cats:
+        if c.bookable:
+            parent = by_id.get(c.parent_id) if c.parent_id else None
+            groups.setdefault(parent.name if parent else "Other", []).append(c)
+    return sorted(groups.items())

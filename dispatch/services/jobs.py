@@ -106,9 +106,13 @@ def visible_job(session: Session, user: User, job_id: int) -> Job:
     return job
 
 
+# Who books: residents for themselves, property managers for their units.
+REQUESTER_ROLES = frozenset({Role.RESIDENT, Role.PROPERTY_MANAGER})
+
+
 def can_see(user: User, job: Job) -> bool:
     role = Role(user.role)
-    return (role is Role.ADMIN or (role is Role.RESIDENT and job.resident_id == user.id)
+    return (role is Role.ADMIN or (role in REQUESTER_ROLES and job.resident_id == user.id)
             or (role is Role.WORKER and job.worker_id == user.id))
 
 
@@ -116,12 +120,10 @@ def jobs_for(session: Session, user: User, status: str | None = None,
              limit: int = 50) -> list[Job]:
     stmt = select(Job).order_by(Job.id.desc()).limit(limit)
     role = Role(user.role)
-    if role is Role.RESIDENT:
+    if role in REQUESTER_ROLES:
         stmt = stmt.where(Job.resident_id == user.id)
     elif role is Role.WORKER:
         stmt = stmt.where(Job.worker_id == user.id)
-    elif role is not Role.ADMIN:
-        return []
     if status:
         stmt = stmt.where(Job.status == status)
     return list(session.execute(stmt).scalars())
@@ -152,7 +154,7 @@ def cancel_job(session: Session, user: User, job_id: int, reason: str | None) ->
     job = lock_job(session, job_id)
     now = clock.now()
     role = Role(user.role)
-    if not can_see(user, job) or role not in (Role.RESIDENT, Role.ADMIN):
+    if not can_see(user, job) or role is Role.WORKER:
         raise not_found("job")
     actor = Actor.ADMIN if role is Role.ADMIN else Actor.RESIDENT
     transition(session, job, JobStatus.CANCELLED, actor, now=now, actor_user_id=user.id,

@@ -1,0 +1,61 @@
+// Shared by the pages: the JSON API with the page session's CSRF token, maps, sockets, times.
+"use strict";
+
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+
+async function api(method, path, body, headers) {
+  const response = await fetch("/api/v1" + path, {
+    method,
+    credentials: "same-origin",
+    headers: Object.assign({"Content-Type": "application/json", "X-CSRFToken": CSRF},
+                           headers || {}),
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = response.status === 204 ? null : await response.json();
+  return {status: response.status, ok: response.ok, data};
+}
+
+function errorText(data) {
+  if (!data || !data.error) return "Something went wrong.";
+  const fields = (data.error.fields || []).map((f) => `${f.field}: ${f.problem}`);
+  return fields.length ? fields.join("; ") : data.error.message;
+}
+
+// Tiles are optional: the map (markers, pins) works without them, e.g. offline.
+function makeMap(element, lat, lng, zoom) {
+  const map = L.map(element).setView([lat, lng], zoom || 13);
+  const cfg = window.DISPATCH_MAP || {};
+  if (cfg.tileUrl) {
+    L.tileLayer(cfg.tileUrl, {maxZoom: 19, attribution: cfg.attribution || ""}).addTo(map);
+  }
+  return map;
+}
+
+function workerIcon() {
+  return L.divIcon({className: "", html: '<div class="worker-dot"></div>', iconSize: [24, 24]});
+}
+
+// The socket authenticates with the page's login session cookie.
+function connectSocket() {
+  return io({transports: ["websocket", "polling"]});
+}
+
+function clock(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+}
+
+function countdown(untilIso) {
+  const seconds = Math.max(0, Math.round((new Date(untilIso) - new Date()) / 1000));
+  const m = Math.floor(seconds / 60);
+  return m >= 1 ? `${m} min ${seconds % 60} s` : `${seconds} s`;
+}
+
+function statusLabel(status) {
+  return status.replace("_", " ");
+}
+
+function newKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return String(Date.now()) + Math.random().toString(16).slice(2);
+}

@@ -1,0 +1,78 @@
+// Follow one job: the promise, the status, the worker's marker moving and the ETA counting
+// down, all live from the job's Socket.IO room.
+"use strict";
+
+(function () {
+  const root = document.getElementById("job");
+  const jobId = Number(root.dataset.jobId);
+  const home = [Number(root.dataset.lat), Number(root.dataset.lng)];
+  const map = makeMap("map", home[0], home[1], 14);
+  L.marker(home, {title: "Job location"}).addTo(map);
+  const mapEl = document.getElementById("map");
+  const CANCELLABLE = ["requested", "dispatching", "assigned", "en_route"];
+  let workerMarker = null;
+  let etaAt = null;
+  let status = null;
+
+  function render(job) {
+    status = job.status;
+    const badge = document.getElementById("status");
+    badge.textContent = statusLabel(job.status);
+    badge.className = `status ${job.status}`;
+    const promise = document.getElementById("promise");
+    if (job.status === "unfilled") {
+      promise.textContent = "Nobody could take this job in time. Nothing was charged.";
+    } else if (["completed", "closed"].includes(job.status)) {
+      promise.textContent = `Done at ${clock(job.completed_at)}.`;
+    } else if (job.status === "cancelled") {
+      promise.textContent = "Cancelled.";
+    } else if (job.status === "arrived" || job.status === "in_progress") {
+      promise.textContent = `Arrived at ${clock(job.arrived_at)}.`;
+    } else {
+      promise.textContent = `Someone by ${clock(job.arrive_by)}`;
+    }
+    document.getElementById("worker").textContent = job.worker
+      ? `${job.worker.name} (${job.worker.travel_mode}) is on the job.`
+      : (job.status === "dispatching" ? "Asking the nearest vetted workers…" : "");
+    if (job.estimated_arrival && !etaAt && ["assigned", "en_route"].includes(job.status)) {
+      etaAt = job.estimated_arrival;
+    }
+    if (!["assigned", "en_route"].includes(job.status)) etaAt = null;
+    document.getElementById("cancel").hidden = !CANCELLABLE.includes(job.status);
+    tick();
+  }
+
+  function tick() {
+    document.getElementById("eta").textContent = etaAt ? `ETA ${countdown(etaAt)}` : "";
+  }
+  setInterval(tick, 1000);
+
+  function moveWorker(p) {
+    if (workerMarker) workerMarker.setLatLng([p.lat, p.lng]);
+    else workerMarker = L.marker([p.lat, p.lng], {icon: workerIcon(), title: "Worker"}).addTo(map);
+    mapEl.dataset.workerLat = p.lat;
+    mapEl.dataset.workerLng = p.lng;
+    etaAt = p.eta_at;
+    map.fitBounds(L.latLngBounds([home, [p.lat, p.lng]]).pad(0.3), {maxZoom: 16});
+    tick();
+  }
+
+  const socket = connectSocket();
+  socket.on("connect", () => {
+    socket.emit("watch_job", {job_id: jobId}, (answer) => {
+      if (answer && answer.ok) render(answer.job);
+      else document.getElementById("message").textContent = errorText(answer);
+    });
+  });
+  socket.on("job_update", (job) => { if (job.id === jobId) render(job); });
+  socket.on("worker_location", (p) => { if (p.job_id === jobId) moveWorker(p); });
+
+  document.getElementById("cancel").addEventListener("click", async () => {
+    if (!confirm("Cancel this job?")) return;
+    const r = await api("POST", `/jobs/${jobId}/cancel`, {reason: "cancelled on the job page"});
+    if (r.ok) render(Object.assign({}, r.data));
+    else document.getElementById("message").textContent = errorText(r.data);
+  });
+
+  api("GET", `/jobs/${jobId}`).then((r) => { if (r.ok && status === null) render(r.data); });
+})();

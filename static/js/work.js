@@ -1,0 +1,178 @@
+// A worker's shift on a phone: go online, share position while online, take offers before
+// their window closes, move the job through its states, see today's jobs.
+"use strict";
+
+(function () {
+  const ACTIVE = ["assigned", "en_route", "arrived", "in_progress"];
+  const NEXT = {
+    assigned: [["en_route", "On my way"], ["arrived", "I have arrived"]],
+    en_route: [["arrived", "I have arrived"]],
+    arrived: [["in_progress", "Start work"]],
+    in_progress: [["completed", "Job done"]],
+  };
+  const toggle = document.getElementById("toggle");
+  const errorBox = document.getElementById("work-error");
+  const offersBox = document.getElementById("offers");
+  const offerTimers = {};
+  let availability = null;
+  let watchId = null;
+  let lastSent = 0;
+
+  const socket = connectSocket();
+
+  function setAvailability(value) {
+    availability = value;
+    document.getElementById("availability").textContent = value;
+    toggle.disabled = value === "busy";
+    toggle.textContent = value === "offline" ? "Go online" : "Go offline";
+    toggle.className = value === "offline" ? "toggle primary" : "toggle";
+    if (value === "offline") stopSharing(); else startSharing();
+  }
+
+  function startSharing() {
+    if (watchId !== null || !navigator.geolocation) return;
+    watchId = navigator.geolocation.watchPosition(send, (e) => {
+      errorBox.textContent = `Location unavailable (${e.message}); offers need your position.`;
+    }, {enableHighAccuracy: true, maximumAge: 5000, timeout: 20000});
+  }
+
+  function stopSharing() {
+    if (watchId !== null) navigator.geolocation.clearWatch(watchId);
+    watchId = null;
+  }
+
+  function send(position) {
+    const now = Date.now();
+    if (now - lastSent < 1000) return; // the server allows one fix a second
+    lastSent = now;
+    const c = position.coords;
+    const fix = {lat: c.latitude, lng: c.longitude, recorded_at: new Date(position.timestamp || now).toISOString()};
+    if (c.accuracy != null) fix.accuracy_m = Math.min(c.accuracy, 10000);
+    if (c.heading != null && !Number.isNaN(c.heading)) fix.heading = c.heading;
+    if (c.speed != null && !Number.isNaN(c.speed)) fix.speed_mps = Math.min(c.speed, 100);
+    const shown = document.getElementById("fix");
+    const report = (answer) => {
+      if (answer && answer.ok && answer.accepted) shown.textContent = `Position sent ${clock(new Date().toISOString())}`;
+      else if (answer && answer.ok) shown.textContent = `Position skipped (${answer.reason})`;
+      else shown.textContent = errorText(answer);
+    };
+    if (socket.connected) socket.emit("location", fix, report);
+    else api("POST", "/worker/location", fix).then((r) => report(r.ok ? Object.assign({ok: true}, r.data) : r.data));
+  }
+
+  toggle.addEventListener("click", async () => {
+    errorBox.textContent = "";
+    const want = availability === "offline" ? "online" : "offline";
+    const r = await api("POST", "/worker/availability", {availability: want});
+    if (r.ok) setAvailability(r.data.availability); else errorBox.textContent = errorText(r.data);
+  });
+
+  function showOffer(offer) {
+    if (document.getElementById(`offer-${offer.id}`)) return;
+    const node = document.getElementById("offer-template").content.firstElementChild.cloneNode(true);
+    node.id = `offer-${offer.id}`;
+    node.querySelector(".title").textContent = offer.job.category.name;
+    node.querySelector(".detail").textContent = offer.job.description;
+    node.querySelector(".trip").textContent =
+      `${(offer.distance_m / 1000).toFixed(1)} km away · about ${Math.round(offer.eta_seconds / 60)} min to get there`;
+    const counter = node.querySelector(".countdown");
+    const tick = () => {
+      counter.textContent = countdown(offer.expires_at);
+      if (new Date(offer.expires_at) <= new Date()) removeOffer(offer.id);
+    };
+    tick();
+    offerTimers[offer.id] = setInterval(tick, 500);
+    node.querySelector(".accept").addEventListener("click", async () => {
+      const r = await api("POST", `/offers/${offer.id}/accept`);
+      removeOffer(offer.id);
+      if (r.ok) { setAvailability("busy"); showActive(r.data.job); loadToday(); }
+      else errorBox.textContent = errorText(r.data);
+    });
+    node.querySelector(".decline").addEventListener("click", async () => {
+      await api("POST", `/offers/${offer.id}/decline`);
+      removeOffer(offer.id);
+    });
+    offersBox.prepend(node);
+  }
+
+  function removeOffer(id) {
+    clearInterval(offerTimers[id]);
+    delete offerTimers[id];
+    const node = document.getElementById(`offer-${id}`);
+    if (node) node.remove();
+  }
+
+  async function showActive(job) {
+    const box = document.getElementById("active");
+    if (!job || !ACTIVE.includes(job.status)) { box.hidden = true; return; }
+    if (job.lat === undefined) { // a pushed update has no place: fetch the job itself
+      const r = await api("GET", `/jobs/${job.id}`);
+      if (!r.ok) return;
+      job = r.data;
+    }
+    box.hidden = false;
+    box.dataset.jobId = job.id;
+    document.getElementById("active-title").textContent = job.category.name;
+    const badge = document.getElementById("active-status");
+    badge.textContent = statusLabel(job.status);
+    badge.className = `status ${job.status}`;
+    document.getElementById("active-detail").textContent =
+      `${job.description}${job.address ? " · " + job.address : ""} · promised by ${clock(job.arrive_by)}`;
+    document.getElementById("navigate").href =
+      `https://www.google.com/maps/dir/?api=1&destination=${job.lat},${job.lng}`;
+    const moves = document.getElementById("moves");
+    moves.innerHTML = "";
+    for (const [status, label] of NEXT[job.status] || []) {
+      const b = document.createElement("button");
+      b.className = "primary grow";
+      b.textContent = label;
+      b.dataset.status = status;
+      b.addEventListener("click", async () => {
+        const r = await api("POST", `/jobs/${job.id}/status`, {status});
+        if (!r.ok) { errorBox.textContent = errorText(r.data); return; }
+        if (status === "completed") { box.hidden = true; setAvailability("online"); }
+        else showActive(r.data);
+        loadToday();
+      });
+      moves.appendChild(b);
+    }
+  }
+
+  async function loadToday() {
+    const r = await api("GET", "/jobs");
+    if (!r.ok) return;
+    const today = new Date().toDateString();
+    const body = document.querySelector("#today tbody");
+    body.innerHTML = "";
+    for (const job of r.data.jobs) {
+      if (new Date(job.requested_at).toDateString() !== today) continue;
+      const tr = document.createElement("tr");
+      tr.innerHTML = "<td></td><td></td><td></td>";
+      tr.children[0].textContent = clock(job.assigned_at || job.requested_at);
+      tr.children[1].textContent = job.category.name;
+      tr.children[2].textContent = statusLabel(job.status);
+      body.appendChild(tr);
+    }
+    const active = r.data.jobs.find((j) => ACTIVE.includes(j.status));
+    showActive(active);
+  }
+
+  socket.on("offer", showOffer);
+  socket.on("offer_closed", (o) => removeOffer(o.offer_id));
+  socket.on("job_update", (job) => {
+    if (ACTIVE.includes(job.status)) showActive(job);
+    else if (Number(document.getElementById("active").dataset.jobId) === job.id) {
+      document.getElementById("active").hidden = true;
+      errorBox.textContent = job.status === "cancelled" ? "The job was cancelled." : "";
+      setAvailability("online");
+    }
+    loadToday();
+  });
+
+  api("GET", "/worker/profile").then((r) => {
+    if (r.ok) setAvailability(r.data.availability);
+    else errorBox.textContent = errorText(r.data);
+  });
+  api("GET", "/offers").then((r) => { if (r.ok) r.data.offers.forEach(showOffer); });
+  loadToday();
+})();

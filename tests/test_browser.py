@@ -1,0 +1,179 @@
+"""The pages in a real browser (Debian's Chromium driven by Playwright) against a real
+server: a resident books, a worker on a phone gets the offer and accepts, the resident
+watches the worker's marker move, and the job completes. Screenshots of every page go to
+test-artifacts/screenshots (ignored by git)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from dispatch.models import Role
+from tests.helpers import CENTER, Factory, offset
+from tests.live import LiveServer
+
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+PASSWORD = "correct horse battery"  # the factories' password
+PHONE = {"width": 390, "height": 844}
+CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def new_context(browser: Browser, server: LiveServer, *, phone: bool = False,
+                at: tuple[float, float] | None = None) -> BrowserContext:
+    options: dict[str, Any] = {"base_url": server.url, "viewport": PHONE}
+    if phone:
+        options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
+    if at is not None:
+        options.update(permissions=["geolocation"],
+                       geolocation={"latitude": at[0], "longitude": at[1], "accuracy": 10})
+    return browser.new_context(**options)
+
+
+def page_errors(page: Page) -> list[str]:
+    """Console errors and uncaught exceptions, except map tiles (there is no internet)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: m.type == "error" and "tile" not in m.text.lower()
+            and "ERR_" not in m.text and errors.append(m.text))
+    return errors
+
+
+def login(page: Page, email: str) -> None:
+    page.goto("/login")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
+                                    make: Factory) -> None:
+    home = CENTER
+    start = offset(*CENTER, north_m=1200)
+    worker_email = "worker@example.test"
+    make.worker(lat=start[0], lng=start[1], skills=("leak-repair",), email=worker_email)
+    make.user(Role.RESIDENT, email="resident@example.test")
+
+    resident_ctx = new_context(browser, live_server, at=home)
+    worker_ctx = new_context(browser, live_server, phone=True, at=start)
+    resident, worker = resident_ctx.new_page(), worker_ctx.new_page()
+    errors = page_errors(resident) + page_errors(worker)
+    try:
+        login(worker, worker_email)
+        expect(worker).to_have_url(f"{live_server.url}/work")
+        expect(worker.locator("#availability")).to_have_text("online")
+        expect(worker.locator("#fix")).to_contain_text("Position sent")
+        shot(worker, "work-online")
+
+        login(resident, "resident@example.test")
+        expect(resident).to_have_url(f"{live_server.url}/book")
+        resident.select_option("#category", label="Leak repair")
+        resident.fill("#description", "Water is pouring from under the sink")
+        resident.fill("#address", "1 Market St, Apt 2")
+        resident.click("#locate")
+        expect(resident.locator("#where")).to_contain_text("Pin at")
+        shot(resident, "book")
+        resident.click("#submit")
+        resident.wait_for_url("**/jobs/*")
+        expect(resident.locator("#promise")).to_contain_text("Someone by")
+        expect(resident.locator("#status")).to_have_text("dispatching")
+        shot(resident, "job-dispatching")
+
+        offer = worker.locator(".offer")
+        expect(offer).to_be_visible(timeout=10_000)
+        expect(offer.locator(".title")).to_have_text("Leak repair")
+        expect(offer.locator(".countdown")).to_contain_text("s")
+        shot(worker, "work-offer")
+        offer.locator(".accept").click()
+        expect(worker.locator("#active")).to_be_visible()
+        expect(worker.locator("#active-detail")).to_contain_text("1 Market St, Apt 2")
+        expect(resident.locator("#status")).to_have_text("assigned", timeout=10_000)
+        worker.click("#moves button[data-status=en_route]")
+        expect(worker.locator("#active-status")).to_have_text("en route")
+        expect(resident.locator("#status")).to_have_text("en route", timeout=10_000)
+
+        map_el = resident.locator("#map")
+        for step, north in enumerate((1100, 1000, 900), start=1):
+            resident.wait_for_timeout(1100)  # one fix a second
+            lat, lng = offset(*CENTER, north_m=north)
+            worker_ctx.set_geolocation({"latitude": lat, "longitude": lng, "accuracy": 10})
+            expect(map_el).to_have_attribute("data-worker-lat", str(lat), timeout=10_000)
+            if step == 1:
+                expect(resident.locator(".worker-dot")).to_be_visible()
+        expect(resident.locator("#eta")).to_contain_text("ETA")
+        shot(resident, "job-tracking")
+
+        worker.click("#moves button[data-status=arrived]")
+        expect(resident.locator("#status")).to_have_text("arrived", timeout=10_000)
+        worker.click("#moves button[data-status=in_progress]")
+        expect(worker.locator("#active-status")).to_have_text("in progress")
+        worker.click("#moves button[data-status=completed]")
+        expect(worker.locator("#active")).to_be_hidden()
+        expect(worker.locator("#availability")).to_have_text("online")
+        expect(resident.locator("#status")).to_have_text("completed", timeout=10_000)
+        expect(resident.locator("#promise")).to_contain_text("Done at")
+        shot(worker, "work-done")
+        shot(resident, "job-completed")
+
+        resident.goto("/manage")
+        expect(resident.locator("#jobs tbody tr")).to_have_count(1)
+        expect(resident.locator("#jobs tbody .status")).to_have_text("completed")
+        resident.select_option("#status-filter", "cancelled")
+        expect(resident.locator("#empty")).to_be_visible()
+        shot(resident, "manage")
+        assert errors == [], errors
+    finally:
+        resident_ctx.close()
+        worker_ctx.close()
+
+
+def test_no_coverage_is_told_in_the_page(browser: Browser, live_server: LiveServer,
+                                         make: Factory) -> None:
+    make.user(Role.RESIDENT, email="alone@example.test")
+    ctx = new_context(browser, live_server, at=CENTER)
+    page = ctx.new_page()
+    try:
+        login(page, "alone@example.test")
+        page.select_option("#category", label="Lockout")
+        page.fill("#description", "Locked out of the flat")
+        page.click("#locate")
+        expect(page.locator("#where")).to_contain_text("Pin at")
+        page.click("#submit")
+        expect(page.locator("#no-coverage")).to_be_visible()
+        expect(page.locator("#no-coverage-detail")).to_contain_text("Nothing was booked")
+        shot(page, "book-no-coverage")
+    finally:
+        ctx.close()
+
+
+def test_login_and_register_pages_fit_a_phone(browser: Browser,
+                                              live_server: LiveServer) -> None:
+    ctx = new_context(browser, live_server, phone=True)
+    page = ctx.new_page()
+    try:
+        for path, name in (("/login", "login"), ("/register", "register")):
+            page.goto(path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{path} scrolls sideways ({width}px)"
+            shot(page, name)
+    finally:
+        ctx.close()
