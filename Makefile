@@ -5,7 +5,7 @@
 #   make run     provision, migrate, seed demo data, start web + worker + sweeper in the background
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
 #   make test    provision, then pytest (extra arguments: make test PYTEST_ARGS='-k offers -x')
-#   make bench   provision, then bench/match.py (extra arguments: BENCH_ARGS=...)
+#   make bench   provision, then bench/match.py (BENCH_ARGS=...) and bench/ingest.py (INGEST_ARGS=...)
 #   make lint    ruff check .
 #   make status  what is running
 #   make npm     install the front-end libraries only (npm ci into node_modules/, when stale)
@@ -24,6 +24,7 @@ PORT ?= 8000
 export PORT
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+INGEST_ARGS ?=
 
 # Every recipe line that needs the servers starts with this.
 WITH_ENV := . .local/env.sh &&
@@ -58,6 +59,7 @@ test: provision
 
 bench: provision
 	$(WITH_ENV) .venv/bin/python bench/match.py $(BENCH_ARGS)
+	$(WITH_ENV) .venv/bin/python bench/ingest.py $(INGEST_ARGS)
 
 lint: venv
 	.venv/bin/ruff check .

@@ -18,6 +18,7 @@ from dispatch.extensions import db
 from dispatch.models import Category, Role, User, Worker, WorkerSkill
 from dispatch.services import accounts
 from dispatch.services.dispatching import sweep
+from dispatch.services.tracking import flush_fixes
 from dispatch.states import Availability
 from geo.points import wkt_point
 
@@ -122,13 +123,15 @@ def _create_demo(n_workers: int) -> None:
               help="seconds between sweeps (default: SWEEP_INTERVAL_SECONDS)")
 @click.option("--once", is_flag=True, help="sweep once and exit")
 def sweeper(interval: float | None, once: bool) -> None:
-    """Expire overdue offers and move stalled jobs on, forever: the net under RQ timers."""
+    """Expire overdue offers and move stalled jobs on, and write pending positions, forever:
+    the net under RQ timers and the web processes' position writers."""
     interval = interval or current_app.config["DISPATCH"].sweep_interval_s
     while True:
         try:
             touched = sweep(db.session)
             if touched:
                 click.echo(f"swept {touched} job(s)")
+            flush_fixes(db.session)  # positions a web process popped but could not write
         except Exception as exc:  # keep sweeping through a database restart
             db.session.rollback()
             click.echo(f"sweep failed: {exc}", err=True)

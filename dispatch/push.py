@@ -56,10 +56,13 @@ def job_changed(session: Session, job: Job) -> None:
         return job_update_payload(job)
 
     def send(payload: dict[str, Any]) -> None:
+        from dispatch.services.tracking import forget_active_job
+
         seen.discard(job.id)
         rooms = [job_room(job.id), user_room(job.resident_id)]
         if payload["worker"] is not None:
             rooms.append(user_room(payload["worker"]["id"]))
+            forget_active_job(payload["worker"]["id"])
         _send("job_update", rooms)(payload)
 
     on_commit(session, send, prepare)
@@ -81,5 +84,6 @@ def offers_closed(session: Session, worker_offer_ids: list[tuple[int, int]], sta
                   lambda offer_id=offer_id: {"offer_id": offer_id, "status": status})
 
 
-def worker_moved(session: Session, job_id: int, payload: dict[str, Any]) -> None:
-    on_commit(session, _send("worker_location", [job_room(job_id)]), lambda: payload)
+def send_now(event: str, job_id: int, payload: dict[str, Any]) -> None:
+    """Push to a job's room at once: for what is not a database change (a position)."""
+    _send(event, [job_room(job_id)])(payload)

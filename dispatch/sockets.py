@@ -25,12 +25,14 @@ from notifications.realtime import CHANNEL, job_room, user_room
 
 log = logging.getLogger(__name__)
 _USER_KEY = "socket_user_id"
+_ROLE_KEY = "socket_user_role"  # kept with the connection: pings need no user lookup
 
 
 def init_realtime(app: Flask, async_mode: str) -> None:
     """Make this process a Socket.IO server that also delivers what others publish."""
     socketio.init_app(app, message_queue=app.config["REDIS_URL"], channel=CHANNEL,
                       async_mode=async_mode)
+    socketio.start_background_task(tracking.flush_forever, app, socketio.sleep)
 
 
 def _error(exc: ApiError) -> dict[str, Any]:
@@ -58,6 +60,7 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
     if user is None:
         raise ConnectionRefusedError("log in or pass auth={'token': <bearer token>}")
     session[_USER_KEY] = user.id
+    session[_ROLE_KEY] = user.role
     join_room(user_room(user.id))
 
 
@@ -81,12 +84,13 @@ def on_watch_job(data: Any) -> dict[str, Any]:
 def on_location(data: Any) -> dict[str, Any]:
     """A worker's position ping; the same checks as `POST /api/v1/worker/location`."""
     try:
-        user = _caller()
-        if Role(user.role) is not Role.WORKER:
+        role = session.get(_ROLE_KEY)
+        if role != Role.WORKER.value:
             raise ApiError(403, "forbidden", "only workers report positions",
-                           [FieldProblem("role", f"is {user.role}, needs worker")])
+                           [FieldProblem("role", f"is {role}, needs worker")])
         fix = LocationIn.model_validate(data if isinstance(data, dict) else {})
-        result = tracking.record_fix(db.session, user, fix)
+        # Stored by the background flush; the hot path touches Redis, not PostgreSQL.
+        result = tracking.record_fix(db.session, session[_USER_KEY], fix)
         return {"ok": True, "accepted": result.accepted, "reason": result.reason}
     except ValidationError as exc:
         return _error(from_validation_error(exc))

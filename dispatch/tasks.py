@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_app_context
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from rq import Queue
 
 QUEUE_NAME = "dispatch"
@@ -16,11 +16,18 @@ EXPIRY_GRACE = timedelta(milliseconds=500)
 _worker_app: Flask | None = None
 
 
+# Under gevent hundreds of handlers may want Redis at once: they queue for one of these
+# connections rather than fail with "Too many connections".
+REDIS_POOL_SIZE = 64
+
+
 def redis_connection() -> Redis:
     app = current_app
     conn = app.extensions.get("dispatch.redis")
     if conn is None:
-        conn = Redis.from_url(app.config["REDIS_URL"])
+        pool = BlockingConnectionPool.from_url(app.config["REDIS_URL"],
+                                               max_connections=REDIS_POOL_SIZE, timeout=10)
+        conn = Redis(connection_pool=pool)
         app.extensions["dispatch.redis"] = conn
     return conn
 

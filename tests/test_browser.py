@@ -61,8 +61,11 @@ def login(page: Page, email: str) -> None:
 
 
 def shot(page: Page, name: str) -> None:
+    """Save a screenshot, and check the page fits its viewport's width (no sideways scroll)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"{name} scrolls sideways ({width}px)"
 
 
 def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
@@ -172,8 +175,6 @@ def test_login_and_register_pages_fit_a_phone(browser: Browser,
     try:
         for path, name in (("/login", "login"), ("/register", "register")):
             page.goto(path)
-            width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= PHONE["width"], f"{path} scrolls sideways ({width}px)"
             shot(page, name)
     finally:
         ctx.close()

@@ -53,11 +53,14 @@ def post_availability(user: User, body: AvailabilityIn) -> WorkerProfileOut:
                 "(HTTP fallback of the socket's `location` event)", body=LocationIn,
                 response=LocationPingOut, roles=WORKER)
 def post_location(user: User, body: LocationIn) -> LocationPingOut:
-    """Fixes older than the stored one, implausible jumps and fixes faster than the rate
-    limit are dropped (`accepted: false` with the reason); `worker` shows what is stored."""
-    result = tracking.record_fix(db.session, user, body)
+    """Fixes older than the last accepted one, implausible jumps and fixes faster than the
+    rate limit are dropped (`accepted: false` with the reason); `worker` shows what is
+    stored."""
+    result = tracking.record_fix(db.session, user.id, body)
+    if result.accepted:
+        tracking.flush_fixes(db.session, [user.id])  # an HTTP ping is stored before the answer
     return LocationPingOut(accepted=result.accepted, reason=result.reason,
-                           worker=worker_profile_out(result.worker))
+                           worker=worker_profile_out(accounts.worker_of(db.session, user)))
 
 
 @registry.route(bp, f"/admin/workers/<{ID4}:worker_id>/verification", "POST",

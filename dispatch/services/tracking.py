@@ -2,28 +2,36 @@
 HTTP, becomes the worker's latest position (which matching reads), and, while the worker
 holds an active job, streams to that job's room with a fresh ETA.
 
-Dropped, with a reason, rather than stored: fixes older than the stored one (pings arrive out
-of order), fixes that would need an impossible speed from the last one (GPS jumps), and
-fixes sent faster than the per-worker rate limit."""
+Dropped, with a reason, rather than stored: fixes older than the last accepted one (pings
+arrive out of order), fixes that would need an impossible speed from it (GPS jumps), and
+fixes sent faster than the per-worker rate limit.
+
+Hot path without the database: the checks and the last accepted fix live in Redis (one
+atomic script per ping, shared by every web process), the worker's active job is cached
+there, and accepted fixes are written to PostgreSQL in batches (`flush_fixes`, every
+FLUSH_INTERVAL by each web process and by the sweeper; at once for HTTP pings). A batch
+writes each worker's newest fix and never overwrites a newer one. Redis holds nothing that
+cannot be rebuilt: losing it loses at most the last unflushed fix of each worker."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from redis import Redis
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from dispatch import clock, push
 from dispatch.api.schemas import LocationIn
 from dispatch.errors import invalid
-from dispatch.models import Job, User, Worker
+from dispatch.models import Job, Worker
 from dispatch.services.dispatching import eta_model
 from dispatch.states import ACTIVE_JOB_STATUSES, JobStatus
+from dispatch.tasks import redis_connection
 from geo.eta import haversine_m
-from geo.points import wkt_point
 
 # A fix from the device's future beyond this is a wrong clock, not a position.
 MAX_CLOCK_SKEW = timedelta(seconds=60)
@@ -31,25 +39,73 @@ MAX_CLOCK_SKEW = timedelta(seconds=60)
 MAX_PLAUSIBLE_SPEED_MPS = 70.0
 # GPS noise over a short hop can look fast; below this distance no jump is judged.
 JUMP_TOLERANCE_M = 150.0
+FLUSH_INTERVAL_S = 0.2
+DIRTY_KEY = "dispatch:fix:dirty"
+# How long the answer "this worker has no active job" is trusted; an active job is
+# trusted until its next status change deletes it.
+NO_JOB_TTL_S = 3
+ACTIVE_JOB_TTL_S = 60
+
+
+def fix_key(worker_id: int) -> str:
+    return f"dispatch:fix:{worker_id}"
+
+
+def active_job_key(worker_id: int) -> str:
+    return f"dispatch:active-job:{worker_id}"
+
+
+# KEYS: fix hash, dirty set, active-job cache. ARGV: worker id, fix time (µs), lat, lng,
+# accuracy, heading, speed, server time (µs), min interval (µs), max speed, jump tolerance.
+# Returns {reason or "", cached active job or false}.
+_CHECK_AND_STORE = """
+local last = redis.call('HMGET', KEYS[1], 'at', 'lat', 'lng', 'recv')
+local at, lat, lng = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = tonumber(ARGV[8])
+local job = redis.call('GET', KEYS[3])
+if last[1] then
+  local last_at = tonumber(last[1])
+  if at <= last_at then return {'out_of_order', job} end
+  local p1, p2 = math.rad(tonumber(last[2])), math.rad(lat)
+  local dp, dl = p2 - p1, math.rad(lng - tonumber(last[3]))
+  local a = math.sin(dp / 2) ^ 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ^ 2
+  local hop = 2 * 6371008.8 * math.asin(math.sqrt(a))
+  local seconds = math.max((at - last_at) / 1e6, 0.001)
+  if hop > tonumber(ARGV[11]) and hop / seconds > tonumber(ARGV[10]) then
+    return {'implausible_jump', job}
+  end
+  if last[4] and now - tonumber(last[4]) < tonumber(ARGV[9]) then
+    return {'rate_limited', job}
+  end
+end
+redis.call('HSET', KEYS[1], 'at', ARGV[2], 'lat', ARGV[3], 'lng', ARGV[4], 'acc', ARGV[5],
+           'hdg', ARGV[6], 'spd', ARGV[7], 'recv', ARGV[8])
+redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('SADD', KEYS[2], ARGV[1])
+return {'', job}
+"""
 
 
 @dataclass(frozen=True)
 class PingResult:
     accepted: bool
     reason: str | None
-    worker: Worker
 
 
-def _rate_limited(worker: Worker, now: datetime) -> bool:
-    """At most one accepted fix per interval per worker, across all web processes (the
-    worker row is locked, so the check and the stamp cannot interleave)."""
-    interval = timedelta(milliseconds=current_app.config["DISPATCH"].ping_min_interval_ms)
-    last = worker.location_received_at
-    return last is not None and now - last < interval
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
 
 
-def record_fix(session: Session, user: User, fix: LocationIn) -> PingResult:
-    """Check and store one fix. Clearly wrong input (bad clock, ancient fix) raises a 422;
+def _from_micros(value: str | bytes) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1_000_000, UTC)
+
+
+def _opt(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def record_fix(session: Session, worker_id: int, fix: LocationIn) -> PingResult:
+    """Check and keep one fix. Clearly wrong input (bad clock, ancient fix) raises a 422;
     fixes that are merely superseded or implausible are dropped with a reason."""
     now = clock.now()
     at: datetime = fix.recorded_at or now
@@ -57,55 +113,133 @@ def record_fix(session: Session, user: User, fix: LocationIn) -> PingResult:
         raise invalid("recorded_at", "must include a timezone offset")
     if at > now + MAX_CLOCK_SKEW:
         raise invalid("recorded_at", "is in the future")
-    max_age = timedelta(seconds=current_app.config["DISPATCH"].location_max_age_s)
+    settings = current_app.config["DISPATCH"]
+    max_age = timedelta(seconds=settings.location_max_age_s)
     if at < now - max_age:
         raise invalid("recorded_at", f"is older than {max_age.total_seconds():g} s; "
                                      "send the current position")
-    worker = session.execute(
-        select(Worker).where(Worker.user_id == user.id).with_for_update()
-    ).scalar_one_or_none()
-    if worker is None:
-        raise invalid("role", "only workers report positions", status=403)
-    if worker.location_at is not None and at <= worker.location_at:
-        session.rollback()
-        return PingResult(False, "out_of_order", worker)
-    if worker.location_at is not None and worker.lat is not None and worker.lng is not None:
-        hop = haversine_m(worker.lat, worker.lng, fix.lat, fix.lng)
-        seconds = (at - worker.location_at).total_seconds()
-        if hop > JUMP_TOLERANCE_M and hop / max(seconds, 1e-3) > MAX_PLAUSIBLE_SPEED_MPS:
-            session.rollback()
-            return PingResult(False, "implausible_jump", worker)
-    if _rate_limited(worker, now):
-        session.rollback()
-        return PingResult(False, "rate_limited", worker)
-    worker.location = wkt_point(fix.lat, fix.lng)
-    worker.location_accuracy_m = fix.accuracy_m
-    worker.location_heading = fix.heading
-    worker.location_speed_mps = fix.speed_mps
-    worker.location_at = at
-    worker.location_received_at = now
-    _stream_to_active_job(session, worker, fix, at)
-    session.commit()
-    return PingResult(True, None, worker)
+    redis = redis_connection()
+    script = current_app.extensions.get("dispatch.fix_script")
+    if script is None:
+        script = current_app.extensions["dispatch.fix_script"] = redis.register_script(
+            _CHECK_AND_STORE)
+    reason, cached_job = script(
+        keys=[fix_key(worker_id), DIRTY_KEY, active_job_key(worker_id)],
+        args=[worker_id, _micros(at), repr(fix.lat), repr(fix.lng), _opt(fix.accuracy_m),
+              _opt(fix.heading), _opt(fix.speed_mps), _micros(now),
+              settings.ping_min_interval_ms * 1000, MAX_PLAUSIBLE_SPEED_MPS, JUMP_TOLERANCE_M])
+    if reason:
+        return PingResult(False, reason.decode())
+    job = _decode_job(cached_job) if cached_job else _load_active_job(session, redis, worker_id)
+    if job is not None:
+        _stream(job, fix, at, now)
+    return PingResult(True, None)
 
 
-def _stream_to_active_job(session: Session, worker: Worker, fix: LocationIn,
-                          at: datetime) -> None:
-    job = session.execute(
-        select(Job).where(Job.worker_id == worker.user_id,
-                          Job.status.in_([s.value for s in ACTIVE_JOB_STATUSES]))
-    ).scalar_one_or_none()
-    if job is None:  # positions are shared only while a job is active, only with its room
-        return
+def _decode_job(raw: bytes) -> dict[str, Any] | None:
+    if raw == b"-":
+        return None
+    job_id, lat, lng, status, mode = raw.decode().split("|")
+    return {"id": int(job_id), "lat": float(lat), "lng": float(lng), "status": status,
+            "travel_mode": mode}
+
+
+def _load_active_job(session: Session, redis: Redis, worker_id: int) -> dict[str, Any] | None:
+    row = session.execute(
+        select(Job.id, Job.lat, Job.lng, Job.status, Worker.travel_mode)
+        .join(Worker, Worker.user_id == Job.worker_id)
+        .where(Job.worker_id == worker_id,
+               Job.status.in_([s.value for s in ACTIVE_JOB_STATUSES]))
+    ).first()
+    session.rollback()
+    if row is None:
+        redis.set(active_job_key(worker_id), "-", ex=NO_JOB_TTL_S)
+        return None
+    redis.set(active_job_key(worker_id), f"{row.id}|{row.lat!r}|{row.lng!r}|{row.status}|"
+              f"{row.travel_mode}", ex=ACTIVE_JOB_TTL_S)
+    return {"id": row.id, "lat": row.lat, "lng": row.lng, "status": row.status,
+            "travel_mode": row.travel_mode}
+
+
+def forget_active_job(worker_id: int) -> None:
+    """Called after a job's status changes: the next ping reads the truth again."""
+    redis_connection().delete(active_job_key(worker_id))
+
+
+def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -> None:
+    """Positions are shared only while a job is active, and only with that job's room."""
     model = eta_model(current_app.config["DISPATCH"])
-    straight = haversine_m(fix.lat, fix.lng, job.lat, job.lng)
+    straight = haversine_m(fix.lat, fix.lng, job["lat"], job["lng"])
     eta_s = 0.0
-    if JobStatus(job.status) in (JobStatus.ASSIGNED, JobStatus.EN_ROUTE):
-        eta_s = model.road_distance_m(straight) / model.speed_mps(worker.travel_mode)
-    payload: dict[str, Any] = {
-        "job_id": job.id, "lat": fix.lat, "lng": fix.lng, "accuracy_m": fix.accuracy_m,
+    if JobStatus(job["status"]) in (JobStatus.ASSIGNED, JobStatus.EN_ROUTE):
+        eta_s = model.road_distance_m(straight) / model.speed_mps(job["travel_mode"])
+    push.send_now("worker_location", job["id"], {
+        "job_id": job["id"], "lat": fix.lat, "lng": fix.lng, "accuracy_m": fix.accuracy_m,
         "heading": fix.heading, "speed_mps": fix.speed_mps, "at": at.isoformat(),
         "distance_m": round(straight, 1), "eta_seconds": round(eta_s),
-        "eta_at": (clock.now() + timedelta(seconds=eta_s)).isoformat(),
-    }
-    push.worker_moved(session, job.id, payload)
+        "eta_at": (now + timedelta(seconds=eta_s)).isoformat(),
+    })
+
+
+_FLUSH_SQL = text("""
+UPDATE workers w
+   SET location = ST_SetSRID(ST_MakePoint(v.lng, v.lat), 4326)::geography,
+       location_at = v.at, location_accuracy_m = v.acc, location_heading = v.hdg,
+       location_speed_mps = v.spd, location_received_at = v.recv
+  FROM jsonb_to_recordset(CAST(:fixes AS jsonb))
+       AS v(id int, lat float8, lng float8, at timestamptz, acc float8, hdg float8,
+            spd float8, recv timestamptz)
+ WHERE w.user_id = v.id AND (w.location_at IS NULL OR w.location_at < v.at)
+""")
+
+
+def flush_fixes(session: Session, worker_ids: list[int] | None = None,
+                batch: int = 5000) -> int:
+    """Write the newest kept fix of dirty workers (all, or just `worker_ids`) to PostgreSQL
+    in one statement. Returns how many fixes were written."""
+    import json
+
+    redis = redis_connection()
+    if worker_ids is None:
+        members = redis.spop(DIRTY_KEY, batch) or []
+        ids = [int(m) for m in members]
+    else:
+        ids = [w for w in worker_ids if redis.srem(DIRTY_KEY, w)]
+    if not ids:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for worker_id in ids:
+        pipe.hmget(fix_key(worker_id), "at", "lat", "lng", "acc", "hdg", "spd", "recv")
+    fixes = []
+    for worker_id, values in zip(ids, pipe.execute(), strict=True):
+        at, lat, lng, acc, hdg, spd, recv = values
+        if at is None:
+            continue
+        fixes.append({
+            "id": worker_id, "lat": float(lat), "lng": float(lng),
+            "at": _from_micros(at).isoformat(), "recv": _from_micros(recv).isoformat(),
+            "acc": float(acc) if acc else None, "hdg": float(hdg) if hdg else None,
+            "spd": float(spd) if spd else None,
+        })
+    try:
+        session.execute(_FLUSH_SQL, {"fixes": json.dumps(fixes)})
+        session.commit()
+    except Exception:
+        session.rollback()
+        redis.sadd(DIRTY_KEY, *ids)  # try again next time
+        raise
+    return len(fixes)
+
+
+def flush_forever(app: Any, sleep: Any) -> None:
+    """The web process's background writer (a greenlet under gevent)."""
+    from dispatch.extensions import db
+
+    while True:
+        sleep(FLUSH_INTERVAL_S)
+        try:
+            with app.app_context():
+                flush_fixes(db.session)
+                db.session.remove()
+        except Exception:
+            app.logger.exception("flushing positions failed; retrying")
