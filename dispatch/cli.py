@@ -131,7 +131,7 @@ def sweeper(interval: float | None, once: bool) -> None:
             touched = sweep(db.session)
             if touched:
                 click.echo(f"swept {touched} job(s)")
-            flush_fixes(db.session)  # positions a web process popped but could not write
+            flush_fixes(db.session)  # positions no web process has written (one stopped)
         except Exception as exc:  # keep sweeping through a database restart
             db.session.rollback()
             click.echo(f"sweep failed: {exc}", err=True)

@@ -62,7 +62,8 @@ class Settings:
             knn_pool=_int("MATCH_KNN_POOL", 32),
             sweep_interval_s=_float("SWEEP_INTERVAL_SECONDS", 5),
             token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
-            ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 1000),
+            # Phones send one fix a second; the slack absorbs network jitter.
+            ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 800),
             tile_url=_env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
             tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
         )
@@ -75,6 +76,9 @@ class Settings:
             "REDIS_URL": self.redis_url,
             "SECRET_KEY": self.secret_key,
             "MAX_CONTENT_LENGTH": 1024 * 1024,  # no legitimate request is near a megabyte
+            # The CSRF token is bound to the login session; a worker's page stays open all
+            # shift, so the token must not expire after an hour underneath it.
+            "WTF_CSRF_TIME_LIMIT": None,
             "DISPATCH": self,
         }
 

@@ -16,12 +16,11 @@ from notifications.realtime import emitter, job_room, user_room
 
 
 def _send(event: str, rooms: list[str]) -> Any:
+    """One emit to all the rooms: a client in several of them gets the event once."""
     redis_url = current_app.config["REDIS_URL"]
 
     def send(payload: dict[str, Any]) -> None:
-        out = emitter(redis_url)
-        for room in rooms:
-            out.emit(event, payload, room)
+        emitter(redis_url).emit(event, payload, rooms)
 
     return send
 
@@ -62,8 +61,9 @@ def job_changed(session: Session, job: Job) -> None:
         rooms = [job_room(job.id), user_room(job.resident_id)]
         if payload["worker"] is not None:
             rooms.append(user_room(payload["worker"]["id"]))
-            forget_active_job(payload["worker"]["id"])
         _send("job_update", rooms)(payload)
+        if payload["worker"] is not None:
+            forget_active_job(payload["worker"]["id"])
 
     on_commit(session, send, prepare)
 

@@ -24,6 +24,7 @@ from dispatch.services import jobs, tracking
 from notifications.realtime import CHANNEL, job_room, user_room
 
 log = logging.getLogger(__name__)
+INT8_MAX = 2**63 - 1
 _USER_KEY = "socket_user_id"
 _ROLE_KEY = "socket_user_role"  # kept with the connection: pings need no user lookup
 
@@ -70,7 +71,8 @@ def on_watch_job(data: Any) -> dict[str, Any]:
     try:
         user = _caller()
         job_id = data.get("job_id") if isinstance(data, dict) else None
-        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 1:
+        if (not isinstance(job_id, int) or isinstance(job_id, bool)
+                or not 1 <= job_id <= INT8_MAX):
             raise ApiError(422, "validation_failed", "job_id must be a positive integer",
                            [FieldProblem("job_id", "must be a positive integer")])
         job = jobs.visible_job(db.session, user, job_id)

@@ -25,6 +25,7 @@ from wtforms.validators import DataRequired, Length
 
 from dispatch import ROOT
 from dispatch.api.schemas import LoginIn, RegisterIn
+from dispatch.api.shapes import job_out
 from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.models import Role, User
@@ -87,8 +88,12 @@ def book() -> str:
 def job_page(job_id: int) -> str:
     user = db.session.get(User, current_user.id)
     assert user is not None
-    job = visible_job(db.session, user, job_id)  # strangers get 404
-    return render_template("job.html", job=job)
+    try:
+        job = visible_job(db.session, user, job_id)
+    except ApiError:
+        abort(404)  # strangers learn nothing, not even that the job exists
+    # What this viewer may see (a worker sees the exact place only while the job is active).
+    return render_template("job.html", job=job, view=job_out(job, user))
 
 
 @bp.get("/work")

@@ -29,8 +29,9 @@ class Emitter:
     def __init__(self, redis_url: str) -> None:
         self._manager = socketio.RedisManager(redis_url, channel=CHANNEL, write_only=True)
 
-    def emit(self, event: str, data: dict[str, Any], room: str) -> None:
-        self._manager.emit(event, data, namespace="/", room=room)
+    def emit(self, event: str, data: dict[str, Any], rooms: str | list[str]) -> None:
+        """A list of rooms reaches each client once, even if it sits in several."""
+        self._manager.emit(event, data, namespace="/", room=rooms)
 
 
 _emitters: dict[str, Emitter] = {}

@@ -48,3 +48,25 @@ def test_front_end_libraries_are_served_from_npm(app: Flask) -> None:
     assert client.get("/vendor/socket.io-client/socket.io.min.js").status_code == 200
     assert client.get("/vendor/left-pad/index.js").status_code == 404
     assert client.get("/vendor/leaflet/../../package.json").status_code == 404
+
+
+def test_job_page_hides_the_address_from_the_worker_once_the_job_ended(
+    app: Flask, make: Factory, settings
+) -> None:
+    from tests.helpers import set_settings, sql
+
+    set_settings(app, offer_wave_size=1)
+    worker_id, worker_api = make.worker()
+    _, resident_page, resident_api = login_as(app, make, Role.RESIDENT)
+    body = job_body(make.category("leak-repair"), address="221B Secret Street")
+    job_id = book(app.test_client(), resident_api, body).json["id"]
+    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
+    app.test_client().post(f"/api/v1/offers/{offer_id}/accept", headers=worker_api)
+    worker_page = app.test_client()
+    with worker_page.session_transaction() as session:
+        session["_user_id"] = str(worker_id)
+    assert "221B Secret Street" in worker_page.get(f"/jobs/{job_id}").text
+    app.test_client().post(f"/api/v1/jobs/{job_id}/cancel", json={}, headers=resident_api)
+    after = worker_page.get(f"/jobs/{job_id}").text
+    assert "221B Secret Street" not in after and 'data-lat="37.775"' in after
+    assert "221B Secret Street" in resident_page.get(f"/jobs/{job_id}").text

@@ -58,7 +58,7 @@ def post_location(user: User, body: LocationIn) -> LocationPingOut:
     stored."""
     result = tracking.record_fix(db.session, user.id, body)
     if result.accepted:
-        tracking.flush_fixes(db.session, [user.id])  # an HTTP ping is stored before the answer
+        tracking.flush_fixes(db.session, [user.id])  # stored before the answer
     return LocationPingOut(accepted=result.accepted, reason=result.reason,
                            worker=worker_profile_out(accounts.worker_of(db.session, user)))
 

@@ -44,7 +44,7 @@ DIRTY_KEY = "dispatch:fix:dirty"
 # How long the answer "this worker has no active job" is trusted; an active job is
 # trusted until its next status change deletes it.
 NO_JOB_TTL_S = 3
-ACTIVE_JOB_TTL_S = 60
+ACTIVE_JOB_TTL_S = 30
 
 
 def fix_key(worker_id: int) -> str:
@@ -55,34 +55,59 @@ def active_job_key(worker_id: int) -> str:
     return f"dispatch:active-job:{worker_id}"
 
 
-# KEYS: fix hash, dirty set, active-job cache. ARGV: worker id, fix time (µs), lat, lng,
-# accuracy, heading, speed, server time (µs), min interval (µs), max speed, jump tolerance.
-# Returns {reason or "", cached active job or false}.
+def active_job_version_key(worker_id: int) -> str:
+    return f"dispatch:active-job-version:{worker_id}"
+
+
+# KEYS: fix hash, dirty set, active-job cache, active-job version. ARGV: worker id, fix time
+# (µs), lat, lng, accuracy, heading, speed, server time (µs), min interval (µs), max speed,
+# jump tolerance. Returns {reason or "", cached active job or false, cache version}.
 _CHECK_AND_STORE = """
 local last = redis.call('HMGET', KEYS[1], 'at', 'lat', 'lng', 'recv')
 local at, lat, lng = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = tonumber(ARGV[8])
 local job = redis.call('GET', KEYS[3])
+local version = redis.call('GET', KEYS[4]) or '0'
 if last[1] then
   local last_at = tonumber(last[1])
-  if at <= last_at then return {'out_of_order', job} end
+  if at <= last_at then return {'out_of_order', job, version} end
   local p1, p2 = math.rad(tonumber(last[2])), math.rad(lat)
   local dp, dl = p2 - p1, math.rad(lng - tonumber(last[3]))
   local a = math.sin(dp / 2) ^ 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ^ 2
   local hop = 2 * 6371008.8 * math.asin(math.sqrt(a))
   local seconds = math.max((at - last_at) / 1e6, 0.001)
   if hop > tonumber(ARGV[11]) and hop / seconds > tonumber(ARGV[10]) then
-    return {'implausible_jump', job}
+    return {'implausible_jump', job, version}
   end
   if last[4] and now - tonumber(last[4]) < tonumber(ARGV[9]) then
-    return {'rate_limited', job}
+    return {'rate_limited', job, version}
   end
 end
 redis.call('HSET', KEYS[1], 'at', ARGV[2], 'lat', ARGV[3], 'lng', ARGV[4], 'acc', ARGV[5],
            'hdg', ARGV[6], 'spd', ARGV[7], 'recv', ARGV[8])
 redis.call('EXPIRE', KEYS[1], 86400)
 redis.call('SADD', KEYS[2], ARGV[1])
-return {'', job}
+return {'', job, version}
+"""
+
+# Cache what the database said only if no status change happened since the version was read
+# (a change bumps the version after its commit), so a slow reader cannot cache a stale job.
+# KEYS: cache, version. ARGV: version read, value, ttl.
+_CACHE_IF_CURRENT = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+"""
+
+# Forget a flushed fix as dirty only if no newer fix arrived meanwhile.
+# KEYS: dirty set, then one fix hash per worker. ARGV: worker ids, then the flushed times.
+_FORGET_FLUSHED = """
+local n = #KEYS - 1
+for i = 1, n do
+  if redis.call('HGET', KEYS[i + 1], 'at') == ARGV[n + i] then
+    redis.call('SREM', KEYS[1], ARGV[i])
+  end
+end
 """
 
 
@@ -119,21 +144,28 @@ def record_fix(session: Session, worker_id: int, fix: LocationIn) -> PingResult:
         raise invalid("recorded_at", f"is older than {max_age.total_seconds():g} s; "
                                      "send the current position")
     redis = redis_connection()
-    script = current_app.extensions.get("dispatch.fix_script")
-    if script is None:
-        script = current_app.extensions["dispatch.fix_script"] = redis.register_script(
-            _CHECK_AND_STORE)
-    reason, cached_job = script(
-        keys=[fix_key(worker_id), DIRTY_KEY, active_job_key(worker_id)],
+    reason, cached_job, version = _script(redis, _CHECK_AND_STORE)(
+        keys=[fix_key(worker_id), DIRTY_KEY, active_job_key(worker_id),
+              active_job_version_key(worker_id)],
         args=[worker_id, _micros(at), repr(fix.lat), repr(fix.lng), _opt(fix.accuracy_m),
               _opt(fix.heading), _opt(fix.speed_mps), _micros(now),
               settings.ping_min_interval_ms * 1000, MAX_PLAUSIBLE_SPEED_MPS, JUMP_TOLERANCE_M])
     if reason:
         return PingResult(False, reason.decode())
-    job = _decode_job(cached_job) if cached_job else _load_active_job(session, redis, worker_id)
+    if cached_job:
+        job = _decode_job(cached_job)
+    else:
+        job = _load_active_job(session, redis, worker_id, version)
     if job is not None:
         _stream(job, fix, at, now)
     return PingResult(True, None)
+
+
+def _script(redis: Redis, source: str) -> Any:
+    scripts = current_app.extensions.setdefault("dispatch.redis_scripts", {})
+    if source not in scripts:
+        scripts[source] = redis.register_script(source)
+    return scripts[source]
 
 
 def _decode_job(raw: bytes) -> dict[str, Any] | None:
@@ -144,7 +176,8 @@ def _decode_job(raw: bytes) -> dict[str, Any] | None:
             "travel_mode": mode}
 
 
-def _load_active_job(session: Session, redis: Redis, worker_id: int) -> dict[str, Any] | None:
+def _load_active_job(session: Session, redis: Redis, worker_id: int,
+                     version: bytes) -> dict[str, Any] | None:
     row = session.execute(
         select(Job.id, Job.lat, Job.lng, Job.status, Worker.travel_mode)
         .join(Worker, Worker.user_id == Job.worker_id)
@@ -152,18 +185,24 @@ def _load_active_job(session: Session, redis: Redis, worker_id: int) -> dict[str
                Job.status.in_([s.value for s in ACTIVE_JOB_STATUSES]))
     ).first()
     session.rollback()
+    cache = _script(redis, _CACHE_IF_CURRENT)
+    keys = [active_job_key(worker_id), active_job_version_key(worker_id)]
     if row is None:
-        redis.set(active_job_key(worker_id), "-", ex=NO_JOB_TTL_S)
+        cache(keys=keys, args=[version, "-", NO_JOB_TTL_S])
         return None
-    redis.set(active_job_key(worker_id), f"{row.id}|{row.lat!r}|{row.lng!r}|{row.status}|"
-              f"{row.travel_mode}", ex=ACTIVE_JOB_TTL_S)
+    cache(keys=keys, args=[version, f"{row.id}|{row.lat!r}|{row.lng!r}|{row.status}|"
+                                    f"{row.travel_mode}", ACTIVE_JOB_TTL_S])
     return {"id": row.id, "lat": row.lat, "lng": row.lng, "status": row.status,
             "travel_mode": row.travel_mode}
 
 
 def forget_active_job(worker_id: int) -> None:
-    """Called after a job's status changes: the next ping reads the truth again."""
-    redis_connection().delete(active_job_key(worker_id))
+    """Called after a job's status change commits: the next ping reads the truth again, and
+    a ping that read the database before the change cannot cache what it read."""
+    pipe = redis_connection().pipeline(transaction=True)
+    pipe.incr(active_job_version_key(worker_id))
+    pipe.delete(active_job_key(worker_id))
+    pipe.execute()
 
 
 def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -> None:
@@ -195,39 +234,45 @@ UPDATE workers w
 
 def flush_fixes(session: Session, worker_ids: list[int] | None = None,
                 batch: int = 5000) -> int:
-    """Write the newest kept fix of dirty workers (all, or just `worker_ids`) to PostgreSQL
-    in one statement. Returns how many fixes were written."""
+    """Write the newest kept fix of dirty workers (a batch of them, or exactly `worker_ids`)
+    to PostgreSQL in one statement, then forget them as dirty unless a newer fix arrived
+    meanwhile. A failure anywhere leaves them dirty for the next flush. Several flushers may
+    overlap: the write never replaces a newer fix, so writing twice is harmless."""
     import json
 
     redis = redis_connection()
     if worker_ids is None:
-        members = redis.spop(DIRTY_KEY, batch) or []
-        ids = [int(m) for m in members]
+        ids = sorted(int(m) for m in redis.srandmember(DIRTY_KEY, batch) or [])
     else:
-        ids = [w for w in worker_ids if redis.srem(DIRTY_KEY, w)]
+        ids = sorted(worker_ids)
     if not ids:
         return 0
     pipe = redis.pipeline(transaction=False)
     for worker_id in ids:
         pipe.hmget(fix_key(worker_id), "at", "lat", "lng", "acc", "hdg", "spd", "recv")
-    fixes = []
+    fixes, flushed = [], []
     for worker_id, values in zip(ids, pipe.execute(), strict=True):
         at, lat, lng, acc, hdg, spd, recv = values
         if at is None:
             continue
+        flushed.append((worker_id, at))
         fixes.append({
             "id": worker_id, "lat": float(lat), "lng": float(lng),
             "at": _from_micros(at).isoformat(), "recv": _from_micros(recv).isoformat(),
             "acc": float(acc) if acc else None, "hdg": float(hdg) if hdg else None,
             "spd": float(spd) if spd else None,
         })
-    try:
-        session.execute(_FLUSH_SQL, {"fixes": json.dumps(fixes)})
-        session.commit()
-    except Exception:
-        session.rollback()
-        redis.sadd(DIRTY_KEY, *ids)  # try again next time
-        raise
+    if fixes:
+        try:
+            session.execute(_FLUSH_SQL, {"fixes": json.dumps(fixes)})
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+    if flushed:
+        _script(redis, _FORGET_FLUSHED)(
+            keys=[DIRTY_KEY, *(fix_key(w) for w, _ in flushed)],
+            args=[*(w for w, _ in flushed), *(at for _, at in flushed)])
     return len(fixes)
 
 
@@ -235,11 +280,14 @@ def flush_forever(app: Any, sleep: Any) -> None:
     """The web process's background writer (a greenlet under gevent)."""
     from dispatch.extensions import db
 
+    pause = FLUSH_INTERVAL_S
     while True:
-        sleep(FLUSH_INTERVAL_S)
+        sleep(pause)
         try:
             with app.app_context():
                 flush_fixes(db.session)
                 db.session.remove()
-        except Exception:
-            app.logger.exception("flushing positions failed; retrying")
+            pause = FLUSH_INTERVAL_S
+        except Exception:  # database or Redis away: the fixes stay dirty; back off
+            app.logger.exception("flushing positions failed; retrying in %s s", 5)
+            pause = 5.0

@@ -52,7 +52,7 @@
     else workerMarker = L.marker([p.lat, p.lng], {icon: workerIcon(), title: "Worker"}).addTo(map);
     mapEl.dataset.workerLat = p.lat;
     mapEl.dataset.workerLng = p.lng;
-    etaAt = p.eta_at;
+    if (["assigned", "en_route"].includes(status)) etaAt = p.eta_at; // none once arrived
     map.fitBounds(L.latLngBounds([home, [p.lat, p.lng]]).pad(0.3), {maxZoom: 16});
     tick();
   }

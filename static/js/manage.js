@@ -41,9 +41,10 @@
 
   filter.addEventListener("change", render);
   const socket = connectSocket();
+  socket.on("connect", load); // catch up after any disconnect
+  load();
   socket.on("job_update", (update) => {
     const job = jobs.find((j) => j.id === update.id);
     if (job) { Object.assign(job, update); render(); } else load();
   });
-  load();
 })();

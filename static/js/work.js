@@ -169,10 +169,15 @@
     loadToday();
   });
 
-  api("GET", "/worker/profile").then((r) => {
-    if (r.ok) setAvailability(r.data.availability);
-    else errorBox.textContent = errorText(r.data);
-  });
-  api("GET", "/offers").then((r) => { if (r.ok) r.data.offers.forEach(showOffer); });
-  loadToday();
+  // On every (re)connect, catch up on what was pushed while the socket was down.
+  function refresh() {
+    api("GET", "/worker/profile").then((r) => {
+      if (r.ok) setAvailability(r.data.availability);
+      else errorBox.textContent = errorText(r.data);
+    });
+    api("GET", "/offers").then((r) => { if (r.ok) r.data.offers.forEach(showOffer); });
+    loadToday();
+  }
+  socket.on("connect", refresh);
+  refresh();
 })();

@@ -1,0 +1,115 @@
+"""The position hot path: Redis checks, the active-job cache, and the batched writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from redis import Redis
+
+from dispatch.api.schemas import LocationIn
+from dispatch.extensions import db
+from dispatch.models import Role
+from dispatch.services import tracking
+from tests.helpers import CENTER, Factory, book, job_body, sql
+
+
+def stored_at(app: Flask, worker_id: int) -> Any:
+    return sql(app, "SELECT location_at FROM workers WHERE user_id = :w",
+               w=worker_id)[0].location_at
+
+
+def test_a_failed_flush_loses_nothing(app: Flask, make: Factory, manual_clock,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    worker_id, _ = make.user(Role.WORKER)
+    with app.app_context():
+        assert tracking.record_fix(db.session, worker_id,
+                                   LocationIn(lat=37.78, lng=-122.41)).accepted
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("database went away")
+
+        with monkeypatch.context() as m:
+            m.setattr(db.session, "execute", broken)
+            with pytest.raises(ConnectionError):
+                tracking.flush_fixes(db.session)
+        assert stored_at(app, worker_id) is None
+        assert tracking.flush_fixes(db.session) == 1  # still dirty: written next time
+    assert stored_at(app, worker_id) == manual_clock.now
+
+
+def test_a_fix_arriving_during_a_flush_stays_dirty(app: Flask, make: Factory,
+                                                   manual_clock) -> None:
+    worker_id, _ = make.user(Role.WORKER)
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        tracking.record_fix(db.session, worker_id, LocationIn(lat=37.78, lng=-122.41))
+        first = manual_clock.now
+        original = tracking._script
+
+        def newer_fix_lands_first(r: Redis, source: str) -> Any:
+            if source == tracking._FORGET_FLUSHED:  # between the write and the forgetting
+                manual_clock.advance(seconds=2)
+                tracking.record_fix(db.session, worker_id, LocationIn(lat=37.7801, lng=-122.41))
+            return original(r, source)
+
+        tracking._script = newer_fix_lands_first  # type: ignore[assignment]
+        try:
+            assert tracking.flush_fixes(db.session) == 1
+        finally:
+            tracking._script = original  # type: ignore[assignment]
+        assert stored_at(app, worker_id) == first
+        assert redis.sismember(tracking.DIRTY_KEY, worker_id)
+        assert tracking.flush_fixes(db.session) == 1
+    assert stored_at(app, worker_id) == manual_clock.now
+
+
+def test_an_explicit_flush_writes_even_if_another_flusher_holds_the_worker(
+    app: Flask, make: Factory, manual_clock
+) -> None:
+    """The HTTP ping path flushes its own worker: it must write even when a background
+    flusher has already picked that worker and not written yet."""
+    worker_id, _ = make.user(Role.WORKER)
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        tracking.record_fix(db.session, worker_id, LocationIn(lat=37.70, lng=-122.41))
+        redis.srem(tracking.DIRTY_KEY, worker_id)  # as if another flusher were mid-write
+        assert tracking.flush_fixes(db.session, [worker_id]) == 1
+    assert stored_at(app, worker_id) == manual_clock.now
+
+
+def test_a_stale_read_cannot_cache_an_ended_job(app: Flask, make: Factory, settings) -> None:
+    """A ping that read 'job active' before a cancel commits must not cache it after."""
+    from tests.helpers import set_settings
+
+    set_settings(app, offer_wave_size=1)
+    worker_id, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    client = app.test_client()
+    job_id = book(client, resident, job_body(make.category("leak-repair"))).json["id"]
+    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
+    client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker)
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        version = redis.get(tracking.active_job_version_key(worker_id)) or b"0"
+        client.post(f"/api/v1/jobs/{job_id}/cancel", json={}, headers=resident)
+        # The slow ping now writes what it read before the cancel: it must be refused.
+        sql(app, "UPDATE jobs SET status = 'en_route' WHERE id = :j", j=job_id)
+        assert tracking._load_active_job(db.session, redis_of(app), worker_id, version)
+        sql(app, "UPDATE jobs SET status = 'cancelled' WHERE id = :j", j=job_id)
+    assert redis.get(tracking.active_job_key(worker_id)) is None
+
+
+def redis_of(app: Flask) -> Redis:
+    from dispatch.tasks import redis_connection
+
+    return redis_connection()
+
+
+def test_positions_are_not_streamed_without_an_active_job(app: Flask, make: Factory) -> None:
+    worker_id, _ = make.worker(lat=CENTER[0], lng=CENTER[1])
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        tracking.record_fix(db.session, worker_id, LocationIn(lat=CENTER[0], lng=CENTER[1]))
+    assert redis.get(tracking.active_job_key(worker_id)) == b"-"
