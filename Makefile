@@ -1,19 +1,21 @@
 # dispatch: developer entry points. The work is done by scripts/provision.sh (Debian packages incl.
 # chromium, .venv, node_modules via npm ci, local PostgreSQL+PostGIS and Redis under .local/) and
-# scripts/services.sh (web, worker, sweeper).
+# scripts/services.sh (web, worker, sweeper, and twilio-mock: Prism serving Twilio's API spec).
 #
 #   make run     provision, migrate, seed demo data, start web + worker + sweeper in the background
+#                (and twilio-mock first, unless TWILIO_ACCOUNT_SID is set: then Twilio is real)
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
 #   make test    provision, then pytest (extra arguments: make test PYTEST_ARGS='-k offers -x')
 #   make bench   provision, then bench/match.py (BENCH_ARGS=...) and bench/ingest.py (INGEST_ARGS=...)
 #   make lint    ruff check .
 #   make status  what is running
-#   make npm     install the front-end libraries only (npm ci into node_modules/, when stale)
+#   make npm     install node_modules only (front-end libraries and Prism; npm ci, when stale)
 #   make clean   stop, then remove .local/ (database and logs); distclean also removes .venv/
 #                and node_modules/
 #
 # DATABASE_URL / REDIS_URL in the environment replace the local servers.
-# PORT (default 8000) is the web port of make run.
+# PORT (default 8000) is the web port of make run; TWILIO_MOCK_PORT (default 4010) Prism's.
+# TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_MESSAGING_FROM, PUBLIC_BASE_URL: real Twilio.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -32,7 +34,7 @@ WITH_ENV := . .local/env.sh &&
 .PHONY: help provision venv npm run stop status test bench lint clean distclean
 
 help:
-	@sed -n '4,17s/^# \{0,1\}//p' Makefile
+	@sed -n '4,19s/^# \{0,1\}//p' Makefile
 
 provision:
 	@bash scripts/provision.sh all

@@ -17,11 +17,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         aftercommit,  # noqa: F401  (registers the session hooks)
         api,
         cli,
+        clock,
         web,
     )
     from dispatch.config import Settings
     from dispatch.errors import register_error_handlers
     from dispatch.extensions import csrf, db, login_manager, migrate
+    from notifications.webhooks import make_blueprint
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
@@ -38,6 +40,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    webhooks = make_blueprint(lambda: db.session, _webhook_settings(app), clock.now)
+    csrf.exempt(webhooks)  # Twilio signs its requests instead
+    app.register_blueprint(webhooks)
     cli.register(app)
     register_error_handlers(app)
 
@@ -50,3 +55,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         return jsonify(status="ok")
 
     return app
+
+
+def _webhook_settings(app: Flask) -> Any:
+    from notifications.webhooks import WebhookSettings
+
+    def settings() -> WebhookSettings:
+        s = app.config["DISPATCH"]
+        return WebhookSettings(auth_token=s.twilio_auth_token,
+                               public_base_url=s.public_base_url,
+                               keep_bodies=s.keep_masked_message_bodies)
+
+    return settings

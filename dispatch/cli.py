@@ -16,11 +16,13 @@ from dispatch.api.schemas import RegisterIn
 from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.models import Category, Role, User, Worker, WorkerSkill
-from dispatch.services import accounts
+from dispatch.phones import normalize_phone
+from dispatch.services import accounts, contact
 from dispatch.services.dispatching import sweep
 from dispatch.services.tracking import flush_fixes
 from dispatch.states import Availability
 from geo.points import wkt_point
+from notifications import masking
 
 DEMO_PASSWORD = "demo-password"
 DEMO_CENTER = (37.7749, -122.4194)  # San Francisco
@@ -31,6 +33,24 @@ def register(app: Flask) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(sweeper)
     app.cli.add_command(create_admin)
+    app.cli.add_command(sync_pool)
+
+
+# Demo pool numbers (fictional 555 numbers) when TWILIO_POOL_NUMBERS is not configured.
+DEMO_POOL = [f"+1415555{n:04d}" for n in range(900, 910)]
+
+
+@click.command("sync-pool")
+@with_appcontext
+def sync_pool() -> None:
+    """Load TWILIO_POOL_NUMBERS (comma-separated E.164) into the masking pool."""
+    raw = current_app.config["DISPATCH"].twilio_pool_numbers
+    numbers = [normalize_phone(n.strip()) for n in raw.split(",") if n.strip()]
+    if not numbers:
+        raise click.UsageError("TWILIO_POOL_NUMBERS is empty")
+    count = masking.sync_pool(db.session, numbers)
+    db.session.commit()
+    click.echo(f"{count} pool numbers active")
 
 
 @click.command("create-admin")
@@ -62,6 +82,8 @@ def seed_demo(workers: int) -> None:
     session = db.session
     if session.execute(select(User).where(User.email == f"admin@{DEMO_DOMAIN}")).first() is None:
         _create_demo(workers)
+        if not current_app.config["DISPATCH"].twilio_pool_numbers:
+            masking.sync_pool(session, DEMO_POOL)
         click.echo(f"demo data created; every demo account's password is '{DEMO_PASSWORD}'")
     now = clock.now()
     rng = random.Random(7)
@@ -132,6 +154,7 @@ def sweeper(interval: float | None, once: bool) -> None:
             if touched:
                 click.echo(f"swept {touched} job(s)")
             flush_fixes(db.session)  # positions no web process has written (one stopped)
+            contact.sweep(db.session)  # masked sessions to close, or to open again
         except Exception as exc:  # keep sweeping through a database restart
             db.session.rollback()
             click.echo(f"sweep failed: {exc}", err=True)

@@ -40,6 +40,11 @@ class Settings:
     token_ttl_days: int
     ping_min_interval_ms: int
     tile_url: str
+    twilio_auth_token: str
+    public_base_url: str
+    keep_masked_message_bodies: bool
+    masking_close_after_minutes: int
+    twilio_pool_numbers: str
     tile_attribution: str
 
     @classmethod
@@ -64,6 +69,11 @@ class Settings:
             token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
             # Phones send one fix a second; the slack absorbs network jitter.
             ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 800),
+            twilio_auth_token=_env("TWILIO_AUTH_TOKEN", "dev-token"),
+            public_base_url=_env("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            keep_masked_message_bodies=_env("KEEP_MASKED_MESSAGE_BODIES", "0") in ("1", "true"),
+            masking_close_after_minutes=_int("MASKING_CLOSE_AFTER_MINUTES", 30),
+            twilio_pool_numbers=_env("TWILIO_POOL_NUMBERS", ""),
             tile_url=_env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
             tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
         )

@@ -29,7 +29,7 @@ from dispatch.api.shapes import job_out
 from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.models import Role, User
-from dispatch.services import accounts
+from dispatch.services import accounts, contact
 from dispatch.services.catalog import bookable_groups
 from dispatch.services.jobs import visible_job
 from dispatch.states import JobStatus
@@ -93,7 +93,8 @@ def job_page(job_id: int) -> str:
     except ApiError:
         abort(404)  # strangers learn nothing, not even that the job exists
     # What this viewer may see (a worker sees the exact place only while the job is active).
-    return render_template("job.html", job=job, view=job_out(job, user))
+    number = contact.masked_number(db.session, job) if Role(user.role) is not Role.ADMIN else None
+    return render_template("job.html", job=job, view=job_out(job, user, number))
 
 
 @bp.get("/work")

@@ -19,6 +19,22 @@ shq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 # shellcheck disable=SC2016  # $1 is expanded by the inner bash
 port_in_use() { timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
+# First free port from $1 (tries the next 20): pick_port WANT EXPLICIT WHAT. A port given
+# explicitly (EXPLICIT=1: PG_PORT, REDIS_PORT, TWILIO_MOCK_PORT set by the user) is not moved.
+pick_port() {
+    local want="$1" explicit="$2" what="$3" p
+    if ! port_in_use "$want"; then echo "$want"; return 0; fi
+    [ "$explicit" = 1 ] && die "port $want (for $what) is in use by another program"
+    for p in $(seq $((want + 1)) $((want + 20))); do
+        if ! port_in_use "$p"; then
+            warn "port $want is in use by another program: the local $what uses port $p instead"
+            echo "$p"
+            return 0
+        fi
+    done
+    die "ports $want-$((want + 20)) are all in use: no port for the local $what"
+}
+
 # Take an exclusive lock for the rest of the calling script (released on exit).
 take_lock() {
     mkdir -p "$LOCAL"

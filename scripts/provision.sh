@@ -4,8 +4,9 @@
 #     only /usr/bin/chromium is used; never `playwright install`), plus nodejs and npm when there
 #     is no npm (installed when absent, root only)
 #   - the Python virtualenv .venv (pip install -e '.[dev]' when pyproject.toml is newer than .venv/.installed)
-#   - the front-end libraries in node_modules/ (npm ci when package-lock.json or package.json is
-#     newer than node_modules/.package-lock.json, which npm ci writes last)
+#   - node_modules/: the front-end libraries, and Stoplight Prism (a devDependency: the local mock
+#     of Twilio's API for tests and make run) (npm ci --include=dev when package-lock.json or
+#     package.json is newer than node_modules/.package-lock.json, which npm ci writes last)
 #   - a project-local PostgreSQL cluster (.local/pg, port 55432) unless DATABASE_URL is set
 #   - a project-local Redis (.local/redis, port 56379) unless REDIS_URL is set
 # and writes the chosen URLs to .local/env.sh (export lines; `. .local/env.sh` to use them).
@@ -165,9 +166,11 @@ ensure_node_modules() {
     # without a new lock file makes npm ci fail loudly instead of going unnoticed.
     if [ "$ROOT/package-lock.json" -nt "$stamp" ] || [ "$ROOT/package.json" -nt "$stamp" ]; then
         ensure_npm_command
-        log "installing front-end libraries: npm ci"
+        log "installing node_modules (front-end libraries, Prism): npm ci"
         rm -f "$stamp"
-        (cd "$ROOT" && npm ci --no-audit --no-fund)
+        # --include=dev: Prism is a devDependency, and NODE_ENV=production or an omit=dev npm
+        # setting would otherwise leave it out.
+        (cd "$ROOT" && npm ci --include=dev --no-audit --no-fund)
     else
         log "node_modules is up to date (package-lock.json is older than node_modules/.package-lock.json)"
     fi
@@ -193,21 +196,6 @@ pg_running_port() { sed -n 4p "$PG_DATA/postmaster.pid"; }
 
 psql_local() {
     "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres "${@:2}"
-}
-
-# First free port from $1 (tries 20). PG_PORT/REDIS_PORT given explicitly are not moved.
-pick_port() {
-    local want="$1" explicit="$2" what="$3" p
-    if ! port_in_use "$want"; then echo "$want"; return 0; fi
-    [ "$explicit" = 1 ] && die "port $want (for $what) is in use by another program"
-    for p in $(seq $((want + 1)) $((want + 20))); do
-        if ! port_in_use "$p"; then
-            warn "port $want is in use by another program: the local $what uses port $p instead"
-            echo "$p"
-            return 0
-        fi
-    done
-    die "ports $want-$((want + 20)) are all in use: no port for the local $what"
 }
 
 pg_init() {

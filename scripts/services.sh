@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Run dispatch's own processes in the background: web (gunicorn), worker (RQ) and sweeper.
+# Run dispatch's own processes in the background: web (gunicorn), worker (RQ) and sweeper, and,
+# unless real Twilio credentials are given, twilio-mock: Stoplight Prism serving Twilio's OpenAPI
+# spec, which the app's Twilio client is pointed at, so no SMS or call leaves this machine.
 # Pid files in .local/run/NAME.pid, logs in .local/log/NAME.log. Each process leads its own
 # session (setsid), so stopping it also stops its children (gunicorn workers, RQ work horses).
 #
 # Usage: scripts/services.sh run|stop|status
-#   run     (re)start: stop our running processes, migrate, seed demo data, start web + worker +
-#           sweeper, wait until GET /healthz answers 200, print the URL. Needs .local/env.sh
-#           (scripts/provision.sh writes it).
-#   stop    stop web, worker and sweeper (not PostgreSQL/Redis: see scripts/provision.sh stop)
+#   run     (re)start: stop our running processes, start twilio-mock (when TWILIO_ACCOUNT_SID is
+#           not set), migrate, seed demo data, start web + worker + sweeper, wait until
+#           GET /healthz answers 200, print the URL. Needs .local/env.sh (scripts/provision.sh
+#           writes it) and, for the mock, node_modules (npm ci) and Twilio's spec in
+#           ../shared/twilio-oai/.
+#   stop    stop web, worker, sweeper and twilio-mock (not PostgreSQL/Redis: see
+#           scripts/provision.sh stop)
 #   status  show which of them run
 #
 # Environment: PORT (web port, default 8000), HEALTH_TIMEOUT (seconds, default 60).
+# Twilio: with TWILIO_ACCOUNT_SID set, the TWILIO_* variables are passed through untouched and
+# messages are REALLY sent. Without it, web/worker/sweeper get TWILIO_ACCOUNT_SID=AC000...0,
+# TWILIO_AUTH_TOKEN=dev-token, TWILIO_API_BASE_URL=http://127.0.0.1:<mock port> and
+# TWILIO_MESSAGING_FROM (default +15005550006). TWILIO_MOCK_PORT (default 4010, else the next
+# free one), TWILIO_OPENAPI_SPEC (spec file), MOCK_TIMEOUT (seconds, default 60).
+# PUBLIC_BASE_URL (the app's public URL, for Twilio callbacks) defaults to http://127.0.0.1:$PORT.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,6 +30,12 @@ RUN_DIR="$LOCAL/run"
 LOG_DIR="$LOCAL/log"
 PORT="${PORT:-8000}"
 SERVICES=(worker sweeper web)         # start order; stop runs in reverse
+MOCK=twilio-mock                      # started before SERVICES (only without real credentials)
+ALL_SERVICES=("$MOCK" "${SERVICES[@]}")
+PRISM="$ROOT/node_modules/.bin/prism"
+MOCK_ACCOUNT_SID="AC00000000000000000000000000000000"
+# Keep in step with notifications/twilio_client.py spec_path().
+TWILIO_SPEC="${TWILIO_OPENAPI_SPEC:-$(dirname "$ROOT")/shared/twilio-oai/twilio_api_v2010.json}"
 
 # The command of each service; exec'd in the service's own session by `__exec`.
 exec_service() {
@@ -32,6 +49,10 @@ exec_service() {
             exec "$VENV/bin/rq" worker --worker-class rq.worker.SimpleWorker --with-scheduler --url "$REDIS_URL" dispatch ;;
         sweeper)
             exec "$VENV/bin/flask" --app dispatch sweeper ;;
+        "$MOCK")
+            # Prism itself, not npx: the pid we keep is the node process. Static mode (no -d:
+            # dynamic mode breaks list(); no --errors: Twilio's own examples fail their schema).
+            exec "$PRISM" mock "$TWILIO_SPEC" -p "${TWILIO_MOCK_PORT:?}" -h 127.0.0.1 ;;
         *)
             die "unknown service: $1" ;;
     esac
@@ -117,6 +138,69 @@ load_env() {
     [ -x "$VENV/bin/flask" ] || die "$VENV/bin/flask is missing: run make provision"
 }
 
+# True once Prism answers GET / at all (404: no such operation, but it is listening).
+mock_ready() {
+    "$VENV/bin/python" - "http://127.0.0.1:$1/" <<'PY' >/dev/null 2>&1
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2).close()
+except urllib.error.HTTPError:
+    pass
+PY
+}
+
+# Start twilio-mock on a free port (sets TWILIO_MOCK_PORT); wait_mock_ready waits for it.
+start_mock() {
+    local explicit=0 major minor
+    [ -x "$PRISM" ] || die "$PRISM is missing: run make npm (npm ci installs Prism)"
+    [ -f "$TWILIO_SPEC" ] || die "Twilio's OpenAPI spec not found at $TWILIO_SPEC" \
+        "(set TWILIO_OPENAPI_SPEC, or TWILIO_ACCOUNT_SID and friends for the real Twilio)"
+    IFS=. read -r major minor _ < <(node -p process.versions.node 2>/dev/null || echo 0.0.0)
+    if [ "$major" -lt 18 ] || { [ "$major" -eq 18 ] && [ "$minor" -lt 20 ]; }; then
+        warn "Prism 5.14 needs Node.js >= 18.20.1; this is $(node --version 2>/dev/null || echo 'no node')"
+    fi
+    [ -n "${TWILIO_MOCK_PORT:-}" ] && explicit=1
+    TWILIO_MOCK_PORT="$(pick_port "${TWILIO_MOCK_PORT:-4010}" "$explicit" "Twilio mock (Prism)")"
+    export TWILIO_MOCK_PORT
+    start_service "$MOCK"
+    echo "$TWILIO_MOCK_PORT" >"$RUN_DIR/$MOCK.port"
+}
+
+wait_mock_ready() {
+    local deadline=$((SECONDS + ${MOCK_TIMEOUT:-60}))
+    log "waiting for the Twilio mock on http://127.0.0.1:$TWILIO_MOCK_PORT/"
+    until mock_ready "$TWILIO_MOCK_PORT"; do
+        if [ -z "$(service_pid "$MOCK")" ]; then
+            show_tail "$LOG_DIR/$MOCK.log"
+            die "$MOCK (Prism) exited during start-up"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            show_tail "$LOG_DIR/$MOCK.log"
+            die "$MOCK (Prism) did not answer within ${MOCK_TIMEOUT:-60} s (still running: make stop)"
+        fi
+        sleep 0.3
+    done
+}
+
+# Decide real or mocked Twilio and export what the app reads. Sets TWILIO_MODE.
+twilio_env() {
+    export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
+    if [ -n "${TWILIO_ACCOUNT_SID:-}" ]; then
+        TWILIO_MODE=real
+        [ -n "${TWILIO_AUTH_TOKEN:-}" ] || warn "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not"
+        case "$PUBLIC_BASE_URL" in
+            http://127.0.0.1*|http://localhost*)
+                warn "real Twilio cannot reach PUBLIC_BASE_URL=$PUBLIC_BASE_URL for its callbacks" ;;
+        esac
+        return 0
+    fi
+    TWILIO_MODE=mock
+    export TWILIO_ACCOUNT_SID="$MOCK_ACCOUNT_SID"
+    export TWILIO_AUTH_TOKEN="dev-token"
+    export TWILIO_API_BASE_URL="http://127.0.0.1:$TWILIO_MOCK_PORT"
+    export TWILIO_MESSAGING_FROM="${TWILIO_MESSAGING_FROM:-+15005550006}"
+}
+
 healthy() {
     "$VENV/bin/python" - "http://127.0.0.1:$PORT/healthz" <<'PY' >/dev/null 2>&1
 import sys, urllib.request
@@ -143,13 +227,14 @@ wait_healthy() {
 
 cmd_stop() {
     local i
-    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
-        stop_service "${SERVICES[$i]}"
+    for ((i = ${#ALL_SERVICES[@]} - 1; i >= 0; i--)); do
+        stop_service "${ALL_SERVICES[$i]}"
     done
+    rm -f "$RUN_DIR/$MOCK.port"
 }
 
 cmd_run() {
-    local name
+    local name started=("${SERVICES[@]}") TWILIO_MODE
     take_lock services
     load_env
     export DATABASE_URL REDIS_URL PORT
@@ -158,16 +243,23 @@ cmd_run() {
         die "port $PORT is in use by another program: stop it, or choose another port (make run PORT=8001)"
     fi
     cd "$ROOT"
+    # Prism loads its 1.8 MB spec (a few seconds) while the migrations run.
+    if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
+        start_mock
+        started=("$MOCK" "${SERVICES[@]}")
+    fi
+    twilio_env
     log "applying migrations"
     "$VENV/bin/flask" --app dispatch db upgrade -d migrations
     log "seeding demo data"
     "$VENV/bin/flask" --app dispatch seed-demo
+    [ "$TWILIO_MODE" = real ] || wait_mock_ready
     for name in "${SERVICES[@]}"; do
         start_service "$name"
     done
     log "waiting for http://127.0.0.1:$PORT/healthz"
     wait_healthy
-    for name in "${SERVICES[@]}"; do
+    for name in "${started[@]}"; do
         if [ -z "$(service_pid "$name")" ]; then
             show_tail "$LOG_DIR/$name.log"
             die "$name exited during start-up (the others still run: make stop)"
@@ -175,15 +267,28 @@ cmd_run() {
     done
     echo
     echo "dispatch is running at http://127.0.0.1:$PORT/"
-    echo "logs: ${LOG_DIR#"$ROOT"/}/{web,worker,sweeper}.log  (PostgreSQL: .local/pg/log, Redis: .local/redis/redis.log)"
+    if [ "$TWILIO_MODE" = real ]; then
+        echo "twilio: REAL (account $TWILIO_ACCOUNT_SID from the environment${TWILIO_API_BASE_URL:+, API at $TWILIO_API_BASE_URL}): SMS and calls are really sent"
+    else
+        echo "twilio: mocked by Prism at $TWILIO_API_BASE_URL (no SMS leaves this machine; set TWILIO_ACCOUNT_SID etc. for the real one)"
+    fi
+    echo "logs: ${LOG_DIR#"$ROOT"/}/{$(IFS=,; echo "${started[*]}")}.log  (PostgreSQL: .local/pg/log, Redis: .local/redis/redis.log)"
     echo "stop: make stop"
 }
 
 cmd_status() {
-    local name pid
-    for name in "${SERVICES[@]}"; do
+    local name pid extra
+    for name in "${ALL_SERVICES[@]}"; do
         pid="$(service_pid "$name")"
-        if [ -n "$pid" ]; then printf '%-8s running (pid %s)\n' "$name:" "$pid"; else printf '%-8s not running\n' "$name:"; fi
+        extra=""
+        if [ "$name" = "$MOCK" ] && [ -f "$RUN_DIR/$MOCK.port" ]; then
+            extra=" on http://127.0.0.1:$(cat "$RUN_DIR/$MOCK.port")/"
+        fi
+        if [ -n "$pid" ]; then
+            printf '%-12s running (pid %s)%s\n' "$name:" "$pid" "$extra"
+        else
+            printf '%-12s not running\n' "$name:"
+        fi
     done
 }
 

@@ -24,8 +24,9 @@ from dispatch.extensions import db
 from tests.helpers import Factory, ManualClock
 from tests.live import LiveServer
 
-MUTABLE_TABLES = ["job_events", "offers", "jobs", "worker_skills", "workers", "api_tokens",
-                  "users"]
+MUTABLE_TABLES = ["operator_alerts", "masked_messages", "masked_participants", "masked_sessions",
+                  "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
+                  "worker_skills", "workers", "api_tokens", "users"]
 
 
 def _test_database_url() -> str:

@@ -75,6 +75,9 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
     worker_email = "worker@example.test"
     make.worker(lat=start[0], lng=start[1], skills=("leak-repair",), email=worker_email)
     make.user(Role.RESIDENT, email="resident@example.test")
+    from tests.helpers import sql
+
+    sql(make.app, "INSERT INTO pool_numbers (e164) VALUES ('+14155550901')")
 
     resident_ctx = new_context(browser, live_server, at=home)
     worker_ctx = new_context(browser, live_server, phone=True, at=start)
@@ -110,6 +113,8 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         expect(worker.locator("#active")).to_be_visible()
         expect(worker.locator("#active-detail")).to_contain_text("1 Market St, Apt 2")
         expect(resident.locator("#status")).to_have_text("assigned", timeout=10_000)
+        expect(resident.locator("#masked-number")).to_have_text("+14155550901")
+        expect(worker.locator("#masked-number")).to_have_text("+14155550901")
         worker.click("#moves button[data-status=en_route]")
         expect(worker.locator("#active-status")).to_have_text("en route")
         expect(resident.locator("#status")).to_have_text("en route", timeout=10_000)

@@ -19,7 +19,7 @@ from dispatch.api.shapes import event_out, job_out
 from dispatch.errors import invalid
 from dispatch.extensions import db
 from dispatch.models import Role, User
-from dispatch.services import booking, jobs
+from dispatch.services import booking, contact, jobs
 from dispatch.states import JobStatus
 
 IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
@@ -52,7 +52,9 @@ def list_jobs(user: User) -> JobListOut:
 @registry.route(bp, f"/jobs/<{ID8}:job_id>", "GET", summary="One job", response=JobOut,
                 errors=[404])
 def get_job(user: User, job_id: int) -> JobOut:
-    return job_out(jobs.visible_job(db.session, user, job_id), user)
+    job = jobs.visible_job(db.session, user, job_id)
+    number = contact.masked_number(db.session, job) if Role(user.role) is not Role.ADMIN else None
+    return job_out(job, user, number)
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/events", "GET", summary="The job's history",

@@ -196,6 +196,9 @@ class JobOut(Out):
     assigned_at: datetime | None
     arrived_at: datetime | None
     completed_at: datetime | None
+    masked_number: str | None = Field(
+        None, description="call or text this number to reach the other party (while the "
+                          "job is under way; neither side sees the other's real number)")
 
 
 class JobListOut(Out):

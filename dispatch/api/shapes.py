@@ -43,7 +43,7 @@ PUBLIC_EVENT_DETAIL = frozenset({"reason", "wave", "count", "arrive_by", "best_e
                                  "eta_seconds", "expires_at"})
 
 
-def job_out(job: Job, viewer: User | None = None) -> JobOut:
+def job_out(job: Job, viewer: User | None = None, masked_number: str | None = None) -> JobOut:
     """`viewer` None means a party with full sight (the resident, an operator)."""
     exact = (viewer is None or Role(viewer.role) is not Role.WORKER
              or JobStatus(job.status) in ACTIVE_JOB_STATUSES)
@@ -59,7 +59,7 @@ def job_out(job: Job, viewer: User | None = None) -> JobOut:
         address=job.address if exact else None,
         requested_at=job.requested_at, arrive_by=job.arrive_by,
         estimated_arrival=job.estimated_arrival, worker=worker, assigned_at=job.assigned_at,
-        arrived_at=job.arrived_at, completed_at=job.completed_at,
+        arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,
     )
 
 

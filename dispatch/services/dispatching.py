@@ -188,6 +188,13 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     except Exception:  # the accept stands; the other offers will simply expire
         session.rollback()
         log.exception("could not withdraw worker %s's other offers", worker.id)
+    try:
+        from dispatch.services.contact import open_for_job
+
+        open_for_job(session, job.id)
+    except Exception:  # the accept stands; the sweeper retries the masked session
+        session.rollback()
+        log.exception("could not open the masked session of job %s", job.id)
     session.refresh(offer)
     return offer, offer.job
 

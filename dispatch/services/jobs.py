@@ -59,6 +59,9 @@ def transition(
     if (job.worker_id is not None and JobStatus(current) in ACTIVE_JOB_STATUSES
             and target not in ACTIVE_JOB_STATUSES):
         release_worker(session, job.worker_id)
+        from dispatch.services.contact import schedule_close
+
+        schedule_close(session, job)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
     push.job_changed(session, job)

@@ -64,7 +64,19 @@
       else document.getElementById("message").textContent = errorText(answer);
     });
   });
-  socket.on("job_update", (job) => { if (job.id === jobId) render(job); });
+  function showContact(number) {
+    const link = document.getElementById("masked-number");
+    document.getElementById("contact").hidden = !number;
+    link.textContent = number || "";
+    link.href = number ? `tel:${number}` : "#";
+  }
+
+  socket.on("job_update", (job) => {
+    if (job.id !== jobId) return;
+    render(job);
+    // The masked number comes with the job itself (opened when the job is assigned).
+    api("GET", `/jobs/${jobId}`).then((r) => { if (r.ok) showContact(r.data.masked_number); });
+  });
   socket.on("worker_location", (p) => { if (p.job_id === jobId) moveWorker(p); });
 
   document.getElementById("cancel").addEventListener("click", async () => {

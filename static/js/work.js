@@ -120,6 +120,14 @@
       `${job.description}${job.address ? " · " + job.address : ""} · promised by ${clock(job.arrive_by)}`;
     document.getElementById("navigate").href =
       `https://www.google.com/maps/dir/?api=1&destination=${job.lat},${job.lng}`;
+    if (job.masked_number === undefined || job.masked_number === null) {
+      const full = await api("GET", `/jobs/${job.id}`); // lists leave the number out
+      if (full.ok) job.masked_number = full.data.masked_number;
+    }
+    const link = document.getElementById("masked-number");
+    document.getElementById("contact").hidden = !job.masked_number;
+    link.textContent = job.masked_number || "";
+    link.href = job.masked_number ? `tel:${job.masked_number}` : "#";
     const moves = document.getElementById("moves");
     moves.innerHTML = "";
     for (const [status, label] of NEXT[job.status] || []) {

@@ -1,0 +1,97 @@
+"""Keeping resident and worker reachable without their real numbers: a masked session opens
+when a job is assigned and closes a while after it ends. When the pool cannot serve a pair,
+the job goes on and the failure is visible (a job event and an operator alert)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from dispatch import clock, push
+from dispatch.models import Job, User
+from dispatch.services.jobs import lock_job, record_event
+from dispatch.states import ACTIVE_JOB_STATUSES, Actor, JobStatus
+from notifications import masking
+from notifications.masking import Participant, PoolExhausted
+
+log = logging.getLogger(__name__)
+
+
+def open_for_job(session: Session, job_id: int) -> str | None:
+    """Open (or find) the job's masked session; returns its pool number, or None when the
+    pool is exhausted (recorded, alerted, never raised: the job proceeds)."""
+    job = lock_job(session, job_id)
+    now = clock.now()
+    if JobStatus(job.status) not in ACTIVE_JOB_STATUSES or job.worker_id is None:
+        session.rollback()
+        return None
+    resident = session.get(User, job.resident_id)
+    worker = session.get(User, job.worker_id)
+    assert resident is not None and worker is not None
+    people = (Participant("resident", resident.id, resident.phone_e164),
+              Participant("worker", worker.id, worker.phone_e164))
+    try:
+        _, number = masking.open_session(session, job.id, people, now)
+    except PoolExhausted as exc:
+        record_event(session, job, "masking_unavailable", Actor.SYSTEM, now=now,
+                     detail={"reason": "no pool number is free for this pair"})
+        raise_alert(session, "masking_unavailable", job, {"error": str(exc)})
+        session.commit()
+        log.warning("job %s proceeds without a masked number: %s", job.id, exc)
+        return None
+    record_event(session, job, "masked_session_opened", Actor.SYSTEM, now=now,
+                 detail={"pool_number": number})
+    push.job_changed(session, job)  # the parties' pages fetch the number to call
+    session.commit()
+    return number
+
+
+def schedule_close(session: Session, job: Job) -> None:
+    """Called as the job leaves its active statuses (same transaction)."""
+    grace = timedelta(minutes=current_app.config["DISPATCH"].masking_close_after_minutes)
+    masking.schedule_close(session, job.id, clock.now() + grace)
+
+
+def raise_alert(session: Session, kind: str, job: Job | None, detail: dict[str, object]) -> None:
+    import json
+
+    session.execute(text(
+        "INSERT INTO operator_alerts (kind, job_id, detail, created_at) "
+        "VALUES (:k, :j, CAST(:d AS jsonb), :at)"),
+        {"k": kind, "j": job.id if job else None, "d": json.dumps(detail), "at": clock.now()})
+
+
+def masked_number(session: Session, job: Job) -> str | None:
+    return masking.pool_number_for(session, job.id, clock.now())
+
+
+def open_alerts(session: Session, limit: int = 100) -> list[dict[str, object]]:
+    rows = session.execute(text(
+        "SELECT id, kind, job_id, detail, created_at FROM operator_alerts "
+        "WHERE resolved_at IS NULL ORDER BY id DESC LIMIT :n"), {"n": limit}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def sweep(session: Session) -> int:
+    """Close sessions whose time has come, and retry opening sessions for active jobs that
+    have none (the pool may have freed up; failures alert at most every 5 minutes)."""
+    now = clock.now()
+    closed = masking.close_due(session, now)
+    session.commit()
+    waiting = session.execute(text("""
+SELECT j.id FROM jobs j
+ WHERE j.status IN ('assigned', 'en_route', 'arrived', 'in_progress')
+   AND j.assigned_at < :settled
+   AND NOT EXISTS (SELECT 1 FROM masked_sessions s WHERE s.job_id = j.id)
+   AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.id
+                    AND e.kind = 'masking_unavailable' AND e.at > :recent)
+"""), {"settled": now - timedelta(seconds=10), "recent": now - timedelta(minutes=5)}
+    ).scalars().all()
+    session.rollback()
+    for job_id in waiting:
+        open_for_job(session, job_id)
+    return closed + len(waiting)
