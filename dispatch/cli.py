@@ -9,7 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dispatch import clock
 from dispatch.api.schemas import RegisterIn
@@ -82,8 +82,9 @@ def seed_demo(workers: int) -> None:
     session = db.session
     if session.execute(select(User).where(User.email == f"admin@{DEMO_DOMAIN}")).first() is None:
         _create_demo(workers)
-        if not current_app.config["DISPATCH"].twilio_pool_numbers:
-            masking.sync_pool(session, DEMO_POOL)
+    has_pool = session.execute(text("SELECT 1 FROM pool_numbers LIMIT 1")).first()
+    if not has_pool and not current_app.config["DISPATCH"].twilio_pool_numbers:
+        masking.sync_pool(session, DEMO_POOL)  # masked numbers work in the demo
         click.echo(f"demo data created; every demo account's password is '{DEMO_PASSWORD}'")
     now = clock.now()
     rng = random.Random(7)

@@ -41,6 +41,9 @@ class Settings:
     ping_min_interval_ms: int
     tile_url: str
     twilio_auth_token: str
+    twilio_account_sid: str
+    twilio_api_base_url: str
+    twilio_messaging_from: str
     public_base_url: str
     keep_masked_message_bodies: bool
     masking_close_after_minutes: int
@@ -70,6 +73,10 @@ class Settings:
             # Phones send one fix a second; the slack absorbs network jitter.
             ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 800),
             twilio_auth_token=_env("TWILIO_AUTH_TOKEN", "dev-token"),
+            twilio_account_sid=_env("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
+            # Empty means Twilio itself; make run points it at the local mock (Prism).
+            twilio_api_base_url=_env("TWILIO_API_BASE_URL", ""),
+            twilio_messaging_from=_env("TWILIO_MESSAGING_FROM", "+15005550006"),
             public_base_url=_env("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
             keep_masked_message_bodies=_env("KEEP_MASKED_MESSAGE_BODIES", "0") in ("1", "true"),
             masking_close_after_minutes=_int("MASKING_CLOSE_AFTER_MINUTES", 30),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, session
+from flask import Flask, request, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, join_room
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from dispatch.extensions import db, socketio
 from dispatch.models import Role, User
 from dispatch.push import job_update_payload
 from dispatch.services import jobs, tracking
+from dispatch.tasks import redis_connection
 from notifications.realtime import CHANNEL, job_room, user_room
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,31 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
     session[_USER_KEY] = user.id
     session[_ROLE_KEY] = user.role
     join_room(user_room(user.id))
+    presence = redis_connection().pipeline(transaction=False)
+    presence.sadd(_presence_key(user.id), request.sid)  # type: ignore[attr-defined]
+    presence.expire(_presence_key(user.id), PRESENCE_TTL_S)
+    presence.execute()
+
+
+@socketio.on("disconnect")
+def on_disconnect(*_: Any) -> None:
+    user_id = session.get(_USER_KEY)
+    if user_id:
+        redis_connection().srem(_presence_key(user_id), request.sid)  # type: ignore[attr-defined]
+
+
+# A server that dies cannot say goodbye: its sockets count as connected for at most this long
+# (then offers go by SMS again).
+PRESENCE_TTL_S = 3600
+
+
+def _presence_key(user_id: int) -> str:
+    return f"dispatch:sockets:{user_id}"
+
+
+def is_connected(user_id: int) -> bool:
+    """Whether the person has the app open somewhere (any server process)."""
+    return bool(redis_connection().scard(_presence_key(user_id)))
 
 
 @socketio.on("watch_job")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_app_context
 from redis import BlockingConnectionPool, Redis
-from rq import Queue
+from rq import Callback, Queue, Retry
 
 QUEUE_NAME = "dispatch"
 # Run the expiry a moment after the window closes, so a last-second accept still wins.
@@ -60,3 +60,47 @@ def expire_offers_task(job_id: int) -> int:
         return expire_offers(db.session, job_id)
     with _app().app_context():
         return expire_offers(db.session, job_id)
+
+
+# Backoff between attempts to send a notification; then it is a visible permanent failure.
+NOTIFICATION_RETRY_INTERVALS = [10, 30, 120, 600]
+
+
+def enqueue_notification(notification_id: int) -> None:
+    queue().enqueue(send_notification_task, notification_id,
+                    job_id=f"notification-{notification_id}",
+                    retry=Retry(max=len(NOTIFICATION_RETRY_INTERVALS),
+                                interval=NOTIFICATION_RETRY_INTERVALS),
+                    on_failure=Callback(notification_attempt_failed),
+                    result_ttl=0, failure_ttl=7 * 24 * 3600)
+
+
+def send_notification_task(notification_id: int) -> str:
+    from dispatch.extensions import db
+    from dispatch.services.notify import send_one
+
+    if has_app_context():
+        return send_one(db.session, notification_id)
+    with _app().app_context():
+        return send_one(db.session, notification_id)
+
+
+def notification_attempt_failed(job: object, connection: object, exc_type: object,
+                                value: object, tb: object) -> None:
+    """RQ calls this after every failed attempt; after the last one the message is failed."""
+    if getattr(job, "retries_left", 0):
+        return
+    from dispatch import clock
+    from dispatch.extensions import db
+    from notifications import outbox
+
+    notification_id = int(job.args[0])  # type: ignore[attr-defined]
+    app_ctx = None if has_app_context() else _app().app_context()
+    if app_ctx is not None:
+        app_ctx.push()
+    try:
+        outbox.give_up(db.session, notification_id, f"gave up after retries: {value}",
+                       clock.now())
+    finally:
+        if app_ctx is not None:
+            app_ctx.pop()

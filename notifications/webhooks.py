@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from notifications import masking
+from notifications import masking, outbox
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START_WORDS = frozenset({"START", "UNSTOP", "YES"})
@@ -131,6 +131,16 @@ def make_blueprint(get_session: Callable[[], Session],
                             body if get_settings().keep_bodies else None, len(media))
         session.commit()
         return twiml(response)
+
+    @bp.post("/status")
+    @signed
+    def status() -> Response:
+        """Delivery reports for the texts we send (the outbox's status callback)."""
+        session = get_session()
+        outbox.record_status(session, request.form.get("MessageSid", ""),
+                             request.form.get("MessageStatus", ""),
+                             request.form.get("ErrorCode") or None, now())
+        return Response(status=204)
 
     return bp
 

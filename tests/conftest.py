@@ -23,9 +23,10 @@ from dispatch.config import Settings, _sqlalchemy_url
 from dispatch.extensions import db
 from tests.helpers import Factory, ManualClock
 from tests.live import LiveServer
+from tests.prism import PrismServer
 
-MUTABLE_TABLES = ["operator_alerts", "masked_messages", "masked_participants", "masked_sessions",
-                  "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
+MUTABLE_TABLES = ["notifications", "operator_alerts", "masked_messages", "masked_participants",
+                  "masked_sessions", "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
                   "worker_skills", "workers", "api_tokens", "users"]
 
 
@@ -69,6 +70,14 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
     """A real gunicorn + gevent + Socket.IO server on the test database and Redis."""
     server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
                         ARTIFACTS / "logs")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prism() -> Iterator[PrismServer]:
+    """Stoplight Prism serving Twilio's own OpenAPI spec: the Twilio the tests talk to."""
+    server = PrismServer()
     yield server
     server.stop()
 

@@ -115,6 +115,11 @@ def test_texts_are_forwarded_from_the_pool_number_with_media(
     assert resident_phone not in r.text
     row = sql(app, "SELECT body, media_count FROM masked_messages")[0]
     assert (row.body, row.media_count) == (None, 1)  # bodies are not kept by default
+    set_settings(app, keep_masked_message_bodies=True)
+    signed_post(app, client, "/webhooks/twilio/sms",
+                {"From": resident_phone, "To": number, "Body": "kept", "MessageSid": "SM2"})
+    assert sql(app, "SELECT body FROM masked_messages WHERE twilio_sid = 'SM2'")[0].body == "kept"
+    set_settings(app, keep_masked_message_bodies=False)
 
     unknown = signed_post(app, client, "/webhooks/twilio/sms",
                           {"From": "+12025550123", "To": number, "Body": "who is this"})

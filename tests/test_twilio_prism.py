@@ -6,7 +6,6 @@ No database needed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,13 +18,6 @@ from tests.prism import PrismServer
 
 ACCOUNT_SID = "AC" + "0" * 32
 TO, FROM = "+14155550100", "+14155550199"
-
-
-@pytest.fixture(scope="module")
-def prism() -> Iterator[PrismServer]:
-    server = PrismServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

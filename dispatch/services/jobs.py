@@ -65,6 +65,9 @@ def transition(
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
     push.job_changed(session, job)
+    from dispatch.services import notify
+
+    notify.job_status_changed(session, job, target.value, current)
 
 
 def lock_job(session: Session, job_id: int) -> Job:

@@ -1,0 +1,105 @@
+"""Which event texts whom: the dispatch side of the notification outbox. Rows are written in
+the transaction of the change (a rolled-back change sends nothing) and handed to RQ only
+after the commit; each (event, job, recipient) is sent at most once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.orm import Session
+from twilio.rest import Client
+
+from dispatch import clock
+from dispatch.aftercommit import on_commit
+from dispatch.models import Job, Offer, User
+from notifications import outbox
+from notifications.messages import render
+from notifications.twilio_client import make_client
+
+# Job status -> (notification event, who hears about it).
+STATUS_EVENTS: dict[str, tuple[str, str]] = {
+    "assigned": ("accepted", "resident"),
+    "en_route": ("en_route", "resident"),
+    "arrived": ("arrived", "resident"),
+    "completed": ("completed", "resident"),
+    "unfilled": ("unfilled", "resident"),
+}
+
+
+def twilio() -> Client:
+    app = current_app
+    client = app.extensions.get("dispatch.twilio")
+    if client is None:
+        s = app.config["DISPATCH"]
+        client = make_client(s.twilio_account_sid, s.twilio_auth_token,
+                             s.twilio_api_base_url or None)
+        app.extensions["dispatch.twilio"] = client
+    return client
+
+
+def _fields(job: Job, **extra: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "category": job.category.name,
+        "arrive_by": job.arrive_by.strftime("%H:%M"),
+        "worker": job.worker.user.name if job.worker is not None else "",
+        "eta": job.estimated_arrival.strftime("%H:%M") if job.estimated_arrival else "",
+        "masked_number": "the number in the app",
+    }
+    fields.update(extra)
+    return fields
+
+
+def _queue(session: Session, user: User, job: Job, event: str, fields: dict[str, Any],
+           key: str) -> None:
+    notification_id = outbox.enqueue(
+        session, key=key, user_id=user.id, job_id=job.id, event=event,
+        to_number=user.phone_e164, locale=user.locale, body=render(event, user.locale, fields),
+        now=clock.now())
+    if notification_id is not None:
+        on_commit(session, lambda _: _hand_to_queue(notification_id))
+
+
+def _hand_to_queue(notification_id: int) -> None:
+    from dispatch.tasks import enqueue_notification
+
+    enqueue_notification(notification_id)
+
+
+def job_status_changed(session: Session, job: Job, status: str, previous: str) -> None:
+    """Text the party that needs to know (in the same transaction as the change)."""
+    if status == "cancelled":
+        if job.worker_id is None or previous not in ("assigned", "en_route", "arrived"):
+            return
+        worker = session.get(User, job.worker_id)
+        if worker is not None:
+            _queue(session, worker, job, "cancelled", _fields(job),
+                   f"cancelled:{job.id}:{worker.id}")
+        return
+    found = STATUS_EVENTS.get(status)
+    if found is None:
+        return
+    event, _ = found
+    resident = session.get(User, job.resident_id)
+    if resident is not None:
+        _queue(session, resident, job, event, _fields(job), f"{event}:{job.id}:{resident.id}")
+
+
+def offer_made(session: Session, offer: Offer, worker_connected: bool) -> None:
+    """An offer reaches the phone over the socket; a worker without the app open gets it by
+    SMS too."""
+    if worker_connected:
+        return
+    worker = session.get(User, offer.worker_id)
+    if worker is None:
+        return
+    window = current_app.config["DISPATCH"].offer_window_s
+    fields = _fields(offer.job, distance_km=f"{offer.distance_m / 1000:.1f}", window_s=window)
+    _queue(session, worker, offer.job, "offer", fields, f"offer:{offer.id}")
+
+
+def send_one(session: Session, notification_id: int) -> str:
+    s = current_app.config["DISPATCH"]
+    callback = s.public_base_url.rstrip("/") + "/webhooks/twilio/status"
+    return outbox.send(session, twilio(), notification_id, from_number=s.twilio_messaging_from,
+                       status_callback=callback, now=clock.now())

@@ -1,0 +1,50 @@
+"""The texts the product sends, per event, in English and Simplified Chinese (the user's
+locale). Placeholders are filled from a small dict the caller builds; nothing here reads
+the database."""
+
+from __future__ import annotations
+
+EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled")
+LOCALES = ("en", "zh-CN")
+
+TEMPLATES: dict[str, dict[str, str]] = {
+    "offer": {
+        "en": "dispatch: new {category} job {distance_km} km away, arrive by {arrive_by}. "
+              "Open the app within {window_s} s to accept.",
+        "zh-CN": "dispatch：{distance_km} 公里外有新的{category}工作，需在 {arrive_by} 前到达。"
+                 "请在 {window_s} 秒内打开应用接单。",
+    },
+    "accepted": {
+        "en": "dispatch: {worker} accepted your {category} request and should arrive around "
+              "{eta}. Call or text {masked_number} to reach them.",
+        "zh-CN": "dispatch：{worker} 已接受您的{category}请求，预计 {eta} 左右到达。"
+                 "拨打或发短信至 {masked_number} 联系对方。",
+    },
+    "en_route": {
+        "en": "dispatch: {worker} is on the way to you ({category}).",
+        "zh-CN": "dispatch：{worker} 正在前往您处（{category}）。",
+    },
+    "arrived": {
+        "en": "dispatch: {worker} has arrived for your {category} job.",
+        "zh-CN": "dispatch：{worker} 已到达，开始您的{category}工作。",
+    },
+    "completed": {
+        "en": "dispatch: your {category} job is done. Thank you for using dispatch.",
+        "zh-CN": "dispatch：您的{category}工作已完成。感谢使用 dispatch。",
+    },
+    "cancelled": {
+        "en": "dispatch: the {category} job for {arrive_by} was cancelled. No need to go.",
+        "zh-CN": "dispatch：{arrive_by} 的{category}工作已取消，无需前往。",
+    },
+    "unfilled": {
+        "en": "dispatch: sorry, nobody could take your {category} request in time. "
+              "Nothing was charged.",
+        "zh-CN": "dispatch：抱歉，暂时没有人能及时接下您的{category}请求。未产生任何费用。",
+    },
+}
+
+
+def render(event: str, locale: str, fields: dict[str, object]) -> str:
+    """The text for `event` in `locale` (English when the locale is not translated)."""
+    texts = TEMPLATES[event]
+    return texts.get(locale, texts["en"]).format(**fields)
