@@ -45,10 +45,11 @@ RETURNING id"""), {"key": key, "user_id": user_id, "job_id": job_id, "event": ev
 
 
 def claim(session: Session, notification_id: int, now: datetime) -> Outgoing | None:
-    """Take the message for one send attempt; None if it is already sent (or given up)."""
+    """Take the message for one send attempt; None if it is sent, given up, or being sent
+    by another run right now (the row update is the lock: two runs never both send)."""
     row = session.execute(text("""
 UPDATE notifications SET status = 'sending', attempts = attempts + 1, updated_at = :now
- WHERE id = :id AND status IN ('queued', 'retrying', 'sending')
+ WHERE id = :id AND status IN ('queued', 'retrying')
 RETURNING id, to_number, body"""), {"id": notification_id, "now": now}).first()
     session.commit()
     return Outgoing(row.id, row.to_number, row.body) if row else None
@@ -79,6 +80,25 @@ def send(session: Session, client: Client, notification_id: int, *, from_number:
         "updated_at = :now WHERE id = :id"), {"sid": sent.sid, "now": now, "id": message.id})
     session.commit()
     return "sent"
+
+
+def stranded(session: Session, now: datetime) -> list[int]:
+    """Messages nobody is working on: queued but never handed to the queue (Redis was away
+    at commit), retrying past the longest backoff (the retry was lost), or 'sending' long
+    after any send returns (the sender died). The last are set back to retrying; a message
+    Twilio took just before such a crash may then go twice, the only duplicate possible."""
+    session.execute(text(
+        "UPDATE notifications SET status = 'retrying', updated_at = :now "
+        "WHERE status = 'sending' AND updated_at < :now - interval '5 minutes'"), {"now": now})
+    ids = session.execute(text("""
+SELECT id FROM notifications
+ WHERE (status = 'queued' AND updated_at < :now - interval '2 minutes')
+    OR (status = 'retrying' AND updated_at < :now - interval '15 minutes')
+ ORDER BY id LIMIT 500"""), {"now": now}).scalars().all()
+    session.execute(text("UPDATE notifications SET updated_at = :now WHERE id = ANY(:ids)"),
+                    {"now": now, "ids": list(ids)})
+    session.commit()
+    return list(ids)
 
 
 def give_up(session: Session, notification_id: int, error: str, now: datetime) -> None:

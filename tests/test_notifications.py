@@ -212,3 +212,35 @@ def test_offers_go_by_sms_only_to_workers_without_the_app_open(
     texted = [r.user_id for r in sql(app, "SELECT user_id FROM notifications "
                                           "WHERE event = 'offer'")]
     assert texted == [away_id]
+
+
+def test_messages_whose_queue_entry_was_lost_are_sent_by_the_sweeper(
+    app: Flask, client: FlaskClient, make: Factory, twilio_http: RecordingHttpClient,
+    manual_clock: Any, settings: Any
+) -> None:
+    resident_id, resident = make.user(Role.RESIDENT)
+    assign(app, client, make, resident)
+    Redis.from_url(app.config["REDIS_URL"]).flushdb()  # every queued send is lost
+    [row] = sql(app, "SELECT id, status FROM notifications WHERE user_id = :u", u=resident_id)
+    assert row.status == "queued"
+    with app.app_context():
+        assert notify.sweep(db.session) == 0  # too fresh: it may still be on its way
+    manual_clock.advance(minutes=3)
+    with app.app_context():
+        assert notify.sweep(db.session) == 2  # the resident's text and the worker's offer
+    run_queue(app)
+    assert sql(app, "SELECT status FROM notifications WHERE id = :n",
+               n=row.id)[0].status == "sent"
+
+
+def test_a_send_in_progress_is_not_sent_again_by_a_second_run(
+    app: Flask, client: FlaskClient, make: Factory, twilio_http: RecordingHttpClient,
+    settings: Any
+) -> None:
+    resident_id, resident = make.user(Role.RESIDENT)
+    assign(app, client, make, resident)
+    [row] = sql(app, "SELECT id FROM notifications WHERE user_id = :u", u=resident_id)
+    sql(app, "UPDATE notifications SET status = 'sending' WHERE id = :n", n=row.id)
+    with app.app_context():
+        assert send_notification_task(row.id) == "already_done"
+    assert sms_sent(twilio_http) == []

@@ -206,3 +206,14 @@ def test_residents_do_not_see_who_else_was_asked(app: Flask, client: FlaskClient
     assert "worker_ids" not in sent["detail"] and sent["detail"]["wave"] == 1
     ops = client.get(f"/api/v1/jobs/{job_id}/events", headers=admin).json["events"]
     assert "worker_ids" in next(e for e in ops if e["kind"] == "offers_sent")["detail"]
+
+
+def test_sweeper_command_runs_every_sweep(app: Flask, client: FlaskClient, make: Factory,
+                                          manual_clock: ManualClock, settings) -> None:
+    job_id, crew = setup_job(app, client, make, workers=2, wave=1)
+    manual_clock.advance(seconds=31)
+    result = app.test_cli_runner().invoke(args=["sweeper", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "swept 1 job" in result.output
+    [second] = pending_offers(app, job_id)
+    assert second.worker_id == crew[1][0]

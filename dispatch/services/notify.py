@@ -103,3 +103,11 @@ def send_one(session: Session, notification_id: int) -> str:
     callback = s.public_base_url.rstrip("/") + "/webhooks/twilio/status"
     return outbox.send(session, twilio(), notification_id, from_number=s.twilio_messaging_from,
                        status_callback=callback, now=clock.now())
+
+
+def sweep(session: Session) -> int:
+    """Hand stranded messages to the queue again (see `outbox.stranded`)."""
+    ids = outbox.stranded(session, clock.now())
+    for notification_id in ids:
+        _hand_to_queue(notification_id)
+    return len(ids)
