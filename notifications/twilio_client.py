@@ -19,8 +19,9 @@ from twilio.rest import Client
 # The checkout's root: the folder holding the `notifications` package.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Relative to the repo root; CI clones the repo next to `shared/`, so `../shared` holds.
-_SPEC_CANDIDATES = (Path("..") / "shared" / "twilio-oai" / "twilio_api_v2010.json",)
+# The project's read-only `shared/` sits beside the checkout (CI clones the repo next to a
+# copy of it), so it is looked for in the repo root's parent, then further up.
+_SPEC_IN_SHARED = Path("shared") / "twilio-oai" / "twilio_api_v2010.json"
 
 
 def make_client(account_sid: str, auth_token: str, api_base_url: str | None = None,
@@ -66,13 +67,13 @@ class RecordingHttpClient(TwilioHttpClient):
 def spec_path() -> Path:
     """Twilio's api.twilio.com (2010-04-01) OpenAPI spec, for Prism.
 
-    `TWILIO_OPENAPI_SPEC` wins when set; otherwise the first candidate that exists, relative to
-    the repo root. Raises FileNotFoundError naming what was tried, so a missing `shared/` is
-    obvious rather than a Prism start-up failure."""
+    `TWILIO_OPENAPI_SPEC` wins when set; otherwise `shared/twilio-oai/...` beside the checkout
+    (in the repo root's parent, or an ancestor of it). Raises FileNotFoundError naming what
+    was tried, so a missing `shared/` is obvious rather than a Prism start-up failure."""
     env = os.environ.get("TWILIO_OPENAPI_SPEC")
     if env:
         return Path(env)
-    tried = [(REPO_ROOT / c).resolve() for c in _SPEC_CANDIDATES]
+    tried = [parent / _SPEC_IN_SHARED for parent in REPO_ROOT.resolve().parents]
     for path in tried:
         if path.is_file():
             return path
