@@ -36,8 +36,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(sync_pool)
 
 
-# Demo pool numbers (fictional 555 numbers) when TWILIO_POOL_NUMBERS is not configured.
-DEMO_POOL = [f"+1415555{n:04d}" for n in range(900, 910)]
+# Demo pool numbers (the fictional 555-0100..0199 range) for the mocked Twilio of make run.
+DEMO_POOL = [f"+1415555{n:04d}" for n in range(150, 160)]
 
 
 @click.command("sync-pool")
@@ -82,10 +82,11 @@ def seed_demo(workers: int) -> None:
     session = db.session
     if session.execute(select(User).where(User.email == f"admin@{DEMO_DOMAIN}")).first() is None:
         _create_demo(workers)
-    has_pool = session.execute(text("SELECT 1 FROM pool_numbers LIMIT 1")).first()
-    if not has_pool and not current_app.config["DISPATCH"].twilio_pool_numbers:
-        masking.sync_pool(session, DEMO_POOL)  # masked numbers work in the demo
         click.echo(f"demo data created; every demo account's password is '{DEMO_PASSWORD}'")
+    settings = current_app.config["DISPATCH"]
+    has_pool = session.execute(text("SELECT 1 FROM pool_numbers LIMIT 1")).first()
+    if not has_pool and not settings.twilio_pool_numbers and settings.twilio_api_base_url:
+        masking.sync_pool(session, DEMO_POOL)  # masked numbers work in the (mocked) demo
     now = clock.now()
     rng = random.Random(7)
     demo_workers = session.execute(

@@ -48,6 +48,7 @@ class Settings:
     keep_masked_message_bodies: bool
     masking_close_after_minutes: int
     twilio_pool_numbers: str
+    service_timezone: str
     tile_attribution: str
 
     @classmethod
@@ -72,7 +73,9 @@ class Settings:
             token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
             # Phones send one fix a second; the slack absorbs network jitter.
             ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 800),
-            twilio_auth_token=_env("TWILIO_AUTH_TOKEN", "dev-token"),
+            # No default: without the token every webhook is refused (nothing can be forged
+            # with a well-known key); make run sets one for its local Twilio mock.
+            twilio_auth_token=_env("TWILIO_AUTH_TOKEN", ""),
             twilio_account_sid=_env("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
             # Empty means Twilio itself; make run points it at the local mock (Prism).
             twilio_api_base_url=_env("TWILIO_API_BASE_URL", ""),
@@ -81,6 +84,7 @@ class Settings:
             keep_masked_message_bodies=_env("KEEP_MASKED_MESSAGE_BODIES", "0") in ("1", "true"),
             masking_close_after_minutes=_int("MASKING_CLOSE_AFTER_MINUTES", 30),
             twilio_pool_numbers=_env("TWILIO_POOL_NUMBERS", ""),
+            service_timezone=_env("SERVICE_TIMEZONE", "America/Los_Angeles"),
             tile_url=_env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
             tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
         )

@@ -13,6 +13,7 @@ from flask import Flask, request, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, join_room
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from dispatch.api.schemas import LocationIn
 from dispatch.auth import user_for_token
@@ -87,8 +88,13 @@ def _presence_key(user_id: int) -> str:
 
 
 def is_connected(user_id: int) -> bool:
-    """Whether the person has the app open somewhere (any server process)."""
-    return bool(redis_connection().scard(_presence_key(user_id)))
+    """Whether the person has the app open somewhere (any server process). Without Redis
+    nobody counts as connected: the SMS goes out and dispatch carries on."""
+    try:
+        return bool(redis_connection().scard(_presence_key(user_id)))
+    except RedisError:
+        log.warning("presence unknown (Redis unavailable); texting user %s", user_id)
+        return False
 
 
 @socketio.on("watch_job")

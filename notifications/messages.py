@@ -16,9 +16,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "accepted": {
         "en": "dispatch: {worker} accepted your {category} request and should arrive around "
-              "{eta}. Call or text {masked_number} to reach them.",
+              "{eta}. The app shows how to reach them.",
         "zh-CN": "dispatch：{worker} 已接受您的{category}请求，预计 {eta} 左右到达。"
-                 "拨打或发短信至 {masked_number} 联系对方。",
+                 "联系方式请查看应用。",
     },
     "en_route": {
         "en": "dispatch: {worker} is on the way to you ({category}).",

@@ -17,7 +17,8 @@ from twilio.rest import Client
 
 # Twilio answers these for a message that can never go out (invalid or unsubscribed
 # number, not a mobile number...): retrying would not help.
-PERMANENT_HTTP = frozenset({400, 401, 403, 404, 422})
+# (401/403 are left to retry: they usually mean credentials being rotated or mistyped.)
+PERMANENT_HTTP = frozenset({400, 404, 422})
 FINAL = frozenset({"sent", "delivered", "undelivered", "failed", "skipped"})
 # Status-callback states we keep (Twilio also reports queued/sending/sent on the way).
 CALLBACK_STATES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed",
@@ -32,21 +33,34 @@ class Outgoing:
 
 
 def enqueue(session: Session, *, key: str, user_id: int, job_id: int | None, event: str,
-            to_number: str, locale: str, body: str, now: datetime) -> int | None:
-    """Add a message to the outbox; None if this key was already queued (at most once)."""
+            to_number: str, locale: str, body: str, now: datetime,
+            expires_at: datetime | None = None) -> int | None:
+    """Add a message to the outbox; None if this key was already queued (at most once).
+    A message with `expires_at` is skipped rather than sent late (an offer text after the
+    offer ended would only mislead)."""
     return session.execute(text("""
 INSERT INTO notifications (idempotency_key, user_id, job_id, event, to_number, locale, body,
-                           created_at, updated_at)
-VALUES (:key, :user_id, :job_id, :event, :to, :locale, :body, :now, :now)
+                           expires_at, created_at, updated_at)
+VALUES (:key, :user_id, :job_id, :event, :to, :locale, :body, :expires_at, :now, :now)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id"""), {"key": key, "user_id": user_id, "job_id": job_id, "event": event,
-                    "to": to_number, "locale": locale, "body": body, "now": now}
-    ).scalar_one_or_none()
+                    "to": to_number, "locale": locale, "body": body, "expires_at": expires_at,
+                    "now": now}).scalar_one_or_none()
 
 
 def claim(session: Session, notification_id: int, now: datetime) -> Outgoing | None:
     """Take the message for one send attempt; None if it is sent, given up, or being sent
     by another run right now (the row update is the lock: two runs never both send)."""
+    skipped = session.execute(text("""
+UPDATE notifications SET status = 'skipped', updated_at = :now,
+       last_error = CASE WHEN expires_at <= :now THEN 'expired before it could be sent'
+                         ELSE 'the recipient has opted out of texts' END
+ WHERE id = :id AND status IN ('queued', 'retrying')
+   AND (expires_at <= :now OR to_number IN (SELECT number FROM sms_opt_outs))
+RETURNING id"""), {"id": notification_id, "now": now}).first()
+    if skipped is not None:
+        session.commit()
+        return None
     row = session.execute(text("""
 UPDATE notifications SET status = 'sending', attempts = attempts + 1, updated_at = :now
  WHERE id = :id AND status IN ('queued', 'retrying')
@@ -112,9 +126,11 @@ def record_status(session: Session, twilio_sid: str, status: str, error_code: st
     state = CALLBACK_STATES.get(status)
     if state is None:
         return False
+    # Callbacks can arrive out of order: a late 'sent' must not undo 'delivered'.
     found = session.execute(text(
         "UPDATE notifications SET status = :s, updated_at = :now, "
-        "last_error = COALESCE(:err, last_error) WHERE twilio_sid = :sid RETURNING id"),
+        "last_error = COALESCE(:err, last_error) WHERE twilio_sid = :sid "
+        "AND (:s <> 'sent' OR status IN ('sending', 'sent')) RETURNING id"),
         {"s": state, "now": now, "err": f"Twilio error {error_code}" if error_code else None,
          "sid": twilio_sid}).first()
     session.commit()

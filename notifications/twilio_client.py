@@ -24,6 +24,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _SPEC_IN_SHARED = Path("shared") / "twilio-oai" / "twilio_api_v2010.json"
 
 
+HTTP_TIMEOUT_S = 10.0
+
+
 def make_client(account_sid: str, auth_token: str, api_base_url: str | None = None,
                 http_client: TwilioHttpClient | None = None) -> Client:
     """A Twilio client; with `api_base_url`, the api.twilio.com domain (Messages, Calls,
@@ -31,7 +34,9 @@ def make_client(account_sid: str, auth_token: str, api_base_url: str | None = No
 
     Only `api.base_url` is replaced: setting `region`/`edge` would make the SDK splice them into
     the host name and break `http://127.0.0.1:PORT`."""
-    client = Client(account_sid, auth_token, http_client=http_client)
+    # A hung request must not hold the single queue worker (and the offer timers behind it).
+    client = Client(account_sid, auth_token,
+                    http_client=http_client or TwilioHttpClient(timeout=HTTP_TIMEOUT_S))
     if api_base_url:
         client.api.base_url = api_base_url.rstrip("/")
     return client

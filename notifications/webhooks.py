@@ -22,8 +22,9 @@ from twilio.twiml.voice_response import VoiceResponse
 from notifications import masking, outbox
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
-START_WORDS = frozenset({"START", "UNSTOP", "YES"})
-HELP_WORDS = frozenset({"HELP", "INFO"})
+# Only the unambiguous keywords: "yes" or "info" are ordinary replies between the parties.
+START_WORDS = frozenset({"START", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP"})
 
 NOT_CONNECTED_CALL = ("This number only connects a resident and their dispatch worker while "
                       "a job is under way. Goodbye.")
@@ -59,7 +60,7 @@ def make_blueprint(get_session: Callable[[], Session],
             settings = get_settings()
             signature = request.headers.get("X-Twilio-Signature", "")
             validator = RequestValidator(settings.auth_token)
-            if not signature or not validator.validate(
+            if not settings.auth_token or not signature or not validator.validate(
                     public_url(settings.public_base_url), request.form, signature):
                 body = {"error": {"code": "bad_signature",
                                   "message": "X-Twilio-Signature is missing or wrong",

@@ -6,6 +6,7 @@ mutable tables after each test rather than by a rolled-back outer transaction.""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,8 @@ def app() -> Iterator[Flask]:
     _recreate_database(url)
     redis_url = make_url_redis_test(Settings.from_env().redis_url)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "TESTING": True})
+    app.config["DISPATCH"] = dataclasses.replace(app.config["DISPATCH"],
+                                                 twilio_auth_token="test-auth-token")
     with app.app_context():
         upgrade()
     yield app

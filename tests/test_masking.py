@@ -258,3 +258,27 @@ def test_no_real_number_ever_reaches_the_other_party(app: Flask, pairs: list[tup
         for person in (a, b):
             assert (person, number) not in held
             held.add((person, number))
+
+
+def test_without_an_auth_token_every_webhook_is_refused(app: Flask, client: FlaskClient,
+                                                        settings: Any) -> None:
+    """A deployment that forgot TWILIO_AUTH_TOKEN must not accept requests signed with an
+    empty or well-known key."""
+    form = {"From": "+14155550123", "To": POOL[0], "Body": "hi"}
+    url = app.config["DISPATCH"].public_base_url + "/webhooks/twilio/sms"
+    set_settings(app, twilio_auth_token="")
+    forged = RequestValidator("").compute_signature(url, form)
+    assert client.post("/webhooks/twilio/sms", data=form,
+                       headers={"X-Twilio-Signature": forged}).status_code == 403
+
+
+def test_ordinary_replies_are_forwarded_not_taken_as_keywords(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any
+) -> None:
+    with_pool(app, POOL)
+    resident_id, resident = make.user(Role.RESIDENT)
+    _, _, _, worker_phone = assigned(app, client, make, resident)
+    for reply in ("Yes", "info please"):
+        r = signed_post(app, client, "/webhooks/twilio/sms",
+                        {"From": phone_of(app, resident_id), "To": POOL[0], "Body": reply})
+        assert f'to="{worker_phone}"' in r.text

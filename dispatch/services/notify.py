@@ -4,7 +4,9 @@ after the commit; each (event, job, recipient) is sent at most once."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -38,24 +40,31 @@ def twilio() -> Client:
     return client
 
 
+def _local(moment: datetime | None) -> str:
+    """A time as people in the service area read it, with its zone (texts have no UI)."""
+    if moment is None:
+        return ""
+    zone = ZoneInfo(current_app.config["DISPATCH"].service_timezone)
+    return moment.astimezone(zone).strftime("%H:%M %Z")
+
+
 def _fields(job: Job, **extra: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "category": job.category.name,
-        "arrive_by": job.arrive_by.strftime("%H:%M"),
+        "arrive_by": _local(job.arrive_by),
         "worker": job.worker.user.name if job.worker is not None else "",
-        "eta": job.estimated_arrival.strftime("%H:%M") if job.estimated_arrival else "",
-        "masked_number": "the number in the app",
+        "eta": _local(job.estimated_arrival),
     }
     fields.update(extra)
     return fields
 
 
 def _queue(session: Session, user: User, job: Job, event: str, fields: dict[str, Any],
-           key: str) -> None:
+           key: str, expires_at: datetime | None = None) -> None:
     notification_id = outbox.enqueue(
         session, key=key, user_id=user.id, job_id=job.id, event=event,
         to_number=user.phone_e164, locale=user.locale, body=render(event, user.locale, fields),
-        now=clock.now())
+        now=clock.now(), expires_at=expires_at)
     if notification_id is not None:
         on_commit(session, lambda _: _hand_to_queue(notification_id))
 
@@ -95,7 +104,8 @@ def offer_made(session: Session, offer: Offer, worker_connected: bool) -> None:
         return
     window = current_app.config["DISPATCH"].offer_window_s
     fields = _fields(offer.job, distance_km=f"{offer.distance_m / 1000:.1f}", window_s=window)
-    _queue(session, worker, offer.job, "offer", fields, f"offer:{offer.id}")
+    _queue(session, worker, offer.job, "offer", fields, f"offer:{offer.id}",
+           expires_at=offer.expires_at)
 
 
 def send_one(session: Session, notification_id: int) -> str:

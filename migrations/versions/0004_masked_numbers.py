@@ -67,7 +67,7 @@ CREATE TABLE masked_messages (
 CREATE INDEX ix_masked_messages_session ON masked_messages (session_id);
 
 CREATE TABLE sms_opt_outs (
-    number varchar(16) PRIMARY KEY,
+    number varchar(64) PRIMARY KEY,  -- as Twilio sends it (channels such as whatsapp:+1...)
     at timestamptz NOT NULL
 );
 

@@ -26,6 +26,7 @@ CREATE TABLE notifications (
     to_number varchar(16) NOT NULL,
     locale varchar(10) NOT NULL,
     body text NOT NULL,
+    expires_at timestamptz,
     status varchar(12) NOT NULL DEFAULT 'queued'
         CHECK (status IN ('queued', 'sending', 'retrying', 'sent', 'delivered',
                           'undelivered', 'failed', 'skipped')),
