@@ -7,7 +7,6 @@ IncomingPhoneNumbers example into a 500)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.error
@@ -15,16 +14,11 @@ import urllib.request
 from pathlib import Path
 
 from notifications.twilio_client import spec_path
+from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PRISM = ROOT / "node_modules" / ".bin" / "prism"
 LOG_DIR = ROOT / "test-artifacts" / "logs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrismServer:

@@ -53,6 +53,19 @@ def assign(app: Flask, client: FlaskClient, make: Factory, resident: dict[str, s
     return job_id
 
 
+def post_status(app: Flask, client: FlaskClient, form: dict[str, str],
+                signed: bool = True) -> Any:
+    """A Twilio status callback, signed as Twilio signs it (or not at all)."""
+    from twilio.request_validator import RequestValidator
+
+    s = app.config["DISPATCH"]
+    headers = {}
+    if signed:
+        headers["X-Twilio-Signature"] = RequestValidator(s.twilio_auth_token).compute_signature(
+            s.public_base_url + "/webhooks/twilio/status", form)
+    return client.post("/webhooks/twilio/status", data=form, headers=headers)
+
+
 def sms_sent(http: RecordingHttpClient) -> list[dict[str, Any]]:
     return [r.data for r in http.requests if r.url.endswith("/Messages.json")]
 
@@ -181,21 +194,14 @@ def test_status_callbacks_update_delivery_only_when_signed(
     app: Flask, client: FlaskClient, make: Factory, twilio_http: RecordingHttpClient,
     settings: Any
 ) -> None:
-    from twilio.request_validator import RequestValidator
-
     resident_id, resident = make.user(Role.RESIDENT)
     assign(app, client, make, resident)
     run_queue(app)
     sid = sql(app, "SELECT twilio_sid FROM notifications WHERE user_id = :u",
               u=resident_id)[0].twilio_sid
     form = {"MessageSid": sid, "MessageStatus": "delivered"}
-    assert client.post("/webhooks/twilio/status", data=form).status_code == 403
-    s = app.config["DISPATCH"]
-    signature = RequestValidator(s.twilio_auth_token).compute_signature(
-        s.public_base_url + "/webhooks/twilio/status", form)
-    r = client.post("/webhooks/twilio/status", data=form,
-                    headers={"X-Twilio-Signature": signature})
-    assert r.status_code == 204
+    assert post_status(app, client, form, signed=False).status_code == 403
+    assert post_status(app, client, form).status_code == 204
     assert sql(app, "SELECT status FROM notifications WHERE twilio_sid = :s",
                s=sid)[0].status == "delivered"
 
@@ -284,20 +290,14 @@ def test_a_late_sent_callback_does_not_undo_delivered(app: Flask, client: FlaskC
                                                       make: Factory,
                                                       twilio_http: RecordingHttpClient,
                                                       settings: Any) -> None:
-    from twilio.request_validator import RequestValidator
-
     resident_id, resident = make.user(Role.RESIDENT)
     assign(app, client, make, resident)
     run_queue(app)
     sid = sql(app, "SELECT twilio_sid FROM notifications WHERE user_id = :u",
               u=resident_id)[0].twilio_sid
-    s = app.config["DISPATCH"]
     for state in ("delivered", "sent"):
-        form = {"MessageSid": sid, "MessageStatus": state}
-        signature = RequestValidator(s.twilio_auth_token).compute_signature(
-            s.public_base_url + "/webhooks/twilio/status", form)
-        client.post("/webhooks/twilio/status", data=form,
-                    headers={"X-Twilio-Signature": signature})
+        assert post_status(app, client, {"MessageSid": sid, "MessageStatus": state}
+                           ).status_code == 204
     assert sql(app, "SELECT status FROM notifications WHERE user_id = :u",
                u=resident_id)[0].status == "delivered"
 
