@@ -177,6 +177,8 @@ class Job(db.Model):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
     lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)))
     lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)))
 
@@ -229,3 +231,57 @@ class Offer(db.Model):
     responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     job: Mapped[Job] = relationship()
+
+
+class Organization(db.Model):
+    """A property management company; its jobs go first to its preferred contractors."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    allow_marketplace: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OrganizationManager(db.Model):
+    __tablename__ = "organization_managers"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, unique=True)
+
+
+class Property(db.Model):
+    __tablename__ = "properties"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(300))
+
+
+class Unit(db.Model):
+    """A rentable unit; tenant contact is for the organization's managers only."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id"))
+    label: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(300))
+    location: Mapped[Any] = mapped_column(POINT)
+    access_notes: Mapped[str | None] = mapped_column(Text)
+    tenant_name: Mapped[str | None] = mapped_column(String(120))
+    tenant_phone: Mapped[str | None] = mapped_column(String(16))
+    lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)))
+    lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)))
+
+    property: Mapped[Property] = relationship()
+
+
+class PreferredContractor(db.Model):
+    __tablename__ = "preferred_contractors"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.user_id"), primary_key=True)
+    approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

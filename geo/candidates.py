@@ -34,16 +34,9 @@ MATCH_INDEX_NAME = "ix_worker_skills_match"
 
 _POINT = "ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::geography"
 
-CANDIDATE_SQL = text(
-    f"""
-WITH nearest AS MATERIALIZED (
-    SELECT s.worker_id, s.location_at, s.location <-> {_POINT} AS distance_m
-    FROM worker_skills s
-    WHERE s.category_id = CAST(:category_id AS integer)
-      AND s.available AND s.verified
-    ORDER BY s.location <-> {_POINT}
-    LIMIT :pool
-), scored AS (
+# The ranking over a set of nearby rows `nearest(worker_id, location_at, distance_m)`.
+_RANKED = """
+scored AS (
     SELECT n.worker_id, n.distance_m, w.travel_mode, w.reputation,
            :startup_s + n.distance_m * :circuity / (CASE w.travel_mode
                 WHEN 'walk' THEN :walk_mps WHEN 'bike' THEN :bike_mps ELSE :car_mps END)
@@ -65,6 +58,30 @@ FROM scored
 ORDER BY (eta_s <= :max_eta_s) DESC, score
 LIMIT :limit
 """
+
+CANDIDATE_SQL = text(
+    f"""
+WITH nearest AS MATERIALIZED (
+    SELECT s.worker_id, s.location_at, s.location <-> {_POINT} AS distance_m
+    FROM worker_skills s
+    WHERE s.category_id = CAST(:category_id AS integer)
+      AND s.available AND s.verified
+    ORDER BY s.location <-> {_POINT}
+    LIMIT :pool
+), {_RANKED}"""
+)
+
+# The same ranking over a named set of workers (an organization's preferred contractors):
+# a small set is read by key, not by walking the KNN index until enough of them turn up.
+WITHIN_SQL = text(
+    f"""
+WITH nearest AS MATERIALIZED (
+    SELECT s.worker_id, s.location_at, s.location <-> {_POINT} AS distance_m
+    FROM worker_skills s
+    WHERE s.worker_id = ANY(CAST(:within AS integer[]))
+      AND s.category_id = CAST(:category_id AS integer)
+      AND s.available AND s.verified
+), {_RANKED}"""
 )
 
 
@@ -133,13 +150,18 @@ class MatchRequest:
 
 
 def find_candidates(conn: Connection | Session, request: MatchRequest, pool: int = 32,
-                    max_pool: int = 4096) -> CandidateSearch:
+                    max_pool: int = 4096,
+                    within: Sequence[int] | None = None) -> CandidateSearch:
     """Rank the workers who can be at the request's point before its deadline.
 
     Stale, out-of-radius or excluded workers can fill the KNN pool; when that leaves nobody
     who can make it, the pool grows (x4) so "nobody can come" is never an artefact of the pool.
     """
     while True:
+        if within is not None:  # a fixed set: no pool to grow
+            rows = conn.execute(WITHIN_SQL, {**request.params(pool), "within": list(within)}).all()
+            feasible = [r for r in rows if r.eta_s <= request.max_eta_s]
+            break
         rows = conn.execute(CANDIDATE_SQL, request.params(pool)).all()
         feasible = [r for r in rows if r.eta_s <= request.max_eta_s]
         if feasible or pool >= max_pool:

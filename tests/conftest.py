@@ -26,9 +26,12 @@ from tests.helpers import Factory, ManualClock
 from tests.live import LiveServer
 from tests.prism import PrismServer
 
-MUTABLE_TABLES = ["notifications", "operator_alerts", "masked_messages", "masked_participants",
-                  "masked_sessions", "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
-                  "worker_skills", "workers", "api_tokens", "users"]
+MUTABLE_TABLES = [
+    "preferred_contractors", "units", "properties", "organization_managers", "organizations",
+    "notifications", "operator_alerts", "masked_messages", "masked_participants",
+    "masked_sessions", "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
+    "worker_skills", "workers", "api_tokens", "users",
+]
 
 
 def _test_database_url() -> str:

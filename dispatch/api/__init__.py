@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from dispatch.api import accounts, admin, jobs, meta, offers, workers  # noqa: E402, F401
+from dispatch.api import accounts, admin, jobs, meta, offers, portfolio, workers  # noqa: E402, F401

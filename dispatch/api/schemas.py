@@ -163,11 +163,15 @@ class WorkerProfileOut(Out):
 # --- jobs and offers ------------------------------------------------------------------------
 
 class JobIn(In):
+    """Where: `lat`/`lng` (and an optional address), or, for a property manager, `unit_id`
+    (the unit's place and address are used)."""
+
     category_id: Id
     description: Annotated[str, Field(min_length=3, max_length=2000)]
-    lat: Lat
-    lng: Lng
+    lat: Lat | None = None
+    lng: Lng | None = None
     address: Annotated[str | None, Field(max_length=300)] = None
+    unit_id: Id | None = None
 
 
 class JobWorkerOut(Out):
@@ -272,3 +276,93 @@ class OfferResultOut(Out):
 
 class LocationPingOut(LocationResultOut):
     worker: WorkerProfileOut
+
+
+# --- portfolios ------------------------------------------------------------------------------
+
+class OrganizationIn(In):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    allow_marketplace: bool = True
+
+
+class OrganizationPatch(In):
+    name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    allow_marketplace: bool | None = None
+
+
+class OrganizationOut(Out):
+    id: int
+    name: str
+    allow_marketplace: bool
+
+
+class PropertyIn(In):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    address: Annotated[str | None, Field(max_length=300)] = None
+
+
+class PropertyOut(Out):
+    id: int
+    name: str
+    address: str | None
+
+
+class PropertyListOut(Out):
+    properties: list[PropertyOut]
+
+
+class UnitIn(In):
+    property_id: Id
+    label: Annotated[str, Field(min_length=1, max_length=100)]
+    address: Annotated[str, Field(min_length=3, max_length=300)]
+    lat: Lat
+    lng: Lng
+    access_notes: Annotated[str | None, Field(max_length=2000)] = None
+    tenant_name: Annotated[str | None, Field(max_length=120)] = None
+    tenant_phone: str | None = None
+
+    @field_validator("tenant_phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalize_phone(value) if value else None
+
+
+class UnitOut(Out):
+    id: int
+    property_id: int
+    label: str
+    address: str
+    lat: float
+    lng: float
+    access_notes: str | None
+    tenant_name: str | None
+    tenant_phone: str | None
+
+
+class UnitListOut(Out):
+    units: list[UnitOut]
+
+
+class RowProblem(Out):
+    line: int = Field(description="line number in the uploaded file (the header is line 1)")
+    field: str
+    problem: str
+
+
+class UnitImportOut(Out):
+    accepted: list[UnitOut]
+    rejected: list[RowProblem]
+
+
+class ContractorIn(In):
+    worker_id: Id
+
+
+class ContractorOut(Out):
+    worker_id: int
+    name: str
+    approved_at: datetime
+
+
+class ContractorListOut(Out):
+    contractors: list[ContractorOut]

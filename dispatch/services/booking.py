@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from dispatch import clock
 from dispatch.api.schemas import JobIn
 from dispatch.errors import ApiError, FieldProblem, invalid
-from dispatch.models import Job, Urgency, User
+from dispatch.models import Job, Role, Urgency, User
 from dispatch.services.catalog import bookable_category
 from dispatch.services.dispatching import (
     search_candidates,
@@ -22,6 +23,7 @@ from dispatch.services.dispatching import (
     settings,
 )
 from dispatch.services.jobs import record_event, transition
+from dispatch.services.portfolio import own_unit
 from dispatch.states import Actor, JobStatus
 from geo.points import wkt_point
 
@@ -77,6 +79,29 @@ def no_coverage(earliest: datetime | None, promise: timedelta) -> ApiError:
                     {"earliest_arrival": earliest.isoformat() if earliest else None})
 
 
+@dataclass(frozen=True)
+class Place:
+    lat: float
+    lng: float
+    address: str | None
+    org_id: int | None
+
+
+def _place(session: Session, requester: User, data: JobIn) -> Place:
+    """The job's place: given directly, or a unit of the property manager's portfolio (then
+    the job is the organization's, and goes to its preferred contractors first)."""
+    if data.unit_id is not None:
+        if Role(requester.role) is not Role.PROPERTY_MANAGER:
+            raise invalid("unit_id", "only property managers book for units", status=403)
+        unit = own_unit(session, requester, data.unit_id)
+        return Place(unit.lat, unit.lng, data.address or unit.address, unit.property.org_id)
+    for name, value in (("lat", data.lat), ("lng", data.lng)):
+        if value is None:
+            raise invalid(name, "required (or, for a property manager, give unit_id)")
+    assert data.lat is not None and data.lng is not None
+    return Place(data.lat, data.lng, data.address, None)
+
+
 def book_urgent(session: Session, resident: User, data: JobIn,
                 idempotency_key: str | None) -> tuple[Job, bool]:
     """Returns (job, created). The same key and body return the same job, even when the two
@@ -87,20 +112,22 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     if existing is not None:
         return existing, False
     category = bookable_category(session, data.category_id)
+    place = _place(session, resident, data)
     s = settings()
     now = clock.now()
     arrive_by = now + timedelta(minutes=s.promise_minutes)
     found = search_candidates(
-        session, category_id=category.id, lat=data.lat, lng=data.lng, now=now,
+        session, category_id=category.id, lat=place.lat, lng=place.lng, now=now,
         deadline=arrive_by, excluded_worker_ids=[],
-        limit=s.offer_wave_size,
+        limit=s.offer_wave_size, org_id=place.org_id,
     )
     if not found.candidates:
         session.rollback()
         raise no_coverage(found.earliest_arrival, timedelta(minutes=s.promise_minutes))
     best = found.candidates[0]
     job = Job(resident_id=resident.id, category_id=category.id, description=data.description,
-              location=wkt_point(data.lat, data.lng), address=data.address,
+              location=wkt_point(place.lat, place.lng), address=place.address,
+              org_id=place.org_id, unit_id=data.unit_id,
               urgency=Urgency.URGENT.value, status=JobStatus.REQUESTED.value, wave=0,
               requested_at=now, arrive_by=arrive_by,
               estimated_arrival=now + timedelta(seconds=min(c.eta_s for c in found.candidates)),

@@ -17,7 +17,15 @@ from dispatch import clock, push
 from dispatch.aftercommit import on_commit
 from dispatch.config import Settings
 from dispatch.errors import ApiError, FieldProblem, not_found
-from dispatch.models import Job, Offer, User, Worker, WorkerSkill
+from dispatch.models import (
+    Job,
+    Offer,
+    Organization,
+    PreferredContractor,
+    User,
+    Worker,
+    WorkerSkill,
+)
 from dispatch.services.jobs import lock_job, record_event, transition, withdraw_pending_offers
 from dispatch.states import Actor, Availability, JobStatus, OfferStatus, check_offer_transition
 from geo.candidates import (
@@ -42,8 +50,10 @@ def eta_model(s: Settings) -> EtaModel:
 
 def search_candidates(
     session: Session, *, category_id: int, lat: float, lng: float, now: datetime,
-    deadline: datetime, excluded_worker_ids: list[int], limit: int,
+    deadline: datetime, excluded_worker_ids: list[int], limit: int, org_id: int | None = None,
 ) -> CandidateSearch:
+    """An organization's job goes to its preferred contractors first; to the open
+    marketplace only when none of them can make it and the organization allows it."""
     s = settings()
     request = MatchRequest(
         category_id=category_id, lat=lat, lng=lng, now=now, deadline=deadline,
@@ -51,6 +61,16 @@ def search_candidates(
         weights=MatchWeights(reputation=s.reputation_weight, fairness=s.fairness_weight),
         excluded_worker_ids=excluded_worker_ids, limit=limit,
     )
+    if org_id is not None:
+        preferred = session.execute(
+            select(PreferredContractor.worker_id).where(PreferredContractor.org_id == org_id)
+        ).scalars().all()
+        found = find_candidates(session, request, within=list(preferred)) if preferred else None
+        if found is not None and found.candidates:
+            return found
+        org = session.get(Organization, org_id)
+        if org is not None and not org.allow_marketplace:
+            return found or CandidateSearch(candidates=[], earliest_arrival=None)
     return find_candidates(session, request, pool=s.knn_pool)
 
 
@@ -69,7 +89,7 @@ def send_wave(session: Session, job: Job, now: datetime,
         candidates = search_candidates(
             session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
             deadline=job.arrive_by, excluded_worker_ids=already_offered(session, job.id),
-            limit=s.offer_wave_size,
+            limit=s.offer_wave_size, org_id=job.org_id,
         ).candidates
     if not candidates:
         still_pending = session.execute(

@@ -1,0 +1,226 @@
+"""Property managers' portfolios: the organization, its properties and units, its preferred
+contractors. Every read and write is scoped to the caller's own organization."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dispatch import clock
+from dispatch.api.schemas import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
+from dispatch.errors import ApiError, FieldProblem, from_validation_error, invalid
+from dispatch.models import (
+    Organization,
+    OrganizationManager,
+    PreferredContractor,
+    Property,
+    Unit,
+    User,
+    Worker,
+)
+from geo.points import wkt_point
+
+UNIT_COLUMNS = ("property", "label", "address", "lat", "lng", "access_notes", "tenant_name",
+                "tenant_phone")
+MAX_IMPORT_ROWS = 5000
+
+
+def organization_of(session: Session, user: User) -> Organization:
+    org_id = session.execute(select(OrganizationManager.org_id)
+                             .where(OrganizationManager.user_id == user.id)).scalar_one_or_none()
+    if org_id is None:
+        raise ApiError(409, "no_organization", "create your organization first",
+                       [FieldProblem("organization", "none yet: POST /api/v1/org")])
+    org = session.get(Organization, org_id)
+    assert org is not None
+    return org
+
+
+def create_organization(session: Session, user: User, data: OrganizationIn) -> Organization:
+    if session.execute(
+            select(OrganizationManager).where(OrganizationManager.user_id == user.id)).first():
+        raise ApiError(409, "already_member", "you already manage an organization",
+                       [FieldProblem("organization", "already exists for you")])
+    org = Organization(name=data.name, allow_marketplace=data.allow_marketplace,
+                       created_at=clock.now())
+    session.add(org)
+    session.flush()
+    session.add(OrganizationManager(org_id=org.id, user_id=user.id))
+    session.commit()
+    return org
+
+
+def update_organization(session: Session, user: User, data: OrganizationPatch) -> Organization:
+    org = organization_of(session, user)
+    if data.name is not None:
+        org.name = data.name
+    if data.allow_marketplace is not None:
+        org.allow_marketplace = data.allow_marketplace
+    session.commit()
+    return org
+
+
+def add_property(session: Session, user: User, data: PropertyIn) -> Property:
+    org = organization_of(session, user)
+    prop = Property(org_id=org.id, name=data.name, address=data.address)
+    session.add(prop)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(409, "duplicate", f"a property named '{data.name}' exists",
+                       [FieldProblem("name", "already used in your portfolio")]) from exc
+    return prop
+
+
+def properties(session: Session, user: User) -> list[Property]:
+    org = organization_of(session, user)
+    return list(session.execute(select(Property).where(Property.org_id == org.id)
+                                .order_by(Property.name)).scalars())
+
+
+def own_property(session: Session, user: User, property_id: int,
+                 field: str = "property_id") -> Property:
+    org = organization_of(session, user)
+    prop = session.get(Property, property_id)
+    if prop is None or prop.org_id != org.id:
+        raise invalid(field, f"no property {property_id} in your portfolio", status=404)
+    return prop
+
+
+def own_unit(session: Session, user: User, unit_id: int, field: str = "unit_id") -> Unit:
+    org = organization_of(session, user)
+    unit = session.get(Unit, unit_id)
+    if unit is None or unit.property.org_id != org.id:
+        raise invalid(field, f"no unit {unit_id} in your portfolio", status=404)
+    return unit
+
+
+def _apply(unit: Unit, data: UnitIn) -> None:
+    unit.property_id = data.property_id
+    unit.label = data.label
+    unit.address = data.address
+    unit.location = wkt_point(data.lat, data.lng)
+    unit.access_notes = data.access_notes
+    unit.tenant_name = data.tenant_name
+    unit.tenant_phone = data.tenant_phone
+
+
+def save_unit(session: Session, user: User, data: UnitIn, unit_id: int | None = None) -> Unit:
+    own_property(session, user, data.property_id)
+    unit = own_unit(session, user, unit_id) if unit_id is not None else Unit()
+    _apply(unit, data)
+    session.add(unit)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(409, "duplicate", f"unit '{data.label}' exists in this property",
+                       [FieldProblem("label", "already used in this property")]) from exc
+    session.refresh(unit)
+    return unit
+
+
+def units(session: Session, user: User, property_id: int | None = None) -> list[Unit]:
+    org = organization_of(session, user)
+    stmt = (select(Unit).join(Property).where(Property.org_id == org.id)
+            .order_by(Property.name, Unit.label))
+    if property_id is not None:
+        stmt = stmt.where(Unit.property_id == property_id)
+    return list(session.execute(stmt).scalars())
+
+
+@dataclass
+class ImportResult:
+    accepted: list[Unit]
+    rejected: list[tuple[int, str, str]]  # (line, field, problem)
+
+
+def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
+    """Create or update units from CSV (header: property,label,address,lat,lng,access_notes,
+    tenant_name,tenant_phone). Every row is checked; good rows are saved even when others
+    are refused, and each refusal names its line and field. A unit is keyed by (property,
+    label), so uploading the same file twice changes nothing."""
+    organization_of(session, user)
+    try:
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        header = reader.fieldnames or []
+    except UnicodeDecodeError as exc:
+        raise invalid("file", "must be UTF-8 text", status=400) from exc
+    missing = [c for c in UNIT_COLUMNS[:5] if c not in header]
+    if missing:
+        raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", status=400)
+    props = {p.name: p for p in properties(session, user)}
+    accepted: list[Unit] = []
+    rejected: list[tuple[int, str, str]] = []
+    for index, row in enumerate(reader):
+        line = index + 2
+        if index >= MAX_IMPORT_ROWS:
+            rejected.append((line, "file", f"more than {MAX_IMPORT_ROWS} rows; split the file"))
+            break
+        prop = props.get((row.get("property") or "").strip())
+        if prop is None:
+            rejected.append((line, "property", f"no property named "
+                                               f"'{(row.get('property') or '').strip()}'"))
+            continue
+        values = {k: (row.get(k) or "").strip() or None for k in UNIT_COLUMNS[1:]}
+        try:
+            data = UnitIn(property_id=prop.id, **values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problem = from_validation_error(exc).fields[0]
+            rejected.append((line, problem.field, problem.problem))
+            continue
+        unit = session.execute(select(Unit).where(Unit.property_id == prop.id,
+                                                  Unit.label == data.label)).scalar_one_or_none()
+        unit = unit or Unit()
+        _apply(unit, data)
+        session.add(unit)
+        session.flush()
+        accepted.append(unit)
+    session.commit()
+    return ImportResult(accepted, rejected)
+
+
+def delete_unit(session: Session, user: User, unit_id: int) -> None:
+    unit = own_unit(session, user, unit_id)
+    session.delete(unit)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(409, "in_use", "this unit has jobs; it is kept for their history",
+                       [FieldProblem("unit_id", "has jobs")]) from exc
+
+
+def approve_contractor(session: Session, user: User, worker_id: int) -> PreferredContractor:
+    org = organization_of(session, user)
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise invalid("worker_id", f"no worker {worker_id}", status=404)
+    found = session.get(PreferredContractor, (org.id, worker_id))
+    if found is None:
+        found = PreferredContractor(org_id=org.id, worker_id=worker_id, approved_at=clock.now())
+        session.add(found)
+        session.commit()
+    return found
+
+
+def remove_contractor(session: Session, user: User, worker_id: int) -> None:
+    org = organization_of(session, user)
+    session.execute(delete(PreferredContractor).where(PreferredContractor.org_id == org.id,
+                                                      PreferredContractor.worker_id == worker_id))
+    session.commit()
+
+
+def contractors(session: Session, user: User) -> list[tuple[PreferredContractor, str]]:
+    org = organization_of(session, user)
+    rows = session.execute(
+        select(PreferredContractor, User.name).join(User, User.id == PreferredContractor.worker_id)
+        .where(PreferredContractor.org_id == org.id).order_by(User.name)).all()
+    return [(pc, name) for pc, name in rows]
