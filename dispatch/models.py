@@ -179,6 +179,8 @@ class Job(db.Model):
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    budget_cap_cents: Mapped[int | None] = mapped_column(Integer)
     lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)))
     lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)))
 
@@ -285,3 +287,21 @@ class PreferredContractor(db.Model):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.user_id"), primary_key=True)
     approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Batch(db.Model):
+    """A property manager's batch of repair requests, processed in the background."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    batch_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    rows: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    rejected: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    total_rows: Mapped[int] = mapped_column(Integer)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

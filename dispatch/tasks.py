@@ -104,3 +104,19 @@ def notification_attempt_failed(job: object, connection: object, exc_type: objec
     finally:
         if app_ctx is not None:
             app_ctx.pop()
+
+
+def enqueue_batch(batch_id: int) -> None:
+    queue().enqueue(process_batch_task, batch_id, job_id=f"batch-{batch_id}",
+                    retry=Retry(max=3, interval=[5, 30, 120]), result_ttl=0,
+                    failure_ttl=7 * 24 * 3600, job_timeout=600)
+
+
+def process_batch_task(batch_id: int) -> int:
+    from dispatch.extensions import db
+    from dispatch.services.batches import process
+
+    if has_app_context():
+        return process(db.session, batch_id)
+    with _app().app_context():
+        return process(db.session, batch_id)

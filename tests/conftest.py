@@ -30,7 +30,7 @@ MUTABLE_TABLES = [
     "preferred_contractors", "units", "properties", "organization_managers", "organizations",
     "notifications", "operator_alerts", "masked_messages", "masked_participants",
     "masked_sessions", "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
-    "worker_skills", "workers", "api_tokens", "users",
+    "worker_skills", "workers", "batches", "api_tokens", "users",
 ]
 
 

@@ -4,4 +4,13 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from dispatch.api import accounts, admin, jobs, meta, offers, portfolio, workers  # noqa: E402, F401
+from dispatch.api import (  # noqa: E402, F401
+    accounts,
+    admin,
+    batches,
+    jobs,
+    meta,
+    offers,
+    portfolio,
+    workers,
+)

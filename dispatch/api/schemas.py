@@ -366,3 +366,31 @@ class ContractorOut(Out):
 
 class ContractorListOut(Out):
     contractors: list[ContractorOut]
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+class BatchIn(In):
+    batch_key: Annotated[str, Field(min_length=1, max_length=200,
+                                    description="the same key never creates anything twice")]
+    rows: Annotated[list[object], Field(
+        max_length=1000, description="each: unit_id (or property + unit), category (slug or "
+                                     "id), description, urgency ('urgent'), budget_cap")]
+
+
+class BatchJobOut(Out):
+    id: int
+    unit_id: int | None
+    status: str
+    worker_id: int | None
+
+
+class BatchOut(Out):
+    id: int
+    batch_key: str
+    status: str = Field(description="queued, processing, done or failed")
+    total_rows: int
+    processed_rows: int
+    accepted_rows: int
+    rejected: list[RowProblem]
+    jobs: list[BatchJobOut]

@@ -1,0 +1,276 @@
+"""Batch repair requests: a property manager sends many jobs at once (CSV or JSON). Every row
+is checked first; good rows go on even when others are refused; the same batch key never
+creates anything twice. A background job then opens the jobs and assigns them together
+(minimum total travel, preferred contractors first, one job per worker: `dispatch.batching`)
+before the usual offer cascade takes over for each job."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import exists, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dispatch import clock
+from dispatch.aftercommit import on_commit
+from dispatch.batching import BatchJob, BatchWorker, solve
+from dispatch.errors import ApiError, invalid
+from dispatch.models import (
+    Batch,
+    Category,
+    Job,
+    Offer,
+    Organization,
+    PreferredContractor,
+    Property,
+    Unit,
+    Urgency,
+    User,
+)
+from dispatch.services.dispatching import eta_model, send_wave, settings
+from dispatch.services.jobs import record_event, transition
+from dispatch.services.portfolio import organization_of
+from dispatch.states import Actor, JobStatus
+from geo.candidates import Candidate
+from geo.eta import TravelMode, haversine_m
+from geo.points import wkt_point
+
+log = logging.getLogger(__name__)
+CSV_COLUMNS = ("property", "unit", "category", "description", "urgency", "budget_cap")
+MAX_ROWS = 1000
+PROGRESS_EVERY = 10
+
+
+@dataclass(frozen=True)
+class Submitted:
+    batch: Batch
+    created: bool
+
+
+def _problem(line: int, field: str, problem: str) -> dict[str, Any]:
+    return {"line": line, "field": field, "problem": problem}
+
+
+def parse_csv(raw: bytes) -> list[dict[str, Any]]:
+    try:
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        header = reader.fieldnames or []
+    except UnicodeDecodeError as exc:
+        raise invalid("file", "must be UTF-8 text", status=400) from exc
+    missing = [c for c in CSV_COLUMNS[:4] if c not in header]
+    if missing:
+        raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", status=400)
+    return [dict(row) for row in reader]
+
+
+def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]],
+                  first_line: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(accepted rows, resolved to ids, each with its line) and (refusals with line, field,
+    problem). Units are named by unit_id, or by property and unit label."""
+    units = {(p_name, u.label): u for u, p_name in session.execute(
+        select(Unit, Property.name).join(Property).where(Property.org_id == org.id)).all()}
+    by_id = {u.id: u for u in units.values()}
+    cats = {c.slug: c for c in session.execute(select(Category)).scalars()}
+    cats_by_id = {c.id: c for c in cats.values()}
+    accepted, rejected = [], []
+    for index, row in enumerate(rows):
+        line = first_line + index
+        if not isinstance(row, dict):
+            rejected.append(_problem(line, "row", "must be an object"))
+            continue
+        unit = None
+        if row.get("unit_id") not in (None, ""):
+            try:
+                unit = by_id.get(int(row["unit_id"]))
+            except (TypeError, ValueError):
+                unit = None
+            if unit is None:
+                rejected.append(_problem(line, "unit_id", "no such unit in your portfolio"))
+                continue
+        else:
+            key = (str(row.get("property") or "").strip(), str(row.get("unit") or "").strip())
+            unit = units.get(key)
+            if unit is None:
+                rejected.append(_problem(line, "unit", f"no unit '{key[1]}' in property "
+                                                       f"'{key[0]}'"))
+                continue
+        raw_cat = str(row.get("category") or "").strip()
+        cat = cats.get(raw_cat) or (cats_by_id.get(int(raw_cat)) if raw_cat.isdigit() else None)
+        if cat is None or not cat.bookable:
+            rejected.append(_problem(line, "category", f"'{raw_cat}' is not a bookable service"))
+            continue
+        description = str(row.get("description") or "").strip()
+        if not 3 <= len(description) <= 2000 or "\x00" in description:
+            rejected.append(_problem(line, "description", "3 to 2000 characters"))
+            continue
+        urgency = str(row.get("urgency") or "urgent").strip().lower()
+        if urgency != Urgency.URGENT.value:
+            rejected.append(_problem(line, "urgency", "only 'urgent' (within two hours) is "
+                                                      "taken so far; time windows come next"))
+            continue
+        cap = str(row.get("budget_cap") or "").strip()
+        cap_cents = None
+        if cap:
+            try:
+                cap_cents = round(float(cap) * 100)
+            except ValueError:
+                cap_cents = -1
+            if not 0 < cap_cents < 10**9:
+                rejected.append(_problem(line, "budget_cap", "a positive amount, e.g. 250"))
+                continue
+        accepted.append({"line": line, "unit_id": unit.id, "category_id": cat.id,
+                         "description": description, "budget_cap_cents": cap_cents})
+    return accepted, rejected
+
+
+def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[str, Any]],
+           first_line: int) -> Submitted:
+    """Check every row and queue the batch; the same key returns the batch it made first."""
+    if not batch_key or not batch_key.strip() or len(batch_key) > 200 or "\x00" in batch_key:
+        raise invalid("batch_key", "required, at most 200 characters", status=400)
+    if len(rows) > MAX_ROWS:
+        raise invalid("rows", f"at most {MAX_ROWS} rows per batch", status=400)
+    org = organization_of(session, user)
+    existing = session.execute(select(Batch).where(Batch.org_id == org.id,
+                                                   Batch.batch_key == batch_key)
+                               ).scalar_one_or_none()
+    if existing is not None:
+        return Submitted(existing, False)
+    accepted, rejected = validate_rows(session, org, rows, first_line)
+    batch = Batch(org_id=org.id, created_by=user.id, batch_key=batch_key, status="queued",
+                  rows=accepted, rejected=rejected, total_rows=len(rows), processed_rows=0,
+                  created_at=clock.now())
+    session.add(batch)
+    try:
+        session.flush()
+    except IntegrityError:  # the same key raced in: answer with the winner
+        session.rollback()
+        return Submitted(session.execute(select(Batch).where(
+            Batch.org_id == org.id, Batch.batch_key == batch_key)).scalar_one(), False)
+    batch_id = batch.id
+    on_commit(session, lambda _: _enqueue(batch_id))
+    session.commit()
+    return Submitted(batch, True)
+
+
+def _enqueue(batch_id: int) -> None:
+    from dispatch.tasks import enqueue_batch
+
+    enqueue_batch(batch_id)
+
+
+def process(session: Session, batch_id: int) -> int:
+    """Open the batch's jobs and assign them together. Safe to run again: a row's job is
+    keyed by (batch, line), and only jobs without offers are assigned."""
+    batch = session.execute(select(Batch).where(Batch.id == batch_id).with_for_update()
+                            ).scalar_one_or_none()
+    if batch is None or batch.status == "done":
+        session.rollback()
+        return 0
+    batch.status = "processing"
+    session.commit()
+    s = settings()
+    org = session.get(Organization, batch.org_id)
+    assert org is not None
+    for done, row in enumerate(batch.rows, start=1):
+        _open_job(session, batch, row, s.promise_minutes)
+        if done % PROGRESS_EVERY == 0 or done == len(batch.rows):
+            session.execute(update(Batch).where(Batch.id == batch.id)
+                            .values(processed_rows=done))
+            session.commit()
+    assigned = _assign(session, batch, org)
+    session.execute(update(Batch).where(Batch.id == batch.id).values(
+        status="done", processed_rows=len(batch.rows), finished_at=clock.now()))
+    session.commit()
+    return assigned
+
+
+def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minutes: int) -> None:
+    key = f"batch:{batch.id}:{row['line']}"
+    if session.execute(select(Job.id).where(Job.resident_id == batch.created_by,
+                                            Job.idempotency_key == key)).first():
+        return
+    unit = session.get(Unit, row["unit_id"])
+    assert unit is not None
+    now = clock.now()
+    job = Job(resident_id=batch.created_by, category_id=row["category_id"],
+              description=row["description"], location=wkt_point(unit.lat, unit.lng),
+              address=unit.address, urgency=Urgency.URGENT.value,
+              status=JobStatus.REQUESTED.value, wave=0, requested_at=now,
+              arrive_by=now + timedelta(minutes=promise_minutes), idempotency_key=key,
+              request_fingerprint=key, org_id=batch.org_id, unit_id=unit.id,
+              batch_id=batch.id, budget_cap_cents=row.get("budget_cap_cents"))
+    session.add(job)
+    session.flush()
+    record_event(session, job, "requested", Actor.RESIDENT, now=now,
+                 actor_user_id=batch.created_by, to_status=JobStatus.REQUESTED.value,
+                 detail={"batch_id": batch.id, "line": row["line"]})
+    transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
+
+
+_WORKERS_SQL = text("""
+SELECT w.user_id, ST_Y(w.location::geometry) AS lat, ST_X(w.location::geometry) AS lng,
+       w.travel_mode, w.service_radius_m, array_agg(s.category_id) AS skills
+  FROM workers w JOIN worker_skills s ON s.worker_id = w.user_id
+ WHERE w.availability = 'online' AND s.verified AND w.location_at >= :fresh_after
+   AND s.category_id = ANY(:categories)
+   AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.worker_id = w.user_id
+                    AND o.status = 'pending')
+ GROUP BY w.user_id
+""")
+
+
+def _assign(session: Session, batch: Batch, org: Organization) -> int:
+    """Solve the batch as one assignment and offer each job to its worker first; a job the
+    solver could not place starts the usual cascade (which may find nobody: unfilled)."""
+    now = clock.now()
+    s = settings()
+    jobs = list(session.execute(
+        select(Job).where(Job.batch_id == batch.id, Job.status == JobStatus.DISPATCHING.value,
+                          ~exists().where(Offer.job_id == Job.id))
+        .order_by(Job.id).with_for_update()).scalars())
+    if not jobs:
+        return 0
+    preferred = frozenset(session.execute(select(PreferredContractor.worker_id).where(
+        PreferredContractor.org_id == org.id)).scalars())
+    rows = session.execute(_WORKERS_SQL, {
+        "fresh_after": now - timedelta(seconds=s.location_max_age_s),
+        "categories": sorted({j.category_id for j in jobs})}).all()
+    workers = [BatchWorker(r.user_id, r.lat, r.lng, r.travel_mode, frozenset(r.skills),
+                           float(r.service_radius_m)) for r in rows]
+    batch_jobs = [BatchJob(j.id, j.lat, j.lng, j.category_id,
+                           (j.arrive_by - now).total_seconds(), preferred,
+                           org.allow_marketplace) for j in jobs]
+    eta = eta_model(s)
+    result = solve(batch_jobs, workers, eta)
+    by_id = {w.id: w for w in workers}
+    placed = 0
+    for job in jobs:
+        worker_id = result.pairs.get(job.id)
+        if worker_id is None or result.eta_s[job.id] > (job.arrive_by - now).total_seconds():
+            send_wave(session, job, now)  # nobody from the batch solve: the usual cascade
+            continue
+        w = by_id[worker_id]
+        distance = haversine_m(job.lat, job.lng, w.lat, w.lng)
+        send_wave(session, job, now, candidates=[Candidate(
+            worker_id=worker_id, distance_m=distance, travel_mode=TravelMode(w.travel_mode),
+            eta_s=result.eta_s[job.id], score=result.eta_s[job.id])])
+        placed += 1
+    session.commit()
+    return placed
+
+
+def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list[Job]]:
+    org = organization_of(session, user)
+    batch = session.get(Batch, batch_id)
+    if batch is None or batch.org_id != org.id:
+        raise ApiError(404, "not_found", "batch not found")
+    jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
+                                .order_by(Job.id)).scalars())
+    return batch, jobs

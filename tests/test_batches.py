@@ -1,0 +1,108 @@
+"""Batch repair requests: rows checked one by one, idempotent by batch key, processed by a
+real RQ worker, and assigned together (not each grabbing the nearest worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from dispatch.models import Role
+from dispatch.tasks import QUEUE_NAME, process_batch_task
+from tests.helpers import CENTER, Factory, count, offset, sql
+from tests.test_portfolio import manager_with_property
+
+
+def run_queue(app: Flask) -> None:
+    conn = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        SimpleWorker([Queue(QUEUE_NAME, connection=conn)], connection=conn).work(burst=True)
+
+
+def add_unit(client: FlaskClient, pm: dict[str, str], prop_id: int, label: str,
+             north_m: float = 0, east_m: float = 0) -> int:
+    lat, lng = offset(*CENTER, north_m=north_m, east_m=east_m)
+    r = client.post("/api/v1/units", json={"property_id": prop_id, "label": label,
+                                           "address": f"Elm Court {label}", "lat": lat,
+                                           "lng": lng}, headers=pm)
+    assert r.status_code == 201, r.json
+    return r.json["id"]
+
+
+def test_csv_batch_keeps_good_rows_names_bad_ones_and_is_idempotent(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    for label in ("1A", "1B", "1C"):
+        add_unit(client, pm, prop_id, label)
+    for _ in range(3):
+        make.worker()
+    csv = ("property,unit,category,description,urgency,budget_cap\n"
+           "Elm Court,1A,leak-repair,Leak under sink,urgent,250\n"
+           "Elm Court,9Z,leak-repair,No such unit,urgent,\n"
+           "Elm Court,1B,plumbing,A group not a service,urgent,\n"
+           "Elm Court,1B,lockout,Tenant locked out,tomorrow 09:00-12:00,\n"
+           "Elm Court,1C,leak-repair,Dripping tap,,-5\n"
+           "Elm Court,1C,leak-repair,Dripping tap,,\n")
+    post = client.post("/api/v1/batches?batch_key=monday-1", data=csv.encode(),
+                       content_type="text/csv", headers=pm)
+    assert post.status_code == 202, post.json
+    batch = post.json
+    assert batch["accepted_rows"] == 2 and batch["total_rows"] == 6
+    assert [(r["line"], r["field"]) for r in batch["rejected"]] == [
+        (3, "unit"), (4, "category"), (5, "urgency"), (6, "budget_cap")]
+    run_queue(app)
+    done = client.get(f"/api/v1/batches/{batch['id']}", headers=pm).json
+    assert done["status"] == "done" and done["processed_rows"] == 2
+    assert {j["status"] for j in done["jobs"]} == {"dispatching"} and len(done["jobs"]) == 2
+    again = client.post("/api/v1/batches?batch_key=monday-1", data=csv.encode(),
+                        content_type="text/csv", headers=pm)
+    assert again.status_code == 200 and again.json["id"] == batch["id"]
+    with app.app_context():
+        assert process_batch_task(batch["id"]) == 0  # running twice opens nothing more
+    assert count(app, "jobs") == 2 and count(app, "batches") == 1
+    assert sql(app, "SELECT budget_cap_cents FROM jobs ORDER BY id")[0].budget_cap_cents == 25000
+
+
+def test_batch_is_assigned_jointly_not_nearest_first(app: Flask, client: FlaskClient,
+                                                     make: Factory, settings: Any) -> None:
+    """Job A is next to both workers; job B only within reach of the one nearest A.
+    Nearest-first would give A that worker and leave B without anyone in its radius."""
+    pm, prop_id = manager_with_property(client, make)
+    unit_a = add_unit(client, pm, prop_id, "A")
+    unit_b = add_unit(client, pm, prop_id, "B", east_m=9000)
+    near_both, _ = make.worker(lat=offset(*CENTER, east_m=500)[0],
+                               lng=offset(*CENTER, east_m=500)[1], radius_m=12000)
+    only_a, _ = make.worker(lat=offset(*CENTER, east_m=-1000)[0],
+                            lng=offset(*CENTER, east_m=-1000)[1], radius_m=3000)
+    rows = [{"unit_id": unit_a, "category": "leak-repair", "description": "Leak A"},
+            {"unit_id": unit_b, "category": "leak-repair", "description": "Leak B"}]
+    batch = client.post("/api/v1/batches", json={"batch_key": "k", "rows": rows},
+                        headers=pm).json
+    run_queue(app)
+    offers = {r.unit_id: r.worker_id for r in sql(
+        app, "SELECT j.unit_id, o.worker_id FROM offers o JOIN jobs j ON j.id = o.job_id "
+             "WHERE j.batch_id = :b", b=batch["id"])}
+    assert offers == {unit_a: only_a, unit_b: near_both}
+
+
+def test_batch_rows_are_checked_in_json_too(app: Flask, client: FlaskClient,
+                                            make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "1A")
+    rows = [{"unit_id": unit, "category": "leak-repair", "description": "ok row"},
+            {"unit_id": 999999, "category": "leak-repair", "description": "bad unit"},
+            {"unit_id": unit, "category": "leak-repair", "description": ""},
+            "not an object"]
+    r = client.post("/api/v1/batches", json={"batch_key": "j1", "rows": rows}, headers=pm)
+    assert r.status_code == 202
+    assert [(p["line"], p["field"]) for p in r.json["rejected"]] == [
+        (2, "unit_id"), (3, "description"), (4, "row")]
+    no_key = client.post("/api/v1/batches", json={"rows": rows}, headers=pm)
+    assert no_key.status_code == 422 and no_key.json["error"]["fields"][0]["field"] == (
+        "batch_key")
+    _, other_pm = make.user(Role.PROPERTY_MANAGER)
+    assert client.get(f"/api/v1/batches/{r.json['id']}", headers=other_pm).status_code == 409
