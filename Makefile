@@ -6,7 +6,7 @@
 #                (and twilio-mock first, unless TWILIO_ACCOUNT_SID is set: then Twilio is real)
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
 #   make test    provision, then pytest (extra arguments: make test PYTEST_ARGS='-k offers -x')
-#   make bench   provision, then bench/match.py (BENCH_ARGS=...) and bench/ingest.py (INGEST_ARGS=...)
+#   make bench   provision, then bench/match.py (BENCH_ARGS=...), bench/ingest.py (INGEST_ARGS=...), bench/batch_assign.py
 #   make lint    ruff check .
 #   make status  what is running
 #   make npm     install node_modules only (front-end libraries and Prism; npm ci, when stale)
@@ -62,6 +62,7 @@ test: provision
 bench: provision
 	$(WITH_ENV) .venv/bin/python bench/match.py $(BENCH_ARGS)
 	$(WITH_ENV) .venv/bin/python bench/ingest.py $(INGEST_ARGS)
+	$(WITH_ENV) .venv/bin/python bench/batch_assign.py
 
 lint: venv
 	.venv/bin/ruff check .

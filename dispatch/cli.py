@@ -129,6 +129,9 @@ def _create_demo(n_workers: int) -> None:
     person("resident", "Rosa Resident", Role.RESIDENT, "+14155550101")
     person("manager", "Max Manager", Role.PROPERTY_MANAGER, "+14155550102")
     modes = ["car", "car", "bike", "walk"]
+    manager = session.execute(select(User).where(
+        User.email == f"manager@{DEMO_DOMAIN}")).scalar_one()
+    _create_demo_portfolio(manager)
     for i in range(1, n_workers + 1):
         user = person(f"worker{i}", f"Worker {i}", Role.WORKER, f"+1415555{1000 + i:04d}")
         worker = session.get(Worker, user.id)
@@ -138,7 +141,46 @@ def _create_demo(n_workers: int) -> None:
         for leaf in rng.sample(list(leaves), k=min(4, len(leaves))):
             worker.skills.append(WorkerSkill(category_id=leaf.id, verified=True,
                                              verified_at=clock.now()))
+    session.flush()
+    _approve_demo_contractors(min(5, n_workers))
     session.commit()
+
+
+# The demo organization's property; samples/batch.csv names its units.
+DEMO_PROPERTY = ("Mission Lofts", "2100 Mission St, San Francisco")
+DEMO_UNITS = [("1A", 37.7632, -122.4194), ("1B", 37.7633, -122.4193), ("2A", 37.7634, -122.4195),
+              ("2B", 37.7631, -122.4196), ("3A", 37.7635, -122.4192), ("3B", 37.7630, -122.4197)]
+
+
+def _create_demo_portfolio(manager: User) -> None:
+    from dispatch.models import Organization, OrganizationManager, Property, Unit
+
+    session = db.session
+    org = Organization(name="Demo Property Co", allow_marketplace=True, created_at=clock.now())
+    session.add(org)
+    session.flush()
+    session.add(OrganizationManager(org_id=org.id, user_id=manager.id))
+    prop = Property(org_id=org.id, name=DEMO_PROPERTY[0], address=DEMO_PROPERTY[1])
+    session.add(prop)
+    session.flush()
+    for label, lat, lng in DEMO_UNITS:
+        session.add(Unit(property_id=prop.id, label=label, address=f"{DEMO_PROPERTY[1]} #{label}",
+                         location=wkt_point(lat, lng), tenant_name=f"Tenant {label}"))
+    session.flush()
+
+
+def _approve_demo_contractors(count: int) -> None:
+    from dispatch.models import OrganizationManager, PreferredContractor
+
+    session = db.session
+    org_id = session.execute(select(OrganizationManager.org_id).join(
+        User, User.id == OrganizationManager.user_id).where(
+        User.email == f"manager@{DEMO_DOMAIN}")).scalar_one()
+    for i in range(1, count + 1):
+        worker_id = session.execute(select(User.id).where(
+            User.email == f"worker{i}@{DEMO_DOMAIN}")).scalar_one()
+        session.add(PreferredContractor(org_id=org_id, worker_id=worker_id,
+                                        approved_at=clock.now()))
 
 
 @click.command("sweeper")
