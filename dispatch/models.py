@@ -244,6 +244,8 @@ class Organization(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     allow_marketplace: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
 
 
 class OrganizationManager(db.Model):

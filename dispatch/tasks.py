@@ -120,3 +120,46 @@ def process_batch_task(batch_id: int) -> int:
         return process(db.session, batch_id)
     with _app().app_context():
         return process(db.session, batch_id)
+
+
+WEBHOOK_RETRY_INTERVALS = [10, 60, 300, 1800]
+
+
+def enqueue_webhook(delivery_id: int) -> None:
+    queue().enqueue(deliver_webhook_task, delivery_id, job_id=f"webhook-{delivery_id}",
+                    retry=Retry(max=len(WEBHOOK_RETRY_INTERVALS),
+                                interval=WEBHOOK_RETRY_INTERVALS),
+                    on_failure=Callback(webhook_attempt_failed), result_ttl=0,
+                    failure_ttl=7 * 24 * 3600)
+
+
+def deliver_webhook_task(delivery_id: int) -> str:
+    from dispatch import clock
+    from dispatch.extensions import db
+    from notifications import org_webhooks
+
+    if has_app_context():
+        return org_webhooks.deliver(db.session, delivery_id, clock.now())
+    with _app().app_context():
+        return org_webhooks.deliver(db.session, delivery_id, clock.now())
+
+
+def webhook_attempt_failed(job: object, connection: object, exc_type: object, value: object,
+                           tb: object) -> None:
+    """After the last retry the delivery is failed, with the last error."""
+    if getattr(job, "retries_left", 0):
+        return
+    from dispatch import clock
+    from dispatch.extensions import db
+    from notifications import org_webhooks
+
+    delivery_id = int(job.args[0])  # type: ignore[attr-defined]
+    ctx = None if has_app_context() else _app().app_context()
+    if ctx is not None:
+        ctx.push()
+    try:
+        org_webhooks.give_up(db.session, delivery_id, f"gave up after retries: {value}",
+                             clock.now())
+    finally:
+        if ctx is not None:
+            ctx.pop()

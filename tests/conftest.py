@@ -27,7 +27,8 @@ from tests.live import LiveServer
 from tests.prism import PrismServer
 
 MUTABLE_TABLES = [
-    "preferred_contractors", "units", "properties", "organization_managers", "organizations",
+    "webhook_deliveries", "preferred_contractors", "units", "properties",
+    "organization_managers", "organizations",
     "notifications", "operator_alerts", "masked_messages", "masked_participants",
     "masked_sessions", "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
     "worker_skills", "workers", "batches", "api_tokens", "users",

@@ -288,12 +288,24 @@ class OrganizationIn(In):
 class OrganizationPatch(In):
     name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     allow_marketplace: bool | None = None
+    webhook_url: Annotated[str | None, Field(
+        max_length=500, description="where job state changes are POSTed; '' turns it off")] = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
+            raise ValueError("must be an http(s) URL")
+        return value
 
 
 class OrganizationOut(Out):
     id: int
     name: str
     allow_marketplace: bool
+    webhook_url: str | None = None
+    webhook_secret: str | None = Field(
+        None, description="verify X-Dispatch-Signature (HMAC-SHA256 of the raw body) with it")
 
 
 class PropertyIn(In):

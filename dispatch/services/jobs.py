@@ -68,6 +68,9 @@ def transition(
     from dispatch.services import notify
 
     notify.job_status_changed(session, job, target.value, current)
+    from dispatch.services import org_hooks
+
+    org_hooks.job_status_changed(session, job, current, target.value, now)
 
 
 def lock_job(session: Session, job_id: int) -> Job:

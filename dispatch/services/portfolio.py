@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -62,6 +63,10 @@ def update_organization(session: Session, user: User, data: OrganizationPatch) -
         org.name = data.name
     if data.allow_marketplace is not None:
         org.allow_marketplace = data.allow_marketplace
+    if data.webhook_url is not None:
+        org.webhook_url = data.webhook_url or None
+        if org.webhook_url and not org.webhook_secret:
+            org.webhook_secret = secrets.token_hex(32)
     session.commit()
     return org
 

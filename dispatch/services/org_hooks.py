@@ -1,0 +1,36 @@
+"""Tell an organization's property-management system about its jobs' state changes (an
+outgoing, signed webhook per change), written with the change, sent after the commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from dispatch.aftercommit import on_commit
+from dispatch.models import Job, Organization
+from notifications import org_webhooks
+
+
+def job_status_changed(session: Session, job: Job, previous: str, status: str,
+                       now: datetime) -> None:
+    if job.org_id is None:
+        return
+    org = session.get(Organization, job.org_id)
+    if org is None or not org.webhook_url:
+        return
+    delivery_id = org_webhooks.enqueue(
+        session, org_id=org.id, job_id=job.id, event="job.status_changed",
+        key=f"job:{job.id}:{previous}:{status}:{now.isoformat()}",
+        payload={"event": "job.status_changed", "job_id": job.id, "unit_id": job.unit_id,
+                 "batch_id": job.batch_id, "from": previous, "to": status,
+                 "at": now.isoformat()},
+        now=now)
+    if delivery_id is not None:
+        on_commit(session, lambda _: _hand_to_queue(delivery_id))
+
+
+def _hand_to_queue(delivery_id: int) -> None:
+    from dispatch.tasks import enqueue_webhook
+
+    enqueue_webhook(delivery_id)

@@ -1,0 +1,92 @@
+"""Outgoing webhooks to property-management systems: each job state change of an
+organization's job is a delivery row (written with the change), POSTed as JSON signed with
+HMAC-SHA256 over the exact body (`X-Dispatch-Signature: sha256=<hex>`), retried by the queue
+until the receiver answers 2xx. Receivers verify with `verify` (or its few lines in their
+own language) and de-duplicate on `X-Dispatch-Delivery`.
+
+Never imports `dispatch`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import datetime
+from typing import Any
+
+import requests
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+TIMEOUT_S = 10.0
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, signature: str) -> bool:
+    """What a receiver does: recompute over the raw body and compare in constant time."""
+    return hmac.compare_digest(sign(secret, body), signature)
+
+
+def enqueue(session: Session, *, org_id: int, job_id: int, event: str, key: str,
+            payload: dict[str, Any], now: datetime) -> int | None:
+    return session.execute(text("""
+INSERT INTO webhook_deliveries (org_id, job_id, event, idempotency_key, payload, created_at,
+                                updated_at)
+VALUES (:org, :job, :event, :key, CAST(:payload AS jsonb), :now, :now)
+ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"""),
+        {"org": org_id, "job": job_id, "event": event, "key": key,
+         "payload": json.dumps(payload), "now": now}).scalar_one_or_none()
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not take it; the queue retries."""
+
+
+def deliver(session: Session, delivery_id: int, now: datetime) -> str:
+    """One attempt; returns 'sent' or 'already_done', raises DeliveryFailed to be retried."""
+    row = session.execute(text("""
+UPDATE webhook_deliveries d SET status = 'sending', attempts = attempts + 1, updated_at = :now
+  FROM organizations o
+ WHERE d.id = :id AND o.id = d.org_id AND d.status IN ('queued', 'retrying')
+RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
+        {"id": delivery_id, "now": now}).first()
+    session.commit()
+    if row is None:
+        return "already_done"
+    if not row.webhook_url or not row.webhook_secret:
+        _set(session, delivery_id, "failed", "the organization has no webhook URL", now)
+        return "failed"
+    body = json.dumps(row.payload, sort_keys=True, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "X-Dispatch-Event": row.event,
+               "X-Dispatch-Delivery": str(row.id),
+               "X-Dispatch-Signature": sign(row.webhook_secret, body)}
+    try:
+        response = requests.post(row.webhook_url, data=body, headers=headers, timeout=TIMEOUT_S,
+                                 allow_redirects=False)
+    except requests.RequestException as exc:
+        _set(session, delivery_id, "retrying", f"{type(exc).__name__}: {exc}", now)
+        raise DeliveryFailed(str(exc)) from exc
+    if not 200 <= response.status_code < 300:
+        _set(session, delivery_id, "retrying", f"HTTP {response.status_code}", now)
+        raise DeliveryFailed(f"HTTP {response.status_code}")
+    _set(session, delivery_id, "sent", None, now)
+    return "sent"
+
+
+def give_up(session: Session, delivery_id: int, error: str, now: datetime) -> None:
+    session.execute(text("UPDATE webhook_deliveries SET status = 'failed', last_error = :e, "
+                         "updated_at = :now WHERE id = :id AND status <> 'sent'"),
+                    {"id": delivery_id, "e": error[:1000], "now": now})
+    session.commit()
+
+
+def _set(session: Session, delivery_id: int, status: str, error: str | None,
+         now: datetime) -> None:
+    session.execute(text("UPDATE webhook_deliveries SET status = :s, last_error = :e, "
+                         "updated_at = :now WHERE id = :id"),
+                    {"s": status, "e": error[:1000] if error else None, "now": now,
+                     "id": delivery_id})
+    session.commit()
