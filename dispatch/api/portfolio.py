@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
+from dispatch import clock
 from dispatch.api import bp
 from dispatch.api.routing import ID4, registry
 from dispatch.api.schemas import (
@@ -17,6 +18,8 @@ from dispatch.api.schemas import (
     PropertyListOut,
     PropertyOut,
     RowProblem,
+    SlaReportOut,
+    SlaRowOut,
     UnitImportOut,
     UnitIn,
     UnitListOut,
@@ -25,7 +28,7 @@ from dispatch.api.schemas import (
 from dispatch.errors import invalid
 from dispatch.extensions import db
 from dispatch.models import Role, Unit, User
-from dispatch.services import portfolio
+from dispatch.services import portfolio, reports
 
 PM = (Role.PROPERTY_MANAGER,)
 
@@ -141,3 +144,18 @@ def contractor_list(user: User) -> ContractorListOut:
     return ContractorListOut(contractors=[
         ContractorOut(worker_id=pc.worker_id, name=name, approved_at=pc.approved_at)
         for pc, name in portfolio.contractors(db.session, user)])
+
+
+@registry.route(bp, "/reports/sla", "GET", summary="On-time report per property for a month "
+                "(?month=2026-11; ?format=csv to download)", response=SlaReportOut, roles=PM,
+                errors=[400, 409])
+def sla_report(user: User) -> SlaReportOut | Response:
+    month = request.args.get("month")
+    start, end = reports.month_range(month, clock.now())
+    rows = reports.sla(db.session, user, start, end)
+    if request.args.get("format") == "csv":
+        name = f"sla-{start:%Y-%m}.csv"
+        return Response(reports.to_csv(rows), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return SlaReportOut(month=f"{start:%Y-%m}",
+                        rows=[SlaRowOut(**r.__dict__) for r in rows])

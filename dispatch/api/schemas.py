@@ -406,3 +406,23 @@ class BatchOut(Out):
     accepted_rows: int
     rejected: list[RowProblem]
     jobs: list[BatchJobOut]
+
+
+class SlaRowOut(Out):
+    property_id: int
+    property: str
+    month: str
+    jobs: int
+    arrived: int
+    on_time: int
+    unfilled: int
+    cancelled: int
+    on_time_pct: float | None = Field(description="share of the month's jobs that arrived "
+                                                  "within the promise")
+    median_accept_min: float | None
+    median_arrival_min: float | None
+
+
+class SlaReportOut(Out):
+    month: str
+    rows: list[SlaRowOut]
