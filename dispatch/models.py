@@ -186,6 +186,7 @@ class Job(db.Model):
 
     resident: Mapped[User] = relationship(foreign_keys=[resident_id])
     worker: Mapped[Worker | None] = relationship(foreign_keys=[worker_id])
+    unit: Mapped[Unit | None] = relationship()
     category: Mapped[Category] = relationship()
     events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
 

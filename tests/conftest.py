@@ -56,8 +56,11 @@ def app() -> Iterator[Flask]:
     _recreate_database(url)
     redis_url = make_url_redis_test(Settings.from_env().redis_url)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "TESTING": True})
+    # Nothing in the tests may reach the real Twilio: sends go to Prism where a test wants
+    # them, and to a closed local port otherwise.
     app.config["DISPATCH"] = dataclasses.replace(app.config["DISPATCH"],
-                                                 twilio_auth_token="test-auth-token")
+                                                 twilio_auth_token="test-auth-token",
+                                                 twilio_api_base_url=NO_TWILIO)
     with app.app_context():
         upgrade()
     yield app
@@ -70,6 +73,7 @@ def make_url_redis_test(url: str) -> str:
 
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+NO_TWILIO = "http://127.0.0.1:9"
 
 
 @pytest.fixture(scope="session")

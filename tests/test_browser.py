@@ -48,7 +48,7 @@ def page_errors(page: Page) -> list[str]:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda m: m.type == "error" and "tile" not in m.text.lower()
-            and "ERR_" not in m.text and errors.append(m.text))
+            and "ERR_" not in m.text and errors.append(f"{m.text} {m.location.get('url')}"))
     return errors
 
 
@@ -181,5 +181,53 @@ def test_login_and_register_pages_fit_a_phone(browser: Browser,
         for path, name in (("/login", "login"), ("/register", "register")):
             page.goto(path)
             shot(page, name)
+    finally:
+        ctx.close()
+
+
+def test_manager_uploads_a_batch_and_follows_it(browser: Browser, live_server: LiveServer,
+                                                make: Factory, tmp_path: Path) -> None:
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    from dispatch.tasks import QUEUE_NAME
+
+    client = make.app.test_client()
+    make.worker()
+    make.worker()
+    email = "manager@example.test"
+    _, pm = make.user(Role.PROPERTY_MANAGER, email=email)
+    client.post("/api/v1/org", json={"name": "Bay Homes"}, headers=pm)
+    prop = client.post("/api/v1/properties", json={"name": "Elm Court"}, headers=pm).json
+    for label in ("1A", "1B"):
+        client.post("/api/v1/units", json={"property_id": prop["id"], "label": label,
+                                           "address": f"1 Elm St {label}", "lat": CENTER[0],
+                                           "lng": CENTER[1]}, headers=pm)
+    upload = tmp_path / "repairs.csv"
+    upload.write_text("property,unit,category,description,urgency,budget_cap\n"
+                      "Elm Court,1A,leak-repair,Leak in the kitchen,urgent,\n"
+                      "Elm Court,1B,lockout,Locked out,urgent,\n"
+                      "Elm Court,7Q,leak-repair,No such unit,urgent,\n")
+    ctx = new_context(browser, live_server)
+    page = ctx.new_page()
+    errors = page_errors(page)
+    try:
+        login(page, email)
+        expect(page).to_have_url(f"{live_server.url}/manage")
+        expect(page.locator("#property-filter option")).to_have_count(2)
+        page.set_input_files("#batch-file", str(upload))
+        page.click("#batch-form button[type=submit]")
+        expect(page.locator("#batch-rejected tbody tr")).to_have_count(1)
+        expect(page.locator("#batch-rejected tbody td").first).to_have_text("4")
+        conn = Redis.from_url(make.app.config["REDIS_URL"])
+        with make.app.app_context():  # the background worker of make run
+            SimpleWorker([Queue(QUEUE_NAME, connection=conn)], connection=conn).work(burst=True)
+        expect(page.locator("#batch-status")).to_contain_text("done", timeout=10_000)
+        expect(page.locator("#jobs tbody tr")).to_have_count(2)
+        page.select_option("#property-filter", label="Elm Court")
+        expect(page.locator("#jobs tbody tr")).to_have_count(2)
+        expect(page.locator("#sla-table tbody tr")).to_have_count(1)
+        shot(page, "manage-batch")
+        assert errors == [], errors
     finally:
         ctx.close()

@@ -203,6 +203,9 @@ class JobOut(Out):
     masked_number: str | None = Field(
         None, description="call or text this number to reach the other party (while the "
                           "job is under way; neither side sees the other's real number)")
+    unit_id: int | None = None
+    property_id: int | None = None
+    batch_id: int | None = None
 
 
 class JobListOut(Out):

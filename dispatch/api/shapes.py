@@ -60,6 +60,8 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         requested_at=job.requested_at, arrive_by=job.arrive_by,
         estimated_arrival=job.estimated_arrival, worker=worker, assigned_at=job.assigned_at,
         arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,
+        unit_id=job.unit_id, property_id=job.unit.property_id if job.unit else None,
+        batch_id=job.batch_id,
     )
 
 
