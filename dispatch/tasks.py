@@ -3,13 +3,16 @@ sweeper (`flask sweeper`) finds overdue offers by itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, has_app_context
 from redis import BlockingConnectionPool, Redis
 from rq import Callback, Queue, Retry
 
 QUEUE_NAME = "dispatch"
+T = TypeVar("T")
 # Run the expiry a moment after the window closes, so a last-second accept still wins.
 EXPIRY_GRACE = timedelta(milliseconds=500)
 
@@ -52,14 +55,29 @@ def _app() -> Flask:
     return _worker_app
 
 
+def _in_app(work: Callable[[], T]) -> T:
+    """Run `work` with an app context: the caller's (tests, web) or the worker process's."""
+    if has_app_context():
+        return work()
+    with _app().app_context():
+        return work()
+
+
+def _after_last_failure(job: Any, value: Any, give_up: Callable[[int, str], None]) -> None:
+    """RQ calls failure callbacks after every failed attempt; act only after the last retry,
+    so the row is marked failed with the final error. (Callbacks must be module-level
+    functions: RQ stores them by import path.)"""
+    if getattr(job, "retries_left", 0):
+        return
+    row_id = int(job.args[0])
+    _in_app(lambda: give_up(row_id, f"gave up after retries: {value}"))
+
+
 def expire_offers_task(job_id: int) -> int:
     from dispatch.extensions import db
     from dispatch.services.dispatching import expire_offers
 
-    if has_app_context():
-        return expire_offers(db.session, job_id)
-    with _app().app_context():
-        return expire_offers(db.session, job_id)
+    return _in_app(lambda: expire_offers(db.session, job_id))
 
 
 # Backoff between attempts to send a notification; then it is a visible permanent failure.
@@ -79,31 +97,20 @@ def send_notification_task(notification_id: int) -> str:
     from dispatch.extensions import db
     from dispatch.services.notify import send_one
 
-    if has_app_context():
-        return send_one(db.session, notification_id)
-    with _app().app_context():
-        return send_one(db.session, notification_id)
+    return _in_app(lambda: send_one(db.session, notification_id))
 
 
-def notification_attempt_failed(job: object, connection: object, exc_type: object,
-                                value: object, tb: object) -> None:
-    """RQ calls this after every failed attempt; after the last one the message is failed."""
-    if getattr(job, "retries_left", 0):
-        return
+def _give_up_notification(notification_id: int, error: str) -> None:
     from dispatch import clock
     from dispatch.extensions import db
     from notifications import outbox
 
-    notification_id = int(job.args[0])  # type: ignore[attr-defined]
-    app_ctx = None if has_app_context() else _app().app_context()
-    if app_ctx is not None:
-        app_ctx.push()
-    try:
-        outbox.give_up(db.session, notification_id, f"gave up after retries: {value}",
-                       clock.now())
-    finally:
-        if app_ctx is not None:
-            app_ctx.pop()
+    outbox.give_up(db.session, notification_id, error, clock.now())
+
+
+def notification_attempt_failed(job: Any, connection: Any, exc_type: Any, value: Any,
+                                tb: Any) -> None:
+    _after_last_failure(job, value, _give_up_notification)
 
 
 def enqueue_batch(batch_id: int) -> None:
@@ -116,10 +123,7 @@ def process_batch_task(batch_id: int) -> int:
     from dispatch.extensions import db
     from dispatch.services.batches import process
 
-    if has_app_context():
-        return process(db.session, batch_id)
-    with _app().app_context():
-        return process(db.session, batch_id)
+    return _in_app(lambda: process(db.session, batch_id))
 
 
 WEBHOOK_RETRY_INTERVALS = [10, 60, 300, 1800]
@@ -138,28 +142,17 @@ def deliver_webhook_task(delivery_id: int) -> str:
     from dispatch.extensions import db
     from notifications import org_webhooks
 
-    if has_app_context():
-        return org_webhooks.deliver(db.session, delivery_id, clock.now())
-    with _app().app_context():
-        return org_webhooks.deliver(db.session, delivery_id, clock.now())
+    return _in_app(lambda: org_webhooks.deliver(db.session, delivery_id, clock.now()))
 
 
-def webhook_attempt_failed(job: object, connection: object, exc_type: object, value: object,
-                           tb: object) -> None:
-    """After the last retry the delivery is failed, with the last error."""
-    if getattr(job, "retries_left", 0):
-        return
+def _give_up_webhook(delivery_id: int, error: str) -> None:
     from dispatch import clock
     from dispatch.extensions import db
     from notifications import org_webhooks
 
-    delivery_id = int(job.args[0])  # type: ignore[attr-defined]
-    ctx = None if has_app_context() else _app().app_context()
-    if ctx is not None:
-        ctx.push()
-    try:
-        org_webhooks.give_up(db.session, delivery_id, f"gave up after retries: {value}",
-                             clock.now())
-    finally:
-        if ctx is not None:
-            ctx.pop()
+    org_webhooks.give_up(db.session, delivery_id, error, clock.now())
+
+
+def webhook_attempt_failed(job: Any, connection: Any, exc_type: Any, value: Any,
+                           tb: Any) -> None:
+    _after_last_failure(job, value, _give_up_webhook)

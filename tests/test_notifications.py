@@ -321,3 +321,27 @@ def test_booking_goes_on_when_redis_is_down(app: Flask, make: Factory) -> None:
     # hand it to the queue once Redis is back.
     assert sql(app, "SELECT status FROM notifications WHERE event = 'offer'")[0].status == (
         "queued")
+
+
+def test_the_last_failed_attempt_marks_the_text_failed_through_rq(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any
+) -> None:
+    """The failure callback is found by RQ by its import path and acts after the last try."""
+    from rq import Retry
+
+    from dispatch.tasks import notification_attempt_failed, queue
+
+    resident_id, resident = make.user(Role.RESIDENT)
+    assign(app, client, make, resident)
+    [row] = sql(app, "SELECT id FROM notifications WHERE user_id = :u", u=resident_id)
+    Redis.from_url(app.config["REDIS_URL"]).flushdb()
+    with app.app_context():
+        from rq import Callback
+
+        queue().enqueue(send_notification_task, row.id, retry=Retry(max=1, interval=0),
+                        on_failure=Callback(notification_attempt_failed))
+    run_queue(app)  # fails (Twilio is a closed port here), retried once, fails again
+    run_queue(app)
+    state = sql(app, "SELECT status, attempts, last_error FROM notifications WHERE id = :n",
+                n=row.id)[0]
+    assert (state.status, state.attempts) == ("failed", 2) and "gave up" in state.last_error

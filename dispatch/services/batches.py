@@ -6,8 +6,6 @@ before the usual offer cascade takes over for each job."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +18,7 @@ from sqlalchemy.orm import Session
 from dispatch import clock
 from dispatch.aftercommit import on_commit
 from dispatch.batching import BatchJob, BatchWorker, solve
+from dispatch.csvfiles import read_rows
 from dispatch.errors import ApiError, invalid
 from dispatch.models import (
     Batch,
@@ -58,15 +57,7 @@ def _problem(line: int, field: str, problem: str) -> dict[str, Any]:
 
 
 def parse_csv(raw: bytes) -> list[dict[str, Any]]:
-    try:
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
-        header = reader.fieldnames or []
-    except UnicodeDecodeError as exc:
-        raise invalid("file", "must be UTF-8 text", status=400) from exc
-    missing = [c for c in CSV_COLUMNS[:4] if c not in header]
-    if missing:
-        raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", status=400)
-    return [dict(row) for row in reader]
+    return list(read_rows(raw, CSV_COLUMNS[:4]))
 
 
 def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]],

@@ -3,8 +3,6 @@ contractors. Every read and write is scoped to the caller's own organization."""
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 from dataclasses import dataclass
 
@@ -15,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from dispatch import clock
 from dispatch.api.schemas import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
+from dispatch.csvfiles import read_rows
 from dispatch.errors import ApiError, FieldProblem, from_validation_error, invalid
 from dispatch.models import (
     Organization,
@@ -153,14 +152,7 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
     are refused, and each refusal names its line and field. A unit is keyed by (property,
     label), so uploading the same file twice changes nothing."""
     organization_of(session, user)
-    try:
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
-        header = reader.fieldnames or []
-    except UnicodeDecodeError as exc:
-        raise invalid("file", "must be UTF-8 text", status=400) from exc
-    missing = [c for c in UNIT_COLUMNS[:5] if c not in header]
-    if missing:
-        raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", status=400)
+    reader = read_rows(raw, UNIT_COLUMNS[:5])
     props = {p.name: p for p in properties(session, user)}
     accepted: list[Unit] = []
     rejected: list[tuple[int, str, str]] = []
