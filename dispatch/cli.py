@@ -17,7 +17,7 @@ from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.models import Category, Role, User, Worker, WorkerSkill
 from dispatch.phones import normalize_phone
-from dispatch.services import accounts, contact, notify
+from dispatch.services import accounts, batches, contact, notify, org_hooks
 from dispatch.services.dispatching import sweep
 from dispatch.services.tracking import flush_fixes
 from dispatch.states import Availability
@@ -200,6 +200,8 @@ def sweeper(interval: float | None, once: bool) -> None:
             flush_fixes(db.session)  # positions no web process has written (one stopped)
             contact.sweep(db.session)  # masked sessions to close, or to open again
             notify.sweep(db.session)  # texts whose queue entry was lost
+            batches.sweep(db.session)  # batches nobody is processing
+            org_hooks.sweep(db.session)  # webhook deliveries nobody is sending
         except Exception as exc:  # keep sweeping through a database restart
             db.session.rollback()
             click.echo(f"sweep failed: {exc}", err=True)

@@ -49,6 +49,7 @@ class Settings:
     masking_close_after_minutes: int
     twilio_pool_numbers: str
     service_timezone: str
+    webhook_allow_private: bool
     tile_attribution: str
 
     @classmethod
@@ -85,6 +86,8 @@ class Settings:
             masking_close_after_minutes=_int("MASKING_CLOSE_AFTER_MINUTES", 30),
             twilio_pool_numbers=_env("TWILIO_POOL_NUMBERS", ""),
             service_timezone=_env("SERVICE_TIMEZONE", "America/Los_Angeles"),
+            # Only for local development and tests: lets webhooks go to private addresses.
+            webhook_allow_private=_env("WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true"),
             tile_url=_env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
             tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
         )

@@ -20,4 +20,7 @@ def read_rows(raw: bytes, required: Sequence[str]) -> list[dict[str, str]]:
     missing = [c for c in required if c not in header]
     if missing:
         raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", status=400)
-    return [dict(row) for row in reader]
+    try:
+        return [dict(row) for row in reader]
+    except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
+        raise invalid("file", f"cannot be read as CSV: {exc}", status=400) from exc

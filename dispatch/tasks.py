@@ -116,7 +116,20 @@ def notification_attempt_failed(job: Any, connection: Any, exc_type: Any, value:
 def enqueue_batch(batch_id: int) -> None:
     queue().enqueue(process_batch_task, batch_id, job_id=f"batch-{batch_id}",
                     retry=Retry(max=3, interval=[5, 30, 120]), result_ttl=0,
+                    on_failure=Callback(batch_attempt_failed),
                     failure_ttl=7 * 24 * 3600, job_timeout=600)
+
+
+def _give_up_batch(batch_id: int, error: str) -> None:
+    from dispatch.extensions import db
+    from dispatch.services.batches import mark_failed
+
+    mark_failed(db.session, batch_id, error)
+
+
+def batch_attempt_failed(job: Any, connection: Any, exc_type: Any, value: Any,
+                         tb: Any) -> None:
+    _after_last_failure(job, value, _give_up_batch)
 
 
 def process_batch_task(batch_id: int) -> int:
@@ -142,7 +155,11 @@ def deliver_webhook_task(delivery_id: int) -> str:
     from dispatch.extensions import db
     from notifications import org_webhooks
 
-    return _in_app(lambda: org_webhooks.deliver(db.session, delivery_id, clock.now()))
+    def work() -> str:
+        allow = current_app.config["DISPATCH"].webhook_allow_private
+        return org_webhooks.deliver(db.session, delivery_id, clock.now(), allow_private=allow)
+
+    return _in_app(work)
 
 
 def _give_up_webhook(delivery_id: int, error: str) -> None:

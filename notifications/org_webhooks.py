@@ -10,15 +10,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 TIMEOUT_S = 10.0
+
+
+def public_destination(url: str) -> bool:
+    """Whether every address the URL's host resolves to is public: a manager must not be
+    able to make our workers POST to loopback, private, link-local or metadata addresses."""
+    host = urlsplit(url).hostname
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            return False
+    return True
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -45,8 +65,10 @@ class DeliveryFailed(Exception):
     """The receiver did not take it; the queue retries."""
 
 
-def deliver(session: Session, delivery_id: int, now: datetime) -> str:
-    """One attempt; returns 'sent' or 'already_done', raises DeliveryFailed to be retried."""
+def deliver(session: Session, delivery_id: int, now: datetime,
+            allow_private: bool = False) -> str:
+    """One attempt; returns 'sent' or 'already_done', raises DeliveryFailed to be retried.
+    The destination is checked again at send time (DNS may have changed since)."""
     row = session.execute(text("""
 UPDATE webhook_deliveries d SET status = 'sending', attempts = attempts + 1, updated_at = :now
   FROM organizations o
@@ -58,6 +80,10 @@ RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
         return "already_done"
     if not row.webhook_url or not row.webhook_secret:
         _set(session, delivery_id, "failed", "the organization has no webhook URL", now)
+        return "failed"
+    if not allow_private and not public_destination(row.webhook_url):
+        _set(session, delivery_id, "failed", "the webhook URL does not resolve to a public "
+                                             "address", now)
         return "failed"
     body = json.dumps(row.payload, sort_keys=True, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "X-Dispatch-Event": row.event,
@@ -74,6 +100,24 @@ RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
         raise DeliveryFailed(f"HTTP {response.status_code}")
     _set(session, delivery_id, "sent", None, now)
     return "sent"
+
+
+def stranded(session: Session, now: datetime) -> list[int]:
+    """Deliveries nobody is working on (never queued, retry lost, sender died mid-POST):
+    set back to retrying and returned for queueing (a receiver de-duplicates on
+    X-Dispatch-Delivery if a dead sender had in fact delivered)."""
+    session.execute(text(
+        "UPDATE webhook_deliveries SET status = 'retrying', updated_at = :now "
+        "WHERE status = 'sending' AND updated_at < :now - interval '5 minutes'"), {"now": now})
+    ids = session.execute(text("""
+SELECT id FROM webhook_deliveries
+ WHERE (status = 'queued' AND updated_at < :now - interval '2 minutes')
+    OR (status = 'retrying' AND updated_at < :now - interval '45 minutes')
+ ORDER BY id LIMIT 500"""), {"now": now}).scalars().all()
+    session.execute(text("UPDATE webhook_deliveries SET updated_at = :now WHERE id = ANY(:ids)"),
+                    {"now": now, "ids": list(ids)})
+    session.commit()
+    return list(ids)
 
 
 def give_up(session: Session, delivery_id: int, error: str, now: datetime) -> None:

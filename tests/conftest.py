@@ -60,7 +60,8 @@ def app() -> Iterator[Flask]:
     # them, and to a closed local port otherwise.
     app.config["DISPATCH"] = dataclasses.replace(app.config["DISPATCH"],
                                                  twilio_auth_token="test-auth-token",
-                                                 twilio_api_base_url=NO_TWILIO)
+                                                 twilio_api_base_url=NO_TWILIO,
+                                                 webhook_allow_private=True)
     with app.app_context():
         upgrade()
     yield app

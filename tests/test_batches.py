@@ -106,3 +106,49 @@ def test_batch_rows_are_checked_in_json_too(app: Flask, client: FlaskClient,
         "batch_key")
     _, other_pm = make.user(Role.PROPERTY_MANAGER)
     assert client.get(f"/api/v1/batches/{r.json['id']}", headers=other_pm).status_code == 409
+
+
+def test_odd_rows_are_refused_by_name_never_a_500(app: Flask, client: FlaskClient,
+                                                  make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "1A")
+    rows = [{"unit_id": unit, "category": "leak-repair", "description": "x" * 5,
+             "budget_cap": "inf"},
+            {"unit_id": 1e309, "category": "leak-repair", "description": "cap"},
+            {"unit_id": unit, "category": "²", "description": "superscript two"},
+            {"unit_id": unit, "category": "leak\x00repair", "description": "nul"},
+            {"unit_id": unit, "category": "leak-repair", "description": "bad \ud800 text"}]
+    r = client.post("/api/v1/batches", json={"batch_key": "odd", "rows": rows}, headers=pm)
+    assert r.status_code == 202, r.json
+    assert [p["field"] for p in r.json["rejected"]] == [
+        "budget_cap", "unit_id", "category", "category", "description"]
+    huge = "property,unit,category,description\nElm Court,1A,leak-repair," + "x" * 200_000
+    big = client.post("/api/v1/batches?batch_key=big", data=huge.encode(),
+                      content_type="text/csv", headers=pm)
+    assert big.status_code == 400 and big.json["error"]["fields"][0]["field"] == "file"
+    bad_month = client.get("/api/v1/reports/sla?month=0000-01", headers=pm)
+    assert bad_month.status_code == 400
+
+
+def test_the_sweeper_leaves_a_batch_in_progress_to_its_joint_assignment(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    from dispatch.extensions import db
+    from dispatch.services import batches
+    from dispatch.services.dispatching import sweep
+
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "1A")
+    make.worker()
+    rows = [{"unit_id": unit, "category": "leak-repair", "description": "Leak"}]
+    batch_id = client.post("/api/v1/batches", json={"batch_key": "s", "rows": rows},
+                           headers=pm).json["id"]
+    with app.app_context():
+        batch = db.session.get(batches.Batch, batch_id)
+        batches._open_job(db.session, batch, batch.rows[0], 120)  # opened, not yet assigned
+        db.session.commit()
+        assert sweep(db.session) == 0  # not the cascade's: the batch will assign it
+    assert count(app, "offers") == 0
+    with app.app_context():
+        assert batches.process(db.session, batch_id) == 1
+    assert count(app, "offers") == 1

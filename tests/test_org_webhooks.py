@@ -119,3 +119,13 @@ def test_webhook_url_is_validated(client: FlaskClient, make: Factory) -> None:
     assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "webhook_url"
     off = client.patch("/api/v1/org", json={"webhook_url": ""}, headers=pm)
     assert off.status_code == 200 and off.json["webhook_url"] is None
+
+
+def test_webhooks_to_private_addresses_are_refused(app: Flask, client: FlaskClient,
+                                                   make: Factory, settings: Any) -> None:
+    set_settings(app, webhook_allow_private=False)
+    pm, _ = manager_with_property(client, make)
+    for url in ("http://127.0.0.1:55432/x", "http://169.254.169.254/latest", "http://10.0.0.7/"):
+        r = client.patch("/api/v1/org", json={"webhook_url": url}, headers=pm)
+        assert r.status_code == 422, url
+        assert r.json["error"]["fields"][0]["field"] == "webhook_url"

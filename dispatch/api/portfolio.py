@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response, current_app, request
 
 from dispatch import clock
 from dispatch.api import bp
@@ -97,7 +97,7 @@ def list_units(user: User) -> UnitListOut:
     raw = request.args.get("property_id")
     property_id = None
     if raw is not None:
-        if not raw.isdigit() or not 0 < int(raw) < 2**31:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**31:
             raise invalid("property_id", "must be a property id", status=400)
         property_id = int(raw)
     return UnitListOut(units=[unit_out(u) for u in portfolio.units(db.session, user,
@@ -151,8 +151,9 @@ def contractor_list(user: User) -> ContractorListOut:
                 errors=[400, 409])
 def sla_report(user: User) -> SlaReportOut | Response:
     month = request.args.get("month")
-    start, end = reports.month_range(month, clock.now())
-    rows = reports.sla(db.session, user, start, end)
+    tz = current_app.config["DISPATCH"].service_timezone
+    start, end = reports.month_range(month, clock.now(), tz)
+    rows = reports.sla(db.session, user, start, end, tz, clock.now())
     if request.args.get("format") == "csv":
         name = f"sla-{start:%Y-%m}.csv"
         return Response(reports.to_csv(rows), mimetype="text/csv",

@@ -43,6 +43,7 @@ from geo.points import wkt_point
 log = logging.getLogger(__name__)
 CSV_COLUMNS = ("property", "unit", "category", "description", "urgency", "budget_cap")
 MAX_ROWS = 1000
+UNASSIGNED_S = 30 * 24 * 3600.0
 PROGRESS_EVERY = 10
 
 
@@ -53,7 +54,12 @@ class Submitted:
 
 
 def _problem(line: int, field: str, problem: str) -> dict[str, Any]:
-    return {"line": line, "field": field, "problem": problem}
+    return {"line": line, "field": field, "problem": _printable(problem)}
+
+
+def _printable(text_: str) -> str:
+    """Echoed input must be storable: no NULs, no lone surrogates."""
+    return text_.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def parse_csv(raw: bytes) -> list[dict[str, Any]]:
@@ -79,7 +85,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
         if row.get("unit_id") not in (None, ""):
             try:
                 unit = by_id.get(int(row["unit_id"]))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 unit = None
             if unit is None:
                 rejected.append(_problem(line, "unit_id", "no such unit in your portfolio"))
@@ -92,12 +98,14 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
                                                        f"'{key[0]}'"))
                 continue
         raw_cat = str(row.get("category") or "").strip()
-        cat = cats.get(raw_cat) or (cats_by_id.get(int(raw_cat)) if raw_cat.isdigit() else None)
+        numeric = raw_cat.isascii() and raw_cat.isdigit()
+        cat = cats.get(raw_cat) or (cats_by_id.get(int(raw_cat)) if numeric else None)
         if cat is None or not cat.bookable:
             rejected.append(_problem(line, "category", f"'{raw_cat}' is not a bookable service"))
             continue
         description = str(row.get("description") or "").strip()
-        if not 3 <= len(description) <= 2000 or "\x00" in description:
+        if (not 3 <= len(description) <= 2000 or "\x00" in description
+                or _printable(description) != description):
             rejected.append(_problem(line, "description", "3 to 2000 characters"))
             continue
         urgency = str(row.get("urgency") or "urgent").strip().lower()
@@ -110,7 +118,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
         if cap:
             try:
                 cap_cents = round(float(cap) * 100)
-            except ValueError:
+            except (ValueError, OverflowError):
                 cap_cents = -1
             if not 0 < cap_cents < 10**9:
                 rejected.append(_problem(line, "budget_cap", "a positive amount, e.g. 250"))
@@ -188,7 +196,9 @@ def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minut
                                             Job.idempotency_key == key)).first():
         return
     unit = session.get(Unit, row["unit_id"])
-    assert unit is not None
+    if unit is None:  # deleted after the batch was accepted: nothing to repair there
+        log.warning("batch %s line %s: unit %s is gone", batch.id, row["line"], row["unit_id"])
+        return
     now = clock.now()
     job = Job(resident_id=batch.created_by, category_id=row["category_id"],
               description=row["description"], location=wkt_point(unit.lat, unit.lng),
@@ -239,10 +249,16 @@ def _assign(session: Session, batch: Batch, org: Organization) -> int:
                            (j.arrive_by - now).total_seconds(), preferred,
                            org.allow_marketplace) for j in jobs]
     eta = eta_model(s)
-    result = solve(batch_jobs, workers, eta)
+    promise_s = s.promise_minutes * 60.0
+    # Preferred contractors first whenever they can make it (a marketplace worker costs a
+    # whole promise more); leaving a job to the cascade costs more than any real pair.
+    result = solve(batch_jobs, workers, eta, marketplace_penalty_s=promise_s,
+                   unassigned_penalty_s=UNASSIGNED_S)
     by_id = {w.id: w for w in workers}
     placed = 0
     for job in jobs:
+        if session.execute(select(exists().where(Offer.job_id == job.id))).scalar():
+            continue  # offered meanwhile (a rerun): never a second first wave
         worker_id = result.pairs.get(job.id)
         if worker_id is None or result.eta_s[job.id] > (job.arrive_by - now).total_seconds():
             send_wave(session, job, now)  # nobody from the batch solve: the usual cascade
@@ -265,3 +281,28 @@ def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list
     jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
                                 .order_by(Job.id)).scalars())
     return batch, jobs
+
+
+def mark_failed(session: Session, batch_id: int, error: str) -> None:
+    """Processing failed for good: the batch says so (its opened jobs go to the cascade)."""
+    session.execute(update(Batch).where(Batch.id == batch_id, Batch.status != "done")
+                    .values(status="failed", finished_at=clock.now()))
+    session.commit()
+    log.error("batch %s failed: %s", batch_id, error)
+
+
+def sweep(session: Session) -> int:
+    """Queue again batches nobody is working on (queued while Redis was away, or left
+    'processing' by a worker that died); processing is safe to repeat."""
+    now = clock.now()
+    ids = session.execute(text("""
+SELECT id FROM batches
+ WHERE (status = 'queued' AND created_at < :queued_before)
+    OR (status = 'processing' AND created_at < :processing_before)
+ ORDER BY id LIMIT 50"""), {"queued_before": now - timedelta(minutes=2),
+                             "processing_before": now - timedelta(minutes=15)}
+    ).scalars().all()
+    session.rollback()
+    for batch_id in ids:
+        _enqueue(batch_id)
+    return len(ids)

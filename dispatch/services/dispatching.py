@@ -18,6 +18,7 @@ from dispatch.aftercommit import on_commit
 from dispatch.config import Settings
 from dispatch.errors import ApiError, FieldProblem, not_found
 from dispatch.models import (
+    Batch,
     Job,
     Offer,
     Organization,
@@ -320,6 +321,9 @@ def sweep(session: Session) -> int:
     stalled = select(Job.id).where(
         Job.status == JobStatus.DISPATCHING.value,
         ~exists().where(Offer.job_id == Job.id, Offer.status == OfferStatus.PENDING.value),
+        # A batch's jobs wait for the batch's joint assignment, not for the cascade.
+        (Job.batch_id.is_(None)) | exists().where(Batch.id == Job.batch_id,
+                                                  Batch.status.in_(("done", "failed"))),
     )
     job_ids = sorted(set(session.execute(overdue).scalars()) |
                      set(session.execute(stalled).scalars()))

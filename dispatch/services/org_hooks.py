@@ -34,3 +34,12 @@ def _hand_to_queue(delivery_id: int) -> None:
     from dispatch.tasks import enqueue_webhook
 
     enqueue_webhook(delivery_id)
+
+
+def sweep(session: Session) -> int:
+    from dispatch import clock
+
+    ids = org_webhooks.stranded(session, clock.now())
+    for delivery_id in ids:
+        _hand_to_queue(delivery_id)
+    return len(ids)

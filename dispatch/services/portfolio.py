@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from flask import current_app
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from dispatch.models import (
     Worker,
 )
 from geo.points import wkt_point
+from notifications.org_webhooks import public_destination
 
 UNIT_COLUMNS = ("property", "label", "address", "lat", "lng", "access_notes", "tenant_name",
                 "tenant_phone")
@@ -63,6 +65,9 @@ def update_organization(session: Session, user: User, data: OrganizationPatch) -
     if data.allow_marketplace is not None:
         org.allow_marketplace = data.allow_marketplace
     if data.webhook_url is not None:
+        allow_private = current_app.config["DISPATCH"].webhook_allow_private
+        if data.webhook_url and not allow_private and not public_destination(data.webhook_url):
+            raise invalid("webhook_url", "must resolve to a public internet address")
         org.webhook_url = data.webhook_url or None
         if org.webhook_url and not org.webhook_secret:
             org.webhook_secret = secrets.token_hex(32)

@@ -7,7 +7,8 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -20,10 +21,12 @@ MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 _SLA_SQL = text("""
 SELECT p.id AS property_id, p.name AS property,
-       to_char(j.requested_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+       to_char(j.requested_at AT TIME ZONE :tz, 'YYYY-MM') AS month,
        count(*) AS jobs,
        count(j.arrived_at) AS arrived,
        count(*) FILTER (WHERE j.arrived_at <= j.arrive_by) AS on_time,
+       count(*) FILTER (WHERE j.arrived_at IS NOT NULL OR j.arrive_by <= :now
+                        OR j.status IN ('unfilled', 'cancelled')) AS decided,
        count(*) FILTER (WHERE j.status = 'unfilled') AS unfilled,
        count(*) FILTER (WHERE j.status = 'cancelled') AS cancelled,
        percentile_cont(0.5) WITHIN GROUP (
@@ -54,27 +57,35 @@ class SlaRow:
     median_arrival_min: float | None
 
 
-def month_range(month: str | None, now: datetime) -> tuple[datetime, datetime]:
+def month_range(month: str | None, now: datetime, tz: str) -> tuple[datetime, datetime]:
+    """The month's bounds in the service area's time zone (an evening job on the 31st
+    belongs to that month, not the next)."""
+    zone = ZoneInfo(tz)
     if month is None:
-        month = now.strftime("%Y-%m")
+        month = now.astimezone(zone).strftime("%Y-%m")
     found = MONTH.match(month)
     if found is None:
         raise invalid("month", "must look like 2026-11", status=400)
     year, mon = int(found.group(1)), int(found.group(2))
-    start = datetime(year, mon, 1, tzinfo=UTC)
-    end = datetime(year + (mon == 12), 1 if mon == 12 else mon + 1, 1, tzinfo=UTC)
+    if not 2000 <= year <= 2999:
+        raise invalid("month", "year out of range", status=400)
+    start = datetime(year, mon, 1, tzinfo=zone)
+    end = datetime(year + (mon == 12), 1 if mon == 12 else mon + 1, 1, tzinfo=zone)
     return start, end
 
 
-def sla(session: Session, user: User, start: datetime, end: datetime) -> list[SlaRow]:
-    """On time = arrived by the promised time; the share counts every job booked (an
-    unfilled or cancelled job was not served on time)."""
+def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
+        now: datetime) -> list[SlaRow]:
+    """On time = arrived by the promised time. The share is over jobs whose outcome is
+    known (arrived, promise passed, unfilled or cancelled): a job still on its way does not
+    count against it yet, an unserved one does."""
     org = organization_of(session, user)
-    rows = session.execute(_SLA_SQL, {"org": org.id, "start": start, "end": end}).all()
+    rows = session.execute(_SLA_SQL, {"org": org.id, "start": start, "end": end, "tz": tz,
+                                      "now": now}).all()
     return [SlaRow(
         property_id=r.property_id, property=r.property, month=r.month, jobs=r.jobs,
         arrived=r.arrived, on_time=r.on_time, unfilled=r.unfilled, cancelled=r.cancelled,
-        on_time_pct=round(100 * r.on_time / r.jobs, 1) if r.jobs else None,
+        on_time_pct=round(100 * r.on_time / r.decided, 1) if r.decided else None,
         median_accept_min=_round(r.median_accept_min),
         median_arrival_min=_round(r.median_arrival_min)) for r in rows]
 

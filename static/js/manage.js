@@ -105,7 +105,9 @@
     if (!r.ok) return;
     showBatch(r.data);
     if (r.data.status === "done") { load(); if (month) loadSla(); }
-    else setTimeout(() => follow(batchId), 1000); // leave and come back: it carries on
+    else if (r.data.status === "failed") {
+      document.getElementById("batch-error").textContent = "Processing failed; operators have been told.";
+    } else setTimeout(() => follow(batchId), 1000); // leave and come back: it carries on
   }
 
   // The on-time report for a month, with a bar per property and a CSV download.
