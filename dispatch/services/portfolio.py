@@ -183,9 +183,15 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
         unit = unit or Unit()
         _apply(unit, data)
         session.add(unit)
-        session.flush()
         accepted.append(unit)
-    session.commit()
+    try:
+        session.flush()
+        session.commit()
+    except IntegrityError as exc:  # the same units created by an import running alongside
+        session.rollback()
+        raise ApiError(409, "concurrent_import", "another import of these units is running; "
+                       "send the file again when it is done",
+                       [FieldProblem("file", "imported concurrently")]) from exc
     return ImportResult(accepted, rejected)
 
 
