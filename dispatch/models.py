@@ -301,6 +301,7 @@ class Batch(db.Model):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     batch_key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(12), default="queued")
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     rejected: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)

@@ -61,6 +61,11 @@ def test_csv_batch_keeps_good_rows_names_bad_ones_and_is_idempotent(
     again = client.post("/api/v1/batches?batch_key=monday-1", data=csv.encode(),
                         content_type="text/csv", headers=pm)
     assert again.status_code == 200 and again.json["id"] == batch["id"]
+    other_rows = client.post("/api/v1/batches?batch_key=monday-1",
+                             data=csv.replace("Dripping tap,,\n", "Drip,,\n").encode(),
+                             content_type="text/csv", headers=pm)
+    assert other_rows.status_code == 422
+    assert other_rows.json["error"]["fields"][0]["field"] == "batch_key"
     with app.app_context():
         assert process_batch_task(batch["id"]) == 0  # running twice opens nothing more
     assert count(app, "jobs") == 2 and count(app, "batches") == 1

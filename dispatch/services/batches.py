@@ -6,6 +6,8 @@ before the usual offer cascade takes over for each job."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +21,7 @@ from dispatch import clock
 from dispatch.aftercommit import on_commit
 from dispatch.batching import BatchJob, BatchWorker, solve
 from dispatch.csvfiles import read_rows
-from dispatch.errors import ApiError, invalid
+from dispatch.errors import ApiError, FieldProblem, invalid
 from dispatch.models import (
     Batch,
     Category,
@@ -136,13 +138,19 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
     if len(rows) > MAX_ROWS:
         raise invalid("rows", f"at most {MAX_ROWS} rows per batch", status=400)
     org = organization_of(session, user)
+    fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()
+                                 ).hexdigest()
     existing = session.execute(select(Batch).where(Batch.org_id == org.id,
                                                    Batch.batch_key == batch_key)
                                ).scalar_one_or_none()
     if existing is not None:
+        if existing.fingerprint != fingerprint:
+            raise ApiError(422, "batch_key_reused", "this batch key was used for other rows",
+                           [FieldProblem("batch_key", "already used with different rows")])
         return Submitted(existing, False)
     accepted, rejected = validate_rows(session, org, rows, first_line)
-    batch = Batch(org_id=org.id, created_by=user.id, batch_key=batch_key, status="queued",
+    batch = Batch(org_id=org.id, created_by=user.id, batch_key=batch_key,
+                  fingerprint=fingerprint, status="queued",
                   rows=accepted, rejected=rejected, total_rows=len(rows), processed_rows=0,
                   created_at=clock.now())
     session.add(batch)

@@ -22,6 +22,7 @@ CREATE TABLE batches (
     org_id integer NOT NULL REFERENCES organizations(id),
     created_by integer NOT NULL REFERENCES users(id),
     batch_key varchar(200) NOT NULL,
+    fingerprint varchar(64) NOT NULL,
     status varchar(12) NOT NULL DEFAULT 'queued'
         CHECK (status IN ('queued', 'processing', 'done', 'failed')),
     rows jsonb NOT NULL,
