@@ -13,13 +13,15 @@ import hmac
 import ipaddress
 import json
 import socket
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from notifications.stranded import requeue_stranded
 
 TIMEOUT_S = 10.0
 
@@ -103,21 +105,10 @@ RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
 
 
 def stranded(session: Session, now: datetime) -> list[int]:
-    """Deliveries nobody is working on (never queued, retry lost, sender died mid-POST):
-    set back to retrying and returned for queueing (a receiver de-duplicates on
-    X-Dispatch-Delivery if a dead sender had in fact delivered)."""
-    session.execute(text(
-        "UPDATE webhook_deliveries SET status = 'retrying', updated_at = :now "
-        "WHERE status = 'sending' AND updated_at < :now - interval '5 minutes'"), {"now": now})
-    ids = session.execute(text("""
-SELECT id FROM webhook_deliveries
- WHERE (status = 'queued' AND updated_at < :now - interval '2 minutes')
-    OR (status = 'retrying' AND updated_at < :now - interval '45 minutes')
- ORDER BY id LIMIT 500"""), {"now": now}).scalars().all()
-    session.execute(text("UPDATE webhook_deliveries SET updated_at = :now WHERE id = ANY(:ids)"),
-                    {"now": now, "ids": list(ids)})
-    session.commit()
-    return list(ids)
+    """Deliveries nobody is working on (see `requeue_stranded`); a receiver de-duplicates on
+    X-Dispatch-Delivery if a dead sender had in fact delivered."""
+    # Past the longest backoff (30 min) a 'retrying' delivery has lost its retry.
+    return requeue_stranded(session, "webhook_deliveries", now, timedelta(minutes=45))
 
 
 def give_up(session: Session, delivery_id: int, error: str, now: datetime) -> None:

@@ -8,12 +8,14 @@ Knows people by id and number, jobs by id; never imports `dispatch`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
+
+from notifications.stranded import requeue_stranded
 
 # Twilio answers these for a message that can never go out (invalid or unsubscribed
 # number, not a mobile number...): retrying would not help.
@@ -97,22 +99,10 @@ def send(session: Session, client: Client, notification_id: int, *, from_number:
 
 
 def stranded(session: Session, now: datetime) -> list[int]:
-    """Messages nobody is working on: queued but never handed to the queue (Redis was away
-    at commit), retrying past the longest backoff (the retry was lost), or 'sending' long
-    after any send returns (the sender died). The last are set back to retrying; a message
-    Twilio took just before such a crash may then go twice, the only duplicate possible."""
-    session.execute(text(
-        "UPDATE notifications SET status = 'retrying', updated_at = :now "
-        "WHERE status = 'sending' AND updated_at < :now - interval '5 minutes'"), {"now": now})
-    ids = session.execute(text("""
-SELECT id FROM notifications
- WHERE (status = 'queued' AND updated_at < :now - interval '2 minutes')
-    OR (status = 'retrying' AND updated_at < :now - interval '15 minutes')
- ORDER BY id LIMIT 500"""), {"now": now}).scalars().all()
-    session.execute(text("UPDATE notifications SET updated_at = :now WHERE id = ANY(:ids)"),
-                    {"now": now, "ids": list(ids)})
-    session.commit()
-    return list(ids)
+    """Messages nobody is working on (see `requeue_stranded`). A message Twilio took just
+    before its sender died goes twice: the only duplicate possible."""
+    # Past the longest backoff (10 min) a 'retrying' message has lost its retry.
+    return requeue_stranded(session, "notifications", now, timedelta(minutes=15))
 
 
 def give_up(session: Session, notification_id: int, error: str, now: datetime) -> None:

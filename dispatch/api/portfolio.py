@@ -19,7 +19,6 @@ from dispatch.api.schemas import (
     PropertyOut,
     RowProblem,
     SlaReportOut,
-    SlaRowOut,
     UnitImportOut,
     UnitIn,
     UnitListOut,
@@ -158,5 +157,4 @@ def sla_report(user: User) -> SlaReportOut | Response:
         name = f"sla-{start:%Y-%m}.csv"
         return Response(reports.to_csv(rows), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
-    return SlaReportOut(month=f"{start:%Y-%m}",
-                        rows=[SlaRowOut(**r.__dict__) for r in rows])
+    return SlaReportOut(month=f"{start:%Y-%m}", rows=rows)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from dispatch.api.schemas import SlaRowOut
 from dispatch.errors import invalid
 from dispatch.models import User
 from dispatch.services.portfolio import organization_of
@@ -42,21 +42,6 @@ SELECT p.id AS property_id, p.name AS property,
 """)
 
 
-@dataclass(frozen=True)
-class SlaRow:
-    property_id: int
-    property: str
-    month: str
-    jobs: int
-    arrived: int
-    on_time: int
-    unfilled: int
-    cancelled: int
-    on_time_pct: float | None
-    median_accept_min: float | None
-    median_arrival_min: float | None
-
-
 def month_range(month: str | None, now: datetime, tz: str) -> tuple[datetime, datetime]:
     """The month's bounds in the service area's time zone (an evening job on the 31st
     belongs to that month, not the next)."""
@@ -75,14 +60,14 @@ def month_range(month: str | None, now: datetime, tz: str) -> tuple[datetime, da
 
 
 def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
-        now: datetime) -> list[SlaRow]:
+        now: datetime) -> list[SlaRowOut]:
     """On time = arrived by the promised time. The share is over jobs whose outcome is
     known (arrived, promise passed, unfilled or cancelled): a job still on its way does not
     count against it yet, an unserved one does."""
     org = organization_of(session, user)
     rows = session.execute(_SLA_SQL, {"org": org.id, "start": start, "end": end, "tz": tz,
                                       "now": now}).all()
-    return [SlaRow(
+    return [SlaRowOut(
         property_id=r.property_id, property=r.property, month=r.month, jobs=r.jobs,
         arrived=r.arrived, on_time=r.on_time, unfilled=r.unfilled, cancelled=r.cancelled,
         on_time_pct=round(100 * r.on_time / r.decided, 1) if r.decided else None,
@@ -94,7 +79,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
-def to_csv(rows: list[SlaRow]) -> str:
+def to_csv(rows: list[SlaRowOut]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["month", "property", "jobs", "arrived", "on_time", "on_time_pct",
