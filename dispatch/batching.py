@@ -102,7 +102,7 @@ def pair_cost(
     return cost
 
 
-def _haversine_matrix(lat1: np.ndarray, lng1: np.ndarray,
+def haversine_matrix(lat1: np.ndarray, lng1: np.ndarray,
                       lat2: np.ndarray, lng2: np.ndarray) -> np.ndarray:
     """Pairwise great-circle metres, rows = first set, columns = second (same formula as
     `geo.eta.haversine_m`, so scalar and matrix agree)."""
@@ -140,7 +140,7 @@ def _matrices(jobs: Sequence[BatchJob], workers: Sequence[BatchWorker], eta: Eta
     speed = {mode: eta.speed_mps(mode) for mode in {w.travel_mode for w in workers}}
     wspeed = np.fromiter((speed[w.travel_mode] for w in workers), float, m)
 
-    dist = _haversine_matrix(jlat, jlng, wlat, wlng)
+    dist = haversine_matrix(jlat, jlng, wlat, wlng)
     seconds = eta.startup_s + dist * eta.circuity / wspeed[None, :]
 
     # Skills: one worker mask per category that occurs in the batch, then one row per job.

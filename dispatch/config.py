@@ -51,6 +51,9 @@ class Settings:
     service_timezone: str
     webhook_allow_private: bool
     tile_attribution: str
+    # A scheduled job's planned time on site, for chaining windows (no per-trade figure yet).
+    scheduled_service_minutes: int = 60
+    chain_solver_seconds: float = 2.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -90,6 +93,8 @@ class Settings:
             webhook_allow_private=_env("WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true"),
             tile_url=_env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
             tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
+            scheduled_service_minutes=_int("SCHEDULED_SERVICE_MINUTES", 60),
+            chain_solver_seconds=_float("CHAIN_SOLVER_SECONDS", 2.0),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -44,7 +44,11 @@ class Role(StrEnum):
 
 
 class Urgency(StrEnum):
+    """`urgent`: someone at the door within the promise (two hours). `scheduled`: someone
+    at the door within a booked window (`window_start`..`window_end`, e.g. tomorrow 9-12)."""
+
     URGENT = "urgent"
+    SCHEDULED = "scheduled"
 
 
 def _in(column: str, values: type[StrEnum]) -> str:
@@ -170,6 +174,8 @@ class Job(db.Model):
     wave: Mapped[int] = mapped_column(Integer, default=0)
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     arrive_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     estimated_arrival: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -69,10 +69,12 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
     (J.DISPUTED, J.CLOSED): frozenset({_A}),
 }
 
-# A worker holding a job in one of these is busy; the database enforces one at a time.
+# A job in one of these has a worker on it (assigned, on the way or working).
 ACTIVE_JOB_STATUSES: frozenset[JobStatus] = frozenset(
     {J.ASSIGNED, J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS}
 )
+# A worker who has set out is taken, whatever kind of job it is.
+UNDER_WAY_STATUSES: frozenset[JobStatus] = frozenset({J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS})
 # Once here the work is over (money and disputes may follow): the worker is free again,
 # offers no longer matter, and `ended_at` is stamped the first time.
 FINAL_JOB_STATUSES: frozenset[JobStatus] = frozenset(
@@ -93,6 +95,17 @@ class IllegalTransition(Exception):
         self.entity, self.current, self.target, self.actor = entity, current, target, actor
         who = f" by {actor}" if actor else ""
         super().__init__(f"{entity} cannot go from {current} to {target}{who}")
+
+
+def occupies_worker(urgency: str, status: JobStatus | str) -> bool:
+    """Whether this job keeps its worker busy. An urgent job does from the accept (they
+    leave now); a scheduled one only once the worker sets out, so between accepting
+    tomorrow's window and leaving for it they can take urgent work. The database enforces
+    one occupying job per worker (`ux_jobs_one_occupying_per_worker`, migration 0009)."""
+    status = JobStatus(status)
+    if urgency == "urgent":
+        return status in ACTIVE_JOB_STATUSES
+    return status in UNDER_WAY_STATUSES
 
 
 def check_job_transition(current: JobStatus | str, target: JobStatus | str, actor: Actor) -> None:

@@ -44,7 +44,7 @@ def test_csv_batch_keeps_good_rows_names_bad_ones_and_is_idempotent(
            "Elm Court,1A,leak-repair,Leak under sink,urgent,250\n"
            "Elm Court,9Z,leak-repair,No such unit,urgent,\n"
            "Elm Court,1B,plumbing,A group not a service,urgent,\n"
-           "Elm Court,1B,lockout,Tenant locked out,tomorrow 09:00-12:00,\n"
+           "Elm Court,1B,lockout,Tenant locked out,tomorrow 12:00-09:00,\n"
            "Elm Court,1C,leak-repair,Dripping tap,,-5\n"
            "Elm Court,1C,leak-repair,Dripping tap,,\n")
     post = client.post("/api/v1/batches?batch_key=monday-1", data=csv.encode(),

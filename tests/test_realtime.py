@@ -18,7 +18,6 @@ from dispatch.aftercommit import on_commit
 from dispatch.extensions import db
 from dispatch.models import Role
 from dispatch.services.tracking import fix_key
-from notifications.realtime import CHANNEL
 from tests.helpers import CENTER, Factory, job_body, offset, sql
 from tests.live import LiveServer, SocketClient
 
@@ -161,10 +160,6 @@ def test_event_caused_on_one_process_reaches_a_client_on_another(
 
 
 def test_pushes_are_sent_after_commit_and_never_after_rollback(app: Flask) -> None:
-    redis = Redis.from_url(app.config["REDIS_URL"])
-    pubsub = redis.pubsub()
-    pubsub.subscribe(CHANNEL)
-    pubsub.get_message(timeout=1)  # the subscribe confirmation
     sent: list[str] = []
     with app.app_context():
         on_commit(db.session, lambda _: sent.append("rolled back"))
@@ -173,5 +168,3 @@ def test_pushes_are_sent_after_commit_and_never_after_rollback(app: Flask) -> No
         assert sent == []  # nothing before the commit
         db.session.commit()
     assert sent == ["committed"]
-    assert pubsub.get_message(timeout=0.3) is None  # nothing published by the rollback
-    pubsub.close()

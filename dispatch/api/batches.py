@@ -29,8 +29,9 @@ def batch_out(batch: Batch, jobs: list[Job]) -> BatchOut:
 def post_batch(user: User) -> tuple[BatchOut, int]:
     """Every row is checked at once: the answer lists refused rows (line, field, problem)
     and the batch is processed in the background (follow `processed_rows`). CSV columns:
-    property, unit, category, description[, urgency, budget_cap]; its line numbers count
-    the header as line 1. The same batch key answers 200 with the first batch."""
+    property, unit, category, description[, urgency, budget_cap]; urgency is 'urgent' or a
+    window such as 'tomorrow 09:00-12:00' (several windows may be chained for one worker);
+    line numbers count the header as line 1. The same batch key answers 200 with the first batch."""
     if request.mimetype in ("text/csv", "text/plain"):
         rows = batches.parse_csv(request.get_data())
         submitted = batches.submit(db.session, user, request.args.get("batch_key"), rows, 2)

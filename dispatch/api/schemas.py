@@ -195,6 +195,10 @@ class JobOut(Out):
     address: str | None
     requested_at: datetime
     arrive_by: datetime = Field(description="the promise: someone at the door by this time")
+    window_start: datetime | None = Field(
+        None, description="a scheduled job's booked arrival window opens (urgent: null); "
+                          "it closes at arrive_by")
+    window_end: datetime | None = None
     estimated_arrival: datetime | None
     worker: JobWorkerOut | None
     assigned_at: datetime | None
@@ -255,6 +259,10 @@ class OfferJobOut(Out):
     approx_lat: float = Field(description="rounded to about 100 m")
     approx_lng: float = Field(description="rounded to about 100 m")
     arrive_by: datetime
+    urgency: str = Field(description="'urgent' (go now) or 'scheduled' (be there within the "
+                                     "window)")
+    window_start: datetime | None = None
+    window_end: datetime | None = None
 
 
 class OfferOut(Out):
@@ -390,7 +398,10 @@ class BatchIn(In):
                                     description="the same key never creates anything twice")]
     rows: Annotated[list[object], Field(
         max_length=1000, description="each: unit_id (or property + unit), category (slug or "
-                                     "id), description, urgency ('urgent'), budget_cap")]
+                                     "id), description, urgency ('urgent', or an arrival "
+                                     "window such as 'tomorrow 09:00-12:00' or "
+                                     "'2026-12-01 13:00-17:00' in the service area's time "
+                                     "zone), budget_cap")]
 
 
 class BatchJobOut(Out):
@@ -421,9 +432,14 @@ class SlaRowOut(Out):
     unfilled: int
     cancelled: int
     on_time_pct: float | None = Field(description="share of the month's jobs that arrived "
-                                                  "within the promise")
+                                                  "within the promise (urgent) or the "
+                                                  "booked window (scheduled)")
     median_accept_min: float | None
-    median_arrival_min: float | None
+    median_arrival_min: float | None = Field(description="urgent jobs: request to arrival")
+    budget_caps_total: float | None = Field(
+        None, description="sum of the budget caps set on the month's jobs (not cancelled): "
+                          "what the manager authorised. Charges themselves arrive with "
+                          "payments")
 
 
 class SlaReportOut(Out):

@@ -58,6 +58,7 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         lng=job.lng if exact else round(job.lng, APPROX_DECIMALS),
         address=job.address if exact else None,
         requested_at=job.requested_at, arrive_by=job.arrive_by,
+        window_start=job.window_start, window_end=job.window_end,
         estimated_arrival=job.estimated_arrival, worker=worker, assigned_at=job.assigned_at,
         arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,
         unit_id=job.unit_id, property_id=job.unit.property_id if job.unit else None,
@@ -74,7 +75,9 @@ def offer_out(offer: Offer) -> OfferOut:
         job=OfferJobOut(id=job.id, category=category_ref(job.category),
                         description=job.description,
                         approx_lat=round(job.lat, APPROX_DECIMALS),
-                        approx_lng=round(job.lng, APPROX_DECIMALS), arrive_by=job.arrive_by),
+                        approx_lng=round(job.lng, APPROX_DECIMALS), arrive_by=job.arrive_by,
+                        urgency=job.urgency, window_start=job.window_start,
+                        window_end=job.window_end),
     )
 
 

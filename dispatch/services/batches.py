@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select, text, update
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from dispatch import clock
 from dispatch.aftercommit import on_commit
 from dispatch.batching import BatchJob, BatchWorker, solve
+from dispatch.chaining import WindowJob, solve_chained
 from dispatch.csvfiles import read_rows
 from dispatch.errors import ApiError, FieldProblem, invalid
 from dispatch.models import (
@@ -38,6 +39,7 @@ from dispatch.services.dispatching import eta_model, send_wave, settings
 from dispatch.services.jobs import record_event, transition
 from dispatch.services.portfolio import organization_of
 from dispatch.states import Actor, JobStatus
+from dispatch.windows import WindowError, parse_window
 from geo.candidates import Candidate
 from geo.eta import TravelMode, haversine_m
 from geo.points import wkt_point
@@ -77,6 +79,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
     by_id = {u.id: u for u in units.values()}
     cats = {c.slug: c for c in session.execute(select(Category)).scalars()}
     cats_by_id = {c.id: c for c in cats.values()}
+    s, now = settings(), clock.now()
     accepted, rejected = [], []
     for index, row in enumerate(rows):
         line = first_line + index
@@ -110,11 +113,15 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
                 or _printable(description) != description):
             rejected.append(_problem(line, "description", "3 to 2000 characters"))
             continue
-        urgency = str(row.get("urgency") or "urgent").strip().lower()
-        if urgency != Urgency.URGENT.value:
-            rejected.append(_problem(line, "urgency", "only 'urgent' (within two hours) is "
-                                                      "taken so far; time windows come next"))
-            continue
+        urgency = str(row.get("urgency") or "urgent").strip()
+        window = None
+        if urgency.lower() != Urgency.URGENT.value:
+            try:
+                window = parse_window(urgency, now, s.service_timezone,
+                                      timedelta(minutes=s.promise_minutes))
+            except WindowError as exc:
+                rejected.append(_problem(line, "urgency", str(exc)))
+                continue
         cap = str(row.get("budget_cap") or "").strip()
         cap_cents = None
         if cap:
@@ -126,7 +133,9 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
                 rejected.append(_problem(line, "budget_cap", "a positive amount, e.g. 250"))
                 continue
         accepted.append({"line": line, "unit_id": unit.id, "category_id": cat.id,
-                         "description": description, "budget_cap_cents": cap_cents})
+                         "description": description, "budget_cap_cents": cap_cents,
+                         "window_start": window.start.isoformat() if window else None,
+                         "window_end": window.end.isoformat() if window else None})
     return accepted, rejected
 
 
@@ -208,11 +217,18 @@ def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minut
         log.warning("batch %s line %s: unit %s is gone", batch.id, row["line"], row["unit_id"])
         return
     now = clock.now()
+    urgency, arrive_by = Urgency.URGENT, now + timedelta(minutes=promise_minutes)
+    window_start = window_end = None
+    if row.get("window_end"):
+        urgency = Urgency.SCHEDULED
+        window_start = datetime.fromisoformat(row["window_start"])
+        window_end = arrive_by = datetime.fromisoformat(row["window_end"])
     job = Job(resident_id=batch.created_by, category_id=row["category_id"],
               description=row["description"], location=wkt_point(unit.lat, unit.lng),
-              address=unit.address, urgency=Urgency.URGENT.value,
+              address=unit.address, urgency=urgency.value, window_start=window_start,
+              window_end=window_end,
               status=JobStatus.REQUESTED.value, wave=0, requested_at=now,
-              arrive_by=now + timedelta(minutes=promise_minutes), idempotency_key=key,
+              arrive_by=arrive_by, idempotency_key=key,
               request_fingerprint=key, org_id=batch.org_id, unit_id=unit.id,
               batch_id=batch.id, budget_cap_cents=row.get("budget_cap_cents"))
     session.add(job)
@@ -236,8 +252,10 @@ SELECT w.user_id, ST_Y(w.location::geometry) AS lat, ST_X(w.location::geometry) 
 
 
 def _assign(session: Session, batch: Batch, org: Organization) -> int:
-    """Solve the batch as one assignment and offer each job to its worker first; a job the
-    solver could not place starts the usual cascade (which may find nobody: unfilled)."""
+    """Solve the batch jointly and offer each job to its planned worker first: urgent jobs
+    as one assignment (one worker each, `dispatch.batching`), windowed jobs as routes that
+    may chain several windows per worker (`dispatch.chaining`). A job no plan could place
+    starts the usual cascade (which may find nobody: unfilled)."""
     now = clock.now()
     s = settings()
     jobs = list(session.execute(
@@ -253,29 +271,52 @@ def _assign(session: Session, batch: Batch, org: Organization) -> int:
         "categories": sorted({j.category_id for j in jobs})}).all()
     workers = [BatchWorker(r.user_id, r.lat, r.lng, r.travel_mode, frozenset(r.skills),
                            float(r.service_radius_m)) for r in rows]
-    batch_jobs = [BatchJob(j.id, j.lat, j.lng, j.category_id,
-                           (j.arrive_by - now).total_seconds(), preferred,
-                           org.allow_marketplace) for j in jobs]
     eta = eta_model(s)
     promise_s = s.promise_minutes * 60.0
-    # Preferred contractors first whenever they can make it (a marketplace worker costs a
-    # whole promise more); leaving a job to the cascade costs more than any real pair.
-    result = solve(batch_jobs, workers, eta, marketplace_penalty_s=promise_s,
-                   unassigned_penalty_s=UNASSIGNED_S)
+    planned: dict[int, tuple[int, float]] = {}  # job id -> (worker id, seconds to arrival)
+    urgent = [j for j in jobs if j.urgency == Urgency.URGENT.value]
+    scheduled = [j for j in jobs if j.urgency == Urgency.SCHEDULED.value]
+    if urgent:
+        # Preferred contractors first whenever they can make it (a marketplace worker costs
+        # a whole promise more); leaving a job to the cascade costs more than any real pair.
+        result = solve([BatchJob(j.id, j.lat, j.lng, j.category_id,
+                                 (j.arrive_by - now).total_seconds(), preferred,
+                                 org.allow_marketplace) for j in urgent],
+                       workers, eta, marketplace_penalty_s=promise_s,
+                       unassigned_penalty_s=UNASSIGNED_S)
+        for job in urgent:
+            worker_id = result.pairs.get(job.id)
+            if worker_id is not None and result.eta_s[job.id] <= (job.arrive_by -
+                                                                   now).total_seconds():
+                planned[job.id] = (worker_id, result.eta_s[job.id])
+    if scheduled:
+        assert all(j.window_start and j.window_end for j in scheduled)
+        plan = solve_chained(
+            [WindowJob(j.id, j.lat, j.lng, j.category_id,
+                       (j.window_start - now).total_seconds(),  # type: ignore[operator]
+                       (j.window_end - now).total_seconds(),  # type: ignore[operator]
+                       s.scheduled_service_minutes * 60.0, preferred, org.allow_marketplace)
+             for j in scheduled],
+            workers, eta, marketplace_penalty_s=round(promise_s),
+            unassigned_penalty_s=round(UNASSIGNED_S), time_limit_s=s.chain_solver_seconds)
+        for job_id, worker_id in plan.worker_of.items():
+            planned[job_id] = (worker_id, float(plan.arrival_s[job_id]))
     by_id = {w.id: w for w in workers}
     placed = 0
     for job in jobs:
         if session.execute(select(exists().where(Offer.job_id == job.id))).scalar():
             continue  # offered meanwhile (a rerun): never a second first wave
-        worker_id = result.pairs.get(job.id)
-        if worker_id is None or result.eta_s[job.id] > (job.arrive_by - now).total_seconds():
-            send_wave(session, job, now)  # nobody from the batch solve: the usual cascade
+        if job.id not in planned:
+            send_wave(session, job, now)  # nobody from the joint plan: the usual cascade
             continue
+        worker_id, arrival_s = planned[job.id]
         w = by_id[worker_id]
         distance = haversine_m(job.lat, job.lng, w.lat, w.lng)
+        # eta_seconds is the planned arrival from now: for a chained window that is the
+        # route's time there, not the straight trip.
         send_wave(session, job, now, candidates=[Candidate(
             worker_id=worker_id, distance_m=distance, travel_mode=TravelMode(w.travel_mode),
-            eta_s=result.eta_s[job.id], score=result.eta_s[job.id])])
+            eta_s=arrival_s, score=arrival_s)])
         placed += 1
     session.commit()
     return placed

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from dispatch import clock, push
 from dispatch.aftercommit import on_commit
+from dispatch.batching import BatchWorker
+from dispatch.chaining import WindowJob, fits_one_day
 from dispatch.config import Settings
 from dispatch.errors import ApiError, FieldProblem, not_found
 from dispatch.models import (
@@ -23,6 +25,7 @@ from dispatch.models import (
     Offer,
     Organization,
     PreferredContractor,
+    Urgency,
     User,
     Worker,
     WorkerSkill,
@@ -154,9 +157,11 @@ def _refuse(offer: Offer, reason: str, message: str) -> ApiError:
 
 def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, Job]:
     """First accept wins. Under the job lock the offer must still be pending and unexpired,
-    the job still dispatching, and the worker still verified for the service and online; the
-    worker row is taken with a conditional UPDATE (online -> busy) so one worker can never
-    win two jobs, and the partial unique index on active jobs backs that up in the database.
+    the job still dispatching, and the worker still verified for the service. For an urgent
+    job the worker must be online and the worker row is taken with a conditional UPDATE
+    (online -> busy), so one worker can never win two urgent jobs, and the partial unique
+    index on occupying jobs backs that up in the database. A scheduled window is only a
+    commitment: the worker stays free until they set out for it.
     Repeating a winning accept (a retry after a lost response) answers the same success."""
     offer = lock_offer(session, offer_id, worker)
     now = clock.now()  # read after the lock: a wait for it must not stretch the window
@@ -176,25 +181,21 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     ).scalar()
     if not qualified:
         raise _refuse(offer, "not_qualified", "you are no longer verified for this service")
+    scheduled = job.urgency == Urgency.SCHEDULED.value
     try:
-        took_worker = session.execute(
-            update(Worker)
-            .where(Worker.user_id == worker.id,
-                   Worker.availability == Availability.ONLINE.value)
-            .values(availability=Availability.BUSY.value, last_assigned_at=now)
-            .returning(Worker.user_id)
-        ).scalar_one_or_none()
-        if took_worker is None:
-            current = session.execute(
-                select(Worker.availability).where(Worker.user_id == worker.id)).scalar_one()
-            message = ("you already hold an active job" if current == Availability.BUSY.value
-                       else "go online to accept offers")
-            raise _refuse(offer, "worker_unavailable", message)
+        if not scheduled:  # a scheduled job takes the worker only when they set out
+            _take_worker(session, offer, worker.id, now)
+        else:
+            _check_windows_fit(session, offer, job, worker.id, now)
         check_offer_transition(offer.status, OfferStatus.ACCEPTED)
         offer.status = OfferStatus.ACCEPTED.value
         offer.responded_at = now
         job.worker_id = worker.id
         job.estimated_arrival = now + timedelta(seconds=offer.eta_seconds)
+        if scheduled:  # planned arrival (offer.created_at + eta), never before the window
+            assert job.window_start is not None
+            job.estimated_arrival = max(job.window_start,
+                                        offer.created_at + timedelta(seconds=offer.eta_seconds))
         transition(session, job, JobStatus.ASSIGNED, Actor.SYSTEM, now=now,
                    actor_user_id=worker.id,
                    detail={"offer_id": offer.id, "worker_id": worker.id,
@@ -209,7 +210,8 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         raise ApiError(409, "worker_unavailable", "you already hold an active job",
                        [FieldProblem("offer", "you already hold an active job")]) from exc
     try:
-        withdraw_elsewhere(session, worker.id)
+        if not scheduled:  # they are leaving now: their other urgent offers go on
+            withdraw_elsewhere(session, worker.id, urgent_only=True)
     except Exception:  # the accept stands; the other offers will simply expire
         session.rollback()
         log.exception("could not withdraw worker %s's other offers", worker.id)
@@ -224,16 +226,63 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     return offer, offer.job
 
 
+def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) -> None:
+    """online -> busy in one conditional UPDATE: a worker never wins two urgent jobs."""
+    took_worker = session.execute(
+        update(Worker)
+        .where(Worker.user_id == worker_id,
+               Worker.availability == Availability.ONLINE.value)
+        .values(availability=Availability.BUSY.value, last_assigned_at=now)
+        .returning(Worker.user_id)
+    ).scalar_one_or_none()
+    if took_worker is None:
+        current = session.execute(
+            select(Worker.availability).where(Worker.user_id == worker_id)).scalar_one()
+        message = ("you already hold an active job" if current == Availability.BUSY.value
+                   else "go online to accept offers")
+        raise _refuse(offer, "worker_unavailable", message)
+
+
+def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,
+                       now: datetime) -> None:
+    """A worker may hold several booked windows, but only ones they can keep together."""
+    s = settings()
+    held = list(session.execute(
+        select(Job).where(Job.worker_id == worker_id, Job.urgency == Urgency.SCHEDULED.value,
+                          Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)
+    ).scalars())
+    if not held:
+        return
+    w = session.execute(select(Worker).where(Worker.user_id == worker_id)).scalar_one()
+    here = (w.lat, w.lng) if w.lat is not None and w.lng is not None else (job.lat, job.lng)
+    me = BatchWorker(worker_id, here[0], here[1], w.travel_mode, frozenset(), 0.0)
+
+    def window(j: Job) -> WindowJob:
+        assert j.window_start is not None and j.window_end is not None
+        return WindowJob(j.id, j.lat, j.lng, j.category_id,
+                         (j.window_start - now).total_seconds(),
+                         (j.window_end - now).total_seconds(),
+                         s.scheduled_service_minutes * 60.0)
+
+    if not fits_one_day(me, [window(j) for j in [*held, job]], eta_model(s)):
+        raise _refuse(offer, "window_clash", "this window clashes with the booked windows "
+                                             "you already hold")
+
+
 def withdraw_elsewhere(session: Session, worker_id: int,
-                       reason: str = "the worker took another job") -> int:
+                       reason: str = "the worker took another job",
+                       urgent_only: bool = False) -> int:
     """A worker who just took a job (or went offline) no longer holds other offers: withdraw
     each and move that job's cascade on. One transaction per job (job lock first), after the
     accept committed, so two accepts never wait on each other's offers. If this is cut
-    short, those offers simply expire."""
-    job_ids = session.execute(
-        select(Offer.job_id).where(Offer.worker_id == worker_id,
-                                   Offer.status == OfferStatus.PENDING.value)
-    ).scalars().all()
+    short, those offers simply expire. `urgent_only`: offers of scheduled windows stay
+    (someone leaving for an urgent job now can still take tomorrow's window)."""
+    stmt = select(Offer.job_id).where(Offer.worker_id == worker_id,
+                                      Offer.status == OfferStatus.PENDING.value)
+    if urgent_only:
+        stmt = stmt.join(Job, Job.id == Offer.job_id).where(
+            Job.urgency == Urgency.URGENT.value)
+    job_ids = session.execute(stmt).scalars().all()
     session.rollback()
     for job_id in job_ids:
         job = lock_job(session, job_id)

@@ -6,20 +6,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch import clock, push
 from dispatch.errors import ApiError, FieldProblem, not_found
-from dispatch.models import Job, JobEvent, Offer, Role, User, Worker
+from dispatch.models import Job, JobEvent, Offer, Role, Urgency, User, Worker
 from dispatch.states import (
     ACTIVE_JOB_STATUSES,
     FINAL_JOB_STATUSES,
+    UNDER_WAY_STATUSES,
     Actor,
     Availability,
     JobStatus,
     OfferStatus,
     check_job_transition,
+    occupies_worker,
 )
 
 _STAMPS = {
@@ -56,12 +59,13 @@ def transition(
         setattr(job, stamp, now)
     if target in FINAL_JOB_STATUSES and job.ended_at is None:
         job.ended_at = now
-    if (job.worker_id is not None and JobStatus(current) in ACTIVE_JOB_STATUSES
-            and target not in ACTIVE_JOB_STATUSES):
-        release_worker(session, job.worker_id)
-        from dispatch.services.contact import schedule_close
+    if job.worker_id is not None:
+        if occupies_worker(job.urgency, current) and not occupies_worker(job.urgency, target):
+            release_worker(session, job.worker_id)
+        if JobStatus(current) in ACTIVE_JOB_STATUSES and target not in ACTIVE_JOB_STATUSES:
+            from dispatch.services.contact import schedule_close
 
-        schedule_close(session, job)
+            schedule_close(session, job)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
     push.job_changed(session, job)
@@ -71,6 +75,13 @@ def transition(
     from dispatch.services import org_hooks
 
     org_hooks.job_status_changed(session, job, current, target.value, now)
+
+
+def occupying_job() -> ColumnElement[bool]:
+    """SQL twin of `occupies_worker`: the job (at most one per worker) they are on now."""
+    return or_(Job.status.in_([s.value for s in UNDER_WAY_STATUSES]),
+               and_(Job.urgency == Urgency.URGENT.value,
+                    Job.status == JobStatus.ASSIGNED.value))
 
 
 def lock_job(session: Session, job_id: int) -> Job:
@@ -152,9 +163,36 @@ def worker_update_status(session: Session, worker: User, job_id: int,
     now = clock.now()
     if job.worker_id != worker.id:
         raise not_found("job")
+    check_job_transition(job.status, target, Actor.WORKER)
+    if not occupies_worker(job.urgency, job.status) and occupies_worker(job.urgency, target):
+        take_worker_for(session, job, worker.id)
     transition(session, job, target, Actor.WORKER, now=now, actor_user_id=worker.id)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError as exc:  # the one-occupying-job index: a race with an accept
+        session.rollback()
+        raise _busy() from exc
     return job
+
+
+def _busy() -> ApiError:
+    message = "finish the job you are on before setting out for this one"
+    return ApiError(409, "worker_unavailable", message, [FieldProblem("status", message)])
+
+
+def take_worker_for(session: Session, job: Job, worker_id: int) -> None:
+    """A worker setting out for a scheduled job becomes busy (no urgent offers meanwhile);
+    one already busy on another job must finish that first."""
+    took = session.execute(
+        update(Worker)
+        .where(Worker.user_id == worker_id,
+               Worker.availability != Availability.BUSY.value)
+        .values(availability=Availability.BUSY.value)
+        .returning(Worker.user_id)
+    ).scalar_one_or_none()
+    if took is None:
+        session.rollback()
+        raise _busy()
 
 
 def cancel_job(session: Session, user: User, job_id: int, reason: str | None) -> Job:

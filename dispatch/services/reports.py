@@ -29,10 +29,12 @@ SELECT p.id AS property_id, p.name AS property,
                         OR j.status IN ('unfilled', 'cancelled')) AS decided,
        count(*) FILTER (WHERE j.status = 'unfilled') AS unfilled,
        count(*) FILTER (WHERE j.status = 'cancelled') AS cancelled,
+       sum(j.budget_cap_cents) FILTER (WHERE j.status <> 'cancelled') AS budget_caps_cents,
        percentile_cont(0.5) WITHIN GROUP (
            ORDER BY EXTRACT(EPOCH FROM j.assigned_at - j.requested_at)) / 60 AS median_accept_min,
        percentile_cont(0.5) WITHIN GROUP (
-           ORDER BY EXTRACT(EPOCH FROM j.arrived_at - j.requested_at)) / 60 AS median_arrival_min
+           ORDER BY EXTRACT(EPOCH FROM j.arrived_at - j.requested_at))
+           FILTER (WHERE j.urgency = 'urgent') / 60 AS median_arrival_min
   FROM jobs j
   JOIN units u ON u.id = j.unit_id
   JOIN properties p ON p.id = u.property_id
@@ -61,7 +63,9 @@ def month_range(month: str | None, now: datetime, tz: str) -> tuple[datetime, da
 
 def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
         now: datetime) -> list[SlaRowOut]:
-    """On time = arrived by the promised time. The share is over jobs whose outcome is
+    """On time = arrived by the promised time (an urgent job's promise, a booked window's
+    end). Median arrival is over urgent jobs only: for a window booked days ahead the wait
+    says nothing about response. The share is over jobs whose outcome is
     known (arrived, promise passed, unfilled or cancelled): a job still on its way does not
     count against it yet, an unserved one does."""
     org = organization_of(session, user)
@@ -71,6 +75,8 @@ def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
         property_id=r.property_id, property=r.property, month=r.month, jobs=r.jobs,
         arrived=r.arrived, on_time=r.on_time, unfilled=r.unfilled, cancelled=r.cancelled,
         on_time_pct=round(100 * r.on_time / r.decided, 1) if r.decided else None,
+        budget_caps_total=(None if r.budget_caps_cents is None
+                           else round(r.budget_caps_cents / 100, 2)),
         median_accept_min=_round(r.median_accept_min),
         median_arrival_min=_round(r.median_arrival_min)) for r in rows]
 
@@ -83,8 +89,10 @@ def to_csv(rows: list[SlaRowOut]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["month", "property", "jobs", "arrived", "on_time", "on_time_pct",
-                     "unfilled", "cancelled", "median_accept_min", "median_arrival_min"])
+                     "unfilled", "cancelled", "median_accept_min", "median_arrival_min",
+                     "budget_caps_total"])
     for r in rows:
         writer.writerow([r.month, r.property, r.jobs, r.arrived, r.on_time, r.on_time_pct,
-                         r.unfilled, r.cancelled, r.median_accept_min, r.median_arrival_min])
+                         r.unfilled, r.cancelled, r.median_accept_min, r.median_arrival_min,
+                         r.budget_caps_total])
     return out.getvalue()

@@ -29,7 +29,8 @@ from dispatch.api.schemas import LocationIn
 from dispatch.errors import invalid
 from dispatch.models import Job, Worker
 from dispatch.services.dispatching import eta_model
-from dispatch.states import ACTIVE_JOB_STATUSES, JobStatus
+from dispatch.services.jobs import occupying_job
+from dispatch.states import JobStatus
 from dispatch.tasks import redis_connection
 from geo.eta import haversine_m
 
@@ -181,8 +182,7 @@ def _load_active_job(session: Session, redis: Redis, worker_id: int,
     row = session.execute(
         select(Job.id, Job.lat, Job.lng, Job.status, Worker.travel_mode)
         .join(Worker, Worker.user_id == Job.worker_id)
-        .where(Job.worker_id == worker_id,
-               Job.status.in_([s.value for s in ACTIVE_JOB_STATUSES]))
+        .where(Job.worker_id == worker_id, occupying_job())
     ).first()
     session.rollback()
     cache = _script(redis, _CACHE_IF_CURRENT)

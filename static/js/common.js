@@ -45,6 +45,20 @@ function clock(iso) {
   return new Date(iso).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 }
 
+// When someone is due: "by 14:05" for an urgent job, "Fri 09:00–12:00" for a booked window.
+function dueText(job) {
+  if (!job.window_start) return `by ${clock(job.arrive_by)}`;
+  const day = new Date(job.window_start).toLocaleDateString([], {weekday: "short", month: "short", day: "numeric"});
+  return `${day} ${clock(job.window_start)}–${clock(job.window_end)}`;
+}
+
+// Whether the job keeps its worker busy now (dispatch.states.occupies_worker): an urgent
+// job from the accept, a booked window only once the worker sets out.
+function occupying(job) {
+  if (job.urgency === "scheduled") return ["en_route", "arrived", "in_progress"].includes(job.status);
+  return ["assigned", "en_route", "arrived", "in_progress"].includes(job.status);
+}
+
 function countdown(untilIso) {
   const seconds = Math.max(0, Math.round((new Date(untilIso) - new Date()) / 1000));
   const m = Math.floor(seconds / 60);

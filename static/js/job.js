@@ -29,7 +29,7 @@
     } else if (job.status === "arrived" || job.status === "in_progress") {
       promise.textContent = `Arrived at ${clock(job.arrived_at)}.`;
     } else {
-      promise.textContent = `Someone by ${clock(job.arrive_by)}`;
+      promise.textContent = `Someone ${dueText(job)}`;
     }
     document.getElementById("worker").textContent = job.worker
       ? `${job.worker.name} (${job.worker.travel_mode}) is on the job.`

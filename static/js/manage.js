@@ -26,7 +26,7 @@
       link.textContent = job.id;
       tr.children[1].textContent = job.category.name;
       tr.children[2].textContent = job.address || `${job.lat.toFixed(4)}, ${job.lng.toFixed(4)}`;
-      tr.children[3].textContent = clock(job.arrive_by);
+      tr.children[3].textContent = dueText(job);
       tr.children[4].textContent = job.worker ? job.worker.name : "";
       const badge = tr.querySelector(".status");
       badge.textContent = statusLabel(job.status);
@@ -126,12 +126,13 @@
     body.innerHTML = "";
     for (const row of r.data.rows) {
       const tr = document.createElement("tr");
-      tr.innerHTML = '<td></td><td></td><td></td><td><div class="bar"><span></span></div></td><td></td>';
+      tr.innerHTML = '<td></td><td></td><td></td><td><div class="bar"><span></span></div></td><td></td><td></td>';
       tr.children[0].textContent = row.property;
       tr.children[1].textContent = row.jobs;
       tr.children[2].textContent = row.on_time_pct === null ? "" : `${row.on_time_pct}%`;
       tr.querySelector(".bar span").style.width = `${row.on_time_pct || 0}%`;
       tr.children[4].textContent = row.median_arrival_min === null ? "" : `${row.median_arrival_min} min`;
+      tr.children[5].textContent = row.budget_caps_total === null ? "" : row.budget_caps_total.toFixed(2);
       body.appendChild(tr);
     }
     document.getElementById("sla-empty").hidden = r.data.rows.length > 0;

@@ -3,7 +3,6 @@
 "use strict";
 
 (function () {
-  const ACTIVE = ["assigned", "en_route", "arrived", "in_progress"];
   const NEXT = {
     assigned: [["en_route", "On my way"], ["arrived", "I have arrived"]],
     en_route: [["arrived", "I have arrived"]],
@@ -73,8 +72,10 @@
     node.id = `offer-${offer.id}`;
     node.querySelector(".title").textContent = offer.job.category.name;
     node.querySelector(".detail").textContent = offer.job.description;
-    node.querySelector(".trip").textContent =
-      `${(offer.distance_m / 1000).toFixed(1)} km away · about ${Math.round(offer.eta_seconds / 60)} min to get there`;
+    const away = `${(offer.distance_m / 1000).toFixed(1)} km away`;
+    node.querySelector(".trip").textContent = offer.job.window_start
+      ? `Booked window ${dueText(offer.job)} · ${away} now`
+      : `${away} · about ${Math.round(offer.eta_seconds / 60)} min to get there`;
     const counter = node.querySelector(".countdown");
     const tick = () => {
       counter.textContent = countdown(offer.expires_at);
@@ -85,7 +86,8 @@
     node.querySelector(".accept").addEventListener("click", async () => {
       const r = await api("POST", `/offers/${offer.id}/accept`);
       removeOffer(offer.id);
-      if (r.ok) { setAvailability("busy"); showActive(r.data.job); loadToday(); }
+      if (r.ok && occupying(r.data.job)) { setAvailability("busy"); showActive(r.data.job); }
+      if (r.ok) loadToday();
       else errorBox.textContent = errorText(r.data);
     });
     node.querySelector(".decline").addEventListener("click", async () => {
@@ -104,7 +106,7 @@
 
   async function showActive(job) {
     const box = document.getElementById("active");
-    if (!job || !ACTIVE.includes(job.status)) { box.hidden = true; return; }
+    if (!job || !occupying(job)) { box.hidden = true; return; }
     if (job.lat === undefined) { // a pushed update has no place: fetch the job itself
       const r = await api("GET", `/jobs/${job.id}`);
       if (!r.ok) return;
@@ -117,7 +119,7 @@
     badge.textContent = statusLabel(job.status);
     badge.className = `status ${job.status}`;
     document.getElementById("active-detail").textContent =
-      `${job.description}${job.address ? " · " + job.address : ""} · promised by ${clock(job.arrive_by)}`;
+      `${job.description}${job.address ? " · " + job.address : ""} · due ${dueText(job)}`;
     document.getElementById("navigate").href =
       `https://www.google.com/maps/dir/?api=1&destination=${job.lat},${job.lng}`;
     if (job.masked_number === undefined || job.masked_number === null) {
@@ -161,14 +163,42 @@
       tr.children[2].textContent = statusLabel(job.status);
       body.appendChild(tr);
     }
-    const active = r.data.jobs.find((j) => ACTIVE.includes(j.status));
+    const active = r.data.jobs.find(occupying);
     showActive(active);
+    showUpcoming(r.data.jobs.filter((j) => j.urgency === "scheduled" && j.status === "assigned"), !active);
+  }
+
+  // Booked windows the worker accepted and has not set out for yet, soonest first.
+  function showUpcoming(jobs, free) {
+    const body = document.querySelector("#upcoming tbody");
+    body.innerHTML = "";
+    document.getElementById("upcoming-box").hidden = jobs.length === 0;
+    jobs.sort((a, b) => new Date(a.window_start) - new Date(b.window_start));
+    for (const job of jobs) {
+      const tr = document.createElement("tr");
+      tr.id = `upcoming-${job.id}`;
+      tr.innerHTML = "<td></td><td></td><td></td>";
+      tr.children[0].textContent = dueText(job);
+      tr.children[1].textContent = `${job.category.name} · ${job.address || ""}`;
+      const go = document.createElement("button");
+      go.textContent = "On my way";
+      go.className = "set-out";
+      go.disabled = !free;
+      go.addEventListener("click", async () => {
+        const r = await api("POST", `/jobs/${job.id}/status`, {status: "en_route"});
+        if (!r.ok) { errorBox.textContent = errorText(r.data); return; }
+        setAvailability("busy");
+        loadToday();
+      });
+      tr.children[2].appendChild(go);
+      body.appendChild(tr);
+    }
   }
 
   socket.on("offer", showOffer);
   socket.on("offer_closed", (o) => removeOffer(o.offer_id));
   socket.on("job_update", (job) => {
-    if (ACTIVE.includes(job.status)) showActive(job);
+    if (occupying(job)) showActive(job);
     else if (Number(document.getElementById("active").dataset.jobId) === job.id) {
       document.getElementById("active").hidden = true;
       errorBox.textContent = job.status === "cancelled" ? "The job was cancelled." : "";

@@ -1,0 +1,197 @@
+"""Scheduled jobs: a property manager books arrival windows; the windows are chained onto
+workers (OR-Tools), accepted ahead of time without making the worker busy, and occupy the
+worker only once they set out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.exc import IntegrityError
+
+from dispatch.windows import WindowError, parse_window
+from tests.helpers import CENTER, Factory, book, job_body, offset, sql
+from tests.test_batches import add_unit, run_queue
+from tests.test_portfolio import manager_with_property
+
+TZ = "America/Los_Angeles"
+LA = ZoneInfo(TZ)
+TWO_HOURS = timedelta(hours=2)
+
+
+# --------------------------------------------------------------------------- window text
+
+
+def test_windows_are_read_in_the_service_areas_time_zone() -> None:
+    # 23:30 on Nov 26 in San Francisco is already Nov 27 in UTC: "tomorrow" is still Nov 27.
+    now = datetime(2026, 11, 26, 23, 30, tzinfo=LA)
+    w = parse_window("tomorrow 09:00-12:00", now, TZ, TWO_HOURS)
+    assert (w.start, w.end) == (datetime(2026, 11, 27, 9, tzinfo=LA),
+                                datetime(2026, 11, 27, 12, tzinfo=LA))
+    w = parse_window(" 2026-12-01 13:00 - 17:30 ", now, TZ, TWO_HOURS)
+    assert w.start.astimezone(UTC) == datetime(2026, 12, 1, 21, tzinfo=UTC)
+    assert parse_window("Tomorrow 20:00-24:00", now, TZ, TWO_HOURS).end == datetime(
+        2026, 11, 28, 0, tzinfo=LA)
+    # A window already open is fine while enough of it is left.
+    morning = datetime(2026, 11, 26, 9, 30, tzinfo=LA)
+    assert parse_window("today 09:00-12:00", morning, TZ, TWO_HOURS).start.hour == 9
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("soon", "'urgent' or a window"),
+    ("tomorrow 12:00-09:00", "at least 30 minutes"),
+    ("tomorrow 09:00-09:15", "at least 30 minutes"),
+    ("tomorrow 06:00-20:00", "at most 12 hours"),
+    ("tomorrow 25:00-26:00", "not a time of day"),
+    ("2026-02-30 09:00-12:00", "not a date"),
+    ("today 08:00-10:00", "already over"),
+    ("today 09:00-12:00", "too soon"),
+    ("2027-06-01 09:00-12:00", "60 days ahead"),
+])
+def test_unusable_windows_are_refused_with_the_reason(text: str, problem: str) -> None:
+    now = datetime(2026, 11, 26, 10, 30, tzinfo=LA)
+    with pytest.raises(WindowError, match=problem):
+        parse_window(text, now, TZ, TWO_HOURS)
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+def _offers(app: Flask, batch_id: int) -> dict[int, Any]:
+    return {r.unit_id: r for r in sql(
+        app, "SELECT j.unit_id, j.id AS job_id, o.id AS offer_id, o.worker_id, o.eta_seconds, "
+             "j.window_start, j.window_end, j.urgency FROM offers o JOIN jobs j "
+             "ON j.id = o.job_id WHERE j.batch_id = :b", b=batch_id)}
+
+
+def _availability(app: Flask, worker_id: int) -> str:
+    return sql(app, "SELECT availability FROM workers WHERE user_id = :w",
+               w=worker_id)[0].availability
+
+
+def test_windows_chain_onto_one_worker_who_stays_free_until_setting_out(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    units = [add_unit(client, pm, prop_id, label, east_m=300 * i)
+             for i, label in enumerate(("1A", "1B", "1C"))]
+    plumber, plumber_h = make.worker(lat=offset(*CENTER, north_m=800)[0], lng=CENTER[1])
+    rows = [
+        {"unit_id": units[0], "category": "leak-repair", "description": "Dripping tap",
+         "urgency": "tomorrow 09:00-12:00"},
+        {"unit_id": units[1], "category": "leak-repair", "description": "Running toilet",
+         "urgency": "tomorrow 09:00-12:00"},
+        {"unit_id": units[2], "category": "leak-repair", "description": "Slow drain",
+         "urgency": "tomorrow 13:00-17:00"},
+    ]
+    r = client.post("/api/v1/batches", json={"batch_key": "windows", "rows": rows}, headers=pm)
+    assert r.status_code == 202 and r.json["rejected"] == [], r.json
+    run_queue(app)
+    offers = _offers(app, r.json["id"])
+    # One plumber, three windows: all three chained onto them, each planned inside its
+    # window (two in the morning one after the other, with an hour's work in between).
+    assert {o.worker_id for o in offers.values()} == {plumber}
+    for o in offers.values():
+        assert o.urgency == "scheduled"
+        planned = sql(app, "SELECT created_at FROM offers WHERE id = :o",
+                      o=o.offer_id)[0].created_at + timedelta(seconds=o.eta_seconds)
+        assert o.window_start <= planned <= o.window_end
+    morning = sorted(o.eta_seconds for u, o in offers.items() if u != units[2])
+    assert morning[1] - morning[0] >= 3600
+
+    # Accepting windows leaves the plumber free for urgent work now.
+    for o in offers.values():
+        a = client.post(f"/api/v1/offers/{o.offer_id}/accept", headers=plumber_h)
+        assert a.status_code == 200, a.json
+        job = a.json["job"]
+        assert job["status"] == "assigned" and job["window_end"] is not None
+        at = {k: datetime.fromisoformat(job[k])
+              for k in ("window_start", "estimated_arrival", "window_end")}
+        assert at["window_start"] <= at["estimated_arrival"] <= at["window_end"]
+    assert _availability(app, plumber) == "online"
+
+    _, resident = make.user()
+    urgent = book(client, resident, job_body(make.category("leak-repair")))
+    assert urgent.status_code == 201, urgent.json
+    urgent_offer = sql(app, "SELECT id FROM offers WHERE job_id = :j",
+                       j=urgent.json["id"])[0].id
+    assert client.post(f"/api/v1/offers/{urgent_offer}/accept",
+                       headers=plumber_h).status_code == 200
+    assert _availability(app, plumber) == "busy"
+
+    # Busy on the urgent job: they cannot set out for a window until it is done.
+    first = offers[units[0]].job_id
+    refused = client.post(f"/api/v1/jobs/{first}/status", json={"status": "en_route"},
+                          headers=plumber_h)
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "worker_unavailable"
+    for status in ("arrived", "in_progress", "completed"):
+        assert client.post(f"/api/v1/jobs/{urgent.json['id']}/status",
+                           json={"status": status}, headers=plumber_h).status_code == 200
+    assert _availability(app, plumber) == "online"
+
+    # Setting out for a window makes them busy (no urgent offers meanwhile) ...
+    assert client.post(f"/api/v1/jobs/{first}/status", json={"status": "en_route"},
+                       headers=plumber_h).status_code == 200
+    assert _availability(app, plumber) == "busy"
+    # ... and one window at a time: the next waits until this one is done.
+    second = offers[units[1]].job_id
+    assert client.post(f"/api/v1/jobs/{second}/status", json={"status": "en_route"},
+                       headers=plumber_h).status_code == 409
+    for status in ("arrived", "in_progress", "completed"):
+        assert client.post(f"/api/v1/jobs/{first}/status", json={"status": status},
+                           headers=plumber_h).status_code == 200
+    assert _availability(app, plumber) == "online"
+
+    # Cancelling a window they have not set out for does not free them from another job.
+    assert client.post(f"/api/v1/jobs/{second}/status", json={"status": "en_route"},
+                       headers=plumber_h).status_code == 200
+    third = offers[units[2]].job_id
+    assert client.post(f"/api/v1/jobs/{third}/cancel", json={}, headers=pm).status_code == 200
+    assert _availability(app, plumber) == "busy"
+
+
+def test_the_database_holds_one_occupying_job_per_worker(app: Flask, client: FlaskClient,
+                                                         make: Factory) -> None:
+    """Whatever the code does, the partial unique index refuses a second job under way."""
+    worker, _ = make.worker()
+    _, resident = make.user()
+    ids = [book(client, resident, job_body(make.category("leak-repair"))).json["id"]
+           for _ in range(2)]
+    start = datetime.now(UTC) + timedelta(days=1)
+    sql(app, "UPDATE jobs SET urgency = 'scheduled', window_start = :s, window_end = :e, "
+             "arrive_by = :e, worker_id = :w, status = 'assigned' WHERE id = ANY(:ids)",
+        s=start, e=start + timedelta(hours=3), w=worker, ids=ids)
+    # Two accepted windows are fine; two under way are not.
+    sql(app, "UPDATE jobs SET status = 'en_route' WHERE id = :j", j=ids[0])
+    with pytest.raises(IntegrityError, match="ux_jobs_one_occupying_per_worker"):
+        sql(app, "UPDATE jobs SET status = 'en_route' WHERE id = :j", j=ids[1])
+    with pytest.raises(IntegrityError, match="ck_jobs_window"):
+        sql(app, "UPDATE jobs SET window_end = window_start WHERE id = :j", j=ids[1])
+
+
+def test_a_window_nobody_can_fit_goes_to_the_cascade_and_cannot_be_double_booked(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    """Two hour-long jobs in the same 45-minute window and one worker: the plan gives the
+    worker one; the other goes to the usual cascade, which may ask the same worker, but
+    they cannot hold both windows: the accept says they clash."""
+    pm, prop_id = manager_with_property(client, make)
+    units = [add_unit(client, pm, prop_id, label) for label in ("1A", "1B")]
+    _, worker_h = make.worker()
+    rows = [{"unit_id": u, "category": "leak-repair", "description": "Replace the boiler",
+             "urgency": "tomorrow 09:00-09:45"} for u in units]
+    r = client.post("/api/v1/batches", json={"batch_key": "tight", "rows": rows}, headers=pm)
+    assert r.status_code == 202, r.json
+    run_queue(app)
+    offers = sorted(_offers(app, r.json["id"]).values(), key=lambda o: o.eta_seconds)
+    assert len(offers) == 2
+    first = client.post(f"/api/v1/offers/{offers[0].offer_id}/accept", headers=worker_h)
+    assert first.status_code == 200, first.json
+    clash = client.post(f"/api/v1/offers/{offers[1].offer_id}/accept", headers=worker_h)
+    assert clash.status_code == 409 and clash.json["error"]["code"] == "window_clash"
+    assert sql(app, "SELECT status FROM offers WHERE id = :o",
+               o=offers[1].offer_id)[0].status == "pending"  # declining stays possible
