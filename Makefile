@@ -6,7 +6,8 @@
 #                (and twilio-mock first, unless TWILIO_ACCOUNT_SID is set: then Twilio is real)
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
 #   make test    provision, then pytest (extra arguments: make test PYTEST_ARGS='-k offers -x')
-#   make bench   provision, then bench/match.py (BENCH_ARGS=...), bench/ingest.py (INGEST_ARGS=...), bench/batch_assign.py
+#   make bench   provision, then bench/match.py (BENCH_ARGS=...), bench/ingest.py (INGEST_ARGS=...),
+#                bench/batch_assign.py, bench/batch_windows.py
 #   make lint    ruff check .
 #   make status  what is running
 #   make npm     install node_modules only (front-end libraries and Prism; npm ci, when stale)
@@ -63,6 +64,7 @@ bench: provision
 	$(WITH_ENV) .venv/bin/python bench/match.py $(BENCH_ARGS)
 	$(WITH_ENV) .venv/bin/python bench/ingest.py $(INGEST_ARGS)
 	$(WITH_ENV) .venv/bin/python bench/batch_assign.py
+	$(WITH_ENV) .venv/bin/python -m bench.batch_windows
 
 lint: venv
 	.venv/bin/ruff check .
