@@ -231,3 +231,51 @@ def test_manager_uploads_a_batch_and_follows_it(browser: Browser, live_server: L
         assert errors == [], errors
     finally:
         ctx.close()
+
+
+def test_worker_accepts_a_booked_window_and_sets_out_later(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    """A window offer says when, accepting it leaves the worker online, and the window
+    waits under 'Booked windows' until they tap 'On my way'."""
+    from tests.test_batches import run_queue
+
+    client = make.app.test_client()
+    email = "plumber@example.test"
+    make.worker(email=email)
+    _, pm = make.user(Role.PROPERTY_MANAGER)
+    client.post("/api/v1/org", json={"name": "Bay Homes"}, headers=pm)
+    prop = client.post("/api/v1/properties", json={"name": "Elm Court"}, headers=pm).json
+    unit = client.post("/api/v1/units", json={"property_id": prop["id"], "label": "1A",
+                                              "address": "1 Elm St 1A", "lat": CENTER[0],
+                                              "lng": CENTER[1]}, headers=pm).json
+    batch = client.post("/api/v1/batches", json={"batch_key": "tomorrow", "rows": [
+        {"unit_id": unit["id"], "category": "leak-repair", "description": "Dripping tap",
+         "urgency": "tomorrow 09:00-12:00"}]}, headers=pm)
+    assert batch.status_code == 202 and batch.json["rejected"] == [], batch.json
+    ctx = new_context(browser, live_server, phone=True, at=CENTER)
+    page = ctx.new_page()
+    errors = page_errors(page)
+    try:
+        login(page, email)
+        expect(page.locator("#availability")).to_have_text("online")
+        run_queue(make.app)
+        offer = page.locator(".offer")
+        expect(offer).to_be_visible(timeout=10_000)
+        expect(offer.locator(".trip")).to_contain_text("Booked window")
+        expect(offer.locator(".trip")).to_contain_text("–")
+        offer.locator(".accept").click()
+        row = page.locator("#upcoming tbody tr")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("Leak repair")
+        expect(page.locator("#availability")).to_have_text("online")
+        expect(page.locator("#active")).to_be_hidden()
+        shot(page, "work-booked-window")
+        row.locator(".set-out").click()
+        expect(page.locator("#availability")).to_have_text("busy")
+        expect(page.locator("#active")).to_be_visible()
+        expect(page.locator("#active-detail")).to_contain_text("due")
+        expect(page.locator("#upcoming-box")).to_be_hidden()
+        assert errors == [], errors
+    finally:
+        ctx.close()
