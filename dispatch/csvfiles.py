@@ -9,9 +9,16 @@ from collections.abc import Sequence
 from dispatch.errors import invalid
 
 
-def read_rows(raw: bytes, required: Sequence[str]) -> list[dict[str, str]]:
-    """The file's rows as dicts (line n+2 is row n: the header is line 1). A file that is
-    not UTF-8 or lacks a required column is refused as a whole, naming the problem."""
+class CsvRow(dict[str, str]):
+    """A row, and the line of the file it starts on (header = line 1), which is what a
+    person fixing the file needs: a quoted field may span several lines."""
+
+    line: int
+
+
+def read_rows(raw: bytes, required: Sequence[str]) -> list[CsvRow]:
+    """The file's rows, each with its starting line. A file that is not UTF-8 or lacks a
+    required column is refused as a whole, naming the problem."""
     try:
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
         header = reader.fieldnames or []
@@ -20,7 +27,14 @@ def read_rows(raw: bytes, required: Sequence[str]) -> list[dict[str, str]]:
     missing = [c for c in required if c not in header]
     if missing:
         raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", status=400)
+    rows: list[CsvRow] = []
     try:
-        return [dict(row) for row in reader]
+        for found in reader:
+            row = CsvRow(found)
+            # line_num is the row's last line; quoted newlines say how many it spans.
+            spans = sum(v.count("\n") for v in found.values() if isinstance(v, str))
+            row.line = reader.line_num - spans
+            rows.append(row)
+        return rows
     except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
         raise invalid("file", f"cannot be read as CSV: {exc}", status=400) from exc

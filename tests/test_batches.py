@@ -157,3 +157,18 @@ def test_the_sweeper_leaves_a_batch_in_progress_to_its_joint_assignment(
     with app.app_context():
         assert batches.process(db.session, batch_id) == 1
     assert count(app, "offers") == 1
+
+
+def test_refused_rows_name_their_real_line_after_a_multiline_field(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    add_unit(client, pm, prop_id, "1A")
+    csv = ("property,unit,category,description\n"
+           'Elm Court,1A,leak-repair,"Leak under the sink.\nTenant home after 5.\nDog."\n'
+           "\n"
+           "Elm Court,9Z,leak-repair,No such unit\n")
+    r = client.post("/api/v1/batches?batch_key=multi", data=csv.encode(),
+                    content_type="text/csv", headers=pm)
+    assert r.status_code == 202, r.json
+    assert [(p["line"], p["field"]) for p in r.json["rejected"]] == [(6, "unit")]

@@ -263,7 +263,7 @@ def test_worker_accepts_a_booked_window_and_sets_out_later(
         offer = page.locator(".offer")
         expect(offer).to_be_visible(timeout=10_000)
         expect(offer.locator(".trip")).to_contain_text("Booked window")
-        expect(offer.locator(".trip")).to_contain_text("–")
+        expect(offer.locator(".trip")).to_contain_text("\u2013")  # the window, start-end
         offer.locator(".accept").click()
         row = page.locator("#upcoming tbody tr")
         expect(row).to_have_count(1)

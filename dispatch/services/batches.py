@@ -82,7 +82,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
     s, now = settings(), clock.now()
     accepted, rejected = [], []
     for index, row in enumerate(rows):
-        line = first_line + index
+        line = getattr(row, "line", first_line + index)  # CSV rows know their own line
         if not isinstance(row, dict):
             rejected.append(_problem(line, "row", "must be an object"))
             continue

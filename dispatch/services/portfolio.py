@@ -162,7 +162,7 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
     accepted: list[Unit] = []
     rejected: list[tuple[int, str, str]] = []
     for index, row in enumerate(reader):
-        line = index + 2
+        line = row.line
         if index >= MAX_IMPORT_ROWS:
             rejected.append((line, "file", f"more than {MAX_IMPORT_ROWS} rows; split the file"))
             break
