@@ -35,6 +35,9 @@ NEIGHBOURHOODS = 6
 URGENT_S = 7_200.0
 ORG_PREFERRED = 100
 ORG_JOB_SHARE = 0.3
+BUILDINGS = 15
+COMMON_TRADES = 5
+COMMON_SHARE = 0.7
 
 
 def to_latlng(x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +61,12 @@ def scatter(rng: np.random.Generator, n: int, dense_share: float,
     return to_latlng(x, y)
 
 
-def build(n_jobs: int, n_workers: int, seed: int) -> tuple[list[BatchJob], list[BatchWorker]]:
+def build(n_jobs: int, n_workers: int, seed: int,
+          scenario: str = "metro") -> tuple[list[BatchJob], list[BatchWorker]]:
+    """`metro`: jobs from all over (85% in the dense neighbourhoods), uniform trades, 30%
+    from one organisation. `portfolio`: one property manager's batch, every job at one of
+    their 15 buildings and 70% of them in 5 common trades (leaks, drains, locks, power,
+    heating), so the jobs compete for the same nearby tradespeople."""
     rng = np.random.default_rng(seed)
     hoods = np.column_stack([rng.uniform(-15_000, 15_000, NEIGHBOURHOODS),
                              rng.uniform(-15_000, 15_000, NEIGHBOURHOODS),
@@ -78,6 +86,15 @@ def build(n_jobs: int, n_workers: int, seed: int) -> tuple[list[BatchJob], list[
     jlat, jlng = scatter(rng, n_jobs, 0.85, hoods)
     cats = rng.integers(1, CATEGORIES + 1, n_jobs)
     org = rng.random(n_jobs) < ORG_JOB_SHARE
+    if scenario == "portfolio":
+        blat, blng = scatter(rng, BUILDINGS, 1.0, hoods)
+        at = rng.integers(BUILDINGS, size=n_jobs)
+        jlat = blat[at] + rng.normal(0, 0.0002, n_jobs)  # units of a building: ~20 m apart
+        jlng = blng[at] + rng.normal(0, 0.0002, n_jobs)
+        common = rng.random(n_jobs) < COMMON_SHARE
+        cats = np.where(common, rng.integers(1, COMMON_TRADES + 1, n_jobs),
+                        rng.integers(COMMON_TRADES + 1, CATEGORIES + 1, n_jobs))
+        org = np.ones(n_jobs, dtype=bool)
     jobs = [
         BatchJob(id=i + 1, lat=float(jlat[i]), lng=float(jlng[i]), category_id=int(cats[i]),
                  deadline_s=URGENT_S,
@@ -104,13 +121,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--candidates", type=int, default=40)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--scenario", choices=["metro", "portfolio"], default="metro")
     args = ap.parse_args()
 
-    jobs, workers = build(args.jobs, args.workers, args.seed)
+    jobs, workers = build(args.jobs, args.workers, args.seed, args.scenario)
     eta = EtaModel()
     org_jobs = [j for j in jobs if j.preferred_worker_ids]
-    print(f"{len(jobs)} jobs ({len(org_jobs)} from the org with {ORG_PREFERRED} preferred "
-          f"contractors) x {len(workers)} workers, {CATEGORIES} categories, seed {args.seed}, "
+    print(f"scenario {args.scenario}: {len(jobs)} jobs ({len(org_jobs)} from the org with "
+          f"{ORG_PREFERRED} preferred contractors) x {len(workers)} workers, "
+          f"{CATEGORIES} categories, seed {args.seed}, "
           f"deadline {URGENT_S:.0f} s, candidates/job {args.candidates}")
 
     results = {
