@@ -34,7 +34,7 @@ class Outgoing:
     body: str
 
 
-def enqueue(session: Session, *, key: str, user_id: int, job_id: int | None, event: str,
+def enqueue(session: Session, *, key: str, user_id: int | None, job_id: int | None, event: str,
             to_number: str, locale: str, body: str, now: datetime,
             expires_at: datetime | None = None) -> int | None:
     """Add a message to the outbox; None if this key was already queued (at most once).

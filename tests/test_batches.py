@@ -172,3 +172,31 @@ def test_refused_rows_name_their_real_line_after_a_multiline_field(
                     content_type="text/csv", headers=pm)
     assert r.status_code == 202, r.json
     assert [(p["line"], p["field"]) for p in r.json["rejected"]] == [(6, "unit")]
+
+
+def test_the_tenant_is_texted_who_is_coming_and_when(app: Flask, client: FlaskClient,
+                                                    make: Factory) -> None:
+    """A batch job's requester is the manager; the unit's tenant, who is not a user, gets
+    the texts that matter to them at the door (not the offers, not an unfilled job)."""
+    pm, prop_id = manager_with_property(client, make)
+    unit = client.post("/api/v1/units", json={
+        "property_id": prop_id, "label": "4B", "address": "1 Elm St 4B", "lat": CENTER[0],
+        "lng": CENTER[1], "tenant_name": "Ann", "tenant_phone": "+14155550177"}, headers=pm)
+    assert unit.status_code == 201, unit.json
+    _, worker_h = make.worker()
+    r = client.post("/api/v1/batches", json={"batch_key": "t", "rows": [
+        {"unit_id": unit.json["id"], "category": "leak-repair", "description": "Leak"}]},
+        headers=pm)
+    run_queue(app)
+    offer = sql(app, "SELECT o.id, o.job_id FROM offers o JOIN jobs j ON j.id = o.job_id "
+                     "WHERE j.batch_id = :b", b=r.json["id"])[0]
+    assert client.post(f"/api/v1/offers/{offer.id}/accept", headers=worker_h).status_code == 200
+    assert client.post(f"/api/v1/jobs/{offer.job_id}/status", json={"status": "en_route"},
+                       headers=worker_h).status_code == 200
+    texts = sql(app, "SELECT event, body FROM notifications WHERE to_number = '+14155550177' "
+                     "AND user_id IS NULL ORDER BY id")
+    assert [t.event for t in texts] == ["accepted", "en_route"]
+    assert "Leak repair" in texts[0].body
+    run_queue(app)  # the sender takes them like any other text (Twilio is unreachable here)
+    assert {s.status for s in sql(app, "SELECT status FROM notifications WHERE user_id IS NULL")
+            } == {"retrying"}  # attempted, and due again: nothing lost for want of a user

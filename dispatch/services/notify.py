@@ -27,6 +27,9 @@ STATUS_EVENTS: dict[str, tuple[str, str]] = {
     "completed": ("completed", "resident"),
     "unfilled": ("unfilled", "resident"),
 }
+# What the tenant of a manager's unit hears: who is coming and when; an unfilled job is
+# the manager's to handle, not the tenant's.
+TENANT_EVENTS = frozenset({"accepted", "en_route", "arrived", "completed"})
 
 
 def twilio() -> Client:
@@ -92,6 +95,18 @@ def job_status_changed(session: Session, job: Job, status: str, previous: str) -
     resident = session.get(User, job.resident_id)
     if resident is not None:
         _queue(session, resident, job, event, _fields(job), f"{event}:{job.id}:{resident.id}")
+    if event in TENANT_EVENTS and job.unit is not None and job.unit.tenant_phone:
+        _queue_tenant(session, job, job.unit.tenant_phone, event)
+
+
+def _queue_tenant(session: Session, job: Job, phone: str, event: str) -> None:
+    """The tenant is not a user: the text goes to the unit's number (STOP still holds,
+    opt-outs are by number), in the service area's default language."""
+    notification_id = outbox.enqueue(
+        session, key=f"{event}:{job.id}:tenant", user_id=None, job_id=job.id, event=event,
+        to_number=phone, locale="en", body=render(event, "en", _fields(job)), now=clock.now())
+    if notification_id is not None:
+        on_commit(session, lambda _: _hand_to_queue(notification_id))
 
 
 def offer_made(session: Session, offer: Offer, worker_connected: bool) -> None:
