@@ -54,6 +54,8 @@ class Settings:
     # A scheduled job's planned time on site, for chaining windows (no per-trade figure yet).
     scheduled_service_minutes: int = 60
     chain_solver_seconds: float = 2.0
+    # A booked window is not a race: a worker gets longer to weigh tomorrow's job.
+    scheduled_offer_window_s: int = 300
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,6 +97,7 @@ class Settings:
             tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
             scheduled_service_minutes=_int("SCHEDULED_SERVICE_MINUTES", 60),
             chain_solver_seconds=_float("CHAIN_SOLVER_SECONDS", 2.0),
+            scheduled_offer_window_s=_int("SCHEDULED_OFFER_WINDOW_SECONDS", 300),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ mutable tables after each test rather than by a rolled-back outer transaction.""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from dispatch import clock, create_app
 from dispatch.config import Settings, _sqlalchemy_url
@@ -106,9 +108,20 @@ def second_server(app: Flask) -> Iterator[LiveServer]:
 def _clean(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
-        db.session.remove()
-        db.session.execute(text(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
-        db.session.commit()
+        # A live server may still be writing (a page's last ping, the position flush): its
+        # row locks can deadlock with TRUNCATE's table locks, and then one side must retry.
+        for attempt in range(5):
+            db.session.remove()
+            try:
+                db.session.execute(text(
+                    f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
+                db.session.commit()
+                break
+            except OperationalError:
+                db.session.rollback()
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
         db.session.remove()
     Redis.from_url(app.config["REDIS_URL"]).flushdb()
 

@@ -97,8 +97,11 @@ def test_windows_chain_onto_one_worker_who_stays_free_until_setting_out(
     assert {o.worker_id for o in offers.values()} == {plumber}
     for o in offers.values():
         assert o.urgency == "scheduled"
-        planned = sql(app, "SELECT created_at FROM offers WHERE id = :o",
-                      o=o.offer_id)[0].created_at + timedelta(seconds=o.eta_seconds)
+        offered = sql(app, "SELECT created_at, expires_at FROM offers WHERE id = :o",
+                      o=o.offer_id)[0]
+        # No race for tomorrow's job: five minutes to answer, not thirty seconds.
+        assert offered.expires_at - offered.created_at == timedelta(seconds=300)
+        planned = offered.created_at + timedelta(seconds=o.eta_seconds)
         assert o.window_start <= planned <= o.window_end
     morning = sorted(o.eta_seconds for u, o in offers.items() if u != units[2])
     assert morning[1] - morning[0] >= 3600

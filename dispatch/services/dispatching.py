@@ -78,6 +78,13 @@ def search_candidates(
     return find_candidates(session, request, pool=s.knn_pool)
 
 
+def offer_window_s(s: Settings, job: Job) -> int:
+    """How long a worker has to answer: seconds for urgent help, minutes for a window."""
+    if job.urgency == Urgency.SCHEDULED.value:
+        return s.scheduled_offer_window_s
+    return s.offer_window_s
+
+
 def already_offered(session: Session, job_id: int) -> list[int]:
     """Workers who were already asked for this job: each worker is asked once per job."""
     return list(session.execute(select(Offer.worker_id).where(Offer.job_id == job_id)).scalars())
@@ -106,7 +113,7 @@ def send_wave(session: Session, job: Job, now: datetime,
                                "waves": job.wave})
         return []
     job.wave += 1
-    expires_at = now + timedelta(seconds=s.offer_window_s)
+    expires_at = now + timedelta(seconds=offer_window_s(s, job))
     offers = [
         Offer(job_id=job.id, worker_id=c.worker_id, wave=job.wave, rank=rank,
               status=OfferStatus.PENDING.value, distance_m=c.distance_m, eta_seconds=c.eta_s,

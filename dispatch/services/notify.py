@@ -117,7 +117,7 @@ def offer_made(session: Session, offer: Offer, worker_connected: bool) -> None:
     worker = session.get(User, offer.worker_id)
     if worker is None:
         return
-    window = current_app.config["DISPATCH"].offer_window_s
+    window = round((offer.expires_at - offer.created_at).total_seconds())
     fields = _fields(offer.job, distance_km=f"{offer.distance_m / 1000:.1f}", window_s=window)
     _queue(session, worker, offer.job, "offer", fields, f"offer:{offer.id}",
            expires_at=offer.expires_at)
