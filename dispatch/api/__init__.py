@@ -4,13 +4,20 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from dispatch.api import (  # noqa: E402, F401
-    accounts,
-    admin,
-    batches,
-    jobs,
-    meta,
-    offers,
-    portfolio,
-    workers,
-)
+
+def blueprint() -> Blueprint:
+    """The API with its views attached. The view modules are imported here, not at package
+    import, so a service can use `dispatch.api.schemas` without pulling in every view (and,
+    through them, every other service): an RQ worker imports one service at a time."""
+    from dispatch.api import (  # noqa: F401
+        accounts,
+        admin,
+        batches,
+        jobs,
+        meta,
+        offers,
+        portfolio,
+        workers,
+    )
+
+    return bp
