@@ -47,6 +47,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     cli.register(app)
     register_error_handlers(app)
 
+    @app.get("/livez")
+    def livez():  # type: ignore[no-untyped-def]
+        """Liveness only, no database or Redis: also the bare endpoint bench/load.py
+        measures next to the real work (/healthz checks both)."""
+        return jsonify(status="ok")
+
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]
         from dispatch.tasks import redis_connection

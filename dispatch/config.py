@@ -56,6 +56,9 @@ class Settings:
     chain_solver_seconds: float = 2.0
     # A booked window is not a race: a worker gets longer to weigh tomorrow's job.
     scheduled_offer_window_s: int = 300
+    # Promise an arrival at booking only if this many workers could make it; with fewer, the
+    # job is still offered, and the promise comes with the first accept.
+    promise_min_candidates: int = 3
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -98,6 +101,7 @@ class Settings:
             scheduled_service_minutes=_int("SCHEDULED_SERVICE_MINUTES", 60),
             chain_solver_seconds=_float("CHAIN_SOLVER_SECONDS", 2.0),
             scheduled_offer_window_s=_int("SCHEDULED_OFFER_WINDOW_SECONDS", 300),
+            promise_min_candidates=_int("PROMISE_MIN_CANDIDATES", 3),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -174,6 +174,9 @@ class Job(db.Model):
     wave: Mapped[int] = mapped_column(Integer, default=0)
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     arrive_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Told "someone by arrive_by"? Only when enough workers could make it at booking (see
+    # PROMISE_MIN_CANDIDATES), or once one has accepted.
+    promised: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     estimated_arrival: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

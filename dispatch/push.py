@@ -36,7 +36,8 @@ def job_update_payload(job: Job) -> dict[str, Any]:
     iso = lambda value: value.isoformat() if value else None  # noqa: E731
     return {
         "id": job.id, "status": job.status, "category": category_ref(job.category).model_dump(),
-        "urgency": job.urgency, "window_start": iso(job.window_start),
+        "urgency": job.urgency, "promised": job.promised,
+        "window_start": iso(job.window_start),
         "window_end": iso(job.window_end),
         "arrive_by": iso(job.arrive_by), "estimated_arrival": iso(job.estimated_arrival),
         "assigned_at": iso(job.assigned_at), "arrived_at": iso(job.arrived_at),

@@ -23,7 +23,7 @@ from dispatch.models import Role, User
 from dispatch.push import job_update_payload
 from dispatch.services import jobs, tracking
 from dispatch.tasks import redis_connection
-from notifications.realtime import CHANNEL, job_room, user_room
+from notifications.realtime import channel, job_room, user_room
 
 log = logging.getLogger(__name__)
 INT8_MAX = 2**63 - 1
@@ -33,8 +33,8 @@ _ROLE_KEY = "socket_user_role"  # kept with the connection: pings need no user l
 
 def init_realtime(app: Flask, async_mode: str) -> None:
     """Make this process a Socket.IO server that also delivers what others publish."""
-    socketio.init_app(app, message_queue=app.config["REDIS_URL"], channel=CHANNEL,
-                      async_mode=async_mode)
+    socketio.init_app(app, message_queue=app.config["REDIS_URL"],
+                      channel=channel(app.config["REDIS_URL"]), async_mode=async_mode)
     socketio.start_background_task(tracking.flush_forever, app, socketio.sleep)
 
 

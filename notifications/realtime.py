@@ -15,6 +15,14 @@ CHANNEL = "dispatch-socketio"
 log = logging.getLogger(__name__)
 
 
+def channel(redis_url: str) -> str:
+    """The pub/sub channel for this Redis URL. Pub/sub ignores database numbers, so
+    processes using different databases on one Redis server (a dev server, the tests, a
+    benchmark) would otherwise hear each other's pushes: the channel names the database."""
+    database = redis_url.rsplit("/", 1)[-1].split("?")[0]
+    return f"{CHANNEL}:{database if database.isdigit() else '0'}"
+
+
 def job_room(job_id: int) -> str:
     return f"job:{job_id}"
 
@@ -27,7 +35,8 @@ class Emitter:
     """Write-only handle on the Socket.IO message queue."""
 
     def __init__(self, redis_url: str) -> None:
-        self._manager = socketio.RedisManager(redis_url, channel=CHANNEL, write_only=True)
+        self._manager = socketio.RedisManager(redis_url, channel=channel(redis_url),
+                                              write_only=True)
 
     def emit(self, event: str, data: dict[str, Any], rooms: str | list[str]) -> None:
         """A list of rooms reaches each client once, even if it sits in several."""

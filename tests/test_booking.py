@@ -34,6 +34,29 @@ def test_booking_opens_the_job_and_offers_the_best_workers(
     kinds = [e.kind for e in sql(app, "SELECT kind FROM job_events WHERE job_id = :j "
                                       "ORDER BY id", j=job["id"])]
     assert kinds == ["requested", "status", "offers_sent"]
+    assert job["promised"] is True  # five could make it: a promise
+
+
+def test_thin_coverage_is_offered_but_promised_only_at_the_accept(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    """With only two workers in reach either may decline: the job is taken and offered,
+    but the resident is told it is not a promise until one accepts."""
+    leak = make.category("leak-repair")
+    _, first = make.worker(lat=offset(*CENTER, north_m=300)[0])
+    make.worker(lat=offset(*CENTER, north_m=600)[0])
+    _, resident = make.user(Role.RESIDENT)
+    r = book(client, resident, job_body(leak))
+    assert r.status_code == 201 and r.json["promised"] is False, r.json
+    assert sql(app, "SELECT count(*) AS n FROM offers WHERE job_id = :j",
+               j=r.json["id"])[0].n == 2
+    offer = sql(app, "SELECT o.id FROM offers o JOIN workers w ON w.user_id = o.worker_id "
+                     "WHERE o.job_id = :j ORDER BY o.rank LIMIT 1", j=r.json["id"])[0].id
+    assert client.post(f"/api/v1/offers/{offer}/accept", headers=first).status_code == 200
+    job = client.get(f"/api/v1/jobs/{r.json['id']}", headers=resident).json
+    assert job["promised"] is True and job["status"] == "assigned"
+    assert datetime.fromisoformat(job["estimated_arrival"]) <= datetime.fromisoformat(
+        job["arrive_by"])
 
 
 def test_same_idempotency_key_returns_the_same_job(app: Flask, client: FlaskClient,

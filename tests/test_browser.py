@@ -100,7 +100,8 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         shot(resident, "book")
         resident.click("#submit")
         resident.wait_for_url("**/jobs/*")
-        expect(resident.locator("#promise")).to_contain_text("Someone by")
+        # One worker in reach: the job is offered, but not promised until they accept.
+        expect(resident.locator("#promise")).to_contain_text("we are asking them")
         expect(resident.locator("#status")).to_have_text("dispatching")
         shot(resident, "job-dispatching")
 
@@ -113,6 +114,7 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         expect(worker.locator("#active")).to_be_visible()
         expect(worker.locator("#active-detail")).to_contain_text("1 Market St, Apt 2")
         expect(resident.locator("#status")).to_have_text("assigned", timeout=10_000)
+        expect(resident.locator("#promise")).to_contain_text("Someone by")  # now a promise
         expect(resident.locator("#masked-number")).to_have_text("+14155550901")
         expect(worker.locator("#masked-number")).to_have_text("+14155550901")
         worker.click("#moves button[data-status=en_route]")

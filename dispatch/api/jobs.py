@@ -33,8 +33,10 @@ IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
 def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
     """Matches nearby verified workers and sends the first wave of offers. If nobody can
     arrive within the promise (two hours), answers 409 `no_coverage` at once, with the
-    earliest time someone could come when there is one, and stores nothing. A repeated
-    Idempotency-Key answers 200 with the job it created the first time."""
+    earliest time someone could come when there is one, and stores nothing. When only one
+    or two workers could make it, the job is taken and offered but `promised` is false
+    until one accepts. A repeated Idempotency-Key answers 200 with the job it created the
+    first time."""
     job, created = booking.book_urgent(db.session, user, body,
                                        request.headers.get("Idempotency-Key"))
     return job_out(job), 201 if created else 200

@@ -195,6 +195,10 @@ class JobOut(Out):
     address: str | None
     requested_at: datetime
     arrive_by: datetime = Field(description="the promise: someone at the door by this time")
+    promised: bool = Field(
+        True, description="false while only one or two workers could make it and none has "
+                          "accepted yet: the job is offered, but arrive_by is a deadline, "
+                          "not yet a promise")
     window_start: datetime | None = Field(
         None, description="a scheduled job's booked arrival window opens (urgent: null); "
                           "it closes at arrive_by")

@@ -57,7 +57,7 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         lat=job.lat if exact else round(job.lat, APPROX_DECIMALS),
         lng=job.lng if exact else round(job.lng, APPROX_DECIMALS),
         address=job.address if exact else None,
-        requested_at=job.requested_at, arrive_by=job.arrive_by,
+        requested_at=job.requested_at, arrive_by=job.arrive_by, promised=job.promised,
         window_start=job.window_start, window_end=job.window_end,
         estimated_arrival=job.estimated_arrival, worker=worker, assigned_at=job.assigned_at,
         arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,

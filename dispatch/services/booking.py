@@ -119,17 +119,21 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     found = search_candidates(
         session, category_id=category.id, lat=place.lat, lng=place.lng, now=now,
         deadline=arrive_by, excluded_worker_ids=[],
-        limit=s.offer_wave_size, org_id=place.org_id,
+        limit=max(s.offer_wave_size, s.promise_min_candidates), org_id=place.org_id,
     )
     if not found.candidates:
         session.rollback()
         raise no_coverage(found.earliest_arrival, timedelta(minutes=s.promise_minutes))
+    # One or two workers in reach is a chance, not a promise: each may decline. The job is
+    # taken and offered all the same; the promise waits for an accept.
+    promised = len(found.candidates) >= s.promise_min_candidates
+    wave = found.candidates[:s.offer_wave_size]
     best = found.candidates[0]
     job = Job(resident_id=resident.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id,
               urgency=Urgency.URGENT.value, status=JobStatus.REQUESTED.value, wave=0,
-              requested_at=now, arrive_by=arrive_by,
+              requested_at=now, arrive_by=arrive_by, promised=promised,
               estimated_arrival=now + timedelta(seconds=min(c.eta_s for c in found.candidates)),
               idempotency_key=key, request_fingerprint=fp)
     session.add(job)
@@ -143,8 +147,9 @@ def book_urgent(session: Session, resident: User, data: JobIn,
         return raced, False
     record_event(session, job, "requested", Actor.RESIDENT, now=now, actor_user_id=resident.id,
                  to_status=JobStatus.REQUESTED.value,
-                 detail={"best_eta_seconds": round(best.eta_s), "arrive_by": arrive_by.isoformat()})
+                 detail={"best_eta_seconds": round(best.eta_s), "arrive_by": arrive_by.isoformat(),
+                         "promised": promised, "candidates": len(found.candidates)})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
-    send_wave(session, job, now, candidates=found.candidates)
+    send_wave(session, job, now, candidates=wave)
     session.commit()
     return job, True

@@ -198,6 +198,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         offer.status = OfferStatus.ACCEPTED.value
         offer.responded_at = now
         job.worker_id = worker.id
+        job.promised = True  # someone is coming, with an ETA inside arrive_by
         job.estimated_arrival = now + timedelta(seconds=offer.eta_seconds)
         if scheduled:  # planned arrival (offer.created_at + eta), never before the window
             assert job.window_start is not None
