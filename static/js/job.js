@@ -29,7 +29,9 @@
     } else if (job.status === "arrived" || job.status === "in_progress") {
       promise.textContent = `Arrived at ${clock(job.arrived_at)}.`;
     } else {
-      promise.textContent = `Someone ${dueText(job)}`;
+      promise.textContent = job.promised === false
+        ? `Only one or two workers can reach you by ${clock(job.arrive_by)}; we are asking them and confirm when one accepts.`
+        : `Someone ${dueText(job)}`;
     }
     document.getElementById("worker").textContent = job.worker
       ? `${job.worker.name} (${job.worker.travel_mode}) is on the job.`
