@@ -7,7 +7,9 @@
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
 #   make test    provision, then pytest (extra arguments: make test PYTEST_ARGS='-k offers -x')
 #   make bench   provision, then bench/match.py (BENCH_ARGS=...), bench/ingest.py (INGEST_ARGS=...),
-#                bench/batch_assign.py, bench/batch_windows.py
+#                bench/batch_assign.py, bench/batch_windows.py, bench/load.py (LOAD_ARGS=...)
+#   make simulate  provision, then the city simulation (SIM_ARGS=...): bench/results/simulate.md
+#                and PNG charts
 #   make lint    ruff check .
 #   make status  what is running
 #   make npm     install node_modules only (front-end libraries and Prism; npm ci, when stale)
@@ -28,14 +30,16 @@ export PORT
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 INGEST_ARGS ?=
+LOAD_ARGS ?=
+SIM_ARGS ?=
 
 # Every recipe line that needs the servers starts with this.
 WITH_ENV := . .local/env.sh &&
 
-.PHONY: help provision venv npm run stop status test bench lint clean distclean
+.PHONY: help provision venv npm run stop status test bench simulate lint clean distclean
 
 help:
-	@sed -n '4,19s/^# \{0,1\}//p' Makefile
+	@sed -n '4,22s/^# \{0,1\}//p' Makefile
 
 provision:
 	@bash scripts/provision.sh all
@@ -65,6 +69,10 @@ bench: provision
 	$(WITH_ENV) .venv/bin/python bench/ingest.py $(INGEST_ARGS)
 	$(WITH_ENV) .venv/bin/python bench/batch_assign.py
 	$(WITH_ENV) .venv/bin/python -m bench.batch_windows
+	$(WITH_ENV) .venv/bin/python bench/load.py $(LOAD_ARGS)
+
+simulate: provision
+	$(WITH_ENV) .venv/bin/python bench/simulate.py $(SIM_ARGS)
 
 lint: venv
 	.venv/bin/ruff check .
