@@ -90,12 +90,45 @@ def test_expired_offers_move_the_cascade_on_then_unfilled(
     with app.app_context():
         expire_offers_task(job_id)
     assert pending_offers(app, job_id) == []
+    # Everyone in reach was asked: the job keeps looking (workers come free, come online)
+    # while the promise can still be kept, and says so once.
+    assert job_status(app, job_id) == "dispatching"
+    manual_clock.advance(minutes=10)
+    with app.app_context():
+        sweep(db.session)
+        sweep(db.session)
+    assert job_status(app, job_id) == "dispatching"
+    waiting = sql(app, "SELECT detail FROM job_events WHERE job_id = :j AND "
+                       "kind = 'waiting_for_workers'", j=job_id)
+    assert len(waiting) == 1
+    manual_clock.advance(minutes=36)  # past the 45 minutes of patience
+    with app.app_context():
+        sweep(db.session)
     assert job_status(app, job_id) == "unfilled"
     last = sql(app, "SELECT actor, from_status, to_status, detail FROM job_events "
                     "WHERE job_id = :j ORDER BY id DESC LIMIT 1", j=job_id)[0]
     assert (last.actor, last.from_status, last.to_status) == ("system", "dispatching",
                                                                "unfilled")
     assert "no worker" in last.detail["reason"]
+
+
+def test_a_waiting_job_goes_to_a_worker_who_comes_online(
+    app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock, settings
+) -> None:
+    job_id, crew = setup_job(app, client, make, workers=1, wave=1)
+    [first] = pending_offers(app, job_id)
+    assert client.post(f"/api/v1/offers/{first.id}/decline",
+                       headers=crew[0][1]).status_code == 200
+    assert pending_offers(app, job_id) == [] and job_status(app, job_id) == "dispatching"
+    manual_clock.advance(minutes=20)
+    newcomer, newcomer_h = make.worker(lat=offset(*CENTER, north_m=700)[0])
+    with app.app_context():
+        sweep(db.session)
+    [offer] = pending_offers(app, job_id)
+    assert offer.worker_id == newcomer
+    assert client.post(f"/api/v1/offers/{offer.id}/accept",
+                       headers=newcomer_h).status_code == 200
+    assert job_status(app, job_id) == "assigned"
 
 
 def test_sweeper_catches_offers_whose_timer_was_lost(

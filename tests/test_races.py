@@ -90,10 +90,14 @@ def test_one_worker_accepting_many_jobs_at_once_gets_exactly_one(app: Flask, mak
     assert len(active) == 1
     assert sql(app, "SELECT count(*) AS n FROM offers WHERE worker_id = :w AND "
                     "status = 'accepted'", w=worker_id)[0].n == 1
-    # Every other job moved on (its only candidate is taken): none is left hanging.
+    # Every other job moved on (its only candidate is taken): none holds a dead offer;
+    # each waits for a worker to come free, and says so.
     others = Counter(r.status for r in sql(app, "SELECT status FROM jobs WHERE id <> :j",
                                            j=active[0].id))
-    assert others == {"unfilled": THREADS - 1}
+    assert others == {"dispatching": THREADS - 1}
+    assert sql(app, "SELECT count(*) AS n FROM offers WHERE status = 'pending'")[0].n == 0
+    assert sql(app, "SELECT count(DISTINCT job_id) AS n FROM job_events "
+                    "WHERE kind = 'waiting_for_workers'")[0].n == THREADS - 1
 
 
 def test_accepts_racing_across_many_jobs_never_double_book(app: Flask, make: Factory,

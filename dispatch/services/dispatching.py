@@ -22,6 +22,7 @@ from dispatch.errors import ApiError, FieldProblem, not_found
 from dispatch.models import (
     Batch,
     Job,
+    JobEvent,
     Offer,
     Organization,
     PreferredContractor,
@@ -78,6 +79,17 @@ def search_candidates(
     return find_candidates(session, request, pool=s.knn_pool)
 
 
+def _patience_ends(job: Job, s: Settings) -> datetime:
+    """Looking stops at the patience limit, or when even a worker next door (start-up time
+    only) could no longer arrive by the deadline, whichever is first."""
+    return min(job.requested_at + timedelta(minutes=s.dispatch_patience_minutes),
+               job.arrive_by - timedelta(seconds=s.startup_s))
+
+
+def _keep_looking(job: Job, now: datetime, s: Settings) -> bool:
+    return now < _patience_ends(job, s)
+
+
 def offer_window_s(s: Settings, job: Job) -> int:
     """How long a worker has to answer: seconds for urgent help, minutes for a window."""
     if job.urgency == Urgency.SCHEDULED.value:
@@ -107,10 +119,19 @@ def send_wave(session: Session, job: Job, now: datetime,
             select(exists().where(Offer.job_id == job.id,
                                   Offer.status == OfferStatus.PENDING.value))
         ).scalar()
-        if not still_pending:
-            transition(session, job, JobStatus.UNFILLED, Actor.SYSTEM, now=now,
-                       detail={"reason": "no worker could accept in time",
-                               "waves": job.wave})
+        if still_pending:
+            return []
+        if _keep_looking(job, now, s):
+            # Everyone in reach was asked; workers come free and come online all the time,
+            # so the sweeper asks again while the promise can still be kept.
+            if not session.execute(select(exists().where(
+                    JobEvent.job_id == job.id, JobEvent.kind == "waiting_for_workers"))).scalar():
+                record_event(session, job, "waiting_for_workers", Actor.SYSTEM, now=now,
+                             detail={"waves": job.wave,
+                                     "until": _patience_ends(job, s).isoformat()})
+            return []
+        transition(session, job, JobStatus.UNFILLED, Actor.SYSTEM, now=now,
+                   detail={"reason": "no worker could accept in time", "waves": job.wave})
         return []
     job.wave += 1
     expires_at = now + timedelta(seconds=offer_window_s(s, job))
