@@ -239,7 +239,9 @@ def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minut
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
 
 
-_WORKERS_SQL = text("""
+# Who a joint assignment may use: online, fresh, verified for one of the batch's trades, and
+# holding no pending offer. Ordered, so ties (workers at the same door) break the same way.
+BATCH_WORKERS_SQL = text("""
 SELECT w.user_id, ST_Y(w.location::geometry) AS lat, ST_X(w.location::geometry) AS lng,
        w.travel_mode, w.service_radius_m, array_agg(s.category_id) AS skills
   FROM workers w JOIN worker_skills s ON s.worker_id = w.user_id
@@ -248,6 +250,7 @@ SELECT w.user_id, ST_Y(w.location::geometry) AS lat, ST_X(w.location::geometry) 
    AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.worker_id = w.user_id
                     AND o.status = 'pending')
  GROUP BY w.user_id
+ ORDER BY w.user_id
 """)
 
 
@@ -266,7 +269,7 @@ def _assign(session: Session, batch: Batch, org: Organization) -> int:
         return 0
     preferred = frozenset(session.execute(select(PreferredContractor.worker_id).where(
         PreferredContractor.org_id == org.id)).scalars())
-    rows = session.execute(_WORKERS_SQL, {
+    rows = session.execute(BATCH_WORKERS_SQL, {
         "fresh_after": now - timedelta(seconds=s.location_max_age_s),
         "categories": sorted({j.category_id for j in jobs})}).all()
     workers = [BatchWorker(r.user_id, r.lat, r.lng, r.travel_mode, frozenset(r.skills),
