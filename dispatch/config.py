@@ -60,8 +60,9 @@ class Settings:
     # job is still offered, and the promise comes with the first accept.
     promise_min_candidates: int = 3
     # When everyone in reach has been asked, keep looking (workers come free, come online)
-    # this long after the request before calling the job unfilled.
-    dispatch_patience_minutes: int = 45
+    # this long after the request, and never past the point where nobody could make the
+    # deadline any more, before calling the job unfilled. The default is the whole promise.
+    dispatch_patience_minutes: int = 120
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,7 +106,7 @@ class Settings:
             chain_solver_seconds=_float("CHAIN_SOLVER_SECONDS", 2.0),
             scheduled_offer_window_s=_int("SCHEDULED_OFFER_WINDOW_SECONDS", 300),
             promise_min_candidates=_int("PROMISE_MIN_CANDIDATES", 3),
-            dispatch_patience_minutes=_int("DISPATCH_PATIENCE_MINUTES", 45),
+            dispatch_patience_minutes=_int("DISPATCH_PATIENCE_MINUTES", 120),
         )
 
     def to_flask(self) -> dict[str, Any]:
