@@ -220,11 +220,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         offer.responded_at = now
         job.worker_id = worker.id
         job.promised = True  # someone is coming, with an ETA inside arrive_by
-        job.estimated_arrival = now + timedelta(seconds=offer.eta_seconds)
-        if scheduled:  # planned arrival (offer.created_at + eta), never before the window
-            assert job.window_start is not None
-            job.estimated_arrival = max(job.window_start,
-                                        offer.created_at + timedelta(seconds=offer.eta_seconds))
+        job.estimated_arrival = _expected_arrival(job, offer, now)
         transition(session, job, JobStatus.ASSIGNED, Actor.SYSTEM, now=now,
                    actor_user_id=worker.id,
                    detail={"offer_id": offer.id, "worker_id": worker.id,
@@ -253,6 +249,15 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         log.exception("could not open the masked session of job %s", job.id)
     session.refresh(offer)
     return offer, offer.job
+
+
+def _expected_arrival(job: Job, offer: Offer, now: datetime) -> datetime:
+    """Urgent: the trip from now. A window: the planned arrival the offer carried
+    (offer.created_at + eta), never before the window opens."""
+    trip = timedelta(seconds=offer.eta_seconds)
+    if job.window_start is None:
+        return now + trip
+    return max(job.window_start, offer.created_at + trip)
 
 
 def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) -> None:
