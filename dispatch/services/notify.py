@@ -64,10 +64,18 @@ def _fields(job: Job, **extra: Any) -> dict[str, Any]:
 
 def _queue(session: Session, user: User, job: Job, event: str, fields: dict[str, Any],
            key: str, expires_at: datetime | None = None) -> None:
+    _queue_to(session, job, event, fields, key, user_id=user.id, to_number=user.phone_e164,
+              locale=user.locale, expires_at=expires_at)
+
+
+def _queue_to(session: Session, job: Job, event: str, fields: dict[str, Any], key: str, *,
+              user_id: int | None, to_number: str, locale: str,
+              expires_at: datetime | None = None) -> None:
+    """One outbox row, handed to RQ after the commit (a user, or a tenant's number)."""
     notification_id = outbox.enqueue(
-        session, key=key, user_id=user.id, job_id=job.id, event=event,
-        to_number=user.phone_e164, locale=user.locale, body=render(event, user.locale, fields),
-        now=clock.now(), expires_at=expires_at)
+        session, key=key, user_id=user_id, job_id=job.id, event=event, to_number=to_number,
+        locale=locale, body=render(event, locale, fields), now=clock.now(),
+        expires_at=expires_at)
     if notification_id is not None:
         on_commit(session, lambda _: _hand_to_queue(notification_id))
 
@@ -102,11 +110,8 @@ def job_status_changed(session: Session, job: Job, status: str, previous: str) -
 def _queue_tenant(session: Session, job: Job, phone: str, event: str) -> None:
     """The tenant is not a user: the text goes to the unit's number (STOP still holds,
     opt-outs are by number), in the service area's default language."""
-    notification_id = outbox.enqueue(
-        session, key=f"{event}:{job.id}:tenant", user_id=None, job_id=job.id, event=event,
-        to_number=phone, locale="en", body=render(event, "en", _fields(job)), now=clock.now())
-    if notification_id is not None:
-        on_commit(session, lambda _: _hand_to_queue(notification_id))
+    _queue_to(session, job, event, _fields(job), f"{event}:{job.id}:tenant", user_id=None,
+              to_number=phone, locale="en")
 
 
 def offer_made(session: Session, offer: Offer, worker_connected: bool) -> None:
