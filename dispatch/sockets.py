@@ -33,8 +33,16 @@ _ROLE_KEY = "socket_user_role"  # kept with the connection: pings need no user l
 
 def init_realtime(app: Flask, async_mode: str) -> None:
     """Make this process a Socket.IO server that also delivers what others publish."""
+    # async_handlers=False: a client's events run in its own connection's greenlet, in order,
+    # instead of one new greenlet per event (the spawn and switch were a tenth of a ping).
     socketio.init_app(app, message_queue=app.config["REDIS_URL"],
-                      channel=channel(app.config["REDIS_URL"]), async_mode=async_mode)
+                      channel=channel(app.config["REDIS_URL"]), async_mode=async_mode,
+                      async_handlers=False)
+    # Pings are most of the traffic (every online worker, every few seconds): their handler
+    # sits on the python-socketio server itself, under an app context only. Flask-SocketIO's
+    # wrapper would build a Flask request (headers, cookie session, URL match) per ping, which
+    # cost as much as the ping's own work (bench/load.py).
+    socketio.server.on("location", _location_handler(app), namespace="/")
     socketio.start_background_task(tracking.flush_forever, app, socketio.sleep)
 
 
@@ -64,11 +72,18 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
         raise ConnectionRefusedError("log in or pass auth={'token': <bearer token>}")
     session[_USER_KEY] = user.id
     session[_ROLE_KEY] = user.role
+    # The same facts where the ping handler reads them (python-socketio's own session).
+    socketio.server.save_session(request.sid,  # type: ignore[attr-defined]
+                                 {_USER_KEY: user.id, _ROLE_KEY: user.role})
     join_room(user_room(user.id))
     presence = redis_connection().pipeline(transaction=False)
     presence.sadd(_presence_key(user.id), request.sid)  # type: ignore[attr-defined]
     presence.expire(_presence_key(user.id), PRESENCE_TTL_S)
     presence.execute()
+    if user.role == Role.WORKER.value:
+        # Connecting costs a database read anyway; reading the active job now spares the
+        # first ping its own (5,000 phones reconnecting after a deploy would queue behind it).
+        tracking.remember_active_job(db.session, user.id)
 
 
 @socketio.on("disconnect")
@@ -87,14 +102,20 @@ def _presence_key(user_id: int) -> str:
     return f"dispatch:sockets:{user_id}"
 
 
-def is_connected(user_id: int) -> bool:
-    """Whether the person has the app open somewhere (any server process). Without Redis
-    nobody counts as connected: the SMS goes out and dispatch carries on."""
+def connected_users(user_ids: list[int]) -> set[int]:
+    """Who of these has the app open somewhere (any server process), in one round trip.
+    Without Redis nobody counts as connected: the SMS goes out and dispatch carries on."""
+    if not user_ids:
+        return set()
     try:
-        return bool(redis_connection().scard(_presence_key(user_id)))
+        pipe = redis_connection().pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.scard(_presence_key(user_id))
+        counts = pipe.execute()
     except RedisError:
-        log.warning("presence unknown (Redis unavailable); texting user %s", user_id)
-        return False
+        log.warning("presence unknown (Redis unavailable); texting users %s", user_ids)
+        return set()
+    return {user_id for user_id, n in zip(user_ids, counts, strict=True) if n}
 
 
 @socketio.on("watch_job")
@@ -114,23 +135,29 @@ def on_watch_job(data: Any) -> dict[str, Any]:
         return _error(exc)
 
 
-@socketio.on("location")
-def on_location(data: Any) -> dict[str, Any]:
-    """A worker's position ping; the same checks as `POST /api/v1/worker/location`."""
-    try:
-        role = session.get(_ROLE_KEY)
-        if role != Role.WORKER.value:
-            raise ApiError(403, "forbidden", "only workers report positions",
-                           [FieldProblem("role", f"is {role}, needs worker")])
-        fix = LocationIn.model_validate(data if isinstance(data, dict) else {})
-        # Stored by the background flush; the hot path touches Redis, not PostgreSQL.
-        result = tracking.record_fix(db.session, session[_USER_KEY], fix)
-        return {"ok": True, "accepted": result.accepted, "reason": result.reason}
-    except ValidationError as exc:
-        return _error(from_validation_error(exc))
-    except ApiError as exc:
-        db.session.rollback()
-        return _error(exc)
+def _location_handler(app: Flask) -> Any:
+    def on_location(sid: str, data: Any = None) -> dict[str, Any]:
+        """A worker's position ping; the same checks as `POST /api/v1/worker/location`."""
+        with app.app_context():
+            try:
+                caller = socketio.server.get_session(sid)
+                role = caller.get(_ROLE_KEY)
+                if role != Role.WORKER.value:
+                    raise ApiError(403, "forbidden", "only workers report positions",
+                                   [FieldProblem("role", f"is {role}, needs worker")])
+                fix = LocationIn.model_validate(data if isinstance(data, dict) else {})
+                # Stored by the background flush; the hot path touches Redis, not PostgreSQL.
+                result = tracking.record_fix(db.session, caller[_USER_KEY], fix)
+                return {"ok": True, "accepted": result.accepted, "reason": result.reason}
+            except ValidationError as exc:
+                return _error(from_validation_error(exc))
+            except ApiError as exc:
+                db.session.rollback()
+                return _error(exc)
+            except Exception as exc:  # what Flask-SocketIO's error handler does for the rest
+                return on_unexpected(exc)
+
+    return on_location
 
 
 @socketio.on_error_default

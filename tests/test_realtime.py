@@ -135,6 +135,8 @@ def test_pings_stream_to_the_job_room_only_while_the_job_is_active(
     assert (rate_limited["accepted"], rate_limited["reason"]) == (False, "rate_limited")
     invalid = worker_sock.call("location", {"lat": 123, "lng": 0})
     assert invalid["ok"] is False and invalid["error"]["fields"][0]["field"] == "lat"
+    refused = resident_sock.call("location", {"lat": CENTER[0], "lng": CENTER[1]})
+    assert refused["ok"] is False and refused["error"]["code"] == "forbidden"
     expected = offset(*CENTER, north_m=1000)[0]
 
     def stored_lat() -> float:
