@@ -35,11 +35,11 @@ def test_a_failed_flush_loses_nothing(app: Flask, make: Factory, manual_clock,
             with pytest.raises(ConnectionError):
                 tracking.flush_fixes(db.session)
         assert stored_at(app, worker_id) is None
-        assert tracking.flush_fixes(db.session) == 1  # still dirty: written next time
+        assert tracking.flush_fixes(db.session) == 1  # still pending: written next time
     assert stored_at(app, worker_id) == manual_clock.now
 
 
-def test_a_fix_arriving_during_a_flush_stays_dirty(app: Flask, make: Factory,
+def test_a_fix_arriving_during_a_flush_stays_pending(app: Flask, make: Factory,
                                                    manual_clock) -> None:
     worker_id, _ = make.user(Role.WORKER)
     redis = Redis.from_url(app.config["REDIS_URL"])
@@ -60,7 +60,7 @@ def test_a_fix_arriving_during_a_flush_stays_dirty(app: Flask, make: Factory,
         finally:
             tracking._script = original  # type: ignore[assignment]
         assert stored_at(app, worker_id) == first
-        assert redis.sismember(tracking.DIRTY_KEY, worker_id)
+        assert redis.hexists(tracking.PENDING_KEY, worker_id)
         assert tracking.flush_fixes(db.session) == 1
     assert stored_at(app, worker_id) == manual_clock.now
 
@@ -74,7 +74,7 @@ def test_an_explicit_flush_writes_even_if_another_flusher_holds_the_worker(
     redis = Redis.from_url(app.config["REDIS_URL"])
     with app.app_context():
         tracking.record_fix(db.session, worker_id, LocationIn(lat=37.70, lng=-122.41))
-        redis.srem(tracking.DIRTY_KEY, worker_id)  # as if another flusher were mid-write
+        redis.hdel(tracking.PENDING_KEY, worker_id)  # as if another flusher were mid-write
         assert tracking.flush_fixes(db.session, [worker_id]) == 1
     assert stored_at(app, worker_id) == manual_clock.now
 

@@ -16,7 +16,7 @@ cannot be rebuilt: losing it loses at most the last unflushed fix of each worker
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from dispatch import clock, push
 from dispatch.api.schemas import LocationIn
 from dispatch.errors import invalid
+from dispatch.leanscript import LeanScript
 from dispatch.models import Job, Worker
 from dispatch.services.dispatching import eta_model
 from dispatch.services.jobs import occupying_job
@@ -41,7 +42,9 @@ MAX_PLAUSIBLE_SPEED_MPS = 70.0
 # GPS noise over a short hop can look fast; below this distance no jump is judged.
 JUMP_TOLERANCE_M = 150.0
 FLUSH_INTERVAL_S = 0.2
-DIRTY_KEY = "dispatch:fix:dirty"
+# Worker id -> their newest unwritten fix, "at|lat|lng|acc|hdg|spd|recv" (times in µs), so a
+# flush reads every pending fix in one command and PostgreSQL parses them.
+PENDING_KEY = "dispatch:fix:pending"
 # How long the answer "this worker has no active job" is trusted. Every status change
 # deletes the cached answer after its commit (push.job_changed -> forget_active_job), so the
 # TTL only bounds a lost invalidation; it must outlast the idle ping interval (5 s), or every
@@ -62,7 +65,7 @@ def active_job_version_key(worker_id: int) -> str:
     return f"dispatch:active-job-version:{worker_id}"
 
 
-# KEYS: fix hash, dirty set, active-job cache, active-job version. ARGV: worker id, fix time
+# KEYS: fix hash, pending hash, active-job cache, active-job version. ARGV: worker id, fix time
 # (µs), lat, lng, accuracy, heading, speed, server time (µs), min interval (µs), max speed,
 # jump tolerance. Returns {reason or "", cached active job or false, cache version}.
 _CHECK_AND_STORE = """
@@ -89,7 +92,8 @@ end
 redis.call('HSET', KEYS[1], 'at', ARGV[2], 'lat', ARGV[3], 'lng', ARGV[4], 'acc', ARGV[5],
            'hdg', ARGV[6], 'spd', ARGV[7], 'recv', ARGV[8])
 redis.call('EXPIRE', KEYS[1], 86400)
-redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], table.concat({ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+                                                  ARGV[7], ARGV[8]}, '|'))
 return {'', job, version}
 """
 
@@ -102,13 +106,13 @@ if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
 end
 """
 
-# Forget a flushed fix as dirty only if no newer fix arrived meanwhile.
-# KEYS: dirty set, then one fix hash per worker. ARGV: worker ids, then the flushed times.
+# Forget a written fix as pending only if no newer fix arrived meanwhile.
+# KEYS: pending hash. ARGV: worker ids, then the fixes written for them.
 _FORGET_FLUSHED = """
-local n = #KEYS - 1
+local n = #ARGV / 2
 for i = 1, n do
-  if redis.call('HGET', KEYS[i + 1], 'at') == ARGV[n + i] then
-    redis.call('SREM', KEYS[1], ARGV[i])
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[n + i] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
   end
 end
 """
@@ -122,10 +126,6 @@ class PingResult:
 
 def _micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
-
-
-def _from_micros(value: str | bytes) -> datetime:
-    return datetime.fromtimestamp(int(value) / 1_000_000, UTC)
 
 
 def _opt(value: float | None) -> str:
@@ -146,22 +146,30 @@ def record_fix(session: Session, worker_id: int, fix: LocationIn) -> PingResult:
     if at < now - max_age:
         raise invalid("recorded_at", f"is older than {max_age.total_seconds():g} s; "
                                      "send the current position")
-    redis = redis_connection()
-    reason, cached_job, version = _script(redis, _CHECK_AND_STORE)(
-        keys=[fix_key(worker_id), DIRTY_KEY, active_job_key(worker_id),
-              active_job_version_key(worker_id)],
-        args=[worker_id, _micros(at), repr(fix.lat), repr(fix.lng), _opt(fix.accuracy_m),
-              _opt(fix.heading), _opt(fix.speed_mps), _micros(now),
-              settings.ping_min_interval_ms * 1000, MAX_PLAUSIBLE_SPEED_MPS, JUMP_TOLERANCE_M])
+    reason, cached_job, version = _check_and_store()(
+        [fix_key(worker_id), PENDING_KEY, active_job_key(worker_id),
+         active_job_version_key(worker_id)],
+        [worker_id, _micros(at), repr(fix.lat), repr(fix.lng), _opt(fix.accuracy_m),
+         _opt(fix.heading), _opt(fix.speed_mps), _micros(now),
+         settings.ping_min_interval_ms * 1000, MAX_PLAUSIBLE_SPEED_MPS, JUMP_TOLERANCE_M])
     if reason:
         return PingResult(False, reason.decode())
     if cached_job:
         job = _decode_job(cached_job)
     else:
-        job = _load_active_job(session, redis, worker_id, version)
+        job = _load_active_job(session, redis_connection(), worker_id, version)
     if job is not None:
         _stream(job, fix, at, now)
     return PingResult(True, None)
+
+
+def _check_and_store() -> LeanScript:
+    """The ping's script on connections of its own (see `dispatch.leanscript`)."""
+    script = current_app.extensions.get("dispatch.check_and_store")
+    if script is None:
+        script = LeanScript(current_app.config["REDIS_URL"], _CHECK_AND_STORE)
+        current_app.extensions["dispatch.check_and_store"] = script
+    return script
 
 
 def _script(redis: Redis, source: str) -> Any:
@@ -198,6 +206,13 @@ def _load_active_job(session: Session, redis: Redis, worker_id: int,
             "travel_mode": row.travel_mode}
 
 
+def remember_active_job(session: Session, worker_id: int) -> None:
+    """Cache the worker's active job (or that there is none) ahead of their pings."""
+    redis = redis_connection()
+    version = redis.get(active_job_version_key(worker_id)) or b"0"
+    _load_active_job(session, redis, worker_id, version)
+
+
 def forget_active_job(worker_id: int) -> None:
     """Called after a job's status change commits: the next ping reads the truth again, and
     a ping that read the database before the change cannot cache what it read."""
@@ -222,60 +237,56 @@ def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -
     })
 
 
+# Parsing the pending fixes is PostgreSQL's job: one array of ids, one of raw fixes.
 _FLUSH_SQL = text("""
 UPDATE workers w
    SET location = ST_SetSRID(ST_MakePoint(v.lng, v.lat), 4326)::geography,
        location_at = v.at, location_accuracy_m = v.acc, location_heading = v.hdg,
        location_speed_mps = v.spd, location_received_at = v.recv
-  FROM jsonb_to_recordset(CAST(:fixes AS jsonb))
-       AS v(id int, lat float8, lng float8, at timestamptz, acc float8, hdg float8,
-            spd float8, recv timestamptz)
+  FROM (SELECT u.id,
+               timestamptz 'epoch' + f[1]::bigint * interval '1 microsecond' AS at,
+               f[2]::float8 AS lat, f[3]::float8 AS lng, NULLIF(f[4], '')::float8 AS acc,
+               NULLIF(f[5], '')::float8 AS hdg, NULLIF(f[6], '')::float8 AS spd,
+               timestamptz 'epoch' + f[7]::bigint * interval '1 microsecond' AS recv
+          FROM unnest(CAST(:ids AS int[]), CAST(:fixes AS text[])) AS u(id, raw),
+               LATERAL string_to_array(u.raw, '|') AS f) AS v
  WHERE w.user_id = v.id AND (w.location_at IS NULL OR w.location_at < v.at)
 """)
+_FIX_FIELDS = ("at", "lat", "lng", "acc", "hdg", "spd", "recv")
 
 
 def flush_fixes(session: Session, worker_ids: list[int] | None = None,
                 batch: int = 5000) -> int:
-    """Write the newest kept fix of dirty workers (a batch of them, or exactly `worker_ids`)
-    to PostgreSQL in one statement, then forget them as dirty unless a newer fix arrived
-    meanwhile. A failure anywhere leaves them dirty for the next flush. Several flushers may
-    overlap: the write never replaces a newer fix, so writing twice is harmless."""
-    import json
-
+    """Write the newest kept fix of pending workers (a batch of them, or exactly
+    `worker_ids`) to PostgreSQL in one statement, then forget them as pending unless a newer
+    fix arrived meanwhile. A failure anywhere leaves them pending for the next flush. Several
+    flushers may overlap: the write never replaces a newer fix, so writing twice is
+    harmless."""
     redis = redis_connection()
     if worker_ids is None:
-        ids = sorted(int(m) for m in redis.srandmember(DIRTY_KEY, batch) or [])
+        found = redis.hrandfield(PENDING_KEY, batch, withvalues=True) or []
+        pending = [(int(found[i]), found[i + 1]) for i in range(0, len(found), 2)]
     else:
-        ids = sorted(worker_ids)
-    if not ids:
+        # The worker's own last fix, pending or not: another flusher may be mid-write.
+        pipe = redis.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.hmget(fix_key(worker_id), *_FIX_FIELDS)
+        pending = [(worker_id, b"|".join(v or b"" for v in values))
+                   for worker_id, values in zip(worker_ids, pipe.execute(), strict=True)
+                   if values[0] is not None]
+    if not pending:
         return 0
-    pipe = redis.pipeline(transaction=False)
-    for worker_id in ids:
-        pipe.hmget(fix_key(worker_id), "at", "lat", "lng", "acc", "hdg", "spd", "recv")
-    fixes, flushed = [], []
-    for worker_id, values in zip(ids, pipe.execute(), strict=True):
-        at, lat, lng, acc, hdg, spd, recv = values
-        if at is None:
-            continue
-        flushed.append((worker_id, at))
-        fixes.append({
-            "id": worker_id, "lat": float(lat), "lng": float(lng),
-            "at": _from_micros(at).isoformat(), "recv": _from_micros(recv).isoformat(),
-            "acc": float(acc) if acc else None, "hdg": float(hdg) if hdg else None,
-            "spd": float(spd) if spd else None,
-        })
-    if fixes:
-        try:
-            session.execute(_FLUSH_SQL, {"fixes": json.dumps(fixes)})
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
-    if flushed:
-        _script(redis, _FORGET_FLUSHED)(
-            keys=[DIRTY_KEY, *(fix_key(w) for w, _ in flushed)],
-            args=[*(w for w, _ in flushed), *(at for _, at in flushed)])
-    return len(fixes)
+    pending.sort()
+    ids = [worker_id for worker_id, _ in pending]
+    fixes = [raw.decode() for _, raw in pending]
+    try:
+        session.execute(_FLUSH_SQL, {"ids": ids, "fixes": fixes})
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    _script(redis, _FORGET_FLUSHED)(keys=[PENDING_KEY], args=[*ids, *fixes])
+    return len(pending)
 
 
 def flush_forever(app: Any, sleep: Any) -> None:
@@ -290,6 +301,6 @@ def flush_forever(app: Any, sleep: Any) -> None:
                 flush_fixes(db.session)
                 db.session.remove()
             pause = FLUSH_INTERVAL_S
-        except Exception:  # database or Redis away: the fixes stay dirty; back off
+        except Exception:  # database or Redis away: the fixes stay pending; back off
             app.logger.exception("flushing positions failed; retrying in %s s", 5)
             pause = 5.0
