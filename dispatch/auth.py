@@ -54,12 +54,15 @@ def revoke_token(session: Session, token: str) -> None:
 
 
 def user_for_token(session: Session, token: str) -> User | None:
+    """The token's user in one round trip: every API request and socket connect pays it."""
     row = session.execute(
-        select(ApiToken).where(ApiToken.token_sha256 == _digest(token))
-    ).scalar_one_or_none()
+        select(ApiToken.revoked_at, ApiToken.expires_at, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_sha256 == _digest(token))
+    ).one_or_none()
     if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
         return None
-    return row.user
+    return row.User
 
 
 def bearer_token() -> str | None:

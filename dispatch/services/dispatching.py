@@ -144,11 +144,12 @@ def send_wave(session: Session, job: Job, now: datetime,
     session.add_all(offers)
     session.flush()
     from dispatch.services import notify
-    from dispatch.sockets import is_connected
+    from dispatch.sockets import connected_users
 
+    connected = connected_users([offer.worker_id for offer in offers])
     for offer in offers:
         push.offer_made(session, offer)
-        notify.offer_made(session, offer, worker_connected=is_connected(offer.worker_id))
+        notify.offer_made(session, offer, worker_connected=offer.worker_id in connected)
     record_event(session, job, "offers_sent", Actor.SYSTEM, now=now, detail={
         "wave": job.wave, "offer_ids": [o.id for o in offers],
         "worker_ids": [o.worker_id for o in offers], "expires_at": expires_at.isoformat(),
