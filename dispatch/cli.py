@@ -17,7 +17,7 @@ from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.models import Category, Role, User, Worker, WorkerSkill
 from dispatch.phones import normalize_phone
-from dispatch.services import accounts, batches, contact, notify, org_hooks
+from dispatch.services import accounts, batches, contact, notify, org_hooks, tracking
 from dispatch.services.dispatching import sweep
 from dispatch.services.tracking import flush_fixes
 from dispatch.states import Availability
@@ -198,6 +198,7 @@ def sweeper(interval: float | None, once: bool) -> None:
             if touched:
                 click.echo(f"swept {touched} job(s)")
             flush_fixes(db.session)  # positions no web process has written (one stopped)
+            tracking.sweep(db.session)  # active-job caches a crashed process left stale
             contact.sweep(db.session)  # masked sessions to close, or to open again
             notify.sweep(db.session)  # texts whose queue entry was lost
             batches.sweep(db.session)  # batches nobody is processing

@@ -204,7 +204,11 @@ class JobEvent(db.Model):
     """Append-only history of a job: every status change and every dispatch step."""
 
     __tablename__ = "job_events"
-    __table_args__ = (CheckConstraint(_in("actor", Actor), name="ck_job_events_actor"),)
+    __table_args__ = (
+        CheckConstraint(_in("actor", Actor), name="ck_job_events_actor"),
+        # tracking.sweep: status changes by time
+        Index("ix_job_events_status_at", "at", postgresql_where=text("kind = 'status'")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)

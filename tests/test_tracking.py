@@ -113,3 +113,35 @@ def test_positions_are_not_streamed_without_an_active_job(app: Flask, make: Fact
     with app.app_context():
         tracking.record_fix(db.session, worker_id, LocationIn(lat=CENTER[0], lng=CENTER[1]))
     assert redis.get(tracking.active_job_key(worker_id)) == b"-"
+
+
+def test_the_sweeper_repairs_an_invalidation_lost_with_a_crashed_process(
+    app: Flask, make: Factory, settings, manual_clock
+) -> None:
+    """'No active job' is cached for minutes; if the process that assigned the job died
+    between its commit and Redis, the sweeper forgets the stale answer from the event log,
+    once per status change."""
+    from tests.helpers import set_settings
+
+    set_settings(app, offer_wave_size=1)
+    worker_id, worker = make.worker(lat=CENTER[0], lng=CENTER[1])
+    _, resident = make.user(Role.RESIDENT)
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        tracking.sweep(db.session)  # the watermark starts now
+        tracking.record_fix(db.session, worker_id, LocationIn(lat=CENTER[0], lng=CENTER[1]))
+    assert redis.get(tracking.active_job_key(worker_id)) == b"-"
+    client = app.test_client()
+    job_id = book(client, resident, job_body(make.category("leak-repair"))).json["id"]
+    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
+    assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    redis.set(tracking.active_job_key(worker_id), b"-")  # the lost invalidation
+    with app.app_context():
+        assert tracking.sweep(db.session) == 0  # too fresh: its commit may still be on its way
+        manual_clock.advance(seconds=tracking.SWEEP_LAG.total_seconds() + 1)
+        assert tracking.sweep(db.session) == 1
+        assert redis.get(tracking.active_job_key(worker_id)) is None
+        assert tracking.sweep(db.session) == 0  # each change is swept once
+        manual_clock.advance(seconds=2)
+        tracking.record_fix(db.session, worker_id, LocationIn(lat=CENTER[0], lng=CENTER[1]))
+    assert redis.get(tracking.active_job_key(worker_id)).startswith(f"{job_id}|".encode())

@@ -15,8 +15,9 @@ cannot be rebuilt: losing it loses at most the last unflushed fix of each worker
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -28,7 +29,7 @@ from dispatch import clock, push
 from dispatch.api.schemas import LocationIn
 from dispatch.errors import invalid
 from dispatch.leanscript import LeanScript
-from dispatch.models import Job, Worker
+from dispatch.models import Job, JobEvent, Worker
 from dispatch.services.dispatching import eta_model
 from dispatch.services.jobs import occupying_job
 from dispatch.states import JobStatus
@@ -46,11 +47,18 @@ FLUSH_INTERVAL_S = 0.2
 # flush reads every pending fix in one command and PostgreSQL parses them.
 PENDING_KEY = "dispatch:fix:pending"
 # How long the answer "this worker has no active job" is trusted. Every status change
-# deletes the cached answer after its commit (push.job_changed -> forget_active_job), so the
-# TTL only bounds a lost invalidation; it must outlast the idle ping interval (5 s), or every
-# idle worker's ping reads PostgreSQL (bench/load.py measured that: 7-9 ms against 2 ms).
-NO_JOB_TTL_S = 60
+# deletes the cached answer after its commit (push.job_changed -> forget_active_job), and the
+# sweeper deletes it again from the event log (`sweep`), so an invalidation lost with a
+# crashed process lasts one sweep, not this TTL. The TTL is long because each expiry is a
+# PostgreSQL read on the hot path: with 60 s, 5,000 idle phones made 83 reads a second, in
+# bursts that left pings waiting seconds for a pooled connection (bench/load.py). Each answer
+# lives between half and all of it, so expiries do not come in waves.
+NO_JOB_TTL_S = 600
 ACTIVE_JOB_TTL_S = 30
+# Status changes younger than this are left to the next sweep: their transactions may not
+# have committed yet (the event's time is taken before the commit).
+SWEEP_LAG = timedelta(seconds=10)
+SWEPT_UNTIL_KEY = "dispatch:active-job:swept-until"
 
 
 def fix_key(worker_id: int) -> str:
@@ -198,7 +206,7 @@ def _load_active_job(session: Session, redis: Redis, worker_id: int,
     cache = _script(redis, _CACHE_IF_CURRENT)
     keys = [active_job_key(worker_id), active_job_version_key(worker_id)]
     if row is None:
-        cache(keys=keys, args=[version, "-", NO_JOB_TTL_S])
+        cache(keys=keys, args=[version, "-", random.randint(NO_JOB_TTL_S // 2, NO_JOB_TTL_S)])
         return None
     cache(keys=keys, args=[version, f"{row.id}|{row.lat!r}|{row.lng!r}|{row.status}|"
                                     f"{row.travel_mode}", ACTIVE_JOB_TTL_S])
@@ -220,6 +228,29 @@ def forget_active_job(worker_id: int) -> None:
     pipe.incr(active_job_version_key(worker_id))
     pipe.delete(active_job_key(worker_id))
     pipe.execute()
+
+
+def sweep(session: Session) -> int:
+    """Forget the cached active job of every worker whose job changed status since the last
+    sweep (up to SWEEP_LAG ago): the after-commit invalidation is lost when a process dies
+    between its commit and Redis, and this one is read from the committed event log."""
+    redis = redis_connection()
+    until = clock.now() - SWEEP_LAG
+    raw = redis.get(SWEPT_UNTIL_KEY)
+    since = (datetime.fromtimestamp(int(raw) / 1_000_000, UTC) if raw
+             else until - timedelta(seconds=NO_JOB_TTL_S))
+    if until <= since:
+        return 0
+    worker_ids = list(session.execute(
+        select(Job.worker_id).distinct().join(JobEvent, JobEvent.job_id == Job.id)
+        .where(JobEvent.kind == "status", JobEvent.at > since, JobEvent.at <= until,
+               Job.worker_id.is_not(None))
+    ).scalars())
+    session.rollback()
+    for worker_id in worker_ids:
+        forget_active_job(worker_id)
+    redis.set(SWEPT_UNTIL_KEY, _micros(until))
+    return len(worker_ids)
 
 
 def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -> None:
