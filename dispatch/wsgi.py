@@ -8,8 +8,19 @@ Redis as the Socket.IO message queue. SOCKETIO_ASYNC_MODE=threading serves witho
 
 import os
 
-from dispatch import create_app
+from dispatch import collector, create_app
 from dispatch.sockets import init_realtime
 
+ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE", "gevent")
+if ASYNC_MODE == "gevent":
+    import gevent
+
+    # gevent records the spawning stack of every greenlet (for debugging); each websocket
+    # runs three, so those stacks were a third of a web process's objects (bench/load.py).
+    gevent.config.track_greenlet_tree = False
+
 app = create_app()
-init_realtime(app, os.environ.get("SOCKETIO_ASYNC_MODE", "gevent"))
+init_realtime(app, ASYNC_MODE)
+# What is loaded now (modules, the app) lives as long as the process: out of the collector's
+# sight from the start, and fewer collections (see dispatch.collector).
+collector.settle()
