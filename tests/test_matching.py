@@ -123,3 +123,32 @@ def test_match_query_uses_the_gist_index(app: Flask, make: Factory) -> None:
         db.session.rollback()
     assert f"Index Scan using {MATCH_INDEX_NAME}" in plan
     assert "Order By: (location <-> " in plan, plan
+
+
+def test_match_rows_take_a_new_position_only_beyond_25_m(app: Flask, make: Factory) -> None:
+    """Small moves keep the indexed position (an in-place update, no index write); the
+    freshness always follows the newest fix, and the workers row keeps it exactly."""
+    from tests.helpers import sql
+
+    worker_id, _ = make.worker(lat=CENTER[0], lng=CENTER[1])
+
+    def move(north_m: float) -> tuple[float, float]:
+        lat, lng = offset(*CENTER, north_m=north_m)
+        sql(app, "UPDATE workers SET location = ST_SetSRID(ST_MakePoint(:lng, :lat), 4326),"
+                 " location_at = now() + make_interval(secs => :n) WHERE user_id = :w",
+            lat=lat, lng=lng, w=worker_id, n=north_m)
+        row = sql(app, "SELECT ST_Distance(s.location, w.location) AS lag_m, "
+                       "s.location_at = w.location_at AS fresh, "
+                       "ST_Distance(s.location, ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::"
+                       "geography) AS off_m FROM worker_skills s JOIN workers w "
+                       "ON w.user_id = s.worker_id WHERE s.worker_id = :w",
+                  lat=CENTER[0], lng=CENTER[1], w=worker_id)[0]
+        assert row.fresh
+        return row.lag_m, row.off_m
+
+    lag, at = move(10)
+    assert 9 < lag < 11 and at < 0.01  # 10 m: the match row stays where it was
+    lag, at = move(24)
+    assert 23 < lag < 25 and at < 0.01
+    lag, at = move(40)
+    assert lag < 0.01 and 39 < at < 41  # beyond 25 m: it moves
