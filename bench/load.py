@@ -9,7 +9,7 @@ each booking is timed from just before its POST to the first `offer` event for t
 any worker's socket. At the same rate, a bare Flask endpoint in the same server process
 (`/livez`, no database or Redis) gives the floor under the same background load.
 
-    python bench/load.py [--workers 5000] [--rate 20] [--duration 60] [--web-processes 1]
+    python bench/load.py [--workers 5000] [--rate 20] [--duration 60] [--web-processes 2]
     python bench/load.py --quick          # 1,000 workers, 15 s
 
 Prints a table and, last, `RESULT bookings_per_s=... p99_booking_to_offer_ms=... ...`.
@@ -557,7 +557,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0,
                         help="seconds of bookings before measuring")
-    parser.add_argument("--web-processes", type=int, default=1,
+    # Two: one per core, as the design runs N web containers behind a sticky proxy. One
+    # process of one thread cannot use more than one core (see bench/README.md).
+    parser.add_argument("--web-processes", type=int, default=2,
                         help="separate gunicorn masters (1 worker each), phones split evenly")
     parser.add_argument("--gunicorn-workers", type=int, default=1,
                         help="workers per gunicorn master (services.sh uses 1)")
