@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, request, session
+from flask import Flask, request
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, join_room
 from pydantic import ValidationError
@@ -50,8 +50,14 @@ def _error(exc: ApiError) -> dict[str, Any]:
     return {"ok": False, **exc.body()}
 
 
+def _connection() -> dict[str, Any]:
+    """Who this socket belongs to, kept in python-socketio's session at connect (where the
+    ping handler, which has no Flask request, reads it too)."""
+    return socketio.server.get_session(request.sid)  # type: ignore[attr-defined,no-any-return]
+
+
 def _caller() -> User:
-    user_id = session.get(_USER_KEY)
+    user_id = _connection().get(_USER_KEY)
     user = db.session.get(User, user_id) if user_id else None
     if user is None:
         raise ApiError(401, "unauthorized", "not connected as a user")
@@ -70,9 +76,6 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
         user = db.session.get(User, current_user.id)
     if user is None:
         raise ConnectionRefusedError("log in or pass auth={'token': <bearer token>}")
-    session[_USER_KEY] = user.id
-    session[_ROLE_KEY] = user.role
-    # The same facts where the ping handler reads them (python-socketio's own session).
     socketio.server.save_session(request.sid,  # type: ignore[attr-defined]
                                  {_USER_KEY: user.id, _ROLE_KEY: user.role})
     join_room(user_room(user.id))
@@ -88,7 +91,7 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
 
 @socketio.on("disconnect")
 def on_disconnect(*_: Any) -> None:
-    user_id = session.get(_USER_KEY)
+    user_id = _connection().get(_USER_KEY)
     if user_id:
         redis_connection().srem(_presence_key(user_id), request.sid)  # type: ignore[attr-defined]
 

@@ -57,6 +57,21 @@ def test_connection_needs_a_valid_token(live_server: LiveServer) -> None:
                            wait_timeout=5)
 
 
+def test_an_open_app_counts_as_present_until_it_disconnects(
+    app: Flask, live_server: LiveServer, make: Factory
+) -> None:
+    """Presence decides whether an offer also goes by SMS: it must end with the socket."""
+    worker_id, worker = make.worker()
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    client = SocketClient(live_server, token(worker))
+    assert redis.scard(f"dispatch:sockets:{worker_id}") == 1
+    client.close()
+    deadline = time.monotonic() + 5
+    while redis.scard(f"dispatch:sockets:{worker_id}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert redis.scard(f"dispatch:sockets:{worker_id}") == 0
+
+
 def test_offer_reaches_the_worker_and_job_updates_reach_the_resident(
     live_server: LiveServer, make: Factory, clients: list[SocketClient]
 ) -> None:

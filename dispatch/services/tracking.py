@@ -136,6 +136,10 @@ def _micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
+def _from_micros(value: str | bytes) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1_000_000, UTC)
+
+
 def _opt(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
@@ -237,8 +241,7 @@ def sweep(session: Session) -> int:
     redis = redis_connection()
     until = clock.now() - SWEEP_LAG
     raw = redis.get(SWEPT_UNTIL_KEY)
-    since = (datetime.fromtimestamp(int(raw) / 1_000_000, UTC) if raw
-             else until - timedelta(seconds=NO_JOB_TTL_S))
+    since = _from_micros(raw) if raw else until - timedelta(seconds=NO_JOB_TTL_S)
     if until <= since:
         return 0
     worker_ids = list(session.execute(
