@@ -228,9 +228,15 @@ def remember_active_job(session: Session, worker_id: int) -> None:
 def forget_active_job(worker_id: int) -> None:
     """Called after a job's status change commits: the next ping reads the truth again, and
     a ping that read the database before the change cannot cache what it read."""
+    forget_active_jobs([worker_id])
+
+
+def forget_active_jobs(worker_ids: list[int]) -> None:
+    """`forget_active_job` for many workers in one round trip."""
     pipe = redis_connection().pipeline(transaction=True)
-    pipe.incr(active_job_version_key(worker_id))
-    pipe.delete(active_job_key(worker_id))
+    for worker_id in worker_ids:
+        pipe.incr(active_job_version_key(worker_id))
+        pipe.delete(active_job_key(worker_id))
     pipe.execute()
 
 
@@ -250,8 +256,8 @@ def sweep(session: Session) -> int:
                Job.worker_id.is_not(None))
     ).scalars())
     session.rollback()
-    for worker_id in worker_ids:
-        forget_active_job(worker_id)
+    if worker_ids:
+        forget_active_jobs(worker_ids)
     redis.set(SWEPT_UNTIL_KEY, _micros(until))
     return len(worker_ids)
 
