@@ -50,14 +50,14 @@ def _error(exc: ApiError) -> dict[str, Any]:
     return {"ok": False, **exc.body()}
 
 
-def _connection() -> dict[str, Any]:
+def _connection(sid: str) -> dict[str, Any]:
     """Who this socket belongs to, kept in python-socketio's session at connect (where the
     ping handler, which has no Flask request, reads it too)."""
-    return socketio.server.get_session(request.sid)  # type: ignore[attr-defined,no-any-return]
+    return socketio.server.get_session(sid)  # type: ignore[no-any-return]
 
 
 def _caller() -> User:
-    user_id = _connection().get(_USER_KEY)
+    user_id = _connection(request.sid).get(_USER_KEY)  # type: ignore[attr-defined]
     user = db.session.get(User, user_id) if user_id else None
     if user is None:
         raise ApiError(401, "unauthorized", "not connected as a user")
@@ -91,7 +91,7 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
 
 @socketio.on("disconnect")
 def on_disconnect(*_: Any) -> None:
-    user_id = _connection().get(_USER_KEY)
+    user_id = _connection(request.sid).get(_USER_KEY)  # type: ignore[attr-defined]
     if user_id:
         redis_connection().srem(_presence_key(user_id), request.sid)  # type: ignore[attr-defined]
 
@@ -143,7 +143,7 @@ def _location_handler(app: Flask) -> Any:
         """A worker's position ping; the same checks as `POST /api/v1/worker/location`."""
         with app.app_context():
             try:
-                caller = socketio.server.get_session(sid)
+                caller = _connection(sid)
                 role = caller.get(_ROLE_KEY)
                 if role != Role.WORKER.value:
                     raise ApiError(403, "forbidden", "only workers report positions",
