@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import math
 import multiprocessing
 import os
@@ -54,6 +55,7 @@ WORKER_RADIUS_M = 20_000  # workers spread over a 20 km disk: the metro area
 BOOKING_RADIUS_M = 12_000  # bookings inside the inner 12 km, so candidates are all around
 SKILLS_PER_WORKER = 3
 PING_INTERVAL_S = 5.0
+TIMELINE_STEP_S = 5.0  # the report's timeline of the measured window
 BARE_PATH = "/livez"  # dispatch/__init__.py: no I/O, the Flask/gunicorn floor
 MOCK_SID = "AC" + "0" * 32
 # The cost probe's own workers and bookings: Sacramento, beyond reach of the metro's workers
@@ -260,27 +262,33 @@ def bin_path(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+BACKGROUND = ["nice", "-n", os.environ.get("BENCH_BACKGROUND_NICE", "0")]
+
+
 def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_workers: int,
-                   taken: set[int]) -> tuple[list[Service], list[str]]:
-    """RQ worker and sweeper, then the web process(es); returns (services, web base URLs).
+                   taken: set[int], api_processes: int = 0) -> tuple[list[Service], list[str]]:
+    """RQ worker and sweeper, then the web process(es); returns (services, web base URLs),
+    the `api_processes` last.
 
     `web_processes` separate gunicorn masters of one worker each (the design's shape: one
-    process per web container, N behind the proxy), or one master with `gunicorn_workers`."""
+    process per web container, N behind the proxy), or one master with `gunicorn_workers`.
+    API processes are the same server; the proxy sends them the HTTP API and no sockets."""
     dead_port = free_port(taken)  # nothing listens there: no SMS could leave, were any sent
-    web_ports = [free_port(taken) for _ in range(web_processes)]
+    web_ports = [free_port(taken) for _ in range(web_processes + api_processes)]
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": rq_url, "PYTHONUNBUFFERED": "1",
            "TWILIO_ACCOUNT_SID": MOCK_SID, "TWILIO_AUTH_TOKEN": "dev-token",
            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{dead_port}",
            "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_ports[0]}"}
     services = [
-        Service("rq-worker", [bin_path("rq"), "worker", "--worker-class", "rq.worker.SimpleWorker",
-                           "--with-scheduler", "--url", rq_url, "dispatch"], env),
-        Service("sweeper", [bin_path("flask"), "--app", "dispatch", "sweeper"], env),
+        Service("rq-worker", [*BACKGROUND, bin_path("rq"), "worker", "--worker-class",
+                              "rq.worker.SimpleWorker", "--with-scheduler", "--url", rq_url,
+                              "dispatch"], env),
+        Service("sweeper", [*BACKGROUND, bin_path("flask"), "--app", "dispatch", "sweeper"], env),
     ]
     urls = []
     for n, port in enumerate(web_ports):
         services.append(Service(
-            f"web{n + 1}",
+            f"web{n + 1}" if n < web_processes else f"web-api{n + 1 - web_processes}",
             [bin_path("gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gevent",
              "--worker-connections", "10000", "--workers", str(gunicorn_workers),
              "--access-logfile", "-", "dispatch.wsgi:app"], env))
@@ -302,14 +310,14 @@ def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_worker
     return services, urls
 
 
-def warm_rq_worker(rq_url: str, job_id: int) -> None:
+def warm_rq_worker(rq_url: str) -> None:
     """The RQ worker builds the Flask app on its first task (a few CPU-seconds): run one
-    harmless expiry (of a cancelled probe job) now, so that happens before the measurement."""
+    expiry timer now (nothing is due yet), so that happens before the measurement."""
     import redis
     from rq import Queue
 
     queue = Queue("dispatch", connection=redis.Redis.from_url(rq_url))
-    task = queue.enqueue("dispatch.tasks.expire_offers_task", job_id, result_ttl=60)
+    task = queue.enqueue("dispatch.tasks.expire_due_offers_task", result_ttl=60)
     deadline = time.monotonic() + 60
     while task.get_status(refresh=True) not in ("finished", "failed"):
         if time.monotonic() > deadline:
@@ -442,6 +450,7 @@ class DriveResult:
     requests: list[Request] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 0.0)
     cpu: list[tuple[str, float]] = field(default_factory=list)
+    cpu_steps: list[list[tuple[str, float]]] = field(default_factory=list)
 
 
 async def drive(urls: list[str], pop: Population, rate: float, start_at: float,
@@ -503,8 +512,9 @@ async def drive(urls: list[str], pop: Population, rate: float, start_at: float,
             await asyncio.sleep(max(0.0, at - time.monotonic()))
             snapshots.append(await asyncio.to_thread(meter.snapshot))
 
-        snaps = [asyncio.create_task(snap_at(measure_from)),
-                 asyncio.create_task(snap_at(measure_to))]
+        steps = max(1, math.ceil(duration_s / TIMELINE_STEP_S))
+        snaps = [asyncio.create_task(snap_at(min(measure_to, measure_from + k * TIMELINE_STEP_S)))
+                 for k in range(steps + 1)]
         for k in range(total):
             for kind, at in (("booking", start_at + k / rate),
                              ("bare", start_at + (k + 0.5) / rate)):
@@ -515,7 +525,9 @@ async def drive(urls: list[str], pop: Population, rate: float, start_at: float,
                 tasks.append(asyncio.create_task(fn(k, at, http)))
         await asyncio.gather(*tasks)
         await asyncio.gather(*snaps)
-    result.cpu = meter.report(snapshots[0], snapshots[1])
+    snapshots.sort(key=lambda snap: snap.at)
+    result.cpu = meter.report(snapshots[0], snapshots[-1])
+    result.cpu_steps = [meter.report(a, b) for a, b in itertools.pairwise(snapshots)]
     return result
 
 
@@ -561,6 +573,9 @@ def main() -> None:
     # process of one thread cannot use more than one core (see bench/README.md).
     parser.add_argument("--web-processes", type=int, default=2,
                         help="separate gunicorn masters (1 worker each), phones split evenly")
+    parser.add_argument("--api-processes", type=int, default=0,
+                        help="extra web processes that serve only the HTTP API (bookings, "
+                             "the bare GET); phones then use only the --web-processes")
     parser.add_argument("--gunicorn-workers", type=int, default=1,
                         help="workers per gunicorn master (services.sh uses 1)")
     parser.add_argument("--gen-procs", type=int, default=0,
@@ -595,8 +610,11 @@ def main() -> None:
         flush_redis(rq_url)
         print(f"  ready in {time.monotonic() - started:.1f} s; starting services (Redis "
               f"{rq_url}) ...", flush=True)
-        started_services, urls = start_services(db_url, rq_url, args.web_processes,
-                                                args.gunicorn_workers, taken)
+        started_services, all_urls = start_services(db_url, rq_url, args.web_processes,
+                                                    args.gunicorn_workers, taken,
+                                                    args.api_processes)
+        urls = all_urls[:args.web_processes]  # where the phones connect
+        api_urls = all_urls[args.web_processes:] or urls  # where residents book
         services += started_services
         web_sessions = {s.pid for s in started_services if s.name.startswith("web")}
 
@@ -604,10 +622,10 @@ def main() -> None:
             return sum(c for _, sid, c in _proc_stats().values() if sid in web_sessions)
 
         print("  probing the cost of single operations on the idle server ...", flush=True)
-        costs, probe_jobs = asyncio.run(load_probe.probe(
-            urls[0], pop.probe_tokens, pop.resident_tokens[-1], pop.categories[0],
+        costs = asyncio.run(load_probe.probe(
+            api_urls[0], pop.probe_tokens, pop.resident_tokens[-1], pop.categories[0],
             PROBE_CENTER, web_cpu))
-        warm_rq_worker(rq_url, probe_jobs[0])
+        warm_rq_worker(rq_url)
         phones = [load_gen.Phone(i, token, lat, lng, urls[i % len(urls)])
                   for i, (token, lat, lng) in enumerate(pop.workers)]
         ctx = multiprocessing.get_context("spawn")
@@ -636,7 +654,7 @@ def main() -> None:
                          redis_server_pid(rq_url) if args.shared_redis else None)
         print(f"  pings flowing; {args.warmup:g} s warm-up, then {args.duration:g} s measured "
               f"at {args.rate:g} bookings/s ...", flush=True)
-        drove = asyncio.run(drive(urls, pop, args.rate, start_at, args.warmup, args.duration,
+        drove = asyncio.run(drive(api_urls, pop, args.rate, start_at, args.warmup, args.duration,
                                   meter, args.seed))
         gen_results: list[load_gen.GenResult] = []
         for proc, pipe in gens:
@@ -680,6 +698,46 @@ def print_costs(args: argparse.Namespace, costs: list[load_probe.Cost], pings_pe
           + ("  => OVERLOADED" if total > 0.8 * min(web_workers, os.cpu_count() or 1) else ""))
 
 
+def print_timeline(drove: DriveResult, to_offer_at: list[tuple[float, float]],
+                   bare: list[Request], gens: list[load_gen.GenResult]) -> None:
+    """The measured window in steps: a stall (a collection, a burst of expiries) shows as
+    one bad step, queueing for the cores as all of them bad."""
+    start, end = drove.window
+    steps = max(1, math.ceil((end - start) / TIMELINE_STEP_S))
+
+    def step_of(at: float) -> int | None:
+        k = int((at - start) // TIMELINE_STEP_S)
+        return k if 0 <= k < steps else None
+
+    offer: list[list[float]] = [[] for _ in range(steps)]
+    for at, ms in to_offer_at:
+        if (k := step_of(at)) is not None:
+            offer[k].append(ms)
+    bare_ms: list[list[float]] = [[] for _ in range(steps)]
+    for r in bare:
+        if (k := step_of(r.sent_at)) is not None:
+            bare_ms[k].append((r.done_at - r.sent_at) * 1000 if r.status == 200 else math.inf)
+    acks: list[list[float]] = [[] for _ in range(steps)]
+    for g in gens:
+        for at, ms in zip(g.ack_sent_at, g.ack_ms, strict=True):
+            if (k := step_of(at)) is not None:
+                acks[k].append(ms)
+    print()
+    print(f"timeline ({TIMELINE_STEP_S:g} s steps of the measured window; ms)")
+    parts = ("web", "rq", "PostgreSQL backends", "load generator: phones", "redis", "machine")
+    print(f"{'from s':>7}{'bookings':>9}{'offer p50':>10}{'offer p99':>10}{'bare p99':>9}"
+          f"{'pings':>7}{'ack p50':>8}{'ack p99':>9}   cores: web  rq  pg  gen redis all")
+    for k in range(steps):
+        cores = ""
+        if k < len(drove.cpu_steps):
+            used = {part: sum(v for name, v in drove.cpu_steps[k] if name.startswith(part))
+                    for part in parts}
+            cores = " ".join(f"{used[part]:.2f}" for part in parts)
+        print(f"{k * TIMELINE_STEP_S:>7.0f}{len(offer[k]):>9}{fmt(pct(offer[k], 50)):>10}"
+              f"{fmt(pct(offer[k], 99)):>10}{fmt(pct(bare_ms[k], 99)):>9}{len(acks[k]):>7}"
+              f"{fmt(pct(acks[k], 50)):>8}{fmt(pct(acks[k], 99)):>9}   {cores}")
+
+
 def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connected: int,
            n_failed: int, connect_s: float, drove: DriveResult,
            gens: list[load_gen.GenResult], counts: dict[str, Any], dead: list[str],
@@ -700,6 +758,8 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
     to_offer = [(first_offer[r.job_id] - r.sent_at) * 1000
                 if r.job_id is not None and r.job_id in first_offer else math.inf
                 for r in bookings if r.status != 409]
+    to_offer_at = [(r.sent_at, ms) for r, ms in
+                   zip([r for r in bookings if r.status != 409], to_offer, strict=True)]
     missing = sum(1 for r in booked if r.job_id not in first_offer)
     post_ms = [(r.done_at - r.sent_at) * 1000 for r in booked]
     bare_ok = [(r.done_at - r.sent_at) * 1000 for r in bare if r.status == 200]
@@ -727,7 +787,9 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
     print(f"load: {n_connected} worker phones on Socket.IO (websocket), 1 ping / "
           f"{PING_INTERVAL_S:g} s each; {args.rate:g} bookings/s + {args.rate:g} bare GETs/s "
           f"open loop; {len(urls)} web process(es) x {args.gunicorn_workers} gunicorn "
-          f"worker(s); {args.duration:g} s measured after {args.warmup:g} s warm-up")
+          f"worker(s)"
+          f"{f' + {args.api_processes} API-only web process(es)' if args.api_processes else ''}"
+          f"; {args.duration:g} s measured after {args.warmup:g} s warm-up")
     print(f"phones: {n_connected} connected ({n_failed} failed) in {connect_s:.1f} s by "
           f"{gen_procs} generator process(es); {sum(g.disconnects for g in gens)} dropped "
           f"under load")
@@ -755,10 +817,12 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
     print(f"database after the run: jobs {counts['jobs']}, offers {counts['offers']}, "
           f"max wave {counts['waves']}, texts queued {counts['texts']}, "
           f"workers with a position < 30 s old {counts['fresh_workers']}")
+    print_timeline(drove, to_offer_at, bare, gens)
     if dead:
         print(f"WARNING: services that died during the run: {', '.join(dead)}")
     print()
-    print_costs(args, costs, sent / ping_seconds, len(urls) * args.gunicorn_workers)
+    print_costs(args, costs, sent / ping_seconds,
+                (len(urls) + args.api_processes) * args.gunicorn_workers)
     print()
     print(f"CPU over the measured {window:.0f} s (cores in use, machine has {os.cpu_count()}):")
     for name, cores in drove.cpu:
@@ -767,7 +831,8 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
     print(f"RESULT bookings_per_s={rate:.1f} p50_booking_to_offer_ms={fmt(pct(to_offer, 50))} "
           f"p99_booking_to_offer_ms={fmt(pct(to_offer, 99))} "
           f"bare_p50_ms={fmt(pct(bare_ms, 50))} bare_p99_ms={fmt(pct(bare_ms, 99))} "
-          f"pings_per_s={sent / ping_seconds:.0f} web_processes={len(urls)}")
+          f"pings_per_s={sent / ping_seconds:.0f} web_processes={len(urls)}"
+          f"{f' api_processes={args.api_processes}' if args.api_processes else ''}")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ class GenResult:
     ping_reasons: dict[str, int] = field(default_factory=dict)
     ping_errors: int = 0
     ack_ms: list[float] = field(default_factory=list)
+    ack_sent_at: list[float] = field(default_factory=list)  # monotonic, beside ack_ms
     send_lag_ms: list[float] = field(default_factory=list)  # how late pings left vs schedule
     first_offer_at: dict[int, float] = field(default_factory=dict)  # job id -> monotonic
     offers_received: int = 0
@@ -180,6 +181,7 @@ class _Link:
         result = self.result
         result.pings_acked += 1
         result.ack_ms.append((now - sent_at) * 1000)
+        result.ack_sent_at.append(sent_at)
         if isinstance(answer, dict) and answer.get("ok"):
             if answer.get("accepted"):
                 result.pings_accepted += 1

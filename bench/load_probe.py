@@ -34,9 +34,9 @@ class Cost:
 
 async def probe(url: str, probe_tokens: list[str], resident_token: str, category_id: int,
                 center: tuple[float, float], web_cpu: Callable[[], float],
-                bookings: int = 20) -> tuple[list[Cost], list[int]]:
-    """Sequential operations against `url`; returns their costs in the order run and the
-    ids of the (cancelled) jobs it booked."""
+                bookings: int = 20) -> list[Cost]:
+    """Sequential operations against `url`; returns their costs in the order run (the jobs
+    it booked are cancelled at the end)."""
     rng = random.Random(7)
     costs: list[Cost] = []
     started = time.monotonic()
@@ -118,4 +118,4 @@ async def probe(url: str, probe_tokens: list[str], resident_token: str, category
                                  headers={"Authorization": f"Bearer {resident_token}"}) as r:
                 await r.read()
         await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
-    return costs, job_ids
+    return costs

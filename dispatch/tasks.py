@@ -3,8 +3,10 @@ sweeper (`flask sweeper`) finds overdue offers by itself."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, has_app_context
@@ -39,10 +41,26 @@ def queue() -> Queue:
     return Queue(QUEUE_NAME, connection=redis_connection())
 
 
-def schedule_offer_expiry(job_id: int, expires_at: datetime) -> None:
-    queue().enqueue_at(expires_at + EXPIRY_GRACE, expire_offers_task, job_id,
-                       job_id=f"expire-offers-{job_id}-{int(expires_at.timestamp() * 1000)}",
-                       result_ttl=0, failure_ttl=24 * 3600)
+def expiry_second(expires_at: datetime) -> int:
+    """The whole second (epoch) whose timer expires an offer: the first one at or after the
+    window closes plus the grace. RQ's scheduler works in whole seconds anyway."""
+    return math.ceil((expires_at + EXPIRY_GRACE).timestamp())
+
+
+def schedule_offer_expiry(expires_at: datetime) -> None:
+    """One RQ timer per second, however many offer windows close in it: at 20 bookings a
+    second, a timer per wave cost the RQ worker more in bookkeeping than the expiries did.
+    The first wave of a second queues it (a marker key claims the second); a timer lost
+    anyway (the enqueue failed after the claim, Redis was wiped) is the sweeper's to catch."""
+    second = expiry_second(expires_at)
+    redis = redis_connection()
+    claimed = redis.set(f"dispatch:expiry-timer:{second}", 1, nx=True,
+                        ex=max(0, int(second - time.time())) + 60)
+    if not claimed:
+        return
+    queue().enqueue_at(datetime.fromtimestamp(second, UTC), expire_due_offers_task,
+                       job_id=f"expire-offers-at-{second}", result_ttl=0,
+                       failure_ttl=24 * 3600)
 
 
 def _app() -> Flask:
@@ -73,11 +91,11 @@ def _after_last_failure(job: Any, value: Any, give_up: Callable[[int, str], None
     _in_app(lambda: give_up(row_id, f"gave up after retries: {value}"))
 
 
-def expire_offers_task(job_id: int) -> int:
+def expire_due_offers_task() -> int:
     from dispatch.extensions import db
-    from dispatch.services.dispatching import expire_offers
+    from dispatch.services.dispatching import expire_due
 
-    return _in_app(lambda: expire_offers(db.session, job_id))
+    return _in_app(lambda: expire_due(db.session))
 
 
 # Backoff between attempts to send a notification; then it is a visible permanent failure.

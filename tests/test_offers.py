@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from dispatch.extensions import db
 from dispatch.models import Role
 from dispatch.services.dispatching import sweep
-from dispatch.tasks import EXPIRY_GRACE, QUEUE_NAME, expire_offers_task
+from dispatch.tasks import EXPIRY_GRACE, QUEUE_NAME, expire_due_offers_task, expiry_second
 from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, set_settings, sql
 
 
@@ -78,17 +78,17 @@ def test_expired_offers_move_the_cascade_on_then_unfilled(
     job_id, crew = setup_job(app, client, make, workers=2, wave=1)
     [first] = pending_offers(app, job_id)
     with app.app_context():
-        assert expire_offers_task(job_id) == 0  # not due yet: nothing happens
+        assert expire_due_offers_task() == 0  # not due yet: nothing happens
     manual_clock.advance(seconds=31)
     late = client.post(f"/api/v1/offers/{first.id}/accept", headers=crew[0][1])
     assert late.status_code == 409 and late.json["error"]["code"] == "offer_expired"
     with app.app_context():
-        assert expire_offers_task(job_id) == 1
+        assert expire_due_offers_task() == 1  # one job moved on
     [second] = pending_offers(app, job_id)
     assert second.worker_id == crew[1][0]
     manual_clock.advance(seconds=31)
     with app.app_context():
-        expire_offers_task(job_id)
+        expire_due_offers_task()
     assert pending_offers(app, job_id) == []
     # Everyone in reach was asked: the job keeps looking (workers come free, come online)
     # while the promise can still be kept, and says so once.
@@ -147,16 +147,19 @@ def test_sweeper_catches_offers_whose_timer_was_lost(
 def test_offer_expiry_is_scheduled_on_rq_and_runs_on_a_real_worker(
     app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock, settings
 ) -> None:
-    job_id, crew = setup_job(app, client, make, workers=2, wave=1)
+    job_id, _ = setup_job(app, client, make, workers=4, wave=1)
+    _, other_resident = make.user(Role.RESIDENT)
+    other_id = book(client, other_resident, job_body(make.category("leak-repair"))).json["id"]
     [first] = pending_offers(app, job_id)
+    [other_first] = pending_offers(app, other_id)
     conn = Redis.from_url(app.config["REDIS_URL"])
     queue = Queue(QUEUE_NAME, connection=conn)
     registry = ScheduledJobRegistry(queue=queue)
+    # Both windows close in the same second: one timer serves them.
     [rq_job_id] = registry.get_job_ids()
     expires_at = sql(app, "SELECT expires_at FROM offers WHERE id = :o", o=first.id)[0].expires_at
-    # RQ keeps whole seconds.
     scheduled = registry.get_scheduled_time(rq_job_id)
-    assert abs(scheduled - (expires_at + EXPIRY_GRACE)) < timedelta(seconds=1)
+    assert timedelta(0) <= scheduled - (expires_at + EXPIRY_GRACE) < timedelta(seconds=1)
     # Run the scheduled job now on a real RQ worker, as the scheduler would at its time.
     manual_clock.advance(seconds=31)
     rq_job = queue.fetch_job(rq_job_id)
@@ -167,7 +170,14 @@ def test_offer_expiry_is_scheduled_on_rq_and_runs_on_a_real_worker(
         assert worker.work(burst=True)
     assert FailedJobRegistry(queue=queue).count == 0
     [second] = pending_offers(app, job_id)
-    assert second.worker_id == crew[1][0]
+    [other_second] = pending_offers(app, other_id)
+    assert second.wave == other_second.wave == 2
+    assert {first.worker_id, other_first.worker_id}.isdisjoint(
+        {second.worker_id, other_second.worker_id})
+    # The second wave's windows close in a later second: a timer of its own.
+    later = sql(app, "SELECT expires_at FROM offers WHERE id = :o", o=second.id)[0].expires_at
+    assert f"expire-offers-at-{expiry_second(later)}" in registry.get_job_ids()
+    assert expiry_second(later) > expiry_second(expires_at)
 
 
 def test_a_worker_who_takes_a_job_is_freed_from_other_offers(

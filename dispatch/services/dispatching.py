@@ -9,7 +9,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import Select, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -154,15 +154,14 @@ def send_wave(session: Session, job: Job, now: datetime,
         "wave": job.wave, "offer_ids": [o.id for o in offers],
         "worker_ids": [o.worker_id for o in offers], "expires_at": expires_at.isoformat(),
     })
-    job_id = job.id
-    on_commit(session, lambda _: _schedule_expiry(job_id, expires_at))
+    on_commit(session, lambda _: _schedule_expiry(expires_at))
     return offers
 
 
-def _schedule_expiry(job_id: int, expires_at: datetime) -> None:
+def _schedule_expiry(expires_at: datetime) -> None:
     from dispatch.tasks import schedule_offer_expiry
 
-    schedule_offer_expiry(job_id, expires_at)
+    schedule_offer_expiry(expires_at)
 
 
 def lock_offer(session: Session, offer_id: int, worker: User) -> Offer:
@@ -395,13 +394,36 @@ def expire_offers(session: Session, job_id: int) -> int:
     return len(expired)
 
 
+def _overdue(now: datetime) -> Select[tuple[int]]:
+    return select(Offer.job_id).where(Offer.status == OfferStatus.PENDING.value,
+                                      Offer.expires_at <= now)
+
+
+def _move_on(session: Session, job_ids: list[int]) -> None:
+    """Each job in its own transaction: one that fails does not hold up the others."""
+    for job_id in job_ids:
+        try:
+            expire_offers(session, job_id)
+        except Exception:
+            session.rollback()
+            log.exception("could not move job %s on", job_id)
+
+
+def expire_due(session: Session) -> int:
+    """What a second's expiry timer does: every job with an offer window closed by now
+    moves on (a job's next wave, or its end). Returns how many jobs it touched."""
+    job_ids = sorted(set(session.execute(_overdue(clock.now())).scalars()))
+    session.rollback()
+    _move_on(session, job_ids)
+    return len(job_ids)
+
+
 def sweep(session: Session) -> int:
     """The safety net under the scheduled expiries: finds every dispatching job with an
     overdue offer or with no pending offer at all, and moves each on in its own transaction.
     Returns how many jobs it touched."""
     now = clock.now()
-    overdue = select(Offer.job_id).where(Offer.status == OfferStatus.PENDING.value,
-                                         Offer.expires_at <= now)
+    overdue = _overdue(now)
     stalled = select(Job.id).where(
         Job.status == JobStatus.DISPATCHING.value,
         ~exists().where(Offer.job_id == Job.id, Offer.status == OfferStatus.PENDING.value),
@@ -412,12 +434,7 @@ def sweep(session: Session) -> int:
     job_ids = sorted(set(session.execute(overdue).scalars()) |
                      set(session.execute(stalled).scalars()))
     session.rollback()
-    for job_id in job_ids:
-        try:
-            expire_offers(session, job_id)
-        except Exception:
-            session.rollback()
-            log.exception("sweep could not move job %s on", job_id)
+    _move_on(session, job_ids)
     return len(job_ids)
 
 
