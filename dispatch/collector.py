@@ -15,9 +15,33 @@ Two changes, at start-up:
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
+import time
+from typing import Any
 
 YOUNG_THRESHOLD = 50_000
+# A collection that stops the process longer than this is logged: it is latency every
+# connected phone and every request in flight just paid.
+SLOW_PAUSE_S = 0.05
+log = logging.getLogger(__name__)
+_started: list[float] = []
+
+
+def _watch(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _started.append(time.perf_counter())
+        return
+    if not _started:
+        return
+    paused = time.perf_counter() - _started.pop()
+    if paused >= SLOW_PAUSE_S:
+        # At interpreter exit (greenlets being finalized) logging itself may fail.
+        with contextlib.suppress(Exception):
+            log.warning("gc: generation %d collection paused the process %.0f ms "
+                        "(%d collected)", info.get("generation", -1), paused * 1000,
+                        info.get("collected", 0))
 
 
 def settle() -> None:
@@ -26,3 +50,5 @@ def settle() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+    if _watch not in gc.callbacks:
+        gc.callbacks.append(_watch)

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from dispatch.collector import YOUNG_THRESHOLD
 
 
@@ -19,3 +21,19 @@ def test_settle_freezes_what_is_loaded_and_collects_the_young_less_often() -> No
     frozen, before, after = json.loads(out)
     assert frozen > 1000  # the interpreter's and the imported modules' objects
     assert after == [YOUNG_THRESHOLD, before[1], before[2]]
+
+
+def test_a_long_collection_is_logged_and_a_short_one_is_not(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dispatch import collector
+
+    ticks = iter([10.0, 10.0 + collector.SLOW_PAUSE_S / 2, 20.0, 20.0 + collector.SLOW_PAUSE_S])
+    monkeypatch.setattr(collector.time, "perf_counter", lambda: next(ticks))
+    with caplog.at_level("WARNING", logger=collector.__name__):
+        collector._watch("start", {"generation": 0})
+        collector._watch("stop", {"generation": 0, "collected": 3})
+        collector._watch("start", {"generation": 2})
+        collector._watch("stop", {"generation": 2, "collected": 41})
+    [record] = caplog.records
+    assert "generation 2" in record.getMessage() and "41 collected" in record.getMessage()
