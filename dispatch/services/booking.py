@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from dispatch import clock
 from dispatch.api.schemas import JobIn
@@ -151,5 +151,17 @@ def book_urgent(session: Session, resident: User, data: JobIn,
                          "promised": promised, "candidates": len(found.candidates)})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
     send_wave(session, job, now, candidates=wave)
-    session.commit()
+    commit_keeping_loaded(session)
     return job, True
+
+
+def commit_keeping_loaded(session: Session) -> None:
+    """Commit without expiring what the session holds: the booking's answer shows the job as
+    this transaction wrote it, instead of reading the job and its category back (two
+    queries on the hottest write path)."""
+    real = session() if isinstance(session, scoped_session) else session
+    real.expire_on_commit = False
+    try:
+        real.commit()
+    finally:
+        real.expire_on_commit = True
