@@ -26,16 +26,18 @@ YOUNG_THRESHOLD = 50_000
 # connected phone and every request in flight just paid.
 SLOW_PAUSE_S = 0.05
 log = logging.getLogger(__name__)
-_started: list[float] = []
+_started_at: float | None = None  # collections never nest: one start is open at a time
 
 
 def _watch(phase: str, info: dict[str, Any]) -> None:
+    global _started_at
     if phase == "start":
-        _started.append(time.perf_counter())
+        _started_at = time.perf_counter()
         return
-    if not _started:
+    if _started_at is None:
         return
-    paused = time.perf_counter() - _started.pop()
+    paused = time.perf_counter() - _started_at
+    _started_at = None
     if paused >= SLOW_PAUSE_S:
         # At interpreter exit (greenlets being finalized) logging itself may fail.
         with contextlib.suppress(Exception):

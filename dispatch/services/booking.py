@@ -160,8 +160,8 @@ def commit_keeping_loaded(session: Session) -> None:
     this transaction wrote it, instead of reading the job and its category back (two
     queries on the hottest write path)."""
     real = session() if isinstance(session, scoped_session) else session
-    real.expire_on_commit = False
+    previous, real.expire_on_commit = real.expire_on_commit, False
     try:
         real.commit()
     finally:
-        real.expire_on_commit = True
+        real.expire_on_commit = previous
