@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
+from notifications import realtime
+
 _KEY = "dispatch.after_commit"
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,18 @@ def _prepare(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run(session: Session) -> None:
+    """The transaction's pushes leave together, in one Redis round trip."""
     session.info.pop("dispatch.pushed_jobs", None)
-    for item in session.info.pop(_KEY, []):
-        try:
-            item.send(item.prepared)
-        except Exception:
-            log.exception("after-commit action %r failed", item.send)
+    session.info.pop("dispatch.jobs_written_by_orm", None)
+    pending = session.info.pop(_KEY, [])
+    if not pending:
+        return
+    with realtime.batched():
+        for item in pending:
+            try:
+                item.send(item.prepared)
+            except Exception:
+                log.exception("after-commit action %r failed", item.send)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -63,3 +71,4 @@ def _drop(session: Session, previous_transaction: Any) -> None:
         return
     session.info.pop(_KEY, None)
     session.info.pop("dispatch.pushed_jobs", None)
+    session.info.pop("dispatch.jobs_written_by_orm", None)

@@ -45,6 +45,16 @@ def job_update_payload(job: Job) -> dict[str, Any]:
     }
 
 
+# Jobs this transaction inserted and changed only through ORM attributes: what the session
+# holds is what is committed, so their push needs no read-back.
+WRITTEN_BY_ORM = "dispatch.jobs_written_by_orm"
+
+
+def inserted_here(session: Session, job: Job) -> None:
+    """Only for a job inserted in this transaction that nothing but the ORM changes."""
+    session.info.setdefault(WRITTEN_BY_ORM, set()).add(job.id)
+
+
 def job_changed(session: Session, job: Job) -> None:
     """Tell the job's room, and its requester's and worker's own rooms, the new state (once
     per transaction, however many steps it took)."""
@@ -54,7 +64,8 @@ def job_changed(session: Session, job: Job) -> None:
     seen.add(job.id)
 
     def prepare() -> dict[str, Any]:
-        session.refresh(job)
+        if job.id not in session.info.get(WRITTEN_BY_ORM, ()):
+            session.refresh(job)  # bulk UPDATEs may have changed it behind the ORM's back
         return job_update_payload(job)
 
     def send(payload: dict[str, Any]) -> None:

@@ -124,6 +124,8 @@ def _clean(app: Flask) -> Iterator[None]:
                 time.sleep(0.2)
         db.session.remove()
     Redis.from_url(app.config["REDIS_URL"]).flushdb()
+    # Claimed offer-timer seconds lived in the Redis just wiped (see dispatch.tasks).
+    app.extensions.pop("dispatch.expiry_seconds", None)
 
 
 @pytest.fixture

@@ -71,6 +71,29 @@ def test_same_idempotency_key_returns_the_same_job(app: Flask, client: FlaskClie
     assert count(app, "jobs") == 1 and count(app, "offers") == 1
 
 
+def test_a_retry_after_coverage_is_gone_still_returns_the_booked_job(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    """The key is not looked up before matching, so a retry must not be refused as
+    'no coverage' when its job was taken earlier and the only worker now holds it."""
+    leak = make.category("leak-repair")
+    _, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    first = book(client, resident, job_body(leak), key="tap-1")
+    assert first.status_code == 201, first.json
+    offer = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=first.json["id"])[0].id
+    assert client.post(f"/api/v1/offers/{offer}/accept", headers=worker).status_code == 200
+    fresh = book(client, resident, job_body(leak))
+    assert fresh.status_code == 409 and fresh.json["error"]["code"] == "no_coverage"
+    again = book(client, resident, job_body(leak), key="tap-1")
+    assert again.status_code == 200, again.json
+    assert again.json["id"] == first.json["id"] and again.json["status"] == "assigned"
+    other = book(client, resident, job_body(leak, description="Another leak"), key="tap-1")
+    assert other.status_code == 422
+    assert other.json["error"]["fields"][0]["field"] == "Idempotency-Key"
+    assert count(app, "jobs") == 1
+
+
 def test_idempotency_key_is_per_resident(app: Flask, client: FlaskClient, make: Factory) -> None:
     leak = make.category("leak-repair")
     make.worker()

@@ -3,6 +3,7 @@ message queue: rooms, who may join them, pushes after commit, pings, two process
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from dispatch.aftercommit import on_commit
 from dispatch.extensions import db
 from dispatch.models import Role
 from dispatch.services.tracking import fix_key
+from notifications import realtime
 from tests.helpers import CENTER, Factory, job_body, offset, sql
 from tests.live import LiveServer, SocketClient
 
@@ -185,3 +187,29 @@ def test_pushes_are_sent_after_commit_and_never_after_rollback(app: Flask) -> No
         assert sent == []  # nothing before the commit
         db.session.commit()
     assert sent == ["committed"]
+
+
+def test_batched_pushes_are_held_to_the_end_of_the_block_and_leave_in_order(app: Flask) -> None:
+    """A commit's pushes leave in one Redis round trip: none before the block ends, all of
+    them, in order, after it."""
+    url = app.config["REDIS_URL"]
+    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(realtime.channel(url))
+    try:
+        with realtime.batched():
+            for n in range(3):
+                realtime.emitter(url).emit("tick", {"n": n}, realtime.job_room(1))
+            with realtime.batched():  # an inner batch leaves with the outer one
+                realtime.emitter(url).emit("tick", {"n": 3}, realtime.job_room(1))
+            assert listener.get_message(timeout=0.3) is None
+        received = []
+        deadline = time.monotonic() + 5
+        while len(received) < 4 and time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.5)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+        assert [m["data"][0]["n"] for m in received] == [0, 1, 2, 3]
+        assert {m["event"] for m in received} == {"tick"}
+        assert {m["room"] for m in received} == {"job:1"}
+    finally:
+        listener.close()

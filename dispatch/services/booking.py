@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from dispatch import clock
+from dispatch import clock, push
 from dispatch.api.schemas import JobIn
 from dispatch.errors import ApiError, FieldProblem, invalid
 from dispatch.models import Job, Role, Urgency, User
@@ -108,22 +109,28 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     requests race: the unique (resident, key) constraint picks one, the other reads it."""
     key = check_idempotency_key(idempotency_key)
     fp = fingerprint(data)
-    existing = _existing(session, resident, key, fp)
-    if existing is not None:
-        return existing, False
-    category = bookable_category(session, data.category_id)
-    place = _place(session, resident, data)
     s = settings()
     now = clock.now()
     arrive_by = now + timedelta(minutes=s.promise_minutes)
-    found = search_candidates(
-        session, category_id=category.id, lat=place.lat, lng=place.lng, now=now,
-        deadline=arrive_by, excluded_worker_ids=[],
-        limit=max(s.offer_wave_size, s.promise_min_candidates), org_id=place.org_id,
-    )
-    if not found.candidates:
+    # A retry is rare, so the key is not looked up first (a round trip on every booking):
+    # the unique (resident, key) constraint catches a retry that gets as far as the insert,
+    # and a refusal looks for the earlier booking before it answers.
+    try:
+        category = bookable_category(session, data.category_id)
+        place = _place(session, resident, data)
+        found = search_candidates(
+            session, category_id=category.id, lat=place.lat, lng=place.lng, now=now,
+            deadline=arrive_by, excluded_worker_ids=[],
+            limit=max(s.offer_wave_size, s.promise_min_candidates), org_id=place.org_id,
+        )
+        if not found.candidates:
+            raise no_coverage(found.earliest_arrival, timedelta(minutes=s.promise_minutes))
+    except ApiError:
         session.rollback()
-        raise no_coverage(found.earliest_arrival, timedelta(minutes=s.promise_minutes))
+        existing = _existing(session, resident, key, fp)
+        if existing is not None:
+            return existing, False
+        raise
     # One or two workers in reach is a chance, not a promise: each may decline. The job is
     # taken and offered all the same; the promise waits for an accept.
     promised = len(found.candidates) >= s.promise_min_candidates
@@ -145,12 +152,18 @@ def book_urgent(session: Session, resident: User, data: JobIn,
         if raced is None:
             raise
         return raced, False
+    push.inserted_here(session, job)
     record_event(session, job, "requested", Actor.RESIDENT, now=now, actor_user_id=resident.id,
                  to_status=JobStatus.REQUESTED.value,
                  detail={"best_eta_seconds": round(best.eta_s), "arrive_by": arrive_by.isoformat(),
                          "promised": promised, "candidates": len(found.candidates)})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
     send_wave(session, job, now, candidates=wave)
+    session.flush()
+    # The place as written (its repr round-trips exactly through PostGIS), set after the
+    # last flush (an UPDATE expires these SQL expressions): the offers' pushes read it.
+    set_committed_value(job, "lat", place.lat)
+    set_committed_value(job, "lng", place.lng)
     commit_keeping_loaded(session)
     return job, True
 
