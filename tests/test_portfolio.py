@@ -57,6 +57,30 @@ def test_csv_import_keeps_good_rows_and_names_each_bad_one(app: Flask, client: F
     assert bad.status_code == 400 and bad.json["error"]["fields"][0]["field"] == "file"
 
 
+def test_csv_reimport_without_the_tenant_columns_keeps_the_tenants(
+    app: Flask, client: FlaskClient, make: Factory
+) -> None:
+    pm, _ = manager_with_property(client, make)
+    full = CSV_HEADER + ("Elm Court,1A,1 Elm St Apt 1A,37.7749,-122.4194,Lockbox 12,Ann,"
+                         "+14155550111\n")
+    assert import_csv(client, pm, full).status_code == 200
+    addresses_only = ("property,label,address,lat,lng\n"
+                      "Elm Court,1A,1 Elm Street Apt 1A,37.7749,-122.4194\n")
+    r = import_csv(client, pm, addresses_only)
+    assert r.status_code == 200 and len(r.json["accepted"]) == 1, r.json
+    [unit] = client.get("/api/v1/units", headers=pm).json["units"]
+    assert unit["address"] == "1 Elm Street Apt 1A"
+    assert (unit["access_notes"], unit["tenant_name"], unit["tenant_phone"]) == (
+        "Lockbox 12", "Ann", "+14155550111")
+    # A column that is there but blank clears what it names (the tenant moved out).
+    moved_out = ("property,label,address,lat,lng,tenant_name,tenant_phone\n"
+                 "Elm Court,1A,1 Elm Street Apt 1A,37.7749,-122.4194,,\n")
+    assert import_csv(client, pm, moved_out).status_code == 200
+    [unit] = client.get("/api/v1/units", headers=pm).json["units"]
+    assert (unit["access_notes"], unit["tenant_name"], unit["tenant_phone"]) == (
+        "Lockbox 12", None, None)
+
+
 def test_portfolios_are_private_to_their_organization(app: Flask, client: FlaskClient,
                                                       make: Factory) -> None:
     pm, prop_id = manager_with_property(client, make)

@@ -4,6 +4,7 @@ contractors. Every read and write is scoped to the caller's own organization."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from flask import current_app
@@ -111,14 +112,18 @@ def own_unit(session: Session, user: User, unit_id: int, field: str = "unit_id")
     return unit
 
 
-def _apply(unit: Unit, data: UnitIn) -> None:
+OPTIONAL_UNIT_FIELDS = UNIT_COLUMNS[5:]  # access_notes, tenant_name, tenant_phone
+
+
+def _apply(unit: Unit, data: UnitIn, given: Collection[str] = OPTIONAL_UNIT_FIELDS) -> None:
+    """`given`: the optional fields the request carries; the others keep what is stored."""
     unit.property_id = data.property_id
     unit.label = data.label
     unit.address = data.address
     unit.location = wkt_point(data.lat, data.lng)
-    unit.access_notes = data.access_notes
-    unit.tenant_name = data.tenant_name
-    unit.tenant_phone = data.tenant_phone
+    for name in OPTIONAL_UNIT_FIELDS:
+        if name in given:
+            setattr(unit, name, getattr(data, name))
 
 
 def save_unit(session: Session, user: User, data: UnitIn, unit_id: int | None = None) -> Unit:
@@ -155,7 +160,9 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
     """Create or update units from CSV (header: property,label,address,lat,lng,access_notes,
     tenant_name,tenant_phone). Every row is checked; good rows are saved even when others
     are refused, and each refusal names its line and field. A unit is keyed by (property,
-    label), so uploading the same file twice changes nothing."""
+    label), so uploading the same file twice changes nothing. An optional column left out
+    of the file keeps what is stored (a sheet of addresses must not wipe the tenants); a
+    blank cell in a column that is there clears it."""
     organization_of(session, user)
     reader = read_rows(raw, UNIT_COLUMNS[:5])
     props = {p.name: p for p in properties(session, user)}
@@ -181,7 +188,7 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
         unit = session.execute(select(Unit).where(Unit.property_id == prop.id,
                                                   Unit.label == data.label)).scalar_one_or_none()
         unit = unit or Unit()
-        _apply(unit, data)
+        _apply(unit, data, given=[name for name in OPTIONAL_UNIT_FIELDS if name in row])
         session.add(unit)
         accepted.append(unit)
     try:
