@@ -56,6 +56,10 @@ BOOKING_RADIUS_M = 12_000  # bookings inside the inner 12 km, so candidates are 
 SKILLS_PER_WORKER = 3
 PING_INTERVAL_S = 5.0
 TIMELINE_STEP_S = 5.0  # the report's timeline of the measured window
+# The last seconds before the first booking, pings only: the same run's floor. This
+# machine's speed varies from run to run (the same pings took 0.7 to 1.2 web cores on one
+# day), so a run's figures read against its own floor.
+FLOOR_WINDOW_S = 4.0
 BARE_PATH = "/livez"  # dispatch/__init__.py: no I/O, the Flask/gunicorn floor
 MOCK_SID = "AC" + "0" * 32
 # The cost probe's own workers and bookings: Sacramento, beyond reach of the metro's workers
@@ -451,6 +455,7 @@ class DriveResult:
     window: tuple[float, float] = (0.0, 0.0)
     cpu: list[tuple[str, float]] = field(default_factory=list)
     cpu_steps: list[list[tuple[str, float]]] = field(default_factory=list)
+    floor: list[tuple[str, float]] = field(default_factory=list)  # pings only, before bookings
 
 
 async def drive(urls: list[str], pop: Population, rate: float, start_at: float,
@@ -515,6 +520,15 @@ async def drive(urls: list[str], pop: Population, rate: float, start_at: float,
         steps = max(1, math.ceil(duration_s / TIMELINE_STEP_S))
         snaps = [asyncio.create_task(snap_at(min(measure_to, measure_from + k * TIMELINE_STEP_S)))
                  for k in range(steps + 1)]
+        floor: list[CpuSnapshot] = []
+
+        async def floor_at(at: float) -> None:
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            floor.append(await asyncio.to_thread(meter.snapshot))
+
+        # Every phone is pinging by then and no booking has left yet: the run's own floor.
+        floor_snaps = [asyncio.create_task(floor_at(start_at - FLOOR_WINDOW_S + k * FLOOR_WINDOW_S))
+                       for k in range(2)]
         for k in range(total):
             for kind, at in (("booking", start_at + k / rate),
                              ("bare", start_at + (k + 0.5) / rate)):
@@ -524,8 +538,10 @@ async def drive(urls: list[str], pop: Population, rate: float, start_at: float,
                 fn = booking if kind == "booking" else bare
                 tasks.append(asyncio.create_task(fn(k, at, http)))
         await asyncio.gather(*tasks)
-        await asyncio.gather(*snaps)
+        await asyncio.gather(*snaps, *floor_snaps)
     snapshots.sort(key=lambda snap: snap.at)
+    floor.sort(key=lambda snap: snap.at)
+    result.floor = meter.report(floor[0], floor[1])
     result.cpu = meter.report(snapshots[0], snapshots[-1])
     result.cpu_steps = [meter.report(a, b) for a, b in itertools.pairwise(snapshots)]
     return result
@@ -827,11 +843,16 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
     print(f"CPU over the measured {window:.0f} s (cores in use, machine has {os.cpu_count()}):")
     for name, cores in drove.cpu:
         print(f"  {name:<58}{cores:>6.2f}")
+    floor_web = sum(v for name, v in drove.floor if name.startswith("web"))
+    floor_all = dict(drove.floor).get("machine total (of 2 cores)", math.nan)
+    print(f"pings only, the {FLOOR_WINDOW_S:g} s before the first booking: web "
+          f"{floor_web:.2f} cores, machine {floor_all:.2f} cores")
     print(f"runtime {runtime_s:.0f} s")
     print(f"RESULT bookings_per_s={rate:.1f} p50_booking_to_offer_ms={fmt(pct(to_offer, 50))} "
           f"p99_booking_to_offer_ms={fmt(pct(to_offer, 99))} "
           f"bare_p50_ms={fmt(pct(bare_ms, 50))} bare_p99_ms={fmt(pct(bare_ms, 99))} "
-          f"pings_per_s={sent / ping_seconds:.0f} web_processes={len(urls)}"
+          f"pings_per_s={sent / ping_seconds:.0f} floor_web_cores={floor_web:.2f} "
+          f"web_processes={len(urls)}"
           f"{f' api_processes={args.api_processes}' if args.api_processes else ''}")
 
 
