@@ -190,8 +190,12 @@ class Job(db.Model):
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
     budget_cap_cents: Mapped[int | None] = mapped_column(Integer)
-    lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)))
-    lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)))
+    # A job's place never changes after the insert, so an UPDATE of the job (its status, its
+    # wave) need not expire these and read them again for the next push.
+    lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)),
+                                         expire_on_flush=False)
+    lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)),
+                                         expire_on_flush=False)
 
     resident: Mapped[User] = relationship(foreign_keys=[resident_id])
     worker: Mapped[Worker | None] = relationship(foreign_keys=[worker_id])

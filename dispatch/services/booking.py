@@ -152,6 +152,10 @@ def book_urgent(session: Session, resident: User, data: JobIn,
         if raced is None:
             raise
         return raced, False
+    # The place as written (its repr round-trips exactly through PostGIS): the offers'
+    # pushes and the answer read it without a query.
+    set_committed_value(job, "lat", place.lat)
+    set_committed_value(job, "lng", place.lng)
     push.inserted_here(session, job)
     record_event(session, job, "requested", Actor.RESIDENT, now=now, actor_user_id=resident.id,
                  to_status=JobStatus.REQUESTED.value,
@@ -159,11 +163,6 @@ def book_urgent(session: Session, resident: User, data: JobIn,
                          "promised": promised, "candidates": len(found.candidates)})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
     send_wave(session, job, now, candidates=wave)
-    session.flush()
-    # The place as written (its repr round-trips exactly through PostGIS), set after the
-    # last flush (an UPDATE expires these SQL expressions): the offers' pushes read it.
-    set_committed_value(job, "lat", place.lat)
-    set_committed_value(job, "lng", place.lng)
     commit_keeping_loaded(session)
     return job, True
 

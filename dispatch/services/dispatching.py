@@ -103,15 +103,18 @@ def already_offered(session: Session, job_id: int) -> list[int]:
 
 
 def send_wave(session: Session, job: Job, now: datetime,
-              candidates: list[Candidate] | None = None) -> list[Offer]:
+              candidates: list[Candidate] | None = None,
+              offered: list[int] | None = None) -> list[Offer]:
     """Offer the (locked, dispatching) job to the next best candidates, or give up honestly.
+    `offered`: the workers already asked, when the caller has just read them.
 
     Returns the new offers; if none could be made and none is pending, the job is unfilled."""
     s = settings()
     if candidates is None:
         candidates = search_candidates(
             session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
-            deadline=job.arrive_by, excluded_worker_ids=already_offered(session, job.id),
+            deadline=job.arrive_by,
+            excluded_worker_ids=already_offered(session, job.id) if offered is None else offered,
             limit=s.offer_wave_size, org_id=job.org_id,
         ).candidates
     if not candidates:
@@ -360,11 +363,11 @@ def _continue_dispatch(session: Session, job: Job, now: datetime) -> None:
     """If the (locked) job is dispatching with no pending offer left, send the next wave."""
     if job.status != JobStatus.DISPATCHING.value:
         return
-    pending = session.execute(
-        select(exists().where(Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value))
-    ).scalar()
-    if not pending:
-        send_wave(session, job, now)
+    # One read answers both questions: is an offer still pending, and who was asked already.
+    offers = session.execute(
+        select(Offer.worker_id, Offer.status).where(Offer.job_id == job.id)).all()
+    if not any(status == OfferStatus.PENDING.value for _, status in offers):
+        send_wave(session, job, now, offered=[worker_id for worker_id, _ in offers])
 
 
 def expire_offers(session: Session, job_id: int) -> int:
