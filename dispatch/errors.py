@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from dispatch.states import IllegalTransition
@@ -62,6 +63,18 @@ def _problem_text(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
+# How long a client should wait before trying again when the server is saturated.
+RETRY_AFTER_S = 5
+
+
+def overloaded() -> ApiError:
+    """Every database connection of this process stayed busy for the pool's whole timeout:
+    the server is saturated, which is not the request's fault and not a bug in it. The
+    client is told to come back (503 + Retry-After) instead of getting a 500."""
+    return ApiError(503, "overloaded", "the service is busy; try again in a few seconds",
+                    extra={"retry_after_s": RETRY_AFTER_S})
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
@@ -85,6 +98,11 @@ def register_error_handlers(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         err = ApiError(exc.code or 500, code, exc.description or exc.name or "error")
         return jsonify(err.body()), exc.code
+
+    @app.errorhandler(PoolTimeout)
+    def _overloaded(exc: PoolTimeout):  # type: ignore[no-untyped-def]
+        app.logger.warning("overloaded on %s %s: %s", request.method, request.path, exc)
+        return jsonify(overloaded().body()), 503, {"Retry-After": str(RETRY_AFTER_S)}
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -14,10 +14,11 @@ from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, join_room
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dispatch.api.schemas import LocationIn
 from dispatch.auth import user_for_token
-from dispatch.errors import ApiError, FieldProblem, from_validation_error
+from dispatch.errors import ApiError, FieldProblem, from_validation_error, overloaded
 from dispatch.extensions import db, socketio
 from dispatch.models import Role, User
 from dispatch.push import job_update_payload
@@ -166,5 +167,8 @@ def _location_handler(app: Flask) -> Any:
 @socketio.on_error_default
 def on_unexpected(exc: Exception) -> dict[str, Any]:
     db.session.rollback()
+    if isinstance(exc, PoolTimeout):
+        log.warning("socket handler: overloaded: %s", exc)
+        return _error(overloaded())
     log.exception("socket handler failed")
     return _error(ApiError(500, "internal_error", "unexpected server error; it has been logged"))

@@ -8,7 +8,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
+from dispatch import create_app
 from dispatch.api.routing import registry
+from dispatch.extensions import db
 
 
 def test_openapi_document_is_valid_and_generated_from_the_code(client: FlaskClient) -> None:
@@ -60,3 +62,25 @@ def test_hostile_bodies_get_4xx(client: FlaskClient) -> None:
     huge = client.post("/api/v1/auth/token", data="x" * (2 * 1024 * 1024),
                        content_type="application/json")
     assert huge.status_code == 413 and huge.json["error"]["code"]
+
+
+def test_a_saturated_server_answers_503_with_retry_after_not_500(app: Flask) -> None:
+    """When every database connection stays busy for the pool's timeout (seen under the
+    load bench), the request is told to come back later rather than getting a 500."""
+    busy = create_app({"SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+                       "REDIS_URL": app.config["REDIS_URL"], "TESTING": True,
+                       "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0,
+                                                     "pool_timeout": 0.2}})
+    with busy.app_context():
+        held = db.engine.connect()  # the pool's only connection
+        try:
+            r = busy.test_client().get("/api/v1/me", headers={"Authorization": "Bearer x"})
+        finally:
+            held.close()
+        assert r.status_code == 503, r.json
+        assert r.headers["Retry-After"] == "5"
+        assert r.json["error"]["code"] == "overloaded"
+        # With the connection back the same request is answered normally (401: no such token).
+        assert busy.test_client().get(
+            "/api/v1/me", headers={"Authorization": "Bearer x"}).status_code == 401
+        db.engine.dispose()
