@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import Select, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch import clock, push
 from dispatch.aftercommit import on_commit
@@ -174,10 +175,12 @@ def lock_offer(session: Session, offer_id: int, worker: User) -> Offer:
     ).scalar_one_or_none()
     if job_id is None:
         raise not_found("offer")
-    lock_job(session, job_id)
-    return session.execute(
+    job = lock_job(session, job_id)
+    offer = session.execute(
         select(Offer).where(Offer.id == offer_id).with_for_update()
     ).scalar_one()
+    set_committed_value(offer, "job", job)  # the row just locked: no second read of it
+    return offer
 
 
 def _refuse(offer: Offer, reason: str, message: str) -> ApiError:
@@ -197,6 +200,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     offer = lock_offer(session, offer_id, worker)
     now = clock.now()  # read after the lock: a wait for it must not stretch the window
     job = offer.job
+    worker_id, job_id = worker.id, job.id  # the commit below expires both objects
     if offer.status == OfferStatus.ACCEPTED.value and job.worker_id == worker.id:
         return offer, job
     if offer.status != OfferStatus.PENDING.value:
@@ -239,17 +243,17 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
                        [FieldProblem("offer", "you already hold an active job")]) from exc
     try:
         if not scheduled:  # they are leaving now: their other urgent offers go on
-            withdraw_elsewhere(session, worker.id, urgent_only=True)
+            withdraw_elsewhere(session, worker_id, urgent_only=True)
     except Exception:  # the accept stands; the other offers will simply expire
         session.rollback()
-        log.exception("could not withdraw worker %s's other offers", worker.id)
+        log.exception("could not withdraw worker %s's other offers", worker_id)
     try:
         from dispatch.services.contact import open_for_job
 
-        open_for_job(session, job.id)
+        open_for_job(session, job_id)
     except Exception:  # the accept stands; the sweeper retries the masked session
         session.rollback()
-        log.exception("could not open the masked session of job %s", job.id)
+        log.exception("could not open the masked session of job %s", job_id)
     session.refresh(offer)
     return offer, offer.job
 
