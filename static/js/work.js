@@ -104,12 +104,18 @@
     if (node) node.remove();
   }
 
+  // Renders of the active job overlap (a push, the list reload, a tap's answer), and each
+  // may wait for a fetch: only the one started last may draw, or an answer fetched before a
+  // status change could land after it and show the old status again.
+  let activeRender = 0;
+
   async function showActive(job) {
+    const render = ++activeRender;
     const box = document.getElementById("active");
     if (!job || !occupying(job)) { box.hidden = true; return; }
     if (job.lat === undefined) { // a pushed update has no place: fetch the job itself
       const r = await api("GET", `/jobs/${job.id}`);
-      if (!r.ok) return;
+      if (!r.ok || render !== activeRender) return;
       job = r.data;
     }
     box.hidden = false;
@@ -124,6 +130,7 @@
       `https://www.google.com/maps/dir/?api=1&destination=${job.lat},${job.lng}`;
     if (job.masked_number === undefined || job.masked_number === null) {
       const full = await api("GET", `/jobs/${job.id}`); // lists leave the number out
+      if (render !== activeRender) return;
       if (full.ok) job.masked_number = full.data.masked_number;
     }
     const link = document.getElementById("masked-number");
