@@ -7,10 +7,13 @@ spread over a metro area) each hold a Socket.IO websocket and send their positio
 Residents book at a fixed open-loop rate (POST /api/v1/jobs, bearer token, Idempotency-Key);
 each booking is timed from just before its POST to the first `offer` event for that job at
 any worker's socket. At the same rate, a bare Flask endpoint in the same server process
-(`/livez`, no database or Redis) gives the floor under the same background load.
+(`/livez`, no database or Redis) gives the floor under the same background load. The phones
+never answer by default; `--answers realistic` has them accept or decline most offers a few
+seconds in (`load_gen.Answers`). Texts go through the SDK to `bench/twilio_sink.py`.
 
     python bench/load.py [--workers 5000] [--rate 20] [--duration 60] [--web-processes 2]
     python bench/load.py --quick          # 1,000 workers, 15 s
+    python bench/load.py --answers realistic --rate 10
 
 Prints a table and, last, `RESULT bookings_per_s=... p99_booking_to_offer_ms=... ...`.
 """
@@ -66,6 +69,7 @@ MOCK_SID = "AC" + "0" * 32
 # (a car covers about 31 km of straight line within the two-hour promise) and vice versa.
 PROBE_CENTER = (38.5816, -121.4944)
 PROBE_WORKERS = 50
+POOL_NUMBERS = 40
 
 
 # --- database and Redis ----------------------------------------------------------------------
@@ -204,6 +208,11 @@ def prepare_database(url: str, workers: int, residents: int, seed: int) -> Popul
                             "verified_at) VALUES (%s, %s, true, now())", skill_rows)
             cur.executemany("INSERT INTO api_tokens (user_id, token_sha256, created_at, "
                             "expires_at) VALUES (%s, %s, %s, %s)", token_rows)
+        # The masked-number pool: accepted jobs open a masked session (pairs share numbers
+        # as long as neither party already holds one on it).
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO pool_numbers (e164) VALUES (%s)",
+                            [(f"+1415{i:07d}",) for i in range(POOL_NUMBERS)])
         conn.commit()
         conn.execute("ANALYZE")
         conn.commit()
@@ -244,6 +253,7 @@ class Service:
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.process.pid
+        self.url: str | None = None  # where it listens, for those that do
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -277,13 +287,14 @@ def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_worker
     `web_processes` separate gunicorn masters of one worker each (the design's shape: one
     process per web container, N behind the proxy), or one master with `gunicorn_workers`.
     API processes are the same server; the proxy sends them the HTTP API and no sockets."""
-    dead_port = free_port(taken)  # nothing listens there: no SMS could leave, were any sent
+    sink_port = free_port(taken)  # bench/twilio_sink.py: texts are answered at once
     web_ports = [free_port(taken) for _ in range(web_processes + api_processes)]
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": rq_url, "PYTHONUNBUFFERED": "1",
            "TWILIO_ACCOUNT_SID": MOCK_SID, "TWILIO_AUTH_TOKEN": "dev-token",
-           "TWILIO_API_BASE_URL": f"http://127.0.0.1:{dead_port}",
+           "TWILIO_API_BASE_URL": f"http://127.0.0.1:{sink_port}",
            "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_ports[0]}"}
     services = [
+        Service("twilio-sink", [sys.executable, "-m", "bench.twilio_sink", str(sink_port)], env),
         Service("rq-worker", [*BACKGROUND, bin_path("rq"), "worker", "--worker-class",
                               "rq.worker.SimpleWorker", "--with-scheduler", "--url", rq_url,
                               "dispatch"], env),
@@ -298,12 +309,15 @@ def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_worker
              "--access-logfile", "-", "dispatch.wsgi:app"], env))
         urls.append(f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 60
-    for url, service in zip(urls, services[2:], strict=True):
+    services[0].url = f"http://127.0.0.1:{sink_port}"
+    for url, service in zip([f"http://127.0.0.1:{sink_port}/stats", *urls],
+                            [services[0], *services[3:]], strict=True):
         while True:
             if not service.alive():
                 raise RuntimeError(f"{service.name} exited; see {service.log_path}")
             try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
+                probe = url if url.endswith("/stats") else url + "/healthz"
+                with urllib.request.urlopen(probe, timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
@@ -556,6 +570,17 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
+def texts_sent(sinks: list[Service]) -> int | None:
+    """How many texts reached the Twilio sink (through the SDK, from the RQ worker)."""
+    import json
+
+    for sink in sinks:
+        with (contextlib.suppress(OSError, ValueError),
+              urllib.request.urlopen(f"{sink.url}/stats", timeout=5) as r):
+            return int(json.loads(r.read())["messages"])
+    return None
+
+
 def database_counts(url: str) -> dict[str, Any]:
     import psycopg
 
@@ -596,6 +621,11 @@ def main() -> None:
                         help="workers per gunicorn master (services.sh uses 1)")
     parser.add_argument("--gen-procs", type=int, default=0,
                         help="phone generator processes (default: one per 5,000 phones)")
+    parser.add_argument("--answers", choices=("never", "realistic"), default="never",
+                        help="never (the figures so far): no phone answers, so every job is "
+                             "offered again each window, a load that grows all run; "
+                             "realistic: phones accept half their offers and decline a "
+                             "quarter, after ~6 s (assignments, masked numbers, texts)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--shared-redis", action="store_true",
                         help="use DB 12 of REDIS_URL instead of a private redis-server (pub/sub "
@@ -647,7 +677,9 @@ def main() -> None:
         ctx = multiprocessing.get_context("spawn")
         for g in range(gen_procs):
             mine, theirs = ctx.Pipe()
-            conf = load_gen.GenConfig(phones[g::gen_procs], args.workers, PING_INTERVAL_S)
+            conf = load_gen.GenConfig(
+                phones[g::gen_procs], args.workers, PING_INTERVAL_S,
+                answers=load_gen.Answers() if args.answers == "realistic" else None)
             proc = ctx.Process(target=load_gen.run, args=(conf, theirs), daemon=True)
             proc.start()
             theirs.close()  # so a generator that dies shows as EOFError, not a hang
@@ -681,6 +713,7 @@ def main() -> None:
             proc.join(timeout=30)
         dead = [s.name for s in services if not s.alive()]
         counts = database_counts(db_url)
+        counts["texts_sent"] = texts_sent([s for s in services if s.name == "twilio-sink"])
     finally:
         for proc, _ in gens:
             if proc.is_alive():
@@ -811,10 +844,12 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
           f"under load")
     print()
     print(f"{'measure':<44}{'n':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    accept_ms = [v for g in gens for v in g.accept_ms]
     for name, values in (("booking -> first offer at a phone", to_offer),
                          ("booking POST response (201 only)", post_ms),
                          ("bare Flask GET", bare_ms),
-                         ("ping ack (whole run)", ack_ms)):
+                         ("ping ack (whole run)", ack_ms),
+                         ("offer accept POST (whole run; 200 or 409)", accept_ms)):
         finite = [v for v in values if not math.isinf(v)]
         print(f"{name:<44}{len(values):>7}{fmt(pct(values, 50)):>9}{fmt(pct(values, 90)):>9}"
               f"{fmt(pct(values, 99)):>9}{fmt(max(finite) if finite else math.nan):>9}")
@@ -830,8 +865,16 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
     per_server = ", ".join(f"port {u.rsplit(':', 1)[1]}: {n}" for u, n in sorted(by_url.items()))
     print(f"offers seen by phones: {sum(g.offers_received for g in gens)} "
           f"(by the web process the phone is connected to: {per_server})")
+    answers: dict[str, int] = {}
+    for g in gens:
+        for k, v in g.answers.items():
+            answers[k] = answers.get(k, 0) + v
+    print(f"phones' answers ({args.answers}): "
+          f"{', '.join(f'{k} {v}' for k, v in sorted(answers.items())) or 'none'} "
+          f"(won = accepted and assigned, lost = 409: taken or closed meanwhile)")
     print(f"database after the run: jobs {counts['jobs']}, offers {counts['offers']}, "
-          f"max wave {counts['waves']}, texts queued {counts['texts']}, "
+          f"max wave {counts['waves']}, texts queued {counts['texts']} "
+          f"(sent to the Twilio sink: {counts['texts_sent']}), "
           f"workers with a position < 30 s old {counts['fresh_workers']}")
     print_timeline(drove, to_offer_at, bare, gens)
     if dead:
@@ -851,7 +894,8 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
     print(f"RESULT bookings_per_s={rate:.1f} p50_booking_to_offer_ms={fmt(pct(to_offer, 50))} "
           f"p99_booking_to_offer_ms={fmt(pct(to_offer, 99))} "
           f"bare_p50_ms={fmt(pct(bare_ms, 50))} bare_p99_ms={fmt(pct(bare_ms, 99))} "
-          f"pings_per_s={sent / ping_seconds:.0f} floor_web_cores={floor_web:.2f} "
+          f"pings_per_s={sent / ping_seconds:.0f} accept_p99_ms={fmt(pct(accept_ms, 99))} "
+          f"answers={args.answers} floor_web_cores={floor_web:.2f} "
           f"web_processes={len(urls)}"
           f"{f' api_processes={args.api_processes}' if args.api_processes else ''}")
 

@@ -2,8 +2,10 @@
 
 Each phone holds one websocket, authenticated by bearer token like the app, sends its position
 every `interval_s` (phases spread evenly so the total rate is flat) and notes when each job's
-first `offer` event reaches it. Phones ignore offers (see `bench/README.md`, section
-`load.py`, for why).
+first `offer` event reaches it. With an `Answers` model the phones answer offers as the
+city simulation's workers do: after a few seconds each offer is accepted, declined or left
+to expire (POST /api/v1/offers/<id>/accept or /decline, the worker's bearer token); without
+one they never answer (the worst case: every job is offered again every window).
 
 The phones speak Engine.IO v4 / Socket.IO v5 themselves over aiohttp websockets instead of
 running python-socketio's `AsyncClient`: the generator shares a 2-core machine with the server
@@ -56,6 +58,8 @@ _from_json = json.JSONDecoder().decode
 # python-engineio's websocket options: only the close timeout differs from aiohttp's defaults
 # (so permessage-deflate is offered, and the server compresses and inflates as it would).
 _WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5.0)
+_ANSWER_TIMEOUT = aiohttp.ClientTimeout(total=30)
+_ANSWERS: Answers | None = None  # this process's answer model (GenConfig.answers)
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,31 @@ class Phone:
     url: str
 
 
+@dataclass(frozen=True)
+class Answers:
+    """How a phone answers an offer: accept, decline or ignore (the rest), after a delay
+    drawn lognormal around `median_s` (capped inside the offer's window)."""
+
+    accept: float = 0.5
+    decline: float = 0.25
+    median_s: float = 6.0
+    sigma: float = 0.5
+    max_s: float = 25.0
+
+    def draw(self, rng: random.Random) -> tuple[str | None, float]:
+        u = rng.random()
+        choice = ("accept" if u < self.accept else
+                  "decline" if u < self.accept + self.decline else None)
+        return choice, min(self.max_s, rng.lognormvariate(math.log(self.median_s), self.sigma))
+
+
 @dataclass
 class GenConfig:
     phones: list[Phone]
     total_phones: int
     interval_s: float
     connect_concurrency: int = 50
+    answers: Answers | None = None
 
 
 @dataclass
@@ -94,6 +117,11 @@ class GenResult:
     offers_received: int = 0
     offers_by_url: dict[str, int] = field(default_factory=dict)
     disconnects: int = 0
+    # Answers: outcome -> count ("won", "lost" = 409 to an accept, "declined", "error"), and
+    # each accept's POST-to-response time with when it left.
+    answers: dict[str, int] = field(default_factory=dict)
+    accept_ms: list[float] = field(default_factory=list)
+    accept_sent_at: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
     pid: int = 0
 
@@ -110,13 +138,17 @@ class _Link:
     a ping is one preformatted string written straight to the socket, so a message costs the
     websocket framing and little more."""
 
-    __slots__ = ("connected", "last_rx", "next_id", "pending", "reader", "result", "silent_s",
-                 "url", "ws")
+    __slots__ = ("answering", "connected", "http", "last_rx", "next_id", "pending", "phone",
+                 "reader", "result", "rng", "silent_s", "url", "ws")
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, url: str, result: GenResult,
-                 silent_s: float) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, phone: Phone, result: GenResult,
+                 silent_s: float, http: aiohttp.ClientSession) -> None:
         self.ws = ws
-        self.url = url
+        self.phone = phone
+        self.url = phone.url
+        self.http = http
+        self.rng = random.Random(phone.index * 7919 + 1)
+        self.answering: dict[int, asyncio.Task[None]] = {}  # offer id -> its pending tap
         self.result = result
         self.pending: dict[int, float] = {}  # ack id -> when the ping left
         self.next_id = 1  # python-socketio numbers acks from 1 per namespace
@@ -198,6 +230,17 @@ class _Link:
         if data.startswith('["offer"', bracket):
             args = _from_json(data[bracket:])
             self._offer(args[1] if len(args) > 1 else None, now)
+            answers = _ANSWERS
+            if answers is not None and len(args) > 1 and isinstance(args[1], dict):
+                self._answer_later(answers, args[1].get("id"))
+        elif self.answering and data.startswith('["offer_closed"', bracket):
+            # The app drops an offer that closed (taken, withdrawn, expired): no tap on it.
+            args = _from_json(data[bracket:])
+            closed = args[1].get("offer_id") if len(args) > 1 and isinstance(args[1], dict) \
+                else None
+            task = self.answering.pop(closed, None)
+            if task is not None:
+                task.cancel()
         if bracket > 2:  # the server asked for an ack: a handler returning None sends `[]`
             await self.ws.send_str(f"43{data[2:bracket]}[]")
 
@@ -209,6 +252,37 @@ class _Link:
         job_id = job.get("id") if isinstance(job, dict) else None
         if isinstance(job_id, int) and job_id not in result.first_offer_at:
             result.first_offer_at[job_id] = now
+
+    def _answer_later(self, answers: Answers, offer_id: Any) -> None:
+        choice, delay = answers.draw(self.rng)
+        if choice is None or not isinstance(offer_id, int):
+            return  # this one is left to expire
+        task = asyncio.create_task(self._answer(choice, offer_id, delay))
+        self.answering[offer_id] = task
+        task.add_done_callback(lambda _: self.answering.pop(offer_id, None))
+
+    async def _answer(self, choice: str, offer_id: int, delay: float) -> None:
+        """The worker's tap on the phone: the app's own HTTP call, as the worker page
+        makes it."""
+        await asyncio.sleep(delay)
+        self.answering.pop(offer_id, None)  # tapped: a closing offer no longer cancels it
+        result = self.result
+        sent_at = _monotonic()
+        try:
+            async with self.http.post(f"{self.url}/api/v1/offers/{offer_id}/{choice}",
+                                      headers={"Authorization": f"Bearer {self.phone.token}"},
+                                      timeout=_ANSWER_TIMEOUT) as r:
+                await r.read()
+                status = r.status
+        except Exception:
+            status = 0
+        if choice == "accept" and status in (200, 409):
+            result.accept_ms.append((_monotonic() - sent_at) * 1000)
+            result.accept_sent_at.append(sent_at)
+        outcome = ("error" if status not in (200, 409) else
+                   "declined" if choice == "decline" and status == 200 else
+                   "won" if status == 200 else "lost")
+        result.answers[outcome] = result.answers.get(outcome, 0) + 1
 
     async def close(self) -> None:
         """Leave as `AsyncClient.disconnect()` does: Socket.IO DISCONNECT, then engine.io
@@ -256,7 +330,7 @@ async def _handshake(phone: Phone, http: aiohttp.ClientSession, result: GenResul
         with contextlib.suppress(Exception):
             await ws.close()
         raise
-    link = _Link(ws, phone.url, result, silent_s)
+    link = _Link(ws, phone, result, silent_s, http)
     link.reader = asyncio.create_task(link.read())
     return link
 
@@ -361,4 +435,6 @@ async def _generate(conf: GenConfig, pipe: Connection) -> None:
 
 def run(conf: GenConfig, pipe: Connection) -> None:
     """Process entry point (multiprocessing target)."""
+    global _ANSWERS
+    _ANSWERS = conf.answers
     asyncio.run(_generate(conf, pipe))

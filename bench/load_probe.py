@@ -55,6 +55,7 @@ async def probe(url: str, probe_tokens: list[str], resident_token: str, category
         costs.append(Cost(name, n, max(0.0, spent) / n * 1000, statistics.median(walls)))
 
     offers: dict[int, float] = {}
+    offered: dict[int, list[tuple[int, int]]] = {}  # job id -> (offer id, client index)
     clients: list[socketio.AsyncClient] = []
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
 
@@ -69,6 +70,7 @@ async def probe(url: str, probe_tokens: list[str], resident_token: str, category
                 job_id = data.get("job", {}).get("id") if isinstance(data, dict) else None
                 if isinstance(job_id, int):
                     offers.setdefault(job_id, time.monotonic())
+                    offered.setdefault(job_id, []).append((int(data["id"]), i))
 
             sio.on("offer", on_offer)
             await sio.connect(url, auth={"token": probe_tokens[i]}, transports=["websocket"],
@@ -104,6 +106,22 @@ async def probe(url: str, probe_tokens: list[str], resident_token: str, category
                 await asyncio.sleep(0.001)
             return offers.get(job_id)  # the wall time ends at the offer, not the response
 
+        winners: set[int] = set()
+
+        async def accept(k: int) -> None:
+            """The first offer of booking k whose worker holds no job yet: it wins."""
+            job_id = job_ids[5 + k]  # after the warm-up bookings
+            free = [(o, i) for o, i in offered.get(job_id, []) if i not in winners]
+            if not free:
+                raise RuntimeError(f"probe job {job_id}: no offer to a worker without a job")
+            offer_id, i = free[0]
+            winners.add(i)
+            async with http.post(f"{url}/api/v1/offers/{offer_id}/accept",
+                                 headers={"Authorization": f"Bearer {probe_tokens[i]}"}) as r:
+                answer = await r.json(content_type=None)
+                if r.status != 200:
+                    raise RuntimeError(f"probe accept refused: {r.status} {answer}")
+
         n = len(probe_tokens)
         await measure("bare GET", 200, bare)
         await measure("Socket.IO connect (token auth)", n, connect)
@@ -113,6 +131,10 @@ async def probe(url: str, probe_tokens: list[str], resident_token: str, category
         for k in range(5):  # warm the pool's backends (PostGIS loads on first use)
             await book(-1 - k)
         await measure("booking POST -> first offer", bookings, book)
+        await asyncio.sleep(0.5)  # every offer of the last booking has arrived
+        # Accepting: the assignment, the worker's other offers withdrawn (and those jobs'
+        # next waves), the masked number, the resident's text queued.
+        await measure("offer accept (wins the job)", min(bookings, n // 3), accept)
         for job_id in job_ids:  # no offer cascades from the probe during the measurement
             async with http.post(f"{url}/api/v1/jobs/{job_id}/cancel", json={"reason": "probe"},
                                  headers={"Authorization": f"Bearer {resident_token}"}) as r:
