@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from dispatch.aftercommit import on_commit
@@ -55,6 +56,20 @@ def inserted_here(session: Session, job: Job) -> None:
     session.info.setdefault(WRITTEN_BY_ORM, set()).add(job.id)
 
 
+def _refresh_columns(session: Session, job: Job) -> None:
+    """The job's row as this transaction sees it (the payload shows what is committed), in
+    one read: a full refresh also expired the worker and category it had loaded and read
+    them again. A loaded worker that no longer matches worker_id is dropped and read."""
+    session.refresh(job, attribute_names=_JOB_COLUMNS)
+    state = inspect(job)
+    if "worker" not in state.unloaded and (
+            job.worker.user_id if job.worker is not None else None) != job.worker_id:
+        session.expire(job, ["worker"])
+
+
+_JOB_COLUMNS = [attr.key for attr in inspect(Job).column_attrs]
+
+
 def job_changed(session: Session, job: Job) -> None:
     """Tell the job's room, and its requester's and worker's own rooms, the new state (once
     per transaction, however many steps it took)."""
@@ -65,7 +80,7 @@ def job_changed(session: Session, job: Job) -> None:
 
     def prepare() -> dict[str, Any]:
         if job.id not in session.info.get(WRITTEN_BY_ORM, ()):
-            session.refresh(job)  # bulk UPDATEs may have changed it behind the ORM's back
+            _refresh_columns(session, job)
         return job_update_payload(job)
 
     def send(payload: dict[str, Any]) -> None:

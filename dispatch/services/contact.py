@@ -8,7 +8,7 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from dispatch import clock, push
@@ -29,9 +29,9 @@ def open_for_job(session: Session, job_id: int) -> str | None:
     if JobStatus(job.status) not in ACTIVE_JOB_STATUSES or job.worker_id is None:
         session.rollback()
         return None
-    resident = session.get(User, job.resident_id)
-    worker = session.get(User, job.worker_id)
-    assert resident is not None and worker is not None
+    both = {u.id: u for u in session.execute(
+        select(User).where(User.id.in_((job.resident_id, job.worker_id)))).scalars()}
+    resident, worker = both[job.resident_id], both[job.worker_id]
     people = (Participant("resident", resident.id, resident.phone_e164),
               Participant("worker", worker.id, worker.phone_e164))
     try:
