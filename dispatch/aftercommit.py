@@ -38,6 +38,10 @@ def on_commit(session: Session, send: Callable[[Any], None],
 
 @event.listens_for(Session, "before_commit")
 def _prepare(session: Session) -> None:
+    # SQLAlchemy fires the commit events for a SAVEPOINT's release too: that is not the
+    # commit the actions wait for.
+    if session.in_nested_transaction():
+        return
     pending = session.info.get(_KEY)
     if not pending:
         return
@@ -50,6 +54,8 @@ def _prepare(session: Session) -> None:
 @event.listens_for(Session, "after_commit")
 def _run(session: Session) -> None:
     """The transaction's pushes leave together, in one Redis round trip."""
+    if session.in_nested_transaction():  # a SAVEPOINT released: the outer one is still open
+        return
     session.info.pop("dispatch.pushed_jobs", None)
     session.info.pop("dispatch.jobs_written_by_orm", None)
     pending = session.info.pop(_KEY, [])

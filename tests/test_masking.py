@@ -195,6 +195,35 @@ def test_pool_exhaustion_is_visible_and_the_job_goes_on(
     assert client.get(f"/api/v1/jobs/{first}", headers=resident).json["masked_number"] == POOL[0]
 
 
+def test_a_failing_masked_session_never_loses_the_accept(
+    app: Flask, client: FlaskClient, make: Factory, monkeypatch: Any,
+    manual_clock: ManualClock
+) -> None:
+    """The accept opens the masked session in its own transaction, under a savepoint: when
+    that fails the accept still stands, and the sweeper's retry opens the session later."""
+    with_pool(app, POOL[:1])
+    _, resident = make.user(Role.RESIDENT)
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the pool's database is having a bad day")
+
+    real = masking.open_session
+    monkeypatch.setattr(masking, "open_session", broken)
+    job_id, worker_id, _, _ = assigned(app, client, make, resident)
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    assert job["status"] == "assigned" and job["worker"]["id"] == worker_id
+    assert job["masked_number"] is None
+    kinds = [e.kind for e in sql(app, "SELECT kind FROM job_events WHERE job_id = :j", j=job_id)]
+    assert "masked_session_opened" not in kinds and "status" in kinds
+    monkeypatch.setattr(masking, "open_session", real)
+    manual_clock.advance(seconds=30)  # past the sweeper's settling time
+    with app.app_context():
+        from dispatch.services import contact
+
+        contact.sweep(db.session)
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=resident).json["masked_number"] == POOL[0]
+
+
 NUMBERS = st.integers(min_value=2_000_000, max_value=9_999_999).map(lambda n: f"+1415{n}")
 
 

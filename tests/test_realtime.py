@@ -14,6 +14,7 @@ import requests
 import socketio
 from flask import Flask
 from redis import Redis
+from sqlalchemy import text
 
 from dispatch.aftercommit import on_commit
 from dispatch.extensions import db
@@ -213,3 +214,22 @@ def test_batched_pushes_are_held_to_the_end_of_the_block_and_leave_in_order(app:
         assert {m["room"] for m in received} == {"job:1"}
     finally:
         listener.close()
+
+
+def test_a_savepoint_release_is_not_the_commit_the_pushes_wait_for(app: Flask) -> None:
+    """SQLAlchemy fires its commit events when a SAVEPOINT is released too (the accept opens
+    the masked session under one): the transaction's pushes and texts must still wait for
+    the real commit, and never go when a rollback undoes the savepoint's parent."""
+    sent: list[str] = []
+    with app.app_context():
+        on_commit(db.session, lambda payload: sent.append(payload), lambda: "committed")
+        with db.session.begin_nested():
+            db.session.execute(text("SELECT 1"))
+        assert sent == []
+        db.session.commit()
+        assert sent == ["committed"]
+        on_commit(db.session, lambda payload: sent.append(payload), lambda: "rolled back")
+        with db.session.begin_nested():
+            db.session.execute(text("SELECT 1"))
+        db.session.rollback()
+    assert sent == ["committed"]

@@ -5,7 +5,7 @@ the job goes on and the failure is visible (a job event and an operator alert)."
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, text
@@ -22,13 +22,24 @@ log = logging.getLogger(__name__)
 
 
 def open_for_job(session: Session, job_id: int) -> str | None:
-    """Open (or find) the job's masked session; returns its pool number, or None when the
-    pool is exhausted (recorded, alerted, never raised: the job proceeds)."""
+    """Open (or find) the job's masked session in a transaction of its own (the sweeper's
+    retry); returns its pool number, or None when the pool is exhausted."""
     job = lock_job(session, job_id)
     now = clock.now()
     if JobStatus(job.status) not in ACTIVE_JOB_STATUSES or job.worker_id is None:
         session.rollback()
         return None
+    number = open_in_transaction(session, job, now)
+    session.commit()
+    return number
+
+
+def open_in_transaction(session: Session, job: Job, now: datetime) -> str | None:
+    """Open (or find) the masked session of the (locked, assigned) job in the caller's
+    transaction: the accept opens it in its own, so the parties hear of the job once, with
+    the number already there. An exhausted pool is recorded and alerted, never raised: the
+    job proceeds without a masked number."""
+    assert job.worker_id is not None
     both = {u.id: u for u in session.execute(
         select(User).where(User.id.in_((job.resident_id, job.worker_id)))).scalars()}
     resident, worker = both[job.resident_id], both[job.worker_id]
@@ -40,13 +51,11 @@ def open_for_job(session: Session, job_id: int) -> str | None:
         record_event(session, job, "masking_unavailable", Actor.SYSTEM, now=now,
                      detail={"reason": "no pool number is free for this pair"})
         raise_alert(session, "masking_unavailable", job, {"error": str(exc)})
-        session.commit()
         log.warning("job %s proceeds without a masked number: %s", job.id, exc)
         return None
     record_event(session, job, "masked_session_opened", Actor.SYSTEM, now=now,
                  detail={"pool_number": number})
     push.job_changed(session, job)  # the parties' pages fetch the number to call
-    session.commit()
     return number
 
 

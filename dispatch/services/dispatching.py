@@ -200,7 +200,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     offer = lock_offer(session, offer_id, worker)
     now = clock.now()  # read after the lock: a wait for it must not stretch the window
     job = offer.job
-    worker_id, job_id = worker.id, job.id  # the commit below expires both objects
+    worker_id = worker.id  # the commit below expires the user
     if offer.status == OfferStatus.ACCEPTED.value and job.worker_id == worker.id:
         return offer, job
     if offer.status != OfferStatus.PENDING.value:
@@ -236,6 +236,8 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         if withdrawn:
             record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
                          detail={"count": withdrawn, "reason": "accepted by another worker"})
+        session.flush()  # a double booking fails here, not inside the masking's savepoint
+        _open_masked_session(session, job, now)
         session.commit()
     except IntegrityError as exc:  # the active-job unique index stopped a double booking
         session.rollback()
@@ -247,15 +249,20 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     except Exception:  # the accept stands; the other offers will simply expire
         session.rollback()
         log.exception("could not withdraw worker %s's other offers", worker_id)
-    try:
-        from dispatch.services.contact import open_for_job
-
-        open_for_job(session, job_id)
-    except Exception:  # the accept stands; the sweeper retries the masked session
-        session.rollback()
-        log.exception("could not open the masked session of job %s", job_id)
     session.refresh(offer)
     return offer, offer.job
+
+
+def _open_masked_session(session: Session, job: Job, now: datetime) -> None:
+    """In the accept's transaction, under a savepoint: a failure there loses the masked
+    number (the sweeper retries it), never the accept."""
+    from dispatch.services.contact import open_in_transaction
+
+    try:
+        with session.begin_nested():
+            open_in_transaction(session, job, now)
+    except Exception:
+        log.exception("could not open the masked session of job %s", job.id)
 
 
 def _expected_arrival(job: Job, offer: Offer, now: datetime) -> datetime:
