@@ -197,7 +197,7 @@ def test_pool_exhaustion_is_visible_and_the_job_goes_on(
 
 def test_a_failing_masked_session_never_loses_the_accept(
     app: Flask, client: FlaskClient, make: Factory, monkeypatch: Any,
-    manual_clock: ManualClock
+    manual_clock: ManualClock, settings: Any
 ) -> None:
     """The accept opens the masked session in its own transaction, under a savepoint: when
     that fails the accept still stands, and the sweeper's retry opens the session later."""

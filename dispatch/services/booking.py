@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch import clock, push
@@ -23,7 +23,7 @@ from dispatch.services.dispatching import (
     send_wave,
     settings,
 )
-from dispatch.services.jobs import record_event, transition
+from dispatch.services.jobs import commit_keeping_loaded, record_event, transition
 from dispatch.services.portfolio import own_unit
 from dispatch.states import Actor, JobStatus
 from geo.points import wkt_point
@@ -165,15 +165,3 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     send_wave(session, job, now, candidates=wave)
     commit_keeping_loaded(session)
     return job, True
-
-
-def commit_keeping_loaded(session: Session) -> None:
-    """Commit without expiring what the session holds: the booking's answer shows the job as
-    this transaction wrote it, instead of reading the job and its category back (two
-    queries on the hottest write path)."""
-    real = session() if isinstance(session, scoped_session) else session
-    previous, real.expire_on_commit = real.expire_on_commit, False
-    try:
-        real.commit()
-    finally:
-        real.expire_on_commit = previous

@@ -32,7 +32,13 @@ from dispatch.models import (
     Worker,
     WorkerSkill,
 )
-from dispatch.services.jobs import lock_job, record_event, transition, withdraw_pending_offers
+from dispatch.services.jobs import (
+    commit_keeping_loaded,
+    lock_job,
+    record_event,
+    transition,
+    withdraw_pending_offers,
+)
 from dispatch.states import Actor, Availability, JobStatus, OfferStatus, check_offer_transition
 from geo.candidates import (
     Candidate,
@@ -238,7 +244,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
                          detail={"count": withdrawn, "reason": "accepted by another worker"})
         session.flush()  # a double booking fails here, not inside the masking's savepoint
         _open_masked_session(session, job, now)
-        session.commit()
+        commit_keeping_loaded(session)  # the answer shows what was written, no reads back
     except IntegrityError as exc:  # the active-job unique index stopped a double booking
         session.rollback()
         raise ApiError(409, "worker_unavailable", "you already hold an active job",
@@ -249,8 +255,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     except Exception:  # the accept stands; the other offers will simply expire
         session.rollback()
         log.exception("could not withdraw worker %s's other offers", worker_id)
-    session.refresh(offer)
-    return offer, offer.job
+    return offer, job
 
 
 def _open_masked_session(session: Session, job: Job, now: datetime) -> None:
@@ -331,6 +336,8 @@ def withdraw_elsewhere(session: Session, worker_id: int,
         stmt = stmt.join(Job, Job.id == Offer.job_id).where(
             Job.urgency == Urgency.URGENT.value)
     job_ids = session.execute(stmt).scalars().all()
+    if not job_ids:  # the common case: nothing to withdraw, and nothing loaded to expire
+        return 0
     session.rollback()
     for job_id in job_ids:
         job = lock_job(session, job_id)

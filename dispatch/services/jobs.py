@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from dispatch import clock, push
 from dispatch.errors import ApiError, FieldProblem, not_found
@@ -82,6 +82,18 @@ def occupying_job() -> ColumnElement[bool]:
     return or_(Job.status.in_([s.value for s in UNDER_WAY_STATUSES]),
                and_(Job.urgency == Urgency.URGENT.value,
                     Job.status == JobStatus.ASSIGNED.value))
+
+
+def commit_keeping_loaded(session: Session) -> None:
+    """Commit without expiring what the session holds: the answer shows the job (or offer)
+    as this transaction wrote it, instead of reading it and what it refers to back (a
+    booking's job and category, an accept's offer, job, category and worker)."""
+    real = session() if isinstance(session, scoped_session) else session
+    previous, real.expire_on_commit = real.expire_on_commit, False
+    try:
+        real.commit()
+    finally:
+        real.expire_on_commit = previous
 
 
 def lock_job(session: Session, job_id: int) -> Job:
