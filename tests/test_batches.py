@@ -81,8 +81,8 @@ def test_batch_is_assigned_jointly_not_nearest_first(app: Flask, client: FlaskCl
     unit_b = add_unit(client, pm, prop_id, "B", east_m=9000)
     near_both, _ = make.worker(lat=offset(*CENTER, east_m=500)[0],
                                lng=offset(*CENTER, east_m=500)[1], radius_m=12000)
-    only_a, _ = make.worker(lat=offset(*CENTER, east_m=-1000)[0],
-                            lng=offset(*CENTER, east_m=-1000)[1], radius_m=3000)
+    only_a, only_a_headers = make.worker(lat=offset(*CENTER, east_m=-1000)[0],
+                                         lng=offset(*CENTER, east_m=-1000)[1], radius_m=3000)
     rows = [{"unit_id": unit_a, "category": "leak-repair", "description": "Leak A"},
             {"unit_id": unit_b, "category": "leak-repair", "description": "Leak B"}]
     batch = client.post("/api/v1/batches", json={"batch_key": "k", "rows": rows},
@@ -92,6 +92,15 @@ def test_batch_is_assigned_jointly_not_nearest_first(app: Flask, client: FlaskCl
         app, "SELECT j.unit_id, o.worker_id FROM offers o JOIN jobs j ON j.id = o.job_id "
              "WHERE j.batch_id = :b", b=batch["id"])}
     assert offers == {unit_a: only_a, unit_b: near_both}
+    # One planned worker each is a chance, not yet a promise: the accept makes it one.
+    promised = {r.unit_id: r.promised for r in sql(
+        app, "SELECT unit_id, promised FROM jobs WHERE batch_id = :b", b=batch["id"])}
+    assert promised == {unit_a: False, unit_b: False}
+    offer_a = sql(app, "SELECT o.id FROM offers o JOIN jobs j ON j.id = o.job_id "
+                       "WHERE j.unit_id = :u", u=unit_a)[0].id
+    assert client.post(f"/api/v1/offers/{offer_a}/accept",
+                       headers=only_a_headers).status_code == 200
+    assert sql(app, "SELECT promised FROM jobs WHERE unit_id = :u", u=unit_a)[0].promised
 
 
 def test_batch_rows_are_checked_in_json_too(app: Flask, client: FlaskClient,

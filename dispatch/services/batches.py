@@ -229,6 +229,10 @@ def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minut
               window_end=window_end,
               status=JobStatus.REQUESTED.value, wave=0, requested_at=now,
               arrive_by=arrive_by, idempotency_key=key,
+              # An urgent row is a request, not yet a promise: the joint plan offers it to
+              # one worker, who may decline; the accept makes the promise (as for a resident
+              # with thin coverage). A booked window is promised like a resident's.
+              promised=urgency is Urgency.SCHEDULED,
               request_fingerprint=key, org_id=batch.org_id, unit_id=unit.id,
               batch_id=batch.id, budget_cap_cents=row.get("budget_cap_cents"))
     session.add(job)
