@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session, scoped_session
 from notifications import realtime
 
 _KEY = "dispatch.after_commit"
+_SCRATCH = "dispatch.transaction_scratch"
 log = logging.getLogger(__name__)
+
+
+def transaction_scratch(session: Session) -> dict[str, Any]:
+    """State that lives as long as the current transaction (which jobs were already pushed,
+    which were only written through the ORM): dropped at its commit or rollback."""
+    real = session() if isinstance(session, scoped_session) else session
+    scratch: dict[str, Any] = real.info.setdefault(_SCRATCH, {})
+    return scratch
 
 
 class _Pending:
@@ -56,8 +65,7 @@ def _run(session: Session) -> None:
     """The transaction's pushes leave together, in one Redis round trip."""
     if session.in_nested_transaction():  # a SAVEPOINT released: the outer one is still open
         return
-    session.info.pop("dispatch.pushed_jobs", None)
-    session.info.pop("dispatch.jobs_written_by_orm", None)
+    session.info.pop(_SCRATCH, None)
     pending = session.info.pop(_KEY, [])
     if not pending:
         return
@@ -76,5 +84,4 @@ def _drop(session: Session, previous_transaction: Any) -> None:
     if previous_transaction.nested:
         return
     session.info.pop(_KEY, None)
-    session.info.pop("dispatch.pushed_jobs", None)
-    session.info.pop("dispatch.jobs_written_by_orm", None)
+    session.info.pop(_SCRATCH, None)

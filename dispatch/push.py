@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
-from dispatch.aftercommit import on_commit
+from dispatch.aftercommit import on_commit, transaction_scratch
 from dispatch.models import Job, Offer
 from notifications.realtime import emitter, job_room, user_room
 
@@ -46,14 +46,10 @@ def job_update_payload(job: Job) -> dict[str, Any]:
     }
 
 
-# Jobs this transaction inserted and changed only through ORM attributes: what the session
-# holds is what is committed, so their push needs no read-back.
-WRITTEN_BY_ORM = "dispatch.jobs_written_by_orm"
-
-
 def inserted_here(session: Session, job: Job) -> None:
-    """Only for a job inserted in this transaction that nothing but the ORM changes."""
-    session.info.setdefault(WRITTEN_BY_ORM, set()).add(job.id)
+    """Only for a job inserted in this transaction that nothing but the ORM changes: what
+    the session holds is what is committed, so its push needs no read-back."""
+    transaction_scratch(session).setdefault("jobs_written_by_orm", set()).add(job.id)
 
 
 def _refresh_columns(session: Session, job: Job) -> None:
@@ -73,13 +69,14 @@ _JOB_COLUMNS = [attr.key for attr in inspect(Job).column_attrs]
 def job_changed(session: Session, job: Job) -> None:
     """Tell the job's room, and its requester's and worker's own rooms, the new state (once
     per transaction, however many steps it took)."""
-    seen: set[int] = session.info.setdefault("dispatch.pushed_jobs", set())
+    scratch = transaction_scratch(session)
+    seen: set[int] = scratch.setdefault("pushed_jobs", set())
     if job.id in seen:
         return
     seen.add(job.id)
 
     def prepare() -> dict[str, Any]:
-        if job.id not in session.info.get(WRITTEN_BY_ORM, ()):
+        if job.id not in scratch.get("jobs_written_by_orm", ()):
             _refresh_columns(session, job)
         return job_update_payload(job)
 
