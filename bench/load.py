@@ -293,30 +293,33 @@ def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_worker
            "TWILIO_ACCOUNT_SID": MOCK_SID, "TWILIO_AUTH_TOKEN": "dev-token",
            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{sink_port}",
            "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_ports[0]}"}
+    sink = Service("twilio-sink", [sys.executable, "-m", "bench.twilio_sink", str(sink_port)],
+                   env)
+    sink.url = f"http://127.0.0.1:{sink_port}"
     services = [
-        Service("twilio-sink", [sys.executable, "-m", "bench.twilio_sink", str(sink_port)], env),
+        sink,
         Service("rq-worker", [*BACKGROUND, bin_path("rq"), "worker", "--worker-class",
                               "rq.worker.SimpleWorker", "--with-scheduler", "--url", rq_url,
                               "dispatch"], env),
         Service("sweeper", [*BACKGROUND, bin_path("flask"), "--app", "dispatch", "sweeper"], env),
     ]
     urls = []
+    ready = [(f"{sink.url}/stats", sink)]  # what must answer 200 before the load starts
     for n, port in enumerate(web_ports):
-        services.append(Service(
+        web = Service(
             f"web{n + 1}" if n < web_processes else f"web-api{n + 1 - web_processes}",
             [bin_path("gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gevent",
              "--worker-connections", "10000", "--workers", str(gunicorn_workers),
-             "--access-logfile", "-", "dispatch.wsgi:app"], env))
+             "--access-logfile", "-", "dispatch.wsgi:app"], env)
+        services.append(web)
         urls.append(f"http://127.0.0.1:{port}")
+        ready.append((f"{urls[-1]}/healthz", web))
     deadline = time.monotonic() + 60
-    services[0].url = f"http://127.0.0.1:{sink_port}"
-    for url, service in zip([f"http://127.0.0.1:{sink_port}/stats", *urls],
-                            [services[0], *services[3:]], strict=True):
+    for probe, service in ready:
         while True:
             if not service.alive():
                 raise RuntimeError(f"{service.name} exited; see {service.log_path}")
             try:
-                probe = url if url.endswith("/stats") else url + "/healthz"
                 with urllib.request.urlopen(probe, timeout=2) as r:
                     if r.status == 200:
                         break
@@ -570,13 +573,13 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
-def texts_sent(sinks: list[Service]) -> int | None:
+def texts_sent(sink_url: str | None) -> int | None:
     """How many texts reached the Twilio sink (through the SDK, from the RQ worker)."""
     import json
 
-    for sink in sinks:
+    if sink_url is not None:
         with (contextlib.suppress(OSError, ValueError),
-              urllib.request.urlopen(f"{sink.url}/stats", timeout=5) as r):
+              urllib.request.urlopen(f"{sink_url}/stats", timeout=5) as r):
             return int(json.loads(r.read())["messages"])
     return None
 
@@ -713,7 +716,8 @@ def main() -> None:
             proc.join(timeout=30)
         dead = [s.name for s in services if not s.alive()]
         counts = database_counts(db_url)
-        counts["texts_sent"] = texts_sent([s for s in services if s.name == "twilio-sink"])
+        counts["texts_sent"] = texts_sent(
+            next((s.url for s in services if s.name == "twilio-sink"), None))
     finally:
         for proc, _ in gens:
             if proc.is_alive():
