@@ -63,6 +63,11 @@ class Settings:
     # this long after the request, and never past the point where nobody could make the
     # deadline any more, before calling the job unfilled. The default is the whole promise.
     dispatch_patience_minutes: int = 120
+    # When fewer free workers than a wave can come, offer the job to workers finishing a job
+    # nearby too: it waits behind that job. Their arrival must fit this many minutes before
+    # the deadline (the job's end is the category's typical time, an estimate).
+    queue_behind_busy: bool = True
+    queue_margin_minutes: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -107,6 +112,8 @@ class Settings:
             scheduled_offer_window_s=_int("SCHEDULED_OFFER_WINDOW_SECONDS", 300),
             promise_min_candidates=_int("PROMISE_MIN_CANDIDATES", 3),
             dispatch_patience_minutes=_int("DISPATCH_PATIENCE_MINUTES", 120),
+            queue_behind_busy=_env("QUEUE_BEHIND_BUSY", "1") in ("1", "true"),
+            queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -97,6 +97,8 @@ class Category(db.Model):
     name: Mapped[str] = mapped_column(String(120))
     path: Mapped[str] = mapped_column(String(400), unique=True)
     bookable: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Usual time on site: when a busy worker on a job of this kind will come free.
+    typical_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default=text("60"))
 
 
 class Worker(db.Model):
@@ -190,6 +192,9 @@ class Job(db.Model):
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
     budget_cap_cents: Mapped[int | None] = mapped_column(Integer)
+    # Accepted by a worker still on another job: this one waits, assigned, until that one
+    # ends (then the column is cleared and the worker sets out). Urgent jobs only.
+    queued_behind_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     # A job's place never changes after the insert, so an UPDATE of the job (its status, its
     # wave) need not expire these and read them again for the next push.
     lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)),

@@ -38,6 +38,7 @@ def job_update_payload(job: Job) -> dict[str, Any]:
     return {
         "id": job.id, "status": job.status, "category": category_ref(job.category).model_dump(),
         "urgency": job.urgency, "promised": job.promised,
+        "queued": job.queued_behind_job_id is not None,
         "window_start": iso(job.window_start),
         "window_end": iso(job.window_end),
         "arrive_by": iso(job.arrive_by), "estimated_arrival": iso(job.estimated_arrival),

@@ -97,14 +97,15 @@ class IllegalTransition(Exception):
         super().__init__(f"{entity} cannot go from {current} to {target}{who}")
 
 
-def occupies_worker(urgency: str, status: JobStatus | str) -> bool:
+def occupies_worker(urgency: str, status: JobStatus | str, queued: bool = False) -> bool:
     """Whether this job keeps its worker busy. An urgent job does from the accept (they
-    leave now); a scheduled one only once the worker sets out, so between accepting
-    tomorrow's window and leaving for it they can take urgent work. The database enforces
-    one occupying job per worker (`ux_jobs_one_occupying_per_worker`, migration 0009)."""
+    leave now), unless it is queued behind the job they are finishing; a scheduled one only
+    once the worker sets out, so between accepting tomorrow's window and leaving for it they
+    can take urgent work. The database enforces one occupying job per worker
+    (`ux_jobs_one_occupying_per_worker`, migrations 0009 and 0014)."""
     status = JobStatus(status)
     if urgency == "urgent":
-        return status in ACTIVE_JOB_STATUSES
+        return status in ACTIVE_JOB_STATUSES and not (queued and status is JobStatus.ASSIGNED)
     return status in UNDER_WAY_STATUSES
 
 

@@ -5,7 +5,11 @@ Contract with the schema (owned by `dispatch`'s migrations):
   is the match index: one row per worker and bookable category, with the worker's position and
   availability copied in by a trigger, and a partial GiST index on `(category_id, location)`
   `WHERE available AND verified`.
-- `workers(user_id, travel_mode, service_radius_m, reputation, last_assigned_at)`.
+- `workers(user_id, travel_mode, service_radius_m, reputation, last_assigned_at, availability)`.
+- For workers finishing a job (`find_finishing`): `jobs(id, worker_id, category_id, location,
+  status, urgency, queued_behind_job_id, arrived_at, estimated_arrival)` with a partial GiST
+  index over the places of jobs that have a worker on them, and
+  `categories(id, typical_minutes)`.
 
 Plan shape (see TOOLCHAIN.md): the KNN `ORDER BY location <-> point LIMIT pool` runs alone in a
 materialized CTE so the planner keeps the index scan; freshness, radius, exclusion and the ETA
@@ -92,6 +96,9 @@ class Candidate:
     travel_mode: TravelMode
     eta_s: float
     score: float
+    # A busy worker finishing this job nearby: the job would wait behind it, and `eta_s`
+    # includes the wait. None for a free worker.
+    queued_behind_job_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -206,3 +213,63 @@ def _pool_was_full(conn: Connection | Session, request: MatchRequest, pool: int)
          "pool": pool},
     ).scalar_one()
     return count >= pool
+
+
+# Busy workers whose current job is near the point, when they should come free and how long
+# the trip from that job's place takes. The job they are on is where they will be; it ends
+# at arrival + the category's typical minutes (never sooner than :min_wait_s from now, since
+# one running late is still there). A worker holds at most one queued job.
+FINISHING_SQL = text(
+    f"""
+WITH current_jobs AS MATERIALIZED (
+    SELECT j.id AS job_id, j.worker_id, j.location <-> {_POINT} AS distance_m,
+           GREATEST(:min_wait_s, EXTRACT(EPOCH FROM (
+               COALESCE(j.arrived_at, j.estimated_arrival, :now)
+               + make_interval(mins => c.typical_minutes) - :now))) AS wait_s
+    FROM jobs j
+    JOIN categories c ON c.id = j.category_id
+    WHERE j.status IN ('assigned', 'en_route', 'arrived', 'in_progress')
+      AND j.worker_id IS NOT NULL
+      AND (j.status <> 'assigned' OR (j.urgency = 'urgent' AND j.queued_behind_job_id IS NULL))
+      AND ST_DWithin(j.location, {_POINT}, :reach_m)
+), scored AS (
+    SELECT cj.worker_id, cj.job_id, cj.distance_m, w.travel_mode, w.reputation,
+           cj.wait_s + :startup_s + cj.distance_m * :circuity / (CASE w.travel_mode
+                WHEN 'walk' THEN :walk_mps WHEN 'bike' THEN :bike_mps ELSE :car_mps END)
+               AS eta_s
+    FROM current_jobs cj
+    JOIN workers w ON w.user_id = cj.worker_id
+    JOIN worker_skills s ON s.worker_id = cj.worker_id
+                        AND s.category_id = CAST(:category_id AS integer) AND s.verified
+    WHERE w.availability = 'busy'
+      AND cj.distance_m <= w.service_radius_m
+      AND NOT (cj.worker_id = ANY(CAST(:excluded AS integer[])))
+      AND NOT EXISTS (SELECT 1 FROM jobs q WHERE q.worker_id = cj.worker_id
+                                            AND q.queued_behind_job_id IS NOT NULL)
+)
+SELECT worker_id, job_id, distance_m, travel_mode, eta_s,
+       eta_s + :reputation_weight * (1 - reputation) * 3600 AS score
+FROM scored
+WHERE eta_s <= :latest_eta_s
+ORDER BY score
+LIMIT :limit
+"""
+)
+
+
+def find_finishing(conn: Connection | Session, request: MatchRequest, *, min_wait_s: float,
+                   margin_s: float) -> list[Candidate]:
+    """Busy workers who can come after the job they are on and still arrive `margin_s`
+    before the deadline: when nobody free can come, someone finishing nearby often can.
+    Their arrival is an estimate twice over (the job's end and the trip), hence the margin."""
+    latest = request.max_eta_s - margin_s
+    if latest <= 0:
+        return []
+    fastest = max(request.eta.speed_mps(m) for m in TravelMode)
+    rows = conn.execute(FINISHING_SQL, {
+        **request.params(pool=0), "min_wait_s": min_wait_s, "latest_eta_s": latest,
+        "reach_m": latest * fastest / request.eta.circuity,
+    }).all()
+    return [Candidate(worker_id=r.worker_id, distance_m=float(r.distance_m),
+                      travel_mode=TravelMode(r.travel_mode), eta_s=float(r.eta_s),
+                      score=float(r.score), queued_behind_job_id=r.job_id) for r in rows]

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch.models import Role
-from tests.helpers import CENTER, Factory, book, count, job_body, offset, sql
+from tests.helpers import CENTER, Factory, book, count, job_body, offset, set_settings, sql
 
 
 def test_booking_opens_the_job_and_offers_the_best_workers(
@@ -72,10 +72,11 @@ def test_same_idempotency_key_returns_the_same_job(app: Flask, client: FlaskClie
 
 
 def test_a_retry_after_coverage_is_gone_still_returns_the_booked_job(
-    app: Flask, client: FlaskClient, make: Factory
+    app: Flask, client: FlaskClient, make: Factory, settings
 ) -> None:
     """The key is not looked up before matching, so a retry must not be refused as
     'no coverage' when its job was taken earlier and the only worker now holds it."""
+    set_settings(app, queue_behind_busy=False)  # the busy worker is nobody's candidate
     leak = make.category("leak-repair")
     _, worker = make.worker()
     _, resident = make.user(Role.RESIDENT)

@@ -239,7 +239,7 @@ def test_worker_accepts_a_booked_window_and_sets_out_later(
     browser: Browser, live_server: LiveServer, make: Factory
 ) -> None:
     """A window offer says when, accepting it leaves the worker online, and the window
-    waits under 'Booked windows' until they tap 'On my way'."""
+    waits under 'Next up' until they tap 'On my way'."""
     from tests.test_batches import run_queue
 
     client = make.app.test_client()
@@ -281,3 +281,59 @@ def test_worker_accepts_a_booked_window_and_sets_out_later(
         assert errors == [], errors
     finally:
         ctx.close()
+
+
+def test_worker_takes_a_next_job_while_busy_and_it_starts_when_the_first_ends(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    """The busy worker's page shows the offer, the accepted job waits under 'Next up', and
+    'Job done' on the current one brings it up as the current job; the resident's page
+    says the worker comes after a job nearby, then that they are on the job."""
+    from tests.helpers import book, job_body, sql
+
+    client = make.app.test_client()
+    email = "busy@example.test"
+    worker_id, worker = make.worker(email=email, skills=("leak-repair", "drain-unclogging"))
+    _, first = make.user(Role.RESIDENT)
+    current = book(client, first, job_body(make.category("leak-repair"))).json["id"]
+    offer = sql(make.app, "SELECT id FROM offers WHERE job_id = :j", j=current)[0].id
+    assert client.post(f"/api/v1/offers/{offer}/accept", headers=worker).status_code == 200
+    _, next_resident = make.user(Role.RESIDENT, email="next@example.test")
+
+    worker_ctx = new_context(browser, live_server, phone=True, at=CENTER)
+    resident_ctx = new_context(browser, live_server, at=offset(*CENTER, north_m=2000))
+    page, resident = worker_ctx.new_page(), resident_ctx.new_page()
+    errors = page_errors(page) + page_errors(resident)
+    try:
+        login(page, email)
+        expect(page.locator("#availability")).to_have_text("busy")
+        expect(page.locator("#active-title")).to_have_text("Leak repair")
+        login(resident, "next@example.test")
+        booked = book(client, next_resident, job_body(make.category("drain-unclogging"),
+                                                      *offset(*CENTER, north_m=2000)))
+        assert booked.status_code == 201 and booked.json["promised"] is False, booked.json
+        job_id = booked.json["id"]
+
+        card = page.locator(".offer")
+        expect(card).to_be_visible(timeout=10_000)
+        card.locator(".accept").click()
+        row = page.locator(f"#upcoming-{job_id}")
+        expect(row).to_contain_text("Next, after this job")
+        expect(row).to_contain_text("Drain unclogging")
+        expect(page.locator("#active-title")).to_have_text("Leak repair")
+        resident.goto(f"{live_server.url}/jobs/{job_id}")
+        expect(resident.locator("#worker")).to_contain_text("finishing a job nearby")
+        shot(page, "work-next-job")
+
+        for label in ["On my way", "I have arrived", "Start work", "Job done"]:
+            page.locator("#moves button", has_text=label).click()
+        expect(page.locator("#active-title")).to_have_text("Drain unclogging")
+        expect(page.locator("#availability")).to_have_text("busy")
+        expect(page.locator("#upcoming-box")).to_be_hidden()
+        expect(resident.locator("#worker")).to_contain_text("is on the job")
+        assert sql(make.app, "SELECT availability FROM workers WHERE user_id = :w",
+                   w=worker_id)[0].availability == "busy"
+        assert errors == [], errors
+    finally:
+        worker_ctx.close()
+        resident_ctx.close()

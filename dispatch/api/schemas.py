@@ -204,6 +204,9 @@ class JobOut(Out):
                           "it closes at arrive_by")
     window_end: datetime | None = None
     estimated_arrival: datetime | None
+    queued: bool = Field(
+        False, description="assigned to a worker who is finishing another job nearby: they "
+                           "set out when it ends, and estimated_arrival counts the wait")
     worker: JobWorkerOut | None
     assigned_at: datetime | None
     arrived_at: datetime | None

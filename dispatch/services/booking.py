@@ -132,8 +132,10 @@ def book_urgent(session: Session, resident: User, data: JobIn,
             return existing, False
         raise
     # One or two workers in reach is a chance, not a promise: each may decline. The job is
-    # taken and offered all the same; the promise waits for an accept.
-    promised = len(found.candidates) >= s.promise_min_candidates
+    # taken and offered all the same; the promise waits for an accept. Workers finishing a
+    # job nearby do not count: when they come free is an estimate.
+    promised = sum(c.queued_behind_job_id is None
+                   for c in found.candidates) >= s.promise_min_candidates
     wave = found.candidates[:s.offer_wave_size]
     best = found.candidates[0]
     job = Job(resident_id=resident.id, category_id=category.id, description=data.description,

@@ -6,6 +6,7 @@ accepts, declines, expiries and sweeps serialize per job and never deadlock."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -35,6 +36,7 @@ from dispatch.models import (
 from dispatch.services.jobs import (
     commit_keeping_loaded,
     lock_job,
+    occupying_job,
     record_event,
     transition,
     withdraw_pending_offers,
@@ -46,10 +48,14 @@ from geo.candidates import (
     MatchRequest,
     MatchWeights,
     find_candidates,
+    find_finishing,
 )
 from geo.eta import EtaModel
 
 log = logging.getLogger(__name__)
+
+# A worker past their job's typical time is still assumed to need this long to finish.
+QUEUE_MIN_WAIT_S = 300.0
 
 
 def settings() -> Settings:
@@ -83,7 +89,17 @@ def search_candidates(
         org = session.get(Organization, org_id)
         if org is not None and not org.allow_marketplace:
             return found or CandidateSearch(candidates=[], earliest_arrival=None)
-    return find_candidates(session, request, pool=s.knn_pool)
+    found = find_candidates(session, request, pool=s.knn_pool)
+    if s.queue_behind_busy and len(found.candidates) < limit:
+        # Free workers first; the wave is filled with workers finishing a job nearby.
+        request = replace(request, limit=limit - len(found.candidates), excluded_worker_ids=[
+            *excluded_worker_ids, *(c.worker_id for c in found.candidates)])
+        finishing = find_finishing(session, request, min_wait_s=QUEUE_MIN_WAIT_S,
+                                   margin_s=s.queue_margin_minutes * 60.0)
+        if finishing:
+            return CandidateSearch(candidates=[*found.candidates, *finishing],
+                                   earliest_arrival=found.earliest_arrival)
+    return found
 
 
 def _patience_ends(job: Job, s: Settings) -> datetime:
@@ -224,20 +240,27 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         raise _refuse(offer, "not_qualified", "you are no longer verified for this service")
     scheduled = job.urgency == Urgency.SCHEDULED.value
     try:
+        behind = None
         if not scheduled:  # a scheduled job takes the worker only when they set out
-            _take_worker(session, offer, worker.id, now)
+            behind = _take_worker(session, offer, worker.id, now)
         else:
             _check_windows_fit(session, offer, job, worker.id, now)
         check_offer_transition(offer.status, OfferStatus.ACCEPTED)
         offer.status = OfferStatus.ACCEPTED.value
         offer.responded_at = now
         job.worker_id = worker.id
-        job.promised = True  # someone is coming, with an ETA inside arrive_by
-        job.estimated_arrival = _expected_arrival(job, offer, now)
+        job.queued_behind_job_id = behind
+        if behind is None:
+            job.promised = True  # someone is coming, with an ETA inside arrive_by
+            job.estimated_arrival = _expected_arrival(job, offer, now)
+        else:  # when the job they are on ends is an estimate: no new promise on it
+            job.estimated_arrival = offer.created_at + timedelta(seconds=offer.eta_seconds)
+        detail = {"offer_id": offer.id, "worker_id": worker.id,
+                  "eta_seconds": round(offer.eta_seconds)}
+        if behind is not None:
+            detail["queued_behind_job_id"] = behind
         transition(session, job, JobStatus.ASSIGNED, Actor.SYSTEM, now=now,
-                   actor_user_id=worker.id,
-                   detail={"offer_id": offer.id, "worker_id": worker.id,
-                           "eta_seconds": round(offer.eta_seconds)})
+                   actor_user_id=worker.id, detail=detail)
         withdrawn = withdraw_pending_offers(session, job, now, except_offer_id=offer.id)
         if withdrawn:
             record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
@@ -279,8 +302,14 @@ def _expected_arrival(job: Job, offer: Offer, now: datetime) -> datetime:
     return max(job.window_start, offer.created_at + trip)
 
 
-def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) -> None:
-    """online -> busy in one conditional UPDATE: a worker never wins two urgent jobs."""
+def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) -> int | None:
+    """online -> busy in one conditional UPDATE: a worker never wins two urgent jobs at once.
+    A busy worker may still take one job queued behind the one they are on (the offer went
+    to them as finishing nearby); returns the id of the job it waits behind.
+
+    The worker row is locked before their current job is read, as `release_or_start_queued`
+    does, so an accept racing the end of that job sees either the worker free or the job
+    still on."""
     took_worker = session.execute(
         update(Worker)
         .where(Worker.user_id == worker_id,
@@ -288,12 +317,29 @@ def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) 
         .values(availability=Availability.BUSY.value, last_assigned_at=now)
         .returning(Worker.user_id)
     ).scalar_one_or_none()
-    if took_worker is None:
-        current = session.execute(
-            select(Worker.availability).where(Worker.user_id == worker_id)).scalar_one()
-        message = ("you already hold an active job" if current == Availability.BUSY.value
-                   else "go online to accept offers")
+    if took_worker is not None:
+        return None
+    current = session.execute(
+        select(Worker.availability).where(Worker.user_id == worker_id).with_for_update()
+    ).scalar_one()
+    if current == Availability.ONLINE.value:  # their job ended while we waited for the lock
+        return _take_worker(session, offer, worker_id, now)
+    if current == Availability.BUSY.value and settings().queue_behind_busy:
+        on_now = session.execute(
+            select(Job.id).where(Job.worker_id == worker_id, occupying_job())
+        ).scalar_one_or_none()
+        has_queued = session.execute(select(exists().where(
+            Job.worker_id == worker_id, Job.queued_behind_job_id.is_not(None)))).scalar()
+        if on_now is not None and not has_queued:
+            session.execute(update(Worker).where(Worker.user_id == worker_id)
+                            .values(last_assigned_at=now))
+            return on_now
+        message = ("you already have a next job queued" if has_queued
+                   else "you already hold an active job")
         raise _refuse(offer, "worker_unavailable", message)
+    message = ("you already hold an active job" if current == Availability.BUSY.value
+               else "go online to accept offers")
+    raise _refuse(offer, "worker_unavailable", message)
 
 
 def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,

@@ -3,7 +3,7 @@ asks the state machine, stamps the job and appends the event in the same transac
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -24,6 +24,7 @@ from dispatch.states import (
     check_job_transition,
     occupies_worker,
 )
+from geo.eta import haversine_m
 
 _STAMPS = {
     JobStatus.ASSIGNED: "assigned_at",
@@ -60,8 +61,12 @@ def transition(
     if target in FINAL_JOB_STATUSES and job.ended_at is None:
         job.ended_at = now
     if job.worker_id is not None:
-        if occupies_worker(job.urgency, current) and not occupies_worker(job.urgency, target):
-            release_worker(session, job.worker_id)
+        queued = job.queued_behind_job_id is not None
+        if queued and target is not JobStatus.ASSIGNED:
+            job.queued_behind_job_id = None  # called off while waiting (a cancel)
+        if (occupies_worker(job.urgency, current, queued)
+                and not occupies_worker(job.urgency, target)):
+            release_or_start_queued(session, job, now)
         if JobStatus(current) in ACTIVE_JOB_STATUSES and target not in ACTIVE_JOB_STATUSES:
             from dispatch.services.contact import schedule_close
 
@@ -81,7 +86,8 @@ def occupying_job() -> ColumnElement[bool]:
     """SQL twin of `occupies_worker`: the job (at most one per worker) they are on now."""
     return or_(Job.status.in_([s.value for s in UNDER_WAY_STATUSES]),
                and_(Job.urgency == Urgency.URGENT.value,
-                    Job.status == JobStatus.ASSIGNED.value))
+                    Job.status == JobStatus.ASSIGNED.value,
+                    Job.queued_behind_job_id.is_(None)))
 
 
 def commit_keeping_loaded(session: Session) -> None:
@@ -97,9 +103,15 @@ def commit_keeping_loaded(session: Session) -> None:
 
 
 def lock_job(session: Session, job_id: int) -> Job:
-    """The job row, locked for this transaction. Lock order everywhere: job, offer, worker."""
+    """The job row, locked for this transaction. Lock order everywhere: job, offer, worker.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: it excludes every other step on this job just the
+    same, but lets a row that refers to the job (a job queued behind it, an offer, an
+    event) be written meanwhile. Their foreign-key check takes a key-share lock on this row;
+    under FOR UPDATE an accept queueing a job behind this one (job, offer, worker, then this
+    key-share) deadlocked with this job's completion (this job, then the worker)."""
     job = session.execute(
-        select(Job).where(Job.id == job_id).with_for_update()
+        select(Job).where(Job.id == job_id).with_for_update(key_share=True)
     ).scalar_one_or_none()
     if job is None:
         raise not_found("job")
@@ -117,6 +129,34 @@ def withdraw_pending_offers(session: Session, job: Job, now: datetime,
     closed = [(w, o) for w, o in session.execute(stmt).all()]
     push.offers_closed(session, closed, OfferStatus.WITHDRAWN.value)
     return len(closed)
+
+
+def release_or_start_queued(session: Session, job: Job, now: datetime) -> None:
+    """The job occupying a worker ended. A job queued behind it becomes their current one
+    at once (they stay busy and set out for it); otherwise they are free for offers.
+
+    The worker row is locked first, so an accept queueing a job behind this one (which takes
+    the same lock) either lands before this look and is started, or sees the worker free."""
+    from dispatch.services.dispatching import eta_model, settings
+
+    assert job.worker_id is not None
+    session.flush()  # this job's new status is in the database before the next one starts
+    mode = session.execute(select(Worker.travel_mode).where(
+        Worker.user_id == job.worker_id).with_for_update()).scalar_one()
+    queued = session.execute(
+        select(Job).where(Job.queued_behind_job_id == job.id).with_for_update()
+    ).scalar_one_or_none()
+    if queued is None:
+        release_worker(session, job.worker_id)
+        return
+    trip_s = eta_model(settings()).eta_seconds(
+        haversine_m(job.lat, job.lng, queued.lat, queued.lng), mode)
+    queued.queued_behind_job_id = None
+    queued.estimated_arrival = now + timedelta(seconds=trip_s)
+    record_event(session, queued, "worker_free", Actor.SYSTEM, now=now,
+                 actor_user_id=job.worker_id,
+                 detail={"previous_job_id": job.id, "eta_seconds": round(trip_s)})
+    push.job_changed(session, queued)
 
 
 def release_worker(session: Session, worker_id: int) -> None:
@@ -176,6 +216,8 @@ def worker_update_status(session: Session, worker: User, job_id: int,
     if job.worker_id != worker.id:
         raise not_found("job")
     check_job_transition(job.status, target, Actor.WORKER)
+    if job.queued_behind_job_id is not None:
+        raise _busy()  # queued: it starts when the job they are on ends
     if not occupies_worker(job.urgency, job.status) and occupies_worker(job.urgency, target):
         take_worker_for(session, job, worker.id)
     transition(session, job, target, Actor.WORKER, now=now, actor_user_id=worker.id)

@@ -53,9 +53,11 @@ function dueText(job) {
 }
 
 // Whether the job keeps its worker busy now (dispatch.states.occupies_worker): an urgent
-// job from the accept, a booked window only once the worker sets out.
+// job from the accept (unless it is queued behind the one they are on), a booked window
+// only once the worker sets out.
 function occupying(job) {
   if (job.urgency === "scheduled") return ["en_route", "arrived", "in_progress"].includes(job.status);
+  if (job.queued && job.status === "assigned") return false;
   return ["assigned", "en_route", "arrived", "in_progress"].includes(job.status);
 }
 

@@ -13,6 +13,7 @@
   let workerMarker = null;
   let etaAt = null;
   let status = null;
+  let wasQueued = false;
 
   function render(job) {
     status = job.status;
@@ -33,12 +34,18 @@
         ? `Only one or two workers can reach you by ${clock(job.arrive_by)}; we are asking them and confirm when one accepts.`
         : `Someone ${dueText(job)}`;
     }
+    const queued = Boolean(job.queued) && job.status === "assigned";
     document.getElementById("worker").textContent = job.worker
-      ? `${job.worker.name} (${job.worker.travel_mode}) is on the job.`
+      ? (queued
+        ? `${job.worker.name} (${job.worker.travel_mode}) is finishing a job nearby and comes straight after.`
+        : `${job.worker.name} (${job.worker.travel_mode}) is on the job.`)
       : (job.status === "dispatching" ? "Asking the nearest vetted workers…" : "");
-    if (job.estimated_arrival && !etaAt && ["assigned", "en_route"].includes(job.status)) {
+    // A queued job's ETA counts the wait; when the other job ends it is the trip alone.
+    if (job.estimated_arrival && ["assigned", "en_route"].includes(job.status)
+        && (!etaAt || queued !== wasQueued)) {
       etaAt = job.estimated_arrival;
     }
+    wasQueued = queued;
     if (!["assigned", "en_route"].includes(job.status)) etaAt = null;
     document.getElementById("cancel").hidden = !CANCELLABLE.includes(job.status);
     tick();

@@ -147,7 +147,7 @@
       b.addEventListener("click", async () => {
         const r = await api("POST", `/jobs/${job.id}/status`, {status});
         if (!r.ok) { errorBox.textContent = errorText(r.data); return; }
-        if (status === "completed") { box.hidden = true; setAvailability("online"); }
+        if (status === "completed") { box.hidden = true; syncAvailability(); }
         else showActive(r.data);
         loadToday();
       });
@@ -172,21 +172,30 @@
     }
     const active = r.data.jobs.find(occupying);
     showActive(active);
-    showUpcoming(r.data.jobs.filter((j) => j.urgency === "scheduled" && j.status === "assigned"), !active);
+    showUpcoming(r.data.jobs.filter((j) => j.status === "assigned" && !occupying(j)), !active);
   }
 
-  // Booked windows the worker accepted and has not set out for yet, soonest first.
+  // Jobs the worker accepted and has not set out for yet: an urgent one queued behind the
+  // job they are on (it becomes the current job when that one ends), then booked windows,
+  // soonest first.
   function showUpcoming(jobs, free) {
     const body = document.querySelector("#upcoming tbody");
     body.innerHTML = "";
     document.getElementById("upcoming-box").hidden = jobs.length === 0;
-    jobs.sort((a, b) => new Date(a.window_start) - new Date(b.window_start));
+    const when = (j) => (j.queued ? 0 : new Date(j.window_start).getTime());
+    jobs.sort((a, b) => when(a) - when(b));
     for (const job of jobs) {
       const tr = document.createElement("tr");
       tr.id = `upcoming-${job.id}`;
       tr.innerHTML = "<td></td><td></td><td></td>";
-      tr.children[0].textContent = dueText(job);
       tr.children[1].textContent = `${job.category.name} · ${job.address || ""}`;
+      if (job.queued) {
+        tr.className = "queued";
+        tr.children[0].textContent = `Next, after this job (${dueText(job)})`;
+        body.appendChild(tr);
+        continue;
+      }
+      tr.children[0].textContent = dueText(job);
       const go = document.createElement("button");
       go.textContent = "On my way";
       go.className = "set-out";
@@ -209,17 +218,21 @@
     else if (Number(document.getElementById("active").dataset.jobId) === job.id) {
       document.getElementById("active").hidden = true;
       errorBox.textContent = job.status === "cancelled" ? "The job was cancelled." : "";
-      setAvailability("online");
+      syncAvailability(); // online, or still busy when a queued job starts now
     }
     loadToday();
   });
 
-  // On every (re)connect, catch up on what was pushed while the socket was down.
-  function refresh() {
+  function syncAvailability() {
     api("GET", "/worker/profile").then((r) => {
       if (r.ok) setAvailability(r.data.availability);
       else errorBox.textContent = errorText(r.data);
     });
+  }
+
+  // On every (re)connect, catch up on what was pushed while the socket was down.
+  function refresh() {
+    syncAvailability();
     api("GET", "/offers").then((r) => { if (r.ok) r.data.offers.forEach(showOffer); });
     loadToday();
   }

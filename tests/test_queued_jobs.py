@@ -1,0 +1,222 @@
+"""Queued jobs: when no free worker can come, a worker finishing a job nearby can take the
+next one. It waits, assigned, behind their current job and starts the moment that job ends
+(completed or called off). Real PostGIS, real threads for the races."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from dispatch.models import Role
+from tests.helpers import CENTER, Factory, book, job_body, offset, set_settings, sql
+from tests.test_races import race
+
+TWO_KM_NORTH = offset(*CENTER, north_m=2000)
+
+
+def post_status(client: FlaskClient, job_id: int, headers: dict[str, str], status: str) -> Any:
+    return client.post(f"/api/v1/jobs/{job_id}/status", json={"status": status}, headers=headers)
+
+
+def offer_of(app: Flask, job_id: int, worker_id: int) -> int:
+    return sql(app, "SELECT id FROM offers WHERE job_id = :j AND worker_id = :w",
+               j=job_id, w=worker_id)[0].id
+
+
+def accept(client: FlaskClient, app: Flask, job_id: int, worker_id: int,
+           headers: dict[str, str]) -> Any:
+    return client.post(f"/api/v1/offers/{offer_of(app, job_id, worker_id)}/accept",
+                       headers=headers)
+
+
+def availability(app: Flask, worker_id: int) -> str:
+    return sql(app, "SELECT availability FROM workers WHERE user_id = :w",
+               w=worker_id)[0].availability
+
+
+def busy_worker(app: Flask, client: FlaskClient, make: Factory):
+    """The only plumber around, on a leak job (assigned, not yet there)."""
+    worker_id, worker = make.worker(skills=("leak-repair", "drain-unclogging"))
+    _, first_resident = make.user(Role.RESIDENT)
+    current = book(client, first_resident, job_body(make.category("leak-repair"))).json["id"]
+    assert accept(client, app, current, worker_id, worker).status_code == 200
+    assert availability(app, worker_id) == "busy"
+    return (worker_id, worker), current, first_resident
+
+
+def book_next(app: Flask, client: FlaskClient, make: Factory) -> tuple[Any, dict[str, str]]:
+    _, resident = make.user(Role.RESIDENT)
+    return book(client, resident, job_body(make.category("drain-unclogging"),
+                                            *TWO_KM_NORTH)), resident
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_a_worker_finishing_nearby_takes_the_next_job_and_starts_it_when_done(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    (worker_id, worker), current, _ = busy_worker(app, client, make)
+    booked, resident = book_next(app, client, make)
+    # Nobody free: the job is taken all the same, offered to the busy plumber, no promise.
+    assert booked.status_code == 201, booked.json
+    job_id = booked.json["id"]
+    assert booked.json["promised"] is False and booked.json["status"] == "dispatching"
+    offer = sql(app, "SELECT eta_seconds FROM offers WHERE job_id = :j AND worker_id = :w",
+                j=job_id, w=worker_id)[0]
+    # The wait is the current job's arrival plus a leak repair's typical hour on site.
+    current_eta = at(client.get(f"/api/v1/jobs/{current}", headers=worker)
+                     .json["estimated_arrival"])
+    requested = at(booked.json["requested_at"])
+    wait_s = (current_eta - requested).total_seconds() + 60 * 60
+    assert wait_s < offer.eta_seconds < wait_s + 20 * 60
+
+    r = accept(client, app, job_id, worker_id, worker)
+    assert r.status_code == 200, r.json
+    seen = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    assert (seen["status"], seen["queued"], seen["worker"]["id"]) == ("assigned", True,
+                                                                      worker_id)
+    assert seen["promised"] is False  # when the current job ends is an estimate
+    eta_queued = at(seen["estimated_arrival"])
+    assert (eta_queued - requested).total_seconds() > 60 * 60
+    # It waits: the worker cannot set out for it while on the other job.
+    early = post_status(client, job_id, worker, "en_route")
+    assert early.status_code == 409 and early.json["error"]["code"] == "worker_unavailable"
+    assert client.get(f"/api/v1/jobs/{current}", headers=worker).json["queued"] is False
+
+    for status in ["en_route", "arrived", "in_progress", "completed"]:
+        assert post_status(client, current, worker, status).status_code == 200
+    # The queued job is now the current one: still busy, the ETA is the trip alone.
+    assert availability(app, worker_id) == "busy"
+    started = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    assert started["status"] == "assigned" and started["queued"] is False
+    assert at(started["estimated_arrival"]) < eta_queued
+    free = sql(app, "SELECT detail FROM job_events WHERE job_id = :j AND kind = 'worker_free'",
+               j=job_id)
+    assert [e.detail["previous_job_id"] for e in free] == [current]
+    for status in ["en_route", "arrived", "in_progress", "completed"]:
+        assert post_status(client, job_id, worker, status).status_code == 200
+    assert availability(app, worker_id) == "online"
+
+
+def test_too_long_a_wait_or_queueing_turned_off_is_an_honest_refusal(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    busy_worker(app, client, make)
+    set_settings(app, queue_behind_busy=False)
+    off, _ = book_next(app, client, make)
+    assert off.status_code == 409 and off.json["error"]["code"] == "no_coverage"
+    set_settings(app, queue_behind_busy=True)
+    # A leak repair that usually takes 110 minutes leaves no time for the next job.
+    sql(app, "UPDATE categories SET typical_minutes = 110 WHERE slug = 'leak-repair'")
+    try:
+        late, _ = book_next(app, client, make)
+    finally:
+        sql(app, "UPDATE categories SET typical_minutes = 60 WHERE slug = 'leak-repair'")
+    assert late.status_code == 409 and late.json["error"]["code"] == "no_coverage"
+    assert sql(app, "SELECT count(*) AS n FROM jobs")[0].n == 1
+
+
+def test_free_workers_come_first_and_only_free_ones_make_a_promise(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    (busy_id, _), _, _ = busy_worker(app, client, make)
+    free = [make.worker(lat=TWO_KM_NORTH[0] + 0.01 * i, lng=TWO_KM_NORTH[1],
+                        skills=("drain-unclogging",))[0] for i in range(1, 3)]
+    booked, _ = book_next(app, client, make)
+    assert booked.status_code == 201
+    wave = sql(app, "SELECT worker_id FROM offers WHERE job_id = :j ORDER BY rank",
+               j=booked.json["id"])
+    # Two free workers, then the one finishing nearby fills the wave of three.
+    assert [w.worker_id for w in wave] == [*free, busy_id]
+    assert booked.json["promised"] is False  # two free workers are not three
+
+
+def queued_job(app: Flask, client: FlaskClient, make: Factory):
+    """The busy plumber with a drain job queued behind their leak job."""
+    (worker_id, worker), current, first_resident = busy_worker(app, client, make)
+    booked, resident = book_next(app, client, make)
+    job_id = booked.json["id"]
+    assert accept(client, app, job_id, worker_id, worker).status_code == 200
+    return (worker_id, worker), (current, first_resident), (job_id, resident)
+
+
+def test_calling_off_the_queued_job_leaves_the_worker_on_their_current_one(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    (worker_id, worker), (current, _), (job_id, resident) = queued_job(app, client, make)
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel", json={},
+                       headers=resident).status_code == 200
+    assert availability(app, worker_id) == "busy"
+    row = sql(app, "SELECT status, queued_behind_job_id FROM jobs WHERE id = :j", j=job_id)[0]
+    assert (row.status, row.queued_behind_job_id) == ("cancelled", None)
+    for status in ["en_route", "arrived", "in_progress", "completed"]:
+        assert post_status(client, current, worker, status).status_code == 200
+    assert availability(app, worker_id) == "online"
+
+
+def test_calling_off_the_current_job_starts_the_queued_one(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    (worker_id, worker), (current, first_resident), (job_id, _) = queued_job(app, client, make)
+    assert client.post(f"/api/v1/jobs/{current}/cancel", json={},
+                       headers=first_resident).status_code == 200
+    assert availability(app, worker_id) == "busy"
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=worker).json["queued"] is False
+    assert post_status(client, job_id, worker, "en_route").status_code == 200
+
+
+def test_a_worker_holds_one_queued_job_at_most(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    (worker_id, worker), _, _ = busy_worker(app, client, make)
+    second, _ = book_next(app, client, make)
+    third, _ = book_next(app, client, make)
+    assert second.status_code == third.status_code == 201
+    assert accept(client, app, second.json["id"], worker_id, worker).status_code == 200
+    # Their other offer was withdrawn at that accept; a new request finds nobody.
+    late = accept(client, app, third.json["id"], worker_id, worker)
+    assert late.status_code == 409 and late.json["error"]["code"] == "offer_withdrawn"
+    fourth, _ = book_next(app, client, make)
+    assert fourth.status_code == 409 and fourth.json["error"]["code"] == "no_coverage"
+
+
+def test_two_accepts_from_one_busy_worker_at_once_queue_exactly_one(
+        app: Flask, make: Factory, settings) -> None:
+    set_settings(app, offer_wave_size=1)
+    client = app.test_client()
+    (worker_id, worker), _, _ = busy_worker(app, client, make)
+    jobs = [book_next(app, client, make)[0].json["id"] for _ in range(6)]
+    offers = [offer_of(app, j, worker_id) for j in jobs]
+    codes = race([lambda o=o: app.test_client().post(f"/api/v1/offers/{o}/accept",
+                                                     headers=worker).status_code
+                  for o in offers])
+    assert Counter(codes) == {200: 1, 409: 5}, codes
+    queued = sql(app, "SELECT id FROM jobs WHERE queued_behind_job_id IS NOT NULL")
+    assert [q.id for q in queued] == [jobs[codes.index(200)]]
+
+
+def test_an_accept_racing_the_end_of_the_current_job_never_strands_the_queued_one(
+        app: Flask, make: Factory, settings) -> None:
+    """Whichever lands first, the new job ends up the worker's current one (not queued
+    behind a finished job) and the worker stays busy for it."""
+    client = app.test_client()
+    for _ in range(6):
+        (worker_id, worker), current, _ = busy_worker(app, client, make)
+        for status in ["en_route", "arrived", "in_progress"]:
+            assert post_status(client, current, worker, status).status_code == 200
+        job_id = book_next(app, client, make)[0].json["id"]
+        offer_id = offer_of(app, job_id, worker_id)
+        codes = race([
+            lambda c=current, h=worker: post_status(app.test_client(), c, h,
+                                                    "completed").status_code,
+            lambda o=offer_id, h=worker: app.test_client().post(
+                f"/api/v1/offers/{o}/accept", headers=h).status_code])
+        assert codes == [200, 200], codes
+        row = sql(app, "SELECT status, queued_behind_job_id FROM jobs WHERE id = :j",
+                  j=job_id)[0]
+        assert (row.status, row.queued_behind_job_id) == ("assigned", None)
+        assert availability(app, worker_id) == "busy"
+        for status in ["en_route", "arrived", "in_progress", "completed"]:
+            assert post_status(client, job_id, worker, status).status_code == 200
+        assert availability(app, worker_id) == "online"
+        sql(app, "UPDATE workers SET availability = 'offline' WHERE user_id = :w", w=worker_id)
