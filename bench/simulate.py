@@ -182,6 +182,11 @@ def notes(args: argparse.Namespace) -> list[str]:
         "hook to stop it, and a real broadcast system re-pings too.",
         "Batch rows are processed by `batches.submit`/`process` in every policy; their "
         "declines fall to the shipped cascade.",
+        "Nearest reaches free workers only (`QUEUE_BEHIND_BUSY` off for its run, also in "
+        "the service's own follow-up waves); cascade and batched may queue a job behind a "
+        "worker finishing nearby. Job durations vary (lognormal, sigma 0.4) around the "
+        "medians that the catalogue's `typical_minutes` also holds: the product estimates a "
+        "job's end from the median, and the simulation draws the real one.",
     ]
 
 

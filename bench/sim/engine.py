@@ -21,11 +21,12 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from flask import current_app
 from redis import Redis
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -108,6 +109,7 @@ class WorkerState:
     work_s: float = 0.0  # on site (in progress), the earnings proxy
     jobs: int = 0
     pending: set[int] = field(default_factory=set)
+    next_record: Record | None = None  # a job queued behind the one they are on
 
 
 @dataclass
@@ -195,6 +197,9 @@ class Simulation:
 
     def run(self) -> Outcome:
         previous = clock.set_source(self.now)
+        config = current_app.config["DISPATCH"]
+        if self.policy is Policy.NEAREST:  # a broadcast reaches free workers only
+            current_app.config["DISPATCH"] = replace(config, queue_behind_busy=False)
         started, cpu_started = time.perf_counter(), time.process_time()
         try:
             self.schedule_day()
@@ -212,6 +217,7 @@ class Simulation:
                     self.counters[f"unsettled_at_stop_{job['status']}"] += 1
         finally:
             clock.set_source(previous)
+            current_app.config["DISPATCH"] = config
         return Outcome(self.policy, self.records, list(self.workers.values()), db_jobs,
                        self.counters, time.perf_counter() - started,
                        time.process_time() - cpu_started, self.t, self.errors)
@@ -348,7 +354,8 @@ class Simulation:
                   description=data.description, location=wkt_point(req.lat, req.lng),
                   urgency=Urgency.URGENT.value, status=JobStatus.REQUESTED.value, wave=0,
                   requested_at=now, arrive_by=arrive_by,
-                  promised=len(found.candidates) >= s.promise_min_candidates,
+                  promised=sum(c.queued_behind_job_id is None for c in found.candidates)
+                  >= s.promise_min_candidates,
                   estimated_arrival=now + timedelta(
                       seconds=min(c.eta_s for c in found.candidates)),
                   idempotency_key=f"sim-{req.idx}",
@@ -497,7 +504,12 @@ class Simulation:
         self.counters["accepts"] += 1
         self.close_job_offers(offer.job_id)
         self.close_worker_offers(worker)  # withdraw_elsewhere did the same in the database
-        self.start_trip(worker, record)
+        if job.queued_behind_job_id is not None:  # they set out when the job they are on ends
+            assert worker.record is not None and worker.next_record is None
+            self.counters["queued_accepts"] += 1
+            worker.next_record = record
+        else:
+            self.start_trip(worker, record)
         self.sync_offers()
 
     def on_expiry(self, job_id: int) -> None:
@@ -586,7 +598,10 @@ class Simulation:
         worker.busy.append((worker.busy_since, self.t))
         worker.busy_since, worker.record, worker.trip = None, None, None
         worker.status = "idle"
-        if worker.off_after_job:
+        if worker.next_record is not None:  # the services started the queued job already
+            record, worker.next_record = worker.next_record, None
+            self.start_trip(worker, record)
+        elif worker.off_after_job:
             self.go_offline(worker)
         else:  # the phone keeps reporting: fresh again for matching at once
             self.refresh_positions([worker_id])
@@ -679,7 +694,9 @@ class Simulation:
     def read_jobs(self) -> dict[int, dict[str, Any]]:
         rows = self.session.execute(text(
             "SELECT id, status, requested_at, assigned_at, arrived_at, completed_at, "
-            "estimated_arrival, arrive_by, worker_id, wave, batch_id, "
+            "estimated_arrival, arrive_by, worker_id, wave, batch_id, promised, "
+            "EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.id AND e.kind = "
+            "'worker_free') AS was_queued, "
             "(SELECT count(*) FROM offers o WHERE o.job_id = j.id) AS offers, "
             "(SELECT count(*) FROM offers o WHERE o.job_id = j.id AND o.wave = 1) "
             "AS first_wave, (SELECT (e.detail ->> 'candidates')::int FROM job_events e "

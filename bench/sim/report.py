@@ -6,10 +6,14 @@ Definitions (the report repeats them):
 - refused at once: booking found nobody who could come in time (answered 409 at once);
 - unfilled after booking: a job was opened, then nobody took it (the cascade ran out);
 - promised at booking: booking told the resident "someone by `arrive_by`" (`jobs.promised`:
-  only when at least PROMISE_MIN_CANDIDATES workers could make it; otherwise the job is
+  only when at least PROMISE_MIN_CANDIDATES free workers could make it; otherwise the job is
   offered all the same and the promise comes with the accept);
 - missed promise: of the jobs promised (at booking, or at the accept), those where nobody
-  arrived by `arrive_by`: late arrivals plus promised jobs that went unfilled;
+  arrived by `arrive_by`: late arrivals plus promised jobs that went unfilled. An accept
+  that queues the job behind the worker's current one promises nothing (its ETA hangs on
+  when that job ends), so those count only if promised at booking;
+- queued behind a job: requests taken by a worker finishing another job nearby, and the
+  share of those with nobody at the door by `arrive_by` (late against an estimate);
 - ETA error: actual arrival minus `estimated_arrival` as set at the accept;
 - time to accept: first (winning) accept minus the request;
 - utilization: time holding a job (accept to completion) over time online, in the window;
@@ -76,12 +80,15 @@ class Row:
     eta_late10_pct: float
     utilization: float
     promised_at_booking: float
+    queued: float  # share of requests taken by a worker finishing another job nearby
+    queued_late: float  # of those, the share with nobody at the door by arrive_by
 
 
 def _record_measures(records: list[Record], outcome: Outcome) -> dict[str, float]:
     jobs = outcome.db_jobs
     n = len(records)
     served = refused = unfilled = opened = booked_promise = promised = late = broken = 0
+    queued = queued_late = 0
     tta: list[float] = []
     eta_err: list[float] = []
     door: list[float] = []
@@ -103,9 +110,13 @@ def _record_measures(records: list[Record], outcome: Outcome) -> dict[str, float
                 eta_err.append((arrived - r.eta_t) / 60)
         if job["assigned_at"] is not None:
             tta.append(job["assigned_at"] - r.req.t_s)
-        # A promise is made at booking, or at the accept; a job never promised that went
-        # unfilled was asked for, not broken.
-        if r.promised or job["assigned_at"] is not None:
+        if job["was_queued"]:
+            queued += 1
+            queued_late += arrived is None or arrived > job["arrive_by"]
+        # A promise is made at booking, or at the accept (not at one queueing the job
+        # behind the worker's current one: that arrival is an estimate); a job never
+        # promised that went unfilled was asked for, not broken.
+        if r.promised or job["promised"]:
             promised += 1
             if arrived is None:
                 broken += 1
@@ -121,6 +132,7 @@ def _record_measures(records: list[Record], outcome: Outcome) -> dict[str, float
         "eta_mean": statistics.fmean(eta_err) if eta_err else float("nan"),
         "eta_p90": quantile(eta_err, 0.9),
         "eta_late10": pct(sum(1 for e in eta_err if e > 10), len(eta_err)),
+        "queued": pct(queued, n), "queued_late": pct(queued_late, queued),
     }
 
 
@@ -136,7 +148,7 @@ def row(label: str, records: list[Record], outcome: Outcome, a: float, b: float)
                m["missed_late"], m["missed_unfilled"], m["tta_med"], m["tta_p90"],
                m["door_med"],
                m["eta_mean"], m["eta_p90"], m["eta_late10"], utilization(outcome, a, b),
-               m["promised_at_booking"])
+               m["promised_at_booking"], m["queued"], m["queued_late"])
 
 
 def residents(outcome: Outcome) -> list[Record]:
@@ -217,8 +229,8 @@ HEAD = ("| {label} | requests | served <=2 h % | refused at once % | unfilled af
         "| promised at booking % | missed promise % (late / unfilled) | accept median s "
         "| accept p90 s "
         "| at the door median min | ETA error mean min | ETA error p90 min | >10 min late % "
-        "| utilization % |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+        "| utilization % | queued behind a job % (late %) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 
 
 def table_line(r: Row) -> str:
@@ -228,7 +240,7 @@ def table_line(r: Row) -> str:
             f"{_f(r.missed_unfilled, 2)}) | {_f(r.tta_median_s, 0)} | {_f(r.tta_p90_s, 0)} | "
             f"{_f(r.door_median_min)} | "
             f"{_f(r.eta_err_mean_min)} | {_f(r.eta_err_p90_min)} | {_f(r.eta_late10_pct)} | "
-            f"{_f(r.utilization)} |\n")
+            f"{_f(r.utilization)} | {_f(r.queued)} ({_f(r.queued_late)}) |\n")
 
 
 def markdown(outcomes: list[Outcome], start_s: float, end_s: float, header: str,
