@@ -254,6 +254,9 @@ class Offer(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Made to a worker finishing this job nearby: accepting queues the offered job behind
+    # it, and eta_seconds counts the wait. (No foreign key: a record, never joined on.)
+    queued_behind_job_id: Mapped[int | None] = mapped_column(BigInteger)
 
     job: Mapped[Job] = relationship()
 

@@ -323,6 +323,7 @@ def test_worker_takes_a_next_job_while_busy_and_it_starts_when_the_first_ends(
         expect(page.locator("#active-title")).to_have_text("Leak repair")
         resident.goto(f"{live_server.url}/jobs/{job_id}")
         expect(resident.locator("#worker")).to_contain_text("finishing a job nearby")
+        expect(resident.locator("#promise")).to_contain_text("an estimate")
         shot(page, "work-next-job")
 
         for label in ["On my way", "I have arrived", "Start work", "Job done"]:

@@ -220,3 +220,34 @@ def test_an_accept_racing_the_end_of_the_current_job_never_strands_the_queued_on
             assert post_status(client, job_id, worker, status).status_code == 200
         assert availability(app, worker_id) == "online"
         sql(app, "UPDATE workers SET availability = 'offline' WHERE user_id = :w", w=worker_id)
+
+
+def test_only_an_offer_made_to_them_busy_can_queue_and_taken_free_it_is_the_trip_alone(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    set_settings(app, offer_wave_size=1)
+    worker_id, worker = make.worker(skills=("leak-repair", "drain-unclogging"))
+    residents = [make.user(Role.RESIDENT)[1] for _ in range(2)]
+    # Two offers while free: taking one does not queue the other behind it.
+    first, second = (book(client, r, job_body(make.category("leak-repair"))).json["id"]
+                     for r in residents)
+    first_offer, second_offer = offer_of(app, first, worker_id), offer_of(app, second, worker_id)
+    sql(app, "UPDATE offers SET status = 'pending' WHERE id = :o", o=second_offer)
+    assert client.post(f"/api/v1/offers/{first_offer}/accept", headers=worker).status_code == 200
+    sql(app, "UPDATE offers SET status = 'pending' WHERE id = :o", o=second_offer)
+    stale = client.post(f"/api/v1/offers/{second_offer}/accept", headers=worker)
+    assert stale.status_code == 409 and stale.json["error"]["code"] == "worker_unavailable"
+    assert sql(app, "SELECT count(*) AS n FROM jobs WHERE queued_behind_job_id IS NOT NULL"
+               )[0].n == 0
+    # An offer made busy, answered after the job ended: they leave now, no wait counted.
+    booked, resident = book_next(app, client, make)
+    offer = sql(app, "SELECT id, eta_seconds, queued_behind_job_id FROM offers "
+                     "WHERE job_id = :j", j=booked.json["id"])[0]
+    assert offer.queued_behind_job_id == first and offer.eta_seconds > 60 * 60
+    for status in ["en_route", "arrived", "in_progress", "completed"]:
+        assert post_status(client, first, worker, status).status_code == 200
+    r = client.post(f"/api/v1/offers/{offer.id}/accept", headers=worker)
+    assert r.status_code == 200, r.json
+    seen = client.get(f"/api/v1/jobs/{booked.json['id']}", headers=resident).json
+    assert seen["queued"] is False and seen["promised"] is True
+    trip_s = (at(seen["estimated_arrival"]) - at(seen["assigned_at"])).total_seconds()
+    assert 300 < trip_s < 20 * 60  # start-up + 2 km by car, not the hour's wait

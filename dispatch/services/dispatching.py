@@ -164,7 +164,8 @@ def send_wave(session: Session, job: Job, now: datetime,
     offers = [
         Offer(job_id=job.id, worker_id=c.worker_id, wave=job.wave, rank=rank,
               status=OfferStatus.PENDING.value, distance_m=c.distance_m, eta_seconds=c.eta_s,
-              score=c.score, created_at=now, expires_at=expires_at)
+              score=c.score, created_at=now, expires_at=expires_at,
+              queued_behind_job_id=c.queued_behind_job_id)
         for rank, c in enumerate(candidates, start=1)
     ]
     session.add_all(offers)
@@ -253,6 +254,9 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         if behind is None:
             job.promised = True  # someone is coming, with an ETA inside arrive_by
             job.estimated_arrival = _expected_arrival(job, offer, now)
+            if offer.queued_behind_job_id is not None:  # made to them busy, taken free
+                job.estimated_arrival = now + timedelta(seconds=eta_model(
+                    settings()).eta_seconds(offer.distance_m, _travel_mode(session, worker_id)))
         else:  # when the job they are on ends is an estimate: no new promise on it
             job.estimated_arrival = offer.created_at + timedelta(seconds=offer.eta_seconds)
         detail = {"offer_id": offer.id, "worker_id": worker.id,
@@ -302,10 +306,16 @@ def _expected_arrival(job: Job, offer: Offer, now: datetime) -> datetime:
     return max(job.window_start, offer.created_at + trip)
 
 
+def _travel_mode(session: Session, worker_id: int) -> str:
+    return session.execute(select(Worker.travel_mode).where(
+        Worker.user_id == worker_id)).scalar_one()
+
+
 def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) -> int | None:
     """online -> busy in one conditional UPDATE: a worker never wins two urgent jobs at once.
     A busy worker may still take one job queued behind the one they are on (the offer went
-    to them as finishing nearby); returns the id of the job it waits behind.
+    to them as finishing the job they are still on); returns the id of the job it waits
+    behind.
 
     The worker row is locked before their current job is read, as `release_or_start_queued`
     does, so an accept racing the end of that job sees either the worker free or the job
@@ -324,13 +334,15 @@ def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) 
     ).scalar_one()
     if current == Availability.ONLINE.value:  # their job ended while we waited for the lock
         return _take_worker(session, offer, worker_id, now)
-    if current == Availability.BUSY.value and settings().queue_behind_busy:
+    if current == Availability.BUSY.value and offer.queued_behind_job_id is not None:
+        # Only an offer made to them as finishing that very job queues: an offer from when
+        # they were free (or from before a later job) counted no wait in its ETA.
         on_now = session.execute(
             select(Job.id).where(Job.worker_id == worker_id, occupying_job())
         ).scalar_one_or_none()
         has_queued = session.execute(select(exists().where(
             Job.worker_id == worker_id, Job.queued_behind_job_id.is_not(None)))).scalar()
-        if on_now is not None and not has_queued:
+        if on_now == offer.queued_behind_job_id and not has_queued:
             session.execute(update(Worker).where(Worker.user_id == worker_id)
                             .values(last_assigned_at=now))
             return on_now

@@ -38,6 +38,8 @@ def upgrade() -> None:
 ALTER TABLE categories ADD COLUMN typical_minutes integer NOT NULL DEFAULT 60
     CONSTRAINT ck_categories_typical_minutes CHECK (typical_minutes BETWEEN 5 AND 1440);
 ALTER TABLE jobs ADD COLUMN queued_behind_job_id bigint REFERENCES jobs(id);
+-- An offer made to a worker finishing a job says which: only such an offer may queue.
+ALTER TABLE offers ADD COLUMN queued_behind_job_id bigint;
 ALTER TABLE jobs ADD CONSTRAINT ck_jobs_queued CHECK (
     queued_behind_job_id IS NULL
     OR (urgency = 'urgent' AND status = 'assigned' AND queued_behind_job_id <> id));
@@ -65,6 +67,7 @@ DROP INDEX ux_jobs_one_queued_per_worker;
 DROP INDEX ux_jobs_one_occupying_per_worker;
 ALTER TABLE jobs DROP CONSTRAINT ck_jobs_queued;
 ALTER TABLE jobs DROP COLUMN queued_behind_job_id;
+ALTER TABLE offers DROP COLUMN queued_behind_job_id;
 CREATE UNIQUE INDEX ux_jobs_one_occupying_per_worker ON jobs (worker_id)
     WHERE status IN ('en_route', 'arrived', 'in_progress')
        OR (urgency = 'urgent' AND status = 'assigned');

@@ -29,6 +29,11 @@
       promise.textContent = "Cancelled.";
     } else if (job.status === "arrived" || job.status === "in_progress") {
       promise.textContent = `Arrived at ${clock(job.arrived_at)}.`;
+    } else if (job.promised === false && job.worker && job.estimated_arrival) {
+      // Taken by a worker finishing another job: an estimate, not a promise.
+      promise.textContent = job.queued
+        ? `Expected around ${clock(job.estimated_arrival)}, after the job they are finishing (an estimate: it depends on when that job ends).`
+        : `Expected around ${clock(job.estimated_arrival)}.`;
     } else {
       promise.textContent = job.promised === false
         ? `Only one or two workers can reach you by ${clock(job.arrive_by)}; we are asking them and confirm when one accepts.`
