@@ -251,14 +251,9 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         offer.responded_at = now
         job.worker_id = worker.id
         job.queued_behind_job_id = behind
-        if behind is None:
+        if behind is None:  # when the job they are on ends is an estimate: no promise on it
             job.promised = True  # someone is coming, with an ETA inside arrive_by
-            job.estimated_arrival = _expected_arrival(job, offer, now)
-            if offer.queued_behind_job_id is not None:  # made to them busy, taken free
-                job.estimated_arrival = now + timedelta(seconds=eta_model(
-                    settings()).eta_seconds(offer.distance_m, _travel_mode(session, worker_id)))
-        else:  # when the job they are on ends is an estimate: no new promise on it
-            job.estimated_arrival = offer.created_at + timedelta(seconds=offer.eta_seconds)
+        job.estimated_arrival = _expected_arrival(session, job, offer, worker_id, behind, now)
         detail = {"offer_id": offer.id, "worker_id": worker.id,
                   "eta_seconds": round(offer.eta_seconds)}
         if behind is not None:
@@ -297,13 +292,21 @@ def _open_masked_session(session: Session, job: Job, now: datetime) -> None:
         log.exception("could not open the masked session of job %s", job.id)
 
 
-def _expected_arrival(job: Job, offer: Offer, now: datetime) -> datetime:
-    """Urgent: the trip from now. A window: the planned arrival the offer carried
+def _expected_arrival(session: Session, job: Job, offer: Offer, worker_id: int,
+                      behind: int | None, now: datetime) -> datetime:
+    """Urgent: the trip from now. Queued behind a job: the offer's estimate (that job's end,
+    then the trip from it). An offer made to them busy but taken once free: the trip alone,
+    from that job's place. A window: the planned arrival the offer carried
     (offer.created_at + eta), never before the window opens."""
-    trip = timedelta(seconds=offer.eta_seconds)
-    if job.window_start is None:
-        return now + trip
-    return max(job.window_start, offer.created_at + trip)
+    offered = offer.created_at + timedelta(seconds=offer.eta_seconds)
+    if job.window_start is not None:
+        return max(job.window_start, offered)
+    if behind is not None:
+        return offered
+    if offer.queued_behind_job_id is not None:
+        return now + timedelta(seconds=eta_model(settings()).eta_seconds(
+            offer.distance_m, _travel_mode(session, worker_id)))
+    return now + timedelta(seconds=offer.eta_seconds)
 
 
 def _travel_mode(session: Session, worker_id: int) -> str:
