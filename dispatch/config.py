@@ -68,6 +68,9 @@ class Settings:
     # the deadline (the job's end is the category's typical time, an estimate).
     queue_behind_busy: bool = True
     queue_margin_minutes: int = 30
+    # A queued job goes back to the cascade when its worker, still on the job before it,
+    # could no longer reach it this many minutes before the deadline (dispatching.sweep).
+    queue_release_minutes: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -114,6 +117,7 @@ class Settings:
             dispatch_patience_minutes=_int("DISPATCH_PATIENCE_MINUTES", 120),
             queue_behind_busy=_env("QUEUE_BEHIND_BUSY", "1") in ("1", "true"),
             queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
+            queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
         )
 
     def to_flask(self) -> dict[str, Any]:

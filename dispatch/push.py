@@ -95,6 +95,13 @@ def job_changed(session: Session, job: Job) -> None:
     on_commit(session, send, prepare)
 
 
+def job_taken_from(session: Session, job: Job, worker_id: int) -> None:
+    """The job is no longer this worker's (it went back to the cascade): their pages hear
+    it too, though the job's own update no longer reaches their room."""
+    on_commit(session, _send("job_update", [user_room(worker_id)]),
+              lambda: job_update_payload(job))
+
+
 def offer_made(session: Session, offer: Offer) -> None:
     from dispatch.api.shapes import offer_out
 

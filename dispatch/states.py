@@ -55,6 +55,8 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
     (J.DISPATCHING, J.ASSIGNED): frozenset({_S}),
     (J.DISPATCHING, J.UNFILLED): frozenset({_S}),
     (J.DISPATCHING, J.CANCELLED): frozenset({_R, _S, _A}),
+    # A job queued behind one that runs long goes back to the cascade (dispatching.sweep).
+    (J.ASSIGNED, J.DISPATCHING): frozenset({_S}),
     (J.ASSIGNED, J.EN_ROUTE): frozenset({_W}),
     (J.ASSIGNED, J.ARRIVED): frozenset({_W}),
     (J.ASSIGNED, J.CANCELLED): frozenset({_R, _A}),
@@ -85,6 +87,8 @@ OFFER_TRANSITIONS: dict[OfferStatus, frozenset[OfferStatus]] = {
     OfferStatus.PENDING: frozenset(
         {OfferStatus.ACCEPTED, OfferStatus.DECLINED, OfferStatus.EXPIRED, OfferStatus.WITHDRAWN}
     ),
+    # A queued job taken back from its worker, who could no longer come in time.
+    OfferStatus.ACCEPTED: frozenset({OfferStatus.WITHDRAWN}),
 }
 
 

@@ -4,7 +4,8 @@ the database."""
 
 from __future__ import annotations
 
-EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled")
+EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
+          "reassigning")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -35,6 +36,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "cancelled": {
         "en": "dispatch: the {category} job for {arrive_by} was cancelled. No need to go.",
         "zh-CN": "dispatch：{arrive_by} 的{category}工作已取消，无需前往。",
+    },
+    "reassigning": {
+        "en": "dispatch: {worker} is still held up on the job before yours, so we are finding "
+              "someone else for your {category} request. We will text you who is coming.",
+        "zh-CN": "dispatch：{worker} 仍在忙上一单，我们正在为您的{category}请求另找人员，"
+                 "确定后会短信通知您。",
     },
     "unfilled": {
         "en": "dispatch: sorry, nobody could take your {category} request in time. "

@@ -5,7 +5,7 @@ next one. It waits, assigned, behind their current job and starts the moment tha
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -251,3 +251,104 @@ def test_only_an_offer_made_to_them_busy_can_queue_and_taken_free_it_is_the_trip
     assert seen["queued"] is False and seen["promised"] is True
     trip_s = (at(seen["estimated_arrival"]) - at(seen["assigned_at"])).total_seconds()
     assert 300 < trip_s < 20 * 60  # start-up + 2 km by car, not the hour's wait
+
+
+def release_late(app: Flask) -> int:
+    from dispatch.extensions import db
+    from dispatch.services.dispatching import release_late_queued
+
+    with app.app_context():
+        return release_late_queued(db.session)
+
+
+def test_a_queued_job_goes_back_to_the_cascade_when_the_job_before_it_runs_long(
+        app: Flask, client: FlaskClient, make: Factory, settings, manual_clock) -> None:
+    from tests.test_masking import with_pool
+
+    with_pool(app, ["+14155550101", "+14155550102"])
+    (worker_id, worker), (current, _), (job_id, resident) = queued_job(app, client, make)
+    for status in ["en_route", "arrived", "in_progress"]:
+        assert post_status(client, current, worker, status).status_code == 200
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    arrive_by = at(job["arrive_by"])
+    assert sql(app, "SELECT count(*) AS n FROM masked_sessions WHERE job_id = :j "
+                    "AND closed_at IS NULL", j=job_id)[0].n == 1
+    # The leak job's typical hour on site, then 2 km: still in time, with room to spare.
+    assert release_late(app) == 0
+    manual_clock.now = arrive_by - timedelta(minutes=30)
+    assert release_late(app) == 0
+    # The leak job runs on: finishing in five minutes, the worker could no longer reach the
+    # next job ten minutes before its deadline. It goes back to the cascade, to a plumber
+    # who came online meanwhile.
+    manual_clock.now = arrive_by - timedelta(minutes=18)
+    other_id, other = make.worker(skills=("drain-unclogging",), lat=TWO_KM_NORTH[0],
+                                  lng=TWO_KM_NORTH[1] + 0.01)
+    assert release_late(app) == 1
+    assert release_late(app) == 0  # once
+    seen = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    assert (seen["status"], seen["worker"], seen["queued"]) == ("dispatching", None, False)
+    assert seen["estimated_arrival"] is None
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=worker).status_code == 404
+    event = sql(app, "SELECT detail FROM job_events WHERE job_id = :j AND kind = 'status' "
+                     "AND from_status = 'assigned' AND to_status = 'dispatching'", j=job_id)
+    assert [(e.detail["worker_id"], e.detail["queued_behind_job_id"]) for e in event] == [
+        (worker_id, current)]
+    # The first worker stays on the job they are on; the resident is told by text.
+    assert availability(app, worker_id) == "busy"
+    text = sql(app, "SELECT body FROM notifications WHERE job_id = :j AND event = "
+                    "'reassigning'", j=job_id)
+    assert len(text) == 1 and "someone else" in text[0].body
+    assert sql(app, "SELECT count(*) AS n FROM masked_sessions WHERE job_id = :j "
+                    "AND closed_at IS NULL", j=job_id)[0].n == 0
+    # The new wave reached the other plumber, never the first one again.
+    offered = sql(app, "SELECT worker_id, status FROM offers WHERE job_id = :j ORDER BY id",
+                  j=job_id)
+    assert [(o.worker_id, o.status) for o in offered] == [(worker_id, "withdrawn"),
+                                                         (other_id, "pending")]
+    took = accept(client, app, job_id, other_id, other)
+    assert took.status_code == 200, took.json
+    taken = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    assert (taken["status"], taken["worker"]["id"], taken["queued"]) == ("assigned", other_id,
+                                                                         False)
+    # The resident hears of the second worker too, and calls them, not the first one.
+    accepted = sql(app, "SELECT body FROM notifications WHERE job_id = :j AND event = "
+                        "'accepted' ORDER BY id", j=job_id)
+    assert len(accepted) == 2
+    people = sql(app, "SELECT p.user_id FROM masked_sessions s JOIN masked_participants p "
+                      "ON p.session_id = s.id WHERE s.job_id = :j AND s.closed_at IS NULL "
+                      "AND p.role = 'worker'", j=job_id)
+    assert [p.user_id for p in people] == [other_id]
+    # The first worker's job ends with nothing queued behind it.
+    for status in ["completed"]:
+        assert post_status(client, current, worker, status).status_code == 200
+    assert availability(app, worker_id) == "online"
+
+
+def test_the_release_racing_the_end_of_the_job_before_it_leaves_one_outcome(
+        app: Flask, make: Factory, settings, manual_clock) -> None:
+    """Either the job before it ends first (the queued job starts, the worker stays busy for
+    it) or the release lands first (the job is dispatching, the worker comes free)."""
+    client = app.test_client()
+    for _ in range(6):
+        (worker_id, worker), (current, _), (job_id, resident) = queued_job(app, client, make)
+        for status in ["en_route", "arrived", "in_progress"]:
+            assert post_status(client, current, worker, status).status_code == 200
+        arrive_by = at(client.get(f"/api/v1/jobs/{job_id}", headers=resident).json["arrive_by"])
+        manual_clock.now = arrive_by - timedelta(minutes=18)
+        done, released = race([
+            lambda c=current, h=worker: post_status(app.test_client(), c, h,
+                                                    "completed").status_code,
+            lambda: release_late(app)])
+        assert done == 200, done
+        row = sql(app, "SELECT status, worker_id, queued_behind_job_id FROM jobs "
+                       "WHERE id = :j", j=job_id)[0]
+        assert row.queued_behind_job_id is None
+        if released:
+            assert (row.status, row.worker_id) == ("dispatching", None)
+            assert availability(app, worker_id) == "online"
+        else:
+            assert (row.status, row.worker_id) == ("assigned", worker_id)
+            assert availability(app, worker_id) == "busy"
+            assert post_status(client, job_id, worker, "en_route").status_code == 200
+        sql(app, "UPDATE workers SET availability = 'offline' WHERE user_id = :w", w=worker_id)
+        manual_clock.now = datetime.now(UTC).replace(microsecond=0)

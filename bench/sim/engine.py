@@ -655,6 +655,7 @@ class Simulation:
         # The sweeper's dispatch pass (every 5 s in make run; once a simulated minute here):
         # jobs waiting for workers are offered again to whoever came free meanwhile.
         dispatch_sweep(self.session)
+        self.drop_released_queued()
         self.sync_offers()
         if self.ticks % MASKING_EVERY_TICKS == 0:
             contact.sweep(self.session)
@@ -670,6 +671,25 @@ class Simulation:
                 self.at(self.t, "stop")
                 return
         self.at(self.t + TICK_S, "tick")
+
+    def drop_released_queued(self) -> None:
+        """A queued job the sweep sent back to the cascade (the job before it ran long) is no
+        longer the worker's: they do not set out for it, and it waits for a new accept."""
+        waiting = {w.next_record.job_id: w for w in self.workers.values()
+                   if w.next_record is not None}
+        if not waiting:
+            return
+        released = self.session.execute(text(
+            "SELECT id FROM jobs WHERE id = ANY(:ids) AND worker_id IS NULL"),
+            {"ids": list(waiting)}).scalars().all()
+        self.session.rollback()
+        for job_id in released:
+            worker = waiting[job_id]
+            record = worker.next_record
+            assert record is not None
+            worker.next_record = None
+            record.accepted_t = record.eta_t = record.worker_id = None
+            self.counters["queued_released"] += 1
 
     def refresh_positions(self, worker_ids: list[int]) -> None:
         """Idle phones keep reporting the same place: one batched write stands for their

@@ -10,9 +10,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch import clock, push
@@ -23,6 +23,7 @@ from dispatch.config import Settings
 from dispatch.errors import ApiError, FieldProblem, not_found
 from dispatch.models import (
     Batch,
+    Category,
     Job,
     JobEvent,
     Offer,
@@ -50,7 +51,8 @@ from geo.candidates import (
     find_candidates,
     find_finishing,
 )
-from geo.eta import EtaModel
+from geo.eta import EtaModel, haversine_m
+from notifications import masking
 
 log = logging.getLogger(__name__)
 
@@ -500,10 +502,78 @@ def expire_due(session: Session) -> int:
     return len(job_ids)
 
 
+def release_late_queued(session: Session) -> int:
+    """Send a queued job back to the cascade while someone else can still come: when the
+    estimate that queued it (its worker's current job ends at the category's typical time,
+    at least QUEUE_MIN_WAIT_S from now, then the trip) no longer reaches it
+    `queue_release_minutes` before its deadline, because that job ran long or the worker
+    never said it was done. Each job in its own transaction; returns how many went back."""
+    s = settings()
+    now = clock.now()
+    current = aliased(Job)
+    rows = session.execute(
+        select(Job.id, Job.lat, Job.lng, Job.arrive_by, current.lat.label("from_lat"),
+               current.lng.label("from_lng"), Worker.travel_mode, Category.typical_minutes,
+               func.coalesce(current.arrived_at, current.estimated_arrival).label("started"))
+        .join(current, current.id == Job.queued_behind_job_id)
+        .join(Category, Category.id == current.category_id)
+        .join(Worker, Worker.user_id == Job.worker_id)
+        .where(Job.queued_behind_job_id.is_not(None))
+    ).all()
+    session.rollback()
+    model = eta_model(s)
+    keep = timedelta(minutes=s.queue_release_minutes)
+    late = []
+    for r in rows:
+        ends = max(now + timedelta(seconds=QUEUE_MIN_WAIT_S),
+                   (r.started or now) + timedelta(minutes=r.typical_minutes))
+        trip = timedelta(seconds=model.eta_seconds(
+            haversine_m(r.from_lat, r.from_lng, r.lat, r.lng), r.travel_mode))
+        if ends + trip > r.arrive_by - keep:
+            late.append(r.id)
+    released = 0
+    for job_id in late:
+        try:
+            released += _release_queued(session, job_id)
+        except Exception:
+            session.rollback()
+            log.exception("could not release queued job %s", job_id)
+    return released
+
+
+def _release_queued(session: Session, job_id: int) -> bool:
+    """Only the queued job is locked: the end of the job it waits behind (which locks that
+    job, the worker, then this one) either started it first, and this finds it no longer
+    queued, or waits here and then finds nothing queued behind it."""
+    job = lock_job(session, job_id)
+    worker_id, behind = job.worker_id, job.queued_behind_job_id
+    if behind is None or worker_id is None or job.status != JobStatus.ASSIGNED.value:
+        session.rollback()
+        return False
+    now = clock.now()
+    transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now, detail={
+        "reason": "the worker is still on the job before this one", "worker_id": worker_id,
+        "queued_behind_job_id": behind})
+    masking.close_for_job(session, job.id, now)
+    check_offer_transition(OfferStatus.ACCEPTED, OfferStatus.WITHDRAWN)
+    session.execute(update(Offer).where(Offer.job_id == job.id,
+                                        Offer.status == OfferStatus.ACCEPTED.value)
+                    .values(status=OfferStatus.WITHDRAWN.value))
+    job.worker_id = None
+    job.assigned_at = None
+    job.estimated_arrival = None
+    push.job_taken_from(session, job, worker_id)
+    send_wave(session, job, now)  # the worker was asked already: never again for this job
+    session.commit()
+    return True
+
+
 def sweep(session: Session) -> int:
     """The safety net under the scheduled expiries: finds every dispatching job with an
     overdue offer or with no pending offer at all, and moves each on in its own transaction.
+    Queued jobs whose worker can no longer come in time go back to the cascade first.
     Returns how many jobs it touched."""
+    released = release_late_queued(session)
     now = clock.now()
     overdue = _overdue(now)
     stalled = select(Job.id).where(
@@ -517,7 +587,7 @@ def sweep(session: Session) -> int:
                      set(session.execute(stalled).scalars()))
     session.rollback()
     _move_on(session, job_ids)
-    return len(job_ids)
+    return released + len(job_ids)
 
 
 def offers_for(session: Session, worker: User, status: str | None = "pending") -> list[Offer]:

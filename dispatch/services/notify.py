@@ -29,7 +29,7 @@ STATUS_EVENTS: dict[str, tuple[str, str]] = {
 }
 # What the tenant of a manager's unit hears: who is coming and when; an unfilled job is
 # the manager's to handle, not the tenant's.
-TENANT_EVENTS = frozenset({"accepted", "en_route", "arrived", "completed"})
+TENANT_EVENTS = frozenset({"accepted", "en_route", "arrived", "completed", "reassigning"})
 
 
 def twilio() -> Client:
@@ -96,22 +96,33 @@ def job_status_changed(session: Session, job: Job, status: str, previous: str) -
             _queue(session, worker, job, "cancelled", _fields(job),
                    f"cancelled:{job.id}:{worker.id}")
         return
+    if status == "dispatching":
+        if previous == "assigned":  # the worker's job before this one ran long: a new search
+            _to_resident(session, job, "reassigning")
+        return
     found = STATUS_EVENTS.get(status)
     if found is None:
         return
-    event, _ = found
+    _to_resident(session, job, found[0])
+
+
+def _to_resident(session: Session, job: Job, event: str) -> None:
+    """The requester hears it, and a manager's unit's tenant hears what concerns them. The
+    key names the worker: after a reassignment, the next worker's news is news too."""
+    who = f":{job.worker_id}" if job.worker_id is not None else ""
     resident = session.get(User, job.resident_id)
     if resident is not None:
-        _queue(session, resident, job, event, _fields(job), f"{event}:{job.id}:{resident.id}")
+        _queue(session, resident, job, event, _fields(job),
+               f"{event}:{job.id}:{resident.id}{who}")
     if event in TENANT_EVENTS and job.unit is not None and job.unit.tenant_phone:
-        _queue_tenant(session, job, job.unit.tenant_phone, event)
+        _queue_tenant(session, job, job.unit.tenant_phone, event, who)
 
 
-def _queue_tenant(session: Session, job: Job, phone: str, event: str) -> None:
+def _queue_tenant(session: Session, job: Job, phone: str, event: str, who: str) -> None:
     """The tenant is not a user: the text goes to the unit's number (STOP still holds,
     opt-outs are by number), in the service area's default language."""
-    _queue_to(session, job, event, _fields(job), f"{event}:{job.id}:tenant", user_id=None,
-              to_number=phone, locale="en")
+    _queue_to(session, job, event, _fields(job), f"{event}:{job.id}:tenant{who}",
+              user_id=None, to_number=phone, locale="en")
 
 
 def offer_made(session: Session, offer: Offer, worker_connected: bool) -> None:

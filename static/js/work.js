@@ -214,6 +214,11 @@
   socket.on("offer", showOffer);
   socket.on("offer_closed", (o) => removeOffer(o.offer_id));
   socket.on("job_update", (job) => {
+    if (!job.worker && document.getElementById(`upcoming-${job.id}`)) {
+      // Queued behind a job that ran long: it went back to dispatch while others can come.
+      errorBox.textContent = `${job.category.name}: you could no longer get there in time, ` +
+        "so it went to someone else.";
+    }
     if (occupying(job)) showActive(job);
     else if (Number(document.getElementById("active").dataset.jobId) === job.id) {
       document.getElementById("active").hidden = true;
