@@ -96,10 +96,18 @@ def job_changed(session: Session, job: Job) -> None:
 
 
 def job_taken_from(session: Session, job: Job, worker_id: int) -> None:
-    """The job is no longer this worker's (it went back to the cascade): their pages hear
-    it too, though the job's own update no longer reaches their room."""
-    on_commit(session, _send("job_update", [user_room(worker_id)]),
-              lambda: job_update_payload(job))
+    """The job is no longer this worker's (it went back to the cascade): their sockets leave
+    the job's room (the next worker's name and live position are not theirs to see), and
+    their pages hear of it in their own room."""
+    redis_url = current_app.config["REDIS_URL"]
+
+    def send(payload: dict[str, Any]) -> None:
+        from dispatch.sockets import sockets_of
+
+        emitter(redis_url).leave_room(sockets_of(worker_id), job_room(job.id))
+        emitter(redis_url).emit("job_update", payload, [user_room(worker_id)])
+
+    on_commit(session, send, lambda: job_update_payload(job))
 
 
 def offer_made(session: Session, offer: Offer) -> None:

@@ -106,6 +106,16 @@ def _presence_key(user_id: int) -> str:
     return f"dispatch:sockets:{user_id}"
 
 
+def sockets_of(user_id: int) -> list[str]:
+    """The user's open sockets, on any server process (empty when Redis is unavailable)."""
+    try:
+        sids = redis_connection().smembers(_presence_key(user_id))
+    except RedisError:
+        log.warning("sockets of user %s unknown (Redis unavailable)", user_id)
+        return []
+    return sorted(s.decode() if isinstance(s, bytes) else str(s) for s in sids)
+
+
 def connected_users(user_ids: list[int]) -> set[int]:
     """Who of these has the app open somewhere (any server process), in one round trip.
     Without Redis nobody counts as connected: the SMS goes out and dispatch carries on."""

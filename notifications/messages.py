@@ -5,7 +5,7 @@ the database."""
 from __future__ import annotations
 
 EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
-          "reassigning")
+          "reassigning", "released")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -42,6 +42,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "someone else for your {category} request. We will text you who is coming.",
         "zh-CN": "dispatch：{worker} 仍在忙上一单，我们正在为您的{category}请求另找人员，"
                  "确定后会短信通知您。",
+    },
+    "released": {
+        "en": "dispatch: the {category} job for {arrive_by} that was next after your current "
+              "one went to someone else: you could no longer get there in time. No need to go.",
+        "zh-CN": "dispatch：排在您当前工作之后的 {arrive_by} {category}工作已转给他人，"
+                 "因为您无法及时赶到。无需前往。",
     },
     "unfilled": {
         "en": "dispatch: sorry, nobody could take your {category} request in time. "

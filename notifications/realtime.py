@@ -96,6 +96,11 @@ class Emitter:
         """A list of rooms reaches each client once, even if it sits in several."""
         self._manager.emit(event, data, namespace="/", room=rooms)
 
+    def leave_room(self, sids: list[str], room: str) -> None:
+        """Take these sockets out of a room, on whichever server process holds them."""
+        for sid in sids:
+            self._manager.leave_room(sid, "/", room)
+
 
 _emitters: dict[str, Emitter] = {}
 

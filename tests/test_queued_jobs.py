@@ -4,6 +4,7 @@ next one. It waits, assigned, behind their current job and starts the moment tha
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -278,9 +279,10 @@ def test_a_queued_job_goes_back_to_the_cascade_when_the_job_before_it_runs_long(
     manual_clock.now = arrive_by - timedelta(minutes=30)
     assert release_late(app) == 0
     # The leak job runs on: finishing in five minutes, the worker could no longer reach the
-    # next job ten minutes before its deadline. It goes back to the cascade, to a plumber
-    # who came online meanwhile.
+    # next job ten minutes before its deadline. With nobody else to ask, it stays theirs.
     manual_clock.now = arrive_by - timedelta(minutes=18)
+    assert release_late(app) == 0
+    # It goes back to the cascade once someone else can come: a plumber came online.
     other_id, other = make.worker(skills=("drain-unclogging",), lat=TWO_KM_NORTH[0],
                                   lng=TWO_KM_NORTH[1] + 0.01)
     assert release_late(app) == 1
@@ -293,8 +295,11 @@ def test_a_queued_job_goes_back_to_the_cascade_when_the_job_before_it_runs_long(
                      "AND from_status = 'assigned' AND to_status = 'dispatching'", j=job_id)
     assert [(e.detail["worker_id"], e.detail["queued_behind_job_id"]) for e in event] == [
         (worker_id, current)]
-    # The first worker stays on the job they are on; the resident is told by text.
+    # The first worker stays on the job they are on; both sides are told by text.
     assert availability(app, worker_id) == "busy"
+    told = sql(app, "SELECT user_id, body FROM notifications WHERE job_id = :j AND event = "
+                    "'released'", j=job_id)
+    assert [t.user_id for t in told] == [worker_id] and "someone else" in told[0].body
     text = sql(app, "SELECT body FROM notifications WHERE job_id = :j AND event = "
                     "'reassigning'", j=job_id)
     assert len(text) == 1 and "someone else" in text[0].body
@@ -335,6 +340,8 @@ def test_the_release_racing_the_end_of_the_job_before_it_leaves_one_outcome(
             assert post_status(client, current, worker, status).status_code == 200
         arrive_by = at(client.get(f"/api/v1/jobs/{job_id}", headers=resident).json["arrive_by"])
         manual_clock.now = arrive_by - timedelta(minutes=18)
+        other_id, _ = make.worker(skills=("drain-unclogging",), lat=TWO_KM_NORTH[0],
+                                  lng=TWO_KM_NORTH[1] + 0.01)
         done, released = race([
             lambda c=current, h=worker: post_status(app.test_client(), c, h,
                                                     "completed").status_code,
@@ -350,5 +357,54 @@ def test_the_release_racing_the_end_of_the_job_before_it_leaves_one_outcome(
             assert (row.status, row.worker_id) == ("assigned", worker_id)
             assert availability(app, worker_id) == "busy"
             assert post_status(client, job_id, worker, "en_route").status_code == 200
-        sql(app, "UPDATE workers SET availability = 'offline' WHERE user_id = :w", w=worker_id)
+        sql(app, "UPDATE workers SET availability = 'offline' WHERE user_id IN (:w, :o)",
+            w=worker_id, o=other_id)
         manual_clock.now = datetime.now(UTC).replace(microsecond=0)
+
+
+def test_the_released_worker_leaves_the_job_room_and_hears_it_on_their_phone(
+        app: Flask, live_server, make: Factory, settings, manual_clock) -> None:
+    """After the release the job's room carries the next worker's name and live position:
+    the first worker's open app must no longer be in it."""
+    import requests
+
+    from notifications import realtime
+    from tests.live import SocketClient
+
+    def http(method: str, path: str, headers: dict[str, str], **kw: Any) -> Any:
+        return requests.request(method, f"{live_server.url}/api/v1{path}", headers=headers,
+                                timeout=10, **kw)
+
+    worker_id, worker = make.worker(skills=("leak-repair", "drain-unclogging"))
+    _, first_resident = make.user(Role.RESIDENT)
+    _, resident = make.user(Role.RESIDENT)
+    current = http("POST", "/jobs", {**first_resident, "Idempotency-Key": "rel-1"},
+                   json=job_body(make.category("leak-repair"))).json()["id"]
+    assert http("POST", f"/offers/{offer_of(app, current, worker_id)}/accept",
+                worker).status_code == 200
+    job = http("POST", "/jobs", {**resident, "Idempotency-Key": "rel-2"},
+               json=job_body(make.category("drain-unclogging"), *TWO_KM_NORTH)).json()
+    assert http("POST", f"/offers/{offer_of(app, job['id'], worker_id)}/accept",
+                worker).status_code == 200
+    worker_sock = SocketClient(live_server, worker["Authorization"].split()[1])
+    resident_sock = SocketClient(live_server, resident["Authorization"].split()[1])
+    try:
+        for sock in (worker_sock, resident_sock):
+            assert sock.call("watch_job", {"job_id": job["id"]})["ok"] is True
+        manual_clock.now = at(job["arrive_by"]) - timedelta(minutes=18)
+        make.worker(skills=("drain-unclogging",), lat=TWO_KM_NORTH[0],
+                    lng=TWO_KM_NORTH[1] + 0.01)
+        assert release_late(app) == 1
+        gone = worker_sock.wait_for("job_update", lambda j: j["id"] == job["id"])
+        assert gone["status"] == "dispatching" and gone["worker"] is None
+        time.sleep(0.3)  # the room change travels the message queue like any push
+        realtime.emitter(app.config["REDIS_URL"]).emit(
+            "worker_location", {"job_id": job["id"], "probe": True},
+            realtime.job_room(job["id"]))
+        assert resident_sock.wait_for("worker_location")["probe"] is True
+        assert worker_sock.received("worker_location", within=0.8) == []
+        again = worker_sock.call("watch_job", {"job_id": job["id"]})
+        assert again["ok"] is False and again["error"]["code"] == "not_found"
+    finally:
+        worker_sock.close()
+        resident_sock.close()

@@ -95,7 +95,8 @@ def sweep(session: Session) -> int:
 SELECT j.id FROM jobs j
  WHERE j.status IN ('assigned', 'en_route', 'arrived', 'in_progress')
    AND j.assigned_at < :settled
-   AND NOT EXISTS (SELECT 1 FROM masked_sessions s WHERE s.job_id = j.id)
+   AND NOT EXISTS (SELECT 1 FROM masked_sessions s WHERE s.job_id = j.id
+                    AND s.closed_at IS NULL)
    AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.id
                     AND e.kind = 'masking_unavailable' AND e.at > :recent)
 """), {"settled": now - timedelta(seconds=10), "recent": now - timedelta(minutes=5)}

@@ -512,7 +512,8 @@ def release_late_queued(session: Session) -> int:
     now = clock.now()
     current = aliased(Job)
     rows = session.execute(
-        select(Job.id, Job.lat, Job.lng, Job.arrive_by, current.lat.label("from_lat"),
+        select(Job.id, Job.worker_id, Job.queued_behind_job_id, Job.lat, Job.lng, Job.arrive_by,
+               current.lat.label("from_lat"),
                current.lng.label("from_lng"), Worker.travel_mode, Category.typical_minutes,
                func.coalesce(current.arrived_at, current.estimated_arrival).label("started"))
         .join(current, current.id == Job.queued_behind_job_id)
@@ -523,34 +524,46 @@ def release_late_queued(session: Session) -> int:
     session.rollback()
     model = eta_model(s)
     keep = timedelta(minutes=s.queue_release_minutes)
-    late = []
+    late: list[tuple[int, int, int]] = []
     for r in rows:
         ends = max(now + timedelta(seconds=QUEUE_MIN_WAIT_S),
                    (r.started or now) + timedelta(minutes=r.typical_minutes))
         trip = timedelta(seconds=model.eta_seconds(
             haversine_m(r.from_lat, r.from_lng, r.lat, r.lng), r.travel_mode))
         if ends + trip > r.arrive_by - keep:
-            late.append(r.id)
+            late.append((r.id, r.worker_id, r.queued_behind_job_id))
     released = 0
-    for job_id in late:
+    for job_id, worker_id, behind in late:
         try:
-            released += _release_queued(session, job_id)
+            released += _release_queued(session, job_id, worker_id, behind)
         except Exception:
             session.rollback()
             log.exception("could not release queued job %s", job_id)
     return released
 
 
-def _release_queued(session: Session, job_id: int) -> bool:
-    """Only the queued job is locked: the end of the job it waits behind (which locks that
+def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) -> bool:
+    """Released only while it is still queued behind the job judged late, for the worker
+    judged, and only when someone else can be asked: otherwise the late worker is still
+    the best hope, and the job stays theirs.
+
+    Only the queued job is locked: the end of the job it waits behind (which locks that
     job, the worker, then this one) either started it first, and this finds it no longer
     queued, or waits here and then finds nothing queued behind it."""
     job = lock_job(session, job_id)
-    worker_id, behind = job.worker_id, job.queued_behind_job_id
-    if behind is None or worker_id is None or job.status != JobStatus.ASSIGNED.value:
+    if (job.worker_id, job.queued_behind_job_id, job.status) != (
+            worker_id, behind, JobStatus.ASSIGNED.value):
         session.rollback()
         return False
     now = clock.now()
+    s = settings()
+    others = search_candidates(
+        session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
+        deadline=job.arrive_by, excluded_worker_ids=already_offered(session, job.id),
+        limit=s.offer_wave_size, org_id=job.org_id).candidates
+    if not others:
+        session.rollback()
+        return False
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now, detail={
         "reason": "the worker is still on the job before this one", "worker_id": worker_id,
         "queued_behind_job_id": behind})
@@ -563,7 +576,10 @@ def _release_queued(session: Session, job_id: int) -> bool:
     job.assigned_at = None
     job.estimated_arrival = None
     push.job_taken_from(session, job, worker_id)
-    send_wave(session, job, now)  # the worker was asked already: never again for this job
+    from dispatch.services import notify
+
+    notify.job_released(session, job, worker_id)
+    send_wave(session, job, now, candidates=others)  # never the released worker again
     session.commit()
     return True
 

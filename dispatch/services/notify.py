@@ -106,6 +106,14 @@ def job_status_changed(session: Session, job: Job, status: str, previous: str) -
     _to_resident(session, job, found[0])
 
 
+def job_released(session: Session, job: Job, worker_id: int) -> None:
+    """The worker whose queued job went to someone else hears it, app open or not."""
+    worker = session.get(User, worker_id)
+    if worker is not None:
+        _queue(session, worker, job, "released", _fields(job),
+               f"released:{job.id}:{worker.id}")
+
+
 def _to_resident(session: Session, job: Job, event: str) -> None:
     """The requester hears it, and a manager's unit's tenant hears what concerns them. The
     key names the worker: after a reassignment, the next worker's news is news too."""
