@@ -316,6 +316,7 @@ def test_worker_takes_a_next_job_while_busy_and_it_starts_when_the_first_ends(
 
         card = page.locator(".offer")
         expect(card).to_be_visible(timeout=10_000)
+        expect(card.locator(".trip")).to_contain_text("Next, after this job")
         card.locator(".accept").click()
         row = page.locator(f"#upcoming-{job_id}")
         expect(row).to_contain_text("Next, after this job")

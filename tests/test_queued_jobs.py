@@ -75,6 +75,9 @@ def test_a_worker_finishing_nearby_takes_the_next_job_and_starts_it_when_done(
     requested = at(booked.json["requested_at"])
     wait_s = (current_eta - requested).total_seconds() + 60 * 60
     assert wait_s < offer.eta_seconds < wait_s + 20 * 60
+    # The phone's offer says so: taking it queues the job behind the one they are on.
+    listed = client.get("/api/v1/offers", headers=worker).json["offers"]
+    assert [(o["job"]["id"], o["queued"]) for o in listed] == [(job_id, True)]
 
     r = accept(client, app, job_id, worker_id, worker)
     assert r.status_code == 200, r.json
@@ -232,6 +235,8 @@ def test_only_an_offer_made_to_them_busy_can_queue_and_taken_free_it_is_the_trip
     first, second = (book(client, r, job_body(make.category("leak-repair"))).json["id"]
                      for r in residents)
     first_offer, second_offer = offer_of(app, first, worker_id), offer_of(app, second, worker_id)
+    listed = client.get("/api/v1/offers", headers=worker).json["offers"]
+    assert [o["queued"] for o in listed] == [False, False]  # made while free
     sql(app, "UPDATE offers SET status = 'pending' WHERE id = :o", o=second_offer)
     assert client.post(f"/api/v1/offers/{first_offer}/accept", headers=worker).status_code == 200
     sql(app, "UPDATE offers SET status = 'pending' WHERE id = :o", o=second_offer)

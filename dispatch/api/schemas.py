@@ -280,6 +280,8 @@ class OfferOut(Out):
     expires_at: datetime
     eta_seconds: float
     distance_m: float
+    queued: bool = Field(description="accepting queues the job behind the one you are on: "
+                                     "eta_seconds counts the rest of that job")
     job: OfferJobOut
 
 

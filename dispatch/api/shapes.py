@@ -72,7 +72,7 @@ def offer_out(offer: Offer) -> OfferOut:
     return OfferOut(
         id=offer.id, status=offer.status, wave=offer.wave, created_at=offer.created_at,
         expires_at=offer.expires_at, eta_seconds=round(offer.eta_seconds, 1),
-        distance_m=round(offer.distance_m, 1),
+        distance_m=round(offer.distance_m, 1), queued=offer.queued_behind_job_id is not None,
         job=OfferJobOut(id=job.id, category=category_ref(job.category),
                         description=job.description,
                         approx_lat=round(job.lat, APPROX_DECIMALS),

@@ -75,7 +75,10 @@
     const away = `${(offer.distance_m / 1000).toFixed(1)} km away`;
     node.querySelector(".trip").textContent = offer.job.window_start
       ? `Booked window ${dueText(offer.job)} · ${away} now`
-      : `${away} · about ${Math.round(offer.eta_seconds / 60)} min to get there`;
+      : offer.queued
+        ? `Next, after this job · ${away} · there in about ` +
+          `${Math.round(offer.eta_seconds / 60)} min`
+        : `${away} · about ${Math.round(offer.eta_seconds / 60)} min to get there`;
     const counter = node.querySelector(".countdown");
     const tick = () => {
       counter.textContent = countdown(offer.expires_at);
