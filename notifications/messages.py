@@ -5,7 +5,7 @@ the database."""
 from __future__ import annotations
 
 EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
-          "reassigning", "released")
+          "reassigning", "released", "worker_free")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -42,6 +42,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "someone else for your {category} request. We will text you who is coming.",
         "zh-CN": "dispatch：{worker} 仍在忙上一单，我们正在为您的{category}请求另找人员，"
                  "确定后会短信通知您。",
+    },
+    "worker_free": {
+        "en": "dispatch: {worker} has finished the job before yours and is coming to you now "
+              "({category}); expected around {eta}.",
+        "zh-CN": "dispatch：{worker} 已完成上一单，正在前往您处（{category}），"
+                 "预计 {eta} 左右到达。",
     },
     "released": {
         "en": "dispatch: the {category} job for {arrive_by} that was next after your current "

@@ -163,10 +163,22 @@ def test_calling_off_the_queued_job_leaves_the_worker_on_their_current_one(
 def test_calling_off_the_current_job_starts_the_queued_one(
         app: Flask, client: FlaskClient, make: Factory, settings) -> None:
     (worker_id, worker), (current, first_resident), (job_id, _) = queued_job(app, client, make)
+    # Called off on the way there: they leave from where their phone says they are, 5 km
+    # south of the job that ended (7 km from the next one, not 2).
+    south = offset(*CENTER, north_m=-5000)
+    sql(app, "UPDATE workers SET location = ST_SetSRID(ST_MakePoint(:lng, :lat), 4326), "
+             "location_at = now() WHERE user_id = :w", lat=south[0], lng=south[1], w=worker_id)
     assert client.post(f"/api/v1/jobs/{current}/cancel", json={},
                        headers=first_resident).status_code == 200
     assert availability(app, worker_id) == "busy"
-    assert client.get(f"/api/v1/jobs/{job_id}", headers=worker).json["queued"] is False
+    started = client.get(f"/api/v1/jobs/{job_id}", headers=worker).json
+    assert started["queued"] is False
+    trip_s = (at(started["estimated_arrival"]) - datetime.now(UTC)).total_seconds()
+    assert 20 * 60 < trip_s < 30 * 60  # start-up + 7 km x 1.3 by car at 28 km/h: ~24.5 min
+    # The resident hears the worker is coming now, with the new time.
+    told = sql(app, "SELECT body FROM notifications WHERE job_id = :j AND event = "
+                    "'worker_free'", j=job_id)
+    assert len(told) == 1 and "coming to you now" in told[0].body
     assert post_status(client, job_id, worker, "en_route").status_code == 200
 
 

@@ -141,22 +141,34 @@ def release_or_start_queued(session: Session, job: Job, now: datetime) -> None:
 
     assert job.worker_id is not None
     session.flush()  # this job's new status is in the database before the next one starts
-    mode = session.execute(select(Worker.travel_mode).where(
-        Worker.user_id == job.worker_id).with_for_update()).scalar_one()
+    worker = session.execute(select(
+        Worker.travel_mode, Worker.lat, Worker.lng, Worker.location_at).where(
+        Worker.user_id == job.worker_id).with_for_update()).one()
     queued = session.execute(
         select(Job).where(Job.queued_behind_job_id == job.id).with_for_update()
     ).scalar_one_or_none()
     if queued is None:
         release_worker(session, job.worker_id)
         return
-    trip_s = eta_model(settings()).eta_seconds(
-        haversine_m(job.lat, job.lng, queued.lat, queued.lng), mode)
+    s = settings()
+    # They leave from the job that ended, or, called off before they got there, from
+    # wherever their phone last said they were.
+    origin = (job.lat, job.lng)
+    fresh = now - timedelta(seconds=s.location_max_age_s)
+    if (job.arrived_at is None and worker.lat is not None and worker.location_at is not None
+            and worker.location_at >= fresh):
+        origin = (worker.lat, worker.lng)
+    trip_s = eta_model(s).eta_seconds(
+        haversine_m(*origin, queued.lat, queued.lng), worker.travel_mode)
     queued.queued_behind_job_id = None
     queued.estimated_arrival = now + timedelta(seconds=trip_s)
     record_event(session, queued, "worker_free", Actor.SYSTEM, now=now,
                  actor_user_id=job.worker_id,
                  detail={"previous_job_id": job.id, "eta_seconds": round(trip_s)})
     push.job_changed(session, queued)
+    from dispatch.services import notify
+
+    notify.worker_free(session, queued)
 
 
 def release_worker(session: Session, worker_id: int) -> None:

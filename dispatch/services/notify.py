@@ -29,7 +29,8 @@ STATUS_EVENTS: dict[str, tuple[str, str]] = {
 }
 # What the tenant of a manager's unit hears: who is coming and when; an unfilled job is
 # the manager's to handle, not the tenant's.
-TENANT_EVENTS = frozenset({"accepted", "en_route", "arrived", "completed", "reassigning"})
+TENANT_EVENTS = frozenset({"accepted", "en_route", "arrived", "completed", "reassigning",
+                           "worker_free"})
 
 
 def twilio() -> Client:
@@ -104,6 +105,12 @@ def job_status_changed(session: Session, job: Job, status: str, previous: str) -
     if found is None:
         return
     _to_resident(session, job, found[0])
+
+
+def worker_free(session: Session, job: Job) -> None:
+    """The job queued behind another one starts: its resident hears the worker is coming
+    now, with the trip's ETA instead of the earlier estimate."""
+    _to_resident(session, job, "worker_free")
 
 
 def job_released(session: Session, job: Job, worker_id: int) -> None:
