@@ -1,8 +1,10 @@
 """Outgoing webhooks to property-management systems: each job state change of an
 organization's job is a delivery row (written with the change), POSTed as JSON signed with
-HMAC-SHA256 over the exact body (`X-Dispatch-Signature: sha256=<hex>`), retried by the queue
-until the receiver answers 2xx. Receivers verify with `verify` (or its few lines in their
-own language) and de-duplicate on `X-Dispatch-Delivery`.
+HMAC-SHA256 over the send time and the exact body (`X-Dispatch-Signature:
+t=<unix seconds>,sha256=<hex of HMAC(secret, "<t>." + body)>`), retried by the queue until
+the receiver answers 2xx. Receivers verify with `verify` (or its few lines in their own
+language): a signature older than `SIGNATURE_TOLERANCE_S` is refused, so a captured request
+cannot be replayed later; they de-duplicate on `X-Dispatch-Delivery`.
 
 Never imports `dispatch`."""
 
@@ -13,6 +15,7 @@ import hmac
 import ipaddress
 import json
 import socket
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session
 from notifications.stranded import requeue_stranded
 
 TIMEOUT_S = 10.0
+SIGNATURE_TOLERANCE_S = 300  # clock skew plus transit; beyond it a request is a replay
 
 
 def public_destination(url: str) -> bool:
@@ -43,13 +47,21 @@ def public_destination(url: str) -> bool:
     return True
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """Each attempt signs with its own send time: a retry hours later is still fresh."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},sha256={mac.hexdigest()}"
 
 
-def verify(secret: str, body: bytes, signature: str) -> bool:
-    """What a receiver does: recompute over the raw body and compare in constant time."""
-    return hmac.compare_digest(sign(secret, body), signature)
+def verify(secret: str, body: bytes, signature: str, now: float,
+           tolerance_s: float = SIGNATURE_TOLERANCE_S) -> bool:
+    """What a receiver does: recompute over the send time and the raw body, compare in
+    constant time, and refuse a send time further than the tolerance from its own clock."""
+    fields = dict(part.split("=", 1) for part in signature.split(",") if "=" in part)
+    stamp = fields.get("t", "")
+    if not stamp.isdigit() or abs(now - int(stamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, body, int(stamp)), signature)
 
 
 def enqueue(session: Session, *, org_id: int, job_id: int, event: str, key: str,
@@ -90,7 +102,7 @@ RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
     body = json.dumps(row.payload, sort_keys=True, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "X-Dispatch-Event": row.event,
                "X-Dispatch-Delivery": str(row.id),
-               "X-Dispatch-Signature": sign(row.webhook_secret, body)}
+               "X-Dispatch-Signature": sign(row.webhook_secret, body, int(time.time()))}
     try:
         response = requests.post(row.webhook_url, data=body, headers=headers, timeout=TIMEOUT_S,
                                  allow_redirects=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -76,8 +77,14 @@ def test_state_changes_are_posted_signed_and_retried(app: Flask, client: FlaskCl
         assert deliver_webhook_task(delivery.id) == "already_done"  # never twice
     assert len(receiver.received) == 2
     headers, body = receiver.received[-1]
-    assert verify(secret, body, headers["X-Dispatch-Signature"])
-    assert not verify(secret, body + b" ", headers["X-Dispatch-Signature"])
+    signature = headers["X-Dispatch-Signature"]
+    assert verify(secret, body, signature, time.time())
+    assert not verify(secret, body + b" ", signature, time.time())
+    # A captured request replayed later is refused: the send time is signed too.
+    assert not verify(secret, body, signature, time.time() + 301)
+    sent_at = int(signature.split(",")[0].removeprefix("t="))
+    forged = signature.replace(f"t={sent_at}", f"t={sent_at + 600}")
+    assert not verify(secret, body, forged, time.time() + 600)
     payload = json.loads(body)
     assert payload == {**payload, "event": "job.status_changed", "job_id": job["id"],
                        "unit_id": unit_id, "from": "requested", "to": "dispatching"}

@@ -325,7 +325,9 @@ class OrganizationOut(Out):
     allow_marketplace: bool
     webhook_url: str | None = None
     webhook_secret: str | None = Field(
-        None, description="verify X-Dispatch-Signature (HMAC-SHA256 of the raw body) with it")
+        None, description="verify X-Dispatch-Signature (t=<unix seconds>,sha256=<HMAC-SHA256 "
+                          "of '<t>.' + the raw body>; refuse a t more than 5 minutes off) "
+                          "with it")
 
 
 class PropertyIn(In):
