@@ -71,6 +71,9 @@ class Settings:
     # A queued job goes back to the cascade when its worker, still on the job before it,
     # could no longer reach it this many minutes before the deadline (dispatching.sweep).
     queue_release_minutes: int = 10
+    # A booked window's masked number opens this long before the window starts (or when the
+    # worker sets out), not at an accept days ahead: pool numbers are few.
+    masking_open_before_minutes: int = 120
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -118,6 +121,7 @@ class Settings:
             queue_behind_busy=_env("QUEUE_BEHIND_BUSY", "1") in ("1", "true"),
             queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
             queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
+            masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
         )
 
     def to_flask(self) -> dict[str, Any]:

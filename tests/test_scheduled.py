@@ -198,3 +198,43 @@ def test_a_window_nobody_can_fit_goes_to_the_cascade_and_cannot_be_double_booked
     assert clash.status_code == 409 and clash.json["error"]["code"] == "window_clash"
     assert sql(app, "SELECT status FROM offers WHERE id = :o",
                o=offers[1].offer_id)[0].status == "pending"  # declining stays possible
+
+
+def test_a_booked_windows_masked_number_opens_shortly_before_the_window(
+    app: Flask, client: FlaskClient, make: Factory, manual_clock: Any, settings: Any
+) -> None:
+    """Accepting tomorrow's window holds no pool number overnight: it opens
+    MASKING_OPEN_BEFORE_MINUTES (120) before the window starts."""
+    from dispatch.extensions import db
+    from dispatch.services import contact
+    from tests.test_masking import with_pool
+
+    with_pool(app, ["+14155550111"])
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "1A")
+    _, plumber_h = make.worker()
+    rows = [{"unit_id": unit, "category": "leak-repair", "description": "Dripping tap",
+             "urgency": "tomorrow 09:00-12:00"}]
+    r = client.post("/api/v1/batches", json={"batch_key": "masked", "rows": rows}, headers=pm)
+    assert r.status_code == 202, r.json
+    run_queue(app)
+    [offer] = _offers(app, r.json["id"]).values()
+    assert client.post(f"/api/v1/offers/{offer.offer_id}/accept",
+                       headers=plumber_h).status_code == 200
+
+    def number_after_sweep() -> str | None:
+        with app.app_context():
+            contact.sweep(db.session)
+        rows = sql(app, "SELECT p.e164 FROM masked_sessions s JOIN pool_numbers p "
+                        "ON p.id = s.pool_number_id WHERE s.job_id = :j "
+                        "AND s.closed_at IS NULL", j=offer.job_id)
+        return rows[0].e164 if rows else None
+
+    seen = client.get(f"/api/v1/jobs/{offer.job_id}", headers=pm).json
+    assert seen["status"] == "assigned" and seen["masked_number"] is None
+    manual_clock.advance(seconds=30)  # past the sweeper's settling time
+    assert number_after_sweep() is None
+    manual_clock.now = offer.window_start - timedelta(minutes=121)
+    assert number_after_sweep() is None
+    manual_clock.now = offer.window_start - timedelta(minutes=119)
+    assert number_after_sweep() == "+14155550111"

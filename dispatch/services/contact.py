@@ -86,8 +86,10 @@ def open_alerts(session: Session, limit: int = 100) -> list[dict[str, object]]:
 
 
 def sweep(session: Session) -> int:
-    """Close sessions whose time has come, and retry opening sessions for active jobs that
-    have none (the pool may have freed up; failures alert at most every 5 minutes)."""
+    """Close sessions whose time has come, and open sessions for active jobs that have none:
+    a retry (the pool may have freed up; failures alert at most every 5 minutes), or a
+    booked window coming up (`masking_open_before_minutes` ahead, or once the worker sets
+    out)."""
     now = clock.now()
     closed = masking.close_due(session, now)
     session.commit()
@@ -95,11 +97,14 @@ def sweep(session: Session) -> int:
 SELECT j.id FROM jobs j
  WHERE j.status IN ('assigned', 'en_route', 'arrived', 'in_progress')
    AND j.assigned_at < :settled
+   AND (j.urgency <> 'scheduled' OR j.status <> 'assigned' OR j.window_start <= :open_from)
    AND NOT EXISTS (SELECT 1 FROM masked_sessions s WHERE s.job_id = j.id
                     AND s.closed_at IS NULL)
    AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.id
                     AND e.kind = 'masking_unavailable' AND e.at > :recent)
-"""), {"settled": now - timedelta(seconds=10), "recent": now - timedelta(minutes=5)}
+"""), {"settled": now - timedelta(seconds=10), "recent": now - timedelta(minutes=5),
+       "open_from": now + timedelta(
+           minutes=current_app.config["DISPATCH"].masking_open_before_minutes)}
     ).scalars().all()
     session.rollback()
     for job_id in waiting:

@@ -267,7 +267,9 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
             record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
                          detail={"count": withdrawn, "reason": "accepted by another worker"})
         session.flush()  # a double booking fails here, not inside the masking's savepoint
-        _open_masked_session(session, job, now)
+        if not scheduled or job.window_start <= now + timedelta(
+                minutes=settings().masking_open_before_minutes):
+            _open_masked_session(session, job, now)  # a later window's: the sweeper, nearer
         commit_keeping_loaded(session)  # the answer shows what was written, no reads back
     except IntegrityError as exc:  # the active-job unique index stopped a double booking
         session.rollback()
