@@ -17,7 +17,7 @@ from dispatch.errors import ApiError, from_validation_error
 from dispatch.extensions import db
 from dispatch.models import Category, Role, User, Worker, WorkerSkill
 from dispatch.phones import normalize_phone
-from dispatch.services import accounts, batches, contact, notify, org_hooks, tracking
+from dispatch.services import accounts, batches, catalog, contact, notify, org_hooks, tracking
 from dispatch.services.dispatching import sweep
 from dispatch.services.tracking import flush_fixes
 from dispatch.states import Availability
@@ -203,6 +203,7 @@ def sweeper(interval: float | None, once: bool) -> None:
             notify.sweep(db.session)  # texts whose queue entry was lost
             batches.sweep(db.session)  # batches nobody is processing
             org_hooks.sweep(db.session)  # webhook deliveries nobody is sending
+            catalog.sweep(db.session)  # typical times on site, relearned hourly
         except Exception as exc:  # keep sweeping through a database restart
             db.session.rollback()
             click.echo(f"sweep failed: {exc}", err=True)

@@ -438,3 +438,37 @@ def test_the_released_worker_leaves_the_job_room_and_hears_it_on_their_phone(
     finally:
         worker_sock.close()
         resident_sock.close()
+
+
+def test_typical_minutes_are_learned_from_the_citys_completed_jobs(
+        app: Flask, client: FlaskClient, make: Factory, settings) -> None:
+    """What queueing counts on (when a busy worker comes free) follows the jobs done here:
+    the median time on site of the category's recent jobs, once there are enough of them."""
+    from dispatch import clock
+    from dispatch.extensions import db
+    from dispatch.services.catalog import learn_typical_minutes
+
+    worker_id, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    category = make.category("leak-repair")
+    try:
+        for minutes in (30, 40, 45, 50, 95):
+            job_id = book(client, resident, job_body(category)).json["id"]
+            assert accept(client, app, job_id, worker_id, worker).status_code == 200
+            for status in ["en_route", "arrived", "in_progress", "completed"]:
+                assert post_status(client, job_id, worker, status).status_code == 200
+            sql(app, "UPDATE jobs SET arrived_at = completed_at - make_interval(mins => :m) "
+                     "WHERE id = :j", m=minutes, j=job_id)
+        with app.app_context():
+            assert learn_typical_minutes(db.session, clock.now(), min_jobs=6) == {}
+            assert learn_typical_minutes(db.session, clock.now(), min_jobs=5) == {
+                "leak-repair": 45}
+            assert learn_typical_minutes(db.session, clock.now(), min_jobs=5) == {}
+            # Jobs older than the window no longer count.
+            later = clock.now() + timedelta(days=31)
+            sql(app, "UPDATE categories SET typical_minutes = 60 WHERE slug = 'leak-repair'")
+            assert learn_typical_minutes(db.session, later, min_jobs=5) == {}
+        assert sql(app, "SELECT typical_minutes FROM categories WHERE slug = 'leak-repair'"
+                   )[0].typical_minutes == 60
+    finally:
+        sql(app, "UPDATE categories SET typical_minutes = 60 WHERE slug = 'leak-repair'")

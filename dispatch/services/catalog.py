@@ -3,12 +3,55 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from dispatch import clock
 from dispatch.errors import invalid
 from dispatch.models import Category
+from dispatch.tasks import redis_connection
+
+# A category's time on site is learned from at least this many of its jobs completed within
+# the window; with fewer, the figure it has (seeded, or learned before) stands.
+LEARN_MIN_JOBS = 20
+LEARN_WINDOW = timedelta(days=30)
+LEARN_EVERY_S = 3600
+_LEARNED_KEY = "dispatch:typical-minutes:learned"
+
+_LEARN_SQL = text("""
+UPDATE categories c SET typical_minutes = d.minutes
+  FROM (SELECT j.category_id, count(*) AS n,
+               CAST(GREATEST(5, LEAST(480, round(percentile_cont(0.5) WITHIN GROUP (
+                   ORDER BY EXTRACT(EPOCH FROM j.completed_at - j.arrived_at) / 60))))
+                    AS integer) AS minutes
+          FROM jobs j
+         WHERE j.completed_at >= :since AND j.arrived_at IS NOT NULL
+           AND j.completed_at > j.arrived_at
+         GROUP BY j.category_id) d
+ WHERE c.id = d.category_id AND d.n >= :min_jobs AND c.typical_minutes <> d.minutes
+RETURNING c.slug, c.typical_minutes
+""")
+
+
+def learn_typical_minutes(session: Session, now: datetime,
+                          min_jobs: int = LEARN_MIN_JOBS) -> dict[str, int]:
+    """Queueing a job behind a busy worker counts on when their job ends: the category's
+    typical time on site. The seeded figures are guesses; this makes each the median time
+    from arrival to completion of the category's recent jobs in this city. Returns what
+    changed (slug -> minutes)."""
+    rows = session.execute(_LEARN_SQL, {"since": now - LEARN_WINDOW,
+                                        "min_jobs": min_jobs}).all()
+    session.commit()
+    return {r.slug: r.typical_minutes for r in rows}
+
+
+def sweep(session: Session) -> dict[str, int]:
+    """The sweeper's hourly relearning; one sweeper process does it per hour (a Redis claim)."""
+    if not redis_connection().set(_LEARNED_KEY, 1, nx=True, ex=LEARN_EVERY_S):
+        return {}
+    return learn_typical_minutes(session, clock.now())
 
 
 def all_categories(session: Session) -> list[Category]:
