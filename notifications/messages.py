@@ -44,9 +44,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
                  "确定后会短信通知您。",
     },
     "worker_free": {
-        "en": "dispatch: {worker} has finished the job before yours and is coming to you now "
-              "({category}); expected around {eta}.",
-        "zh-CN": "dispatch：{worker} 已完成上一单，正在前往您处（{category}），"
+        "en": "dispatch: {worker} is free now and coming to you ({category}); expected "
+              "around {eta}.",
+        "zh-CN": "dispatch：{worker} 现已空闲，正在前往您处（{category}），"
                  "预计 {eta} 左右到达。",
     },
     "released": {

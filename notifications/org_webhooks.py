@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import socket
 import time
 from datetime import datetime, timedelta
@@ -59,9 +60,11 @@ def verify(secret: str, body: bytes, signature: str, now: float,
     constant time, and refuse a send time further than the tolerance from its own clock."""
     fields = dict(part.split("=", 1) for part in signature.split(",") if "=" in part)
     stamp = fields.get("t", "")
-    if not stamp.isdigit() or abs(now - int(stamp)) > tolerance_s:
+    if not re.fullmatch(r"[0-9]{1,12}", stamp) or abs(now - int(stamp)) > tolerance_s:
         return False
-    return hmac.compare_digest(sign(secret, body, int(stamp)), signature)
+    # Bytes: a header with non-ASCII characters is a mismatch, not an exception.
+    return hmac.compare_digest(sign(secret, body, int(stamp)).encode(),
+                               signature.encode("utf-8", "surrogateescape"))
 
 
 def enqueue(session: Session, *, org_id: int, job_id: int, event: str, key: str,

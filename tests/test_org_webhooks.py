@@ -85,6 +85,10 @@ def test_state_changes_are_posted_signed_and_retried(app: Flask, client: FlaskCl
     sent_at = int(signature.split(",")[0].removeprefix("t="))
     forged = signature.replace(f"t={sent_at}", f"t={sent_at + 600}")
     assert not verify(secret, body, forged, time.time() + 600)
+    # Garbage is a mismatch, never an exception in the receiver.
+    for junk in ("", "t=\u00b2,sha256=00", "t=" + "9" * 5000, f"t={sent_at},sha256=\u00e9",
+                 signature.split(",")[1]):
+        assert not verify(secret, body, junk, time.time())
     payload = json.loads(body)
     assert payload == {**payload, "event": "job.status_changed", "job_id": job["id"],
                        "unit_id": unit_id, "from": "requested", "to": "dispatching"}

@@ -178,7 +178,7 @@ def test_calling_off_the_current_job_starts_the_queued_one(
     # The resident hears the worker is coming now, with the new time.
     told = sql(app, "SELECT body FROM notifications WHERE job_id = :j AND event = "
                     "'worker_free'", j=job_id)
-    assert len(told) == 1 and "coming to you now" in told[0].body
+    assert len(told) == 1 and "free now and coming to you" in told[0].body
     assert post_status(client, job_id, worker, "en_route").status_code == 200
 
 

@@ -200,19 +200,14 @@ def test_a_window_nobody_can_fit_goes_to_the_cascade_and_cannot_be_double_booked
                o=offers[1].offer_id)[0].status == "pending"  # declining stays possible
 
 
-def test_a_booked_windows_masked_number_opens_shortly_before_the_window(
-    app: Flask, client: FlaskClient, make: Factory, manual_clock: Any, settings: Any
-) -> None:
-    """Accepting tomorrow's window holds no pool number overnight: it opens
-    MASKING_OPEN_BEFORE_MINUTES (120) before the window starts."""
-    from dispatch.extensions import db
-    from dispatch.services import contact
+def _accepted_window(app: Flask, client: FlaskClient, make: Factory) -> tuple[Any, int]:
+    """Tomorrow's window, accepted by a plumber; (its offer row, the plumber's id)."""
     from tests.test_masking import with_pool
 
     with_pool(app, ["+14155550111"])
     pm, prop_id = manager_with_property(client, make)
     unit = add_unit(client, pm, prop_id, "1A")
-    _, plumber_h = make.worker()
+    plumber, plumber_h = make.worker()
     rows = [{"unit_id": unit, "category": "leak-repair", "description": "Dripping tap",
              "urgency": "tomorrow 09:00-12:00"}]
     r = client.post("/api/v1/batches", json={"batch_key": "masked", "rows": rows}, headers=pm)
@@ -221,20 +216,53 @@ def test_a_booked_windows_masked_number_opens_shortly_before_the_window(
     [offer] = _offers(app, r.json["id"]).values()
     assert client.post(f"/api/v1/offers/{offer.offer_id}/accept",
                        headers=plumber_h).status_code == 200
+    seen = client.get(f"/api/v1/jobs/{offer.job_id}", headers=pm).json
+    assert seen["status"] == "assigned" and seen["masked_number"] is None
+    return offer, plumber
+
+
+def _open_number(app: Flask, job_id: int) -> str | None:
+    rows = sql(app, "SELECT p.e164 FROM masked_sessions s JOIN pool_numbers p "
+                    "ON p.id = s.pool_number_id WHERE s.job_id = :j "
+                    "AND s.closed_at IS NULL", j=job_id)
+    return rows[0].e164 if rows else None
+
+
+def test_a_booked_windows_masked_number_opens_shortly_before_the_window(
+    app: Flask, client: FlaskClient, make: Factory, manual_clock: Any, settings: Any
+) -> None:
+    """Accepting tomorrow's window holds no pool number overnight: it opens
+    MASKING_OPEN_BEFORE_MINUTES (120) before the window starts."""
+    from dispatch.extensions import db
+    from dispatch.services import contact
+
+    offer, _ = _accepted_window(app, client, make)
 
     def number_after_sweep() -> str | None:
         with app.app_context():
             contact.sweep(db.session)
-        rows = sql(app, "SELECT p.e164 FROM masked_sessions s JOIN pool_numbers p "
-                        "ON p.id = s.pool_number_id WHERE s.job_id = :j "
-                        "AND s.closed_at IS NULL", j=offer.job_id)
-        return rows[0].e164 if rows else None
+        return _open_number(app, offer.job_id)
 
-    seen = client.get(f"/api/v1/jobs/{offer.job_id}", headers=pm).json
-    assert seen["status"] == "assigned" and seen["masked_number"] is None
     manual_clock.advance(seconds=30)  # past the sweeper's settling time
     assert number_after_sweep() is None
     manual_clock.now = offer.window_start - timedelta(minutes=121)
     assert number_after_sweep() is None
     manual_clock.now = offer.window_start - timedelta(minutes=119)
     assert number_after_sweep() == "+14155550111"
+
+
+def test_setting_out_early_for_a_window_opens_its_masked_number_at_once(
+    app: Flask, client: FlaskClient, make: Factory, manual_clock: Any, settings: Any
+) -> None:
+    from dispatch.extensions import db
+    from dispatch.models import User
+    from dispatch.services.jobs import worker_update_status
+    from dispatch.states import JobStatus
+
+    offer, plumber = _accepted_window(app, client, make)
+    manual_clock.now = offer.window_start - timedelta(hours=3)
+    with app.app_context():
+        worker = db.session.get(User, plumber)
+        assert worker is not None
+        worker_update_status(db.session, worker, offer.job_id, JobStatus.EN_ROUTE)
+    assert _open_number(app, offer.job_id) == "+14155550111"  # no sweep needed

@@ -28,6 +28,7 @@ UPDATE categories c SET typical_minutes = d.minutes
                     AS integer) AS minutes
           FROM jobs j
          WHERE j.completed_at >= :since AND j.arrived_at IS NOT NULL
+           AND j.status IN ('completed', 'closed')
            AND j.completed_at > j.arrived_at
          GROUP BY j.category_id) d
  WHERE c.id = d.category_id AND d.n >= :min_jobs AND c.typical_minutes <> d.minutes
@@ -49,9 +50,14 @@ def learn_typical_minutes(session: Session, now: datetime,
 
 def sweep(session: Session) -> dict[str, int]:
     """The sweeper's hourly relearning; one sweeper process does it per hour (a Redis claim)."""
-    if not redis_connection().set(_LEARNED_KEY, 1, nx=True, ex=LEARN_EVERY_S):
+    redis = redis_connection()
+    if not redis.set(_LEARNED_KEY, 1, nx=True, ex=LEARN_EVERY_S):
         return {}
-    return learn_typical_minutes(session, clock.now())
+    try:
+        return learn_typical_minutes(session, clock.now())
+    except Exception:
+        redis.delete(_LEARNED_KEY)  # the next sweep tries again, not the next hour
+        raise
 
 
 def all_categories(session: Session) -> list[Category]:

@@ -269,7 +269,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         session.flush()  # a double booking fails here, not inside the masking's savepoint
         if not scheduled or job.window_start <= now + timedelta(
                 minutes=settings().masking_open_before_minutes):
-            _open_masked_session(session, job, now)  # a later window's: the sweeper, nearer
+            open_masked_session(session, job, now)  # a later window's: the sweeper, nearer
         commit_keeping_loaded(session)  # the answer shows what was written, no reads back
     except IntegrityError as exc:  # the active-job unique index stopped a double booking
         session.rollback()
@@ -284,7 +284,7 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     return offer, job
 
 
-def _open_masked_session(session: Session, job: Job, now: datetime) -> None:
+def open_masked_session(session: Session, job: Job, now: datetime) -> None:
     """In the accept's transaction, under a savepoint: a failure there loses the masked
     number (the sweeper retries it), never the accept."""
     from dispatch.services.contact import open_in_transaction

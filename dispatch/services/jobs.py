@@ -230,10 +230,19 @@ def worker_update_status(session: Session, worker: User, job_id: int,
     check_job_transition(job.status, target, Actor.WORKER)
     if job.queued_behind_job_id is not None:
         raise _busy()  # queued: it starts when the job they are on ends
-    if not occupies_worker(job.urgency, job.status) and occupies_worker(job.urgency, target):
+    setting_out = (not occupies_worker(job.urgency, job.status)
+                   and occupies_worker(job.urgency, target))
+    if setting_out:
         take_worker_for(session, job, worker.id)
     transition(session, job, target, Actor.WORKER, now=now, actor_user_id=worker.id)
     try:
+        if setting_out and job.urgency == Urgency.SCHEDULED.value:
+            # A booked window's masked number may not be open yet (it opens shortly before
+            # the window): setting out opens it now, not at the sweeper's next pass.
+            from dispatch.services.dispatching import open_masked_session
+
+            session.flush()  # a double booking fails here, not inside the masking's savepoint
+            open_masked_session(session, job, now)
         session.commit()
     except IntegrityError as exc:  # the one-occupying-job index: a race with an accept
         session.rollback()
