@@ -112,7 +112,6 @@ def schedule_close(session: Session, job_id: int, at: datetime) -> None:
 def close_for_job(session: Session, job_id: int, now: datetime) -> None:
     """Close the job's session now: its worker was replaced, and the next worker's accept
     must open a session of their own instead of finding this one."""
-    schedule_close(session, job_id, now)
     closed = session.execute(text(
         "UPDATE masked_sessions SET closed_at = :now "
         "WHERE job_id = :j AND closed_at IS NULL RETURNING id"), {"j": job_id, "now": now}

@@ -285,8 +285,9 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
 
 
 def open_masked_session(session: Session, job: Job, now: datetime) -> None:
-    """In the accept's transaction, under a savepoint: a failure there loses the masked
-    number (the sweeper retries it), never the accept."""
+    """In the caller's transaction (an accept, or a worker setting out for a booked window),
+    under a savepoint: a failure there loses the masked number (the sweeper retries it),
+    never the step itself."""
     from dispatch.services.contact import open_in_transaction
 
     try:
