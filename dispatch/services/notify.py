@@ -90,12 +90,8 @@ def _hand_to_queue(notification_id: int) -> None:
 def job_status_changed(session: Session, job: Job, status: str, previous: str) -> None:
     """Text the party that needs to know (in the same transaction as the change)."""
     if status == "cancelled":
-        if job.worker_id is None or previous not in ("assigned", "en_route", "arrived"):
-            return
-        worker = session.get(User, job.worker_id)
-        if worker is not None:
-            _queue(session, worker, job, "cancelled", _fields(job),
-                   f"cancelled:{job.id}:{worker.id}")
+        if job.worker_id is not None and previous in ("assigned", "en_route", "arrived"):
+            _to_worker(session, job, job.worker_id, "cancelled")
         return
     if status == "dispatching":
         if previous == "assigned":  # the worker's job before this one ran long: a new search
@@ -115,10 +111,14 @@ def worker_free(session: Session, job: Job) -> None:
 
 def job_released(session: Session, job: Job, worker_id: int) -> None:
     """The worker whose queued job went to someone else hears it, app open or not."""
+    _to_worker(session, job, worker_id, "released")
+
+
+def _to_worker(session: Session, job: Job, worker_id: int, event: str) -> None:
+    """A worker hears what became of a job of theirs (once per job and worker)."""
     worker = session.get(User, worker_id)
     if worker is not None:
-        _queue(session, worker, job, "released", _fields(job),
-               f"released:{job.id}:{worker.id}")
+        _queue(session, worker, job, event, _fields(job), f"{event}:{job.id}:{worker.id}")
 
 
 def _to_resident(session: Session, job: Job, event: str) -> None:
