@@ -779,7 +779,7 @@ def print_timeline(drove: DriveResult, to_offer_at: list[tuple[float, float]],
     print(f"timeline ({TIMELINE_STEP_S:g} s steps of the measured window; ms)")
     parts = ("web", "rq", "PostgreSQL backends", "load generator: phones", "redis", "machine")
     print(f"{'from s':>7}{'bookings':>9}{'offer p50':>10}{'offer p99':>10}{'bare p99':>9}"
-          f"{'pings':>7}{'ack p50':>8}{'ack p99':>9}   cores: web  rq  pg  gen redis all")
+          f"{'acks':>7}{'ack p50':>8}{'ack p99':>9}   cores: web  rq  pg  gen redis all")
     for k in range(steps):
         cores = ""
         if k < len(drove.cpu_steps):
@@ -863,8 +863,9 @@ def report(args: argparse.Namespace, urls: list[str], gen_procs: int, n_connecte
           f"{sorted({r.error for r in failed}) if failed else ''}; offers never seen: {missing}")
     print(f"achieved: {rate:.1f} bookings/s; bare GETs ok {len(bare_ok)} of {len(bare)}; "
           f"client send lag p99 {fmt(pct(lag, 99))} ms")
-    print(f"pings: {sent} sent ({sent / ping_seconds:.0f}/s), {acked} acked, {accepted} "
-          f"accepted, dropped {reasons or 'none'}, {sum(g.ping_errors for g in gens)} errors; "
+    print(f"pings: {sent} sent ({sent / ping_seconds:.0f}/s), {acked} asked for an ack and "
+          f"got it ({accepted} of those kept), refused by the server (location_refused): "
+          f"{reasons or 'none'}, {sum(g.ping_errors for g in gens)} errors; "
           f"schedule lag p99 {fmt(pct(send_lag, 99))} ms")
     per_server = ", ".join(f"port {u.rsplit(':', 1)[1]}: {n}" for u, n in sorted(by_url.items()))
     print(f"offers seen by phones: {sum(g.offers_received for g in gens)} "

@@ -1,7 +1,9 @@
 """One load-generator process of `bench/load.py`: a slice of the simulated worker phones.
 
 Each phone holds one websocket, authenticated by bearer token like the app, sends its position
-every `interval_s` (phases spread evenly so the total rate is flat) and notes when each job's
+every `interval_s` (phases spread evenly so the total rate is flat; like the worker's page, one
+ping in CONFIRM_EVERY_S asks for an acknowledgement, refusals arrive as `location_refused`
+events) and notes when each job's
 first `offer` event reaches it. With an `Answers` model the phones answer offers as the
 city simulation's workers do: after a few seconds each offer is accepted, declined or left
 to expire (POST /api/v1/offers/<id>/accept or /decline, the worker's bearer token); without
@@ -47,6 +49,7 @@ import aiohttp
 
 STEP_M = 4.0  # each ping moves the phone a few metres: never a GPS jump, never rate-limited
 M_PER_DEG = 111_320.0
+CONFIRM_EVERY_S = 30.0  # static/js/work.js CONFIRM_EVERY_MS: how often a ping asks for an ack
 CONNECT_TIMEOUT_S = 30.0  # as `AsyncClient.connect(wait_timeout=30)` did
 WATCH_EVERY_S = 1.0
 
@@ -138,8 +141,8 @@ class _Link:
     a ping is one preformatted string written straight to the socket, so a message costs the
     websocket framing and little more."""
 
-    __slots__ = ("answering", "connected", "http", "last_rx", "next_id", "pending", "phone",
-                 "reader", "result", "rng", "silent_s", "url", "ws")
+    __slots__ = ("answering", "confirmed_at", "connected", "http", "last_rx", "next_id",
+                 "pending", "phone", "reader", "result", "rng", "silent_s", "url", "ws")
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, phone: Phone, result: GenResult,
                  silent_s: float, http: aiohttp.ClientSession) -> None:
@@ -152,6 +155,7 @@ class _Link:
         self.result = result
         self.pending: dict[int, float] = {}  # ack id -> when the ping left
         self.next_id = 1  # python-socketio numbers acks from 1 per namespace
+        self.confirmed_at = -math.inf  # when a ping last asked for an acknowledgement
         self.connected = True
         self.last_rx = _monotonic()
         self.silent_s = silent_s  # pingInterval + pingTimeout: the server is gone after this
@@ -214,12 +218,17 @@ class _Link:
         result.pings_acked += 1
         result.ack_ms.append((now - sent_at) * 1000)
         result.ack_sent_at.append(sent_at)
+        if isinstance(answer, dict) and answer.get("ok") and answer.get("accepted"):
+            result.pings_accepted += 1
+        # A refusal also comes as `location_refused`, counted there.
+
+    def _refused(self, answer: Any) -> None:
+        """`location_refused`: a fix the server did not keep (acknowledged or not)."""
+        result = self.result
+        self.confirmed_at = -math.inf  # the page confirms the next one
         if isinstance(answer, dict) and answer.get("ok"):
-            if answer.get("accepted"):
-                result.pings_accepted += 1
-            else:
-                reason = str(answer.get("reason"))
-                result.ping_reasons[reason] = result.ping_reasons.get(reason, 0) + 1
+            reason = str(answer.get("reason"))
+            result.ping_reasons[reason] = result.ping_reasons.get(reason, 0) + 1
         else:
             result.ping_errors += 1
 
@@ -233,6 +242,9 @@ class _Link:
             answers = _ANSWERS
             if answers is not None and len(args) > 1 and isinstance(args[1], dict):
                 self._answer_later(answers, args[1].get("id"))
+        elif data.startswith('["location_refused"', bracket):
+            args = _from_json(data[bracket:])
+            self._refused(args[1] if len(args) > 1 else None)
         elif self.answering and data.startswith('["offer_closed"', bracket):
             # The app drops an offer that closed (taken, withdrawn, expired): no tap on it.
             args = _from_json(data[bracket:])
@@ -388,13 +400,20 @@ async def _pinger(phone: Phone, link: _Link, conf: GenConfig, t0: float, stop_at
         if not link.connected:  # python-socketio's emit raises on a dropped connection
             result.ping_errors += 1
             return
-        ack_id = link.next_id
-        link.next_id = ack_id + 1
-        pending[ack_id] = now
+        # Like static/js/work.js: an acknowledgement asked for every CONFIRM_EVERY_S (and
+        # after a refusal); the other pings go out without one.
+        ack_id = 0
+        head = "42"
+        if now - link.confirmed_at >= CONFIRM_EVERY_S:
+            link.confirmed_at = now
+            ack_id = link.next_id
+            link.next_id = ack_id + 1
+            pending[ack_id] = now
+            head = f"42{ack_id}"
         # The compact JSON python-socketio would encode (floats by repr, keys in this order).
         stamp = datetime.now(UTC).isoformat()
         try:
-            await ws.send_str(f'42{ack_id}["location",{{"lat":{lat!r},"lng":{lng!r},'
+            await ws.send_str(f'{head}["location",{{"lat":{lat!r},"lng":{lng!r},'
                               f'"accuracy_m":8.0,"recorded_at":"{stamp}"}}]')
         except Exception:
             pending.pop(ack_id, None)

@@ -149,29 +149,46 @@ def on_watch_job(data: Any) -> dict[str, Any]:
         return _error(exc)
 
 
+# Sent to the pinging socket whenever a fix is not kept (the acknowledgement's body). Phones
+# emit most pings without asking for an acknowledgement, so this is how they hear of a refusal.
+LOCATION_REFUSED = "location_refused"
+
+
 def _location_handler(app: Flask) -> Any:
     def on_location(sid: str, data: Any = None) -> dict[str, Any]:
-        """A worker's position ping; the same checks as `POST /api/v1/worker/location`."""
+        """A worker's position ping; the same checks as `POST /api/v1/worker/location`.
+
+        The answer is the acknowledgement, sent only when the phone asked for one: an ack per
+        ping was a fifth of the socket work of 5,000 phones (bench/load.py), so the phone asks
+        now and then, and a refusal is always told by a `location_refused` event."""
         with app.app_context():
-            try:
-                caller = _connection(sid)
-                role = caller.get(_ROLE_KEY)
-                if role != Role.WORKER.value:
-                    raise ApiError(403, "forbidden", "only workers report positions",
-                                   [FieldProblem("role", f"is {role}, needs worker")])
-                fix = LocationIn.model_validate(data if isinstance(data, dict) else {})
-                # Stored by the background flush; the hot path touches Redis, not PostgreSQL.
-                result = tracking.record_fix(db.session, caller[_USER_KEY], fix)
-                return {"ok": True, "accepted": result.accepted, "reason": result.reason}
-            except ValidationError as exc:
-                return _error(from_validation_error(exc))
-            except ApiError as exc:
-                db.session.rollback()
-                return _error(exc)
-            except Exception as exc:  # what Flask-SocketIO's error handler does for the rest
-                return on_unexpected(exc)
+            answer = _locate(sid, data)
+            if not (answer["ok"] and answer["accepted"]):
+                # This process holds the socket: no trip through the message queue.
+                socketio.server.emit(LOCATION_REFUSED, answer, to=sid, ignore_queue=True)
+            return answer
 
     return on_location
+
+
+def _locate(sid: str, data: Any) -> dict[str, Any]:
+    try:
+        caller = _connection(sid)
+        role = caller.get(_ROLE_KEY)
+        if role != Role.WORKER.value:
+            raise ApiError(403, "forbidden", "only workers report positions",
+                           [FieldProblem("role", f"is {role}, needs worker")])
+        fix = LocationIn.model_validate(data if isinstance(data, dict) else {})
+        # Stored by the background flush; the hot path touches Redis, not PostgreSQL.
+        result = tracking.record_fix(db.session, caller[_USER_KEY], fix)
+        return {"ok": True, "accepted": result.accepted, "reason": result.reason}
+    except ValidationError as exc:
+        return _error(from_validation_error(exc))
+    except ApiError as exc:
+        db.session.rollback()
+        return _error(exc)
+    except Exception as exc:  # what Flask-SocketIO's error handler does for the rest
+        return on_unexpected(exc)
 
 
 @socketio.on_error_default

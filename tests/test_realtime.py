@@ -167,6 +167,48 @@ def test_pings_stream_to_the_job_room_only_while_the_job_is_active(
     assert abs(stored_lat() - expected) < 1e-9
 
 
+def test_pings_without_acknowledgement_are_kept_and_refusals_are_told_by_event(
+    app: Flask, live_server: LiveServer, make: Factory, clients: list[SocketClient]
+) -> None:
+    """Phones ask for an acknowledgement only now and then: an unacknowledged fix is still
+    stored, and one that is not kept (or not valid) comes back as `location_refused`."""
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    worker_id, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    worker_sock = connect(live_server, worker, clients)
+    resident_sock = connect(live_server, resident, clients)
+    lat, lng = offset(*CENTER, north_m=500)
+
+    def fix(lat: float, lng: float, at: datetime | None = None) -> dict[str, Any]:
+        return {"lat": lat, "lng": lng, "accuracy_m": 8,
+                "recorded_at": (at or datetime.now(UTC)).isoformat()}
+
+    earlier = datetime.now(UTC)
+    worker_sock.sio.emit("location", fix(lat, lng))  # no callback: no acknowledgement asked
+    assert worker_sock.received("location_refused", within=0.8) == []
+    deadline = time.monotonic() + 5  # kept in Redis at once, in PostgreSQL by the flush
+    while time.monotonic() < deadline and not sql(
+            app, "SELECT 1 FROM workers WHERE user_id = :w AND "
+                 "abs(ST_Y(location::geometry) - :lat) < 1e-9", w=worker_id, lat=lat):
+        time.sleep(0.1)
+    assert float(redis.hget(fix_key(worker_id), "lat")) == lat
+    assert sql(app, "SELECT ST_Y(location::geometry) AS lat FROM workers WHERE user_id = :w",
+               w=worker_id)[0].lat == pytest.approx(lat, abs=1e-9)
+
+    worker_sock.sio.emit("location", fix(lat + 0.0001, lng, at=earlier))  # arrived late
+    refused = worker_sock.wait_for("location_refused")
+    assert refused == {"ok": True, "accepted": False, "reason": "out_of_order"}
+    worker_sock.sio.emit("location", {"lat": 123, "lng": 0})
+    invalid = worker_sock.wait_for("location_refused")
+    assert invalid["ok"] is False and invalid["error"]["fields"][0]["field"] == "lat"
+    resident_sock.sio.emit("location", fix(lat, lng))
+    assert resident_sock.wait_for("location_refused")["error"]["code"] == "forbidden"
+    # A kept fix that asked for its acknowledgement gets that and nothing else.
+    redis.hdel(fix_key(worker_id), "recv")
+    assert worker_sock.call("location", fix(lat, lng + 0.0001))["accepted"] is True
+    assert worker_sock.received("location_refused", within=0.5) == []
+
+
 def test_event_caused_on_one_process_reaches_a_client_on_another(
     live_server: LiveServer, second_server: LiveServer, make: Factory,
     clients: list[SocketClient]

@@ -16,6 +16,8 @@
   let availability = null;
   let watchId = null;
   let lastSent = 0;
+  let lastConfirmed = 0; // when a ping last asked for an acknowledgement
+  const CONFIRM_EVERY_MS = 30000;
 
   const socket = connectSocket();
 
@@ -40,6 +42,13 @@
     watchId = null;
   }
 
+  function showFixAnswer(answer) {
+    const shown = document.getElementById("fix");
+    if (answer && answer.ok && answer.accepted) shown.textContent = `Position sent ${clock(new Date().toISOString())}`;
+    else if (answer && answer.ok) shown.textContent = `Position skipped (${answer.reason})`;
+    else shown.textContent = errorText(answer);
+  }
+
   function send(position) {
     const now = Date.now();
     if (now - lastSent < 1000) return; // the server allows one fix a second
@@ -49,15 +58,22 @@
     if (c.accuracy != null) fix.accuracy_m = Math.min(c.accuracy, 10000);
     if (c.heading != null && !Number.isNaN(c.heading)) fix.heading = c.heading;
     if (c.speed != null && !Number.isNaN(c.speed)) fix.speed_mps = Math.min(c.speed, 100);
-    const shown = document.getElementById("fix");
-    const report = (answer) => {
-      if (answer && answer.ok && answer.accepted) shown.textContent = `Position sent ${clock(new Date().toISOString())}`;
-      else if (answer && answer.ok) shown.textContent = `Position skipped (${answer.reason})`;
-      else shown.textContent = errorText(answer);
-    };
-    if (socket.connected) socket.emit("location", fix, report);
-    else api("POST", "/worker/location", fix).then((r) => report(r.ok ? Object.assign({ok: true}, r.data) : r.data));
+    if (!socket.connected) {
+      api("POST", "/worker/location", fix).then((r) => showFixAnswer(r.ok ? Object.assign({ok: true}, r.data) : r.data));
+    } else if (now - lastConfirmed >= CONFIRM_EVERY_MS) {
+      // An acknowledgement now and then: the server tells refusals by `location_refused`.
+      lastConfirmed = now;
+      socket.emit("location", fix, showFixAnswer);
+    } else {
+      socket.emit("location", fix);
+    }
   }
+
+  socket.on("connect", () => { lastConfirmed = 0; }); // a new socket: confirm its first fix
+  socket.on("location_refused", (answer) => {
+    lastConfirmed = 0; // confirm the next one
+    showFixAnswer(answer);
+  });
 
   toggle.addEventListener("click", async () => {
     errorBox.textContent = "";
