@@ -381,6 +381,9 @@ async def _pinger(phone: Phone, link: _Link, conf: GenConfig, t0: float, stop_at
     cos_lat = math.cos(math.radians(lat))
     interval_s = conf.interval_s
     next_at = t0 + interval_s * phone.index / conf.total_phones
+    # Phones of a real city connected at different times, so their asks for an ack are
+    # spread over the period, not all on the first ping of the run.
+    link.confirmed_at = next_at - link.rng.uniform(0, CONFIRM_EVERY_S)
     send_lag_ms = result.send_lag_ms
     pending = link.pending
     ws = link.ws

@@ -278,19 +278,32 @@ def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -
 
 
 # Parsing the pending fixes is PostgreSQL's job: one array of ids, one of raw fixes.
+# Flushers overlap (every web process, the sweeper, HTTP pings), so rows are locked in one
+# order, by worker id, before the update: an UPDATE ... FROM locks in its plan's order (a
+# hash join's is the table's physical order, a nested loop's the array's), and two flushes
+# locking the same workers in different orders deadlocked (bench/load.py, once a few runs).
 _FLUSH_SQL = text("""
+WITH v AS (
+    SELECT u.id,
+           timestamptz 'epoch' + f[1]::bigint * interval '1 microsecond' AS at,
+           f[2]::float8 AS lat, f[3]::float8 AS lng, NULLIF(f[4], '')::float8 AS acc,
+           NULLIF(f[5], '')::float8 AS hdg, NULLIF(f[6], '')::float8 AS spd,
+           timestamptz 'epoch' + f[7]::bigint * interval '1 microsecond' AS recv
+      FROM unnest(CAST(:ids AS int[]), CAST(:fixes AS text[])) AS u(id, raw),
+           LATERAL string_to_array(u.raw, '|') AS f
+), locked AS (
+    SELECT w.user_id FROM workers w JOIN v ON v.id = w.user_id
+     WHERE w.location_at IS NULL OR w.location_at < v.at
+     ORDER BY w.user_id
+       FOR UPDATE OF w
+)
 UPDATE workers w
    SET location = ST_SetSRID(ST_MakePoint(v.lng, v.lat), 4326)::geography,
        location_at = v.at, location_accuracy_m = v.acc, location_heading = v.hdg,
        location_speed_mps = v.spd, location_received_at = v.recv
-  FROM (SELECT u.id,
-               timestamptz 'epoch' + f[1]::bigint * interval '1 microsecond' AS at,
-               f[2]::float8 AS lat, f[3]::float8 AS lng, NULLIF(f[4], '')::float8 AS acc,
-               NULLIF(f[5], '')::float8 AS hdg, NULLIF(f[6], '')::float8 AS spd,
-               timestamptz 'epoch' + f[7]::bigint * interval '1 microsecond' AS recv
-          FROM unnest(CAST(:ids AS int[]), CAST(:fixes AS text[])) AS u(id, raw),
-               LATERAL string_to_array(u.raw, '|') AS f) AS v
- WHERE w.user_id = v.id AND (w.location_at IS NULL OR w.location_at < v.at)
+  FROM v, locked
+ WHERE w.user_id = v.id AND locked.user_id = w.user_id
+   AND (w.location_at IS NULL OR w.location_at < v.at)
 """)
 _FIX_FIELDS = ("at", "lat", "lng", "acc", "hdg", "spd", "recv")
 
