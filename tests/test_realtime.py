@@ -275,3 +275,39 @@ def test_a_savepoint_release_is_not_the_commit_the_pushes_wait_for(app: Flask) -
             db.session.execute(text("SELECT 1"))
         db.session.rollback()
     assert sent == ["committed"]
+
+
+def test_an_expired_offer_is_not_pushed_but_the_next_wave_is(
+    app: Flask, make: Factory, manual_clock, settings
+) -> None:
+    """The phone closes an offer at its expires_at by itself; the expiry pushes only what is
+    new: the next wave's offer."""
+    from dispatch.tasks import expire_due_offers_task
+    from tests.helpers import book, set_settings
+
+    set_settings(app, offer_wave_size=1)
+    first_id, _ = make.worker(lat=offset(*CENTER, north_m=400)[0])
+    second_id, _ = make.worker(lat=offset(*CENTER, north_m=800)[0])
+    _, resident = make.user(Role.RESIDENT)
+    job_id = book(app.test_client(), resident, job_body(make.category("leak-repair"))).json["id"]
+    url = app.config["REDIS_URL"]
+    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(realtime.channel(url))
+    try:
+        manual_clock.advance(seconds=31)
+        with app.app_context():
+            assert expire_due_offers_task() == 1
+        received = []
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.2)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+    finally:
+        listener.close()
+    offers = [m for m in received if m["event"] == "offer"]
+    assert [(m["room"], m["data"][0]["job"]["id"]) for m in offers] == [
+        ([realtime.user_room(second_id)], job_id)]
+    assert [m for m in received if m["event"] == "offer_closed"] == []
+    assert sql(app, "SELECT status FROM offers WHERE job_id = :j AND worker_id = :w",
+               j=job_id, w=first_id)[0].status == "expired"
