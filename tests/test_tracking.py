@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -148,63 +147,39 @@ def test_the_sweeper_repairs_an_invalidation_lost_with_a_crashed_process(
     assert redis.get(tracking.active_job_key(worker_id)).startswith(f"{job_id}|".encode())
 
 
-def test_a_flush_locks_its_workers_in_id_order_whatever_the_plan(
+def test_a_flush_skips_a_worker_whose_row_is_held_and_keeps_the_fix_pending(
     app: Flask, make: Factory, manual_clock
 ) -> None:
-    """Flushers overlap; two that lock the same workers in different orders deadlock. So a
-    flush waiting on its first worker holds none of the others, even when the planner walks
-    the table in physical order and that worker's row lies last."""
-    import threading
-
+    """An accept holds its worker's row for its whole transaction. A flush that waited for
+    it held every row it had locked meanwhile, and the accepts of all those workers queued
+    behind it. The flush writes the others now and that worker's fix at the next flush."""
     from sqlalchemy import create_engine, text
 
-    ids = sorted(make.user(Role.WORKER)[0] for _ in range(6))
-    first, last = ids[0], ids[-1]
-    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
-    with engine.begin() as conn:  # a new row version: the first worker now lies last
-        conn.execute(text("UPDATE workers SET location_accuracy_m = 1 WHERE user_id = :w"),
-                     {"w": first})
+    ids = sorted(make.user(Role.WORKER)[0] for _ in range(4))
+    held = ids[1]
+    redis = Redis.from_url(app.config["REDIS_URL"])
     with app.app_context():
         for worker_id in ids:
             tracking.record_fix(db.session, worker_id, LocationIn(lat=37.78, lng=-122.41))
         db.session.remove()
+    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
     holder = engine.connect()
-    holder.begin()
-    holder.execute(text("SELECT 1 FROM workers WHERE user_id = :w FOR UPDATE"), {"w": first})
-    failures: list[BaseException] = []
-
-    def flush() -> None:
-        try:
-            with app.app_context():
-                # The plan that walks the table: a sequential scan, no nested loop.
-                db.session.execute(text("SET LOCAL enable_nestloop = off"))
-                db.session.execute(text("SET LOCAL enable_indexscan = off"))
-                db.session.execute(text("SET LOCAL enable_bitmapscan = off"))
-                tracking.flush_fixes(db.session, ids)
-                db.session.remove()
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-
-    flusher = threading.Thread(target=flush)
-    flusher.start()
     try:
-        with engine.connect() as probe:
-            deadline = time.monotonic() + 10
-            while not probe.execute(text(
-                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%UPDATE workers w%'")).first():
-                assert time.monotonic() < deadline, "the flush never waited on the lock"
-                time.sleep(0.05)
-            # Waiting on the first worker, the flush holds none of the later ones.
-            free = probe.execute(text(
-                "SELECT user_id FROM workers WHERE user_id = ANY(:ids) ORDER BY user_id "
-                "FOR UPDATE SKIP LOCKED"), {"ids": ids[1:]}).scalars().all()
-            probe.rollback()
-        assert free == ids[1:]
+        holder.begin()
+        holder.execute(text("SELECT 1 FROM workers WHERE user_id = :w FOR UPDATE"),
+                       {"w": held})
+        with app.app_context():
+            db.session.execute(text("SET LOCAL statement_timeout = '3s'"))  # a wait fails
+            assert tracking.flush_fixes(db.session) == 3
+            db.session.remove()
+        assert [stored_at(app, w) is not None for w in ids] == [True, False, True, True]
+        assert redis.hexists(tracking.PENDING_KEY, held)
+        assert not redis.hexists(tracking.PENDING_KEY, ids[0])
     finally:
         holder.rollback()
         holder.close()
-        flusher.join(timeout=10)
         engine.dispose()
-    assert not failures
-    assert stored_at(app, last) == manual_clock.now
+    with app.app_context():
+        assert tracking.flush_fixes(db.session) == 1
+    assert stored_at(app, held) == manual_clock.now
+    assert not redis.hexists(tracking.PENDING_KEY, held)

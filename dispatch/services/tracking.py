@@ -278,11 +278,14 @@ def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -
 
 
 # Parsing the pending fixes is PostgreSQL's job: one array of ids, one of raw fixes.
-# Flushers overlap (every web process, the sweeper, HTTP pings), so rows are locked in one
-# order, by worker id, before the update: an UPDATE ... FROM locks in its plan's order (a
-# hash join's is the table's physical order, a nested loop's the array's), and two flushes
-# locking the same workers in different orders deadlocked (bench/load.py, once a few runs).
-_FLUSH_SQL = text("""
+# A batch flush never waits for a worker row another transaction holds: an accept takes the
+# row (online -> busy) for its whole transaction, and a flush that waited for it held every
+# row it had locked so far, so every other accept touching any of them queued behind it
+# (bench/load.py with phones answering: 40 accepts waiting at once). Rows held elsewhere are
+# skipped and stay pending for the next flush; the statement returns them. Never waiting also
+# means two overlapping flushes cannot deadlock. (A flush of one named worker, the HTTP
+# ping's, holds no other row, so it waits: its fix is stored before the answer.)
+_FLUSH_SQL = """
 WITH v AS (
     SELECT u.id,
            timestamptz 'epoch' + f[1]::bigint * interval '1 microsecond' AS at,
@@ -291,20 +294,25 @@ WITH v AS (
            timestamptz 'epoch' + f[7]::bigint * interval '1 microsecond' AS recv
       FROM unnest(CAST(:ids AS int[]), CAST(:fixes AS text[])) AS u(id, raw),
            LATERAL string_to_array(u.raw, '|') AS f
-), locked AS (
+), stale AS (  -- rows this fix would move forward (as of the statement's snapshot)
     SELECT w.user_id FROM workers w JOIN v ON v.id = w.user_id
      WHERE w.location_at IS NULL OR w.location_at < v.at
-     ORDER BY w.user_id
-       FOR UPDATE OF w
+), locked AS (
+    SELECT w.user_id FROM workers w JOIN stale ON stale.user_id = w.user_id
+       FOR UPDATE OF w {wait}
+), written AS (
+    UPDATE workers w
+       SET location = ST_SetSRID(ST_MakePoint(v.lng, v.lat), 4326)::geography,
+           location_at = v.at, location_accuracy_m = v.acc, location_heading = v.hdg,
+           location_speed_mps = v.spd, location_received_at = v.recv
+      FROM v, locked
+     WHERE w.user_id = v.id AND locked.user_id = w.user_id
+       AND (w.location_at IS NULL OR w.location_at < v.at)
 )
-UPDATE workers w
-   SET location = ST_SetSRID(ST_MakePoint(v.lng, v.lat), 4326)::geography,
-       location_at = v.at, location_accuracy_m = v.acc, location_heading = v.hdg,
-       location_speed_mps = v.spd, location_received_at = v.recv
-  FROM v, locked
- WHERE w.user_id = v.id AND locked.user_id = w.user_id
-   AND (w.location_at IS NULL OR w.location_at < v.at)
-""")
+SELECT user_id FROM stale WHERE user_id NOT IN (SELECT user_id FROM locked)
+"""
+_FLUSH_BATCH = text(_FLUSH_SQL.format(wait="SKIP LOCKED"))
+_FLUSH_NAMED = text(_FLUSH_SQL.format(wait=""))
 _FIX_FIELDS = ("at", "lat", "lng", "acc", "hdg", "spd", "recv")
 
 
@@ -312,9 +320,10 @@ def flush_fixes(session: Session, worker_ids: list[int] | None = None,
                 batch: int = 5000) -> int:
     """Write the newest kept fix of pending workers (a batch of them, or exactly
     `worker_ids`) to PostgreSQL in one statement, then forget them as pending unless a newer
-    fix arrived meanwhile. A failure anywhere leaves them pending for the next flush. Several
-    flushers may overlap: the write never replaces a newer fix, so writing twice is
-    harmless."""
+    fix arrived meanwhile. A failure anywhere leaves them pending for the next flush, and so
+    does a batch's worker whose row another transaction holds. Several flushers may overlap:
+    the write never replaces a newer fix, so writing twice is harmless. Returns how many
+    fixes it wrote or found already written."""
     redis = redis_connection()
     if worker_ids is None:
         found = redis.hrandfield(PENDING_KEY, batch, withvalues=True) or []
@@ -333,13 +342,17 @@ def flush_fixes(session: Session, worker_ids: list[int] | None = None,
     ids = [worker_id for worker_id, _ in pending]
     fixes = [raw.decode() for _, raw in pending]
     try:
-        session.execute(_FLUSH_SQL, {"ids": ids, "fixes": fixes})
+        statement = _FLUSH_BATCH if worker_ids is None else _FLUSH_NAMED
+        busy = set(session.execute(statement, {"ids": ids, "fixes": fixes}).scalars())
         session.commit()
     except Exception:
         session.rollback()
         raise
+    if busy:  # held by another transaction: still pending, for the next flush
+        kept = [(i, f) for i, f in zip(ids, fixes, strict=True) if i not in busy]
+        ids, fixes = [i for i, _ in kept], [f for _, f in kept]
     _script(redis, _FORGET_FLUSHED)(keys=[PENDING_KEY], args=[*ids, *fixes])
-    return len(pending)
+    return len(ids)
 
 
 def flush_forever(app: Any, sleep: Any) -> None:
