@@ -1,17 +1,21 @@
 """End-to-end load: real HTTP and Socket.IO against the servers as `make run` runs them.
 
-Starts its own web process(es) (the gunicorn/gevent command line of `scripts/services.sh`),
-the RQ worker (offer expiry timers) and the sweeper, against its own database `load_bench`
-and Redis DB 12, on free ports in 8200-8299. N simulated workers (verified, skilled, online,
-spread over a metro area) each hold a Socket.IO websocket and send their position every 5 s.
-Residents book at a fixed open-loop rate (POST /api/v1/jobs, bearer token, Idempotency-Key);
-each booking is timed from just before its POST to the first `offer` event for that job at
-any worker's socket. At the same rate, a bare Flask endpoint in the same server process
-(`/livez`, no database or Redis) gives the floor under the same background load. The phones
+Starts its own web processes (the gunicorn/gevent command line of `scripts/services.sh`) in
+the production shape of docker-compose.yml: 2 holding the phones' sockets and 1 serving the
+HTTP API (the proxy's routing, done by the generator: sockets to the first, API calls to the
+second), the RQ worker (offer expiry timers) and the sweeper, against its own database
+`load_bench` and Redis DB 12, on free ports in 8200-8299. N simulated workers (verified,
+skilled, online, spread over a metro area) each hold a Socket.IO websocket and send their
+position every 5 s. Residents book at a fixed open-loop rate (POST /api/v1/jobs, bearer
+token, Idempotency-Key); each booking is timed from just before its POST to the first
+`offer` event for that job at any worker's socket. At the same rate, a bare Flask endpoint
+in the API process (`/livez`, no database or Redis) gives the floor under the same
+background load. The phones
 never answer by default; `--answers realistic` has them accept or decline most offers a few
 seconds in (`load_gen.Answers`). Texts go through the SDK to `bench/twilio_sink.py`.
 
     python bench/load.py [--workers 5000] [--rate 20] [--duration 60] [--web-processes 2]
+                         [--api-processes 1]   # 0: every process serves sockets and API
     python bench/load.py --quick          # 1,000 workers, 15 s
     python bench/load.py --answers realistic --rate 10
 
@@ -613,13 +617,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0,
                         help="seconds of bookings before measuring")
-    # Two: one per core, as the design runs N web containers behind a sticky proxy. One
-    # process of one thread cannot use more than one core (see bench/README.md).
+    # The design's shape (docker-compose.yml): socket processes (`web`, behind a sticky
+    # proxy) and API processes (`api`, the same server; the proxy sends them everything but
+    # /socket.io/). Two socket processes: one process of one thread cannot use more than one
+    # core (see bench/README.md).
     parser.add_argument("--web-processes", type=int, default=2,
-                        help="separate gunicorn masters (1 worker each), phones split evenly")
-    parser.add_argument("--api-processes", type=int, default=0,
-                        help="extra web processes that serve only the HTTP API (bookings, "
-                             "the bare GET); phones then use only the --web-processes")
+                        help="separate gunicorn masters (1 worker each) holding the phones' "
+                             "sockets, split evenly")
+    parser.add_argument("--api-processes", type=int, default=1,
+                        help="web processes that serve only the HTTP API (bookings, answers, "
+                             "the bare GET); 0: the --web-processes serve it too")
     parser.add_argument("--gunicorn-workers", type=int, default=1,
                         help="workers per gunicorn master (services.sh uses 1)")
     parser.add_argument("--gen-procs", type=int, default=0,
@@ -675,7 +682,8 @@ def main() -> None:
             api_urls[0], pop.probe_tokens, pop.resident_tokens[-1], pop.categories[0],
             PROBE_CENTER, web_cpu))
         warm_rq_worker(rq_url)
-        phones = [load_gen.Phone(i, token, lat, lng, urls[i % len(urls)])
+        phones = [load_gen.Phone(i, token, lat, lng, urls[i % len(urls)],
+                                 api_urls[i % len(api_urls)])
                   for i, (token, lat, lng) in enumerate(pop.workers)]
         ctx = multiprocessing.get_context("spawn")
         for g in range(gen_procs):

@@ -67,13 +67,14 @@ _ANSWERS: Answers | None = None  # this process's answer model (GenConfig.answer
 
 @dataclass(frozen=True)
 class Phone:
-    """One simulated worker: its bearer token, start position and which server it uses."""
+    """One simulated worker: its bearer token, start position and which servers it uses."""
 
     index: int  # global index: spreads the ping phases over all generator processes
     token: str
     lat: float
     lng: float
-    url: str
+    url: str  # its socket's web process
+    api_url: str = ""  # where its HTTP API calls go (answers), as the proxy routes /api/
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,8 @@ class _Link:
         result = self.result
         sent_at = _monotonic()
         try:
-            async with self.http.post(f"{self.url}/api/v1/offers/{offer_id}/{choice}",
+            async with self.http.post(f"{self.phone.api_url or self.url}/api/v1/offers/"
+                                      f"{offer_id}/{choice}",
                                       headers={"Authorization": f"Bearer {self.phone.token}"},
                                       timeout=_ANSWER_TIMEOUT) as r:
                 await r.read()
