@@ -284,7 +284,9 @@ def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -
 # (bench/load.py with phones answering: 40 accepts waiting at once). Rows held elsewhere are
 # skipped and stay pending for the next flush; the statement returns them. Never waiting also
 # means two overlapping flushes cannot deadlock. (A flush of one named worker, the HTTP
-# ping's, holds no other row, so it waits: its fix is stored before the answer.)
+# ping's, holds no other row, so it waits: its fix is stored before the answer.) The lock is
+# the one the UPDATE takes anyway (NO KEY UPDATE): a new offer's foreign key holds a KEY SHARE
+# lock on its worker's row, which must not make the flush skip that worker.
 _FLUSH_SQL = """
 WITH v AS (
     SELECT u.id,
@@ -299,7 +301,7 @@ WITH v AS (
      WHERE w.location_at IS NULL OR w.location_at < v.at
 ), locked AS (
     SELECT w.user_id FROM workers w JOIN stale ON stale.user_id = w.user_id
-       FOR UPDATE OF w {wait}
+       FOR NO KEY UPDATE OF w {wait}
 ), written AS (
     UPDATE workers w
        SET location = ST_SetSRID(ST_MakePoint(v.lng, v.lat), 4326)::geography,
