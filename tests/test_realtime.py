@@ -311,3 +311,20 @@ def test_an_expired_offer_is_not_pushed_but_the_next_wave_is(
     assert [m for m in received if m["event"] == "offer_closed"] == []
     assert sql(app, "SELECT status FROM offers WHERE job_id = :j AND worker_id = :w",
                j=job_id, w=first_id)[0].status == "expired"
+
+
+def test_only_socketio_requests_see_gunicorns_socket() -> None:
+    """python-engineio defines a class per request that carries gunicorn's socket: cyclic
+    garbage the collector frees in long pauses. Other requests go on without that socket."""
+    from dispatch.sockets import _gunicorn_socket_for_socketio_only
+
+    seen: list[bool] = []
+
+    def inner(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append("gunicorn.socket" in environ)
+        return [b""]
+
+    app = _gunicorn_socket_for_socketio_only(inner)
+    for path in ("/api/v1/jobs", "/socket.io/", "/healthz", "/socket.iox"):
+        app({"PATH_INFO": path, "gunicorn.socket": object()}, None)
+    assert seen == [False, True, False, False]
