@@ -53,7 +53,7 @@ def _gunicorn_socket_for_socketio_only(wsgi_app: Any) -> Any:
     gunicorn's socket (to hand it on eventlet-style). Classes are cyclic garbage: at 40 API
     requests a second the collector freed some 40,000 such objects at once, a 60 ms pause of
     the whole process (bench/load.py). Only Socket.IO's own requests use that socket."""
-    prefix = "/" + socketio.server_options.get("path", "socket.io").strip("/") + "/"
+    prefix = wsgi_app.engineio_path  # what engine.io matches: "/socket.io/" by default
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         if not environ.get("PATH_INFO", "").startswith(prefix):
