@@ -314,7 +314,8 @@ def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_worker
             f"web{n + 1}" if n < web_processes else f"web-api{n + 1 - web_processes}",
             [bin_path("gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gevent",
              "--worker-connections", "10000", "--workers", str(gunicorn_workers),
-             "--access-logfile", "-", "dispatch.wsgi:app"], env)
+             "--access-logfile", "-", "dispatch.wsgi:app"],
+            env if n < web_processes else {**env, "WEB_ROLE": "api"})
         services.append(web)
         urls.append(f"http://127.0.0.1:{port}")
         ready.append((f"{urls[-1]}/healthz", web))

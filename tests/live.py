@@ -25,20 +25,21 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, database_url: str, redis_url: str, log_dir: Path) -> None:
+    def __init__(self, database_url: str, redis_url: str, log_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"web-{self.port}.log"
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+        environment = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                "PYTHONUNBUFFERED": "1", "TWILIO_API_BASE_URL": "http://127.0.0.1:9",
-               "TWILIO_AUTH_TOKEN": "test-auth-token"}
+               "TWILIO_AUTH_TOKEN": "test-auth-token", **(env or {})}
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [str(gunicorn), "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gevent",
              "--workers", "1", "--worker-connections", "2000", "dispatch.wsgi:app"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:

@@ -329,3 +329,27 @@ def test_only_socketio_requests_see_gunicorns_socket() -> None:
     for path in ("/api/v1/jobs", "/socket.io/", "/healthz", "/socket.iox"):
         app({"PATH_INFO": path, "gunicorn.socket": object()}, None)
     assert seen == [False, True, False, False]
+
+
+def test_an_api_process_serves_the_api_and_pushes_to_sockets_held_elsewhere(
+    app: Flask, live_server: LiveServer, make: Factory, clients: list[SocketClient]
+) -> None:
+    """WEB_ROLE=api (docker-compose.yml `api`): no Socket.IO server in that process; a
+    booking there still reaches the worker's socket on a full web process."""
+    from tests.conftest import ARTIFACTS
+
+    api = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
+                     ARTIFACTS / "logs", env={"WEB_ROLE": "api"})
+    try:
+        _, worker = make.worker()
+        _, resident = make.user(Role.RESIDENT)
+        worker_sock = connect(live_server, worker, clients)
+        job = book_live(api, resident, job_body(make.category("leak-repair")), "rt-api")
+        offer = worker_sock.wait_for("offer", lambda o: o["job"]["id"] == job["id"])
+        assert offer["status"] == "pending"
+        refused = socketio.Client(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            refused.connect(api.url, auth={"token": token(worker)}, transports=["websocket"],
+                            wait_timeout=5)
+    finally:
+        api.stop()
