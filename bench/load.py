@@ -681,7 +681,7 @@ def main() -> None:
         print("  probing the cost of single operations on the idle server ...", flush=True)
         costs = asyncio.run(load_probe.probe(
             api_urls[0], pop.probe_tokens, pop.resident_tokens[-1], pop.categories[0],
-            PROBE_CENTER, web_cpu))
+            PROBE_CENTER, web_cpu, socket_url=urls[0]))
         warm_rq_worker(rq_url)
         phones = [load_gen.Phone(i, token, lat, lng, urls[i % len(urls)],
                                  api_urls[i % len(api_urls)])

@@ -34,9 +34,10 @@ class Cost:
 
 async def probe(url: str, probe_tokens: list[str], resident_token: str, category_id: int,
                 center: tuple[float, float], web_cpu: Callable[[], float],
-                bookings: int = 20) -> list[Cost]:
-    """Sequential operations against `url`; returns their costs in the order run (the jobs
-    it booked are cancelled at the end)."""
+                bookings: int = 20, socket_url: str | None = None) -> list[Cost]:
+    """Sequential operations against `url` (its sockets against `socket_url`, a process
+    serving Socket.IO, when `url` is an API process); returns their costs in the order run
+    (the jobs it booked are cancelled at the end)."""
     rng = random.Random(7)
     costs: list[Cost] = []
     started = time.monotonic()
@@ -73,7 +74,8 @@ async def probe(url: str, probe_tokens: list[str], resident_token: str, category
                     offered.setdefault(job_id, []).append((int(data["id"]), i))
 
             sio.on("offer", on_offer)
-            await sio.connect(url, auth={"token": probe_tokens[i]}, transports=["websocket"],
+            await sio.connect(socket_url or url, auth={"token": probe_tokens[i]},
+                              transports=["websocket"],
                               wait_timeout=30)
             clients.append(sio)
 
