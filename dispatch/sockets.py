@@ -46,6 +46,21 @@ def init_realtime(app: Flask, async_mode: str) -> None:
     socketio.server.on("location", _location_handler(app), namespace="/")
     socketio.start_background_task(tracking.flush_forever, app, socketio.sleep)
     app.wsgi_app = _gunicorn_socket_for_socketio_only(app.wsgi_app)  # type: ignore[method-assign]
+    route_socketio_path(app, app.wsgi_app.socketio_path)  # type: ignore[attr-defined]
+
+
+def route_socketio_path(app: Flask, path: str) -> None:
+    """Give Socket.IO's path a (never served) Flask rule. Flask-SocketIO runs each connect,
+    disconnect and event handler in a request context built from the socket's first request,
+    and matching that path against the app's rules raised NotFound every time: an exception
+    whose traceback holds its frames, some 70 objects of cyclic garbage per event, which the
+    collector then freed in pauses of the whole process (bench/load.py). engine.io answers
+    this path before Flask sees it."""
+
+    def socketio_path() -> Any:
+        raise ApiError(404, "not_found", "Socket.IO is served by the web processes")
+
+    app.add_url_rule(path, endpoint="socketio_path", view_func=socketio_path)
 
 
 def _gunicorn_socket_for_socketio_only(wsgi_app: Any) -> Any:
@@ -60,6 +75,7 @@ def _gunicorn_socket_for_socketio_only(wsgi_app: Any) -> Any:
             environ.pop("gunicorn.socket", None)
         return wsgi_app(environ, start_response)
 
+    app.socketio_path = prefix  # type: ignore[attr-defined]
     return app
 
 

@@ -353,3 +353,19 @@ def test_an_api_process_serves_the_api_and_pushes_to_sockets_held_elsewhere(
                             wait_timeout=5)
     finally:
         api.stop()
+
+
+def test_socketio_events_match_a_rule_instead_of_raising_not_found() -> None:
+    """Flask-SocketIO builds a request context per connect and event from the socket's
+    first request; without a rule for the Socket.IO path, matching it raised NotFound each
+    time (an exception holding its frames: cyclic garbage the collector pauses to free)."""
+    from flask import request
+
+    from dispatch.sockets import route_socketio_path
+
+    bare = Flask("bare")
+    with bare.test_request_context("/socket.io/", query_string={"EIO": "4"}):
+        assert request.routing_exception is not None
+    route_socketio_path(bare, "/socket.io/")
+    with bare.test_request_context("/socket.io/", query_string={"EIO": "4"}):
+        assert request.routing_exception is None
