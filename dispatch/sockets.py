@@ -45,8 +45,10 @@ def init_realtime(app: Flask, async_mode: str) -> None:
     # cost as much as the ping's own work (bench/load.py).
     socketio.server.on("location", _location_handler(app), namespace="/")
     socketio.start_background_task(tracking.flush_forever, app, socketio.sleep)
-    app.wsgi_app = _gunicorn_socket_for_socketio_only(app.wsgi_app)  # type: ignore[method-assign]
-    route_socketio_path(app, app.wsgi_app.socketio_path)  # type: ignore[attr-defined]
+    path = app.wsgi_app.engineio_path  # type: ignore[attr-defined]  # what engine.io matches
+    app.wsgi_app = _gunicorn_socket_for_socketio_only(  # type: ignore[method-assign]
+        app.wsgi_app, path)
+    route_socketio_path(app, path)
 
 
 def route_socketio_path(app: Flask, path: str) -> None:
@@ -63,19 +65,17 @@ def route_socketio_path(app: Flask, path: str) -> None:
     app.add_url_rule(path, endpoint="socketio_path", view_func=socketio_path)
 
 
-def _gunicorn_socket_for_socketio_only(wsgi_app: Any) -> Any:
+def _gunicorn_socket_for_socketio_only(wsgi_app: Any, socketio_path: str) -> Any:
     """python-engineio's WSGI middleware defines a class on every request that carries
     gunicorn's socket (to hand it on eventlet-style). Classes are cyclic garbage: at 40 API
     requests a second the collector freed some 40,000 such objects at once, a 60 ms pause of
     the whole process (bench/load.py). Only Socket.IO's own requests use that socket."""
-    prefix = wsgi_app.engineio_path  # what engine.io matches: "/socket.io/" by default
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
-        if not environ.get("PATH_INFO", "").startswith(prefix):
+        if not environ.get("PATH_INFO", "").startswith(socketio_path):
             environ.pop("gunicorn.socket", None)
         return wsgi_app(environ, start_response)
 
-    app.socketio_path = prefix  # type: ignore[attr-defined]
     return app
 
 

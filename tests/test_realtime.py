@@ -324,8 +324,7 @@ def test_only_socketio_requests_see_gunicorns_socket() -> None:
         seen.append("gunicorn.socket" in environ)
         return [b""]
 
-    inner.engineio_path = "/socket.io/"  # type: ignore[attr-defined]  # as the middleware has
-    app = _gunicorn_socket_for_socketio_only(inner)
+    app = _gunicorn_socket_for_socketio_only(inner, "/socket.io/")
     for path in ("/api/v1/jobs", "/socket.io/", "/healthz", "/socket.iox"):
         app({"PATH_INFO": path, "gunicorn.socket": object()}, None)
     assert seen == [False, True, False, False]

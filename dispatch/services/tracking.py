@@ -281,7 +281,7 @@ def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -
 # A batch flush never waits for a worker row another transaction holds: an accept takes the
 # row (online -> busy) for its whole transaction, and a flush that waited for it held every
 # row it had locked so far, so every other accept touching any of them queued behind it
-# (bench/load.py with phones answering: 40 accepts waiting at once). Rows held elsewhere are
+# (bench/load.py with phones answering: 41 accepts waiting at once). Rows held elsewhere are
 # skipped and stay pending for the next flush; the statement returns them. Never waiting also
 # means two overlapping flushes cannot deadlock. (A flush of one named worker, the HTTP
 # ping's, holds no other row, so it waits: its fix is stored before the answer.) The lock is
