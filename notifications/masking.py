@@ -116,9 +116,7 @@ def close_for_job(session: Session, job_id: int, now: datetime) -> None:
         "UPDATE masked_sessions SET closed_at = :now "
         "WHERE job_id = :j AND closed_at IS NULL RETURNING id"), {"j": job_id, "now": now}
     ).scalars().all()
-    if closed:
-        session.execute(text("UPDATE masked_participants SET open = false "
-                             "WHERE session_id = ANY(:ids)"), {"ids": list(closed)})
+    _free_numbers(session, list(closed))
 
 
 def close_due(session: Session, now: datetime) -> int:
@@ -127,10 +125,16 @@ def close_due(session: Session, now: datetime) -> int:
         "UPDATE masked_sessions SET closed_at = :now "
         "WHERE closed_at IS NULL AND close_after <= :now RETURNING id"), {"now": now}
     ).scalars().all()
-    if closed:
-        session.execute(text("UPDATE masked_participants SET open = false "
-                             "WHERE session_id = ANY(:ids)"), {"ids": list(closed)})
+    _free_numbers(session, list(closed))
     return len(closed)
+
+
+def _free_numbers(session: Session, closed_session_ids: list[int]) -> None:
+    """The participants of closed sessions no longer hold their pool number (the open-pair
+    unique index frees it for these people's next job)."""
+    if closed_session_ids:
+        session.execute(text("UPDATE masked_participants SET open = false "
+                             "WHERE session_id = ANY(:ids)"), {"ids": closed_session_ids})
 
 
 def route(session: Session, caller: str, pool_number: str, now: datetime) -> Route | None:
