@@ -31,4 +31,4 @@ RUN pip install .
 USER app
 EXPOSE 8000
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gevent", \
-     "--worker-connections", "10000", "--workers", "1", "--access-logfile", "-", "dispatch.wsgi:app"]
+     "--worker-connections", "10000", "--workers", "1", "--access-logfile", "-", "dispatch.entrypoints.wsgi:app"]

@@ -1,16 +1,17 @@
 # dispatch: developer entry points. The work is done by scripts/provision.sh (Debian packages incl.
 # chromium, .venv, node_modules via npm ci, local PostgreSQL+PostGIS and Redis under .local/) and
-# scripts/services.sh (web, worker, sweeper, and twilio-mock: Prism serving Twilio's API spec).
+# scripts/services.sh (web, RQ workers, sweeper, and twilio-mock: Prism serving Twilio's API spec).
 #
-#   make run     provision, migrate, seed demo data, start web + worker + sweeper in the background
+#   make run     provision, migrate, seed demo data, start web + RQ workers + sweeper in the background
 #                (and twilio-mock first, unless TWILIO_ACCOUNT_SID is set: then Twilio is real)
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
-#   make test    provision, then pytest (extra arguments: make test PYTEST_ARGS='-k offers -x')
+#   make test    provision, lint, dbcheck, then pytest (make test PYTEST_ARGS='-k offers -x')
 #   make bench   provision, then bench/match.py (BENCH_ARGS=...), bench/ingest.py (INGEST_ARGS=...),
 #                bench/batch_assign.py, bench/batch_windows.py, bench/load.py (LOAD_ARGS=...)
 #   make simulate  provision, then the city simulation (SIM_ARGS=...): bench/results/simulate.md
 #                and PNG charts
-#   make lint    ruff check .
+#   make lint    ruff and the import contracts (lint-imports: the layers in pyproject.toml)
+#   make dbcheck migrate, then `flask db check`: the models and the migrated schema agree
 #   make status  what is running
 #   make npm     install node_modules only (front-end libraries and Prism; npm ci, when stale)
 #   make clean   stop, then remove .local/ (database and logs); distclean also removes .venv/
@@ -36,10 +37,10 @@ SIM_ARGS ?=
 # Every recipe line that needs the servers starts with this.
 WITH_ENV := . .local/env.sh &&
 
-.PHONY: help provision venv npm run stop status test bench simulate lint clean distclean
+.PHONY: help provision venv npm run stop status test bench simulate lint dbcheck clean distclean
 
 help:
-	@sed -n '4,22s/^# \{0,1\}//p' Makefile
+	@sed -n '4,23s/^# \{0,1\}//p' Makefile
 
 provision:
 	@bash scripts/provision.sh all
@@ -62,6 +63,10 @@ status:
 	@bash scripts/provision.sh status
 
 test: provision
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+	$(WITH_ENV) .venv/bin/flask --app dispatch db upgrade
+	$(WITH_ENV) .venv/bin/flask --app dispatch db check
 	$(WITH_ENV) .venv/bin/pytest $(PYTEST_ARGS)
 
 bench: provision
@@ -76,6 +81,11 @@ simulate: provision
 
 lint: venv
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+dbcheck: provision
+	$(WITH_ENV) .venv/bin/flask --app dispatch db upgrade
+	$(WITH_ENV) .venv/bin/flask --app dispatch db check
 
 clean: stop
 	rm -rf .local

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dispatch.batching import (
+from dispatch.planning.assignment import (
     Assignment,
     BatchJob,
     BatchWorker,

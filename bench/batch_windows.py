@@ -6,7 +6,7 @@ several jobs in the day. Compared on the same seeded instance:
 
 - greedy: jobs in window order, each to the worker who can reach it soonest after their
   last job (appending only), what a human dispatcher filling a calendar does;
-- ours: `dispatch.chaining.solve_chained` with the time limit the app uses (2 s);
+- ours: `dispatch.planning.chaining.solve_chained` with the time limit the app uses (2 s);
 - long: the same solver given 10x the time, the reference for how far ours is from the
   best plan this solver finds (no exact optimum exists at this size).
 
@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 from bench.batch_assign import scatter
-from dispatch.batching import BatchWorker
-from dispatch.chaining import ChainPlan, WindowJob, allowed, solve_chained, travel_s
+from dispatch.planning.assignment import BatchWorker
+from dispatch.planning.chaining import ChainPlan, WindowJob, allowed, solve_chained, travel_s
 from geo.eta import EtaModel
 
 CATEGORIES = 6

@@ -31,7 +31,7 @@ import psycopg
 import socketio
 from sqlalchemy.engine import make_url
 
-from dispatch.config import Settings, _sqlalchemy_url
+from dispatch.infra.config import Settings, _sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parent.parent
 CENTER = (37.7749, -122.4194)
@@ -234,7 +234,7 @@ def main() -> None:
     env = {"DATABASE_URL": db_url, "REDIS_URL": redis_url(), "PING_MIN_INTERVAL_MS": "0"}
 
     phones, watchers = list(worker_tokens), list(resident_tokens[: args.watchers])
-    ours = Server("dispatch.wsgi:app", env, results / "ingest-dispatch.log")
+    ours = Server("dispatch.entrypoints.wsgi:app", env, results / "ingest-dispatch.log")
     try:
         tally, elapsed = asyncio.run(run_load(ours.url, phones, watchers, jobs, args.seconds))
         steady, _ = asyncio.run(run_load(ours.url, phones, watchers, jobs, args.seconds,

@@ -50,6 +50,7 @@ if __package__ in (None, ""):  # run as `python bench/load.py`: make `bench.*` i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import load_gen, load_probe
+from dispatch.infra.queues import TIMERS, WORKER_GROUPS
 from dispatch.services.tracking import NO_JOB_TTL_S
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ POOL_NUMBERS = 40
 def database_url() -> str:
     from sqlalchemy.engine import make_url
 
-    from dispatch.config import Settings, _sqlalchemy_url
+    from dispatch.infra.config import Settings, _sqlalchemy_url
 
     base = make_url(_sqlalchemy_url(Settings.from_env().database_url))
     return base.set(database=DB_NAME).render_as_string(hide_password=False)
@@ -99,7 +100,7 @@ def plain_url(url: str, database: str | None = None) -> str:
 
 def shared_redis_url() -> str:
     """DB 12 of the project's Redis (REDIS_URL)."""
-    from dispatch.config import Settings
+    from dispatch.infra.config import Settings
 
     base, _, _db = Settings.from_env().redis_url.rpartition("/")
     return f"{base}/{REDIS_DB}"
@@ -302,9 +303,10 @@ def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_worker
     sink.url = f"http://127.0.0.1:{sink_port}"
     services = [
         sink,
-        Service("rq-worker", [*BACKGROUND, bin_path("rq"), "worker", "--worker-class",
-                              "rq.worker.SimpleWorker", "--with-scheduler", "--url", rq_url,
-                              "dispatch"], env),
+        # One RQ worker per queue group, as make run and docker-compose.yml run them.
+        *(Service(f"rq-{group}", [*BACKGROUND, sys.executable, "-m",
+                                  "dispatch.entrypoints.rq_worker", group], env)
+          for group in WORKER_GROUPS),
         Service("sweeper", [*BACKGROUND, bin_path("flask"), "--app", "dispatch", "sweeper"], env),
     ]
     urls = []
@@ -314,7 +316,7 @@ def start_services(db_url: str, rq_url: str, web_processes: int, gunicorn_worker
             f"web{n + 1}" if n < web_processes else f"web-api{n + 1 - web_processes}",
             [bin_path("gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gevent",
              "--worker-connections", "10000", "--workers", str(gunicorn_workers),
-             "--access-logfile", "-", "dispatch.wsgi:app"],
+             "--access-logfile", "-", "dispatch.entrypoints.wsgi:app"],
             env if n < web_processes else {**env, "WEB_ROLE": "api"})
         services.append(web)
         urls.append(f"http://127.0.0.1:{port}")
@@ -342,8 +344,8 @@ def warm_rq_worker(rq_url: str) -> None:
     import redis
     from rq import Queue
 
-    queue = Queue("dispatch", connection=redis.Redis.from_url(rq_url))
-    task = queue.enqueue("dispatch.tasks.expire_due_offers_task", result_ttl=60)
+    queue = Queue(TIMERS, connection=redis.Redis.from_url(rq_url))
+    task = queue.enqueue("dispatch.entrypoints.tasks.expire_due_offers_task", result_ttl=60)
     deadline = time.monotonic() + 60
     while task.get_status(refresh=True) not in ("finished", "failed"):
         if time.monotonic() > deadline:

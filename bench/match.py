@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 
-from dispatch.config import Settings, _sqlalchemy_url
+from dispatch.infra.config import Settings, _sqlalchemy_url
 from geo.candidates import (
     CANDIDATE_SQL,
     MATCH_INDEX_NAME,

@@ -6,7 +6,7 @@ Redis with a simulated clock, under three dispatch policies on the same day:
   (what Fleetbase does);
 - cascade: what we ship, ranked waves of 3 with a 30 s window (`book_urgent` as is);
 - batched: requests collected for a few seconds and assigned together
-  (`dispatch.batching.solve`), then the usual cascade on a decline.
+  (`dispatch.planning.assignment.solve`), then the usual cascade on a decline.
 
 Own database `simulate_bench` (dropped and rebuilt on every run) and Redis DB 13 (flushed
 before each policy). Writes bench/results/simulate.md and PNG charts next to it.
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     app = sim_db.make_app(db_url, redis_url)
     sim_db.migrate(app)
 
-    from dispatch.extensions import db
+    from dispatch.db import db
 
     horizon = (args.start_hour + args.hours) * 3600 + DRAIN_S + 3600
     outcomes: list[Outcome] = []
@@ -164,7 +164,7 @@ def header_text(args: argparse.Namespace, city: city_mod.City, wall_s: float,
 
 def notes(args: argparse.Namespace) -> list[str]:
     return [
-        "Real services, real PostGIS and Redis, simulated clock (`dispatch.clock`); the "
+        "Real services, real PostGIS and Redis, simulated clock (`dispatch.db.clock`); the "
         "simulation plays the RQ worker by calling `expire_offers` 0.5 s after each window.",
         "Trips vary around the ETA model: start-up xlognormal(sigma 0.35), circuity xlognormal"
         "(sigma 0.12), speed xlognormal(sigma 0.08), medians equal to the model's; cars run at 80% "

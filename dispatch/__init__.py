@@ -1,30 +1,32 @@
-"""dispatch: urgent local help from a vetted worker nearby, within two hours."""
+"""dispatch: urgent local help from a vetted worker nearby, within two hours.
+
+`create_app` is the composition root: the one place that wires the layers together (HTTP,
+services, persistence, and the pushes services reach through small interfaces)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify
 from sqlalchemy import text
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from environment settings, with `overrides` for tests and tools."""
-    from dispatch import (
-        aftercommit,  # noqa: F401  (registers the session hooks)
-        api,
-        cli,
-        clock,
-        web,
-    )
-    from dispatch.config import Settings
-    from dispatch.errors import register_error_handlers
-    from dispatch.extensions import csrf, db, login_manager, migrate
+    from flask_migrate import Migrate
+
+    from dispatch.db import aftercommit, clock, db  # aftercommit registers the session hooks
+    from dispatch.entrypoints import cli
+    from dispatch.http import api, pages
+    from dispatch.http.api.shapes import ApiPresenter
+    from dispatch.http.errors import register_error_handlers
+    from dispatch.http.extensions import csrf, login_manager
+    from dispatch.infra.config import ROOT, Settings
+    from dispatch.infra.redis import redis_connection
+    from dispatch.services import push
     from notifications.webhooks import make_blueprint
 
+    assert aftercommit  # imported for its session hooks
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
     settings = Settings.from_env()
@@ -32,15 +34,16 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides or {})
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    Migrate(app, db, directory=str(ROOT / "migrations"))
     login_manager.init_app(app)
     login_manager.login_view = "web.login"
     csrf.init_app(app)
+    push.use_presenter(app, ApiPresenter())
     api_bp = api.blueprint()
     csrf.exempt(api_bp)  # the API checks CSRF itself, only for cookie-authenticated writes
 
     app.register_blueprint(api_bp)
-    app.register_blueprint(web.bp)
+    app.register_blueprint(pages.bp)
     webhooks = make_blueprint(lambda: db.session, _webhook_settings(app), clock.now)
     csrf.exempt(webhooks)  # Twilio signs its requests instead
     app.register_blueprint(webhooks)
@@ -55,8 +58,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]
-        from dispatch.tasks import redis_connection
-
         db.session.execute(text("SELECT 1"))
         redis_connection().ping()
         return jsonify(status="ok")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run dispatch's own processes in the background: web (gunicorn), worker (RQ) and sweeper, and,
+# Run dispatch's own processes in the background: web (gunicorn), RQ workers (timers, messages,
+# batches) and sweeper, and,
 # unless real Twilio credentials are given, twilio-mock: Stoplight Prism serving Twilio's OpenAPI
 # spec, which the app's Twilio client is pointed at, so no SMS or call leaves this machine.
 # Pid files in .local/run/NAME.pid, logs in .local/log/NAME.log. Each process leads its own
@@ -29,7 +30,9 @@ set -euo pipefail
 RUN_DIR="$LOCAL/run"
 LOG_DIR="$LOCAL/log"
 PORT="${PORT:-8000}"
-SERVICES=(worker sweeper web)         # start order; stop runs in reverse
+# start order; stop runs in reverse. One RQ worker per queue group (dispatch/infra/queues.py):
+# offer timers never wait behind a batch or a slow SMS.
+SERVICES=(worker-timers worker-messages worker-batches sweeper web)
 MOCK=twilio-mock                      # started before SERVICES (only without real credentials)
 ALL_SERVICES=("$MOCK" "${SERVICES[@]}")
 PRISM="$ROOT/node_modules/.bin/prism"
@@ -44,9 +47,9 @@ exec_service() {
     case "$1" in
         web)
             exec "$VENV/bin/gunicorn" --bind "127.0.0.1:$PORT" --worker-class gevent \
-                --worker-connections 10000 --workers 1 --access-logfile - 'dispatch.wsgi:app' ;;
-        worker)
-            exec "$VENV/bin/rq" worker --worker-class rq.worker.SimpleWorker --with-scheduler --url "$REDIS_URL" dispatch ;;
+                --worker-connections 10000 --workers 1 --access-logfile - 'dispatch.entrypoints.wsgi:app' ;;
+        worker-*)
+            exec "$VENV/bin/python" -m dispatch.entrypoints.rq_worker "${1#worker-}" ;;
         sweeper)
             exec "$VENV/bin/flask" --app dispatch sweeper ;;
         "$MOCK")

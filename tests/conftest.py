@@ -21,9 +21,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from dispatch import clock, create_app
-from dispatch.config import Settings, _sqlalchemy_url
-from dispatch.extensions import db
+from dispatch import create_app
+from dispatch.db import clock, db
+from dispatch.infra.config import Settings, _sqlalchemy_url
 from tests.helpers import Factory, ManualClock
 from tests.live import LiveServer
 from tests.prism import PrismServer
@@ -124,7 +124,7 @@ def _clean(app: Flask) -> Iterator[None]:
                 time.sleep(0.2)
         db.session.remove()
     Redis.from_url(app.config["REDIS_URL"]).flushdb()
-    # Claimed offer-timer seconds lived in the Redis just wiped (see dispatch.tasks).
+    # Claimed offer-timer seconds lived in the Redis just wiped (see dispatch.entrypoints.tasks).
     app.extensions.pop("dispatch.expiry_seconds", None)
 
 

@@ -12,11 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from dispatch import clock
-from dispatch.auth import hash_password, issue_token
-from dispatch.config import Settings
-from dispatch.extensions import db
-from dispatch.models import Role, User, Worker, WorkerSkill
+from dispatch.db import clock, db
+from dispatch.db.models import Role, User, Worker, WorkerSkill
+from dispatch.infra.config import Settings
+from dispatch.services.credentials import hash_password, issue_token
 from geo.points import wkt_point
 
 CENTER = (37.7749, -122.4194)

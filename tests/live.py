@@ -38,7 +38,7 @@ class LiveServer:
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [str(gunicorn), "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gevent",
-             "--workers", "1", "--worker-connections", "2000", "dispatch.wsgi:app"],
+             "--workers", "1", "--worker-connections", "2000", "dispatch.entrypoints.wsgi:app"],
             cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 

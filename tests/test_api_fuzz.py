@@ -10,7 +10,7 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import Factory
 
 

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from dispatch import create_app
-from dispatch.api.routing import registry
-from dispatch.extensions import db
+from dispatch.db import db
+from dispatch.http.api.routing import registry
 
 
 def test_openapi_document_is_valid_and_generated_from_the_code(client: FlaskClient) -> None:

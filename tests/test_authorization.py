@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import Factory, book, job_body, set_settings, sql
 
 

@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from dispatch.models import Role
-from dispatch.tasks import QUEUE_NAME, process_batch_task
+from dispatch.db.models import Role
+from dispatch.entrypoints.tasks import process_batch_task
+from dispatch.infra.queues import ALL_QUEUES
 from tests.helpers import CENTER, Factory, count, offset, sql
 from tests.test_portfolio import manager_with_property
 
@@ -19,7 +20,8 @@ from tests.test_portfolio import manager_with_property
 def run_queue(app: Flask) -> None:
     conn = Redis.from_url(app.config["REDIS_URL"])
     with app.app_context():
-        SimpleWorker([Queue(QUEUE_NAME, connection=conn)], connection=conn).work(burst=True)
+        SimpleWorker([Queue(name, connection=conn) for name in ALL_QUEUES],
+                     connection=conn).work(burst=True)
 
 
 def add_unit(client: FlaskClient, pm: dict[str, str], prop_id: int, label: str,
@@ -147,7 +149,7 @@ def test_odd_rows_are_refused_by_name_never_a_500(app: Flask, client: FlaskClien
 def test_the_sweeper_leaves_a_batch_in_progress_to_its_joint_assignment(
     app: Flask, client: FlaskClient, make: Factory
 ) -> None:
-    from dispatch.extensions import db
+    from dispatch.db import db
     from dispatch.services import batches
     from dispatch.services.dispatching import sweep
 

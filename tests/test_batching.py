@@ -1,4 +1,5 @@
-"""Batch assignment (dispatch.batching): optimality against brute force, the business rules
+"""Batch assignment (dispatch.planning.assignment): optimality against brute force, the business
+rules
 (skills, radius, preferred contractors, marketplace), and that joint solving beats greedy.
 
 Pure: no database rows are used (the repo's autouse fixtures still need the DB env)."""
@@ -11,7 +12,7 @@ import random
 
 import pytest
 
-from dispatch.batching import (
+from dispatch.planning.assignment import (
     Assignment,
     BatchJob,
     BatchWorker,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, book, count, job_body, offset, set_settings, sql
 
 
@@ -180,7 +180,7 @@ def test_bad_bookings_name_the_field(app: Flask, client: FlaskClient, make: Fact
 
 
 def _now() -> datetime:
-    from dispatch import clock
+    from dispatch.db import clock
 
     return clock.now()
 
@@ -190,7 +190,7 @@ def test_earliest_arrival_is_the_minimum_over_everyone_in_reach(
 ) -> None:
     """The reported earliest time is the true minimum ETA, not that of the best-scored few:
     here the fastest worker scores worst because they were just assigned (fairness)."""
-    from dispatch import clock
+    from dispatch.db import clock
     from tests.helpers import set_settings
 
     set_settings(app, promise_minutes=20, offer_wave_size=3, fairness_weight=1.0)

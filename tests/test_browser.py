@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, offset
 from tests.live import LiveServer
 
@@ -192,7 +192,7 @@ def test_manager_uploads_a_batch_and_follows_it(browser: Browser, live_server: L
     from redis import Redis
     from rq import Queue, SimpleWorker
 
-    from dispatch.tasks import QUEUE_NAME
+    from dispatch.infra.queues import ALL_QUEUES
 
     client = make.app.test_client()
     make.worker()
@@ -223,7 +223,8 @@ def test_manager_uploads_a_batch_and_follows_it(browser: Browser, live_server: L
         expect(page.locator("#batch-rejected tbody td").first).to_have_text("4")
         conn = Redis.from_url(make.app.config["REDIS_URL"])
         with make.app.app_context():  # the background worker of make run
-            SimpleWorker([Queue(QUEUE_NAME, connection=conn)], connection=conn).work(burst=True)
+            SimpleWorker([Queue(name, connection=conn) for name in ALL_QUEUES],
+                         connection=conn).work(burst=True)
         expect(page.locator("#batch-status")).to_contain_text("done", timeout=10_000)
         expect(page.locator("#jobs tbody tr")).to_have_count(2)
         page.select_option("#property-filter", label="Elm Court")

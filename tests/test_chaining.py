@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from dispatch.batching import BatchWorker
-from dispatch.chaining import WindowJob, allowed, penalty_s, solve_chained, travel_s
+from dispatch.planning.assignment import BatchWorker
+from dispatch.planning.chaining import WindowJob, allowed, penalty_s, solve_chained, travel_s
 from geo.eta import EtaModel
 
 ETA = EtaModel()

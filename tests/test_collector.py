@@ -1,4 +1,5 @@
-"""The web process's collector settings (dispatch.collector), checked in a fresh interpreter
+"""The web process's collector settings (dispatch.entrypoints.collector), checked in a fresh
+interpreter
 so this test run's own collector is left alone."""
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ import sys
 
 import pytest
 
-from dispatch.collector import YOUNG_THRESHOLD
+from dispatch.entrypoints.collector import YOUNG_THRESHOLD
 
 
 def test_settle_freezes_what_is_loaded_and_collects_the_young_less_often() -> None:
-    script = ("import gc, json; from dispatch import collector; "
+    script = ("import gc, json; from dispatch.entrypoints import collector; "
               "before = gc.get_threshold(); collector.settle(); "
               "print(json.dumps([gc.get_freeze_count(), before, gc.get_threshold()]))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -26,7 +27,7 @@ def test_settle_freezes_what_is_loaded_and_collects_the_young_less_often() -> No
 def test_a_long_collection_is_logged_and_a_short_one_is_not(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from dispatch import collector
+    from dispatch.entrypoints import collector
 
     ticks = iter([10.0, 10.0 + collector.SLOW_PAUSE_S / 2, 20.0, 20.0 + collector.SLOW_PAUSE_S])
     monkeypatch.setattr(collector.time, "perf_counter", lambda: next(ticks))

@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from dispatch.extensions import db
-from dispatch.models import Role
-from dispatch.states import (
+from dispatch.db import db
+from dispatch.db.models import Role
+from dispatch.domain.states import (
     JOB_TRANSITIONS,
     Actor,
     IllegalTransition,

@@ -7,7 +7,7 @@ from flask import Flask
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from dispatch.leanscript import LeanScript
+from dispatch.infra.leanscript import LeanScript
 
 COUNT = "return redis.call('INCR', KEYS[1])"
 KEY = "test:leanscript:n"

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from dispatch.extensions import db
-from dispatch.models import Role
+from dispatch.db import db
+from dispatch.db.models import Role
 from notifications import masking
 from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, set_settings, sql
 

@@ -7,8 +7,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import text
 
-from dispatch import clock
-from dispatch.extensions import db
+from dispatch.db import clock, db
 from dispatch.services.dispatching import eta_model, search_candidates
 from geo.candidates import CANDIDATE_SQL, MATCH_INDEX_NAME, MatchRequest
 from geo.eta import TravelMode

@@ -16,10 +16,14 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from dispatch.extensions import db
-from dispatch.models import Role
+from dispatch.db import db
+from dispatch.db.models import Role
+from dispatch.entrypoints.tasks import (
+    notification_attempt_failed,
+    send_notification_task,
+)
+from dispatch.infra.queues import TEXTS
 from dispatch.services import notify
-from dispatch.tasks import QUEUE_NAME, notification_attempt_failed, send_notification_task
 from notifications.twilio_client import RecordingHttpClient, make_client
 from tests.helpers import Factory, book, job_body, set_settings, sql
 from tests.live import free_port
@@ -39,7 +43,7 @@ def twilio_http(app: Flask, prism: PrismServer) -> Iterator[RecordingHttpClient]
 
 def run_queue(app: Flask) -> None:
     conn = Redis.from_url(app.config["REDIS_URL"])
-    queue = Queue(QUEUE_NAME, connection=conn)
+    queue = Queue(TEXTS, connection=conn)
     with app.app_context():
         SimpleWorker([queue], connection=conn).work(burst=True)
 
@@ -103,7 +107,7 @@ def test_each_event_is_sent_at_most_once(app: Flask, client: FlaskClient, make: 
     assert len([m for m in sms_sent(twilio_http) if m["To"] == to.to_number]) == 1
     with app.app_context():  # the same event queued again is refused by its key
         job = db.session.execute(db.text("SELECT id FROM jobs")).scalar_one()
-        from dispatch.models import Job
+        from dispatch.db.models import Job
 
         notify.job_status_changed(db.session, db.session.get(Job, job), "assigned", "dispatching")
         db.session.commit()
@@ -112,18 +116,18 @@ def test_each_event_is_sent_at_most_once(app: Flask, client: FlaskClient, make: 
 
 
 def test_a_rolled_back_change_sends_nothing(app: Flask, make: Factory) -> None:
-    from dispatch.models import Job
+    from dispatch.db.models import Job
 
     make.worker()
     _, resident = make.user(Role.RESIDENT)
     job_id = book(app.test_client(), resident, job_body(make.category("leak-repair"))).json["id"]
-    before = Queue(QUEUE_NAME, connection=Redis.from_url(app.config["REDIS_URL"])).count
+    before = Queue(TEXTS, connection=Redis.from_url(app.config["REDIS_URL"])).count
     with app.app_context():
         notify.job_status_changed(db.session, db.session.get(Job, job_id), "unfilled",
                                   "dispatching")
         db.session.rollback()
     assert sql(app, "SELECT count(*) AS n FROM notifications WHERE event = 'unfilled'")[0].n == 0
-    assert Queue(QUEUE_NAME, connection=Redis.from_url(app.config["REDIS_URL"])).count == before
+    assert Queue(TEXTS, connection=Redis.from_url(app.config["REDIS_URL"])).count == before
 
 
 class _TwilioSaysNo(BaseHTTPRequestHandler):
@@ -329,7 +333,7 @@ def test_the_last_failed_attempt_marks_the_text_failed_through_rq(
     """The failure callback is found by RQ by its import path and acts after the last try."""
     from rq import Retry
 
-    from dispatch.tasks import notification_attempt_failed, queue
+    from dispatch.infra.queues import queue
 
     resident_id, resident = make.user(Role.RESIDENT)
     assign(app, client, make, resident)
@@ -338,7 +342,7 @@ def test_the_last_failed_attempt_marks_the_text_failed_through_rq(
     with app.app_context():
         from rq import Callback
 
-        queue().enqueue(send_notification_task, row.id, retry=Retry(max=1, interval=0),
+        queue(TEXTS).enqueue(send_notification_task, row.id, retry=Retry(max=1, interval=0),
                         on_failure=Callback(notification_attempt_failed))
     run_queue(app)  # fails (Twilio is a closed port here), retried once, fails again
     run_queue(app)

@@ -10,10 +10,11 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from dispatch.extensions import db
-from dispatch.models import Role
+from dispatch.db import db
+from dispatch.db.models import Role
+from dispatch.entrypoints.tasks import expire_due_offers_task
+from dispatch.infra.queues import EXPIRY_GRACE, TIMERS, expiry_second
 from dispatch.services.dispatching import sweep
-from dispatch.tasks import EXPIRY_GRACE, QUEUE_NAME, expire_due_offers_task, expiry_second
 from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, set_settings, sql
 
 
@@ -153,7 +154,7 @@ def test_offer_expiry_is_scheduled_on_rq_and_runs_on_a_real_worker(
     [first] = pending_offers(app, job_id)
     [other_first] = pending_offers(app, other_id)
     conn = Redis.from_url(app.config["REDIS_URL"])
-    queue = Queue(QUEUE_NAME, connection=conn)
+    queue = Queue(TIMERS, connection=conn)
     registry = ScheduledJobRegistry(queue=queue)
     # Both windows close in the same second: one timer serves them.
     [rq_job_id] = registry.get_job_ids()

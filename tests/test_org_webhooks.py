@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dispatch.tasks import deliver_webhook_task, webhook_attempt_failed
+from dispatch.entrypoints.tasks import deliver_webhook_task, webhook_attempt_failed
 from notifications.org_webhooks import DeliveryFailed, verify
 from tests.helpers import Factory, book, set_settings, sql
 from tests.test_portfolio import manager_with_property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import Factory, book, job_body
 
 

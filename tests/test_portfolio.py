@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, book, count, offset, set_settings, sql
 
 CSV_HEADER = "property,label,address,lat,lng,access_notes,tenant_name,tenant_phone\n"
@@ -124,7 +124,7 @@ def test_jobs_go_to_preferred_contractors_first_then_the_marketplace(
     sql(app, "UPDATE offers SET expires_at = now() - interval '1 second' WHERE id = :o",
         o=offer_id)
     with app.app_context():
-        from dispatch.extensions import db
+        from dispatch.db import db
         from dispatch.services.dispatching import expire_offers
 
         expire_offers(db.session, job["id"])

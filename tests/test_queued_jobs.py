@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, book, job_body, offset, set_settings, sql
 from tests.test_races import race
 
@@ -272,7 +272,7 @@ def test_only_an_offer_made_to_them_busy_can_queue_and_taken_free_it_is_the_trip
 
 
 def release_late(app: Flask) -> int:
-    from dispatch.extensions import db
+    from dispatch.db import db
     from dispatch.services.dispatching import release_late_queued
 
     with app.app_context():
@@ -330,7 +330,7 @@ def test_a_queued_job_goes_back_to_the_cascade_when_the_job_before_it_runs_long(
                                                          (other_id, "pending")]
     # Its masked number fails at this accept; the sweeper's retry opens one for the new
     # pair, though the first worker's closed session is still on record.
-    from dispatch.extensions import db
+    from dispatch.db import db
     from dispatch.services import contact
     from notifications import masking
 
@@ -444,8 +444,7 @@ def test_typical_minutes_are_learned_from_the_citys_completed_jobs(
         app: Flask, client: FlaskClient, make: Factory, settings) -> None:
     """What queueing counts on (when a busy worker comes free) follows the jobs done here:
     the median time on site of the category's recent jobs, once there are enough of them."""
-    from dispatch import clock
-    from dispatch.extensions import db
+    from dispatch.db import clock, db
     from dispatch.services.catalog import learn_typical_minutes
 
     worker_id, worker = make.worker()

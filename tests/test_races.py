@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, book, job_body, offset, set_settings, sql
 
 THREADS = 24

@@ -16,9 +16,9 @@ from flask import Flask
 from redis import Redis
 from sqlalchemy import text
 
-from dispatch.aftercommit import on_commit
-from dispatch.extensions import db
-from dispatch.models import Role
+from dispatch.db import db
+from dispatch.db.aftercommit import on_commit
+from dispatch.db.models import Role
 from dispatch.services.tracking import fix_key
 from notifications import realtime
 from tests.helpers import CENTER, Factory, job_body, offset, sql
@@ -282,7 +282,7 @@ def test_an_expired_offer_is_not_pushed_but_the_next_wave_is(
 ) -> None:
     """The phone closes an offer at its expires_at by itself; the expiry pushes only what is
     new: the next wave's offer."""
-    from dispatch.tasks import expire_due_offers_task
+    from dispatch.entrypoints.tasks import expire_due_offers_task
     from tests.helpers import book, set_settings
 
     set_settings(app, offer_wave_size=1)
@@ -316,7 +316,7 @@ def test_an_expired_offer_is_not_pushed_but_the_next_wave_is(
 def test_only_socketio_requests_see_gunicorns_socket() -> None:
     """python-engineio defines a class per request that carries gunicorn's socket: cyclic
     garbage the collector frees in long pauses. Other requests go on without that socket."""
-    from dispatch.sockets import _gunicorn_socket_for_socketio_only
+    from dispatch.realtime.server import _gunicorn_socket_for_socketio_only
 
     seen: list[bool] = []
 
@@ -360,7 +360,7 @@ def test_socketio_events_match_a_rule_instead_of_raising_not_found() -> None:
     time (an exception holding its frames: cyclic garbage the collector pauses to free)."""
     from flask import request
 
-    from dispatch.sockets import route_socketio_path
+    from dispatch.realtime.server import route_socketio_path
 
     bare = Flask("bare")
     with bare.test_request_context("/socket.io/", query_string={"EIO": "4"}):

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.exc import IntegrityError
 
-from dispatch.windows import WindowError, parse_window
+from dispatch.domain.windows import WindowError, parse_window
 from tests.helpers import CENTER, Factory, book, job_body, offset, sql
 from tests.test_batches import add_unit, run_queue
 from tests.test_portfolio import manager_with_property
@@ -233,7 +233,7 @@ def test_a_booked_windows_masked_number_opens_shortly_before_the_window(
 ) -> None:
     """Accepting tomorrow's window holds no pool number overnight: it opens
     MASKING_OPEN_BEFORE_MINUTES (120) before the window starts."""
-    from dispatch.extensions import db
+    from dispatch.db import db
     from dispatch.services import contact
 
     offer, _ = _accepted_window(app, client, make)
@@ -254,10 +254,10 @@ def test_a_booked_windows_masked_number_opens_shortly_before_the_window(
 def test_setting_out_early_for_a_window_opens_its_masked_number_at_once(
     app: Flask, client: FlaskClient, make: Factory, manual_clock: Any, settings: Any
 ) -> None:
-    from dispatch.extensions import db
-    from dispatch.models import User
+    from dispatch.db import db
+    from dispatch.db.models import User
+    from dispatch.domain.states import JobStatus
     from dispatch.services.jobs import worker_update_status
-    from dispatch.states import JobStatus
 
     offer, plumber = _accepted_window(app, client, make)
     manual_clock.now = offer.window_start - timedelta(hours=3)

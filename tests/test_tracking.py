@@ -9,9 +9,9 @@ import pytest
 from flask import Flask
 from redis import Redis
 
-from dispatch.api.schemas import LocationIn
-from dispatch.extensions import db
-from dispatch.models import Role
+from dispatch.db import db
+from dispatch.db.models import Role
+from dispatch.domain.commands import LocationIn
 from dispatch.services import tracking
 from tests.helpers import CENTER, Factory, book, job_body, sql
 
@@ -103,7 +103,7 @@ def test_a_stale_read_cannot_cache_an_ended_job(app: Flask, make: Factory, setti
 
 
 def redis_of(app: Flask) -> Redis:
-    from dispatch.tasks import redis_connection
+    from dispatch.infra.redis import redis_connection
 
     return redis_connection()
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dispatch.models import Role
+from dispatch.db.models import Role
 from tests.helpers import Factory, ManualClock, sql
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from dispatch.config import Settings, _sqlalchemy_url
+from dispatch.infra.config import Settings, _sqlalchemy_url
 
 from .city import City
 

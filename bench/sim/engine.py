@@ -1,5 +1,5 @@
 """The discrete-event loop: one simulated day against the real services, real PostGIS and
-real Redis, with `dispatch.clock` set to the simulated time.
+real Redis, with `dispatch.db.clock` set to the simulated time.
 
 Events sit in a heap by simulated time; the loop sets the clock to each event's time and
 runs it. Every product decision is the services' own (`booking.book_urgent`,
@@ -31,11 +31,14 @@ from redis import Redis
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from dispatch import clock
-from dispatch.api.schemas import JobIn, LocationIn
-from dispatch.batching import BatchJob, BatchWorker, solve
-from dispatch.errors import ApiError
-from dispatch.models import Job, Urgency, User
+from dispatch.db import clock
+from dispatch.db.job_rows import record_event
+from dispatch.db.models import Job, Urgency, User
+from dispatch.domain.commands import JobIn, LocationIn
+from dispatch.domain.errors import DomainError
+from dispatch.domain.states import Actor, Availability, JobStatus
+from dispatch.infra.presence import presence_key
+from dispatch.planning.assignment import BatchJob, BatchWorker, solve
 from dispatch.services import accounts, batches, booking, contact, tracking
 from dispatch.services.dispatching import (
     accept_offer,
@@ -47,16 +50,14 @@ from dispatch.services.dispatching import (
     settings,
 )
 from dispatch.services.dispatching import sweep as dispatch_sweep
-from dispatch.services.jobs import record_event, transition, worker_update_status
-from dispatch.sockets import _presence_key
-from dispatch.states import Actor, Availability, JobStatus
+from dispatch.services.jobs import transition, worker_update_status
 from geo.candidates import Candidate, MatchRequest, MatchWeights, find_candidates
 from geo.eta import TravelMode, haversine_m
 from geo.points import wkt_point
 
 from .city import City, Request, SimWorker, pair_draws, traffic_factor, willingness
 
-EXPIRY_GRACE_S = 0.5  # like dispatch.tasks.EXPIRY_GRACE: a last-second accept still wins
+EXPIRY_GRACE_S = 0.5  # like dispatch.infra.queues.EXPIRY_GRACE: a last-second accept still wins
 TICK_S = 60.0  # housekeeping period (end-of-run check; see on_tick)
 FRESH_EVERY_TICKS = 4  # idle phones' positions written every 4 minutes (max age is 10)
 MASKING_EVERY_TICKS = 5  # masked sessions closed (pool numbers freed) within 5 minutes
@@ -305,7 +306,7 @@ class Simulation:
                 job, _ = booking.book_urgent(self.session, resident, JobIn(
                     category_id=self.slugs[req.slug], description=f"sim request {req.idx}",
                     lat=req.lat, lng=req.lng), f"sim-{req.idx}")
-            except ApiError as exc:
+            except DomainError as exc:
                 if exc.code != "no_coverage":
                     raise
                 record.refused = True
@@ -487,7 +488,7 @@ class Simulation:
                 _, job = accept_offer(self.session, offer_id, worker.user)
             else:
                 decline_offer(self.session, offer_id, worker.user)
-        except ApiError as exc:  # the mirror and the database disagreed: the report says so
+        except DomainError as exc:  # the mirror and the database disagreed: the report says so
             self.session.rollback()
             self.counters[f"{'accept' if accept else 'decline'}_refused_{exc.code}"] += 1
             self.sync_offers()
@@ -622,7 +623,7 @@ class Simulation:
         self.session.commit()
         accounts.set_availability(self.session, worker.user, Availability.ONLINE)
         # The app is open for the whole shift: offers arrive by socket, not SMS.
-        self.redis.sadd(_presence_key(worker_id), "sim")
+        self.redis.sadd(presence_key(worker_id), "sim")
         worker.status, worker.off_after_job = "idle", False
         worker.online_since = self.t
         self.at(end, "shift_end", worker_id)
@@ -636,7 +637,7 @@ class Simulation:
 
     def go_offline(self, worker: WorkerState) -> None:
         accounts.set_availability(self.session, worker.user, Availability.OFFLINE)
-        self.redis.delete(_presence_key(worker.spec.id))
+        self.redis.delete(presence_key(worker.spec.id))
         self.close_worker_offers(worker)
         worker.status = "offline"
         if worker.online_since is not None:

@@ -7,14 +7,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dispatch import clock
-from dispatch.api.schemas import RegisterIn, WorkerProfileIn
-from dispatch.auth import hash_password, verify_password
-from dispatch.errors import ApiError, FieldProblem, invalid, not_found
-from dispatch.models import Role, User, Worker, WorkerSkill
+from dispatch.db import clock
+from dispatch.db.models import Role, User, Worker, WorkerSkill
+from dispatch.domain.commands import RegisterIn, WorkerProfileIn
+from dispatch.domain.errors import Conflict, FieldProblem, Unauthenticated, invalid, not_found
+from dispatch.domain.states import Availability
 from dispatch.services.catalog import bookable_category, leaves_under
+from dispatch.services.credentials import hash_password, verify_password
 from dispatch.services.dispatching import withdraw_elsewhere
-from dispatch.states import Availability
 
 
 def register(session: Session, data: RegisterIn, role: Role | None = None) -> User:
@@ -29,7 +29,7 @@ def register(session: Session, data: RegisterIn, role: Role | None = None) -> Us
     except IntegrityError as exc:
         session.rollback()
         taken = "email" if "email" in str(exc.orig) else "phone"
-        raise ApiError(409, "already_registered", f"{taken} is already registered",
+        raise Conflict("already_registered", f"{taken} is already registered",
                        [FieldProblem(taken, "is already registered")]) from exc
     if user.role == Role.WORKER.value:
         session.add(Worker(user_id=user.id))
@@ -42,7 +42,7 @@ def login(session: Session, email: str, password: str) -> User:
         select(User).where(User.email == email.strip().lower())
     ).scalar_one_or_none()
     if user is None or not verify_password(user, password):
-        raise ApiError(401, "bad_credentials", "email or password is wrong",
+        raise Unauthenticated("bad_credentials", "email or password is wrong",
                        [FieldProblem("password", "email or password is wrong")])
     return user
 
@@ -105,7 +105,7 @@ def set_availability(session: Session, user: User, availability: Availability) -
     """Online workers get offers; a busy worker must finish the job before going offline."""
     worker = worker_of(session, user, lock=True)
     if worker.availability == Availability.BUSY.value:
-        raise ApiError(409, "worker_busy", "finish the active job first (or ask the resident "
+        raise Conflict("worker_busy", "finish the active job first (or ask the resident "
                        "or an operator to cancel it)",
                        [FieldProblem("availability", "you hold an active job")])
     worker.availability = availability.value

@@ -1,7 +1,8 @@
 """Batch repair requests: a property manager sends many jobs at once (CSV or JSON). Every row
 is checked first; good rows go on even when others are refused; the same batch key never
 creates anything twice. A background job then opens the jobs and assigns them together
-(minimum total travel, preferred contractors first, one job per worker: `dispatch.batching`)
+(minimum total travel, preferred contractors first, one job per worker:
+`dispatch.planning.assignment`)
 before the usual offer cascade takes over for each job."""
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ from sqlalchemy import exists, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dispatch import clock
-from dispatch.aftercommit import on_commit
-from dispatch.batching import BatchJob, BatchWorker, solve
-from dispatch.chaining import WindowJob, solve_chained
-from dispatch.csvfiles import read_rows
-from dispatch.errors import ApiError, FieldProblem, invalid
-from dispatch.models import (
+from dispatch.db import clock
+from dispatch.db.aftercommit import on_commit
+from dispatch.db.job_rows import record_event
+from dispatch.db.models import (
     Batch,
     Category,
     Job,
@@ -35,11 +33,25 @@ from dispatch.models import (
     Urgency,
     User,
 )
-from dispatch.services.dispatching import eta_model, send_wave, settings
-from dispatch.services.jobs import record_event, transition
+from dispatch.domain.csvfiles import read_rows
+from dispatch.domain.errors import FieldProblem, InvalidInput, MalformedInput, NotFound, invalid
+from dispatch.domain.states import (
+    BATCH_TRANSITIONS,
+    Actor,
+    Availability,
+    BatchStatus,
+    JobStatus,
+    OfferStatus,
+    check_batch_transition,
+)
+from dispatch.domain.windows import WindowError, parse_window
+from dispatch.infra.queues import enqueue_batch
+from dispatch.planning.assignment import BatchJob, BatchWorker, solve
+from dispatch.planning.chaining import WindowJob, solve_chained
+from dispatch.services.context import eta_model, settings
+from dispatch.services.dispatching import send_wave
+from dispatch.services.jobs import transition
 from dispatch.services.portfolio import organization_of
-from dispatch.states import Actor, JobStatus
-from dispatch.windows import WindowError, parse_window
 from geo.candidates import Candidate
 from geo.eta import TravelMode, haversine_m
 from geo.points import wkt_point
@@ -143,9 +155,9 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
            first_line: int) -> Submitted:
     """Check every row and queue the batch; the same key returns the batch it made first."""
     if not batch_key or not batch_key.strip() or len(batch_key) > 200 or "\x00" in batch_key:
-        raise invalid("batch_key", "required, at most 200 characters", status=400)
+        raise invalid("batch_key", "required, at most 200 characters", MalformedInput)
     if len(rows) > MAX_ROWS:
-        raise invalid("rows", f"at most {MAX_ROWS} rows per batch", status=400)
+        raise invalid("rows", f"at most {MAX_ROWS} rows per batch", MalformedInput)
     org = organization_of(session, user)
     fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()
                                  ).hexdigest()
@@ -154,14 +166,15 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
                                ).scalar_one_or_none()
     if existing is not None:
         if existing.fingerprint != fingerprint:
-            raise ApiError(422, "batch_key_reused", "this batch key was used for other rows",
+            raise InvalidInput("batch_key_reused", "this batch key was used for other rows",
                            [FieldProblem("batch_key", "already used with different rows")])
         return Submitted(existing, False)
     accepted, rejected = validate_rows(session, org, rows, first_line)
+    now = clock.now()
     batch = Batch(org_id=org.id, created_by=user.id, batch_key=batch_key,
-                  fingerprint=fingerprint, status="queued",
+                  fingerprint=fingerprint, status=BatchStatus.QUEUED.value,
                   rows=accepted, rejected=rejected, total_rows=len(rows), processed_rows=0,
-                  created_at=clock.now())
+                  created_at=now, enqueued_at=now)
     session.add(batch)
     try:
         session.flush()
@@ -176,8 +189,6 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
 
 
 def _enqueue(batch_id: int) -> None:
-    from dispatch.tasks import enqueue_batch
-
     enqueue_batch(batch_id)
 
 
@@ -186,10 +197,11 @@ def process(session: Session, batch_id: int) -> int:
     keyed by (batch, line), and only jobs without offers are assigned."""
     batch = session.execute(select(Batch).where(Batch.id == batch_id).with_for_update()
                             ).scalar_one_or_none()
-    if batch is None or batch.status == "done":
+    if batch is None or batch.status == BatchStatus.DONE:
         session.rollback()
         return 0
-    batch.status = "processing"
+    check_batch_transition(batch.status, BatchStatus.PROCESSING)
+    batch.status = BatchStatus.PROCESSING.value
     session.commit()
     s = settings()
     org = session.get(Organization, batch.org_id)
@@ -202,7 +214,7 @@ def process(session: Session, batch_id: int) -> int:
             session.commit()
     assigned = _assign(session, batch, org)
     session.execute(update(Batch).where(Batch.id == batch.id).values(
-        status="done", processed_rows=len(batch.rows), finished_at=clock.now()))
+        status=BatchStatus.DONE.value, processed_rows=len(batch.rows), finished_at=clock.now()))
     session.commit()
     return assigned
 
@@ -245,14 +257,15 @@ def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minut
 
 # Who a joint assignment may use: online, fresh, verified for one of the batch's trades, and
 # holding no pending offer. Ordered, so ties (workers at the same door) break the same way.
-BATCH_WORKERS_SQL = text("""
+BATCH_WORKERS_SQL = text(f"""
 SELECT w.user_id, ST_Y(w.location::geometry) AS lat, ST_X(w.location::geometry) AS lng,
        w.travel_mode, w.service_radius_m, array_agg(s.category_id) AS skills
   FROM workers w JOIN worker_skills s ON s.worker_id = w.user_id
- WHERE w.availability = 'online' AND s.verified AND w.location_at >= :fresh_after
+ WHERE w.availability = '{Availability.ONLINE.value}' AND s.verified
+   AND w.location_at >= :fresh_after
    AND s.category_id = ANY(:categories)
    AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.worker_id = w.user_id
-                    AND o.status = 'pending')
+                    AND o.status = '{OfferStatus.PENDING.value}')
  GROUP BY w.user_id
  ORDER BY w.user_id
 """)
@@ -260,8 +273,9 @@ SELECT w.user_id, ST_Y(w.location::geometry) AS lat, ST_X(w.location::geometry) 
 
 def _assign(session: Session, batch: Batch, org: Organization) -> int:
     """Solve the batch jointly and offer each job to its planned worker first: urgent jobs
-    as one assignment (one worker each, `dispatch.batching`), windowed jobs as routes that
-    may chain several windows per worker (`dispatch.chaining`). A job no plan could place
+    as one assignment (one worker each, `dispatch.planning.assignment`), windowed jobs as routes
+    that
+    may chain several windows per worker (`dispatch.planning.chaining`). A job no plan could place
     starts the usual cascade (which may find nobody: unfilled)."""
     now = clock.now()
     s = settings()
@@ -333,7 +347,7 @@ def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list
     org = organization_of(session, user)
     batch = session.get(Batch, batch_id)
     if batch is None or batch.org_id != org.id:
-        raise ApiError(404, "not_found", "batch not found")
+        raise NotFound("not_found", "batch not found")
     jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
                                 .order_by(Job.id)).scalars())
     return batch, jobs
@@ -341,10 +355,18 @@ def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list
 
 def mark_failed(session: Session, batch_id: int, error: str) -> None:
     """Processing failed for good: the batch says so (its opened jobs go to the cascade)."""
-    session.execute(update(Batch).where(Batch.id == batch_id, Batch.status != "done")
-                    .values(status="failed", finished_at=clock.now()))
+    # Only from a status that may fail (BATCH_TRANSITIONS): a done batch stays done.
+    may_fail = [s.value for s, moves in BATCH_TRANSITIONS.items() if BatchStatus.FAILED in moves]
+    session.execute(update(Batch).where(Batch.id == batch_id, Batch.status.in_(may_fail))
+                    .values(status=BatchStatus.FAILED.value, finished_at=clock.now()))
     session.commit()
     log.error("batch %s failed: %s", batch_id, error)
+
+
+# A batch still queued this long after its last enqueue was lost with Redis; one still
+# processing this long after it, with its worker.
+REQUEUE_QUEUED_AFTER = timedelta(minutes=2)
+REQUEUE_PROCESSING_AFTER = timedelta(minutes=15)
 
 
 def sweep(session: Session) -> int:
@@ -352,13 +374,17 @@ def sweep(session: Session) -> int:
     'processing' by a worker that died); processing is safe to repeat."""
     now = clock.now()
     ids = session.execute(text("""
-SELECT id FROM batches
- WHERE (status = 'queued' AND created_at < :queued_before)
-    OR (status = 'processing' AND created_at < :processing_before)
- ORDER BY id LIMIT 50"""), {"queued_before": now - timedelta(minutes=2),
-                             "processing_before": now - timedelta(minutes=15)}
-    ).scalars().all()
-    session.rollback()
+UPDATE batches SET enqueued_at = :now
+ WHERE id IN (SELECT id FROM batches
+               WHERE (status = :queued AND enqueued_at < :queued_before)
+                  OR (status = :processing AND enqueued_at < :processing_before)
+               ORDER BY id LIMIT 50
+                 FOR UPDATE SKIP LOCKED)
+RETURNING id"""), {"now": now, "queued": BatchStatus.QUEUED.value,
+                    "processing": BatchStatus.PROCESSING.value,
+                    "queued_before": now - REQUEUE_QUEUED_AFTER,
+                    "processing_before": now - REQUEUE_PROCESSING_AFTER}).scalars().all()
+    session.commit()  # stamped first: a failed enqueue is retried after the same wait
     for batch_id in ids:
         _enqueue(batch_id)
     return len(ids)

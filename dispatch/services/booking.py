@@ -13,19 +13,29 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from dispatch import clock, push
-from dispatch.api.schemas import JobIn
-from dispatch.errors import ApiError, FieldProblem, invalid
-from dispatch.models import Job, Role, Urgency, User
+from dispatch.db import clock
+from dispatch.db.job_rows import commit_keeping_loaded, record_event
+from dispatch.db.models import Job, Role, Urgency, User
+from dispatch.domain.commands import JobIn
+from dispatch.domain.errors import (
+    Conflict,
+    DomainError,
+    FieldProblem,
+    Forbidden,
+    InvalidInput,
+    MalformedInput,
+    invalid,
+)
+from dispatch.domain.states import Actor, JobStatus
+from dispatch.services import push
 from dispatch.services.catalog import bookable_category
+from dispatch.services.context import settings
 from dispatch.services.dispatching import (
     search_candidates,
     send_wave,
-    settings,
 )
-from dispatch.services.jobs import commit_keeping_loaded, record_event, transition
+from dispatch.services.jobs import transition
 from dispatch.services.portfolio import own_unit
-from dispatch.states import Actor, JobStatus
 from geo.points import wkt_point
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -40,13 +50,13 @@ def fingerprint(data: JobIn) -> str:
 def check_idempotency_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise invalid("Idempotency-Key", "header is required (any unique string per booking)",
-                      status=400)
+                      MalformedInput)
     key = key.strip()
     if "\x00" in key:
-        raise invalid("Idempotency-Key", "must not contain NUL characters", status=400)
+        raise invalid("Idempotency-Key", "must not contain NUL characters", MalformedInput)
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise invalid("Idempotency-Key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters",
-                      status=400)
+                      MalformedInput)
     return key
 
 
@@ -55,7 +65,7 @@ def _existing(session: Session, resident: User, key: str, fp: str) -> Job | None
         select(Job).where(Job.resident_id == resident.id, Job.idempotency_key == key)
     ).scalar_one_or_none()
     if job is not None and job.request_fingerprint != fp:
-        raise ApiError(422, "idempotency_key_reused",
+        raise InvalidInput("idempotency_key_reused",
                        "this Idempotency-Key was used for a different booking",
                        [FieldProblem("Idempotency-Key", "already used with a different body")])
     return job
@@ -68,14 +78,14 @@ def _span(promise: timedelta) -> str:
     return f"{minutes // 60} hour{'s' if minutes != 60 else ''}"
 
 
-def no_coverage(earliest: datetime | None, promise: timedelta) -> ApiError:
+def no_coverage(earliest: datetime | None, promise: timedelta) -> Conflict:
     if earliest is None:
         message = (f"no verified worker for this service is online near you; "
                    f"nobody can arrive within {_span(promise)}")
     else:
         message = (f"nobody can arrive within {_span(promise)}; the earliest anyone could "
                    f"arrive is {earliest.isoformat(timespec='minutes')}")
-    return ApiError(409, "no_coverage", message,
+    return Conflict("no_coverage", message,
                     [FieldProblem("location", "outside the reach of available workers")],
                     {"earliest_arrival": earliest.isoformat() if earliest else None})
 
@@ -93,7 +103,7 @@ def _place(session: Session, requester: User, data: JobIn) -> Place:
     the job is the organization's, and goes to its preferred contractors first)."""
     if data.unit_id is not None:
         if Role(requester.role) is not Role.PROPERTY_MANAGER:
-            raise invalid("unit_id", "only property managers book for units", status=403)
+            raise invalid("unit_id", "only property managers book for units", Forbidden)
         unit = own_unit(session, requester, data.unit_id)
         return Place(unit.lat, unit.lng, data.address or unit.address, unit.property.org_id)
     for name, value in (("lat", data.lat), ("lng", data.lng)):
@@ -125,7 +135,7 @@ def book_urgent(session: Session, resident: User, data: JobIn,
         )
         if not found.candidates:
             raise no_coverage(found.earliest_arrival, timedelta(minutes=s.promise_minutes))
-    except ApiError:
+    except DomainError:
         session.rollback()
         existing = _existing(session, resident, key, fp)
         if existing is not None:

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from dispatch import clock
-from dispatch.errors import invalid
-from dispatch.models import Category
-from dispatch.tasks import redis_connection
+from dispatch.db import clock
+from dispatch.db.models import Category
+from dispatch.domain.errors import invalid
+from dispatch.domain.states import DONE_STATUSES, sql_in
+from dispatch.infra.redis import redis_connection
 
 # A category's time on site is learned from at least this many of its jobs completed within
 # the window; with fewer, the figure it has (seeded, or learned before) stands.
@@ -20,7 +21,7 @@ LEARN_WINDOW = timedelta(days=30)
 LEARN_EVERY_S = 3600
 _LEARNED_KEY = "dispatch:typical-minutes:learned"
 
-_LEARN_SQL = text("""
+_LEARN_SQL = text(f"""
 UPDATE categories c SET typical_minutes = d.minutes
   FROM (SELECT j.category_id, count(*) AS n,
                CAST(GREATEST(5, LEAST(480, round(percentile_cont(0.5) WITHIN GROUP (
@@ -28,7 +29,7 @@ UPDATE categories c SET typical_minutes = d.minutes
                     AS integer) AS minutes
           FROM jobs j
          WHERE j.completed_at >= :since AND j.arrived_at IS NOT NULL
-           AND j.status IN ('completed', 'closed')
+           AND j.status IN {sql_in(DONE_STATUSES)}
            AND j.completed_at > j.arrived_at
          GROUP BY j.category_id) d
  WHERE c.id = d.category_id AND d.n >= :min_jobs AND c.typical_minutes <> d.minutes

@@ -11,10 +11,11 @@ from flask import current_app
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from dispatch import clock, push
-from dispatch.models import Job, User
-from dispatch.services.jobs import lock_job, record_event
-from dispatch.states import ACTIVE_JOB_STATUSES, Actor, JobStatus
+from dispatch.db import clock
+from dispatch.db.job_rows import lock_job, record_event
+from dispatch.db.models import Job, User
+from dispatch.domain.states import ACTIVE_JOB_STATUSES, Actor, JobStatus
+from dispatch.services import push
 from notifications import masking
 from notifications.masking import Participant, PoolExhausted
 
@@ -110,3 +111,13 @@ SELECT j.id FROM jobs j
     for job_id in waiting:
         open_for_job(session, job_id)
     return closed + len(waiting)
+
+def open_masked_session(session: Session, job: Job, now: datetime) -> None:
+    """In the caller's transaction (an accept, or a worker setting out for a booked window),
+    under a savepoint: a failure there loses the masked number (the sweeper retries it),
+    never the step itself."""
+    try:
+        with session.begin_nested():
+            open_in_transaction(session, job, now)
+    except Exception:
+        log.exception("could not open the masked session of job %s", job.id)

@@ -9,19 +9,15 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
-from dispatch import clock, push
-from dispatch.aftercommit import on_commit
-from dispatch.batching import BatchWorker
-from dispatch.chaining import WindowJob, fits_one_day
-from dispatch.config import Settings
-from dispatch.errors import ApiError, FieldProblem, not_found
-from dispatch.models import (
+from dispatch.db import clock
+from dispatch.db.aftercommit import on_commit
+from dispatch.db.job_rows import commit_keeping_loaded, lock_job, occupying_job, record_event
+from dispatch.db.models import (
     Batch,
     Category,
     Job,
@@ -34,15 +30,23 @@ from dispatch.models import (
     Worker,
     WorkerSkill,
 )
-from dispatch.services.jobs import (
-    commit_keeping_loaded,
-    lock_job,
-    occupying_job,
-    record_event,
-    transition,
-    withdraw_pending_offers,
+from dispatch.domain.errors import Conflict, FieldProblem, not_found
+from dispatch.domain.states import (
+    BATCH_ENDED,
+    Actor,
+    Availability,
+    JobStatus,
+    OfferStatus,
+    check_offer_transition,
 )
-from dispatch.states import Actor, Availability, JobStatus, OfferStatus, check_offer_transition
+from dispatch.infra.config import Settings
+from dispatch.infra.presence import connected_users
+from dispatch.infra.queues import schedule_offer_expiry
+from dispatch.planning.assignment import BatchWorker
+from dispatch.planning.chaining import WindowJob, fits_one_day
+from dispatch.services import contact, notify, push
+from dispatch.services.context import eta_model, settings
+from dispatch.services.jobs import transition, withdraw_pending_offers
 from geo.candidates import (
     Candidate,
     CandidateSearch,
@@ -51,7 +55,7 @@ from geo.candidates import (
     find_candidates,
     find_finishing,
 )
-from geo.eta import EtaModel, haversine_m
+from geo.eta import haversine_m
 from notifications import masking
 
 log = logging.getLogger(__name__)
@@ -60,12 +64,8 @@ log = logging.getLogger(__name__)
 QUEUE_MIN_WAIT_S = 300.0
 
 
-def settings() -> Settings:
-    return current_app.config["DISPATCH"]
 
 
-def eta_model(s: Settings) -> EtaModel:
-    return EtaModel.from_setting(s.travel_speeds_kmh, s.circuity, s.startup_s)
 
 
 def search_candidates(
@@ -172,9 +172,6 @@ def send_wave(session: Session, job: Job, now: datetime,
     ]
     session.add_all(offers)
     session.flush()
-    from dispatch.services import notify
-    from dispatch.sockets import connected_users
-
     connected = connected_users([offer.worker_id for offer in offers])
     for offer in offers:
         push.offer_made(session, offer)
@@ -188,7 +185,6 @@ def send_wave(session: Session, job: Job, now: datetime,
 
 
 def _schedule_expiry(expires_at: datetime) -> None:
-    from dispatch.tasks import schedule_offer_expiry
 
     schedule_offer_expiry(expires_at)
 
@@ -208,9 +204,9 @@ def lock_offer(session: Session, offer_id: int, worker: User) -> Offer:
     return offer
 
 
-def _refuse(offer: Offer, reason: str, message: str) -> ApiError:
+def _refuse(offer: Offer, reason: str, message: str) -> Conflict:
     """An accept or decline that came too late or from a worker who cannot take the job."""
-    return ApiError(409, reason, message, [FieldProblem("offer", message)],
+    return Conflict(reason, message, [FieldProblem("offer", message)],
                     {"offer_status": offer.status})
 
 
@@ -269,11 +265,11 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
         session.flush()  # a double booking fails here, not inside the masking's savepoint
         if not scheduled or job.window_start <= now + timedelta(
                 minutes=settings().masking_open_before_minutes):
-            open_masked_session(session, job, now)  # a later window's: the sweeper, nearer
+            contact.open_masked_session(session, job, now)  # a later window's: the sweeper, nearer
         commit_keeping_loaded(session)  # the answer shows what was written, no reads back
     except IntegrityError as exc:  # the active-job unique index stopped a double booking
         session.rollback()
-        raise ApiError(409, "worker_unavailable", "you already hold an active job",
+        raise Conflict("worker_unavailable", "you already hold an active job",
                        [FieldProblem("offer", "you already hold an active job")]) from exc
     try:
         if not scheduled:  # they are leaving now: their other urgent offers go on
@@ -284,17 +280,6 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     return offer, job
 
 
-def open_masked_session(session: Session, job: Job, now: datetime) -> None:
-    """In the caller's transaction (an accept, or a worker setting out for a booked window),
-    under a savepoint: a failure there loses the masked number (the sweeper retries it),
-    never the step itself."""
-    from dispatch.services.contact import open_in_transaction
-
-    try:
-        with session.begin_nested():
-            open_in_transaction(session, job, now)
-    except Exception:
-        log.exception("could not open the masked session of job %s", job.id)
 
 
 def _expected_arrival(session: Session, job: Job, offer: Offer, worker_id: int,
@@ -581,8 +566,6 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     job.assigned_at = None
     job.estimated_arrival = None
     push.job_taken_from(session, job, worker_id)
-    from dispatch.services import notify
-
     notify.job_released(session, job, worker_id)
     send_wave(session, job, now, candidates=others)  # never the released worker again
     session.commit()
@@ -602,7 +585,7 @@ def sweep(session: Session) -> int:
         ~exists().where(Offer.job_id == Job.id, Offer.status == OfferStatus.PENDING.value),
         # A batch's jobs wait for the batch's joint assignment, not for the cascade.
         (Job.batch_id.is_(None)) | exists().where(Batch.id == Job.batch_id,
-                                                  Batch.status.in_(("done", "failed"))),
+                                                  Batch.status.in_([s.value for s in BATCH_ENDED])),
     )
     job_ids = sorted(set(session.execute(overdue).scalars()) |
                      set(session.execute(stalled).scalars()))

@@ -6,17 +6,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session
 
-from dispatch import clock, push
-from dispatch.errors import ApiError, FieldProblem, not_found
-from dispatch.models import Job, JobEvent, Offer, Role, Urgency, User, Worker
-from dispatch.states import (
+from dispatch.db import clock
+from dispatch.db.job_rows import lock_job, record_event
+from dispatch.db.models import Job, Offer, Role, Urgency, User, Worker
+from dispatch.domain.errors import Conflict, FieldProblem, InvalidInput, not_found
+from dispatch.domain.states import (
     ACTIVE_JOB_STATUSES,
     FINAL_JOB_STATUSES,
-    UNDER_WAY_STATUSES,
     Actor,
     Availability,
     JobStatus,
@@ -24,6 +24,8 @@ from dispatch.states import (
     check_job_transition,
     occupies_worker,
 )
+from dispatch.services import contact, notify, org_hooks, push
+from dispatch.services.context import eta_model, settings
 from geo.eta import haversine_m
 
 _STAMPS = {
@@ -33,16 +35,6 @@ _STAMPS = {
 }
 
 
-def record_event(
-    session: Session, job: Job, kind: str, actor: Actor, *, now: datetime,
-    actor_user_id: int | None = None, from_status: str | None = None,
-    to_status: str | None = None, detail: dict[str, Any] | None = None,
-) -> JobEvent:
-    event = JobEvent(job_id=job.id, at=now, actor=actor.value, actor_user_id=actor_user_id,
-                     kind=kind, from_status=from_status, to_status=to_status,
-                     detail=detail or {})
-    session.add(event)
-    return event
 
 
 def transition(
@@ -68,54 +60,18 @@ def transition(
                 and not occupies_worker(job.urgency, target)):
             release_or_start_queued(session, job, now)
         if JobStatus(current) in ACTIVE_JOB_STATUSES and target not in ACTIVE_JOB_STATUSES:
-            from dispatch.services.contact import schedule_close
-
-            schedule_close(session, job)
+            contact.schedule_close(session, job)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
     push.job_changed(session, job)
-    from dispatch.services import notify
-
     notify.job_status_changed(session, job, target.value, current)
-    from dispatch.services import org_hooks
-
     org_hooks.job_status_changed(session, job, current, target.value, now)
 
 
-def occupying_job() -> ColumnElement[bool]:
-    """SQL twin of `occupies_worker`: the job (at most one per worker) they are on now."""
-    return or_(Job.status.in_([s.value for s in UNDER_WAY_STATUSES]),
-               and_(Job.urgency == Urgency.URGENT.value,
-                    Job.status == JobStatus.ASSIGNED.value,
-                    Job.queued_behind_job_id.is_(None)))
 
 
-def commit_keeping_loaded(session: Session) -> None:
-    """Commit without expiring what the session holds: the answer shows the job (or offer)
-    as this transaction wrote it, instead of reading it and what it refers to back (a
-    booking's job and category, an accept's offer, job, category and worker)."""
-    real = session() if isinstance(session, scoped_session) else session
-    previous, real.expire_on_commit = real.expire_on_commit, False
-    try:
-        real.commit()
-    finally:
-        real.expire_on_commit = previous
 
 
-def lock_job(session: Session, job_id: int) -> Job:
-    """The job row, locked for this transaction. Lock order everywhere: job, offer, worker.
-
-    FOR NO KEY UPDATE, not FOR UPDATE: it excludes every other step on this job just the
-    same, but lets a row that refers to the job (a job queued behind it, an offer, an
-    event) be written meanwhile. Their foreign-key check takes a key-share lock on this row;
-    under FOR UPDATE an accept queueing a job behind this one (job, offer, worker, then this
-    key-share) deadlocked with this job's completion (this job, then the worker)."""
-    job = session.execute(
-        select(Job).where(Job.id == job_id).with_for_update(key_share=True)
-    ).scalar_one_or_none()
-    if job is None:
-        raise not_found("job")
-    return job
 
 
 def withdraw_pending_offers(session: Session, job: Job, now: datetime,
@@ -137,7 +93,6 @@ def release_or_start_queued(session: Session, job: Job, now: datetime) -> None:
 
     The worker row is locked first, so an accept queueing a job behind this one (which takes
     the same lock) either lands before this look and is started, or sees the worker free."""
-    from dispatch.services.dispatching import eta_model, settings
 
     assert job.worker_id is not None
     session.flush()  # this job's new status is in the database before the next one starts
@@ -166,8 +121,6 @@ def release_or_start_queued(session: Session, job: Job, now: datetime) -> None:
                  actor_user_id=job.worker_id,
                  detail={"previous_job_id": job.id, "eta_seconds": round(trip_s)})
     push.job_changed(session, queued)
-    from dispatch.services import notify
-
     notify.worker_free(session, queued)
 
 
@@ -221,7 +174,7 @@ def worker_update_status(session: Session, worker: User, job_id: int,
                          target: JobStatus) -> Job:
     """The assigned worker reports progress; finishing frees them for the next offer."""
     if target not in _WORKER_MOVES:
-        raise ApiError(422, "validation_failed", f"status: workers cannot set {target}",
+        raise InvalidInput("validation_failed", f"status: workers cannot set {target}",
                        [FieldProblem("status", f"workers cannot set {target}")])
     job = lock_job(session, job_id)
     now = clock.now()
@@ -239,10 +192,8 @@ def worker_update_status(session: Session, worker: User, job_id: int,
         if setting_out and job.urgency == Urgency.SCHEDULED.value:
             # A booked window's masked number may not be open yet (it opens shortly before
             # the window): setting out opens it now, not at the sweeper's next pass.
-            from dispatch.services.dispatching import open_masked_session
-
             session.flush()  # a double booking fails here, not inside the masking's savepoint
-            open_masked_session(session, job, now)
+            contact.open_masked_session(session, job, now)
         session.commit()
     except IntegrityError as exc:  # the one-occupying-job index: a race with an accept
         session.rollback()
@@ -250,9 +201,9 @@ def worker_update_status(session: Session, worker: User, job_id: int,
     return job
 
 
-def _busy() -> ApiError:
+def _busy() -> Conflict:
     message = "finish the job you are on before setting out for this one"
-    return ApiError(409, "worker_unavailable", message, [FieldProblem("status", message)])
+    return Conflict("worker_unavailable", message, [FieldProblem("status", message)])
 
 
 def take_worker_for(session: Session, job: Job, worker_id: int) -> None:

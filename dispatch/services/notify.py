@@ -12,9 +12,10 @@ from flask import current_app
 from sqlalchemy.orm import Session
 from twilio.rest import Client
 
-from dispatch import clock
-from dispatch.aftercommit import on_commit
-from dispatch.models import Job, Offer, User
+from dispatch.db import clock
+from dispatch.db.aftercommit import on_commit
+from dispatch.db.models import Job, Offer, User
+from dispatch.infra.queues import enqueue_notification
 from notifications import outbox
 from notifications.messages import render
 from notifications.twilio_client import make_client
@@ -82,8 +83,6 @@ def _queue_to(session: Session, job: Job, event: str, fields: dict[str, Any], ke
 
 
 def _hand_to_queue(notification_id: int) -> None:
-    from dispatch.tasks import enqueue_notification
-
     enqueue_notification(notification_id)
 
 

@@ -7,8 +7,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from dispatch.aftercommit import on_commit
-from dispatch.models import Job, Organization
+from dispatch.db import clock
+from dispatch.db.aftercommit import on_commit
+from dispatch.db.models import Job, Organization
+from dispatch.infra.queues import enqueue_webhook
 from notifications import org_webhooks
 
 
@@ -31,14 +33,10 @@ def job_status_changed(session: Session, job: Job, previous: str, status: str,
 
 
 def _hand_to_queue(delivery_id: int) -> None:
-    from dispatch.tasks import enqueue_webhook
-
     enqueue_webhook(delivery_id)
 
 
 def sweep(session: Session) -> int:
-    from dispatch import clock
-
     ids = org_webhooks.stranded(session, clock.now())
     for delivery_id in ids:
         _hand_to_queue(delivery_id)

@@ -13,11 +13,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dispatch import clock
-from dispatch.api.schemas import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
-from dispatch.csvfiles import read_rows
-from dispatch.errors import ApiError, FieldProblem, from_validation_error, invalid
-from dispatch.models import (
+from dispatch.db import clock
+from dispatch.db.models import (
     Organization,
     OrganizationManager,
     PreferredContractor,
@@ -25,6 +22,15 @@ from dispatch.models import (
     Unit,
     User,
     Worker,
+)
+from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
+from dispatch.domain.csvfiles import read_rows
+from dispatch.domain.errors import (
+    Conflict,
+    FieldProblem,
+    NotFound,
+    from_validation_error,
+    invalid,
 )
 from geo.points import wkt_point
 from notifications.org_webhooks import public_destination
@@ -38,7 +44,7 @@ def organization_of(session: Session, user: User) -> Organization:
     org_id = session.execute(select(OrganizationManager.org_id)
                              .where(OrganizationManager.user_id == user.id)).scalar_one_or_none()
     if org_id is None:
-        raise ApiError(409, "no_organization", "create your organization first",
+        raise Conflict("no_organization", "create your organization first",
                        [FieldProblem("organization", "none yet: POST /api/v1/org")])
     org = session.get(Organization, org_id)
     assert org is not None
@@ -48,7 +54,7 @@ def organization_of(session: Session, user: User) -> Organization:
 def create_organization(session: Session, user: User, data: OrganizationIn) -> Organization:
     if session.execute(
             select(OrganizationManager).where(OrganizationManager.user_id == user.id)).first():
-        raise ApiError(409, "already_member", "you already manage an organization",
+        raise Conflict("already_member", "you already manage an organization",
                        [FieldProblem("organization", "already exists for you")])
     org = Organization(name=data.name, allow_marketplace=data.allow_marketplace,
                        created_at=clock.now())
@@ -84,7 +90,7 @@ def add_property(session: Session, user: User, data: PropertyIn) -> Property:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ApiError(409, "duplicate", f"a property named '{data.name}' exists",
+        raise Conflict("duplicate", f"a property named '{data.name}' exists",
                        [FieldProblem("name", "already used in your portfolio")]) from exc
     return prop
 
@@ -100,7 +106,7 @@ def own_property(session: Session, user: User, property_id: int,
     org = organization_of(session, user)
     prop = session.get(Property, property_id)
     if prop is None or prop.org_id != org.id:
-        raise invalid(field, f"no property {property_id} in your portfolio", status=404)
+        raise invalid(field, f"no property {property_id} in your portfolio", NotFound)
     return prop
 
 
@@ -108,7 +114,7 @@ def own_unit(session: Session, user: User, unit_id: int, field: str = "unit_id")
     org = organization_of(session, user)
     unit = session.get(Unit, unit_id)
     if unit is None or unit.property.org_id != org.id:
-        raise invalid(field, f"no unit {unit_id} in your portfolio", status=404)
+        raise invalid(field, f"no unit {unit_id} in your portfolio", NotFound)
     return unit
 
 
@@ -135,7 +141,7 @@ def save_unit(session: Session, user: User, data: UnitIn, unit_id: int | None = 
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ApiError(409, "duplicate", f"unit '{data.label}' exists in this property",
+        raise Conflict("duplicate", f"unit '{data.label}' exists in this property",
                        [FieldProblem("label", "already used in this property")]) from exc
     session.refresh(unit)
     return unit
@@ -196,7 +202,7 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
         session.commit()
     except IntegrityError as exc:  # the same units created by an import running alongside
         session.rollback()
-        raise ApiError(409, "concurrent_import", "another import of these units is running; "
+        raise Conflict("concurrent_import", "another import of these units is running; "
                        "send the file again when it is done",
                        [FieldProblem("file", "imported concurrently")]) from exc
     return ImportResult(accepted, rejected)
@@ -209,7 +215,7 @@ def delete_unit(session: Session, user: User, unit_id: int) -> None:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ApiError(409, "in_use", "this unit has jobs; it is kept for their history",
+        raise Conflict("in_use", "this unit has jobs; it is kept for their history",
                        [FieldProblem("unit_id", "has jobs")]) from exc
 
 
@@ -217,7 +223,7 @@ def approve_contractor(session: Session, user: User, worker_id: int) -> Preferre
     org = organization_of(session, user)
     worker = session.get(Worker, worker_id)
     if worker is None:
-        raise invalid("worker_id", f"no worker {worker_id}", status=404)
+        raise invalid("worker_id", f"no worker {worker_id}", NotFound)
     found = session.get(PreferredContractor, (org.id, worker_id))
     if found is None:
         found = PreferredContractor(org_id=org.id, worker_id=worker_id, approved_at=clock.now())

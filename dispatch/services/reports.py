@@ -6,15 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from dispatch.api.schemas import SlaRowOut
-from dispatch.errors import invalid
-from dispatch.models import User
+from dispatch.db.models import User
+from dispatch.domain.errors import MalformedInput, invalid
 from dispatch.services.portfolio import organization_of
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -52,17 +52,35 @@ def month_range(month: str | None, now: datetime, tz: str) -> tuple[datetime, da
         month = now.astimezone(zone).strftime("%Y-%m")
     found = MONTH.match(month)
     if found is None:
-        raise invalid("month", "must look like 2026-11", status=400)
+        raise invalid("month", "must look like 2026-11", MalformedInput)
     year, mon = int(found.group(1)), int(found.group(2))
     if not 2000 <= year <= 2999:
-        raise invalid("month", "year out of range", status=400)
+        raise invalid("month", "year out of range", MalformedInput)
     start = datetime(year, mon, 1, tzinfo=zone)
     end = datetime(year + (mon == 12), 1 if mon == 12 else mon + 1, 1, tzinfo=zone)
     return start, end
 
 
+@dataclass(frozen=True)
+class SlaRow:
+    """One property's month (percentages and minutes rounded to one decimal)."""
+
+    property_id: int
+    property: str
+    month: str
+    jobs: int
+    arrived: int
+    on_time: int
+    unfilled: int
+    cancelled: int
+    on_time_pct: float | None
+    median_accept_min: float | None
+    median_arrival_min: float | None
+    budget_caps_total: float | None
+
+
 def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
-        now: datetime) -> list[SlaRowOut]:
+        now: datetime) -> list[SlaRow]:
     """On time = arrived by the promised time (an urgent job's promise, a booked window's
     end). Median arrival is over urgent jobs only: for a window booked days ahead the wait
     says nothing about response. The share is over jobs whose outcome is
@@ -71,7 +89,7 @@ def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
     org = organization_of(session, user)
     rows = session.execute(_SLA_SQL, {"org": org.id, "start": start, "end": end, "tz": tz,
                                       "now": now}).all()
-    return [SlaRowOut(
+    return [SlaRow(
         property_id=r.property_id, property=r.property, month=r.month, jobs=r.jobs,
         arrived=r.arrived, on_time=r.on_time, unfilled=r.unfilled, cancelled=r.cancelled,
         on_time_pct=round(100 * r.on_time / r.decided, 1) if r.decided else None,
@@ -85,7 +103,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
-def to_csv(rows: list[SlaRowOut]) -> str:
+def to_csv(rows: list[SlaRow]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["month", "property", "jobs", "arrived", "on_time", "on_time_pct",

@@ -25,15 +25,21 @@ from redis import Redis
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from dispatch import clock, push
-from dispatch.api.schemas import LocationIn
-from dispatch.errors import invalid
-from dispatch.leanscript import LeanScript
-from dispatch.models import Job, JobEvent, Worker
-from dispatch.services.dispatching import eta_model
-from dispatch.services.jobs import occupying_job
-from dispatch.states import JobStatus
-from dispatch.tasks import redis_connection
+from dispatch.db import clock
+from dispatch.db.job_rows import occupying_job
+from dispatch.db.models import Job, JobEvent, Worker
+from dispatch.domain.commands import LocationIn
+from dispatch.domain.errors import invalid
+from dispatch.domain.states import COMING_STATUSES, JobStatus
+from dispatch.infra.leanscript import LeanScript
+from dispatch.infra.redis import redis_connection
+from dispatch.services import push
+from dispatch.services.active_jobs import (
+    active_job_key,
+    active_job_version_key,
+    forget_active_jobs,
+)
+from dispatch.services.context import eta_model
 from geo.eta import haversine_m
 
 # A fix from the device's future beyond this is a wrong clock, not a position.
@@ -65,12 +71,8 @@ def fix_key(worker_id: int) -> str:
     return f"dispatch:fix:{worker_id}"
 
 
-def active_job_key(worker_id: int) -> str:
-    return f"dispatch:active-job:{worker_id}"
 
 
-def active_job_version_key(worker_id: int) -> str:
-    return f"dispatch:active-job-version:{worker_id}"
 
 
 # KEYS: fix hash, pending hash, active-job cache, active-job version. ARGV: worker id, fix time
@@ -176,7 +178,7 @@ def record_fix(session: Session, worker_id: int, fix: LocationIn) -> PingResult:
 
 
 def _check_and_store() -> LeanScript:
-    """The ping's script on connections of its own (see `dispatch.leanscript`)."""
+    """The ping's script on connections of its own (see `dispatch.infra.leanscript`)."""
     script = current_app.extensions.get("dispatch.check_and_store")
     if script is None:
         script = LeanScript(current_app.config["REDIS_URL"], _CHECK_AND_STORE)
@@ -225,19 +227,8 @@ def remember_active_job(session: Session, worker_id: int) -> None:
     _load_active_job(session, redis, worker_id, version)
 
 
-def forget_active_job(worker_id: int) -> None:
-    """Called after a job's status change commits: the next ping reads the truth again, and
-    a ping that read the database before the change cannot cache what it read."""
-    forget_active_jobs([worker_id])
 
 
-def forget_active_jobs(worker_ids: list[int]) -> None:
-    """`forget_active_job` for many workers in one round trip."""
-    pipe = redis_connection().pipeline(transaction=True)
-    for worker_id in worker_ids:
-        pipe.incr(active_job_version_key(worker_id))
-        pipe.delete(active_job_key(worker_id))
-    pipe.execute()
 
 
 def sweep(session: Session) -> int:
@@ -267,7 +258,7 @@ def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -
     model = eta_model(current_app.config["DISPATCH"])
     straight = haversine_m(fix.lat, fix.lng, job["lat"], job["lng"])
     eta_s = 0.0
-    if JobStatus(job["status"]) in (JobStatus.ASSIGNED, JobStatus.EN_ROUTE):
+    if JobStatus(job["status"]) in COMING_STATUSES:
         eta_s = model.road_distance_m(straight) / model.speed_mps(job["travel_mode"])
     push.send_now("worker_location", job["id"], {
         "job_id": job["id"], "lat": fix.lat, "lng": fix.lng, "accuracy_m": fix.accuracy_m,
@@ -359,7 +350,7 @@ def flush_fixes(session: Session, worker_ids: list[int] | None = None,
 
 def flush_forever(app: Any, sleep: Any) -> None:
     """The web process's background writer (a greenlet under gevent)."""
-    from dispatch.extensions import db
+    from dispatch.db import db
 
     pause = FLUSH_INTERVAL_S
     while True:

@@ -52,13 +52,16 @@ function dueText(job) {
   return `${day} ${clock(job.window_start)}–${clock(job.window_end)}`;
 }
 
-// Whether the job keeps its worker busy now (dispatch.states.occupies_worker): an urgent
-// job from the accept (unless it is queued behind the one they are on), a booked window
-// only once the worker sets out.
+// The state machines' status lists, from dispatch/domain/states.py (base.html).
+const STATES = window.DISPATCH_STATES;
+
+// Whether the job keeps its worker busy now (dispatch.domain.states.occupies_worker): an
+// urgent job from the accept (unless it is queued behind the one they are on), a booked
+// window only once the worker sets out.
 function occupying(job) {
-  if (job.urgency === "scheduled") return ["en_route", "arrived", "in_progress"].includes(job.status);
+  if (job.urgency === "scheduled") return STATES.under_way.includes(job.status);
   if (job.queued && job.status === "assigned") return false;
-  return ["assigned", "en_route", "arrived", "in_progress"].includes(job.status);
+  return STATES.active.includes(job.status);
 }
 
 function countdown(untilIso) {

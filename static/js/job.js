@@ -9,7 +9,8 @@
   const map = makeMap("map", home[0], home[1], 14);
   L.marker(home, {title: "Job location"}).addTo(map);
   const mapEl = document.getElementById("map");
-  const CANCELLABLE = ["requested", "dispatching", "assigned", "en_route"];
+  const CANCELLABLE = Object.keys(STATES.resident_moves)
+    .filter((from) => STATES.resident_moves[from].includes("cancelled"));
   let workerMarker = null;
   let etaAt = null;
   let status = null;
@@ -23,7 +24,7 @@
     const promise = document.getElementById("promise");
     if (job.status === "unfilled") {
       promise.textContent = "Nobody could take this job in time. Nothing was charged.";
-    } else if (["completed", "closed"].includes(job.status)) {
+    } else if (STATES.done.includes(job.status)) {
       promise.textContent = `Done at ${clock(job.completed_at)}.`;
     } else if (job.status === "cancelled") {
       promise.textContent = "Cancelled.";
@@ -46,12 +47,12 @@
         : `${job.worker.name} (${job.worker.travel_mode}) is on the job.`)
       : (job.status === "dispatching" ? "Asking the nearest vetted workers…" : "");
     // A queued job's ETA counts the wait; when the other job ends it is the trip alone.
-    if (job.estimated_arrival && ["assigned", "en_route"].includes(job.status)
+    if (job.estimated_arrival && STATES.coming.includes(job.status)
         && (!etaAt || queued !== wasQueued)) {
       etaAt = job.estimated_arrival;
     }
     wasQueued = queued;
-    if (!["assigned", "en_route"].includes(job.status)) etaAt = null;
+    if (!STATES.coming.includes(job.status)) etaAt = null;
     document.getElementById("cancel").hidden = !CANCELLABLE.includes(job.status);
     tick();
   }
@@ -66,7 +67,7 @@
     else workerMarker = L.marker([p.lat, p.lng], {icon: workerIcon(), title: "Worker"}).addTo(map);
     mapEl.dataset.workerLat = p.lat;
     mapEl.dataset.workerLng = p.lng;
-    if (["assigned", "en_route"].includes(status)) etaAt = p.eta_at; // none once arrived
+    if (STATES.coming.includes(status)) etaAt = p.eta_at; // none once arrived
     map.fitBounds(L.latLngBounds([home, [p.lat, p.lng]]).pad(0.3), {maxZoom: 16});
     tick();
   }

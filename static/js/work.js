@@ -3,12 +3,13 @@
 "use strict";
 
 (function () {
-  const NEXT = {
-    assigned: [["en_route", "On my way"], ["arrived", "I have arrived"]],
-    en_route: [["arrived", "I have arrived"]],
-    arrived: [["in_progress", "Start work"]],
-    in_progress: [["completed", "Job done"]],
+  // A button for each move the state machine gives a worker on an active job.
+  const MOVE_LABELS = {
+    en_route: "On my way", arrived: "I have arrived", in_progress: "Start work", completed: "Job done",
   };
+  const NEXT = Object.fromEntries(STATES.active.map((from) => [from,
+    (STATES.worker_moves[from] || []).filter((to) => to in MOVE_LABELS)
+      .map((to) => [to, MOVE_LABELS[to]])]));
   const toggle = document.getElementById("toggle");
   const errorBox = document.getElementById("work-error");
   const offersBox = document.getElementById("offers");

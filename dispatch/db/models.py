@@ -1,0 +1,346 @@
+"""Database models. Statuses are text with CHECK constraints whose values come from
+`dispatch.domain.states`, so the state machines and the schema name the same things."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from geoalchemy2 import Geography, Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    cast,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+
+from dispatch.db import db
+from dispatch.domain.states import Actor, Availability, BatchStatus, JobStatus, OfferStatus
+from geo.eta import TravelMode
+
+POINT = Geography(geometry_type="POINT", srid=4326, spatial_index=False)
+NEUTRAL_REPUTATION = 0.5
+
+
+class Role(StrEnum):
+    RESIDENT = "resident"
+    WORKER = "worker"
+    PROPERTY_MANAGER = "property_manager"
+    ADMIN = "admin"
+
+
+class Urgency(StrEnum):
+    """`urgent`: someone at the door within the promise (two hours). `scheduled`: someone
+    at the door within a booked window (`window_start`..`window_end`, e.g. tomorrow 9-12)."""
+
+    URGENT = "urgent"
+    SCHEDULED = "scheduled"
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="ck_users_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    phone_e164: Mapped[str] = mapped_column(String(16), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    locale: Mapped[str] = mapped_column(String(10), default="en", server_default="en")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    worker: Mapped[Worker | None] = relationship(back_populates="user", uselist=False)
+
+    # What Flask-Login asks of a logged-in user (the HTTP layer's login sessions): kept here
+    # as plain attributes so persistence does not import the web layer's extensions.
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ApiToken(db.Model):
+    """Bearer tokens for the JSON API; only a SHA-256 of the token is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class Category(db.Model):
+    """A node of the service tree; only leaves are bookable and carry worker skills."""
+
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"), index=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    path: Mapped[str] = mapped_column(String(400), unique=True)
+    bookable: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Usual time on site: when a busy worker on a job of this kind will come free.
+    typical_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default=text("60"))
+
+
+class Worker(db.Model):
+    __tablename__ = "workers"
+    __table_args__ = (
+        CheckConstraint(_in("travel_mode", TravelMode), name="ck_workers_travel_mode"),
+        CheckConstraint(_in("availability", Availability), name="ck_workers_availability"),
+        CheckConstraint("service_radius_m BETWEEN 100 AND 200000", name="ck_workers_radius"),
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    travel_mode: Mapped[str] = mapped_column(String(10), default=TravelMode.CAR.value)
+    service_radius_m: Mapped[int] = mapped_column(Integer, default=15000)
+    availability: Mapped[str] = mapped_column(String(10), default=Availability.OFFLINE.value)
+    location: Mapped[Any] = mapped_column(POINT, nullable=True)
+    location_accuracy_m: Mapped[float | None] = mapped_column(Float)
+    location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    location_heading: Mapped[float | None] = mapped_column(Float)
+    location_speed_mps: Mapped[float | None] = mapped_column(Float)
+    location_received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Fed by reviews in a later issue; neutral until then so it ranks nobody up or down.
+    reputation: Mapped[float] = mapped_column(Float, default=NEUTRAL_REPUTATION,
+                                              server_default=text(str(NEUTRAL_REPUTATION)))
+    last_assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lat: Mapped[float | None] = column_property(func.ST_Y(cast(location, Geometry)))
+    lng: Mapped[float | None] = column_property(func.ST_X(cast(location, Geometry)))
+
+    user: Mapped[User] = relationship(back_populates="worker")
+    skills: Mapped[list[WorkerSkill]] = relationship(
+        back_populates="worker", cascade="all, delete-orphan", order_by="WorkerSkill.category_id"
+    )
+
+
+class WorkerSkill(db.Model):
+    """A worker's skill in one bookable category, and the match index row for it.
+
+    `available`, `location` and `location_at` are copies of the worker's, kept by database
+    triggers so the partial GiST index can serve the KNN search (see `geo.candidates`).
+    """
+
+    __tablename__ = "worker_skills"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), primary_key=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    available: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    location: Mapped[Any] = mapped_column(POINT, nullable=True)
+    location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    worker: Mapped[Worker] = relationship(back_populates="skills")
+    category: Mapped[Category] = relationship()
+
+
+class Job(db.Model):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JobStatus), name="ck_jobs_status"),
+        CheckConstraint(_in("urgency", Urgency), name="ck_jobs_urgency"),
+        UniqueConstraint("resident_id", "idempotency_key", name="uq_jobs_idempotency"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
+    description: Mapped[str] = mapped_column(Text)
+    location: Mapped[Any] = mapped_column(POINT)
+    address: Mapped[str | None] = mapped_column(String(300))
+    urgency: Mapped[str] = mapped_column(String(10), default=Urgency.URGENT.value)
+    status: Mapped[str] = mapped_column(String(20))
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.user_id"), index=True)
+    wave: Mapped[int] = mapped_column(Integer, default=0)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    arrive_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Told "someone by arrive_by"? Only when enough workers could make it at booking (see
+    # PROMISE_MIN_CANDIDATES), or once one has accepted.
+    promised: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    estimated_arrival: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    budget_cap_cents: Mapped[int | None] = mapped_column(Integer)
+    # Accepted by a worker still on another job: this one waits, assigned, until that one
+    # ends (then the column is cleared and the worker sets out). Urgent jobs only.
+    queued_behind_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    # A job's place never changes after the insert, so an UPDATE of the job (its status, its
+    # wave) need not expire these and read them again for the next push.
+    lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)),
+                                         expire_on_flush=False)
+    lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)),
+                                         expire_on_flush=False)
+
+    resident: Mapped[User] = relationship(foreign_keys=[resident_id])
+    worker: Mapped[Worker | None] = relationship(foreign_keys=[worker_id])
+    unit: Mapped[Unit | None] = relationship()
+    category: Mapped[Category] = relationship()
+    events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
+
+
+class JobEvent(db.Model):
+    """Append-only history of a job: every status change and every dispatch step."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        CheckConstraint(_in("actor", Actor), name="ck_job_events_actor"),
+        # tracking.sweep: status changes by time
+        Index("ix_job_events_status_at", "at", postgresql_where=text("kind = 'status'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(10))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+    job: Mapped[Job] = relationship(back_populates="events")
+
+
+class Offer(db.Model):
+    __tablename__ = "offers"
+    __table_args__ = (
+        CheckConstraint(_in("status", OfferStatus), name="ck_offers_status"),
+        UniqueConstraint("job_id", "worker_id", name="uq_offers_job_worker"),
+        Index("ix_offers_pending_due", "expires_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_offers_pending_worker", "worker_id",
+              postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.user_id"))
+    wave: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), default=OfferStatus.PENDING.value)
+    distance_m: Mapped[float] = mapped_column(Float)
+    eta_seconds: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Made to a worker finishing this job nearby: accepting queues the offered job behind
+    # it, and eta_seconds counts the wait. (No foreign key: a record, never joined on.)
+    queued_behind_job_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    job: Mapped[Job] = relationship()
+
+
+class Organization(db.Model):
+    """A property management company; its jobs go first to its preferred contractors."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    allow_marketplace: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+
+
+class OrganizationManager(db.Model):
+    __tablename__ = "organization_managers"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, unique=True)
+
+
+class Property(db.Model):
+    __tablename__ = "properties"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(300))
+
+
+class Unit(db.Model):
+    """A rentable unit; tenant contact is for the organization's managers only."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id"))
+    label: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(300))
+    location: Mapped[Any] = mapped_column(POINT)
+    access_notes: Mapped[str | None] = mapped_column(Text)
+    tenant_name: Mapped[str | None] = mapped_column(String(120))
+    tenant_phone: Mapped[str | None] = mapped_column(String(16))
+    lat: Mapped[float] = column_property(func.ST_Y(cast(location, Geometry)))
+    lng: Mapped[float] = column_property(func.ST_X(cast(location, Geometry)))
+
+    property: Mapped[Property] = relationship()
+
+
+class PreferredContractor(db.Model):
+    __tablename__ = "preferred_contractors"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.user_id"), primary_key=True)
+    approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Batch(db.Model):
+    """A property manager's batch of repair requests, processed in the background."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    batch_key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12), default=BatchStatus.QUEUED.value)
+    rows: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    rejected: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    total_rows: Mapped[int] = mapped_column(Integer)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When it was last put on its queue: the sweeper re-queues only batches stale by this.
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,112 @@
+"""What callers ask the domain to do, as validated commands: the same command whether it
+came from the JSON API, a page's form, a CSV row or the command line. Unknown fields are
+refused (a typo must not be silently ignored), and text with NUL characters, which PostgreSQL
+cannot store, is refused by name."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dispatch.domain.phones import normalize_phone
+
+Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude in degrees")]
+Lng = Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude in degrees")]
+INT4_MAX = 2_147_483_647
+# Ids of int4 columns: anything larger could never match and must not reach the database.
+Id = Annotated[int, Field(ge=1, le=INT4_MAX)]
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+class RegisterIn(Command):
+    email: Annotated[str, Field(max_length=254)]
+    password: Annotated[str, Field(min_length=10, max_length=128)]
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    phone: Annotated[str, Field(description="E.164, or national format in the default region")]
+    role: Literal["resident", "worker", "property_manager"]
+    locale: Literal["en", "zh-CN"] = "en"
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL.match(value):
+            raise ValueError("is not an email address")
+        return value.lower()
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return normalize_phone(value)
+
+class WorkerProfileIn(Command):
+    travel_mode: Literal["walk", "bike", "car"] | None = None
+    service_radius_m: Annotated[int | None, Field(ge=100, le=200_000)] = None
+
+class LocationIn(Command):
+    lat: Lat
+    lng: Lng
+    accuracy_m: Annotated[float | None, Field(ge=0, le=10_000)] = None
+    heading: Annotated[float | None, Field(ge=0, le=360, description="degrees from north")] = None
+    speed_mps: Annotated[float | None, Field(ge=0, le=100)] = None
+    recorded_at: datetime | None = Field(None, description="when the device took the fix")
+
+class JobIn(Command):
+    """Where: `lat`/`lng` (and an optional address), or, for a property manager, `unit_id`
+    (the unit's place and address are used)."""
+
+    category_id: Id
+    description: Annotated[str, Field(min_length=3, max_length=2000)]
+    lat: Lat | None = None
+    lng: Lng | None = None
+    address: Annotated[str | None, Field(max_length=300)] = None
+    unit_id: Id | None = None
+
+class OrganizationIn(Command):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    allow_marketplace: bool = True
+
+class OrganizationPatch(Command):
+    name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    allow_marketplace: bool | None = None
+    webhook_url: Annotated[str | None, Field(
+        max_length=500, description="where job state changes are POSTed; '' turns it off")] = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+class PropertyIn(Command):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    address: Annotated[str | None, Field(max_length=300)] = None
+
+class UnitIn(Command):
+    property_id: Id
+    label: Annotated[str, Field(min_length=1, max_length=100)]
+    address: Annotated[str, Field(min_length=3, max_length=300)]
+    lat: Lat
+    lng: Lng
+    access_notes: Annotated[str | None, Field(max_length=2000)] = None
+    tenant_name: Annotated[str | None, Field(max_length=120)] = None
+    tenant_phone: str | None = None
+
+    @field_validator("tenant_phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalize_phone(value) if value else None

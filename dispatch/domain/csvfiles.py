@@ -1,0 +1,40 @@
+"""Uploaded CSV files (units, batches): decoded and header-checked the same way everywhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from dispatch.domain.errors import MalformedInput, invalid
+
+
+class CsvRow(dict[str, str]):
+    """A row, and the line of the file it starts on (header = line 1), which is what a
+    person fixing the file needs: a quoted field may span several lines."""
+
+    line: int
+
+
+def read_rows(raw: bytes, required: Sequence[str]) -> list[CsvRow]:
+    """The file's rows, each with its starting line. A file that is not UTF-8 or lacks a
+    required column is refused as a whole, naming the problem."""
+    try:
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        header = reader.fieldnames or []
+    except UnicodeDecodeError as exc:
+        raise invalid("file", "must be UTF-8 text", MalformedInput) from exc
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", MalformedInput)
+    rows: list[CsvRow] = []
+    try:
+        for found in reader:
+            row = CsvRow(found)
+            # line_num is the row's last line; quoted newlines say how many it spans.
+            spans = sum(v.count("\n") for v in found.values() if isinstance(v, str))
+            row.line = reader.line_num - spans
+            rows.append(row)
+        return rows
+    except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
+        raise invalid("file", f"cannot be read as CSV: {exc}", MalformedInput) from exc

@@ -1,0 +1,180 @@
+"""The state machines of jobs, offers and worker availability: the only place that says which
+moves are legal and who may make them. Services ask here before they change a status."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from dispatch.domain.errors import IllegalTransition
+
+
+class JobStatus(StrEnum):
+    REQUESTED = "requested"
+    DISPATCHING = "dispatching"
+    ASSIGNED = "assigned"
+    EN_ROUTE = "en_route"
+    ARRIVED = "arrived"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+    UNFILLED = "unfilled"
+    DISPUTED = "disputed"
+
+
+class OfferStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+class BatchStatus(StrEnum):
+    """A property manager's batch: queued for its worker, being processed (again, after a
+    worker died), done, or failed for good after its retries."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
+    BatchStatus.QUEUED: frozenset({BatchStatus.PROCESSING, BatchStatus.FAILED}),
+    BatchStatus.PROCESSING: frozenset(
+        {BatchStatus.PROCESSING, BatchStatus.DONE, BatchStatus.FAILED}),
+    # Processing is safe to repeat: a failed batch run again picks up where it stopped.
+    BatchStatus.FAILED: frozenset({BatchStatus.PROCESSING}),
+}
+# Nobody works on these any more: their jobs go to the ordinary cascade.
+BATCH_ENDED: frozenset[BatchStatus] = frozenset({BatchStatus.DONE, BatchStatus.FAILED})
+
+
+class Availability(StrEnum):
+    OFFLINE = "offline"
+    ONLINE = "online"
+    BUSY = "busy"
+
+
+class Actor(StrEnum):
+    """Who moves a job: the side that asked, the side that works, the platform, an operator."""
+
+    RESIDENT = "resident"
+    WORKER = "worker"
+    SYSTEM = "system"
+    ADMIN = "admin"
+
+
+J = JobStatus
+_R, _W, _S, _A = Actor.RESIDENT, Actor.WORKER, Actor.SYSTEM, Actor.ADMIN
+
+# (from, to) -> actors allowed to make that move.  Money (`closed`) and disputes arrive with
+# their own issues; their edges are here so the map stays whole.
+JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
+    (J.REQUESTED, J.DISPATCHING): frozenset({_S}),
+    (J.REQUESTED, J.UNFILLED): frozenset({_S}),
+    (J.REQUESTED, J.CANCELLED): frozenset({_R, _S, _A}),
+    (J.DISPATCHING, J.ASSIGNED): frozenset({_S}),
+    (J.DISPATCHING, J.UNFILLED): frozenset({_S}),
+    (J.DISPATCHING, J.CANCELLED): frozenset({_R, _S, _A}),
+    # A job queued behind one that runs long goes back to the cascade (dispatching.sweep).
+    (J.ASSIGNED, J.DISPATCHING): frozenset({_S}),
+    (J.ASSIGNED, J.EN_ROUTE): frozenset({_W}),
+    (J.ASSIGNED, J.ARRIVED): frozenset({_W}),
+    (J.ASSIGNED, J.CANCELLED): frozenset({_R, _A}),
+    (J.EN_ROUTE, J.ARRIVED): frozenset({_W}),
+    (J.EN_ROUTE, J.CANCELLED): frozenset({_R, _A}),
+    (J.ARRIVED, J.IN_PROGRESS): frozenset({_W}),
+    (J.ARRIVED, J.CANCELLED): frozenset({_A}),
+    (J.IN_PROGRESS, J.COMPLETED): frozenset({_W}),
+    (J.IN_PROGRESS, J.DISPUTED): frozenset({_R, _A}),
+    (J.COMPLETED, J.CLOSED): frozenset({_S, _A}),
+    (J.COMPLETED, J.DISPUTED): frozenset({_R, _W, _A}),
+    (J.DISPUTED, J.CLOSED): frozenset({_A}),
+}
+
+# A job in one of these has a worker on it (assigned, on the way or working).
+ACTIVE_JOB_STATUSES: frozenset[JobStatus] = frozenset(
+    {J.ASSIGNED, J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS}
+)
+# A worker is on the way: the resident sees a live ETA.
+COMING_STATUSES: frozenset[JobStatus] = frozenset({J.ASSIGNED, J.EN_ROUTE})
+# The work was done (money and disputes may follow).
+DONE_STATUSES: frozenset[JobStatus] = frozenset({J.COMPLETED, J.CLOSED})
+# A worker who has set out is taken, whatever kind of job it is.
+UNDER_WAY_STATUSES: frozenset[JobStatus] = frozenset({J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS})
+# Once here the work is over (money and disputes may follow): the worker is free again,
+# offers no longer matter, and `ended_at` is stamped the first time.
+FINAL_JOB_STATUSES: frozenset[JobStatus] = frozenset(
+    {J.COMPLETED, J.CLOSED, J.CANCELLED, J.UNFILLED, J.DISPUTED}
+)
+
+OFFER_TRANSITIONS: dict[OfferStatus, frozenset[OfferStatus]] = {
+    OfferStatus.PENDING: frozenset(
+        {OfferStatus.ACCEPTED, OfferStatus.DECLINED, OfferStatus.EXPIRED, OfferStatus.WITHDRAWN}
+    ),
+    # A queued job taken back from its worker, who could no longer come in time.
+    OfferStatus.ACCEPTED: frozenset({OfferStatus.WITHDRAWN}),
+}
+
+
+def occupies_worker(urgency: str, status: JobStatus | str, queued: bool = False) -> bool:
+    """Whether this job keeps its worker busy. An urgent job does from the accept (they
+    leave now), unless it is queued behind the job they are finishing; a scheduled one only
+    once the worker sets out, so between accepting tomorrow's window and leaving for it they
+    can take urgent work. The database enforces one occupying job per worker
+    (`ux_jobs_one_occupying_per_worker`, migrations 0009 and 0014)."""
+    status = JobStatus(status)
+    if urgency == "urgent":
+        return status in ACTIVE_JOB_STATUSES and not (queued and status is JobStatus.ASSIGNED)
+    return status in UNDER_WAY_STATUSES
+
+
+def check_job_transition(current: JobStatus | str, target: JobStatus | str, actor: Actor) -> None:
+    allowed = JOB_TRANSITIONS.get((JobStatus(current), JobStatus(target)))
+    if allowed is None or actor not in allowed:
+        raise IllegalTransition("job", str(current), str(target), str(actor))
+
+
+def check_offer_transition(current: OfferStatus | str, target: OfferStatus | str) -> None:
+    if OfferStatus(target) not in OFFER_TRANSITIONS.get(OfferStatus(current), frozenset()):
+        raise IllegalTransition("offer", str(current), str(target))
+
+
+def moves_for(actor: Actor) -> dict[str, list[str]]:
+    """Each status's legal next statuses for this actor, in the map's order."""
+    moves: dict[str, list[str]] = {}
+    for (current, target), actors in JOB_TRANSITIONS.items():
+        if actor in actors:
+            moves.setdefault(current.value, []).append(target.value)
+    return moves
+
+
+def _values(statuses: frozenset[JobStatus]) -> list[str]:
+    return [s.value for s in JobStatus if s in statuses]
+
+
+def client_state_lists() -> dict[str, object]:
+    """The status lists pages need, from this module only (base.html hands them to the
+    scripts as `window.DISPATCH_STATES`), so no script keeps a copy of its own."""
+    return {
+        "active": _values(ACTIVE_JOB_STATUSES),
+        "under_way": _values(UNDER_WAY_STATUSES),
+        "coming": _values(COMING_STATUSES),
+        "done": _values(DONE_STATUSES),
+        "final": _values(FINAL_JOB_STATUSES),
+        "resident_moves": moves_for(Actor.RESIDENT),
+        "worker_moves": moves_for(Actor.WORKER),
+    }
+
+
+def check_batch_transition(current: BatchStatus | str, target: BatchStatus | str) -> None:
+    if BatchStatus(target) not in BATCH_TRANSITIONS.get(BatchStatus(current), frozenset()):
+        raise IllegalTransition("batch", str(current), str(target))
+
+
+def sql_in(statuses: frozenset[StrEnum] | tuple[StrEnum, ...]) -> str:
+    """A status set as a SQL list literal, for statements written as text (and partial index
+    predicates, which the planner matches only against literals): `('completed', 'closed')`."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"

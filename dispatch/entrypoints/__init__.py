@@ -1,0 +1,1 @@
+"""Process entry points: the WSGI app, the RQ tasks and workers, the sweeper and the CLI."""

@@ -1,0 +1,86 @@
+"""Booking and following jobs."""
+
+from __future__ import annotations
+
+from flask import request
+
+from dispatch.db import db
+from dispatch.db.models import Role, User
+from dispatch.domain.commands import JobIn
+from dispatch.domain.errors import MalformedInput, invalid
+from dispatch.domain.states import JobStatus
+from dispatch.http.api import bp
+from dispatch.http.api.routing import ID8, HeaderParam, registry
+from dispatch.http.api.schemas import (
+    CancelIn,
+    JobEventsOut,
+    JobListOut,
+    JobOut,
+    JobStatusIn,
+    NoCoverageOut,
+)
+from dispatch.http.api.shapes import event_out, job_out
+from dispatch.services import booking, contact, jobs
+
+IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
+                          "a unique string per booking; repeating it returns the same job")
+
+
+@registry.route(bp, "/jobs", "POST", summary="Book urgent help", body=JobIn, response=JobOut,
+                status=201, roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[400],
+                headers=[IDEMPOTENCY],
+                extra_responses={200: JobOut, 409: NoCoverageOut})
+def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
+    """Matches nearby verified workers and sends the first wave of offers. If nobody can
+    arrive within the promise (two hours), answers 409 `no_coverage` at once, with the
+    earliest time someone could come when there is one, and stores nothing. When only one
+    or two workers could make it, the job is taken and offered but `promised` is false
+    until one accepts. A repeated Idempotency-Key answers 200 with the job it created the
+    first time."""
+    job, created = booking.book_urgent(db.session, user, body,
+                                       request.headers.get("Idempotency-Key"))
+    return job_out(job), 201 if created else 200
+
+
+@registry.route(bp, "/jobs", "GET", summary="The caller's jobs (resident or property "
+                "manager: booked; worker: assigned; admin: all)", response=JobListOut)
+def list_jobs(user: User) -> JobListOut:
+    status = request.args.get("status")
+    if status is not None and status not in JobStatus.__members__.values():
+        raise invalid("status", f"unknown status '{status}'", MalformedInput)
+    return JobListOut(jobs=[job_out(j, user) for j in jobs.jobs_for(db.session, user, status)])
+
+
+@registry.route(bp, f"/jobs/<{ID8}:job_id>", "GET", summary="One job", response=JobOut,
+                errors=[404])
+def get_job(user: User, job_id: int) -> JobOut:
+    job = jobs.visible_job(db.session, user, job_id)
+    number = contact.masked_number(db.session, job) if Role(user.role) is not Role.ADMIN else None
+    return job_out(job, user, number)
+
+
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/events", "GET", summary="The job's history",
+                response=JobEventsOut, errors=[404])
+def get_job_events(user: User, job_id: int) -> JobEventsOut:
+    job = jobs.visible_job(db.session, user, job_id)
+    return JobEventsOut(events=[event_out(e, user) for e in job.events])
+
+
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/status", "POST", summary="The assigned worker reports "
+                "progress", body=JobStatusIn, response=JobOut, roles=(Role.WORKER,),
+                errors=[404, 409])
+def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
+    """Legal moves: assigned -> en_route -> arrived -> in_progress -> completed (arrived may
+    follow assigned directly). Anything else is 409 with the current status."""
+    job = jobs.worker_update_status(db.session, user, job_id, JobStatus(body.status))
+    return job_out(job, user)
+
+
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/cancel", "POST", summary="Cancel a job",
+                body=CancelIn, response=JobOut,
+                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER, Role.ADMIN),
+                errors=[404, 409])
+def post_cancel(user: User, job_id: int, body: CancelIn) -> JobOut:
+    """Residents may cancel until the worker has arrived; pending offers are withdrawn and an
+    assigned worker is released."""
+    return job_out(jobs.cancel_job(db.session, user, job_id, body.reason))

@@ -1,0 +1,160 @@
+"""Property managers: their organization, properties, units and preferred contractors."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, request
+
+from dispatch.db import clock, db
+from dispatch.db.models import Role, Unit, User
+from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
+from dispatch.domain.errors import FieldProblem, MalformedInput, invalid
+from dispatch.http.api import bp
+from dispatch.http.api.routing import ID4, registry
+from dispatch.http.api.schemas import (
+    ContractorIn,
+    ContractorListOut,
+    ContractorOut,
+    OrganizationOut,
+    PropertyListOut,
+    PropertyOut,
+    RowProblem,
+    SlaReportOut,
+    SlaRowOut,
+    UnitImportOut,
+    UnitListOut,
+    UnitOut,
+)
+from dispatch.http.errors import ApiError
+from dispatch.services import portfolio, reports
+
+PM = (Role.PROPERTY_MANAGER,)
+
+
+def unit_out(unit: Unit) -> UnitOut:
+    return UnitOut(id=unit.id, property_id=unit.property_id, label=unit.label,
+                   address=unit.address, lat=unit.lat, lng=unit.lng,
+                   access_notes=unit.access_notes, tenant_name=unit.tenant_name,
+                   tenant_phone=unit.tenant_phone)
+
+
+@registry.route(bp, "/org", "POST", summary="Create the caller's organization", body=OrganizationIn,
+                response=OrganizationOut, status=201, roles=PM, errors=[409])
+def create_org(user: User, body: OrganizationIn) -> tuple[OrganizationOut, int]:
+    org = portfolio.create_organization(db.session, user, body)
+    return OrganizationOut.model_validate(org), 201
+
+
+@registry.route(bp, "/org", "GET", summary="The caller's organization",
+                response=OrganizationOut, roles=PM, errors=[409])
+def get_org(user: User) -> OrganizationOut:
+    return OrganizationOut.model_validate(portfolio.organization_of(db.session, user))
+
+
+@registry.route(bp, "/org", "PATCH", summary="Rename, or allow/forbid the open marketplace",
+                body=OrganizationPatch, response=OrganizationOut, roles=PM, errors=[409])
+def patch_org(user: User, body: OrganizationPatch) -> OrganizationOut:
+    return OrganizationOut.model_validate(portfolio.update_organization(db.session, user, body))
+
+
+@registry.route(bp, "/properties", "POST", summary="Add a property", body=PropertyIn,
+                response=PropertyOut, status=201, roles=PM, errors=[409])
+def post_property(user: User, body: PropertyIn) -> tuple[PropertyOut, int]:
+    return PropertyOut.model_validate(portfolio.add_property(db.session, user, body)), 201
+
+
+@registry.route(bp, "/properties", "GET", summary="The organization's properties",
+                response=PropertyListOut, roles=PM, errors=[409])
+def list_properties(user: User) -> PropertyListOut:
+    return PropertyListOut(properties=[PropertyOut.model_validate(p)
+                                       for p in portfolio.properties(db.session, user)])
+
+
+@registry.route(bp, "/units", "POST", summary="Add a unit", body=UnitIn, response=UnitOut,
+                status=201, roles=PM, errors=[404, 409])
+def post_unit(user: User, body: UnitIn) -> tuple[UnitOut, int]:
+    return unit_out(portfolio.save_unit(db.session, user, body)), 201
+
+
+@registry.route(bp, f"/units/<{ID4}:unit_id>", "PUT", summary="Replace a unit", body=UnitIn,
+                response=UnitOut, roles=PM, errors=[404, 409])
+def put_unit(user: User, unit_id: int, body: UnitIn) -> UnitOut:
+    return unit_out(portfolio.save_unit(db.session, user, body, unit_id))
+
+
+@registry.route(bp, f"/units/<{ID4}:unit_id>", "DELETE", summary="Remove a unit without jobs",
+                response=None, status=204, roles=PM, errors=[404, 409])
+def delete_unit(user: User, unit_id: int) -> Response:
+    portfolio.delete_unit(db.session, user, unit_id)
+    return Response(status=204)
+
+
+@registry.route(bp, "/units", "GET", summary="The organization's units (tenant contact "
+                "included: managers only)", response=UnitListOut, roles=PM, errors=[409])
+def list_units(user: User) -> UnitListOut:
+    raw = request.args.get("property_id")
+    property_id = None
+    if raw is not None:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**31:
+            raise invalid("property_id", "must be a property id", MalformedInput)
+        property_id = int(raw)
+    return UnitListOut(units=[unit_out(u) for u in portfolio.units(db.session, user,
+                                                                   property_id)])
+
+
+@registry.route(bp, "/units/import", "POST", summary="Import units from CSV (text/csv body; "
+                "columns property,label,address,lat,lng[,access_notes,tenant_name,"
+                "tenant_phone])", response=UnitImportOut, roles=PM, errors=[400, 409, 415])
+def import_units(user: User) -> UnitImportOut:
+    """Good rows are saved even when others are refused; each refusal names its line and
+    field. Units are keyed by (property, label): re-uploading a file creates nothing twice."""
+    if request.mimetype not in ("text/csv", "text/plain"):
+        raise ApiError(415, "validation_failed", "Content-Type: send the file as text/csv",
+                       [FieldProblem("Content-Type", "send the file as text/csv")])
+    result = portfolio.import_units(db.session, user, request.get_data())
+    return UnitImportOut(accepted=[unit_out(u) for u in result.accepted],
+                         rejected=[RowProblem(line=line, field=field, problem=problem)
+                                   for line, field, problem in result.rejected])
+
+
+@registry.route(bp, "/org/contractors", "POST", summary="Approve a worker as a preferred "
+                "contractor", body=ContractorIn, response=ContractorListOut, status=201,
+                roles=PM, errors=[404, 409])
+def post_contractor(user: User, body: ContractorIn) -> tuple[ContractorListOut, int]:
+    portfolio.approve_contractor(db.session, user, body.worker_id)
+    return contractor_list(user), 201
+
+
+@registry.route(bp, "/org/contractors", "GET", summary="The organization's preferred "
+                "contractors", response=ContractorListOut, roles=PM, errors=[409])
+def get_contractors(user: User) -> ContractorListOut:
+    return contractor_list(user)
+
+
+@registry.route(bp, f"/org/contractors/<{ID4}:worker_id>", "DELETE",
+                summary="Stop preferring a contractor", response=None, status=204, roles=PM,
+                errors=[409])
+def delete_contractor(user: User, worker_id: int) -> Response:
+    portfolio.remove_contractor(db.session, user, worker_id)
+    return Response(status=204)
+
+
+def contractor_list(user: User) -> ContractorListOut:
+    return ContractorListOut(contractors=[
+        ContractorOut(worker_id=pc.worker_id, name=name, approved_at=pc.approved_at)
+        for pc, name in portfolio.contractors(db.session, user)])
+
+
+@registry.route(bp, "/reports/sla", "GET", summary="On-time report per property for a month "
+                "(?month=2026-11; ?format=csv to download)", response=SlaReportOut, roles=PM,
+                errors=[400, 409])
+def sla_report(user: User) -> SlaReportOut | Response:
+    month = request.args.get("month")
+    tz = current_app.config["DISPATCH"].service_timezone
+    start, end = reports.month_range(month, clock.now(), tz)
+    rows = reports.sla(db.session, user, start, end, tz, clock.now())
+    if request.args.get("format") == "csv":
+        name = f"sla-{start:%Y-%m}.csv"
+        return Response(reports.to_csv(rows), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return SlaReportOut(month=f"{start:%Y-%m}",
+                        rows=[SlaRowOut.model_validate(row) for row in rows])

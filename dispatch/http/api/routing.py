@@ -1,0 +1,231 @@
+"""Declares API operations once: the same declaration registers the Flask route, parses and
+validates the body with its pydantic schema, checks the caller's role, and feeds the OpenAPI
+document, so the document cannot drift from the code."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from dispatch.db.models import Role
+from dispatch.domain.errors import FieldProblem, from_validation_error
+from dispatch.http.auth import authenticate
+from dispatch.http.errors import ApiError
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    fields: list[ErrorDetail]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+@dataclass(frozen=True)
+class HeaderParam:
+    name: str
+    required: bool
+    description: str
+
+
+@dataclass
+class Operation:
+    path: str
+    method: str
+    summary: str
+    body: type[BaseModel] | None
+    responses: dict[int, type[BaseModel] | None]
+    roles: tuple[Role, ...] | None
+    headers: tuple[HeaderParam, ...]
+    tag: str
+    description: str = ""
+    path_params: list[tuple[str, dict[str, int]]] = field(default_factory=list)
+
+
+_CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
+# Path ids, bounded like the columns they address (int4 users/categories, int8 jobs/offers).
+ID4 = "int(min=1, max=2147483647)"
+ID8 = "int(min=1, max=9223372036854775807)"
+
+
+class ApiRegistry:
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+
+    def route(
+        self,
+        bp: Blueprint,
+        rule: str,
+        method: str,
+        *,
+        summary: str,
+        response: type[BaseModel] | None,
+        status: int = 200,
+        body: type[BaseModel] | None = None,
+        roles: Iterable[Role] | None = (),
+        errors: Iterable[int] = (),
+        headers: Iterable[HeaderParam] = (),
+        extra_responses: dict[int, type[BaseModel]] | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """`roles=None` means no login needed; `()` means any logged-in user."""
+        roles_t = None if roles is None else tuple(roles)
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            responses: dict[int, type[BaseModel] | None] = {status: response}
+            responses.update(extra_responses or {})
+            codes = set(errors) | {422} if body else set(errors)
+            if roles_t is not None:
+                codes |= {401} | ({403} if roles_t else set())
+            for code in codes:
+                responses.setdefault(code, ErrorResponse)
+            op = Operation(
+                path=(bp.url_prefix or "") + _CONVERTER.sub(r"{\3}", rule),
+                method=method.lower(),
+                summary=summary,
+                body=body,
+                responses=responses,
+                roles=roles_t,
+                headers=tuple(headers),
+                tag=bp.name,
+                description=(fn.__doc__ or "").strip(),
+                path_params=[(m.group(3), _bounds(m.group(2))) for m in _CONVERTER.finditer(rule)],
+            )
+            self.operations.append(op)
+
+            @wraps(fn)
+            def view(**path_args: Any) -> Any:
+                kwargs: dict[str, Any] = dict(path_args)
+                if roles_t is not None:
+                    kwargs["user"] = authenticate(roles_t)
+                if body is not None:
+                    kwargs["body"] = parse_body(body)
+                result = fn(**kwargs)
+                if isinstance(result, Response):
+                    return result
+                code = status
+                if isinstance(result, tuple):
+                    result, code = result
+                if result is None:
+                    return Response(status=code)
+                return jsonify(result.model_dump(mode="json")), code
+
+            bp.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
+            return view
+
+        return decorate
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        models: set[type[BaseModel]] = {ErrorResponse}
+        for op in self.operations:
+            if op.body:
+                models.add(op.body)
+            models.update(m for m in op.responses.values() if m)
+        ordered = sorted(models, key=lambda m: m.__name__)
+        refs, defs = models_json_schema(
+            [(m, "validation" if any(o.body is m for o in self.operations) else "serialization")
+             for m in ordered],
+            ref_template="#/components/schemas/{model}",
+        )
+        schemas = defs.get("$defs", {})
+
+        def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
+            return refs[(model, mode)]
+
+        paths: dict[str, dict[str, Any]] = {}
+        for op in self.operations:
+            entry: dict[str, Any] = {
+                "summary": op.summary,
+                "tags": [op.tag],
+                "operationId": f"{op.method}_{op.path}".replace("/", "_").replace("{", "")
+                .replace("}", "").strip("_"),
+                "responses": {},
+            }
+            if op.description:
+                entry["description"] = op.description
+            params = [{"name": name, "in": "path", "required": True,
+                       "schema": {"type": "integer", **bounds}}
+                      for name, bounds in op.path_params]
+            params += [{"name": h.name, "in": "header", "required": h.required,
+                        "description": h.description, "schema": {"type": "string"}}
+                       for h in op.headers]
+            if params:
+                entry["parameters"] = params
+            if op.roles is not None:
+                entry["security"] = [{"bearer": []}, {"session": []}]
+                if op.roles:
+                    entry["x-roles"] = [r.value for r in op.roles]
+            else:
+                entry["security"] = []
+            if op.body:
+                entry["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": ref(op.body, "validation")}}}
+            for code, model in sorted(op.responses.items()):
+                resp: dict[str, Any] = {"description": _REASONS.get(code, "response")}
+                if model:
+                    resp["content"] = {"application/json": {
+                        "schema": ref(model, "serialization")}}
+                entry["responses"][str(code)] = resp
+            paths.setdefault(op.path, {})[op.method] = entry
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+                },
+            },
+        }
+
+
+def _bounds(args: str | None) -> dict[str, int]:
+    """`min=1, max=9` from a converter's arguments, as JSON-schema bounds."""
+    names = {"min": "minimum", "max": "maximum"}
+    out: dict[str, int] = {}
+    for part in (args or "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key in names:
+            out[names[key]] = int(value)
+    return out
+
+
+_REASONS = {200: "OK", 201: "Created", 204: "No content", 400: "Bad request",
+            401: "Not logged in", 403: "Not allowed for this role", 404: "Not found",
+            409: "Conflict with the current state", 422: "Invalid input"}
+
+
+def parse_body(model: type[BaseModel]) -> BaseModel:
+    """The JSON body as `model`, or a 4xx naming the first thing wrong with it."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json",
+                       [FieldProblem("Content-Type", "must be application/json")])
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the parser's stack
+        data = None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object",
+                       [FieldProblem("body", "must be a JSON object")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
+
+
+registry = ApiRegistry()

@@ -1,0 +1,115 @@
+"""Turn models into response schemas (the one place that decides what a client may see:
+no phone numbers of the other party, no exact positions outside an active job)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dispatch.db.models import Category, Job, JobEvent, Offer, Role, User, Worker
+from dispatch.domain.states import ACTIVE_JOB_STATUSES, JobStatus
+from dispatch.http.api.schemas import (
+    CategoryRef,
+    JobEventOut,
+    JobOut,
+    JobWorkerOut,
+    LocationOut,
+    OfferJobOut,
+    OfferOut,
+    SkillOut,
+    TokenOut,
+    UserOut,
+    WorkerProfileOut,
+)
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(id=user.id, email=user.email, name=user.name, phone=user.phone_e164,
+                   role=user.role, locale=user.locale)
+
+
+def token_out(token: str, user: User, expires_at: datetime) -> TokenOut:
+    return TokenOut(token=token, expires_at=expires_at, user=user_out(user))
+
+
+def category_ref(c: Category) -> CategoryRef:
+    return CategoryRef(id=c.id, slug=c.slug, name=c.name, path=c.path)
+
+
+# ~100 m: enough to judge the trip, not enough to find the door.
+APPROX_DECIMALS = 3
+# Event details that every party of a job may see; the rest (who else was asked) is for
+# operators only.
+PUBLIC_EVENT_DETAIL = frozenset({"reason", "wave", "count", "arrive_by", "best_eta_seconds",
+                                 "eta_seconds", "expires_at"})
+
+
+def job_out(job: Job, viewer: User | None = None, masked_number: str | None = None) -> JobOut:
+    """`viewer` None means a party with full sight (the resident, an operator)."""
+    exact = (viewer is None or Role(viewer.role) is not Role.WORKER
+             or JobStatus(job.status) in ACTIVE_JOB_STATUSES)
+    worker = None
+    if job.worker is not None:
+        worker = JobWorkerOut(id=job.worker.user_id, name=job.worker.user.name,
+                              travel_mode=job.worker.travel_mode)
+    return JobOut(
+        id=job.id, status=job.status, urgency=job.urgency, category=category_ref(job.category),
+        description=job.description,
+        lat=job.lat if exact else round(job.lat, APPROX_DECIMALS),
+        lng=job.lng if exact else round(job.lng, APPROX_DECIMALS),
+        address=job.address if exact else None,
+        requested_at=job.requested_at, arrive_by=job.arrive_by, promised=job.promised,
+        window_start=job.window_start, window_end=job.window_end,
+        estimated_arrival=job.estimated_arrival, queued=job.queued_behind_job_id is not None,
+        worker=worker, assigned_at=job.assigned_at,
+        arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,
+        unit_id=job.unit_id, property_id=job.unit.property_id if job.unit else None,
+        batch_id=job.batch_id,
+    )
+
+
+def offer_out(offer: Offer) -> OfferOut:
+    job = offer.job
+    return OfferOut(
+        id=offer.id, status=offer.status, wave=offer.wave, created_at=offer.created_at,
+        expires_at=offer.expires_at, eta_seconds=round(offer.eta_seconds, 1),
+        distance_m=round(offer.distance_m, 1), queued=offer.queued_behind_job_id is not None,
+        job=OfferJobOut(id=job.id, category=category_ref(job.category),
+                        description=job.description,
+                        approx_lat=round(job.lat, APPROX_DECIMALS),
+                        approx_lng=round(job.lng, APPROX_DECIMALS), arrive_by=job.arrive_by,
+                        urgency=job.urgency, window_start=job.window_start,
+                        window_end=job.window_end),
+    )
+
+
+def event_out(event: JobEvent, viewer: User) -> JobEventOut:
+    detail = event.detail
+    if Role(viewer.role) is not Role.ADMIN:
+        detail = {k: v for k, v in detail.items() if k in PUBLIC_EVENT_DETAIL}
+    return JobEventOut(id=event.id, at=event.at, actor=event.actor, kind=event.kind,
+                       from_status=event.from_status, to_status=event.to_status, detail=detail)
+
+
+def worker_profile_out(worker: Worker) -> WorkerProfileOut:
+    location = None
+    if worker.location_at is not None and worker.lat is not None and worker.lng is not None:
+        location = LocationOut(lat=worker.lat, lng=worker.lng,
+                               accuracy_m=worker.location_accuracy_m, at=worker.location_at)
+    return WorkerProfileOut(
+        user_id=worker.user_id, name=worker.user.name, travel_mode=worker.travel_mode,
+        service_radius_m=worker.service_radius_m, availability=worker.availability,
+        location=location,
+        skills=[SkillOut(category=category_ref(s.category), verified=s.verified)
+                for s in worker.skills],
+    )
+
+
+class ApiPresenter:
+    """What pushes carry, in the API's own shapes (`dispatch.services.push.Presenter`)."""
+
+    def category(self, category: Category) -> dict[str, Any]:
+        return category_ref(category).model_dump()
+
+    def offer(self, offer: Offer) -> dict[str, Any]:
+        return offer_out(offer).model_dump(mode="json")

@@ -1,0 +1,65 @@
+"""Who is calling: a bearer token for the JSON API, the login session for pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from flask import current_app, g, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+
+from dispatch.db import db
+from dispatch.db.models import Role, User
+from dispatch.domain.errors import FieldProblem, Forbidden, Unauthenticated
+from dispatch.http.errors import ApiError
+from dispatch.http.extensions import csrf, login_manager
+from dispatch.services.credentials import user_for_token
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate(roles: Iterable[Role] | None = None) -> User:
+    """The caller of an API request, by bearer token or, for pages' own scripts, by session.
+
+    Session-authenticated writes must carry the CSRF token (header `X-CSRFToken`)."""
+    user: User | None = None
+    if "Authorization" in request.headers:
+        token = bearer_token()
+        user = user_for_token(db.session, token) if token else None
+        if user is None:
+            raise Unauthenticated("unauthorized", "bearer token is missing, expired or revoked",
+                           [FieldProblem("Authorization", "invalid bearer token")])
+    elif current_user.is_authenticated:
+        user = db.session.get(User, current_user.id)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            try:
+                csrf.protect()
+            except CSRFError as exc:
+                raise ApiError(400, "csrf_failed", exc.description,
+                               [FieldProblem("X-CSRFToken", exc.description)]) from exc
+    if user is None:
+        raise Unauthenticated("unauthorized", "log in or send 'Authorization: Bearer <token>'",
+                       [FieldProblem("Authorization", "required")])
+    allowed = set(roles or ())
+    if allowed and Role(user.role) not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        raise Forbidden("forbidden", f"this needs the role {names}",
+                       [FieldProblem("role", f"is {user.role}, needs {names}")])
+    g.user = user
+    return user
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id))
+
+
+def token_ttl() -> timedelta:
+    return timedelta(days=current_app.config["DISPATCH"].token_ttl_days)

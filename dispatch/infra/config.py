@@ -1,0 +1,152 @@
+"""Configuration, read only from environment variables, with safe development defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The source tree: templates, static files, node_modules and migrations are read from it
+# (the app runs from a checkout or the Docker image's copy of one, not from a wheel).
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass
+class Settings:
+    """Every knob of the product; `to_flask()` turns it into Flask config keys."""
+
+    database_url: str
+    redis_url: str
+    secret_key: str
+    promise_minutes: int
+    offer_window_s: int
+    offer_wave_size: int
+    location_max_age_s: int
+    travel_speeds_kmh: str
+    circuity: float
+    startup_s: float
+    reputation_weight: float
+    fairness_weight: float
+    knn_pool: int
+    sweep_interval_s: float
+    token_ttl_days: int
+    ping_min_interval_ms: int
+    tile_url: str
+    twilio_auth_token: str
+    twilio_account_sid: str
+    twilio_api_base_url: str
+    twilio_messaging_from: str
+    public_base_url: str
+    keep_masked_message_bodies: bool
+    masking_close_after_minutes: int
+    twilio_pool_numbers: str
+    service_timezone: str
+    webhook_allow_private: bool
+    tile_attribution: str
+    # A scheduled job's planned time on site, for chaining windows (no per-trade figure yet).
+    scheduled_service_minutes: int = 60
+    chain_solver_seconds: float = 2.0
+    # A booked window is not a race: a worker gets longer to weigh tomorrow's job.
+    scheduled_offer_window_s: int = 300
+    # Promise an arrival at booking only if this many workers could make it; with fewer, the
+    # job is still offered, and the promise comes with the first accept.
+    promise_min_candidates: int = 3
+    # When everyone in reach has been asked, keep looking (workers come free, come online)
+    # this long after the request, and never past the point where nobody could make the
+    # deadline any more, before calling the job unfilled. The default is the whole promise.
+    dispatch_patience_minutes: int = 120
+    # When fewer free workers than a wave can come, offer the job to workers finishing a job
+    # nearby too: it waits behind that job. Their arrival must fit this many minutes before
+    # the deadline (the job's end is the category's typical time, an estimate).
+    queue_behind_busy: bool = True
+    queue_margin_minutes: int = 30
+    # A queued job goes back to the cascade when its worker, still on the job before it,
+    # could no longer reach it this many minutes before the deadline (dispatching.sweep).
+    queue_release_minutes: int = 10
+    # A booked window's masked number opens this long before the window starts (or when the
+    # worker sets out), not at an accept days ahead: pool numbers are few.
+    masking_open_before_minutes: int = 120
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=_env(
+                "DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:55432/dispatch"
+            ),
+            redis_url=_env("REDIS_URL", "redis://127.0.0.1:56379/0"),
+            secret_key=_env("SECRET_KEY", "dev-only-not-secret"),
+            promise_minutes=_int("PROMISE_MINUTES", 120),
+            offer_window_s=_int("OFFER_WINDOW_SECONDS", 30),
+            offer_wave_size=_int("OFFER_WAVE_SIZE", 3),
+            location_max_age_s=_int("LOCATION_MAX_AGE_SECONDS", 600),
+            travel_speeds_kmh=_env("TRAVEL_SPEEDS_KMH", "walk=4.7,bike=15,car=28"),
+            circuity=_float("CIRCUITY_FACTOR", 1.3),
+            startup_s=_float("ETA_STARTUP_SECONDS", 300),
+            reputation_weight=_float("MATCH_REPUTATION_WEIGHT", 0.2),
+            fairness_weight=_float("MATCH_FAIRNESS_WEIGHT", 0.02),
+            knn_pool=_int("MATCH_KNN_POOL", 32),
+            sweep_interval_s=_float("SWEEP_INTERVAL_SECONDS", 5),
+            token_ttl_days=_int("API_TOKEN_TTL_DAYS", 30),
+            # Phones send one fix a second; the slack absorbs network jitter.
+            ping_min_interval_ms=_int("PING_MIN_INTERVAL_MS", 800),
+            # No default: without the token every webhook is refused (nothing can be forged
+            # with a well-known key); make run sets one for its local Twilio mock.
+            twilio_auth_token=_env("TWILIO_AUTH_TOKEN", ""),
+            twilio_account_sid=_env("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
+            # Empty means Twilio itself; make run points it at the local mock (Prism).
+            twilio_api_base_url=_env("TWILIO_API_BASE_URL", ""),
+            twilio_messaging_from=_env("TWILIO_MESSAGING_FROM", "+15005550006"),
+            public_base_url=_env("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            keep_masked_message_bodies=_env("KEEP_MASKED_MESSAGE_BODIES", "0") in ("1", "true"),
+            masking_close_after_minutes=_int("MASKING_CLOSE_AFTER_MINUTES", 30),
+            twilio_pool_numbers=_env("TWILIO_POOL_NUMBERS", ""),
+            service_timezone=_env("SERVICE_TIMEZONE", "America/Los_Angeles"),
+            # Only for local development and tests: lets webhooks go to private addresses.
+            webhook_allow_private=_env("WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true"),
+            tile_url=_env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
+            tile_attribution=_env("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors"),
+            scheduled_service_minutes=_int("SCHEDULED_SERVICE_MINUTES", 60),
+            chain_solver_seconds=_float("CHAIN_SOLVER_SECONDS", 2.0),
+            scheduled_offer_window_s=_int("SCHEDULED_OFFER_WINDOW_SECONDS", 300),
+            promise_min_candidates=_int("PROMISE_MIN_CANDIDATES", 3),
+            dispatch_patience_minutes=_int("DISPATCH_PATIENCE_MINUTES", 120),
+            queue_behind_busy=_env("QUEUE_BEHIND_BUSY", "1") in ("1", "true"),
+            queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
+            queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
+            masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
+        )
+
+    def to_flask(self) -> dict[str, Any]:
+        return {
+            "SQLALCHEMY_DATABASE_URI": _sqlalchemy_url(self.database_url),
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 10,
+                                          "max_overflow": 30},
+            "REDIS_URL": self.redis_url,
+            "SECRET_KEY": self.secret_key,
+            "MAX_CONTENT_LENGTH": 1024 * 1024,  # no legitimate request is near a megabyte
+            # The CSRF token is bound to the login session; a worker's page stays open all
+            # shift, so the token must not expire after an hour underneath it.
+            "WTF_CSRF_TIME_LIMIT": None,
+            "DISPATCH": self,
+        }
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs (as most tools write them) and use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

@@ -1,0 +1,2 @@
+"""Planning: who takes which job, solved jointly (assignment for urgent batches, chained
+routes for booked windows). Pure: OR-Tools and `geo.eta` only."""

@@ -1,0 +1,59 @@
+"""Credentials: passwords and bearer tokens.
+
+Passwords use Werkzeug's scrypt (a memory-hard KDF); tokens are random 256-bit strings of
+which only a SHA-256 is stored, so a database leak does not leak working tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from dispatch.db import clock
+from dispatch.db.models import ApiToken, User
+
+PASSWORD_METHOD = "scrypt"
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=PASSWORD_METHOD)
+
+
+def verify_password(user: User, password: str) -> bool:
+    return check_password_hash(user.password_hash, password)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(session: Session, user: User, ttl: timedelta) -> tuple[str, datetime]:
+    """A new bearer token and when it expires."""
+    token = secrets.token_urlsafe(32)
+    now = clock.now()
+    session.add(ApiToken(user_id=user.id, token_sha256=_digest(token), created_at=now,
+                         expires_at=now + ttl))
+    return token, now + ttl
+
+
+def revoke_token(session: Session, token: str) -> None:
+    session.execute(
+        update(ApiToken).where(ApiToken.token_sha256 == _digest(token)).values(
+            revoked_at=clock.now())
+    )
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The token's user in one round trip: every API request and socket connect pays it."""
+    row = session.execute(
+        select(ApiToken.revoked_at, ApiToken.expires_at, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_sha256 == _digest(token))
+    ).one_or_none()
+    if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
+        return None
+    return row.User
