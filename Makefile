@@ -12,8 +12,12 @@
 #                and PNG charts
 #   make lint    ruff and the import contracts (lint-imports: the layers in pyproject.toml)
 #   make dbcheck migrate, then `flask db check`: the models and the migrated schema agree
+#   make bare-clone-check  git clone HEAD into an empty temporary folder, then make test (PYTEST_ARGS)
+#                and make run (GET /healthz) and make stop there, and remove it: proves a bare
+#                clone works with nothing beside it (scripts/bare_clone_check.sh)
 #   make status  what is running
-#   make npm     install node_modules only (front-end libraries and Prism; npm ci, when stale)
+#   make npm     install node_modules only (front-end libraries, Prism and Twilio's spec; npm ci,
+#                when stale)
 #   make clean   stop, then remove .local/ (database and logs); distclean also removes .venv/
 #                and node_modules/
 #
@@ -37,10 +41,11 @@ SIM_ARGS ?=
 # Every recipe line that needs the servers starts with this.
 WITH_ENV := . .local/env.sh &&
 
-.PHONY: help provision venv npm run stop status test bench simulate lint dbcheck clean distclean
+.PHONY: help provision venv npm run stop status test bench simulate lint dbcheck \
+	bare-clone-check clean distclean
 
 help:
-	@sed -n '4,23s/^# \{0,1\}//p' Makefile
+	@sed -n '4,/^$$/s/^# \{0,1\}//p' Makefile
 
 provision:
 	@bash scripts/provision.sh all
@@ -86,6 +91,11 @@ lint: venv
 dbcheck: provision
 	$(WITH_ENV) .venv/bin/flask --app dispatch db upgrade
 	$(WITH_ENV) .venv/bin/flask --app dispatch db check
+
+# make bare-clone-check PYTEST_ARGS=...: make exports a command-line variable, so the script
+# reads it from its environment.
+bare-clone-check:
+	@bash scripts/bare_clone_check.sh
 
 clean: stop
 	rm -rf .local

@@ -1,9 +1,9 @@
 """Building the Twilio REST client, optionally pointed at a local mock of Twilio's API.
 
 In development and tests no real SMS or call must leave the machine, so the official `twilio`
-SDK is redirected to Stoplight Prism serving Twilio's own OpenAPI spec (see
-shared/TOOLCHAIN.md): Prism validates every request against the spec, which a hand-written
-fake would not. This module never imports `dispatch`."""
+SDK is redirected to Stoplight Prism serving Twilio's own OpenAPI spec (both npm
+devDependencies in package.json): Prism validates every request against the spec, which a
+hand-written fake would not. This module never imports `dispatch`."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from twilio.rest import Client
 # The checkout's root: the folder holding the `notifications` package.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The project's read-only `shared/` sits beside the checkout (CI clones the repo next to a
-# copy of it), so it is looked for in the repo root's parent, then further up.
-_SPEC_IN_SHARED = Path("shared") / "twilio-oai" / "twilio_api_v2010.json"
+# Twilio's api.twilio.com spec as the npm package @twilio-alpha/mcp ships it (pinned in
+# package.json, installed by `make npm`), relative to REPO_ROOT: nothing outside the checkout.
+# scripts/services.sh uses the same relative path (tests/test_bare_clone.py checks it).
+SPEC_IN_REPO = Path("node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json")
 
 
 HTTP_TIMEOUT_S = 10.0
@@ -72,16 +73,18 @@ class RecordingHttpClient(TwilioHttpClient):
 def spec_path() -> Path:
     """Twilio's api.twilio.com (2010-04-01) OpenAPI spec, for Prism.
 
-    `TWILIO_OPENAPI_SPEC` wins when set; otherwise `shared/twilio-oai/...` beside the checkout
-    (in the repo root's parent, or an ancestor of it). Raises FileNotFoundError naming what
-    was tried, so a missing `shared/` is obvious rather than a Prism start-up failure."""
+    `TWILIO_OPENAPI_SPEC` wins when set; otherwise the copy in the checkout's node_modules
+    (SPEC_IN_REPO). Raises FileNotFoundError saying what to do, so a missing spec is obvious
+    rather than a Prism start-up failure."""
     env = os.environ.get("TWILIO_OPENAPI_SPEC")
     if env:
-        return Path(env)
-    tried = [parent / _SPEC_IN_SHARED for parent in REPO_ROOT.resolve().parents]
-    for path in tried:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        "Twilio OpenAPI spec not found (set TWILIO_OPENAPI_SPEC); tried: "
-        + ", ".join(str(p) for p in tried))
+        path = Path(env)
+        if not path.is_file():
+            raise FileNotFoundError(f"TWILIO_OPENAPI_SPEC={env} is not a file")
+        return path
+    path = REPO_ROOT / SPEC_IN_REPO
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Twilio OpenAPI spec not found at {path}: run `make npm` (npm ci installs "
+            "@twilio-alpha/mcp, which ships it), or set TWILIO_OPENAPI_SPEC")
+    return path

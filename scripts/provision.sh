@@ -4,9 +4,10 @@
 #     only /usr/bin/chromium is used; never `playwright install`), plus nodejs and npm when there
 #     is no npm (installed when absent, root only)
 #   - the Python virtualenv .venv (pip install -e '.[dev]' when pyproject.toml is newer than .venv/.installed)
-#   - node_modules/: the front-end libraries, and Stoplight Prism (a devDependency: the local mock
-#     of Twilio's API for tests and make run) (npm ci --include=dev when package-lock.json or
-#     package.json is newer than node_modules/.package-lock.json, which npm ci writes last)
+#   - node_modules/: the front-end libraries, and the devDependencies of the local mock of Twilio's
+#     API for tests and make run: Stoplight Prism, and @twilio-alpha/mcp for the Twilio OpenAPI
+#     spec it ships (npm ci --include=dev when package-lock.json or package.json is newer than
+#     node_modules/.package-lock.json, which npm ci writes last)
 #   - a project-local PostgreSQL cluster (.local/pg, port 55432) unless DATABASE_URL is set
 #   - a project-local Redis (.local/redis, port 56379) unless REDIS_URL is set
 # and writes the chosen URLs to .local/env.sh (export lines; `. .local/env.sh` to use them).
@@ -166,10 +167,10 @@ ensure_node_modules() {
     # without a new lock file makes npm ci fail loudly instead of going unnoticed.
     if [ "$ROOT/package-lock.json" -nt "$stamp" ] || [ "$ROOT/package.json" -nt "$stamp" ]; then
         ensure_npm_command
-        log "installing node_modules (front-end libraries, Prism): npm ci"
+        log "installing node_modules (front-end libraries, Prism, Twilio's spec): npm ci"
         rm -f "$stamp"
-        # --include=dev: Prism is a devDependency, and NODE_ENV=production or an omit=dev npm
-        # setting would otherwise leave it out.
+        # --include=dev: Prism and the spec are devDependencies, and NODE_ENV=production or an
+        # omit=dev npm setting would otherwise leave them out.
         (cd "$ROOT" && npm ci --include=dev --no-audit --no-fund)
     else
         log "node_modules is up to date (package-lock.json is older than node_modules/.package-lock.json)"

@@ -10,8 +10,8 @@
 #   run     (re)start: stop our running processes, start twilio-mock (when TWILIO_ACCOUNT_SID is
 #           not set), migrate, seed demo data, start web + worker + sweeper, wait until
 #           GET /healthz answers 200, print the URL. Needs .local/env.sh (scripts/provision.sh
-#           writes it) and, for the mock, node_modules (npm ci) and Twilio's spec in
-#           ../shared/twilio-oai/.
+#           writes it) and, for the mock, node_modules (npm ci: Prism, and Twilio's spec from
+#           @twilio-alpha/mcp).
 #   stop    stop web, worker, sweeper and twilio-mock (not PostgreSQL/Redis: see
 #           scripts/provision.sh stop)
 #   status  show which of them run
@@ -37,8 +37,9 @@ MOCK=twilio-mock                      # started before SERVICES (only without re
 ALL_SERVICES=("$MOCK" "${SERVICES[@]}")
 PRISM="$ROOT/node_modules/.bin/prism"
 MOCK_ACCOUNT_SID="AC00000000000000000000000000000000"
-# Keep in step with notifications/twilio_client.py spec_path().
-TWILIO_SPEC="${TWILIO_OPENAPI_SPEC:-$(dirname "$ROOT")/shared/twilio-oai/twilio_api_v2010.json}"
+# Twilio's spec as @twilio-alpha/mcp ships it: the same relative path as SPEC_IN_REPO in
+# notifications/twilio_client.py (spec_path(); tests/test_bare_clone.py keeps them in step).
+TWILIO_SPEC="${TWILIO_OPENAPI_SPEC:-$ROOT/node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json}"
 
 # The command of each service; exec'd in the service's own session by `__exec`.
 exec_service() {
@@ -156,8 +157,9 @@ PY
 start_mock() {
     local explicit=0 major minor
     [ -x "$PRISM" ] || die "$PRISM is missing: run make npm (npm ci installs Prism)"
-    [ -f "$TWILIO_SPEC" ] || die "Twilio's OpenAPI spec not found at $TWILIO_SPEC" \
-        "(set TWILIO_OPENAPI_SPEC, or TWILIO_ACCOUNT_SID and friends for the real Twilio)"
+    [ -f "$TWILIO_SPEC" ] || die "Twilio's OpenAPI spec not found at $TWILIO_SPEC:" \
+        "run make npm (npm ci installs it), or set TWILIO_OPENAPI_SPEC, or TWILIO_ACCOUNT_SID" \
+        "and friends for the real Twilio"
     IFS=. read -r major minor _ < <(node -p process.versions.node 2>/dev/null || echo 0.0.0)
     if [ "$major" -lt 18 ] || { [ "$major" -eq 18 ] && [ "$minor" -lt 20 ]; }; then
         warn "Prism 5.14 needs Node.js >= 18.20.1; this is $(node --version 2>/dev/null || echo 'no node')"
