@@ -122,3 +122,16 @@ def check_job_transition(current: JobStatus | str, target: JobStatus | str, acto
 def check_offer_transition(current: OfferStatus | str, target: OfferStatus | str) -> None:
     if OfferStatus(target) not in OFFER_TRANSITIONS.get(OfferStatus(current), frozenset()):
         raise IllegalTransition("offer", str(current), str(target))
+
+
+# Statuses of rows that have no transition map here: the models' CHECK constraints are built
+# from them.
+
+
+class BatchStatus(StrEnum):
+    """A property manager's batch of repair requests (table `batches`)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
