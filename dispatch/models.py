@@ -33,7 +33,9 @@ from dispatch.states import (
     Actor,
     Availability,
     BatchStatus,
+    DeliveryStatus,
     JobStatus,
+    NotificationStatus,
     OfferStatus,
 )
 from geo.eta import TravelMode
@@ -390,3 +392,178 @@ class Batch(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+
+# ---------------------------------------------------------------------------------------------
+# Tables the notifications package owns (outbox, webhook log, number masking) and operator
+# alerts. Their code writes them with SQL of its own (notifications/ never imports dispatch);
+# these models declare the same schema, so every table has a model and drift is checked
+# (tests/test_schema_drift.py). Migrations 0004, 0005, 0008 and 0010 made them.
+# ---------------------------------------------------------------------------------------------
+
+
+class PartyRole(StrEnum):
+    """The two sides of a masked session (notifications.masking.ROLES)."""
+
+    RESIDENT = "resident"
+    WORKER = "worker"
+
+
+class MaskedMessageKind(StrEnum):
+    SMS = "sms"
+    CALL = "call"
+
+
+class Notification(db.Model):
+    """The SMS outbox (notifications.outbox): one row per (event, recipient), written with
+    the change that causes it, then sent, retried and tracked by Twilio's callbacks."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(_in("status", NotificationStatus), name="notifications_status_check"),
+        Index("ix_notifications_job", "job_id"),
+        # Not unique: Twilio's are, but a mock answers every send with the same example SID.
+        Index("ix_notifications_twilio_sid", "twilio_sid"),
+        Index("ix_notifications_failed", "updated_at",
+              postgresql_where=text("status = 'failed'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # None for a batch job's tenant: a unit's contact, not a user (migration 0010).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    event: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(10), server_default="sms")
+    to_number: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(10))
+    body: Mapped[str] = mapped_column(Text)
+    # Skipped rather than sent late (an offer text after the offer ended would mislead).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(12),
+                                        server_default=NotificationStatus.QUEUED.value)
+    twilio_sid: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(db.Model):
+    """One POST of a job state change to an organization's webhook (notifications
+    .org_webhooks), at most once per change, retried until the receiver answers 2xx."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DeliveryStatus), name="webhook_deliveries_status_check"),
+        Index("ix_webhook_deliveries_org", "org_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(10), server_default=DeliveryStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PoolNumber(db.Model):
+    """One of the platform's own Twilio numbers that masked sessions pair people on. Retired
+    (inactive), never deleted: closed sessions still point at it."""
+
+    __tablename__ = "pool_numbers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    e164: Mapped[str] = mapped_column(String(16), unique=True)
+    sms: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    voice: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class MaskedSession(db.Model):
+    """A job's resident and worker paired on one pool number; routes until `close_after`
+    (set when the job ends) or `closed_at`."""
+
+    __tablename__ = "masked_sessions"
+    __table_args__ = (
+        Index("ix_masked_sessions_closing", "close_after",
+              postgresql_where=text("closed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    pool_number_id: Mapped[int] = mapped_column(ForeignKey("pool_numbers.id"))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    close_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MaskedParticipant(db.Model):
+    """The routing key: (participant's real number, pool number) -> their open session."""
+
+    __tablename__ = "masked_participants"
+    __table_args__ = (
+        CheckConstraint(_in("role", PartyRole), name="masked_participants_role_check"),
+        # The rule itself: nobody holds the same pool number in two open sessions.
+        Index("ux_masked_open_pair", "pool_number_id", "number", unique=True,
+              postgresql_where=text("open")),
+    )
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("masked_sessions.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(10), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    number: Mapped[str] = mapped_column(String(16))
+    pool_number_id: Mapped[int] = mapped_column(ForeignKey("pool_numbers.id"))
+    open: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+
+
+class MaskedMessage(db.Model):
+    """Dispute evidence: who reached whom, when, through which number. The body only when
+    the deployment keeps them (KEEP_MASKED_MESSAGE_BODIES)."""
+
+    __tablename__ = "masked_messages"
+    __table_args__ = (
+        CheckConstraint(_in("kind", MaskedMessageKind), name="masked_messages_kind_check"),
+        Index("ix_masked_messages_session", "session_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("masked_sessions.id"))
+    kind: Mapped[str] = mapped_column(String(5))
+    from_role: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    twilio_sid: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str | None] = mapped_column(Text)
+    media_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class SmsOptOut(db.Model):
+    """A number that texted STOP: the outbox skips it until it texts START."""
+
+    __tablename__ = "sms_opt_outs"
+
+    # As Twilio sends it (channels such as whatsapp:+1...), hence longer than E.164.
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OperatorAlert(db.Model):
+    """Something an operator should look at (e.g. a job that proceeds without masking)."""
+
+    __tablename__ = "operator_alerts"
+    __table_args__ = (
+        Index("ix_operator_alerts_open", "created_at",
+              postgresql_where=text("resolved_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

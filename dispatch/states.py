@@ -126,6 +126,32 @@ def check_offer_transition(current: OfferStatus | str, target: OfferStatus | str
 
 # Statuses of rows that have no transition map here: the models' CHECK constraints are built
 # from them.
+# The notifications package writes the outbox's and the webhook log's as literals in its own
+# SQL (it never imports dispatch); the CHECKs refuse any other word there too.
+
+
+class NotificationStatus(StrEnum):
+    """An outbox message (table `notifications`): sent by an RQ job, then tracked by Twilio's
+    status callbacks; `skipped` when it expired or the number opted out before sending."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class DeliveryStatus(StrEnum):
+    """An outgoing webhook delivery to an organization (table `webhook_deliveries`)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class BatchStatus(StrEnum):
