@@ -1,8 +1,10 @@
+import functools
 import logging
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -37,6 +39,13 @@ target_db = current_app.extensions['migrate'].db
 # can be acquired:
 # my_important_option = config.get_main_option("my_important_option")
 # ... etc.
+
+
+# Tables that belong to an installed extension (dropped with it, not by our migrations).
+EXTENSION_TABLES = text(
+    "SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
+    "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass "
+    "AND d.deptype = 'e' AND c.relkind IN ('r', 'v', 'm', 'p')")
 
 
 def get_metadata():
@@ -91,9 +100,21 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # Read only when autogenerate (flask db migrate / check) asks: a query here, before
+        # configure, would open the transaction and an upgrade would never commit.
+        @functools.cache
+        def extension_tables():
+            return frozenset(connection.execute(EXTENSION_TABLES).scalars())
+
+        def include_name(name, type_, parent_names):
+            # Tables an extension created (PostGIS's spatial_ref_sys) are the extension's.
+            return not (type_ == "table" and name in extension_tables())
+
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            include_name=include_name,
+            compare_server_default=True,
             **conf_args
         )
 

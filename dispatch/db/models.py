@@ -28,7 +28,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from dispatch.db import db
-from dispatch.domain.states import Actor, Availability, BatchStatus, JobStatus, OfferStatus
+from dispatch.domain.states import (
+    Actor,
+    Availability,
+    BatchStatus,
+    DeliveryStatus,
+    JobStatus,
+    NotificationStatus,
+    OfferStatus,
+)
 from geo.eta import TravelMode
 
 POINT = Geography(geometry_type="POINT", srid=4326, spatial_index=False)
@@ -98,13 +106,17 @@ class Category(db.Model):
     """A node of the service tree; only leaves are bookable and carry worker skills."""
 
     __tablename__ = "categories"
+    __table_args__ = (
+        CheckConstraint("typical_minutes BETWEEN 5 AND 1440",
+                        name="ck_categories_typical_minutes"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"), index=True)
     slug: Mapped[str] = mapped_column(String(80), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     path: Mapped[str] = mapped_column(String(400), unique=True)
-    bookable: Mapped[bool] = mapped_column(Boolean, default=False)
+    bookable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Usual time on site: when a busy worker on a job of this kind will come free.
     typical_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default=text("60"))
 
@@ -119,9 +131,12 @@ class Worker(db.Model):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
                                          primary_key=True)
-    travel_mode: Mapped[str] = mapped_column(String(10), default=TravelMode.CAR.value)
-    service_radius_m: Mapped[int] = mapped_column(Integer, default=15000)
-    availability: Mapped[str] = mapped_column(String(10), default=Availability.OFFLINE.value)
+    travel_mode: Mapped[str] = mapped_column(String(10), default=TravelMode.CAR.value,
+                                             server_default=TravelMode.CAR.value)
+    service_radius_m: Mapped[int] = mapped_column(Integer, default=15000,
+                                                  server_default=text("15000"))
+    availability: Mapped[str] = mapped_column(String(10), default=Availability.OFFLINE.value,
+                                              server_default=Availability.OFFLINE.value)
     location: Mapped[Any] = mapped_column(POINT, nullable=True)
     location_accuracy_m: Mapped[float | None] = mapped_column(Float)
     location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -149,12 +164,17 @@ class WorkerSkill(db.Model):
     """
 
     __tablename__ = "worker_skills"
+    __table_args__ = (
+        # The match index: nearest available verified workers of a category (btree_gist).
+        Index("ix_worker_skills_match", "category_id", "location", postgresql_using="gist",
+              postgresql_where=text("available AND verified")),
+    )
 
     worker_id: Mapped[int] = mapped_column(
         ForeignKey("workers.user_id", ondelete="CASCADE"), primary_key=True
     )
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), primary_key=True)
-    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     available: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     location: Mapped[Any] = mapped_column(POINT, nullable=True)
@@ -169,7 +189,30 @@ class Job(db.Model):
     __table_args__ = (
         CheckConstraint(_in("status", JobStatus), name="ck_jobs_status"),
         CheckConstraint(_in("urgency", Urgency), name="ck_jobs_urgency"),
+        # A scheduled job has a proper window and its promise is the window's end.
+        CheckConstraint(
+            "(urgency = 'urgent' AND window_start IS NULL AND window_end IS NULL) "
+            "OR (urgency = 'scheduled' AND window_start < window_end AND arrive_by = window_end)",
+            name="ck_jobs_window"),
+        CheckConstraint(
+            "queued_behind_job_id IS NULL "
+            "OR (urgency = 'urgent' AND status = 'assigned' AND queued_behind_job_id <> id)",
+            name="ck_jobs_queued"),
+        CheckConstraint("budget_cap_cents > 0", name="jobs_budget_cap_cents_check"),
         UniqueConstraint("resident_id", "idempotency_key", name="uq_jobs_idempotency"),
+        Index("ix_jobs_dispatching", "id", postgresql_where=text("status = 'dispatching'")),
+        # One job at a time keeps a worker busy (states.occupies_worker says the same), and
+        # one more may wait queued behind it.
+        Index("ux_jobs_one_occupying_per_worker", "worker_id", unique=True,
+              postgresql_where=text(
+                  "status IN ('en_route', 'arrived', 'in_progress') OR (urgency = 'urgent' "
+                  "AND status = 'assigned' AND queued_behind_job_id IS NULL)")),
+        Index("ux_jobs_one_queued_per_worker", "worker_id", unique=True,
+              postgresql_where=text("queued_behind_job_id IS NOT NULL")),
+        # Busy workers finishing near a request (matching of queued jobs).
+        Index("ix_jobs_occupied_location", "location", postgresql_using="gist",
+              postgresql_where=text(
+                  "status IN ('assigned', 'en_route', 'arrived', 'in_progress')")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -178,10 +221,11 @@ class Job(db.Model):
     description: Mapped[str] = mapped_column(Text)
     location: Mapped[Any] = mapped_column(POINT)
     address: Mapped[str | None] = mapped_column(String(300))
-    urgency: Mapped[str] = mapped_column(String(10), default=Urgency.URGENT.value)
+    urgency: Mapped[str] = mapped_column(String(10), default=Urgency.URGENT.value,
+                                         server_default=Urgency.URGENT.value)
     status: Mapped[str] = mapped_column(String(20))
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.user_id"), index=True)
-    wave: Mapped[int] = mapped_column(Integer, default=0)
+    wave: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     arrive_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Told "someone by arrive_by"? Only when enough workers could make it at booking (see
@@ -196,9 +240,9 @@ class Job(db.Model):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
-    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"), index=True)
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     budget_cap_cents: Mapped[int | None] = mapped_column(Integer)
     # Accepted by a worker still on another job: this one waits, assigned, until that one
     # ends (then the column is cleared and the worker sets out). Urgent jobs only.
@@ -235,7 +279,7 @@ class JobEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(30))
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str | None] = mapped_column(String(20))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
 
     job: Mapped[Job] = relationship(back_populates="events")
 
@@ -248,6 +292,9 @@ class Offer(db.Model):
         Index("ix_offers_pending_due", "expires_at", postgresql_where=text("status = 'pending'")),
         Index("ix_offers_pending_worker", "worker_id",
               postgresql_where=text("status = 'pending'")),
+        # At most one accepted offer per job, whatever the code does.
+        Index("ux_offers_one_accepted_per_job", "job_id", unique=True,
+              postgresql_where=text("status = 'accepted'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -255,7 +302,8 @@ class Offer(db.Model):
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.user_id"))
     wave: Mapped[int] = mapped_column(Integer)
     rank: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(10), default=OfferStatus.PENDING.value)
+    status: Mapped[str] = mapped_column(String(10), default=OfferStatus.PENDING.value,
+                                        server_default=OfferStatus.PENDING.value)
     distance_m: Mapped[float] = mapped_column(Float)
     eta_seconds: Mapped[float] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float)
@@ -276,7 +324,8 @@ class Organization(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    allow_marketplace: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_marketplace: Mapped[bool] = mapped_column(Boolean, default=True,
+                                                    server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
@@ -291,6 +340,7 @@ class OrganizationManager(db.Model):
 
 class Property(db.Model):
     __tablename__ = "properties"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_properties_org_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
@@ -302,6 +352,7 @@ class Unit(db.Model):
     """A rentable unit; tenant contact is for the organization's managers only."""
 
     __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("property_id", "label", name="uq_units_property_label"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     property_id: Mapped[int] = mapped_column(ForeignKey("properties.id"))
@@ -329,18 +380,200 @@ class Batch(db.Model):
     """A property manager's batch of repair requests, processed in the background."""
 
     __tablename__ = "batches"
+    __table_args__ = (
+        CheckConstraint(_in("status", BatchStatus), name="batches_status_check"),
+        UniqueConstraint("org_id", "batch_key", name="uq_batches_org_key"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     batch_key: Mapped[str] = mapped_column(String(200))
     fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(12), default=BatchStatus.QUEUED.value)
+    status: Mapped[str] = mapped_column(String(12), default=BatchStatus.QUEUED.value,
+                                        server_default=BatchStatus.QUEUED.value)
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
-    rejected: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    rejected: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list,
+                                                           server_default="[]")
     total_rows: Mapped[int] = mapped_column(Integer)
-    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # When it was last put on its queue: the sweeper re-queues only batches stale by this.
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables the notifications package owns (outbox, webhook log, number masking) and operator
+# alerts. Their code writes them with SQL of its own (notifications/ never imports dispatch);
+# these models declare the same schema, so every table has a model and drift is checked
+# (tests/test_schema_drift.py). Migrations 0004, 0005, 0008 and 0010 made them.
+# ---------------------------------------------------------------------------------------------
+
+
+class PartyRole(StrEnum):
+    """The two sides of a masked session (notifications.masking.ROLES)."""
+
+    RESIDENT = "resident"
+    WORKER = "worker"
+
+
+class MaskedMessageKind(StrEnum):
+    SMS = "sms"
+    CALL = "call"
+
+
+class Notification(db.Model):
+    """The SMS outbox (notifications.outbox): one row per (event, recipient), written with
+    the change that causes it, then sent, retried and tracked by Twilio's callbacks."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(_in("status", NotificationStatus), name="notifications_status_check"),
+        Index("ix_notifications_job", "job_id"),
+        # Not unique: Twilio's are, but a mock answers every send with the same example SID.
+        Index("ix_notifications_twilio_sid", "twilio_sid"),
+        Index("ix_notifications_failed", "updated_at",
+              postgresql_where=text("status = 'failed'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # None for a batch job's tenant: a unit's contact, not a user (migration 0010).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    event: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(10), server_default="sms")
+    to_number: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(10))
+    body: Mapped[str] = mapped_column(Text)
+    # Skipped rather than sent late (an offer text after the offer ended would mislead).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(12),
+                                        server_default=NotificationStatus.QUEUED.value)
+    twilio_sid: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(db.Model):
+    """One POST of a job state change to an organization's webhook (notifications
+    .org_webhooks), at most once per change, retried until the receiver answers 2xx."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DeliveryStatus), name="webhook_deliveries_status_check"),
+        Index("ix_webhook_deliveries_org", "org_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(10), server_default=DeliveryStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PoolNumber(db.Model):
+    """One of the platform's own Twilio numbers that masked sessions pair people on. Retired
+    (inactive), never deleted: closed sessions still point at it."""
+
+    __tablename__ = "pool_numbers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    e164: Mapped[str] = mapped_column(String(16), unique=True)
+    sms: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    voice: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class MaskedSession(db.Model):
+    """A job's resident and worker paired on one pool number; routes until `close_after`
+    (set when the job ends) or `closed_at`."""
+
+    __tablename__ = "masked_sessions"
+    __table_args__ = (
+        Index("ix_masked_sessions_closing", "close_after",
+              postgresql_where=text("closed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    pool_number_id: Mapped[int] = mapped_column(ForeignKey("pool_numbers.id"))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    close_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MaskedParticipant(db.Model):
+    """The routing key: (participant's real number, pool number) -> their open session."""
+
+    __tablename__ = "masked_participants"
+    __table_args__ = (
+        CheckConstraint(_in("role", PartyRole), name="masked_participants_role_check"),
+        # The rule itself: nobody holds the same pool number in two open sessions.
+        Index("ux_masked_open_pair", "pool_number_id", "number", unique=True,
+              postgresql_where=text("open")),
+    )
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("masked_sessions.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(10), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    number: Mapped[str] = mapped_column(String(16))
+    pool_number_id: Mapped[int] = mapped_column(ForeignKey("pool_numbers.id"))
+    open: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+
+
+class MaskedMessage(db.Model):
+    """Dispute evidence: who reached whom, when, through which number. The body only when
+    the deployment keeps them (KEEP_MASKED_MESSAGE_BODIES)."""
+
+    __tablename__ = "masked_messages"
+    __table_args__ = (
+        CheckConstraint(_in("kind", MaskedMessageKind), name="masked_messages_kind_check"),
+        Index("ix_masked_messages_session", "session_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("masked_sessions.id"))
+    kind: Mapped[str] = mapped_column(String(5))
+    from_role: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    twilio_sid: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str | None] = mapped_column(Text)
+    media_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class SmsOptOut(db.Model):
+    """A number that texted STOP: the outbox skips it until it texts START."""
+
+    __tablename__ = "sms_opt_outs"
+
+    # As Twilio sends it (channels such as whatsapp:+1...), hence longer than E.164.
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OperatorAlert(db.Model):
+    """Something an operator should look at (e.g. a job that proceeds without masking)."""
+
+    __tablename__ = "operator_alerts"
+    __table_args__ = (
+        Index("ix_operator_alerts_open", "created_at",
+              postgresql_where=text("resolved_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -178,3 +178,34 @@ def sql_in(statuses: frozenset[StrEnum] | tuple[StrEnum, ...]) -> str:
     """A status set as a SQL list literal, for statements written as text (and partial index
     predicates, which the planner matches only against literals): `('completed', 'closed')`."""
     return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"
+
+
+# Statuses of rows that have no transition map here: the models' CHECK constraints are built
+# from them.
+# The notifications package writes the outbox's and the webhook log's as literals in its own
+# SQL (it never imports dispatch); the CHECKs refuse any other word there too.
+
+
+class NotificationStatus(StrEnum):
+    """An outbox message (table `notifications`): sent by an RQ job, then tracked by Twilio's
+    status callbacks; `skipped` when it expired or the number opted out before sending."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class DeliveryStatus(StrEnum):
+    """An outgoing webhook delivery to an organization (table `webhook_deliveries`)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+

@@ -27,7 +27,7 @@ ALTER TABLE jobs ADD CONSTRAINT ck_jobs_window CHECK (
     OR (urgency = 'scheduled' AND window_start < window_end AND arrive_by = window_end));
 
 -- One job at a time keeps a worker busy: an urgent one from the accept, a scheduled one
--- once the worker sets out (dispatch.states.occupies_worker says the same).
+-- once the worker sets out (dispatch.domain.states.occupies_worker says the same).
 DROP INDEX ux_jobs_one_active_urgent_per_worker;
 CREATE UNIQUE INDEX ux_jobs_one_occupying_per_worker ON jobs (worker_id)
     WHERE status IN ('en_route', 'arrived', 'in_progress')

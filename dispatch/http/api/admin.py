@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from dispatch.db import db
 from dispatch.db.models import Role, User
+from dispatch.domain.states import NotificationStatus, sql_in
 from dispatch.http.api import bp
 from dispatch.http.api.routing import registry
 from dispatch.services import contact
@@ -47,7 +48,8 @@ class NotificationListOut(BaseModel):
 def failed_notifications(user: User) -> NotificationListOut:
     rows = db.session.execute(db.text(
         "SELECT id, event, user_id, job_id, status, attempts, last_error, updated_at "
-        "FROM notifications WHERE status IN ('failed', 'undelivered') "
+        "FROM notifications WHERE status IN "
+        f"{sql_in((NotificationStatus.FAILED, NotificationStatus.UNDELIVERED))} "
         "ORDER BY updated_at DESC LIMIT 200")).mappings().all()
     return NotificationListOut(notifications=[NotificationOut(**r) for r in rows])
 
