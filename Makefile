@@ -11,6 +11,9 @@
 #   make simulate  provision, then the city simulation (SIM_ARGS=...): bench/results/simulate.md
 #                and PNG charts
 #   make lint    ruff check .
+#   make lock    regenerate requirements/dev.lock (runtime + dev, for .venv) and requirements/main.lock
+#                (runtime, for the Docker image) from pyproject.toml with uv, keeping current pins
+#                where they still fit (LOCK_ARGS='--upgrade' or '--upgrade-package NAME' to move)
 #   make status  what is running
 #   make npm     install node_modules only (front-end libraries and Prism; npm ci, when stale)
 #   make clean   stop, then remove .local/ (database and logs); distclean also removes .venv/
@@ -32,20 +35,24 @@ BENCH_ARGS ?=
 INGEST_ARGS ?=
 LOAD_ARGS ?=
 SIM_ARGS ?=
+LOCK_ARGS ?=
 
 # Every recipe line that needs the servers starts with this.
 WITH_ENV := . .local/env.sh &&
 
-.PHONY: help provision venv npm run stop status test bench simulate lint clean distclean
+.PHONY: help provision venv lock npm run stop status test bench simulate lint clean distclean
 
 help:
-	@sed -n '4,22s/^# \{0,1\}//p' Makefile
+	@sed -n '4,25s/^# \{0,1\}//p' Makefile
 
 provision:
 	@bash scripts/provision.sh all
 
 venv:
 	@bash scripts/provision.sh venv
+
+lock:
+	@bash scripts/provision.sh lock $(LOCK_ARGS)
 
 npm:
 	@bash scripts/provision.sh npm
