@@ -15,6 +15,9 @@
 #   make bare-clone-check  git clone HEAD into an empty temporary folder, then make test (PYTEST_ARGS)
 #                and make run (GET /healthz) and make stop there, and remove it: proves a bare
 #                clone works with nothing beside it (scripts/bare_clone_check.sh)
+#   make lock    regenerate requirements/dev.lock (runtime + dev, for .venv) and requirements/main.lock
+#                (runtime, for the Docker image) from pyproject.toml with uv, keeping current pins
+#                where they still fit (LOCK_ARGS='--upgrade' or '--upgrade-package NAME' to move)
 #   make status  what is running
 #   make npm     install node_modules only (front-end libraries, Prism and Twilio's spec; npm ci,
 #                when stale)
@@ -37,11 +40,12 @@ BENCH_ARGS ?=
 INGEST_ARGS ?=
 LOAD_ARGS ?=
 SIM_ARGS ?=
+LOCK_ARGS ?=
 
 # Every recipe line that needs the servers starts with this.
 WITH_ENV := . .local/env.sh &&
 
-.PHONY: help provision venv npm run stop status test bench simulate lint dbcheck \
+.PHONY: help provision venv lock npm run stop status test bench simulate lint dbcheck \
 	bare-clone-check clean distclean
 
 help:
@@ -52,6 +56,9 @@ provision:
 
 venv:
 	@bash scripts/provision.sh venv
+
+lock:
+	@bash scripts/provision.sh lock $(LOCK_ARGS)
 
 npm:
 	@bash scripts/provision.sh npm

@@ -3,7 +3,10 @@
 #   - Debian packages postgresql-15-postgis-3, redis-server and chromium (for the browser tests:
 #     only /usr/bin/chromium is used; never `playwright install`), plus nodejs and npm when there
 #     is no npm (installed when absent, root only)
-#   - the Python virtualenv .venv (pip install -e '.[dev]' when pyproject.toml is newer than .venv/.installed)
+#   - the Python virtualenv .venv from the lock file requirements/dev.lock (pip install -r, then
+#     pip install --no-deps -e .) when the lock or pyproject.toml is newer than .venv/.installed;
+#     packages the lock no longer names are removed, and a lock that does not satisfy
+#     pyproject.toml is an error (run make lock)
 #   - node_modules/: the front-end libraries, and the devDependencies of the local mock of Twilio's
 #     API for tests and make run: Stoplight Prism, and @twilio-alpha/mcp for the Twilio OpenAPI
 #     spec it ships (npm ci --include=dev when package-lock.json or package.json is newer than
@@ -12,10 +15,13 @@
 #   - a project-local Redis (.local/redis, port 56379) unless REDIS_URL is set
 # and writes the chosen URLs to .local/env.sh (export lines; `. .local/env.sh` to use them).
 #
-# Usage: scripts/provision.sh [all|packages|venv|npm|stop|status]
+# Usage: scripts/provision.sh [all|packages|venv|lock|npm|stop|status]
 #   all      (default) everything above
 #   packages Debian packages only
 #   venv     Debian-independent part: the virtualenv only
+#   lock     regenerate requirements/dev.lock and requirements/main.lock from pyproject.toml with
+#            uv pip compile (further arguments go to it: --upgrade, --upgrade-package NAME), then
+#            install the new dev lock into .venv
 #   npm      node_modules/ only (and nodejs/npm from Debian when npm is missing, as root)
 #   stop     stop the local PostgreSQL cluster and local Redis, if running
 #   status   show what is running
@@ -115,7 +121,13 @@ find_python() {
     return 1
 }
 
-ensure_venv() {
+# The lock files (scripts/venvcheck.py and make lock). dev.lock = runtime + dev, for .venv;
+# main.lock = runtime only, for the Docker image; both pin the same versions.
+DEV_LOCK="$ROOT/requirements/dev.lock"
+MAIN_LOCK="$ROOT/requirements/main.lock"
+
+# .venv with a working interpreter (no packages beyond pip).
+ensure_venv_python() {
     local py
     [ -f "$ROOT/pyproject.toml" ] || die "no pyproject.toml in $ROOT: nothing to install"
     # A venv whose interpreter no longer runs, or that was made for another path (a moved or
@@ -132,15 +144,55 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip \
             || warn "could not upgrade pip in .venv; continuing with the bundled one"
     fi
+}
+
+ensure_venv() {
+    local pip=("$VENV/bin/python" -m pip --disable-pip-version-check) extra=()
+    ensure_venv_python
+    [ -f "$DEV_LOCK" ] || die "no ${DEV_LOCK#"$ROOT"/}: run make lock"
     # -nt is also true when the stamp does not exist.
-    if [ "$ROOT/pyproject.toml" -nt "$VENV/.installed" ]; then
-        log "installing Python dependencies: pip install -e '.[dev]'"
+    if [ "$DEV_LOCK" -nt "$VENV/.installed" ] || [ "$ROOT/pyproject.toml" -nt "$VENV/.installed" ]; then
+        log "installing Python dependencies: pip install -r ${DEV_LOCK#"$ROOT"/}; pip install --no-deps -e ."
         rm -f "$VENV/.installed"
-        (cd "$ROOT" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]')
+        # The lock has hashes, so pip checks every file and refuses anything the lock does not pin.
+        "${pip[@]}" install -q -r "$DEV_LOCK"
+        (cd "$ROOT" && "${pip[@]}" install -q --no-deps -e .)
+        mapfile -t extra < <("$VENV/bin/python" "$ROOT/scripts/venvcheck.py" extraneous "$DEV_LOCK")
+        if [ ${#extra[@]} -gt 0 ]; then
+            log "removing packages the lock does not name: ${extra[*]}"
+            "${pip[@]}" uninstall -q -y "${extra[@]}"
+        fi
+        "$VENV/bin/python" "$ROOT/scripts/venvcheck.py" unmet \
+            || die "${DEV_LOCK#"$ROOT"/} does not satisfy pyproject.toml (see above): run make lock"
         touch "$VENV/.installed"
     else
-        log ".venv is up to date (pyproject.toml is older than .venv/.installed)"
+        log ".venv is up to date (${DEV_LOCK#"$ROOT"/} and pyproject.toml are older than .venv/.installed)"
     fi
+}
+
+# Regenerate both lock files with uv (pinned by dev.lock itself), then install the dev lock.
+# uv rather than pip-tools: one self-contained binary from PyPI that does not ride on pip's
+# internals (provisioning upgrades pip), and --universal resolves for every platform and
+# Python >= 3.11 at once, so the lock does not depend on the machine that ran make lock.
+# dev.lock is resolved first; main.lock is then constrained by it, so the image runs the
+# versions the tests ran (a subset of a valid resolution is always found).
+cmd_lock() {
+    local uv="$VENV/bin/uv" want flags
+    ensure_venv_python
+    if [ ! -x "$uv" ]; then
+        want="$(sed -n 's/^uv==\([^ ]*\).*/\1/p' "$DEV_LOCK" 2>/dev/null || true)"
+        log "installing uv${want:+ $want} into .venv for make lock"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv${want:+==$want}"
+    fi
+    flags=(--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+           --quiet)
+    mkdir -p "$(dirname "$DEV_LOCK")"
+    log "resolving ${DEV_LOCK#"$ROOT"/} (runtime + dev) and ${MAIN_LOCK#"$ROOT"/} (runtime)"
+    (cd "$ROOT" && "$uv" pip compile pyproject.toml --extra dev "${flags[@]}" "$@" \
+        -o "${DEV_LOCK#"$ROOT"/}")
+    (cd "$ROOT" && "$uv" pip compile pyproject.toml -c "${DEV_LOCK#"$ROOT"/}" "${flags[@]}" "$@" \
+        -o "${MAIN_LOCK#"$ROOT"/}")
+    ensure_venv
 }
 
 # --------------------------------------------------------------------------- npm
@@ -354,8 +406,9 @@ case "${1:-all}" in
     all)      cmd_all ;;
     packages) take_lock provision; ensure_packages ;;
     venv)     take_lock provision; ensure_venv ;;
+    lock)     take_lock provision; shift; cmd_lock "$@" ;;
     npm)      take_lock provision; ensure_node_modules ;;
     stop)     take_lock provision; stop_pg; stop_redis ;;
     status)   cmd_status ;;
-    *)        die "usage: $0 [all|packages|venv|npm|stop|status]" ;;
+    *)        die "usage: $0 [all|packages|venv|lock|npm|stop|status]" ;;
 esac
