@@ -11,11 +11,11 @@ Contract with the schema (owned by `dispatch`'s migrations):
   index over the places of jobs that have a worker on them, and
   `categories(id, typical_minutes)`.
 
-Plan shape (see TOOLCHAIN.md): the KNN `ORDER BY location <-> point LIMIT pool` runs alone in a
-materialized CTE so the planner keeps the index scan; freshness, radius, exclusion and the ETA
-deadline are applied outside it. If the pool was full and nobody qualified, the pool grows.
-Distances are the geography KNN operator's own (sphere, within 0.5% of the spheroid), far
-below the uncertainty of the circuity factor, and half the cost of ST_Distance.
+Plan shape (bench/match.py measures it): the KNN `ORDER BY location <-> point LIMIT pool` runs
+alone in a materialized CTE so the planner keeps the index scan; freshness, radius, exclusion
+and the ETA deadline are applied outside it. If the pool was full and nobody qualified, the
+pool grows. Distances are the geography KNN operator's own (sphere, within 0.5% of the
+spheroid), far below the uncertainty of the circuity factor, and half the cost of ST_Distance.
 
 Known approximation: only the `pool` nearest workers are ranked, so a fast driver farther
 out than the pool can lose to a slower walker inside it (the pool grows only when nobody in
