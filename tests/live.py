@@ -92,18 +92,6 @@ class SocketClient:
             if name == event and (match is None or match(data)):
                 return data
 
-    def received(self, event: str, within: float = 1.0) -> list[Any]:
-        """Every `event` that arrives within `within` seconds (to prove an absence)."""
-        got, deadline = [], time.monotonic() + within
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                name, data = self.events.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if name == event:
-                got.append(data)
-        return got
-
     def received_before(self, event: str, marker: str, match: Any = None,
                         timeout: float = 10.0) -> list[Any]:
         """Every `event` that arrives before the first `marker` event whose payload satisfies
