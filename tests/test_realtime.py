@@ -264,19 +264,49 @@ def test_pushes_are_sent_after_commit_and_never_after_rollback(app: Flask) -> No
     assert sent == ["committed"]
 
 
+def read_until(listener: Any, last: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """What a subscriber gets before the first message for which `last(message)` holds."""
+    got, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message is not None:
+            if last(message):
+                return got
+            got.append(message)
+    raise AssertionError(f"the awaited message did not come within {timeout} s: {got}")
+
+
+def listen(url: str) -> Any:
+    """A subscriber to the Socket.IO channel, subscribed once this returns: Redis answers a
+    PING after the SUBSCRIBE sent before it, so nothing published from now on passes it by."""
+    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(realtime.channel(url))
+    listener.ping()
+    read_until(listener, lambda m: m["type"] == "pong")
+    return listener
+
+
+def before_marker(url: str, listener: Any) -> list[dict[str, Any]]:
+    """Every message published on the channel before this call, to the last one: a marker
+    published now arrives after them all, so there is no time window to guess."""
+    marker = json.dumps({"marker": time.monotonic_ns()}).encode()
+    Redis.from_url(url).publish(realtime.channel(url), marker)
+    return [json.loads(m["data"])
+            for m in read_until(listener, lambda m: m["data"] == marker)]
+
+
 def test_batched_pushes_are_held_to_the_end_of_the_block_and_leave_in_order(app: Flask) -> None:
     """A commit's pushes leave in one Redis round trip: none before the block ends, all of
     them, in order, after it."""
     url = app.config["REDIS_URL"]
-    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(realtime.channel(url))
+    listener = listen(url)
     try:
         with realtime.batched():
             for n in range(3):
                 realtime.emitter(url).emit("tick", {"n": n}, realtime.job_room(1))
             with realtime.batched():  # an inner batch leaves with the outer one
                 realtime.emitter(url).emit("tick", {"n": 3}, realtime.job_room(1))
-            assert listener.get_message(timeout=0.3) is None
+            assert [m for m in before_marker(url, listener) if m.get("event") == "tick"] == []
         received = []
         deadline = time.monotonic() + 5
         while len(received) < 4 and time.monotonic() < deadline:
@@ -323,18 +353,13 @@ def test_an_expired_offer_is_not_pushed_but_the_next_wave_is(
     _, resident = make.user(Role.RESIDENT)
     job_id = book(app.test_client(), resident, job_body(make.category("leak-repair"))).json["id"]
     url = app.config["REDIS_URL"]
-    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(realtime.channel(url))
+    listener = listen(url)
     try:
         manual_clock.advance(seconds=31)
         with app.app_context():
             assert expire_due_offers_task() == 1
-        received = []
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            message = listener.get_message(timeout=0.2)
-            if message is not None:
-                received.append(json.loads(message["data"]))
+        # Everything the expiry pushed, the next wave's offer being the positive control.
+        received = before_marker(url, listener)
     finally:
         listener.close()
     offers = [m for m in received if m["event"] == "offer"]
