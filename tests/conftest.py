@@ -109,19 +109,23 @@ def _clean(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
         # A live server may still be writing (a page's last ping, the position flush): its
-        # row locks can deadlock with TRUNCATE's table locks, and then one side must retry.
-        for attempt in range(5):
+        # row locks can deadlock with TRUNCATE's table locks, and PostgreSQL then aborts one
+        # side. When that is the TRUNCATE, the other transaction got what it waited for: the
+        # TRUNCATE runs again at once and waits in PostgreSQL, on the locks, for it to end.
+        deadline = time.monotonic() + 60
+        while True:
             db.session.remove()
             try:
+                db.session.execute(text("SET LOCAL lock_timeout = '30s'"))  # never hang
                 db.session.execute(text(
                     f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
                 db.session.commit()
                 break
-            except OperationalError:
+            except OperationalError as exc:
                 db.session.rollback()
-                if attempt == 4:
+                if (not isinstance(exc.orig, psycopg.errors.DeadlockDetected)
+                        or time.monotonic() > deadline):
                     raise
-                time.sleep(0.2)
         db.session.remove()
     Redis.from_url(app.config["REDIS_URL"]).flushdb()
     # Claimed offer-timer seconds lived in the Redis just wiped (see dispatch.entrypoints.tasks).

@@ -92,17 +92,24 @@ class SocketClient:
             if name == event and (match is None or match(data)):
                 return data
 
-    def received(self, event: str, within: float = 1.0) -> list[Any]:
-        """Every `event` that arrives within `within` seconds (to prove an absence)."""
-        got, deadline = [], time.monotonic() + within
+    def received_before(self, event: str, marker: str, match: Any = None,
+                        timeout: float = 10.0) -> list[Any]:
+        """Every `event` that arrives before the first `marker` event whose payload satisfies
+        `match`. To prove an absence, have the server send the marker after whatever must
+        not arrive, along a way that keeps their order (the message queue, or this socket's
+        own events, which the server handles one after another): the marker's arrival then
+        shows that this socket hears the server and that the window covered it."""
+        got, deadline = [], time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 name, data = self.events.get(timeout=remaining)
             except queue.Empty:
                 break
+            if name == marker and (match is None or match(data)):
+                return got
             if name == event:
                 got.append(data)
-        return got
+        raise AssertionError(f"no {marker!r} within {timeout} s (received {event!r}: {got})")
 
     def close(self) -> None:
         self.sio.disconnect()

@@ -73,8 +73,11 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
     home = CENTER
     start = offset(*CENTER, north_m=1200)
     worker_email = "worker@example.test"
-    make.worker(lat=start[0], lng=start[1], skills=("leak-repair",), email=worker_email)
+    worker_id, _ = make.worker(lat=start[0], lng=start[1], skills=("leak-repair",),
+                               email=worker_email)
     make.user(Role.RESIDENT, email="resident@example.test")
+    from redis import Redis
+
     from tests.helpers import sql
 
     sql(make.app, "INSERT INTO pool_numbers (e164) VALUES ('+14155550901')")
@@ -122,8 +125,14 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         expect(resident.locator("#status")).to_have_text("en route", timeout=10_000)
 
         map_el = resident.locator("#map")
+        redis = Redis.from_url(make.app.config["REDIS_URL"])
         for step, north in enumerate((1100, 1000, 900), start=1):
-            resident.wait_for_timeout(1100)  # one fix a second
+            # One fix a second (the page's rule; the server's is looser): wait until the
+            # last fix the server kept, received after the page sent it, is a second old.
+            kept_us = redis.hget(f"dispatch:fix:{worker_id}", "recv")  # tracking.fix_key
+            assert kept_us is not None
+            worker.wait_for_function("due => Date.now() >= due",
+                                     arg=int(kept_us) / 1000 + 1000, polling=50)
             lat, lng = offset(*CENTER, north_m=north)
             worker_ctx.set_geolocation({"latitude": lat, "longitude": lng, "accuracy": 10})
             expect(map_el).to_have_attribute("data-worker-lat", str(lat), timeout=10_000)

@@ -52,6 +52,14 @@ def book_live(server: LiveServer, headers: dict[str, str], body: dict[str, Any],
     return r.json()
 
 
+MARKER = "marker"
+
+
+def mark(app: Flask, room: str) -> None:
+    """Send MARKER to a room through the message queue, behind everything already in it."""
+    realtime.emitter(app.config["REDIS_URL"]).emit(MARKER, {}, room)
+
+
 def test_connection_needs_a_valid_token(live_server: LiveServer) -> None:
     for auth in (None, {"token": "not-a-token"}):
         client = socketio.Client(reconnection=False)
@@ -99,8 +107,9 @@ def test_a_stranger_cannot_join_another_job_room(
 ) -> None:
     make.worker()
     _, resident = make.user(Role.RESIDENT)
-    _, stranger = make.user(Role.RESIDENT)
-    _, other_worker = make.worker(skills=("dog-walking",))
+    stranger_id, stranger = make.user(Role.RESIDENT)
+    other_worker_id, other_worker = make.worker(skills=("dog-walking",))
+    _, operator = make.user(Role.ADMIN)
     job = book_live(live_server, resident, job_body(make.category("leak-repair")), "rt-2")
     for headers in (stranger, other_worker):
         sock = connect(live_server, headers, clients)
@@ -108,10 +117,17 @@ def test_a_stranger_cannot_join_another_job_room(
         assert answer["ok"] is False and answer["error"]["code"] == "not_found"
     bad = clients[-1].call("watch_job", {"job_id": "1; DROP"})
     assert bad["ok"] is False and bad["error"]["fields"][0]["field"] == "job_id"
+    strangers = list(zip(clients, (stranger_id, other_worker_id), strict=True))
+    # The positive control: an operator may watch any job and, being in neither the
+    # resident's nor the strangers' rooms, hears the cancel only through the job's room.
+    watcher = connect(live_server, operator, clients)
+    assert watcher.call("watch_job", {"job_id": job["id"]})["ok"] is True
     requests.post(f"{live_server.url}/api/v1/jobs/{job['id']}/cancel", json={},
                   headers=resident, timeout=10)
-    for sock in clients:
-        assert sock.received("job_update", within=1.0) == []
+    assert watcher.wait_for("job_update")["status"] == "cancelled"
+    for sock, user_id in strangers:  # a marker queued after the cancel's update
+        mark(make.app, realtime.user_room(user_id))
+        assert sock.received_before("job_update", MARKER) == []
 
 
 def test_pings_stream_to_the_job_room_only_while_the_job_is_active(
@@ -121,7 +137,7 @@ def test_pings_stream_to_the_job_room_only_while_the_job_is_active(
     start = offset(*CENTER, north_m=1020)
     worker_id, worker = make.worker(lat=start[0], lng=start[1])
     _, resident = make.user(Role.RESIDENT)
-    _, stranger = make.user(Role.RESIDENT)
+    stranger_id, stranger = make.user(Role.RESIDENT)
     worker_sock = connect(live_server, worker, clients)
     resident_sock = connect(live_server, resident, clients)
     stranger_sock = connect(live_server, stranger, clients)
@@ -136,7 +152,10 @@ def test_pings_stream_to_the_job_room_only_while_the_job_is_active(
             "recorded_at": datetime.now(UTC).isoformat()})
 
     assert ping(1010) == {"ok": True, "accepted": True, "reason": None}
-    assert resident_sock.received("worker_location", within=0.8) == []  # not assigned yet
+    # A stream would have left before the acknowledgement: a marker queued after it to
+    # the same room shows the resident hears the room, and hears it after that moment.
+    mark(app, realtime.job_room(job["id"]))
+    assert resident_sock.received_before("worker_location", MARKER) == []  # not assigned yet
     requests.post(f"{live_server.url}/api/v1/offers/{offer['id']}/accept", headers=worker,
                   timeout=10)
     assert worker_sock.call("watch_job", {"job_id": job["id"]})["ok"]
@@ -146,7 +165,8 @@ def test_pings_stream_to_the_job_room_only_while_the_job_is_active(
     assert moved["job_id"] == job["id"] and 950 < moved["distance_m"] < 1050
     # 1000 m x 1.3 circuity at 28 km/h is about 167 s.
     assert 150 < moved["eta_seconds"] < 185
-    assert stranger_sock.received("worker_location", within=0.5) == []
+    mark(app, realtime.user_room(stranger_id))  # queued after the position the room heard
+    assert stranger_sock.received_before("worker_location", MARKER) == []
     jump = ping(9000)  # 8 km in well under a minute: a GPS jump, dropped
     assert (jump["accepted"], jump["reason"]) == (False, "implausible_jump")
     rate_limited = ping(990)
@@ -185,7 +205,11 @@ def test_pings_without_acknowledgement_are_kept_and_refusals_are_told_by_event(
 
     earlier = datetime.now(UTC)
     worker_sock.sio.emit("location", fix(lat, lng))  # no callback: no acknowledgement asked
-    assert worker_sock.received("location_refused", within=0.8) == []
+    # The server handles a socket's events in order: a refusal of the fix above would come
+    # before the refusal of this invalid one, which proves the refusals reach this socket.
+    worker_sock.sio.emit("location", {"lat": 123, "lng": 0})
+    assert worker_sock.received_before("location_refused", "location_refused",
+                                       refuses_lat) == []
     deadline = time.monotonic() + 5  # kept in Redis at once, in PostgreSQL by the flush
     while time.monotonic() < deadline and not sql(
             app, "SELECT 1 FROM workers WHERE user_id = :w AND "
@@ -206,7 +230,15 @@ def test_pings_without_acknowledgement_are_kept_and_refusals_are_told_by_event(
     # A kept fix that asked for its acknowledgement gets that and nothing else.
     redis.hdel(fix_key(worker_id), "recv")
     assert worker_sock.call("location", fix(lat, lng + 0.0001))["accepted"] is True
-    assert worker_sock.received("location_refused", within=0.5) == []
+    worker_sock.sio.emit("location", {"lat": 123, "lng": 0})  # refused after it, as above
+    assert worker_sock.received_before("location_refused", "location_refused",
+                                       refuses_lat) == []
+
+
+def refuses_lat(answer: dict[str, Any]) -> bool:
+    """The refusal of a fix whose latitude is invalid (and of nothing else)."""
+    fields = answer.get("error", {}).get("fields", [])
+    return answer["ok"] is False and [f["field"] for f in fields] == ["lat"]
 
 
 def test_event_caused_on_one_process_reaches_a_client_on_another(
@@ -232,19 +264,49 @@ def test_pushes_are_sent_after_commit_and_never_after_rollback(app: Flask) -> No
     assert sent == ["committed"]
 
 
+def read_until(listener: Any, last: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """What a subscriber gets before the first message for which `last(message)` holds."""
+    got, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message is not None:
+            if last(message):
+                return got
+            got.append(message)
+    raise AssertionError(f"the awaited message did not come within {timeout} s: {got}")
+
+
+def listen(url: str) -> Any:
+    """A subscriber to the Socket.IO channel, subscribed once this returns: Redis answers a
+    PING after the SUBSCRIBE sent before it, so nothing published from now on passes it by."""
+    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(realtime.channel(url))
+    listener.ping()
+    read_until(listener, lambda m: m["type"] == "pong")
+    return listener
+
+
+def before_marker(url: str, listener: Any) -> list[dict[str, Any]]:
+    """Every message published on the channel before this call, to the last one: a marker
+    published now arrives after them all, so there is no time window to guess."""
+    marker = json.dumps({"marker": time.monotonic_ns()}).encode()
+    Redis.from_url(url).publish(realtime.channel(url), marker)
+    return [json.loads(m["data"])
+            for m in read_until(listener, lambda m: m["data"] == marker)]
+
+
 def test_batched_pushes_are_held_to_the_end_of_the_block_and_leave_in_order(app: Flask) -> None:
     """A commit's pushes leave in one Redis round trip: none before the block ends, all of
     them, in order, after it."""
     url = app.config["REDIS_URL"]
-    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(realtime.channel(url))
+    listener = listen(url)
     try:
         with realtime.batched():
             for n in range(3):
                 realtime.emitter(url).emit("tick", {"n": n}, realtime.job_room(1))
             with realtime.batched():  # an inner batch leaves with the outer one
                 realtime.emitter(url).emit("tick", {"n": 3}, realtime.job_room(1))
-            assert listener.get_message(timeout=0.3) is None
+            assert [m for m in before_marker(url, listener) if m.get("event") == "tick"] == []
         received = []
         deadline = time.monotonic() + 5
         while len(received) < 4 and time.monotonic() < deadline:
@@ -291,18 +353,13 @@ def test_an_expired_offer_is_not_pushed_but_the_next_wave_is(
     _, resident = make.user(Role.RESIDENT)
     job_id = book(app.test_client(), resident, job_body(make.category("leak-repair"))).json["id"]
     url = app.config["REDIS_URL"]
-    listener = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(realtime.channel(url))
+    listener = listen(url)
     try:
         manual_clock.advance(seconds=31)
         with app.app_context():
             assert expire_due_offers_task() == 1
-        received = []
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            message = listener.get_message(timeout=0.2)
-            if message is not None:
-                received.append(json.loads(message["data"]))
+        # Everything the expiry pushed, the next wave's offer being the positive control.
+        received = before_marker(url, listener)
     finally:
         listener.close()
     offers = [m for m in received if m["event"] == "offer"]
