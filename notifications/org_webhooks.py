@@ -25,6 +25,8 @@ import requests
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from notifications.states import DeliveryStatus as D
+from notifications.states import sql_list
 from notifications.stranded import requeue_stranded
 
 TIMEOUT_S = 10.0
@@ -86,22 +88,22 @@ def deliver(session: Session, delivery_id: int, now: datetime,
             allow_private: bool = False) -> str:
     """One attempt; returns 'sent' or 'already_done', raises DeliveryFailed to be retried.
     The destination is checked again at send time (DNS may have changed since)."""
-    row = session.execute(text("""
-UPDATE webhook_deliveries d SET status = 'sending', attempts = attempts + 1, updated_at = :now
+    row = session.execute(text(f"""
+UPDATE webhook_deliveries d SET status = '{D.SENDING}', attempts = attempts + 1, updated_at = :now
   FROM organizations o
- WHERE d.id = :id AND o.id = d.org_id AND d.status IN ('queued', 'retrying')
+ WHERE d.id = :id AND o.id = d.org_id AND d.status IN {sql_list((D.QUEUED, D.RETRYING))}
 RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
         {"id": delivery_id, "now": now}).first()
     session.commit()
     if row is None:
         return "already_done"
     if not row.webhook_url or not row.webhook_secret:
-        _set(session, delivery_id, "failed", "the organization has no webhook URL", now)
-        return "failed"
+        _set(session, delivery_id, D.FAILED, "the organization has no webhook URL", now)
+        return D.FAILED
     if not allow_private and not public_destination(row.webhook_url):
-        _set(session, delivery_id, "failed", "the webhook URL does not resolve to a public "
+        _set(session, delivery_id, D.FAILED, "the webhook URL does not resolve to a public "
                                              "address", now)
-        return "failed"
+        return D.FAILED
     body = json.dumps(row.payload, sort_keys=True, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "X-Dispatch-Event": row.event,
                "X-Dispatch-Delivery": str(row.id),
@@ -110,13 +112,13 @@ RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
         response = requests.post(row.webhook_url, data=body, headers=headers, timeout=TIMEOUT_S,
                                  allow_redirects=False)
     except requests.RequestException as exc:
-        _set(session, delivery_id, "retrying", f"{type(exc).__name__}: {exc}", now)
+        _set(session, delivery_id, D.RETRYING, f"{type(exc).__name__}: {exc}", now)
         raise DeliveryFailed(str(exc)) from exc
     if not 200 <= response.status_code < 300:
-        _set(session, delivery_id, "retrying", f"HTTP {response.status_code}", now)
+        _set(session, delivery_id, D.RETRYING, f"HTTP {response.status_code}", now)
         raise DeliveryFailed(f"HTTP {response.status_code}")
-    _set(session, delivery_id, "sent", None, now)
-    return "sent"
+    _set(session, delivery_id, D.SENT, None, now)
+    return D.SENT
 
 
 def stranded(session: Session, now: datetime) -> list[int]:
@@ -127,8 +129,9 @@ def stranded(session: Session, now: datetime) -> list[int]:
 
 
 def give_up(session: Session, delivery_id: int, error: str, now: datetime) -> None:
-    session.execute(text("UPDATE webhook_deliveries SET status = 'failed', last_error = :e, "
-                         "updated_at = :now WHERE id = :id AND status <> 'sent'"),
+    session.execute(text(f"UPDATE webhook_deliveries SET status = '{D.FAILED}', "
+                         "last_error = :e, updated_at = :now "
+                         f"WHERE id = :id AND status <> '{D.SENT}'"),
                     {"id": delivery_id, "e": error[:1000], "now": now})
     session.commit()
 

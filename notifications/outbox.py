@@ -15,16 +15,16 @@ from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
+from notifications.states import WAITING, sql_list
+from notifications.states import NotificationStatus as N
 from notifications.stranded import requeue_stranded
 
 # Twilio answers these for a message that can never go out (invalid or unsubscribed
 # number, not a mobile number...): retrying would not help.
 # (401/403 are left to retry: they usually mean credentials being rotated or mistyped.)
 PERMANENT_HTTP = frozenset({400, 404, 422})
-FINAL = frozenset({"sent", "delivered", "undelivered", "failed", "skipped"})
 # Status-callback states we keep (Twilio also reports queued/sending/sent on the way).
-CALLBACK_STATES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed",
-                   "sent": "sent"}
+CALLBACK_STATES = {s.value: s for s in (N.DELIVERED, N.UNDELIVERED, N.FAILED, N.SENT)}
 
 
 @dataclass(frozen=True)
@@ -53,19 +53,19 @@ RETURNING id"""), {"key": key, "user_id": user_id, "job_id": job_id, "event": ev
 def claim(session: Session, notification_id: int, now: datetime) -> Outgoing | None:
     """Take the message for one send attempt; None if it is sent, given up, or being sent
     by another run right now (the row update is the lock: two runs never both send)."""
-    skipped = session.execute(text("""
-UPDATE notifications SET status = 'skipped', updated_at = :now,
+    skipped = session.execute(text(f"""
+UPDATE notifications SET status = '{N.SKIPPED}', updated_at = :now,
        last_error = CASE WHEN expires_at <= :now THEN 'expired before it could be sent'
                          ELSE 'the recipient has opted out of texts' END
- WHERE id = :id AND status IN ('queued', 'retrying')
+ WHERE id = :id AND status IN {sql_list(WAITING)}
    AND (expires_at <= :now OR to_number IN (SELECT number FROM sms_opt_outs))
 RETURNING id"""), {"id": notification_id, "now": now}).first()
     if skipped is not None:
         session.commit()
         return None
-    row = session.execute(text("""
-UPDATE notifications SET status = 'sending', attempts = attempts + 1, updated_at = :now
- WHERE id = :id AND status IN ('queued', 'retrying')
+    row = session.execute(text(f"""
+UPDATE notifications SET status = '{N.SENDING}', attempts = attempts + 1, updated_at = :now
+ WHERE id = :id AND status IN {sql_list(WAITING)}
 RETURNING id, to_number, body"""), {"id": notification_id, "now": now}).first()
     session.commit()
     return Outgoing(row.id, row.to_number, row.body) if row else None
@@ -83,19 +83,19 @@ def send(session: Session, client: Client, notification_id: int, *, from_number:
                                       body=message.body, status_callback=status_callback)
     except TwilioRestException as exc:
         permanent = exc.status in PERMANENT_HTTP
-        _set(session, message.id, "failed" if permanent else "retrying",
+        _set(session, message.id, N.FAILED if permanent else N.RETRYING,
              f"Twilio {exc.status} {exc.code}: {exc.msg}", now)
         if permanent:
-            return "failed"
+            return N.FAILED
         raise
     except Exception as exc:  # network trouble: retry
-        _set(session, message.id, "retrying", f"{type(exc).__name__}: {exc}", now)
+        _set(session, message.id, N.RETRYING, f"{type(exc).__name__}: {exc}", now)
         raise
     session.execute(text(
-        "UPDATE notifications SET status = 'sent', twilio_sid = :sid, last_error = NULL, "
+        f"UPDATE notifications SET status = '{N.SENT}', twilio_sid = :sid, last_error = NULL, "
         "updated_at = :now WHERE id = :id"), {"sid": sent.sid, "now": now, "id": message.id})
     session.commit()
-    return "sent"
+    return N.SENT
 
 
 def stranded(session: Session, now: datetime) -> list[int]:
@@ -107,7 +107,7 @@ def stranded(session: Session, now: datetime) -> list[int]:
 
 def give_up(session: Session, notification_id: int, error: str, now: datetime) -> None:
     """Retries are exhausted: a permanent, visible failure."""
-    _set(session, notification_id, "failed", error, now, only_unfinished=True)
+    _set(session, notification_id, N.FAILED, error, now, only_unfinished=True)
 
 
 def record_status(session: Session, twilio_sid: str, status: str, error_code: str | None,
@@ -120,7 +120,7 @@ def record_status(session: Session, twilio_sid: str, status: str, error_code: st
     found = session.execute(text(
         "UPDATE notifications SET status = :s, updated_at = :now, "
         "last_error = COALESCE(:err, last_error) WHERE twilio_sid = :sid "
-        "AND (:s <> 'sent' OR status IN ('sending', 'sent')) RETURNING id"),
+        f"AND (:s <> '{N.SENT}' OR status IN {sql_list((N.SENDING, N.SENT))}) RETURNING id"),
         {"s": state, "now": now, "err": f"Twilio error {error_code}" if error_code else None,
          "sid": twilio_sid}).first()
     session.commit()
@@ -129,7 +129,8 @@ def record_status(session: Session, twilio_sid: str, status: str, error_code: st
 
 def _set(session: Session, notification_id: int, status: str, error: str, now: datetime,
          only_unfinished: bool = False) -> None:
-    guard = " AND status NOT IN ('sent', 'delivered', 'undelivered')" if only_unfinished else ""
+    guard = (f" AND status NOT IN {sql_list((N.SENT, N.DELIVERED, N.UNDELIVERED))}"
+             if only_unfinished else "")
     session.execute(text(
         "UPDATE notifications SET status = :s, last_error = :e, updated_at = :now "
         f"WHERE id = :id{guard}"), {"s": status, "e": error[:1000], "now": now,

@@ -1,17 +1,27 @@
 """The job row as every service handles it: locked in one order, its events appended, and
-the SQL twin of the rule for which job occupies its worker."""
+the SQL twin of the rule for which job occupies its worker; and the bulk status updates of
+offers and workers, each checked against its state machine (`dispatch.domain.states`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Update, and_, or_, select, update
 from sqlalchemy.orm import Session, scoped_session
 
-from dispatch.db.models import Job, JobEvent, Urgency
+from dispatch.db.models import Job, JobEvent, Offer, Urgency, Worker
 from dispatch.domain.errors import not_found
-from dispatch.domain.states import UNDER_WAY_STATUSES, Actor, JobStatus
+from dispatch.domain.states import (
+    UNDER_WAY_STATUSES,
+    Actor,
+    Availability,
+    JobStatus,
+    OfferStatus,
+    availability_from,
+    check_availability_transition,
+    check_offer_transition,
+)
 
 
 def record_event(
@@ -57,3 +67,27 @@ def lock_job(session: Session, job_id: int) -> Job:
     if job is None:
         raise not_found("job")
     return job
+
+
+
+def offers_moving(current: OfferStatus, target: OfferStatus, *where: Any,
+                  **values: Any) -> Update:
+    """UPDATE of every offer in `current` matching `where` to `target` (a move the offer
+    state machine allows, or this raises before any SQL is written)."""
+    check_offer_transition(current, target)
+    return (update(Offer).where(Offer.status == current.value, *where)
+            .values(status=target.value, **values))
+
+
+def workers_moving(target: Availability, *where: Any, current: Availability | None = None,
+                   **values: Any) -> Update:
+    """UPDATE of every worker matching `where` to `target`: from `current` only when given
+    (a rule stricter than the map, e.g. only an online worker takes an urgent job), else
+    from every availability the map lets reach `target`."""
+    if current is not None:
+        check_availability_transition(current, target)
+        sources = [current.value]
+    else:
+        sources = availability_from(target)
+    return (update(Worker).where(Worker.availability.in_(sources), *where)
+            .values(availability=target.value, **values))

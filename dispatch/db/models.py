@@ -32,12 +32,11 @@ from dispatch.domain.states import (
     Actor,
     Availability,
     BatchStatus,
-    DeliveryStatus,
     JobStatus,
-    NotificationStatus,
     OfferStatus,
 )
 from geo.eta import TravelMode
+from notifications.states import DeliveryStatus, NotificationStatus
 
 POINT = Geography(geometry_type="POINT", srid=4326, spatial_index=False)
 NEUTRAL_REPUTATION = 0.5

@@ -1,5 +1,8 @@
-"""The state machines of jobs, offers and worker availability: the only place that says which
-moves are legal and who may make them. Services ask here before they change a status."""
+"""The state machines of jobs, offers, worker availability and batches: the only place that
+says which moves are legal and who may make them. Services ask here before they change a
+status, and bulk updates go through `dispatch.db.job_rows`, which asks here too. (The SMS
+outbox's and the webhook log's statuses live with the package that sends them:
+`notifications.states`.)"""
 
 from __future__ import annotations
 
@@ -55,6 +58,17 @@ class Availability(StrEnum):
     OFFLINE = "offline"
     ONLINE = "online"
     BUSY = "busy"
+
+
+# The worker's own switch (online/offline), and the platform's busy while they hold a job.
+AVAILABILITY_TRANSITIONS: dict[Availability, frozenset[Availability]] = {
+    Availability.OFFLINE: frozenset({Availability.ONLINE,
+                                     # setting out for a booked window takes them, online or not
+                                     Availability.BUSY}),
+    Availability.ONLINE: frozenset({Availability.OFFLINE, Availability.BUSY}),
+    # The job ended (a worker holding one cannot go offline: `set_availability` refuses).
+    Availability.BUSY: frozenset({Availability.ONLINE}),
+}
 
 
 class Actor(StrEnum):
@@ -169,6 +183,20 @@ def client_state_lists() -> dict[str, object]:
     }
 
 
+def check_availability_transition(current: Availability | str,
+                                  target: Availability | str) -> None:
+    if Availability(current) == Availability(target):
+        return  # going online while online changes nothing
+    if Availability(target) not in AVAILABILITY_TRANSITIONS.get(Availability(current),
+                                                                 frozenset()):
+        raise IllegalTransition("availability", str(current), str(target))
+
+
+def availability_from(target: Availability) -> list[str]:
+    """Every availability that may move to `target`: a bulk update's WHERE, from the map."""
+    return [a.value for a in Availability if target in AVAILABILITY_TRANSITIONS.get(a, ())]
+
+
 def check_batch_transition(current: BatchStatus | str, target: BatchStatus | str) -> None:
     if BatchStatus(target) not in BATCH_TRANSITIONS.get(BatchStatus(current), frozenset()):
         raise IllegalTransition("batch", str(current), str(target))
@@ -178,34 +206,4 @@ def sql_in(statuses: frozenset[StrEnum] | tuple[StrEnum, ...]) -> str:
     """A status set as a SQL list literal, for statements written as text (and partial index
     predicates, which the planner matches only against literals): `('completed', 'closed')`."""
     return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"
-
-
-# Statuses of rows that have no transition map here: the models' CHECK constraints are built
-# from them.
-# The notifications package writes the outbox's and the webhook log's as literals in its own
-# SQL (it never imports dispatch); the CHECKs refuse any other word there too.
-
-
-class NotificationStatus(StrEnum):
-    """An outbox message (table `notifications`): sent by an RQ job, then tracked by Twilio's
-    status callbacks; `skipped` when it expired or the number opted out before sending."""
-
-    QUEUED = "queued"
-    SENDING = "sending"
-    RETRYING = "retrying"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    UNDELIVERED = "undelivered"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class DeliveryStatus(StrEnum):
-    """An outgoing webhook delivery to an organization (table `webhook_deliveries`)."""
-
-    QUEUED = "queued"
-    SENDING = "sending"
-    RETRYING = "retrying"
-    SENT = "sent"
-    FAILED = "failed"
 

@@ -11,7 +11,7 @@ from dispatch.db import clock
 from dispatch.db.models import Role, User, Worker, WorkerSkill
 from dispatch.domain.commands import RegisterIn, WorkerProfileIn
 from dispatch.domain.errors import Conflict, FieldProblem, Unauthenticated, invalid, not_found
-from dispatch.domain.states import Availability
+from dispatch.domain.states import Availability, check_availability_transition
 from dispatch.services.catalog import bookable_category, leaves_under
 from dispatch.services.credentials import hash_password, verify_password
 from dispatch.services.dispatching import withdraw_elsewhere
@@ -108,6 +108,7 @@ def set_availability(session: Session, user: User, availability: Availability) -
         raise Conflict("worker_busy", "finish the active job first (or ask the resident "
                        "or an operator to cancel it)",
                        [FieldProblem("availability", "you hold an active job")])
+    check_availability_transition(worker.availability, availability)
     worker.availability = availability.value
     session.commit()
     if availability is Availability.OFFLINE:

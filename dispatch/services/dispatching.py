@@ -16,7 +16,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.db import clock
 from dispatch.db.aftercommit import on_commit
-from dispatch.db.job_rows import commit_keeping_loaded, lock_job, occupying_job, record_event
+from dispatch.db.job_rows import (
+    commit_keeping_loaded,
+    lock_job,
+    occupying_job,
+    offers_moving,
+    record_event,
+    workers_moving,
+)
 from dispatch.db.models import (
     Batch,
     Category,
@@ -314,10 +321,8 @@ def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) 
     does, so an accept racing the end of that job sees either the worker free or the job
     still on."""
     took_worker = session.execute(
-        update(Worker)
-        .where(Worker.user_id == worker_id,
-               Worker.availability == Availability.ONLINE.value)
-        .values(availability=Availability.BUSY.value, last_assigned_at=now)
+        workers_moving(Availability.BUSY, Worker.user_id == worker_id,
+                       current=Availability.ONLINE, last_assigned_at=now)
         .returning(Worker.user_id)
     ).scalar_one_or_none()
     if took_worker is not None:
@@ -394,10 +399,9 @@ def withdraw_elsewhere(session: Session, worker_id: int,
         job = lock_job(session, job_id)
         now = clock.now()
         withdrawn = session.execute(
-            update(Offer)
-            .where(Offer.job_id == job_id, Offer.worker_id == worker_id,
-                   Offer.status == OfferStatus.PENDING.value)
-            .values(status=OfferStatus.WITHDRAWN.value, responded_at=now)
+            offers_moving(OfferStatus.PENDING, OfferStatus.WITHDRAWN,
+                          Offer.job_id == job_id, Offer.worker_id == worker_id,
+                          responded_at=now)
             .returning(Offer.id)
         ).scalars().all()
         push.offers_closed(session, [(worker_id, o) for o in withdrawn],
@@ -451,10 +455,8 @@ def expire_offers(session: Session, job_id: int) -> int:
         return 0
     now = clock.now()
     expired = session.execute(
-        update(Offer)
-        .where(Offer.job_id == job_id, Offer.status == OfferStatus.PENDING.value,
-               Offer.expires_at <= now)
-        .values(status=OfferStatus.EXPIRED.value, responded_at=now)
+        offers_moving(OfferStatus.PENDING, OfferStatus.EXPIRED,
+                      Offer.job_id == job_id, Offer.expires_at <= now, responded_at=now)
         .returning(Offer.worker_id, Offer.id)
     ).all()
     if expired:
@@ -559,9 +561,8 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
         "queued_behind_job_id": behind})
     masking.close_for_job(session, job.id, now)
     check_offer_transition(OfferStatus.ACCEPTED, OfferStatus.WITHDRAWN)
-    session.execute(update(Offer).where(Offer.job_id == job.id,
-                                        Offer.status == OfferStatus.ACCEPTED.value)
-                    .values(status=OfferStatus.WITHDRAWN.value))
+    session.execute(offers_moving(OfferStatus.ACCEPTED, OfferStatus.WITHDRAWN,
+                                  Offer.job_id == job.id))
     job.worker_id = None
     job.assigned_at = None
     job.estimated_arrival = None

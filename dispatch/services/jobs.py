@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.db import clock
-from dispatch.db.job_rows import lock_job, record_event
+from dispatch.db.job_rows import lock_job, offers_moving, record_event, workers_moving
 from dispatch.db.models import Job, Offer, Role, Urgency, User, Worker
 from dispatch.domain.errors import Conflict, FieldProblem, InvalidInput, not_found
 from dispatch.domain.states import (
@@ -76,9 +76,8 @@ def transition(
 
 def withdraw_pending_offers(session: Session, job: Job, now: datetime,
                             except_offer_id: int | None = None) -> int:
-    stmt = (update(Offer)
-            .where(Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value)
-            .values(status=OfferStatus.WITHDRAWN.value, responded_at=now)
+    stmt = (offers_moving(OfferStatus.PENDING, OfferStatus.WITHDRAWN, Offer.job_id == job.id,
+                          responded_at=now)
             .returning(Offer.worker_id, Offer.id))
     if except_offer_id is not None:
         stmt = stmt.where(Offer.id != except_offer_id)
@@ -126,11 +125,8 @@ def release_or_start_queued(session: Session, job: Job, now: datetime) -> None:
 
 def release_worker(session: Session, worker_id: int) -> None:
     """A worker whose job ended is free for offers again (if they had not gone offline)."""
-    session.execute(
-        update(Worker)
-        .where(Worker.user_id == worker_id, Worker.availability == Availability.BUSY.value)
-        .values(availability=Availability.ONLINE.value)
-    )
+    session.execute(workers_moving(Availability.ONLINE, Worker.user_id == worker_id,
+                                   current=Availability.BUSY))
 
 
 def visible_job(session: Session, user: User, job_id: int) -> Job:
@@ -210,10 +206,7 @@ def take_worker_for(session: Session, job: Job, worker_id: int) -> None:
     """A worker setting out for a scheduled job becomes busy (no urgent offers meanwhile);
     one already busy on another job must finish that first."""
     took = session.execute(
-        update(Worker)
-        .where(Worker.user_id == worker_id,
-               Worker.availability != Availability.BUSY.value)
-        .values(availability=Availability.BUSY.value)
+        workers_moving(Availability.BUSY, Worker.user_id == worker_id)
         .returning(Worker.user_id)
     ).scalar_one_or_none()
     if took is None:
