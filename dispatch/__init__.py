@@ -43,7 +43,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api_bp)  # the API checks CSRF itself, only for cookie-authenticated writes
 
     app.register_blueprint(api_bp)
-    app.register_blueprint(pages.bp)
+    app.register_blueprint(pages.blueprint())
     webhooks = make_blueprint(lambda: db.session, _webhook_settings(app), clock.now)
     csrf.exempt(webhooks)  # Twilio signs its requests instead
     app.register_blueprint(webhooks)

@@ -1,21 +1,9 @@
-"""Server-rendered pages: sign up and log in, and the three working pages (book and follow a
-job, work a shift on a phone, watch every job as a property manager). Pages talk to the same
-JSON API and Socket.IO server as any client, with the login session and its CSRF token."""
+"""Sign up, log in, log out."""
 
 from __future__ import annotations
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    send_from_directory,
-    url_for,
-)
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
@@ -24,25 +12,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from dispatch.db import db
-from dispatch.db.models import Role, User
 from dispatch.domain.commands import RegisterIn
 from dispatch.domain.errors import DomainError, from_validation_error
-from dispatch.domain.states import JobStatus, client_state_lists
 from dispatch.http.api.schemas import LoginIn
-from dispatch.http.api.shapes import job_out
-from dispatch.infra.config import ROOT
-from dispatch.services import accounts, contact
-from dispatch.services.catalog import bookable_groups
-from dispatch.services.jobs import visible_job
-
-bp = Blueprint("web", __name__)
-
-
-@bp.app_context_processor
-def _page_settings() -> dict[str, object]:
-    s = current_app.config["DISPATCH"]
-    return {"map_config": {"tileUrl": s.tile_url, "attribution": s.tile_attribution},
-            "state_lists": client_state_lists()}
+from dispatch.http.pages import bp
+from dispatch.services import accounts
 
 
 class LoginForm(FlaskForm):
@@ -62,70 +36,6 @@ class RegisterForm(FlaskForm):
                                                           "Manage properties")])
     locale = SelectField("Language", choices=[SelectChoice("en", "English"),
                                               SelectChoice("zh-CN", "简体中文")])
-
-
-@bp.get("/")
-def index() -> str | Response:
-    if current_user.is_authenticated:
-        home = {Role.WORKER: "web.work", Role.PROPERTY_MANAGER: "web.manage"}.get(
-            Role(current_user.role), "web.book")
-        return redirect(url_for(home))
-    return render_template("index.html")
-
-
-def _require(*roles: Role) -> None:
-    if Role(current_user.role) not in roles and Role(current_user.role) is not Role.ADMIN:
-        abort(403)
-
-
-@bp.get("/book")
-@login_required
-def book() -> str:
-    _require(Role.RESIDENT, Role.PROPERTY_MANAGER)
-    return render_template("book.html", categories=bookable_groups(db.session))
-
-
-@bp.get("/jobs/<int(min=1, max=9223372036854775807):job_id>")
-@login_required
-def job_page(job_id: int) -> str:
-    user = db.session.get(User, current_user.id)
-    assert user is not None
-    try:
-        job = visible_job(db.session, user, job_id)
-    except DomainError:
-        abort(404)  # strangers learn nothing, not even that the job exists
-    # What this viewer may see (a worker sees the exact place only while the job is active).
-    number = contact.masked_number(db.session, job) if Role(user.role) is not Role.ADMIN else None
-    return render_template("job.html", job=job, view=job_out(job, user, number))
-
-
-@bp.get("/work")
-@login_required
-def work() -> str:
-    _require(Role.WORKER)
-    return render_template("work.html")
-
-
-@bp.get("/manage")
-@login_required
-def manage() -> str:
-    _require(Role.PROPERTY_MANAGER, Role.RESIDENT)
-    return render_template("manage.html", statuses=[s.value for s in JobStatus])
-
-
-# Front-end libraries come from npm (node_modules); only their built files are served.
-VENDOR = {
-    "leaflet": ROOT / "node_modules" / "leaflet" / "dist",
-    "socket.io-client": ROOT / "node_modules" / "socket.io-client" / "dist",
-}
-
-
-@bp.get("/vendor/<lib>/<path:filename>")
-def vendor(lib: str, filename: str) -> Response:
-    folder = VENDOR.get(lib)
-    if folder is None:
-        abort(404)
-    return send_from_directory(folder, filename, max_age=86400)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -187,4 +97,3 @@ def _attach(form: FlaskForm, error: DomainError) -> None:
 def _safe_next() -> str | None:
     target = request.args.get("next", "")
     return target if target.startswith("/") and not target.startswith("//") else None
-

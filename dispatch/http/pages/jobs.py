@@ -1,0 +1,36 @@
+"""Book a job, and follow one."""
+
+from __future__ import annotations
+
+from flask import abort, render_template
+from flask_login import current_user, login_required
+
+from dispatch.db import db
+from dispatch.db.models import Role, User
+from dispatch.domain.errors import DomainError
+from dispatch.http.api.shapes import job_out
+from dispatch.http.pages import bp, require
+from dispatch.services import contact
+from dispatch.services.catalog import bookable_groups
+from dispatch.services.jobs import visible_job
+
+
+@bp.get("/book")
+@login_required
+def book() -> str:
+    require(Role.RESIDENT, Role.PROPERTY_MANAGER)
+    return render_template("book.html", categories=bookable_groups(db.session))
+
+
+@bp.get("/jobs/<int(min=1, max=9223372036854775807):job_id>")
+@login_required
+def job_page(job_id: int) -> str:
+    user = db.session.get(User, current_user.id)
+    assert user is not None
+    try:
+        job = visible_job(db.session, user, job_id)
+    except DomainError:
+        abort(404)  # strangers learn nothing, not even that the job exists
+    # What this viewer may see (a worker sees the exact place only while the job is active).
+    number = contact.masked_number(db.session, job) if Role(user.role) is not Role.ADMIN else None
+    return render_template("job.html", job=job, view=job_out(job, user, number))

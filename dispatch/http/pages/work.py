@@ -1,0 +1,16 @@
+"""A worker's shift on a phone."""
+
+from __future__ import annotations
+
+from flask import render_template
+from flask_login import login_required
+
+from dispatch.db.models import Role
+from dispatch.http.pages import bp, require
+
+
+@bp.get("/work")
+@login_required
+def work() -> str:
+    require(Role.WORKER)
+    return render_template("work.html")
