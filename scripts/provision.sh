@@ -309,7 +309,13 @@ start_pg() {
 stop_pg() {
     if pg_running; then
         log "stopping local PostgreSQL (port $(pg_running_port))"
-        as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
+        # A fast shutdown ends with a checkpoint, which on a machine whose cores are busy
+        # elsewhere can outlast pg_ctl's wait; then an immediate one (the next start replays
+        # the WAL: nothing committed is lost), so make stop never leaves the server up.
+        if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 120 stop >/dev/null; then
+            warn "PostgreSQL did not finish its fast shutdown in 120 s: stopping it immediately"
+            as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 60 stop >/dev/null
+        fi
     fi
 }
 
