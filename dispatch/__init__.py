@@ -15,7 +15,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from environment settings, with `overrides` for tests and tools."""
     from flask_migrate import Migrate
 
-    from dispatch.db import aftercommit, clock, db  # aftercommit registers the session hooks
+    import dispatch.db.aftercommit  # noqa: F401  (registers the session hooks)
+    from dispatch.db import clock, db
     from dispatch.entrypoints import cli
     from dispatch.http import api, pages
     from dispatch.http.api.shapes import ApiPresenter
@@ -26,7 +27,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from dispatch.services import push
     from notifications.webhooks import make_blueprint
 
-    assert aftercommit  # imported for its session hooks
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
     settings = Settings.from_env()
