@@ -40,16 +40,35 @@ function connectSocket() {
   return io({transports: ["websocket", "polling"]});
 }
 
-function clock(iso) {
-  if (!iso) return "";
-  return new Date(iso).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+// Times are shown in the place's time zone (a job's `time_zone`, else the service's, from
+// base.html), with the zone named: never in the browser's own zone, so that a manager in
+// New York reads a San Francisco window as "09:00 PST", as the tenant does.
+function zoneOf(timeZone) {
+  return timeZone || window.DISPATCH_TIME_ZONE || undefined;
 }
 
-// When someone is due: "by 14:05" for an urgent job, "Fri 09:00–12:00" for a booked window.
+function clock(iso, timeZone) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+                                              timeZone: zoneOf(timeZone), timeZoneName: "short"});
+}
+
+function dayOf(iso, timeZone) {
+  return new Date(iso).toLocaleDateString([], {weekday: "short", month: "short", day: "numeric",
+                                               timeZone: zoneOf(timeZone)});
+}
+
+function hourMinute(iso, timeZone) {
+  return new Date(iso).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+                                              timeZone: zoneOf(timeZone)});
+}
+
+// When someone is due: "by 14:05 PST" for an urgent job, "Fri, Dec 4 09:00–12:00 PST" for a
+// booked window.
 function dueText(job) {
-  if (!job.window_start) return `by ${clock(job.arrive_by)}`;
-  const day = new Date(job.window_start).toLocaleDateString([], {weekday: "short", month: "short", day: "numeric"});
-  return `${day} ${clock(job.window_start)}–${clock(job.window_end)}`;
+  if (!job.window_start) return `by ${clock(job.arrive_by, job.time_zone)}`;
+  return `${dayOf(job.window_start, job.time_zone)} ${hourMinute(job.window_start, job.time_zone)}–` +
+         clock(job.window_end, job.time_zone);
 }
 
 // The state machines' status lists, from dispatch/domain/states.py (base.html).

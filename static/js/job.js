@@ -25,19 +25,19 @@
     if (job.status === "unfilled") {
       promise.textContent = "Nobody could take this job in time. Nothing was charged.";
     } else if (STATES.done.includes(job.status)) {
-      promise.textContent = `Done at ${clock(job.completed_at)}.`;
+      promise.textContent = `Done at ${clock(job.completed_at, job.time_zone)}.`;
     } else if (job.status === "cancelled") {
       promise.textContent = "Cancelled.";
     } else if (job.status === "arrived" || job.status === "in_progress") {
-      promise.textContent = `Arrived at ${clock(job.arrived_at)}.`;
+      promise.textContent = `Arrived at ${clock(job.arrived_at, job.time_zone)}.`;
     } else if (job.promised === false && job.worker && job.estimated_arrival) {
       // Taken by a worker finishing another job: an estimate, not a promise.
       promise.textContent = job.queued
-        ? `Expected around ${clock(job.estimated_arrival)}, after the job they are finishing (an estimate: it depends on when that job ends).`
-        : `Expected around ${clock(job.estimated_arrival)}.`;
+        ? `Expected around ${clock(job.estimated_arrival, job.time_zone)}, after the job they are finishing (an estimate: it depends on when that job ends).`
+        : `Expected around ${clock(job.estimated_arrival, job.time_zone)}.`;
     } else {
       promise.textContent = job.promised === false
-        ? `Only one or two workers can reach you by ${clock(job.arrive_by)}; we are asking them and confirm when one accepts.`
+        ? `Only one or two workers can reach you by ${clock(job.arrive_by, job.time_zone)}; we are asking them and confirm when one accepts.`
         : `Someone ${dueText(job)}`;
     }
     const queued = Boolean(job.queued) && job.status === "assigned";

@@ -185,7 +185,7 @@
       if (new Date(job.requested_at).toDateString() !== today) continue;
       const tr = document.createElement("tr");
       tr.innerHTML = "<td></td><td></td><td></td>";
-      tr.children[0].textContent = clock(job.assigned_at || job.requested_at);
+      tr.children[0].textContent = clock(job.assigned_at || job.requested_at, job.time_zone);
       tr.children[1].textContent = job.category.name;
       tr.children[2].textContent = statusLabel(job.status);
       body.appendChild(tr);

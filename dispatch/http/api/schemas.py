@@ -161,6 +161,8 @@ class JobOut(Out):
     unit_id: int | None = None
     property_id: int | None = None
     batch_id: int | None = None
+    time_zone: str = Field(description="the IANA time zone of the place (the service's): "
+                                       "show the job's times in it, not the viewer's")
 
 
 class JobListOut(Out):
@@ -214,6 +216,7 @@ class OfferJobOut(Out):
                                      "window)")
     window_start: datetime | None = None
     window_end: datetime | None = None
+    time_zone: str = Field(description="the IANA time zone of the place: show times in it")
 
 
 class OfferOut(Out):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
+
 from dispatch.db.models import Category, Job, JobEvent, Offer, Role, User, Worker
 from dispatch.domain.states import ACTIVE_JOB_STATUSES, JobStatus
 from dispatch.http.api.schemas import (
@@ -44,6 +46,11 @@ PUBLIC_EVENT_DETAIL = frozenset({"reason", "wave", "count", "arrive_by", "best_e
                                  "eta_seconds", "expires_at"})
 
 
+def place_time_zone() -> str:
+    """The zone a job's times are shown in: the service's (one city per deployment)."""
+    return current_app.config["DISPATCH"].service_timezone
+
+
 def job_out(job: Job, viewer: User | None = None, masked_number: str | None = None) -> JobOut:
     """`viewer` None means a party with full sight (the resident, an operator)."""
     exact = (viewer is None or Role(viewer.role) is not Role.WORKER
@@ -64,7 +71,7 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         worker=worker, assigned_at=job.assigned_at,
         arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,
         unit_id=job.unit_id, property_id=job.unit.property_id if job.unit else None,
-        batch_id=job.batch_id,
+        batch_id=job.batch_id, time_zone=place_time_zone(),
     )
 
 
@@ -79,7 +86,7 @@ def offer_out(offer: Offer) -> OfferOut:
                         approx_lat=round(job.lat, APPROX_DECIMALS),
                         approx_lng=round(job.lng, APPROX_DECIMALS), arrive_by=job.arrive_by,
                         urgency=job.urgency, window_start=job.window_start,
-                        window_end=job.window_end),
+                        window_end=job.window_end, time_zone=place_time_zone()),
     )
 
 

@@ -35,7 +35,7 @@ def blueprint() -> Blueprint:
 def _page_settings() -> dict[str, object]:
     s = current_app.config["DISPATCH"]
     return {"map_config": {"tileUrl": s.tile_url, "attribution": s.tile_attribution},
-            "state_lists": client_state_lists()}
+            "state_lists": client_state_lists(), "service_time_zone": s.service_timezone}
 
 
 def require(*roles: Role) -> None:
