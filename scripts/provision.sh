@@ -59,7 +59,7 @@ PG_SOCK="$PG_DIR/run"
 PG_LOG="$PG_DIR/log"
 PG_DB="dispatch"
 REDIS_DIR="$LOCAL/redis"
-DEBIAN_PACKAGES=(postgresql-15-postgis-3 redis-server chromium)
+DEBIAN_PACKAGES=(postgresql-15-postgis-3 redis-server chromium curl jq)   # curl, jq: the README's commands (tests/test_readme.py runs them)
 NPM_PACKAGES=(nodejs npm)   # Debian's, installed only when there is no npm command at all
 
 # --------------------------------------------------------------------------- packages
