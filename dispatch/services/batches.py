@@ -43,6 +43,7 @@ from dispatch.domain.errors import (
     invalid,
 )
 from dispatch.domain.states import (
+    ACTIVE_JOB_STATUSES,
     BATCH_ENDED,
     BATCH_TRANSITIONS,
     Actor,
@@ -384,6 +385,12 @@ def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list
     return batch, jobs
 
 
+def open_job_statuses() -> list[JobStatus]:
+    """What a bulk cancel calls off: jobs their manager may cancel that no worker has taken
+    yet. A worker already on one is called off job by job, on its page, not in bulk."""
+    return [s for s in cancellable_by(Actor.RESIDENT) if s not in ACTIVE_JOB_STATUSES]
+
+
 @dataclass(frozen=True)
 class BatchSummary:
     batch: Batch
@@ -401,7 +408,7 @@ def history(session: Session, user: User, limit: int = 100) -> list[BatchSummary
             select(Job.batch_id, Job.status, func.count()).where(Job.batch_id.in_(counts))
             .group_by(Job.batch_id, Job.status)).all():
         counts[batch_id][status] = n
-    open_statuses = {s.value for s in cancellable_by(Actor.RESIDENT)}
+    open_statuses = {s.value for s in open_job_statuses()}
     return [BatchSummary(b, counts[b.id], sum(n for status, n in counts[b.id].items()
                                               if status in open_statuses)) for b in found]
 
@@ -409,12 +416,12 @@ def history(session: Session, user: User, limit: int = 100) -> list[BatchSummary
 @dataclass(frozen=True)
 class BulkCancel:
     cancelled: list[int]
-    kept: int  # jobs already past the point a manager may cancel them
+    kept: int  # jobs a worker has taken, or that ended otherwise
 
 
 def cancel_open_jobs(session: Session, user: User, batch_id: int,
                      reason: str | None = None) -> BulkCancel:
-    """Cancel every job of the batch that its manager may still cancel, each along the state
+    """Cancel every open job of the batch (`open_job_statuses`), each along the state
     machine with its own event. Each job is locked and checked again before it moves, so a
     worker accepting (or a second bulk cancel) at the same moment is never overwritten:
     a job that moved on is counted as kept, one already cancelled is left alone."""
@@ -423,7 +430,7 @@ def cancel_open_jobs(session: Session, user: User, batch_id: int,
         session.rollback()
         raise Conflict("batch_busy", "this batch's jobs are still being opened; try again in "
                        "a moment", [FieldProblem("batch", "still being opened")])
-    may_cancel = cancellable_by(Actor.RESIDENT)
+    may_cancel = open_job_statuses()
     ids = list(session.execute(select(Job.id).where(
         Job.batch_id == batch.id, Job.status.in_([s.value for s in may_cancel]))
         .order_by(Job.id)).scalars())

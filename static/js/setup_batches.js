@@ -98,12 +98,12 @@
   }
 
   async function cancelOpen(batchId, open) {
-    if (!window.confirm(`Cancel ${open} job${open === 1 ? "" : "s"} of batch #${batchId} that no worker has reached yet?`)) return;
+    if (!window.confirm(`Cancel ${open} job${open === 1 ? "" : "s"} of batch #${batchId} that no worker has taken yet?`)) return;
     const r = await api("POST", `/batches/${batchId}/cancel`, {});
     if (!r.ok) { $("cancel-result").textContent = problemText(r.data, LABELS); return; }
     const n = r.data.cancelled.length;
     $("cancel-result").textContent = `${n} job${n === 1 ? "" : "s"} cancelled` +
-      (r.data.kept ? `; ${r.data.kept} already under way or done ${r.data.kept === 1 ? "was" : "were"} kept.` : ".");
+      (r.data.kept ? `; ${r.data.kept} taken by a worker or already over ${r.data.kept === 1 ? "was" : "were"} kept.` : ".");
     await load();
     show(batchId);
   }
