@@ -81,6 +81,21 @@ def test_manager_sets_up_from_nothing_to_a_cancelled_batch(
         expect(page.locator("#webhook-error")).to_have_text(
             "Address: must resolve to a public internet address.")
         expect(page.locator("#secret-box")).to_be_hidden()
+        # An address set elsewhere (here: straight in the database, which the test server
+        # cannot resolve) gets a new secret from the page: shown once, never again.
+        sql(make.app, "UPDATE organizations SET webhook_url = 'https://pms.example.test/h', "
+                      "webhook_secret = 'old'")
+        page.reload()
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#rotate")
+        expect(page.locator("#secret-box")).to_be_visible()
+        secret = page.locator("#secret").inner_text()
+        assert sql(make.app, "SELECT webhook_secret FROM organizations")[0].webhook_secret \
+            == secret and len(secret) == 64
+        page.reload()
+        expect(page.locator("#secret-box")).to_be_hidden()
+        assert secret not in page.content()
+        expect(page.locator("#webhook-state")).to_contain_text("make a new one")
 
         page.goto("/contractors")
         page.fill("#invite-contact", "Pat@Example.test")

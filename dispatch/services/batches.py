@@ -186,6 +186,7 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
     session.execute(select(Organization.id).where(Organization.id == org.id)
                     .with_for_update(key_share=True))
     if not confirm_duplicate:
+        # A CSV file's rows start on line 2 (after its header); JSON rows are a list.
         _refuse_duplicate(session, org.id, fingerprint, "file" if first_line == 2 else "rows")
     accepted, rejected = validate_rows(session, org, rows, first_line)
     now = clock.now()
