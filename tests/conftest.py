@@ -29,6 +29,7 @@ from tests.live import LiveServer
 from tests.prism import PrismServer
 
 MUTABLE_TABLES = [
+    "contractor_invitations",
     "webhook_deliveries", "preferred_contractors", "units", "properties",
     "organization_managers", "organizations",
     "notifications", "operator_alerts", "masked_messages", "masked_participants",

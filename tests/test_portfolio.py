@@ -110,9 +110,11 @@ def test_jobs_go_to_preferred_contractors_first_then_the_marketplace(
         "lat": CENTER[0], "lng": CENTER[1]}, headers=pm).json["id"]
     nearby, _ = make.worker()  # right next door, but not the organization's contractor
     far = offset(*CENTER, north_m=5000)
-    preferred, _ = make.worker(lat=far[0], lng=far[1])
-    assert client.post("/api/v1/org/contractors", json={"worker_id": preferred},
-                       headers=pm).status_code == 201
+    preferred, worker = make.worker(lat=far[0], lng=far[1], email="pat@example.test")
+    invitation = client.post("/api/v1/org/invitations", json={"contact": "pat@example.test"},
+                             headers=pm).json
+    assert client.post(f"/api/v1/invitations/{invitation['id']}/accept",
+                       headers=worker).status_code == 200
     body = {"category_id": make.category("leak-repair"), "description": "Leak in 1A",
             "unit_id": unit_id}
     job = book(client, pm, body).json

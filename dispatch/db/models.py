@@ -32,6 +32,7 @@ from dispatch.domain.states import (
     Actor,
     Availability,
     BatchStatus,
+    InvitationStatus,
     JobStatus,
     OfferStatus,
 )
@@ -375,6 +376,40 @@ class PreferredContractor(db.Model):
     approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ContractorInvitation(db.Model):
+    """A manager asks a worker, named by the e-mail or phone the manager typed, to be a
+    preferred contractor; the worker answers. Until they accept, the manager sees only what
+    they typed (not even whether such a worker exists)."""
+
+    __tablename__ = "contractor_invitations"
+    __table_args__ = (
+        CheckConstraint(_in("status", InvitationStatus), name="ck_invitations_status"),
+        CheckConstraint("(email IS NULL) <> (phone_e164 IS NULL)",
+                        name="ck_invitations_one_contact"),
+        # One open invitation per person per organization: inviting again is not a new row.
+        Index("ux_invitations_pending_email", "org_id", "email", unique=True,
+              postgresql_where=text(f"status = '{InvitationStatus.PENDING.value}' "
+                                             "AND email IS NOT NULL")),
+        Index("ux_invitations_pending_phone", "org_id", "phone_e164", unique=True,
+              postgresql_where=text(f"status = '{InvitationStatus.PENDING.value}' "
+                                             "AND phone_e164 IS NOT NULL")),
+        Index("ix_invitations_email", "email"),
+        Index("ix_invitations_phone", "phone_e164"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    invited_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    email: Mapped[str | None] = mapped_column(String(254))  # lower case
+    phone_e164: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(12), default=InvitationStatus.PENDING.value,
+                                        server_default=InvitationStatus.PENDING.value)
+    # Who answered (set on accept or decline; shown to the manager only after an accept).
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.user_id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Batch(db.Model):
     """A property manager's batch of repair requests, processed in the background."""
 
@@ -382,6 +417,8 @@ class Batch(db.Model):
     __table_args__ = (
         CheckConstraint(_in("status", BatchStatus), name="batches_status_check"),
         UniqueConstraint("org_id", "batch_key", name="uq_batches_org_key"),
+        # The same file sent again under another key is found by its content.
+        Index("ix_batches_org_fingerprint", "org_id", "fingerprint"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

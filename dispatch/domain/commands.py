@@ -110,3 +110,21 @@ class UnitIn(Command):
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
         return normalize_phone(value) if value else None
+
+
+class InvitationIn(Command):
+    contact: Annotated[str, Field(min_length=1, max_length=254, description=(
+        "the worker's e-mail address or mobile phone number (E.164, or national format in "
+        "the default region)"))]
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, value: str) -> str:
+        if "@" in value:
+            if not EMAIL.match(value):
+                raise ValueError("is not an e-mail address")
+            return value.lower()
+        try:
+            return normalize_phone(value)
+        except ValueError as exc:
+            raise ValueError("is neither an e-mail address nor a phone number") from exc

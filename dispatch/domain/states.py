@@ -54,6 +54,22 @@ BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
 BATCH_ENDED: frozenset[BatchStatus] = frozenset({BatchStatus.DONE, BatchStatus.FAILED})
 
 
+class InvitationStatus(StrEnum):
+    """A manager's invitation to a worker to become the organization's preferred contractor:
+    only the worker's accept makes them one."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+INVITATION_TRANSITIONS: dict[InvitationStatus, frozenset[InvitationStatus]] = {
+    InvitationStatus.PENDING: frozenset(
+        {InvitationStatus.ACCEPTED, InvitationStatus.DECLINED, InvitationStatus.WITHDRAWN}),
+}
+
+
 class Availability(StrEnum):
     OFFLINE = "offline"
     ONLINE = "online"
@@ -149,6 +165,20 @@ def check_job_transition(current: JobStatus | str, target: JobStatus | str, acto
     allowed = JOB_TRANSITIONS.get((JobStatus(current), JobStatus(target)))
     if allowed is None or actor not in allowed:
         raise IllegalTransition("job", str(current), str(target), str(actor))
+
+
+def check_invitation_transition(current: InvitationStatus | str,
+                                target: InvitationStatus | str) -> None:
+    if InvitationStatus(target) not in INVITATION_TRANSITIONS.get(InvitationStatus(current),
+                                                                  frozenset()):
+        raise IllegalTransition("invitation", str(current), str(target))
+
+
+def cancellable_by(actor: Actor) -> list[JobStatus]:
+    """The statuses this actor may cancel a job from, read off the map (a bulk cancel's
+    WHERE and its re-check under the row lock)."""
+    return [current for (current, target), actors in JOB_TRANSITIONS.items()
+            if target is J.CANCELLED and actor in actors]
 
 
 def check_offer_transition(current: OfferStatus | str, target: OfferStatus | str) -> None:

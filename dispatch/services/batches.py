@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, text, update
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.db import clock
 from dispatch.db.aftercommit import on_commit
-from dispatch.db.job_rows import record_event
+from dispatch.db.job_rows import lock_job, record_event
 from dispatch.db.models import (
     Batch,
     Category,
@@ -34,14 +34,24 @@ from dispatch.db.models import (
     User,
 )
 from dispatch.domain.csvfiles import read_rows
-from dispatch.domain.errors import FieldProblem, InvalidInput, MalformedInput, NotFound, invalid
+from dispatch.domain.errors import (
+    Conflict,
+    FieldProblem,
+    InvalidInput,
+    MalformedInput,
+    NotFound,
+    invalid,
+)
 from dispatch.domain.states import (
+    ACTIVE_JOB_STATUSES,
+    BATCH_ENDED,
     BATCH_TRANSITIONS,
     Actor,
     Availability,
     BatchStatus,
     JobStatus,
     OfferStatus,
+    cancellable_by,
     check_batch_transition,
 )
 from dispatch.domain.windows import WindowError, parse_window
@@ -50,7 +60,7 @@ from dispatch.planning.assignment import BatchJob, BatchWorker, solve
 from dispatch.planning.chaining import WindowJob, solve_chained
 from dispatch.services.context import eta_model, settings
 from dispatch.services.dispatching import send_wave
-from dispatch.services.jobs import transition
+from dispatch.services.jobs import call_off, transition
 from dispatch.services.portfolio import organization_of
 from geo.candidates import Candidate
 from geo.eta import TravelMode, haversine_m
@@ -152,8 +162,10 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
 
 
 def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[str, Any]],
-           first_line: int) -> Submitted:
-    """Check every row and queue the batch; the same key returns the batch it made first."""
+           first_line: int, confirm_duplicate: bool = False) -> Submitted:
+    """Check every row and queue the batch; the same key returns the batch it made first.
+    The same rows under another key (the same file sent from the page and by a script) are
+    refused, naming the batch they made, unless the caller confirms they mean it twice."""
     if not batch_key or not batch_key.strip() or len(batch_key) > 200 or "\x00" in batch_key:
         raise invalid("batch_key", "required, at most 200 characters", MalformedInput)
     if len(rows) > MAX_ROWS:
@@ -169,6 +181,13 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
             raise InvalidInput("batch_key_reused", "this batch key was used for other rows",
                            [FieldProblem("batch_key", "already used with different rows")])
         return Submitted(existing, False)
+    # Submits of one organization take turns here, so two copies sent at once cannot both
+    # miss each other (the organization row is the lock; nothing else writes it often).
+    session.execute(select(Organization.id).where(Organization.id == org.id)
+                    .with_for_update(key_share=True))
+    if not confirm_duplicate:
+        # A CSV file's rows start on line 2 (after its header); JSON rows are a list.
+        _refuse_duplicate(session, org.id, fingerprint, "file" if first_line == 2 else "rows")
     accepted, rejected = validate_rows(session, org, rows, first_line)
     now = clock.now()
     batch = Batch(org_id=org.id, created_by=user.id, batch_key=batch_key,
@@ -186,6 +205,20 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
     on_commit(session, lambda _: _enqueue(batch_id))
     session.commit()
     return Submitted(batch, True)
+
+
+def _refuse_duplicate(session: Session, org_id: int, fingerprint: str, field: str) -> None:
+    earlier = session.execute(select(Batch.id).where(
+        Batch.org_id == org_id, Batch.fingerprint == fingerprint).order_by(Batch.id)
+    ).scalars().first()
+    if earlier is None:
+        return
+    session.rollback()
+    what = "this file was" if field == "file" else "these rows were"
+    raise Conflict("duplicate_batch", f"{what} already sent as batch {earlier}",
+                   [FieldProblem(field, f"already sent as batch {earlier}; send it again "
+                                        "only to request every repair a second time")],
+                   extra={"duplicate_of": earlier})
 
 
 def _enqueue(batch_id: int) -> None:
@@ -351,6 +384,72 @@ def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list
     jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
                                 .order_by(Job.id)).scalars())
     return batch, jobs
+
+
+def open_job_statuses() -> list[JobStatus]:
+    """What a bulk cancel calls off: jobs their manager may cancel that no worker has taken
+    yet. A worker already on one is called off job by job, on its page, not in bulk."""
+    return [s for s in cancellable_by(Actor.RESIDENT) if s not in ACTIVE_JOB_STATUSES]
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    batch: Batch
+    jobs_by_status: dict[str, int]
+    open_jobs: int  # jobs its manager may still cancel
+
+
+def history(session: Session, user: User, limit: int = 100) -> list[BatchSummary]:
+    """The organization's batches, newest first, with their jobs counted by status."""
+    org = organization_of(session, user)
+    found = list(session.execute(select(Batch).where(Batch.org_id == org.id)
+                                 .order_by(Batch.id.desc()).limit(limit)).scalars())
+    counts: dict[int, dict[str, int]] = {b.id: {} for b in found}
+    for batch_id, status, n in session.execute(
+            select(Job.batch_id, Job.status, func.count()).where(Job.batch_id.in_(counts))
+            .group_by(Job.batch_id, Job.status)).all():
+        counts[batch_id][status] = n
+    open_statuses = {s.value for s in open_job_statuses()}
+    return [BatchSummary(b, counts[b.id], sum(n for status, n in counts[b.id].items()
+                                              if status in open_statuses)) for b in found]
+
+
+@dataclass(frozen=True)
+class BulkCancel:
+    cancelled: list[int]
+    kept: int  # jobs a worker has taken, or that ended otherwise
+
+
+def cancel_open_jobs(session: Session, user: User, batch_id: int,
+                     reason: str | None = None) -> BulkCancel:
+    """Cancel every open job of the batch (`open_job_statuses`), each along the state
+    machine with its own event. Each job is locked and checked again before it moves, so a
+    worker accepting (or a second bulk cancel) at the same moment is never overwritten:
+    a job that moved on is counted as kept, one already cancelled is left alone."""
+    batch, _ = batch_view(session, user, batch_id)
+    if BatchStatus(batch.status) not in BATCH_ENDED:
+        session.rollback()
+        raise Conflict("batch_busy", "this batch's jobs are still being opened; try again in "
+                       "a moment", [FieldProblem("batch", "still being opened")])
+    may_cancel = open_job_statuses()
+    ids = list(session.execute(select(Job.id).where(
+        Job.batch_id == batch.id, Job.status.in_([s.value for s in may_cancel]))
+        .order_by(Job.id)).scalars())
+    session.rollback()  # locks are taken one job at a time, in id order, below
+    cancelled: list[int] = []
+    detail = {"batch_id": batch.id, "bulk": True, **({"reason": reason} if reason else {})}
+    for job_id in ids:
+        job = lock_job(session, job_id)
+        if JobStatus(job.status) not in may_cancel:
+            session.rollback()
+            continue
+        call_off(session, job, Actor.RESIDENT, user.id, detail, clock.now())
+        session.commit()
+        cancelled.append(job_id)
+    kept = session.execute(select(func.count()).select_from(Job).where(
+        Job.batch_id == batch.id, Job.status.not_in(
+            [s.value for s in may_cancel] + [JobStatus.CANCELLED.value]))).scalar_one()
+    return BulkCancel(cancelled, kept)
 
 
 def mark_failed(session: Session, batch_id: int, error: str) -> None:

@@ -223,11 +223,18 @@ def cancel_job(session: Session, user: User, job_id: int, reason: str | None) ->
     if not can_see(user, job) or role is Role.WORKER:
         raise not_found("job")
     actor = Actor.ADMIN if role is Role.ADMIN else Actor.RESIDENT
-    transition(session, job, JobStatus.CANCELLED, actor, now=now, actor_user_id=user.id,
-               detail={"reason": reason} if reason else None)
+    call_off(session, job, actor, user.id, {"reason": reason} if reason else None, now)
+    session.commit()
+    return job
+
+
+def call_off(session: Session, job: Job, actor: Actor, actor_user_id: int,
+             detail: dict[str, Any] | None, now: datetime) -> None:
+    """Cancel a job its caller has locked: its pending offers are withdrawn and an assigned
+    worker is released, in the caller's transaction."""
+    transition(session, job, JobStatus.CANCELLED, actor, now=now, actor_user_id=actor_user_id,
+               detail=detail)
     withdrawn = withdraw_pending_offers(session, job, now)
     if withdrawn:
         record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
                      detail={"count": withdrawn})
-    session.commit()
-    return job

@@ -21,7 +21,6 @@ from dispatch.db.models import (
     Property,
     Unit,
     User,
-    Worker,
 )
 from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
 from dispatch.domain.csvfiles import read_rows
@@ -45,7 +44,7 @@ def organization_of(session: Session, user: User) -> Organization:
                              .where(OrganizationManager.user_id == user.id)).scalar_one_or_none()
     if org_id is None:
         raise Conflict("no_organization", "create your organization first",
-                       [FieldProblem("organization", "none yet: POST /api/v1/org")])
+                       [FieldProblem("organization", "none yet: create it first")])
     org = session.get(Organization, org_id)
     assert org is not None
     return org
@@ -65,33 +64,66 @@ def create_organization(session: Session, user: User, data: OrganizationIn) -> O
     return org
 
 
-def update_organization(session: Session, user: User, data: OrganizationPatch) -> Organization:
+def update_organization(session: Session, user: User,
+                        data: OrganizationPatch) -> tuple[Organization, str | None]:
+    """The organization, and its new webhook signing secret when this change made one (the
+    first webhook URL): the only time it is shown besides a rotation. Turning the webhook
+    off forgets the secret, so a later URL gets a fresh one, shown once."""
     org = organization_of(session, user)
     if data.name is not None:
         org.name = data.name
     if data.allow_marketplace is not None:
         org.allow_marketplace = data.allow_marketplace
+    new_secret = None
     if data.webhook_url is not None:
         allow_private = current_app.config["DISPATCH"].webhook_allow_private
         if data.webhook_url and not allow_private and not public_destination(data.webhook_url):
             raise invalid("webhook_url", "must resolve to a public internet address")
         org.webhook_url = data.webhook_url or None
-        if org.webhook_url and not org.webhook_secret:
-            org.webhook_secret = secrets.token_hex(32)
+        if not org.webhook_url:
+            org.webhook_secret = None
+        elif not org.webhook_secret:
+            new_secret = org.webhook_secret = secrets.token_hex(32)
     session.commit()
-    return org
+    return org, new_secret
+
+
+def rotate_webhook_secret(session: Session, user: User) -> tuple[Organization, str]:
+    """A new signing secret, returned this once. HMAC signing needs the secret itself, so it
+    is stored; it is never shown again (a manager who lost it rotates)."""
+    org = organization_of(session, user)
+    if not org.webhook_url:
+        raise Conflict("no_webhook", "set a webhook URL first",
+                       [FieldProblem("webhook_url", "set it before making a secret")])
+    org.webhook_secret = secrets.token_hex(32)
+    session.commit()
+    return org, org.webhook_secret
 
 
 def add_property(session: Session, user: User, data: PropertyIn) -> Property:
     org = organization_of(session, user)
     prop = Property(org_id=org.id, name=data.name, address=data.address)
     session.add(prop)
+    _commit_named(session, data.name)
+    return prop
+
+
+def _commit_named(session: Session, name: str) -> None:
+    """Property names are unique in a portfolio (the database says so, race-safe)."""
     try:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict("duplicate", f"a property named '{data.name}' exists",
+        raise Conflict("duplicate", f"a property named '{name}' exists",
                        [FieldProblem("name", "already used in your portfolio")]) from exc
+
+
+def update_property(session: Session, user: User, property_id: int,
+                    data: PropertyIn) -> Property:
+    prop = own_property(session, user, property_id)
+    prop.name = data.name
+    prop.address = data.address
+    _commit_named(session, data.name)
     return prop
 
 
@@ -217,19 +249,6 @@ def delete_unit(session: Session, user: User, unit_id: int) -> None:
         session.rollback()
         raise Conflict("in_use", "this unit has jobs; it is kept for their history",
                        [FieldProblem("unit_id", "has jobs")]) from exc
-
-
-def approve_contractor(session: Session, user: User, worker_id: int) -> PreferredContractor:
-    org = organization_of(session, user)
-    worker = session.get(Worker, worker_id)
-    if worker is None:
-        raise invalid("worker_id", f"no worker {worker_id}", NotFound)
-    found = session.get(PreferredContractor, (org.id, worker_id))
-    if found is None:
-        found = PreferredContractor(org_id=org.id, worker_id=worker_id, approved_at=clock.now())
-        session.add(found)
-        session.commit()
-    return found
 
 
 def remove_contractor(session: Session, user: User, worker_id: int) -> None:

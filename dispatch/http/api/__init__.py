@@ -13,6 +13,7 @@ def blueprint() -> Blueprint:
         accounts,
         admin,
         batches,
+        invitations,
         jobs,
         meta,
         offers,

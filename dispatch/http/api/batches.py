@@ -6,9 +6,19 @@ from flask import request
 
 from dispatch.db import db
 from dispatch.db.models import Batch, Job, Role, User
+from dispatch.domain.errors import MalformedInput, invalid
 from dispatch.http.api import bp
 from dispatch.http.api.routing import ID8, parse_body, registry
-from dispatch.http.api.schemas import BatchIn, BatchJobOut, BatchOut, RowProblem
+from dispatch.http.api.schemas import (
+    BatchIn,
+    BatchJobOut,
+    BatchListOut,
+    BatchOut,
+    BatchSummaryOut,
+    BulkCancelOut,
+    CancelIn,
+    RowProblem,
+)
 from dispatch.services import batches
 
 PM = (Role.PROPERTY_MANAGER,)
@@ -31,14 +41,18 @@ def post_batch(user: User) -> tuple[BatchOut, int]:
     and the batch is processed in the background (follow `processed_rows`). CSV columns:
     property, unit, category, description[, urgency, budget_cap]; urgency is 'urgent' or a
     window such as 'tomorrow 09:00-12:00' (several windows may be chained for one worker);
-    line numbers count the header as line 1. The same batch key answers 200 with the first batch."""
+    line numbers count the header as line 1. The same batch key answers 200 with the first batch.
+    The same rows under a new key answer 409 naming the batch they made (`duplicate_of`),
+    unless `confirm_duplicate` (?confirm_duplicate=true for CSV) says to send them again."""
     if request.mimetype in ("text/csv", "text/plain"):
         rows = batches.parse_csv(request.get_data())
-        submitted = batches.submit(db.session, user, request.args.get("batch_key"), rows, 2)
+        submitted = batches.submit(db.session, user, request.args.get("batch_key"), rows, 2,
+                                   confirm_duplicate=_confirmed())
     else:
         body = parse_body(BatchIn)
         assert isinstance(body, BatchIn)
-        submitted = batches.submit(db.session, user, body.batch_key, list(body.rows), 1)
+        submitted = batches.submit(db.session, user, body.batch_key, list(body.rows), 1,
+                                   confirm_duplicate=body.confirm_duplicate)
     batch, jobs = batches.batch_view(db.session, user, submitted.batch.id)
     return batch_out(batch, jobs), 202 if submitted.created else 200
 
@@ -48,3 +62,31 @@ def post_batch(user: User) -> tuple[BatchOut, int]:
                 errors=[404])
 def get_batch(user: User, batch_id: int) -> BatchOut:
     return batch_out(*batches.batch_view(db.session, user, batch_id))
+
+
+def _confirmed() -> bool:
+    raw = request.args.get("confirm_duplicate", "false").lower()
+    if raw not in ("true", "false"):
+        raise invalid("confirm_duplicate", "must be true or false", MalformedInput)
+    return raw == "true"
+
+
+@registry.route(bp, "/batches", "GET", summary="The organization's batches, newest first, "
+                "with their jobs counted by status", response=BatchListOut, roles=PM,
+                errors=[409])
+def list_batches(user: User) -> BatchListOut:
+    return BatchListOut(batches=[
+        BatchSummaryOut(id=s.batch.id, batch_key=s.batch.batch_key, status=s.batch.status,
+                        created_at=s.batch.created_at, total_rows=s.batch.total_rows,
+                        accepted_rows=len(s.batch.rows), rejected_rows=len(s.batch.rejected),
+                        processed_rows=s.batch.processed_rows,
+                        jobs_by_status=s.jobs_by_status, open_jobs=s.open_jobs)
+        for s in batches.history(db.session, user)])
+
+
+@registry.route(bp, f"/batches/<{ID8}:batch_id>/cancel", "POST", summary="Cancel every job "
+                "of the batch that may still be cancelled (each one recorded on its job)",
+                body=CancelIn, response=BulkCancelOut, roles=PM, errors=[404, 409])
+def cancel_batch(user: User, batch_id: int, body: CancelIn) -> BulkCancelOut:
+    result = batches.cancel_open_jobs(db.session, user, batch_id, body.reason)
+    return BulkCancelOut(cancelled=result.cancelled, kept=result.kept)

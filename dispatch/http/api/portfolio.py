@@ -5,13 +5,12 @@ from __future__ import annotations
 from flask import Response, current_app, request
 
 from dispatch.db import clock, db
-from dispatch.db.models import Role, Unit, User
+from dispatch.db.models import Organization, Role, Unit, User
 from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
 from dispatch.domain.errors import FieldProblem, MalformedInput, invalid
 from dispatch.http.api import bp
 from dispatch.http.api.routing import ID4, registry
 from dispatch.http.api.schemas import (
-    ContractorIn,
     ContractorListOut,
     ContractorOut,
     OrganizationOut,
@@ -37,29 +36,52 @@ def unit_out(unit: Unit) -> UnitOut:
                    tenant_phone=unit.tenant_phone)
 
 
+def org_out(org: Organization, new_secret: str | None = None) -> OrganizationOut:
+    """The signing secret is never read back from the row: only a secret just made is shown."""
+    return OrganizationOut(id=org.id, name=org.name, allow_marketplace=org.allow_marketplace,
+                           webhook_url=org.webhook_url,
+                           webhook_secret_set=bool(org.webhook_secret),
+                           webhook_secret=new_secret)
+
+
 @registry.route(bp, "/org", "POST", summary="Create the caller's organization", body=OrganizationIn,
                 response=OrganizationOut, status=201, roles=PM, errors=[409])
 def create_org(user: User, body: OrganizationIn) -> tuple[OrganizationOut, int]:
-    org = portfolio.create_organization(db.session, user, body)
-    return OrganizationOut.model_validate(org), 201
+    return org_out(portfolio.create_organization(db.session, user, body)), 201
 
 
 @registry.route(bp, "/org", "GET", summary="The caller's organization",
                 response=OrganizationOut, roles=PM, errors=[409])
 def get_org(user: User) -> OrganizationOut:
-    return OrganizationOut.model_validate(portfolio.organization_of(db.session, user))
+    return org_out(portfolio.organization_of(db.session, user))
 
 
-@registry.route(bp, "/org", "PATCH", summary="Rename, or allow/forbid the open marketplace",
+@registry.route(bp, "/org", "PATCH", summary="Rename, allow/forbid the open marketplace, set "
+                "the webhook URL (the first one answers with its signing secret, once)",
                 body=OrganizationPatch, response=OrganizationOut, roles=PM, errors=[409])
 def patch_org(user: User, body: OrganizationPatch) -> OrganizationOut:
-    return OrganizationOut.model_validate(portfolio.update_organization(db.session, user, body))
+    return org_out(*portfolio.update_organization(db.session, user, body))
+
+
+@registry.route(bp, "/org/webhook-secret", "POST", summary="Make a new webhook signing secret "
+                "(shown in this answer only; the old one stops working)",
+                response=OrganizationOut, roles=PM, errors=[409])
+def rotate_secret(user: User) -> OrganizationOut:
+    return org_out(*portfolio.rotate_webhook_secret(db.session, user))
 
 
 @registry.route(bp, "/properties", "POST", summary="Add a property", body=PropertyIn,
                 response=PropertyOut, status=201, roles=PM, errors=[409])
 def post_property(user: User, body: PropertyIn) -> tuple[PropertyOut, int]:
     return PropertyOut.model_validate(portfolio.add_property(db.session, user, body)), 201
+
+
+@registry.route(bp, f"/properties/<{ID4}:property_id>", "PUT", summary="Rename a property or "
+                "change its address", body=PropertyIn, response=PropertyOut, roles=PM,
+                errors=[404, 409])
+def put_property(user: User, property_id: int, body: PropertyIn) -> PropertyOut:
+    return PropertyOut.model_validate(portfolio.update_property(db.session, user, property_id,
+                                                                body))
 
 
 @registry.route(bp, "/properties", "GET", summary="The organization's properties",
@@ -114,14 +136,6 @@ def import_units(user: User) -> UnitImportOut:
     return UnitImportOut(accepted=[unit_out(u) for u in result.accepted],
                          rejected=[RowProblem(line=line, field=field, problem=problem)
                                    for line, field, problem in result.rejected])
-
-
-@registry.route(bp, "/org/contractors", "POST", summary="Approve a worker as a preferred "
-                "contractor", body=ContractorIn, response=ContractorListOut, status=201,
-                roles=PM, errors=[404, 409])
-def post_contractor(user: User, body: ContractorIn) -> tuple[ContractorListOut, int]:
-    portfolio.approve_contractor(db.session, user, body.worker_id)
-    return contractor_list(user), 201
 
 
 @registry.route(bp, "/org/contractors", "GET", summary="The organization's preferred "

@@ -256,8 +256,11 @@ class OrganizationOut(Out):
     name: str
     allow_marketplace: bool
     webhook_url: str | None = None
+    webhook_secret_set: bool = Field(False, description="whether deliveries are signed")
     webhook_secret: str | None = Field(
-        None, description="verify X-Dispatch-Signature (t=<unix seconds>,sha256=<HMAC-SHA256 "
+        None, description="present only in the answer that made it (the first webhook URL, "
+                          "or a rotation): keep it then, it is never shown again. Verify "
+                          "X-Dispatch-Signature (t=<unix seconds>,sha256=<HMAC-SHA256 "
                           "of '<t>.' + the raw body>; refuse a t more than 5 minutes off) "
                           "with it")
 
@@ -303,8 +306,33 @@ class UnitImportOut(Out):
     rejected: list[RowProblem]
 
 
-class ContractorIn(Command):
-    worker_id: Id
+class InvitationOut(Out):
+    id: int
+    contact: str = Field(description="the e-mail or phone the manager typed")
+    status: str = Field(description="pending, accepted, declined or withdrawn")
+    created_at: datetime
+    responded_at: datetime | None
+    worker_id: int | None = Field(description="the worker, once they accepted")
+    worker_name: str | None = Field(description="the worker's name, once they accepted")
+
+
+class InvitationListOut(Out):
+    invitations: list[InvitationOut]
+
+
+class WorkerInvitationOut(Out):
+    id: int
+    organization: str
+    created_at: datetime
+
+
+class WorkerInvitationListOut(Out):
+    invitations: list[WorkerInvitationOut]
+
+
+class InvitationAnswerOut(Out):
+    id: int
+    status: str
 
 
 class ContractorOut(Out):
@@ -328,6 +356,30 @@ class BatchIn(Command):
                                      "window such as 'tomorrow 09:00-12:00' or "
                                      "'2026-12-01 13:00-17:00' in the service area's time "
                                      "zone), budget_cap")]
+    confirm_duplicate: bool = Field(False, description="send rows already sent under "
+                                                       "another key again (otherwise 409)")
+
+
+class BatchSummaryOut(Out):
+    id: int
+    batch_key: str
+    status: str = Field(description="queued, processing, done or failed")
+    created_at: datetime
+    total_rows: int
+    accepted_rows: int
+    rejected_rows: int
+    processed_rows: int
+    jobs_by_status: dict[str, int]
+    open_jobs: int = Field(description="jobs the manager may still cancel")
+
+
+class BatchListOut(Out):
+    batches: list[BatchSummaryOut]
+
+
+class BulkCancelOut(Out):
+    cancelled: list[int] = Field(description="the jobs this request cancelled")
+    kept: int = Field(description="jobs already too far along to cancel")
 
 
 class BatchJobOut(Out):

@@ -26,7 +26,7 @@ bp = Blueprint("web", __name__)
 
 def blueprint() -> Blueprint:
     """The pages with their views attached (each area's module registers its routes)."""
-    from dispatch.http.pages import accounts, jobs, manage, work  # noqa: F401
+    from dispatch.http.pages import accounts, jobs, manage, setup, work  # noqa: F401
 
     return bp
 
