@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, expect
+from sqlalchemy import event
 
 from dispatch.db import db
 from dispatch.db.models import Role, User
@@ -25,7 +27,9 @@ from dispatch.services import demo_fleet
 from dispatch.services.credentials import issue_token
 from tests.helpers import Factory, ManualClock, book, job_body, set_settings, sql
 from tests.live import ROOT, LiveServer, SocketClient
+from tests.test_batches import add_unit, run_queue
 from tests.test_browser import browser, new_context, page_errors, shot  # noqa: F401
+from tests.test_portfolio import manager_with_property
 
 DOMAIN = demo_fleet.DEMO_DOMAIN
 STALE = "UPDATE workers SET location_at = now() - interval '700 seconds'"
@@ -62,6 +66,7 @@ def test_a_tick_makes_stale_demo_workers_bookable_again(app: Flask, client: Flas
                                                          make: Factory) -> None:
     seed(app)
     sql(app, STALE)
+    someone, _ = make.worker(email="plumber@example.test", seen_ago=timedelta(seconds=700))
     _, resident = make.user(Role.RESIDENT)
     body = job_body(common_skill(app), *demo_fleet.DEMO_CENTER)
     refused = book(client, resident, body)
@@ -71,11 +76,34 @@ def test_a_tick_makes_stale_demo_workers_bookable_again(app: Flask, client: Flas
     report = fleet_tick(app)
 
     assert len(report.played) == 6 and report.fixes == 6 and report.failures == 0
-    fresh = sql(app, "SELECT count(*) FROM workers WHERE location_at > now() - interval '60 s'")
-    assert fresh[0][0] == 6
+    assert someone not in report.played  # only ever the demo domain's workers
+    fresh = sql(app, "SELECT user_id FROM workers WHERE location_at > now() - interval '60 s'")
+    assert len(fresh) == 6 and someone not in {row[0] for row in fresh}
     served = book(client, resident, body)
     assert served.status_code == 201, served.get_json()
     assert served.get_json()["status"] == "dispatching"
+
+
+def test_a_quiet_tick_is_a_handful_of_statements(app: Flask,
+                                                 manual_clock: ManualClock) -> None:
+    seed(app, 12)
+    fleet_tick(app)  # the first fixes learn (and cache) that nobody holds a job
+    manual_clock.advance(seconds=3)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        report = fleet_tick(app)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert report.fixes == 12 and report.failures == 0
+    # Who is played, their offers, their jobs, and one write of all their positions.
+    assert len(statements) == 4, statements
 
 
 def test_a_demo_worker_someone_uses_is_left_alone(app: Flask, client: FlaskClient,
@@ -136,6 +164,44 @@ def test_an_offer_to_a_demo_worker_goes_all_the_way_to_completed(
     free = sql(app, "SELECT availability FROM workers w JOIN jobs j ON j.worker_id = w.user_id "
                     "WHERE j.id = :j", j=job_id)
     assert free[0][0] == "online"
+
+
+def test_a_demo_worker_keeps_a_booked_window(app: Flask, client: FlaskClient, make: Factory,
+                                             manual_clock: ManualClock) -> None:
+    seed(app)
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "1A")
+    slug = sql(app, "SELECT slug FROM categories WHERE id = :c", c=common_skill(app))[0][0]
+    batch = client.post("/api/v1/batches", headers=pm, json={"batch_key": "fleet", "rows": [
+        {"unit_id": unit, "category": slug, "description": "Dripping tap",
+         "urgency": "tomorrow 09:00-12:00"}]})
+    assert batch.status_code == 202 and batch.get_json()["rejected"] == [], batch.get_json()
+    run_queue(app)
+
+    def job() -> Any:
+        return sql(app, "SELECT id, status, window_start, window_end, arrived_at FROM jobs")[0]
+
+    for _ in range(60):  # a booked window's offer waits five minutes for an answer
+        manual_clock.advance(seconds=10)
+        fleet_tick(app)
+        if job().status == "assigned":
+            break
+    assert job().status == "assigned"
+    start, end = job().window_start, job().window_end
+    manual_clock.now = start - timedelta(hours=3)
+    fleet_tick(app)
+    assert job().status == "assigned"  # accepted tonight, not set out hours early
+    manual_clock.now = start - timedelta(hours=2)
+    while job().status == "assigned" and manual_clock.now < end:
+        manual_clock.advance(seconds=60)
+        fleet_tick(app)
+    left_at = manual_clock.now
+    assert job().status == "en_route" and left_at < start
+    while job().status == "en_route" and manual_clock.now < end:
+        manual_clock.advance(seconds=20)
+        fleet_tick(app)
+    assert job().status == "arrived"
+    assert start - timedelta(minutes=20) <= job().arrived_at <= end
 
 
 @pytest.fixture

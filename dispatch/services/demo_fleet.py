@@ -144,7 +144,8 @@ def tick(session: Session) -> TickReport:
     if not ids:
         return report
     offers = session.execute(
-        select(Offer.id, Offer.worker_id, Offer.created_at, Offer.expires_at, Offer.eta_seconds)
+        select(Offer.id, Offer.job_id, Offer.worker_id, Offer.created_at, Offer.expires_at,
+               Offer.eta_seconds)
         .where(Offer.worker_id.in_(ids), Offer.status == OfferStatus.PENDING.value)
         .order_by(Offer.id)).all()
     current = _current_jobs(session, ids)
@@ -158,8 +159,11 @@ def tick(session: Session) -> TickReport:
             users[worker_id] = found
         return users[worker_id]
 
+    taken: set[int] = set()  # jobs a played worker accepted this tick: their offers are gone
     for offer in offers:
-        _guarded(session, report, lambda o=offer: _answer(session, o, user, now, s, report))
+        if offer.job_id not in taken:
+            _guarded(session, report,
+                     lambda o=offer: _answer(session, o, user, now, s, report, taken))
     fixes = _positions(redis, ids)
     moved: list[int] = []
     for worker in played:
@@ -244,7 +248,7 @@ def _current_jobs(session: Session, ids: list[int]) -> dict[int, ActiveJob]:
 
 
 def _answer(session: Session, offer: Any, user: Callable[[int], User], now: datetime,
-            s: Settings, report: TickReport) -> None:
+            s: Settings, report: TickReport, taken: set[int]) -> None:
     """Answer when this worker would: after their delay, keen by the job's distance."""
     keen, median_s = traits(offer.worker_id)
     rng = random.Random(f"demo-offer:{offer.id}")
@@ -257,6 +261,7 @@ def _answer(session: Session, offer: Any, user: Callable[[int], User], now: date
     if takes:
         dispatching.accept_offer(session, offer.id, user(offer.worker_id))
         report.accepted.append(offer.id)
+        taken.add(offer.job_id)
     else:
         dispatching.decline_offer(session, offer.id, user(offer.worker_id))
         report.declined.append(offer.id)
