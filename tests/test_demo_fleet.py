@@ -206,11 +206,11 @@ def test_a_demo_worker_keeps_a_booked_window(app: Flask, client: FlaskClient, ma
 
 @pytest.fixture
 def fleet_process(app: Flask, live_server: LiveServer) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m dispatch.entrypoints.demo_fleet` on the test database, ten times faster."""
+    """`python -m dispatch.entrypoints.demo_fleet` on the test database, forty times faster."""
     log_path = Path(live_server.log_path).with_name("demo-fleet.log")
     env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
            "REDIS_URL": app.config["REDIS_URL"], "TWILIO_API_BASE_URL": "http://127.0.0.1:9",
-           "DEMO_FLEET": "1", "DEMO_FLEET_SPEED": "20", "DEMO_FLEET_TICK_SECONDS": "1",
+           "DEMO_FLEET": "1", "DEMO_FLEET_SPEED": "40", "DEMO_FLEET_TICK_SECONDS": "1",
            "PYTHONUNBUFFERED": "1"}
     with log_path.open("w") as log:
         process = subprocess.Popen([sys.executable, "-m", "dispatch.entrypoints.demo_fleet"],
