@@ -19,9 +19,11 @@ from flask.testing import FlaskClient
 from playwright.sync_api import Browser, expect
 from sqlalchemy import event
 
+from dispatch import create_app
 from dispatch.db import db
 from dispatch.db.models import Role, User
 from dispatch.entrypoints.cli import DEMO_PASSWORD
+from dispatch.entrypoints.demo_fleet import bounded_overrides, run
 from dispatch.infra.config import Settings
 from dispatch.services import demo_fleet
 from dispatch.services.credentials import issue_token
@@ -265,3 +267,10 @@ def test_a_resident_books_and_a_demo_worker_arrives(
         assert errors == [], errors
     finally:
         ctx.close()
+
+
+def test_a_failed_tick_is_logged_and_the_fleet_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    unreachable = create_app(bounded_overrides(
+        "postgresql+psycopg://nobody@127.0.0.1:9/nothing", "redis://127.0.0.1:9/0", {}))
+    run(unreachable, once=True)  # returns: the loop would tick again
+    assert "demo fleet tick failed" in caplog.text
