@@ -225,13 +225,19 @@ def fleet_process(app: Flask, live_server: LiveServer) -> Iterator[subprocess.Po
         process.kill()
 
 
-def test_the_fleet_refuses_to_start_without_demo_mode(app: Flask) -> None:
+@pytest.mark.parametrize(("asked", "told"), [
+    ({"DEMO_FLEET": "0"}, b"set DEMO_FLEET=1"),
+    ({"DEMO_FLEET": "1", "DEMO_FLEET_SPEED": "0"}, b"must be positive"),
+])
+def test_the_fleet_refuses_to_start_unless_demo_mode_is_asked_for(
+        app: Flask, asked: dict[str, str], told: bytes) -> None:
     env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-           "REDIS_URL": app.config["REDIS_URL"], "DEMO_FLEET": "0"}
+           "REDIS_URL": app.config["REDIS_URL"], **asked}
+    env.pop("DEMO_FLEET_TICK_SECONDS", None)
     done = subprocess.run([sys.executable, "-m", "dispatch.entrypoints.demo_fleet", "--once"],
                           cwd=ROOT, env=env, capture_output=True, timeout=60)
     assert done.returncode == 2
-    assert b"DEMO_FLEET=1" in done.stderr
+    assert told in done.stderr
 
 
 def test_a_resident_books_and_a_demo_worker_arrives(

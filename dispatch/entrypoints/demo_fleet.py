@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         print("demo fleet: refusing to start; it plays the demo accounts and is for demos"
               " only: set DEMO_FLEET=1 to run it", file=sys.stderr)
         return 2
+    if settings.demo_fleet_speed <= 0 or settings.demo_fleet_tick_s <= 0:
+        print("demo fleet: DEMO_FLEET_SPEED and DEMO_FLEET_TICK_SECONDS must be positive",
+              file=sys.stderr)
+        return 2
     flask_config = settings.to_flask()
     app = create_app(bounded_overrides(flask_config["SQLALCHEMY_DATABASE_URI"],
                                        settings.redis_url,

@@ -17,7 +17,9 @@ keeps no state of its own beyond the time of its last fix per worker (in Redis):
 fleet carries on where the database says things are.
 
 One tick is three reads (workers, their pending offers, their active jobs), Redis pipelines,
-one fix per played worker, one write of the fixes, and a service call per decision due."""
+one fix per played worker, one write of the fixes, and a service call per decision due
+(and, for each worker once in five to ten minutes, tracking's look-up of their active job,
+which it then caches)."""
 
 from __future__ import annotations
 
