@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run dispatch's own processes in the background: web (gunicorn), RQ workers (timers, messages,
-# batches) and sweeper, and,
+# batches), sweeper, demo-fleet (plays the demo workers; DEMO_FLEET=0 leaves it out), and,
 # unless real Twilio credentials are given, twilio-mock: Stoplight Prism serving Twilio's OpenAPI
 # spec, which the app's Twilio client is pointed at, so no SMS or call leaves this machine.
 # Pid files in .local/run/NAME.pid, logs in .local/log/NAME.log. Each process leads its own
@@ -12,11 +12,12 @@
 #           GET /healthz answers 200, print the URL. Needs .local/env.sh (scripts/provision.sh
 #           writes it) and, for the mock, node_modules (npm ci: Prism, and Twilio's spec from
 #           @twilio-alpha/mcp).
-#   stop    stop web, worker, sweeper and twilio-mock (not PostgreSQL/Redis: see
+#   stop    stop web, worker, sweeper, demo-fleet and twilio-mock (not PostgreSQL/Redis: see
 #           scripts/provision.sh stop)
 #   status  show which of them run
 #
-# Environment: PORT (web port, default 8000), HEALTH_TIMEOUT (seconds, default 60).
+# Environment: PORT (web port, default 8000), HEALTH_TIMEOUT (seconds, default 60),
+# DEMO_FLEET (default 1; 0: no demo-fleet), DEMO_FLEET_SPEED, DEMO_FLEET_TICK_SECONDS.
 # Twilio: with TWILIO_ACCOUNT_SID set, the TWILIO_* variables are passed through untouched and
 # messages are REALLY sent. Without it, web/worker/sweeper get TWILIO_ACCOUNT_SID=AC000...0,
 # TWILIO_AUTH_TOKEN=dev-token, TWILIO_API_BASE_URL=http://127.0.0.1:<mock port> and
@@ -32,7 +33,8 @@ LOG_DIR="$LOCAL/log"
 PORT="${PORT:-8000}"
 # start order; stop runs in reverse. One RQ worker per queue group (dispatch/infra/queues.py):
 # offer timers never wait behind a batch or a slow SMS.
-SERVICES=(worker-timers worker-messages worker-batches sweeper web)
+SERVICES=(worker-timers worker-messages worker-batches sweeper demo-fleet web)
+FLEET=demo-fleet                      # in SERVICES, started unless DEMO_FLEET=0
 MOCK=twilio-mock                      # started before SERVICES (only without real credentials)
 ALL_SERVICES=("$MOCK" "${SERVICES[@]}")
 PRISM="$ROOT/node_modules/.bin/prism"
@@ -53,6 +55,9 @@ exec_service() {
             exec "$VENV/bin/python" -m dispatch.entrypoints.rq_worker "${1#worker-}" ;;
         sweeper)
             exec "$VENV/bin/flask" --app dispatch sweeper ;;
+        "$FLEET")
+            # It refuses to run without DEMO_FLEET=1: demo mode is asked for here, explicitly.
+            DEMO_FLEET=1 exec "$VENV/bin/python" -m dispatch.entrypoints.demo_fleet ;;
         "$MOCK")
             # Prism itself, not npx: the pid we keep is the node process. Static mode (no -d:
             # dynamic mode breaks list(); no --errors: Twilio's own examples fail their schema).
@@ -239,8 +244,12 @@ cmd_stop() {
 }
 
 cmd_run() {
-    local name started=("${SERVICES[@]}") TWILIO_MODE
+    local name services=() started=() TWILIO_MODE
     take_lock services
+    for name in "${SERVICES[@]}"; do
+        if [ "$name" != "$FLEET" ] || [ "${DEMO_FLEET:-1}" != 0 ]; then services+=("$name"); fi
+    done
+    started=("${services[@]}")
     load_env
     export DATABASE_URL REDIS_URL PORT
     cmd_stop
@@ -251,7 +260,7 @@ cmd_run() {
     # Prism loads its 1.8 MB spec (a few seconds) while the migrations run.
     if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
         start_mock
-        started=("$MOCK" "${SERVICES[@]}")
+        started=("$MOCK" "${services[@]}")
     fi
     twilio_env
     log "applying migrations"
@@ -259,7 +268,7 @@ cmd_run() {
     log "seeding demo data"
     "$VENV/bin/flask" --app dispatch seed-demo
     [ "$TWILIO_MODE" = real ] || wait_mock_ready
-    for name in "${SERVICES[@]}"; do
+    for name in "${services[@]}"; do
         start_service "$name"
     done
     log "waiting for http://127.0.0.1:$PORT/healthz"

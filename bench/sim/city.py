@@ -20,11 +20,17 @@ from datetime import datetime
 
 import numpy as np
 
-from geo.eta import EARTH_RADIUS_M, TravelMode
+from dispatch.planning.behaviour import (
+    DAY_S,
+    DURATION_SIGMA,
+    STARTUP_SIGMA,
+    answer_delay_s,
+)
+from dispatch.planning.behaviour import willingness as keenness
+from geo.eta import EARTH_RADIUS_M
 
 CENTER = (37.7749, -122.4194)
 HALF_SIDE_M = 20_000.0
-DAY_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,6 @@ DEMAND: dict[str, tuple[float, float]] = {
     "water-damage-cleanup": (5, 150), "move-out-cleaning": (2, 180),
     "heavy-lifting": (4, 90),
 }
-DURATION_SIGMA = 0.4  # lognormal spread of job durations around the median
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,11 @@ ORG_PROPERTIES: tuple[tuple[str, str, int], ...] = (
 PREFERRED_CONTRACTORS = 30
 PREFERRED_TRADES = ("plumber", "electrician", "locksmith", "appliance", "hvac", "glazier")
 
-# Real trips differ from the ETA model: start-up, circuity and speed vary trip by trip
-# (medians equal the model's), and cars are slower than the model in rush hours.
-STARTUP_SIGMA = 0.35
+# Real trips differ from the ETA model: start-up (STARTUP_SIGMA), circuity and speed vary
+# trip by trip (medians equal the model's), and cars are slower in rush hours
+# (`dispatch.planning.behaviour`, which the demo fleet shares).
 CIRCUITY_SIGMA = 0.12
 SPEED_SIGMA = 0.08
-RUSH_HOURS = ((7.0, 9.5), (16.5, 19.0))
-RUSH_CAR_SPEED_FACTOR = 0.8
 
 
 @dataclass(frozen=True)
@@ -336,22 +339,15 @@ def pair_draws(seed: int, worker_id: int, request_idx: int, delay_median_s: floa
     rng = random.Random(f"{seed}:{worker_id}:{request_idx}")
     return PairDraw(
         u_accept=rng.random(), u_ignore=rng.random(),
-        delay_s=delay_median_s * math.exp(rng.gauss(0, 0.6)),
+        delay_s=answer_delay_s(delay_median_s, rng.gauss(0, 1)),
         startup_factor=math.exp(rng.gauss(0, STARTUP_SIGMA)),
         circuity_factor=math.exp(rng.gauss(0, CIRCUITY_SIGMA)),
         speed_factor=math.exp(rng.gauss(0, SPEED_SIGMA)))
 
 
 def willingness(worker: SimWorker, eta_s: float) -> float:
-    """Workers take near jobs more readily: half as keen on a job 90 minutes away."""
-    return worker.accept_p * (1 - 0.5 * min(1.0, eta_s / 5_400))
-
-
-def traffic_factor(mode: str, local_s: float) -> float:
-    hour = (local_s % DAY_S) / 3600
-    if mode == TravelMode.CAR.value and any(a <= hour < b for a, b in RUSH_HOURS):
-        return RUSH_CAR_SPEED_FACTOR
-    return 1.0
+    """Workers take near jobs more readily (`dispatch.planning.behaviour.willingness`)."""
+    return keenness(worker.accept_p, eta_s)
 
 
 def local_midnight(tz: str, date: str) -> datetime:

@@ -39,6 +39,7 @@ from dispatch.domain.errors import DomainError
 from dispatch.domain.states import Actor, Availability, JobStatus
 from dispatch.infra.presence import presence_key
 from dispatch.planning.assignment import BatchJob, BatchWorker, solve
+from dispatch.planning.behaviour import traffic_factor
 from dispatch.services import accounts, batches, booking, contact, tracking
 from dispatch.services.dispatching import (
     accept_offer,
@@ -55,7 +56,7 @@ from geo.candidates import Candidate, MatchRequest, MatchWeights, find_candidate
 from geo.eta import TravelMode, haversine_m
 from geo.points import wkt_point
 
-from .city import City, Request, SimWorker, pair_draws, traffic_factor, willingness
+from .city import City, Request, SimWorker, pair_draws, willingness
 
 EXPIRY_GRACE_S = 0.5  # like dispatch.infra.queues.EXPIRY_GRACE: a last-second accept still wins
 TICK_S = 60.0  # housekeeping period (end-of-run check; see on_tick)

@@ -19,12 +19,11 @@ from dispatch.domain.phones import normalize_phone
 from dispatch.domain.states import Availability
 from dispatch.entrypoints.sweeper import run_sweeper
 from dispatch.services import accounts
+from dispatch.services.demo_fleet import DEMO_CENTER, DEMO_DOMAIN
 from geo.points import wkt_point
 from notifications import masking
 
 DEMO_PASSWORD = "demo-password"
-DEMO_CENTER = (37.7749, -122.4194)  # San Francisco
-DEMO_DOMAIN = "demo.dispatch.test"
 
 
 def register(app: Flask) -> None:

@@ -79,6 +79,13 @@ class Settings:
     # A booked window's masked number opens this long before the window starts (or when the
     # worker sets out), not at an accept days ahead: pool numbers are few.
     masking_open_before_minutes: int = 120
+    # The demo fleet (`python -m dispatch.entrypoints.demo_fleet`) plays the demo workers;
+    # it refuses to start unless DEMO_FLEET=1 (make run sets it; production never does).
+    demo_fleet: bool = False
+    demo_fleet_speed: float = 1.0  # travel x it, answer delays and time on site / it
+    demo_fleet_tick_s: float = 2.0
+    # A demo worker whose phone sent its own fix this recently is a person's: hands off.
+    demo_fleet_hands_off_s: int = 300
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -127,6 +134,10 @@ class Settings:
             queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
             queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
             masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
+            demo_fleet=_env("DEMO_FLEET", "0") in ("1", "true"),
+            demo_fleet_speed=_float("DEMO_FLEET_SPEED", 1.0),
+            demo_fleet_tick_s=_float("DEMO_FLEET_TICK_SECONDS", 2.0),
+            demo_fleet_hands_off_s=_int("DEMO_FLEET_HANDS_OFF_SECONDS", 300),
         )
 
     def to_flask(self) -> dict[str, Any]:
