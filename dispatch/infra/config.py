@@ -79,6 +79,10 @@ class Settings:
     # A booked window's masked number opens this long before the window starts (or when the
     # worker sets out), not at an accept days ahead: pool numbers are few.
     masking_open_before_minutes: int = 120
+    # A worker's position older than this is shown as "last seen", and no live ETA is
+    # counted down from it (the phone pings as it moves, so a minute or two of quiet is a
+    # red light, longer is a closed page).
+    position_stale_s: int = 120
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -127,6 +131,7 @@ class Settings:
             queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
             queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
             masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
+            position_stale_s=_int("POSITION_STALE_SECONDS", 120),
         )
 
     def to_flask(self) -> dict[str, Any]:
