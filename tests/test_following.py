@@ -111,6 +111,7 @@ def test_a_refusal_says_plainly_when_nobody_covers_the_place(
     make.worker(lat=far[0], lng=far[1], radius_m=10_000)  # serves somewhere else
     error = refused(client, make)
     assert error["earliest_arrival"] is None and error["reason"] == "nobody_covers"
+    assert error["earliest_after_current_job"] is False
     assert error["time_zone"] == settings.service_timezone
     assert "serves this place" in error["fields"][0]["problem"]
 
@@ -135,7 +136,7 @@ def test_a_refusal_gives_the_earliest_time_of_a_worker_finishing_nearby(
         sql(app, "UPDATE categories SET typical_minutes = 60 WHERE slug = 'leak-repair'")
     assert late.status_code == 409
     error = late.json["error"]
-    assert error["reason"] == "later"
+    assert error["reason"] == "later" and error["earliest_after_current_job"] is True
     current_eta = at(get_job(client, current, worker)["estimated_arrival"])
     earliest = datetime.fromisoformat(error["earliest_arrival"])
     # The current job's arrival, 110 minutes on site, then start-up and the 2 km trip.

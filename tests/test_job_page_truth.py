@@ -141,5 +141,15 @@ def test_a_refusal_says_when_someone_could_come_or_why_nobody_can(
     finally:
         sql(make.app, "UPDATE categories SET typical_minutes = 60 WHERE slug = 'leak-repair'")
     expect(detail).to_have_text(re.compile(
-        rf"The earliest anyone could arrive is (\w+, \w+ \d+ )?\d\d:\d\d {ZONE}\. "
+        rf"The earliest anyone could arrive is about (\w+, \w+ \d+ )?\d\d:\d\d {ZONE}, "
+        r"after a job they are finishing nearby: too uncertain to promise\. "
         r"Nothing was booked\."))
+
+    # A free worker too far away: a plain time.
+    far = offset(*CENTER, east_m=10_000)
+    make.worker(skills=("lockout",), lat=far[0], lng=far[1], travel_mode="walk",
+                radius_m=20_000)
+    refusal_detail(page, "Lockout")
+    expect(detail).to_have_text(re.compile(
+        rf"^The earliest anyone could arrive is (\w+, \w+ \d+ )?\d\d:\d\d {ZONE}\. "
+        r"Nothing was booked\.$"))

@@ -95,7 +95,8 @@ FINISHING_LOOKED_AT = 50
 
 
 def no_coverage(earliest: datetime | None, promise: timedelta,
-                reason: NoCoverageReason = NoCoverageReason.LATER) -> Conflict:
+                reason: NoCoverageReason = NoCoverageReason.LATER,
+                after_current_job: bool = False) -> Conflict:
     if earliest is not None:
         reason = NoCoverageReason.LATER
         message = (f"nobody can arrive within {_span(promise)}; the earliest anyone could "
@@ -111,6 +112,7 @@ def no_coverage(earliest: datetime | None, promise: timedelta,
         problem = "no verified worker for this service serves this place"
     return Conflict("no_coverage", message, [FieldProblem("location", problem)],
                     {"earliest_arrival": earliest.isoformat() if earliest else None,
+                     "earliest_after_current_job": earliest is not None and after_current_job,
                      "reason": reason.value,
                      "time_zone": settings().service_timezone})
 
@@ -120,6 +122,7 @@ def refusal(session: Session, category_id: int, place: Place, now: datetime,
     """Nobody can come in time: say when someone could, counting workers finishing a job
     nearby as well as free ones too far away; or, when nobody can say, why."""
     s = settings()
+    after_current_job = False
     if s.queue_behind_busy:
         request = MatchRequest(
             category_id=category_id, lat=place.lat, lng=place.lng, now=now,
@@ -128,13 +131,17 @@ def refusal(session: Session, category_id: int, place: Place, now: datetime,
         finishing = find_finishing(session, request, min_wait_s=QUEUE_MIN_WAIT_S, margin_s=0)
         if finishing:
             after = now + timedelta(seconds=min(c.eta_s for c in finishing))
-            earliest = after if earliest is None else min(earliest, after)
+            if earliest is None or after < earliest:
+                # Maybe even within the promise, but too uncertain to promise: their current
+                # job's end is an estimate (hence the margin matching keeps).
+                earliest, after_current_job = after, True
     reason = NoCoverageReason.LATER
     if earliest is None:
         reason = (NoCoverageReason.NOBODY_ON_DUTY
                   if anyone_serves(session, category_id, place.lat, place.lng)
                   else NoCoverageReason.NOBODY_COVERS)
-    return no_coverage(earliest, timedelta(minutes=s.promise_minutes), reason)
+    return no_coverage(earliest, timedelta(minutes=s.promise_minutes), reason,
+                       after_current_job)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,10 @@
       const zone = error.time_zone;
       const today = dayOf(new Date().toISOString(), zone) === dayOf(earliest, zone);
       const when = today ? clock(earliest, zone) : `${dayOf(earliest, zone)} ${clock(earliest, zone)}`;
-      return `The earliest anyone could arrive is ${when}. Nothing was booked.`;
+      return error.earliest_after_current_job
+        ? `The earliest anyone could arrive is about ${when}, after a job they are finishing ` +
+          "nearby: too uncertain to promise. Nothing was booked."
+        : `The earliest anyone could arrive is ${when}. Nothing was booked.`;
     }
     if (error.reason === "nobody_on_duty") {
       return "The workers who serve this place are offline or busy right now, so nobody can " +

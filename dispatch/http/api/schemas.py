@@ -217,6 +217,9 @@ class NoCoverageBody(Out):
     fields: list[dict[str, str]]
     earliest_arrival: datetime | None = Field(
         description="the earliest anyone could arrive, when someone could come at all")
+    earliest_after_current_job: bool = Field(
+        description="the earliest arrival is of a worker finishing another job nearby: an "
+                    "estimate (when that job ends), not a time anyone could promise")
     reason: Literal["later", "nobody_on_duty", "nobody_covers"] = Field(
         description="'later': someone could come, at earliest_arrival; 'nobody_on_duty': "
                     "workers serve the place but none is online or finishing nearby, so no "
