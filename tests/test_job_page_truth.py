@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, book, job_body, offset, sql
 from tests.live import LiveServer
-from tests.test_browser import browser, login, new_context, page_errors  # noqa: F401
+from tests.test_browser import browser, login, new_context, page_errors, shot  # noqa: F401
 from tests.test_queued_jobs import accept, busy_worker, post_status
 
 ONE_KM_NORTH = offset(*CENTER, north_m=1000)
@@ -61,6 +61,7 @@ def test_an_ended_job_names_no_worker_on_it_and_no_number(
     expect(page.locator("#worker")).to_have_text("Worker Forty (car) did this job.")
     expect(page.locator("#contact")).to_be_hidden()
     expect(page.locator(".worker-dot")).to_have_count(0)
+    shot(page, "job-ended")
 
     called_off, _, _ = accepted_job(client, make, resident)
     assert client.post(f"/api/v1/jobs/{called_off}/cancel", json={},
@@ -86,6 +87,7 @@ def test_a_search_whose_offers_ran_out_says_it_is_still_looking(
     expect(page.locator("#promise")).to_have_text(
         re.compile(rf"come online until \d\d:\d\d {ZONE}"))
     expect(page.locator("#worker")).to_have_text("")
+    shot(page, "job-still-looking")
 
 
 def test_a_reload_draws_the_worker_and_a_quiet_worker_is_last_seen(
@@ -109,6 +111,7 @@ def test_a_reload_draws_the_worker_and_a_quiet_worker_is_last_seen(
         rf"last seen \d\d:\d\d {ZONE}, 6 min ago"))
     expect(page.locator("#eta")).to_have_text("")
     expect(page.locator(".worker-dot")).to_be_visible()
+    shot(page, "job-last-seen")
 
 
 def refusal_detail(page: Page, slug_label: str) -> None:
@@ -153,3 +156,4 @@ def test_a_refusal_says_when_someone_could_come_or_why_nobody_can(
     expect(detail).to_have_text(re.compile(
         rf"^The earliest anyone could arrive is (\w+, \w+ \d+ )?\d\d:\d\d {ZONE}\. "
         r"Nothing was booked\.$"))
+    shot(page, "book-earliest-time")
