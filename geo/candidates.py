@@ -273,3 +273,23 @@ def find_finishing(conn: Connection | Session, request: MatchRequest, *, min_wai
     return [Candidate(worker_id=r.worker_id, distance_m=float(r.distance_m),
                       travel_mode=TravelMode(r.travel_mode), eta_s=float(r.eta_s),
                       score=float(r.score), queued_behind_job_id=r.job_id) for r in rows]
+
+
+# Whether any worker verified for the service serves the point at all: their last known
+# position within their own service radius, whatever their availability or how old the fix.
+# Read only when a booking is refused, to tell "nobody is on duty" from "nobody covers this".
+SERVES_SQL = text(
+    f"""
+SELECT EXISTS (
+    SELECT 1 FROM worker_skills s
+    JOIN workers w ON w.user_id = s.worker_id
+    WHERE s.category_id = CAST(:category_id AS integer) AND s.verified
+      AND s.location IS NOT NULL
+      AND ST_DWithin(s.location, {_POINT}, w.service_radius_m)
+)"""
+)
+
+
+def anyone_serves(conn: Connection | Session, category_id: int, lat: float, lng: float) -> bool:
+    return bool(conn.execute(SERVES_SQL, {"category_id": category_id, "lat": lat,
+                                          "lng": lng}).scalar_one())

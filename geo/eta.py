@@ -40,9 +40,13 @@ class EtaModel:
     def road_distance_m(self, straight_m: float) -> float:
         return straight_m * self.circuity
 
-    def eta_seconds(self, straight_m: float, mode: TravelMode | str) -> float:
-        """Seconds from now until a worker this far away, travelling this way, is at the door."""
-        return self.startup_s + self.road_distance_m(straight_m) / self.speed_mps(mode)
+    def eta_seconds(self, straight_m: float, mode: TravelMode | str, *,
+                    set_out: bool = False) -> float:
+        """Seconds from now until a worker this far away, travelling this way, is at the door.
+        The start-up time counts until they have set out: booking, accept and the first
+        position fixes then promise the same arrival."""
+        startup = 0.0 if set_out else self.startup_s
+        return startup + self.road_distance_m(straight_m) / self.speed_mps(mode)
 
     @classmethod
     def from_setting(cls, speeds: str | None, circuity: float, startup_s: float) -> EtaModel:

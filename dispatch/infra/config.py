@@ -86,6 +86,10 @@ class Settings:
     demo_fleet_tick_s: float = 2.0
     # A demo worker whose phone sent its own fix this recently is a person's: hands off.
     demo_fleet_hands_off_s: int = 300
+    # A worker's position older than this is shown as "last seen", and no live ETA is
+    # counted down from it (the phone pings as it moves, so a minute or two of quiet is a
+    # red light, longer is a closed page).
+    position_stale_s: int = 120
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -138,6 +142,7 @@ class Settings:
             demo_fleet_speed=_float("DEMO_FLEET_SPEED", 1.0),
             demo_fleet_tick_s=_float("DEMO_FLEET_TICK_SECONDS", 2.0),
             demo_fleet_hands_off_s=_int("DEMO_FLEET_HANDS_OFF_SECONDS", 300),
+            position_stale_s=_int("POSITION_STALE_SECONDS", 120),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -29,13 +30,15 @@ from dispatch.domain.errors import (
 from dispatch.domain.states import Actor, JobStatus
 from dispatch.services import push
 from dispatch.services.catalog import bookable_category
-from dispatch.services.context import settings
+from dispatch.services.context import eta_model, settings
 from dispatch.services.dispatching import (
+    QUEUE_MIN_WAIT_S,
     search_candidates,
     send_wave,
 )
 from dispatch.services.jobs import transition
 from dispatch.services.portfolio import own_unit
+from geo.candidates import MatchRequest, anyone_serves, find_finishing
 from geo.points import wkt_point
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -78,16 +81,67 @@ def _span(promise: timedelta) -> str:
     return f"{minutes // 60} hour{'s' if minutes != 60 else ''}"
 
 
-def no_coverage(earliest: datetime | None, promise: timedelta) -> Conflict:
-    if earliest is None:
-        message = (f"no verified worker for this service is online near you; "
-                   f"nobody can arrive within {_span(promise)}")
-    else:
+class NoCoverageReason(StrEnum):
+    LATER = "later"  # someone could come, at the earliest arrival given
+    NOBODY_ON_DUTY = "nobody_on_duty"  # workers serve the place; none is online or finishing
+    NOBODY_COVERS = "nobody_covers"  # no verified worker for the service serves the place
+
+
+# How far ahead the earliest arrival of a worker finishing a job is looked for.
+EARLIEST_HORIZON = timedelta(hours=12)
+# Busy workers weighed for it (they come ranked by score, so more than a wave, to find the
+# fastest).
+FINISHING_LOOKED_AT = 50
+
+
+def no_coverage(earliest: datetime | None, promise: timedelta,
+                reason: NoCoverageReason = NoCoverageReason.LATER,
+                after_current_job: bool = False) -> Conflict:
+    if earliest is not None:
+        reason = NoCoverageReason.LATER
         message = (f"nobody can arrive within {_span(promise)}; the earliest anyone could "
                    f"arrive is {earliest.isoformat(timespec='minutes')}")
-    return Conflict("no_coverage", message,
-                    [FieldProblem("location", "outside the reach of available workers")],
-                    {"earliest_arrival": earliest.isoformat() if earliest else None})
+        problem = "outside the reach of available workers"
+    elif reason is NoCoverageReason.NOBODY_ON_DUTY:
+        message = (f"nobody can arrive within {_span(promise)}: the workers who serve this "
+                   f"place are offline or busy, so no time can be given")
+        problem = "no worker who serves this place is on duty"
+    else:
+        message = (f"nobody can arrive within {_span(promise)}: no verified worker for this "
+                   f"service serves this place")
+        problem = "no verified worker for this service serves this place"
+    return Conflict("no_coverage", message, [FieldProblem("location", problem)],
+                    {"earliest_arrival": earliest.isoformat() if earliest else None,
+                     "earliest_after_current_job": earliest is not None and after_current_job,
+                     "reason": reason.value,
+                     "time_zone": settings().service_timezone})
+
+
+def refusal(session: Session, category_id: int, place: Place, now: datetime,
+            earliest: datetime | None) -> Conflict:
+    """Nobody can come in time: say when someone could, counting workers finishing a job
+    nearby as well as free ones too far away; or, when nobody can say, why."""
+    s = settings()
+    after_current_job = False
+    if s.queue_behind_busy:
+        request = MatchRequest(
+            category_id=category_id, lat=place.lat, lng=place.lng, now=now,
+            deadline=now + EARLIEST_HORIZON, eta=eta_model(s),
+            max_location_age=timedelta(seconds=s.location_max_age_s), limit=FINISHING_LOOKED_AT)
+        finishing = find_finishing(session, request, min_wait_s=QUEUE_MIN_WAIT_S, margin_s=0)
+        if finishing:
+            after = now + timedelta(seconds=min(c.eta_s for c in finishing))
+            if earliest is None or after < earliest:
+                # Maybe even within the promise, but too uncertain to promise: their current
+                # job's end is an estimate (hence the margin matching keeps).
+                earliest, after_current_job = after, True
+    reason = NoCoverageReason.LATER
+    if earliest is None:
+        reason = (NoCoverageReason.NOBODY_ON_DUTY
+                  if anyone_serves(session, category_id, place.lat, place.lng)
+                  else NoCoverageReason.NOBODY_COVERS)
+    return no_coverage(earliest, timedelta(minutes=s.promise_minutes), reason,
+                       after_current_job)
 
 
 @dataclass(frozen=True)
@@ -134,7 +188,7 @@ def book_urgent(session: Session, resident: User, data: JobIn,
             limit=max(s.offer_wave_size, s.promise_min_candidates), org_id=place.org_id,
         )
         if not found.candidates:
-            raise no_coverage(found.earliest_arrival, timedelta(minutes=s.promise_minutes))
+            raise refusal(session, category.id, place, now, found.earliest_arrival)
     except DomainError:
         session.rollback()
         existing = _existing(session, resident, key, fp)

@@ -30,7 +30,6 @@ from dispatch.db.job_rows import occupying_job
 from dispatch.db.models import Job, JobEvent, Worker
 from dispatch.domain.commands import LocationIn
 from dispatch.domain.errors import invalid
-from dispatch.domain.states import COMING_STATUSES, JobStatus
 from dispatch.infra.leanscript import LeanScript
 from dispatch.infra.redis import redis_connection
 from dispatch.services import push
@@ -40,6 +39,7 @@ from dispatch.services.active_jobs import (
     forget_active_jobs,
 )
 from dispatch.services.context import eta_model
+from dispatch.services.following import live_eta_seconds
 from geo.eta import haversine_m
 
 # A fix from the device's future beyond this is a wrong clock, not a position.
@@ -257,9 +257,7 @@ def _stream(job: dict[str, Any], fix: LocationIn, at: datetime, now: datetime) -
     """Positions are shared only while a job is active, and only with that job's room."""
     model = eta_model(current_app.config["DISPATCH"])
     straight = haversine_m(fix.lat, fix.lng, job["lat"], job["lng"])
-    eta_s = 0.0
-    if JobStatus(job["status"]) in COMING_STATUSES:
-        eta_s = model.road_distance_m(straight) / model.speed_mps(job["travel_mode"])
+    eta_s = live_eta_seconds(model, straight, job["travel_mode"], job["status"]) or 0.0
     push.send_now("worker_location", job["id"], {
         "job_id": job["id"], "lat": fix.lat, "lng": fix.lng, "accuracy_m": fix.accuracy_m,
         "heading": fix.heading, "speed_mps": fix.speed_mps, "at": at.isoformat(),

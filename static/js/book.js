@@ -29,6 +29,25 @@
       {enableHighAccuracy: true, timeout: 10000});
   });
 
+  // The honest no: when someone could come after all, or plainly why nobody can say.
+  function refusalText(error) {
+    const earliest = error.earliest_arrival;
+    if (earliest) {
+      const zone = error.time_zone;
+      const today = dayOf(new Date().toISOString(), zone) === dayOf(earliest, zone);
+      const when = today ? clock(earliest, zone) : `${dayOf(earliest, zone)} ${clock(earliest, zone)}`;
+      return error.earliest_after_current_job
+        ? `The earliest anyone could arrive is about ${when}, after a job they are finishing ` +
+          "nearby: too uncertain to promise. Nothing was booked."
+        : `The earliest anyone could arrive is ${when}. Nothing was booked.`;
+    }
+    if (error.reason === "nobody_on_duty") {
+      return "The workers who serve this place are offline or busy right now, so nobody can " +
+        "say when someone could come. Nothing was booked: please try again later.";
+    }
+    return "No vetted worker for this service covers this place. Nothing was booked.";
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     errorBox.textContent = "";
@@ -48,10 +67,7 @@
     if (r.status === 201 || r.status === 200) {
       window.location.href = `/jobs/${r.data.id}`;
     } else if (r.status === 409 && r.data.error.code === "no_coverage") {
-      const earliest = r.data.error.earliest_arrival;
-      document.getElementById("no-coverage-detail").textContent = earliest
-        ? `The earliest anyone could arrive is ${clock(earliest)}. Nothing was booked.`
-        : "No verified worker for this service is available near you. Nothing was booked.";
+      document.getElementById("no-coverage-detail").textContent = refusalText(r.data.error);
       document.getElementById("no-coverage").hidden = false;
     } else {
       errorBox.textContent = errorText(r.data);

@@ -1,84 +1,160 @@
 // Follow one job: the promise, the status, the worker's marker moving and the ETA counting
-// down, all live from the job's Socket.IO room.
+// down, all live from the job's Socket.IO room. Every sentence follows the job's real state:
+// who is being asked now (how many, never who), where the worker was last seen and when.
 "use strict";
 
 (function () {
   const root = document.getElementById("job");
   const jobId = Number(root.dataset.jobId);
+  const staleAfterMs = Number(root.dataset.staleAfterS) * 1000;
   const home = [Number(root.dataset.lat), Number(root.dataset.lng)];
   const map = makeMap("map", home[0], home[1], 14);
   L.marker(home, {title: "Job location"}).addTo(map);
   const mapEl = document.getElementById("map");
   const CANCELLABLE = Object.keys(STATES.resident_moves)
     .filter((from) => STATES.resident_moves[from].includes("cancelled"));
+  // While a job is looking for a worker, its answer is read again at least this often (an
+  // offer running out changes what is true without changing the job's status).
+  const LOOKING_REFRESH_MS = 15000;
+  let job = null; // the job's latest answer from the API
+  let seen = null; // the worker's latest position: {lat, lng, at, eta_at}
   let workerMarker = null;
-  let etaAt = null;
-  let status = null;
-  let wasQueued = false;
+  let refreshTimer = null;
+  let asked = 0;
+  let shown = 0;
 
-  function render(job) {
-    status = job.status;
+  function at(iso) { return clock(iso, job.time_zone); }
+
+  function lookingText() {
+    if (job.asking_workers > 0) {
+      return job.promised === false
+        ? `Only one or two workers can reach you by ${at(job.arrive_by)}; we are asking them and confirm when one accepts.`
+        : `Someone ${dueText(job)}: we are asking the nearest vetted workers now.`;
+    }
+    const until = job.looking_until ? ` until ${at(job.looking_until)}` : "";
+    return "Still looking: nobody has accepted yet. We ask more workers as they come free " +
+      `or come online${until}, and tell you at once.`;
+  }
+
+  function promiseText() {
+    const s = job.status;
+    if (s === "unfilled") return "Nobody could come in time. Nothing was charged.";
+    if (STATES.done.includes(s)) return `Done at ${at(job.completed_at)}.`;
+    if (s === "cancelled") return "Cancelled.";
+    if (s === "disputed") return "Under review by our team.";
+    if (s === "arrived" || s === "in_progress") return `Arrived at ${at(job.arrived_at)}.`;
+    if (s === "dispatching" || s === "requested") return lookingText();
+    if (job.promised === false && job.worker && job.estimated_arrival) {
+      // Taken by a worker finishing another job: an estimate, not a promise.
+      return job.queued
+        ? `Expected around ${at(job.estimated_arrival)}, after the job they are finishing (an estimate: it depends on when that job ends).`
+        : `Expected around ${at(job.estimated_arrival)}.`;
+    }
+    return `Someone ${dueText(job)}`;
+  }
+
+  function workerText() {
+    const s = job.status;
+    if (s === "dispatching") {
+      const n = job.asking_workers;
+      return n > 0 ? `Asking ${n} vetted worker${n === 1 ? "" : "s"} nearby…` : "";
+    }
+    if (!job.worker) return "";
+    const who = `${job.worker.name} (${job.worker.travel_mode})`;
+    if (s === "assigned" && job.queued) return `${who} is finishing a job nearby and comes straight after.`;
+    if (s === "assigned") return `${who} is on the job: getting ready to set out.`;
+    if (s === "en_route") return `${who} is on the job: on the way.`;
+    if (s === "arrived" || s === "in_progress") return `${who} is on the job.`;
+    if (STATES.done.includes(s)) return `${who} did this job.`;
+    return "";
+  }
+
+  function render(next) {
+    job = next;
     const badge = document.getElementById("status");
     badge.textContent = statusLabel(job.status);
     badge.className = `status ${job.status}`;
-    const promise = document.getElementById("promise");
-    if (job.status === "unfilled") {
-      promise.textContent = "Nobody could take this job in time. Nothing was charged.";
-    } else if (STATES.done.includes(job.status)) {
-      promise.textContent = `Done at ${clock(job.completed_at, job.time_zone)}.`;
-    } else if (job.status === "cancelled") {
-      promise.textContent = "Cancelled.";
-    } else if (job.status === "arrived" || job.status === "in_progress") {
-      promise.textContent = `Arrived at ${clock(job.arrived_at, job.time_zone)}.`;
-    } else if (job.promised === false && job.worker && job.estimated_arrival) {
-      // Taken by a worker finishing another job: an estimate, not a promise.
-      promise.textContent = job.queued
-        ? `Expected around ${clock(job.estimated_arrival, job.time_zone)}, after the job they are finishing (an estimate: it depends on when that job ends).`
-        : `Expected around ${clock(job.estimated_arrival, job.time_zone)}.`;
-    } else {
-      promise.textContent = job.promised === false
-        ? `Only one or two workers can reach you by ${clock(job.arrive_by, job.time_zone)}; we are asking them and confirm when one accepts.`
-        : `Someone ${dueText(job)}`;
-    }
-    const queued = Boolean(job.queued) && job.status === "assigned";
-    document.getElementById("worker").textContent = job.worker
-      ? (queued
-        ? `${job.worker.name} (${job.worker.travel_mode}) is finishing a job nearby and comes straight after.`
-        : `${job.worker.name} (${job.worker.travel_mode}) is on the job.`)
-      : (job.status === "dispatching" ? "Asking the nearest vetted workers…" : "");
-    // A queued job's ETA counts the wait; when the other job ends it is the trip alone.
-    if (job.estimated_arrival && STATES.coming.includes(job.status)
-        && (!etaAt || queued !== wasQueued)) {
-      etaAt = job.estimated_arrival;
-    }
-    wasQueued = queued;
-    if (!STATES.coming.includes(job.status)) etaAt = null;
+    document.getElementById("promise").textContent = promiseText();
+    document.getElementById("worker").textContent = workerText();
+    // The number reaches the worker only while the job is under way.
+    showContact(STATES.active.includes(job.status) ? job.masked_number : null);
+    if (job.worker_position) moveWorker(job.worker_position);
+    if (!tracked()) hideWorker();
     document.getElementById("cancel").hidden = !CANCELLABLE.includes(job.status);
+    scheduleRefresh();
     tick();
   }
 
+  // The worker's position is this resident's to see while the job occupies the worker.
+  function tracked() {
+    return job !== null && occupying(job);
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(refreshTimer);
+    if (job.status !== "dispatching") return;
+    let wait = LOOKING_REFRESH_MS;
+    if (job.asking_workers > 0 && job.asking_until) {
+      wait = Math.min(wait, new Date(job.asking_until) - Date.now() + 1000);
+    }
+    refreshTimer = setTimeout(refresh, Math.max(wait, 1000));
+  }
+
+  // Answers can cross: only the newest request's answer is shown.
+  function refresh() {
+    const mine = ++asked;
+    api("GET", `/jobs/${jobId}`).then((r) => {
+      if (mine < shown) return;
+      shown = mine;
+      if (r.ok) render(r.data);
+      else document.getElementById("message").textContent = errorText(r.data);
+    });
+  }
+
+  function minutesAgo(iso) {
+    const minutes = Math.floor((Date.now() - new Date(iso)) / 60000);
+    return minutes < 1 ? "less than a minute ago" : `${minutes} min ago`;
+  }
+
   function tick() {
-    document.getElementById("eta").textContent = etaAt ? `ETA ${countdown(etaAt)}` : "";
+    const eta = document.getElementById("eta");
+    const lastSeen = document.getElementById("seen");
+    eta.textContent = "";
+    lastSeen.textContent = "";
+    if (!job || !STATES.coming.includes(job.status)) return;
+    const stale = seen && Date.now() - new Date(seen.at) > staleAfterMs;
+    if (seen && tracked() && stale) {
+      // An estimate from an old position is not live: say when the worker was last seen.
+      lastSeen.textContent = `Worker's position last seen ${at(seen.at)}, ${minutesAgo(seen.at)}. ` +
+        "No live arrival time until it comes in again.";
+      return;
+    }
+    const until = seen && tracked() ? seen.eta_at : job.estimated_arrival;
+    if (!until) return;
+    eta.textContent = new Date(until) > Date.now() ? `ETA ${countdown(until)}` : "Arriving any moment";
   }
   setInterval(tick, 1000);
 
   function moveWorker(p) {
+    if (seen && new Date(p.at) < new Date(seen.at)) return; // an older fix than shown
+    seen = {lat: p.lat, lng: p.lng, at: p.at, eta_at: p.eta_at};
+    if (!tracked()) return;
     if (workerMarker) workerMarker.setLatLng([p.lat, p.lng]);
     else workerMarker = L.marker([p.lat, p.lng], {icon: workerIcon(), title: "Worker"}).addTo(map);
     mapEl.dataset.workerLat = p.lat;
     mapEl.dataset.workerLng = p.lng;
-    if (STATES.coming.includes(status)) etaAt = p.eta_at; // none once arrived
     map.fitBounds(L.latLngBounds([home, [p.lat, p.lng]]).pad(0.3), {maxZoom: 16});
     tick();
   }
 
-  const socket = connectSocket();
-  socket.on("connect", () => {
-    socket.emit("watch_job", {job_id: jobId}, (answer) => {
-      if (answer && answer.ok) render(answer.job);
-      else document.getElementById("message").textContent = errorText(answer);
-    });
-  });
+  function hideWorker() {
+    if (workerMarker) map.removeLayer(workerMarker);
+    workerMarker = null;
+    seen = null;
+    delete mapEl.dataset.workerLat;
+    delete mapEl.dataset.workerLng;
+  }
+
   function showContact(number) {
     const link = document.getElementById("masked-number");
     document.getElementById("contact").hidden = !number;
@@ -86,20 +162,24 @@
     link.href = number ? `tel:${number}` : "#";
   }
 
-  socket.on("job_update", (job) => {
-    if (job.id !== jobId) return;
-    render(job);
-    // The masked number comes with the job itself (opened when the job is assigned).
-    api("GET", `/jobs/${jobId}`).then((r) => { if (r.ok) showContact(r.data.masked_number); });
+  const socket = connectSocket();
+  socket.on("connect", () => {
+    socket.emit("watch_job", {job_id: jobId}, (answer) => {
+      if (answer && answer.ok) refresh();
+      else document.getElementById("message").textContent = errorText(answer);
+    });
   });
-  socket.on("worker_location", (p) => { if (p.job_id === jobId) moveWorker(p); });
+  // A change is told in the room; the job's own answer says all of it (the masked number
+  // opens with the accept, the search's progress, the worker's last position).
+  socket.on("job_update", (update) => { if (update.id === jobId) refresh(); });
+  socket.on("worker_location", (p) => { if (p.job_id === jobId && job) moveWorker(p); });
 
   document.getElementById("cancel").addEventListener("click", async () => {
     if (!confirm("Cancel this job?")) return;
     const r = await api("POST", `/jobs/${jobId}/cancel`, {reason: "cancelled on the job page"});
-    if (r.ok) render(Object.assign({}, r.data));
+    if (r.ok) refresh();
     else document.getElementById("message").textContent = errorText(r.data);
   });
 
-  api("GET", `/jobs/${jobId}`).then((r) => { if (r.ok && status === null) render(r.data); });
+  refresh();
 })();

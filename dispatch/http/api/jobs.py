@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from dispatch.db import db
+from dispatch.db import clock, db
 from dispatch.db.models import Role, User
 from dispatch.domain.commands import JobIn
 from dispatch.domain.errors import MalformedInput, invalid
@@ -21,6 +21,7 @@ from dispatch.http.api.schemas import (
 )
 from dispatch.http.api.shapes import event_out, job_out
 from dispatch.services import booking, contact, jobs
+from dispatch.services.following import following
 
 IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
                           "a unique string per booking; repeating it returns the same job")
@@ -56,7 +57,7 @@ def list_jobs(user: User) -> JobListOut:
 def get_job(user: User, job_id: int) -> JobOut:
     job = jobs.visible_job(db.session, user, job_id)
     number = contact.masked_number(db.session, job) if Role(user.role) is not Role.ADMIN else None
-    return job_out(job, user, number)
+    return job_out(job, user, number, following(db.session, job, clock.now()))
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/events", "GET", summary="The job's history",

@@ -124,6 +124,15 @@ class JobWorkerOut(Out):
     travel_mode: str
 
 
+class WorkerPositionOut(Out):
+    lat: float
+    lng: float
+    at: datetime = Field(description="when the worker's phone took this fix")
+    eta_at: datetime | None = Field(
+        description="the arrival this position gives (start-up time included until the "
+                    "worker sets out); null once they are there")
+
+
 class JobOut(Out):
     """A job as its resident, its worker or an operator sees it. A worker sees the exact
     place only while the job is active: afterwards `lat`/`lng` are rounded to about 100 m
@@ -163,6 +172,17 @@ class JobOut(Out):
     batch_id: int | None = None
     time_zone: str = Field(description="the IANA time zone of the place (the service's): "
                                        "show the job's times in it, not the viewer's")
+    asking_workers: int | None = Field(
+        None, description="while dispatching, how many workers are being asked right now "
+                          "(never who); only in the job's own answer, for its requester or "
+                          "an operator")
+    asking_until: datetime | None = Field(
+        None, description="when the offers now out run out, unanswered")
+    looking_until: datetime | None = Field(
+        None, description="while dispatching, when the search for a worker stops")
+    worker_position: WorkerPositionOut | None = Field(
+        None, description="the worker's last known position while the job occupies them; "
+                          "only for the job's requester or an operator")
 
 
 class JobListOut(Out):
@@ -197,6 +217,15 @@ class NoCoverageBody(Out):
     fields: list[dict[str, str]]
     earliest_arrival: datetime | None = Field(
         description="the earliest anyone could arrive, when someone could come at all")
+    earliest_after_current_job: bool = Field(
+        description="the earliest arrival is of a worker finishing another job nearby: an "
+                    "estimate (when that job ends), not a time anyone could promise")
+    reason: Literal["later", "nobody_on_duty", "nobody_covers"] = Field(
+        description="'later': someone could come, at earliest_arrival; 'nobody_on_duty': "
+                    "workers serve the place but none is online or finishing nearby, so no "
+                    "time can be given; 'nobody_covers': no verified worker for the service "
+                    "serves the place")
+    time_zone: str = Field(description="the place's IANA time zone, to show the time in")
 
 
 class NoCoverageOut(Out):

@@ -21,8 +21,10 @@ from dispatch.http.api.schemas import (
     SkillOut,
     TokenOut,
     UserOut,
+    WorkerPositionOut,
     WorkerProfileOut,
 )
+from dispatch.services.following import Following
 
 
 def user_out(user: User) -> UserOut:
@@ -51,10 +53,15 @@ def place_time_zone() -> str:
     return current_app.config["DISPATCH"].service_timezone
 
 
-def job_out(job: Job, viewer: User | None = None, masked_number: str | None = None) -> JobOut:
-    """`viewer` None means a party with full sight (the resident, an operator)."""
+def job_out(job: Job, viewer: User | None = None, masked_number: str | None = None,
+            live: Following | None = None) -> JobOut:
+    """`viewer` None means a party with full sight (the resident, an operator). `live` (for
+    one job's own answer) adds the search's progress and the worker's position, which only
+    the requester and operators see."""
     exact = (viewer is None or Role(viewer.role) is not Role.WORKER
              or JobStatus(job.status) in ACTIVE_JOB_STATUSES)
+    if viewer is not None and Role(viewer.role) is Role.WORKER:
+        live = None
     worker = None
     if job.worker is not None:
         worker = JobWorkerOut(id=job.worker.user_id, name=job.worker.user.name,
@@ -72,7 +79,18 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,
         unit_id=job.unit_id, property_id=job.unit.property_id if job.unit else None,
         batch_id=job.batch_id, time_zone=place_time_zone(),
+        **(_live_out(live) if live is not None else {}),
     )
+
+
+def _live_out(live: Following) -> dict[str, Any]:
+    position = live.worker_position
+    return {
+        "asking_workers": live.asking_workers, "asking_until": live.asking_until,
+        "looking_until": live.looking_until,
+        "worker_position": None if position is None else WorkerPositionOut(
+            lat=position.lat, lng=position.lng, at=position.at, eta_at=position.eta_at),
+    }
 
 
 def offer_out(offer: Offer) -> OfferOut:

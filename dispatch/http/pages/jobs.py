@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template
+from flask import abort, current_app, render_template
 from flask_login import current_user, login_required
 
-from dispatch.db import db
+from dispatch.db import clock, db
 from dispatch.db.models import Role, User
 from dispatch.domain.errors import DomainError
 from dispatch.http.api.shapes import job_out
 from dispatch.http.pages import bp, require
 from dispatch.services import contact
 from dispatch.services.catalog import bookable_groups
+from dispatch.services.following import following
 from dispatch.services.jobs import visible_job
 
 
@@ -33,4 +34,6 @@ def job_page(job_id: int) -> str:
         abort(404)  # strangers learn nothing, not even that the job exists
     # What this viewer may see (a worker sees the exact place only while the job is active).
     number = contact.masked_number(db.session, job) if Role(user.role) is not Role.ADMIN else None
-    return render_template("job.html", job=job, view=job_out(job, user, number))
+    view = job_out(job, user, number, following(db.session, job, clock.now()))
+    return render_template("job.html", job=job, view=view,
+                           stale_after_s=current_app.config["DISPATCH"].position_stale_s)
