@@ -79,6 +79,14 @@ class Settings:
     # A booked window's masked number opens this long before the window starts (or when the
     # worker sets out), not at an accept days ahead: pool numbers are few.
     masking_open_before_minutes: int = 120
+    # Address search (a Nominatim-compatible service; empty: none, the pin alone is used),
+    # how far the typed address may lie from the pin before the booking is asked about,
+    # and the polygon outside which nothing is booked (empty: everywhere).
+    geocoder_url: str = ""
+    geocoder_timeout_s: float = 3.0
+    geocoder_user_agent: str = "dispatch/1 (local services; set GEOCODER_USER_AGENT)"
+    geocode_max_mismatch_m: float = 300.0
+    service_area_geojson: str = str(ROOT / "geo" / "data" / "sf_service_area.geojson")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -127,6 +135,11 @@ class Settings:
             queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
             queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
             masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
+            geocoder_url=_env("GEOCODER_URL", ""),
+            geocoder_timeout_s=_float("GEOCODER_TIMEOUT_SECONDS", 3.0),
+            geocoder_user_agent=_env("GEOCODER_USER_AGENT", cls.geocoder_user_agent),
+            geocode_max_mismatch_m=_float("GEOCODE_MAX_MISMATCH_M", 300.0),
+            service_area_geojson=_env("SERVICE_AREA_GEOJSON", cls.service_area_geojson),
         )
 
     def to_flask(self) -> dict[str, Any]:

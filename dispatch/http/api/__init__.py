@@ -16,6 +16,7 @@ def blueprint() -> Blueprint:
         jobs,
         meta,
         offers,
+        places,
         portfolio,
         workers,
     )
