@@ -247,6 +247,23 @@ def test_a_geocoder_that_is_down_leaves_the_booking_to_the_pin(
     assert search.status_code == 200 and search.json == {"available": False, "places": []}
 
 
+def test_a_failing_geocoder_is_left_alone_for_a_while_not_asked_at_every_booking(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any,
+        recorder: tuple[str, type[_Recorder]]) -> None:
+    url, handler = recorder
+    handler.answer = (503, b"overloaded")
+    set_settings(app, geocoder_url=url)
+    make.worker()
+    _, resident = make.user()
+    leak = make.category("leak-repair")
+    for n in range(2):
+        r = book(client, resident, job_body(leak, address=f"{n} Somewhere St"))
+        assert r.status_code == 201, r.json
+    search = client.get("/api/v1/places/search?q=city+hall", headers=resident)
+    assert search.json["available"] is False
+    assert len(handler.seen) == 1  # only the first booking waited on it
+
+
 def test_address_search_and_reverse_for_the_book_page(
         client: FlaskClient, make: Factory, geocoded: GazetteerServer) -> None:
     _, resident = make.user(Role.RESIDENT)

@@ -10,6 +10,7 @@ a booking: the pin is used and the address is kept for the worker to read."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -21,6 +22,11 @@ from geo.service_area import ServiceArea
 
 log = logging.getLogger(__name__)
 SUGGESTIONS = 5
+# After a failure the geocoder is left alone this long (per process): a booking checks the
+# address inside its transaction, and a provider that times out on every call would hold a
+# database connection for the whole timeout of every booking.
+GEOCODER_PAUSE_S = 30.0
+_paused_until: dict[str, float] = {}
 
 
 @lru_cache(maxsize=4)
@@ -35,8 +41,10 @@ def service_area() -> ServiceArea | None:
 
 
 def geocoder() -> Geocoder | None:
+    """The configured provider; None when there is none, or while it is paused after a
+    failure (see `_failed`)."""
     s = settings()
-    if not s.geocoder_url:
+    if not s.geocoder_url or _paused_until.get(s.geocoder_url, 0.0) > time.monotonic():
         return None
     area = service_area()
     return NominatimGeocoder(s.geocoder_url, user_agent=s.geocoder_user_agent,
@@ -74,7 +82,7 @@ def _check_address_agrees(lat: float, lng: float, address: str) -> None:
     try:
         found = provider.search(address, limit=1)
     except GeocoderUnavailable as exc:
-        log.warning("address not checked, the geocoder is unavailable: %s", exc)
+        _failed("address not checked", exc)
         return
     if not found:
         raise _ask_about_address(
@@ -87,6 +95,13 @@ def _check_address_agrees(lat: float, lng: float, address: str) -> None:
             f"This address is about {_distance_text(distance)} from the pin. Move the pin to "
             f"the address, or, if the pin is on the right place, confirm that the pin is right.",
             best)
+
+
+def _failed(what: str, exc: GeocoderUnavailable) -> None:
+    url = settings().geocoder_url
+    _paused_until[url] = time.monotonic() + GEOCODER_PAUSE_S
+    log.warning("%s: the geocoder at %s failed (%s); it is left alone for %.0f s", what, url,
+                exc, GEOCODER_PAUSE_S)
 
 
 def _ask_about_address(sentence: str, found: Candidate | None) -> InvalidInput:
@@ -119,7 +134,7 @@ def search_addresses(text: str) -> Lookup:
     try:
         found = provider.search(text, limit=SUGGESTIONS)
     except GeocoderUnavailable as exc:
-        log.warning("address search unavailable: %s", exc)
+        _failed("address search unavailable", exc)
         return Lookup(False)
     return Lookup(True, [c for c in found if outside_area_problem(c.lat, c.lng) is None])
 
@@ -131,6 +146,6 @@ def address_at(lat: float, lng: float) -> Lookup:
     try:
         found = provider.reverse(lat, lng)
     except GeocoderUnavailable as exc:
-        log.warning("reverse lookup unavailable: %s", exc)
+        _failed("reverse lookup unavailable", exc)
         return Lookup(False)
     return Lookup(True, [found] if found else [])
