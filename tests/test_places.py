@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
+from dispatch.infra.config import Settings
 from geo.geocoding import GeocoderUnavailable, NominatimGeocoder
 from geo.service_area import ServiceArea
 from tests.gazetteer import GazetteerServer
@@ -128,6 +129,15 @@ def test_the_area_is_san_franciscos_land() -> None:
     assert AREA.contains(37.7785, -122.5138)  # the Cliff House, at the ocean's edge
     assert not AREA.contains(*PACIFIC) and not AREA.contains(*BAY)
     assert not AREA.contains(37.8270, -122.4230)  # Alcatraz, in the Bay
+
+
+def test_a_service_area_file_that_is_missing_stops_the_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_AREA_GEOJSON", "geo/data/no-such-area.geojson")
+    with pytest.raises(ValueError, match="SERVICE_AREA_GEOJSON"):
+        Settings.from_env()
+    monkeypatch.setenv("SERVICE_AREA_GEOJSON", "")  # empty: served everywhere
+    assert Settings.from_env().service_area_geojson == ""
 
 
 @pytest.mark.parametrize("pin", [PACIFIC, BAY], ids=["pacific", "bay"])

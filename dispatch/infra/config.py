@@ -24,6 +24,14 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _existing_file(name: str, default: str) -> str:
+    """A path that must be there when given: found missing at start-up, not as a 500 later."""
+    path = _env(name, default)
+    if path and not Path(path).is_file():
+        raise ValueError(f"{name}={path}: no such file")
+    return path
+
+
 @dataclass
 class Settings:
     """Every knob of the product; `to_flask()` turns it into Flask config keys."""
@@ -139,7 +147,7 @@ class Settings:
             geocoder_timeout_s=_float("GEOCODER_TIMEOUT_SECONDS", 3.0),
             geocoder_user_agent=_env("GEOCODER_USER_AGENT", cls.geocoder_user_agent),
             geocode_max_mismatch_m=_float("GEOCODE_MAX_MISMATCH_M", 300.0),
-            service_area_geojson=_env("SERVICE_AREA_GEOJSON", cls.service_area_geojson),
+            service_area_geojson=_existing_file("SERVICE_AREA_GEOJSON", cls.service_area_geojson),
         )
 
     def to_flask(self) -> dict[str, Any]:
