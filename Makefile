@@ -3,7 +3,8 @@
 # scripts/services.sh (web, RQ workers, sweeper, and twilio-mock: Prism serving Twilio's API spec).
 #
 #   make run     provision, migrate, seed demo data, start web + RQ workers + sweeper in the background
-#                (and twilio-mock first, unless TWILIO_ACCOUNT_SID is set: then Twilio is real),
+#                (and twilio-mock first, unless TWILIO_ACCOUNT_SID is set: then Twilio is real;
+#                and the demo gazetteer for address search, unless GEOCODER_URL is set),
 #                and demo-fleet, which plays the demo workers (DEMO_FLEET=0 leaves it out)
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)
 #   make test    provision, lint, dbcheck, then pytest (make test PYTEST_ARGS='-k offers -x')

@@ -2,7 +2,9 @@
 # Run dispatch's own processes in the background: web (gunicorn), RQ workers (timers, messages,
 # batches), sweeper, demo-fleet (plays the demo workers; DEMO_FLEET=0 leaves it out), and,
 # unless real Twilio credentials are given, twilio-mock: Stoplight Prism serving Twilio's OpenAPI
-# spec, which the app's Twilio client is pointed at, so no SMS or call leaves this machine.
+# spec, which the app's Twilio client is pointed at, so no SMS or call leaves this machine; and,
+# unless GEOCODER_URL is set, gazetteer: a local Nominatim-compatible address search over the
+# demo gazetteer geo/data/sf_gazetteer.json (python -m geo.gazetteer), so no address leaves it.
 # Pid files in .local/run/NAME.pid, logs in .local/log/NAME.log. Each process leads its own
 # session (setsid), so stopping it also stops its children (gunicorn workers, RQ work horses).
 #
@@ -24,6 +26,8 @@
 # TWILIO_MESSAGING_FROM (default +15005550006). TWILIO_MOCK_PORT (default 4010, else the next
 # free one), TWILIO_OPENAPI_SPEC (spec file), MOCK_TIMEOUT (seconds, default 60).
 # PUBLIC_BASE_URL (the app's public URL, for Twilio callbacks) defaults to http://127.0.0.1:$PORT.
+# Geocoder: with GEOCODER_URL set it is passed through; without it the gazetteer is started on
+# GAZETTEER_PORT (default 8070, else the next free one) and GEOCODER_URL points at it.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,7 +40,8 @@ PORT="${PORT:-8000}"
 SERVICES=(worker-timers worker-messages worker-batches sweeper demo-fleet web)
 FLEET=demo-fleet                      # in SERVICES, started unless DEMO_FLEET=0
 MOCK=twilio-mock                      # started before SERVICES (only without real credentials)
-ALL_SERVICES=("$MOCK" "${SERVICES[@]}")
+GAZETTEER=gazetteer                   # started before SERVICES (only without GEOCODER_URL)
+ALL_SERVICES=("$MOCK" "$GAZETTEER" "${SERVICES[@]}")
 PRISM="$ROOT/node_modules/.bin/prism"
 MOCK_ACCOUNT_SID="AC00000000000000000000000000000000"
 # Twilio's spec as @twilio-alpha/mcp ships it: the same relative path as SPEC_IN_REPO in
@@ -62,6 +67,8 @@ exec_service() {
             # Prism itself, not npx: the pid we keep is the node process. Static mode (no -d:
             # dynamic mode breaks list(); no --errors: Twilio's own examples fail their schema).
             exec "$PRISM" mock "$TWILIO_SPEC" -p "${TWILIO_MOCK_PORT:?}" -h 127.0.0.1 ;;
+        "$GAZETTEER")
+            exec "$VENV/bin/python" -m geo.gazetteer --host 127.0.0.1 --port "${GAZETTEER_PORT:?}" ;;
         *)
             die "unknown service: $1" ;;
     esac
@@ -192,6 +199,29 @@ wait_mock_ready() {
     done
 }
 
+# Start the gazetteer on a free port and point GEOCODER_URL at it (it loads in well under a
+# second; wait_gazetteer_ready waits all the same).
+start_gazetteer() {
+    local explicit=0
+    [ -n "${GAZETTEER_PORT:-}" ] && explicit=1
+    GAZETTEER_PORT="$(pick_port "${GAZETTEER_PORT:-8070}" "$explicit" "gazetteer")"
+    export GAZETTEER_PORT
+    start_service "$GAZETTEER"
+    echo "$GAZETTEER_PORT" >"$RUN_DIR/$GAZETTEER.port"
+    export GEOCODER_URL="http://127.0.0.1:$GAZETTEER_PORT"
+}
+
+wait_gazetteer_ready() {
+    local deadline=$((SECONDS + 30))
+    until mock_ready "$GAZETTEER_PORT"; do
+        if [ -z "$(service_pid "$GAZETTEER")" ] || [ "$SECONDS" -ge "$deadline" ]; then
+            show_tail "$LOG_DIR/$GAZETTEER.log"
+            die "$GAZETTEER did not start (the others may still run: make stop)"
+        fi
+        sleep 0.2
+    done
+}
+
 # Decide real or mocked Twilio and export what the app reads. Sets TWILIO_MODE.
 twilio_env() {
     export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
@@ -240,7 +270,7 @@ cmd_stop() {
     for ((i = ${#ALL_SERVICES[@]} - 1; i >= 0; i--)); do
         stop_service "${ALL_SERVICES[$i]}"
     done
-    rm -f "$RUN_DIR/$MOCK.port"
+    rm -f "$RUN_DIR/$MOCK.port" "$RUN_DIR/$GAZETTEER.port"
 }
 
 cmd_run() {
@@ -262,12 +292,17 @@ cmd_run() {
         start_mock
         started=("$MOCK" "${services[@]}")
     fi
+    if [ -z "${GEOCODER_URL:-}" ]; then
+        start_gazetteer
+        started+=("$GAZETTEER")
+    fi
     twilio_env
     log "applying migrations"
     "$VENV/bin/flask" --app dispatch db upgrade -d migrations
     log "seeding demo data"
     "$VENV/bin/flask" --app dispatch seed-demo
     [ "$TWILIO_MODE" = real ] || wait_mock_ready
+    [ -z "$(service_pid "$GAZETTEER")" ] || wait_gazetteer_ready
     for name in "${services[@]}"; do
         start_service "$name"
     done
@@ -286,6 +321,11 @@ cmd_run() {
     else
         echo "twilio: mocked by Prism at $TWILIO_API_BASE_URL (no SMS leaves this machine; set TWILIO_ACCOUNT_SID etc. for the real one)"
     fi
+    if [ -n "$(service_pid "$GAZETTEER")" ]; then
+        echo "addresses: the demo gazetteer at $GEOCODER_URL (set GEOCODER_URL for a real Nominatim)"
+    else
+        echo "addresses: ${GEOCODER_URL:-none (GEOCODER_URL is empty: the pin alone is used)}"
+    fi
     echo "logs: ${LOG_DIR#"$ROOT"/}/{$(IFS=,; echo "${started[*]}")}.log  (PostgreSQL: .local/pg/log, Redis: .local/redis/redis.log)"
     echo "stop: make stop"
 }
@@ -295,8 +335,8 @@ cmd_status() {
     for name in "${ALL_SERVICES[@]}"; do
         pid="$(service_pid "$name")"
         extra=""
-        if [ "$name" = "$MOCK" ] && [ -f "$RUN_DIR/$MOCK.port" ]; then
-            extra=" on http://127.0.0.1:$(cat "$RUN_DIR/$MOCK.port")/"
+        if [ -f "$RUN_DIR/$name.port" ]; then
+            extra=" on http://127.0.0.1:$(cat "$RUN_DIR/$name.port")/"
         fi
         if [ -n "$pid" ]; then
             printf '%-12s running (pid %s)%s\n' "$name:" "$pid" "$extra"

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from dispatch import create_app
 from dispatch.db import clock, db
 from dispatch.infra.config import Settings, _sqlalchemy_url
+from tests.gazetteer import GazetteerServer
 from tests.helpers import Factory, ManualClock
 from tests.live import LiveServer
 from tests.prism import PrismServer
@@ -93,6 +94,14 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
 def prism() -> Iterator[PrismServer]:
     """Stoplight Prism serving Twilio's own OpenAPI spec: the Twilio the tests talk to."""
     server = PrismServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gazetteer() -> Iterator[GazetteerServer]:
+    """The demo gazetteer: a local Nominatim-compatible address search."""
+    server = GazetteerServer()
     yield server
     server.stop()
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,54 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class ChildServer:
+    """A helper process serving HTTP on a free port of 127.0.0.1 (`{port}` in its command),
+    ready once `ready_path` answers at all: any status, even 404, means it listens."""
+
+    def __init__(self, name: str, command: list[str], log_dir: Path, timeout: float,
+                 ready_path: str = "/") -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [part.replace("{port}", str(self.port)) for part in command], cwd=ROOT,
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready(timeout, ready_path)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float, ready_path: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; "
+                                   f"see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + ready_path, timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s; "
+                           f"see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
 
 
 class LiveServer:

@@ -80,7 +80,7 @@ def test_batch_is_assigned_jointly_not_nearest_first(app: Flask, client: FlaskCl
     Nearest-first would give A that worker and leave B without anyone in its radius."""
     pm, prop_id = manager_with_property(client, make)
     unit_a = add_unit(client, pm, prop_id, "A")
-    unit_b = add_unit(client, pm, prop_id, "B", east_m=9000)
+    unit_b = add_unit(client, pm, prop_id, "B", east_m=-7000)  # in the Sunset, on land
     near_both, _ = make.worker(lat=offset(*CENTER, east_m=500)[0],
                                lng=offset(*CENTER, east_m=500)[1], radius_m=12000)
     only_a, only_a_headers = make.worker(lat=offset(*CENTER, east_m=-1000)[0],

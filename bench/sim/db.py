@@ -58,6 +58,9 @@ def make_app(db_url: str, redis_url: str) -> Flask:
     settings = Settings.from_env()
     settings.database_url = db_url
     settings.redis_url = redis_url
+    # The simulated city is a 40 km square around San Francisco, the Bay included: its days
+    # stay comparable with the ones measured before the service area existed.
+    settings.service_area_geojson = ""
     overrides = settings.to_flask()
     overrides["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_size": 2, "max_overflow": 2}
     return create_app(overrides)

@@ -74,6 +74,8 @@ class JobIn(Command):
     lng: Lng | None = None
     address: Annotated[str | None, Field(max_length=300)] = None
     unit_id: Id | None = None
+    pin_confirmed: bool = Field(False, description="the pin is right even where the address "
+                                "seems elsewhere (the answer to an `address_unconfirmed` 422)")
 
 class OrganizationIn(Command):
     name: Annotated[str, Field(min_length=1, max_length=200)]

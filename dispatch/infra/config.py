@@ -24,6 +24,14 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _existing_file(name: str, default: str) -> str:
+    """A path that must be there when given: found missing at start-up, not as a 500 later."""
+    path = _env(name, default)
+    if path and not Path(path).is_file():
+        raise ValueError(f"{name}={path}: no such file")
+    return path
+
+
 @dataclass
 class Settings:
     """Every knob of the product; `to_flask()` turns it into Flask config keys."""
@@ -90,6 +98,14 @@ class Settings:
     # counted down from it (the phone pings as it moves, so a minute or two of quiet is a
     # red light, longer is a closed page).
     position_stale_s: int = 120
+    # Address search (a Nominatim-compatible service; empty: none, the pin alone is used),
+    # how far the typed address may lie from the pin before the booking is asked about,
+    # and the polygon outside which nothing is booked (empty: everywhere).
+    geocoder_url: str = ""
+    geocoder_timeout_s: float = 3.0
+    geocoder_user_agent: str = "dispatch/1 (local services; set GEOCODER_USER_AGENT)"
+    geocode_max_mismatch_m: float = 300.0
+    service_area_geojson: str = str(ROOT / "geo" / "data" / "sf_service_area.geojson")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -143,6 +159,11 @@ class Settings:
             demo_fleet_tick_s=_float("DEMO_FLEET_TICK_SECONDS", 2.0),
             demo_fleet_hands_off_s=_int("DEMO_FLEET_HANDS_OFF_SECONDS", 300),
             position_stale_s=_int("POSITION_STALE_SECONDS", 120),
+            geocoder_url=_env("GEOCODER_URL", ""),
+            geocoder_timeout_s=_float("GEOCODER_TIMEOUT_SECONDS", 3.0),
+            geocoder_user_agent=_env("GEOCODER_USER_AGENT", cls.geocoder_user_agent),
+            geocode_max_mismatch_m=_float("GEOCODE_MAX_MISMATCH_M", 300.0),
+            service_area_geojson=_existing_file("SERVICE_AREA_GEOJSON", cls.service_area_geojson),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from dispatch.planning.chaining import WindowJob, solve_chained
 from dispatch.services.context import eta_model, settings
 from dispatch.services.dispatching import send_wave
 from dispatch.services.jobs import call_off, transition
+from dispatch.services.places import outside_area_problem
 from dispatch.services.portfolio import organization_of
 from geo.candidates import Candidate
 from geo.eta import TravelMode, haversine_m
@@ -124,6 +125,10 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
                 rejected.append(_problem(line, "unit", f"no unit '{key[1]}' in property "
                                                        f"'{key[0]}'"))
                 continue
+        outside = outside_area_problem(unit.lat, unit.lng)
+        if outside is not None:
+            rejected.append(_problem(line, "location", outside))
+            continue
         raw_cat = str(row.get("category") or "").strip()
         numeric = raw_cat.isascii() and raw_cat.isdigit()
         cat = cats.get(raw_cat) or (cats_by_id.get(int(raw_cat)) if numeric else None)

@@ -37,6 +37,7 @@ from dispatch.services.dispatching import (
     send_wave,
 )
 from dispatch.services.jobs import transition
+from dispatch.services.places import check_job_place
 from dispatch.services.portfolio import own_unit
 from geo.candidates import MatchRequest, anyone_serves, find_finishing
 from geo.points import wkt_point
@@ -182,6 +183,7 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     try:
         category = bookable_category(session, data.category_id)
         place = _place(session, resident, data)
+        check_job_place(place.lat, place.lng, data.address, data.pin_confirmed)
         found = search_candidates(
             session, category_id=category.id, lat=place.lat, lng=place.lng, now=now,
             deadline=arrive_by, excluded_worker_ids=[],

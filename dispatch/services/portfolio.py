@@ -31,6 +31,7 @@ from dispatch.domain.errors import (
     from_validation_error,
     invalid,
 )
+from dispatch.services.places import check_in_service_area, outside_area_problem
 from geo.points import wkt_point
 from notifications.org_webhooks import public_destination
 
@@ -166,6 +167,7 @@ def _apply(unit: Unit, data: UnitIn, given: Collection[str] = OPTIONAL_UNIT_FIEL
 
 def save_unit(session: Session, user: User, data: UnitIn, unit_id: int | None = None) -> Unit:
     own_property(session, user, data.property_id)
+    check_in_service_area(data.lat, data.lng)
     unit = own_unit(session, user, unit_id) if unit_id is not None else Unit()
     _apply(unit, data)
     session.add(unit)
@@ -222,6 +224,10 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
         except ValidationError as exc:
             problem = from_validation_error(exc).fields[0]
             rejected.append((line, problem.field, problem.problem))
+            continue
+        outside = outside_area_problem(data.lat, data.lng)
+        if outside is not None:
+            rejected.append((line, "location", outside))
             continue
         unit = session.execute(select(Unit).where(Unit.property_id == prop.id,
                                                   Unit.label == data.label)).scalar_one_or_none()

@@ -1,30 +1,102 @@
-// Book urgent help: pick a service, place the pin (geolocation or tap), and get the promise
-// or the honest no at once.
+// Book urgent help: pick a service, say where (type the address and pick a suggestion, or
+// place the pin: geolocation, a tap, a drag), and get the promise or the honest no at once.
+// The address and the pin follow each other: a picked address moves the pin, a moved pin
+// fills the address (unless the resident typed one). The server asks when they disagree.
 "use strict";
 
 (function () {
   const form = document.getElementById("book-form");
   const where = document.getElementById("where");
   const errorBox = document.getElementById("form-error");
+  const addressBox = document.getElementById("address");
+  const addressNote = document.getElementById("address-note");
+  const suggestions = document.getElementById("address-suggestions");
+  const check = document.getElementById("address-check");
   const map = makeMap("map", 37.7749, -122.4194, 13);
   const idempotencyKey = newKey(); // one booking per page: a double tap books once
+  const UNAVAILABLE = "Address search is not available right now: place the pin on the map.";
   let pin = null;
+  let addressTyped = false; // typed by the resident, not filled from the pin or a suggestion
+  let lookups = 0;          // answers to older lookups are dropped
+  let typingTimer = null;
+  let addressFound = null;  // where the server placed the address it asked about
 
-  function place(lat, lng) {
+  function place(lat, lng, fillAddress) {
     if (pin) pin.setLatLng([lat, lng]);
-    else pin = L.marker([lat, lng], {draggable: true}).addTo(map);
-    map.setView([lat, lng], Math.max(map.getZoom(), 14));
+    else {
+      pin = L.marker([lat, lng], {draggable: true}).addTo(map);
+      pin.on("dragend", () => {
+        const p = pin.getLatLng();
+        place(p.lat, p.lng, true);
+      });
+    }
+    map.setView([lat, lng], Math.max(map.getZoom(), 15));
     where.textContent = `Pin at ${lat.toFixed(5)}, ${lng.toFixed(5)}`;
     form.dataset.lat = lat;
     form.dataset.lng = lng;
+    check.hidden = true;
+    suggestions.hidden = true;
+    if (fillAddress && !(addressTyped && addressBox.value.trim())) addressAt(lat, lng);
   }
 
-  map.on("click", (e) => place(e.latlng.lat, e.latlng.lng));
+  async function addressAt(lat, lng) {
+    const mine = ++lookups;
+    const r = await api("GET", `/places/reverse?lat=${lat}&lng=${lng}`);
+    if (mine !== lookups) return;
+    if (!r.ok || !r.data.available) { addressNote.textContent = UNAVAILABLE; return; }
+    addressTyped = false;
+    addressBox.value = r.data.places.length ? r.data.places[0].label : "";
+    addressNote.textContent = r.data.places.length
+      ? "Address from the pin: add the apartment or fix it if needed."
+      : "We know no address at the pin: type it, so the worker finds the door.";
+  }
+
+  function showSuggestions(found) {
+    suggestions.replaceChildren(...found.map((p) => {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.setAttribute("role", "option");
+      button.textContent = p.label;
+      button.addEventListener("click", () => {
+        addressBox.value = p.label;
+        addressTyped = false;
+        suggestions.hidden = true;
+        addressNote.textContent = "The pin is on this address: add the apartment if needed.";
+        place(p.lat, p.lng, false);
+      });
+      item.append(button);
+      return item;
+    }));
+    suggestions.hidden = found.length === 0;
+  }
+
+  async function search(text) {
+    const mine = ++lookups;
+    const r = await api("GET", `/places/search?q=${encodeURIComponent(text)}`);
+    if (mine !== lookups) return;
+    if (!r.ok || !r.data.available) { addressNote.textContent = UNAVAILABLE; showSuggestions([]); return; }
+    addressNote.textContent = r.data.places.length
+      ? "Pick the address to move the pin there."
+      : "No address found: check it, or place the pin on the map.";
+    showSuggestions(r.data.places);
+  }
+
+  addressBox.addEventListener("input", () => {
+    addressTyped = true;
+    check.hidden = true;
+    clearTimeout(typingTimer);
+    const text = addressBox.value.trim();
+    if (text.length < 3) { lookups++; showSuggestions([]); return; }
+    typingTimer = setTimeout(() => search(text), 250);
+  });
+
+  map.on("click", (e) => place(e.latlng.lat, e.latlng.lng, true));
   document.getElementById("locate").addEventListener("click", () => {
     if (!navigator.geolocation) { where.textContent = "No location on this device."; return; }
     where.textContent = "Finding you…";
     navigator.geolocation.getCurrentPosition(
-      (p) => place(p.coords.latitude, p.coords.longitude),
+      (p) => place(p.coords.latitude, p.coords.longitude, true),
       () => { where.textContent = "Location refused: tap the map instead."; },
       {enableHighAccuracy: true, timeout: 10000});
   });
@@ -48,9 +120,16 @@
     return "No vetted worker for this service covers this place. Nothing was booked.";
   }
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  document.getElementById("use-address").addEventListener("click", () => {
+    if (addressFound) place(addressFound.lat, addressFound.lng, false);
+  });
+  document.getElementById("confirm-pin").addEventListener("click", () => submit(true));
+
+  async function submit(pinConfirmed) {
     errorBox.textContent = "";
+    check.hidden = true;
+    suggestions.hidden = true;
+    lookups++; // a suggestion arriving now must not reopen the list
     document.getElementById("no-coverage").hidden = true;
     if (!form.dataset.lat) { errorBox.textContent = "Place the pin first."; return; }
     const body = {
@@ -59,18 +138,33 @@
       lat: Number(form.dataset.lat),
       lng: Number(form.dataset.lng),
     };
-    if (form.address.value.trim()) body.address = form.address.value.trim();
+    if (addressBox.value.trim()) body.address = addressBox.value.trim();
+    if (pinConfirmed) body.pin_confirmed = true;
     const button = document.getElementById("submit");
     button.disabled = true;
     const r = await api("POST", "/jobs", body, {"Idempotency-Key": idempotencyKey});
     button.disabled = false;
+    const code = r.data && r.data.error ? r.data.error.code : null;
     if (r.status === 201 || r.status === 200) {
       window.location.href = `/jobs/${r.data.id}`;
-    } else if (r.status === 409 && r.data.error.code === "no_coverage") {
+    } else if (r.status === 409 && code === "no_coverage") {
       document.getElementById("no-coverage-detail").textContent = refusalText(r.data.error);
       document.getElementById("no-coverage").hidden = false;
+    } else if (code === "address_unconfirmed") {
+      addressFound = r.data.error.address_found || null;
+      document.getElementById("address-check-text").textContent =
+        `${r.data.error.message} Nothing was booked yet.`;
+      document.getElementById("use-address").hidden = !addressFound;
+      check.hidden = false;
+    } else if (code === "outside_service_area") {
+      errorBox.textContent = `${r.data.error.message} Nothing was booked.`;
     } else {
       errorBox.textContent = errorText(r.data);
     }
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit(false);
   });
 })();

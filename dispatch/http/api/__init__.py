@@ -17,6 +17,7 @@ def blueprint() -> Blueprint:
         jobs,
         meta,
         offers,
+        places,
         portfolio,
         workers,
     )

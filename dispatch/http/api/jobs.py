@@ -37,7 +37,10 @@ def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
     earliest time someone could come when there is one, and stores nothing. When only one
     or two workers could make it, the job is taken and offered but `promised` is false
     until one accepts. A repeated Idempotency-Key answers 200 with the job it created the
-    first time."""
+    first time. A pin outside the service area is 422 `outside_service_area` (field
+    `location`); an `address` the geocoder places far from the pin, or cannot find, is 422
+    `address_unconfirmed` (field `address`, with `address_found` when it was found): send
+    the booking again with `pin_confirmed: true` if the pin is right. Neither stores anything."""
     job, created = booking.book_urgent(db.session, user, body,
                                        request.headers.get("Idempotency-Key"))
     return job_out(job), 201 if created else 200
