@@ -409,14 +409,16 @@ def withdraw_elsewhere(session: Session, worker_id: int,
         if withdrawn:
             record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
                          detail={"offer_ids": list(withdrawn), "reason": reason})
-            _continue_dispatch(session, job, now)
+            _continue_dispatch(session, job, now, top_up=True)
         session.commit()
     return len(job_ids)
 
 
 def decline_offer(session: Session, offer_id: int, worker: User) -> Offer:
-    """A decline frees the worker at once and, if it was the last pending offer of the wave,
-    sends the next wave without waiting for the window to close."""
+    """A decline frees the worker at once and sends its replacement at once: the next best
+    candidate gets an offer now (the wave keeps its width), not when the rest of the wave
+    expires. Under the job lock, so concurrent declines each see the others' replacements
+    and nobody is asked twice."""
     offer = lock_offer(session, offer_id, worker)
     now = clock.now()
     if offer.status != OfferStatus.PENDING.value:
@@ -427,20 +429,33 @@ def decline_offer(session: Session, offer_id: int, worker: User) -> Offer:
     record_event(session, offer.job, "offer_declined", Actor.WORKER, now=now,
                  actor_user_id=worker.id, detail={"offer_id": offer.id})
     session.flush()
-    _continue_dispatch(session, offer.job, now)
+    _continue_dispatch(session, offer.job, now, top_up=True)
     session.commit()
     return offer
 
 
-def _continue_dispatch(session: Session, job: Job, now: datetime) -> None:
-    """If the (locked) job is dispatching with no pending offer left, send the next wave."""
+def _continue_dispatch(session: Session, job: Job, now: datetime, top_up: bool = False) -> None:
+    """If the (locked) job is dispatching with no pending offer left, send the next wave.
+    `top_up`: an offer was just answered no (declined, or withdrawn from a worker who left):
+    replace it at once, so as many workers are asked at a time as a wave holds."""
     if job.status != JobStatus.DISPATCHING.value:
         return
     # One read answers both questions: is an offer still pending, and who was asked already.
     offers = session.execute(
         select(Offer.worker_id, Offer.status).where(Offer.job_id == job.id)).all()
-    if not any(status == OfferStatus.PENDING.value for _, status in offers):
-        send_wave(session, job, now, offered=[worker_id for worker_id, _ in offers])
+    offered = [worker_id for worker_id, _ in offers]
+    pending = sum(status == OfferStatus.PENDING.value for _, status in offers)
+    if pending == 0:
+        send_wave(session, job, now, offered=offered)
+        return
+    missing = settings().offer_wave_size - pending
+    if top_up and missing > 0:
+        replacements = search_candidates(
+            session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
+            deadline=job.arrive_by, excluded_worker_ids=offered, limit=missing,
+            org_id=job.org_id).candidates
+        if replacements:
+            send_wave(session, job, now, candidates=replacements)
 
 
 def expire_offers(session: Session, job_id: int) -> int:

@@ -1,0 +1,57 @@
+"""The cascade keeps its promise of width and never forgets a job: a decline is replaced at
+once (also when declines race), and a batch's urgent job that found nobody is offered to the
+organization's preferred contractor who comes online later."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.helpers import Factory, sql
+from tests.test_offers import setup_job
+from tests.test_races import race
+
+
+def pending(app: Flask, job_id: int) -> list:
+    return sql(app, "SELECT id, worker_id FROM offers WHERE job_id = :j AND status = 'pending' "
+                    "ORDER BY id", j=job_id)
+
+
+def crew_and_job(app: Flask, client: FlaskClient, make: Factory,
+                 workers: int) -> tuple[int, dict[int, dict[str, str]]]:
+    job_id, crew = setup_job(app, client, make, workers=workers, wave=3)
+    return job_id, dict(crew)
+
+
+def test_one_decline_out_of_three_is_replaced_at_once(app: Flask, client: FlaskClient,
+                                                      make: Factory, settings) -> None:
+    job_id, crew = crew_and_job(app, client, make, workers=4)
+    first_wave = pending(app, job_id)
+    assert len(first_wave) == 3
+    decliner = first_wave[0]
+    r = client.post(f"/api/v1/offers/{decliner.id}/decline", headers=crew[decliner.worker_id])
+    assert r.status_code == 200, r.json
+    now_pending = pending(app, job_id)
+    assert len(now_pending) == 3  # the wave keeps its width, without waiting 30 s
+    [newcomer] = set(crew) - {o.worker_id for o in first_wave}
+    assert newcomer in {o.worker_id for o in now_pending}
+
+
+def test_racing_declines_each_get_a_replacement_and_nobody_is_asked_twice(
+    app: Flask, make: Factory, settings
+) -> None:
+    job_id, crew = crew_and_job(app, app.test_client(), make, workers=6)
+    first_wave = pending(app, job_id)
+
+    def decline(offer_id: int, worker_id: int):  # type: ignore[no-untyped-def]
+        return lambda: app.test_client().post(f"/api/v1/offers/{offer_id}/decline",
+                                              headers=crew[worker_id]).status_code
+
+    codes = race([decline(o.id, o.worker_id) for o in first_wave[:2]])
+    assert codes == [200, 200]
+    assert len(pending(app, job_id)) == 3
+    asked = Counter(r.worker_id for r in sql(app, "SELECT worker_id FROM offers "
+                                                  "WHERE job_id = :j", j=job_id))
+    assert len(asked) == 5 and set(asked.values()) == {1}
