@@ -79,6 +79,10 @@ class Settings:
     # A booked window's masked number opens this long before the window starts (or when the
     # worker sets out), not at an accept days ahead: pool numbers are few.
     masking_open_before_minutes: int = 120
+    # A worker may set out for a booked window from its start less their trip there (from
+    # where their phone last was) less this margin: early enough for traffic, not so early
+    # that the tenant is texted "on the way" hours ahead (jobs.set_out_from).
+    set_out_margin_minutes: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -127,6 +131,7 @@ class Settings:
             queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
             queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
             masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
+            set_out_margin_minutes=_int("SET_OUT_MARGIN_MINUTES", 30),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -163,6 +163,9 @@ class JobOut(Out):
     batch_id: int | None = None
     time_zone: str = Field(description="the IANA time zone of the place (the service's): "
                                        "show the job's times in it, not the viewer's")
+    set_out_from: datetime | None = Field(
+        None, description="a booked window not yet under way: the worker may set out "
+                          "(en_route) from this time, its start less the trip less a margin")
 
 
 class JobListOut(Out):

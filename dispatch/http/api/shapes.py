@@ -23,6 +23,7 @@ from dispatch.http.api.schemas import (
     UserOut,
     WorkerProfileOut,
 )
+from dispatch.services.jobs import set_out_from
 
 
 def user_out(user: User) -> UserOut:
@@ -72,6 +73,8 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         arrived_at=job.arrived_at, completed_at=job.completed_at, masked_number=masked_number,
         unit_id=job.unit_id, property_id=job.unit.property_id if job.unit else None,
         batch_id=job.batch_id, time_zone=place_time_zone(),
+        set_out_from=(set_out_from(job, job.worker, current_app.config["DISPATCH"])
+                      if job.status == JobStatus.ASSIGNED.value else None),
     )
 
 
