@@ -83,6 +83,10 @@ class Settings:
     # where their phone last was) less this margin: early enough for traffic, not so early
     # that the tenant is texted "on the way" hours ahead (jobs.set_out_from).
     set_out_margin_minutes: int = 30
+    # A worker whose offer for a job lapsed without their no (expired unanswered, withdrawn
+    # when they took other work or went offline) is asked again after this long, while the
+    # job is still looking (dispatching.already_offered). Declines are final.
+    reask_after_s: int = 300
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -132,6 +136,7 @@ class Settings:
             queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
             masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
             set_out_margin_minutes=_int("SET_OUT_MARGIN_MINUTES", 30),
+            reask_after_s=_int("REASK_AFTER_SECONDS", 300),
         )
 
     def to_flask(self) -> dict[str, Any]:
