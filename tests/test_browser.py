@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from dispatch.db.models import Role
-from tests.helpers import CENTER, Factory, offset
+from tests.helpers import CENTER, Factory, offset, sql
 from tests.live import LiveServer
 
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -283,6 +283,12 @@ def test_worker_accepts_a_booked_window_and_sets_out_later(
         expect(page.locator("#availability")).to_have_text("online")
         expect(page.locator("#active")).to_be_hidden()
         shot(page, "work-booked-window")
+        # Tomorrow's window: too early to set out, and the row says from when.
+        expect(row.locator(".set-out-later")).to_contain_text("You can set out from")
+        expect(row.locator(".set-out")).to_have_count(0)
+        sql(make.app, "UPDATE jobs SET window_start = now() + interval '10 minutes' "
+                      "WHERE urgency = 'scheduled'")  # as if the morning had come
+        page.reload()
         row.locator(".set-out").click()
         expect(page.locator("#availability")).to_have_text("busy")
         expect(page.locator("#active")).to_be_visible()

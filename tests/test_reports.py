@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import Factory, sql
+from tests.helpers import Factory, ManualClock, sql
 from tests.test_portfolio import manager_with_property
 
 
@@ -39,13 +41,20 @@ VALUES (:pm, 3, 'x', 'SRID=4326;POINT(-122.41 37.77)', 'completed', 'scheduled',
         pm=pm_id, arrived=arrived_at, org=org_id, unit=unit_id)
 
 
-def test_sla_report_per_property(app: Flask, client: FlaskClient, make: Factory) -> None:
+def manager_and_unit(client: FlaskClient,
+                     make: Factory) -> tuple[dict[str, str], int, int, int]:
+    """A manager's headers and ids, their organization's id and one unit's."""
     pm, prop_id = manager_with_property(client, make)
     pm_id = client.get("/api/v1/me", headers=pm).json["id"]
     org_id = client.get("/api/v1/org", headers=pm).json["id"]
     unit = client.post("/api/v1/units", json={"property_id": prop_id, "label": "1A",
                                               "address": "1 Elm St", "lat": 37.77,
                                               "lng": -122.41}, headers=pm).json["id"]
+    return pm, pm_id, org_id, unit
+
+
+def test_sla_report_per_property(app: Flask, client: FlaskClient, make: Factory) -> None:
+    pm, pm_id, org_id, unit = manager_and_unit(client, make)
     add_job(app, pm_id, unit, org_id, "completed", 2, 40, 25000)     # on time
     add_job(app, pm_id, unit, org_id, "completed", 4, 100, 10050)    # on time
     add_job(app, pm_id, unit, org_id, "completed", 6, 150)    # late (promise 120 min)
@@ -67,10 +76,38 @@ def test_sla_report_per_property(app: Flask, client: FlaskClient, make: Factory)
     lines = csv.text.strip().splitlines()
     assert lines[0].startswith("month,property,jobs") and lines[1].startswith(
         "2026-11,Elm Court,6,5,3,50.0,1,0,")
-    assert lines[1].endswith(",100.0,350.5")
+    assert lines[1].endswith(",100.0,350.5,3,0")  # ..., late, open
     bad = client.get("/api/v1/reports/sla?month=November", headers=pm)
     assert bad.status_code == 400 and bad.json["error"]["fields"][0]["field"] == "month"
     other, _ = manager_with_property(client, make)
     assert client.get("/api/v1/reports/sla?month=2026-11", headers=other).json["rows"] == []
 
 
+
+
+def test_the_rate_counts_overdue_jobs_as_late_shows_open_ones_and_lists_the_stuck(
+    app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock
+) -> None:
+    """A batch of 18: one arrived on time, five stuck looking for a worker past their
+    promise, twelve still on the way with the promise ahead. Not 100 % over one job."""
+    pm, pm_id, org_id, unit = manager_and_unit(client, make)
+    manual_clock.now = datetime(2026, 11, 10, 13, 0, tzinfo=UTC)  # the 12:00Z promise passed
+    add_job(app, pm_id, unit, org_id, "completed", 2, 40)  # on time
+    for _ in range(5):
+        add_job(app, pm_id, unit, org_id, "dispatching", None, None)  # nobody ever came
+    for _ in range(12):
+        sql(app, """
+INSERT INTO jobs (resident_id, category_id, description, location, status, requested_at,
+                  arrive_by, idempotency_key, request_fingerprint, org_id, unit_id, worker_id)
+VALUES (:pm, 3, 'x', 'SRID=4326;POINT(-122.41 37.77)', 'assigned', '2026-11-10 12:30Z',
+        '2026-11-10 14:30Z', md5(random()::text), 'x', :org, :unit, NULL)""",
+            pm=pm_id, org=org_id, unit=unit)
+    r = client.get("/api/v1/reports/sla?month=2026-11", headers=pm)
+    assert r.status_code == 200, r.json
+    [row] = r.json["rows"]
+    assert (row["jobs"], row["on_time"], row["late"], row["open"]) == (18, 1, 5, 12)
+    assert row["on_time_pct"] == round(100 / 6, 1)
+    stuck = r.json["stuck"]
+    assert len(stuck) == 5 and {s["status"] for s in stuck} == {"dispatching"}
+    assert all("past its promised time" in s["reason"].lower() and s["time_zone"] for s in stuck)
+    assert (stuck[0]["property"], stuck[0]["unit"]) == ("Elm Court", "1A")

@@ -137,6 +137,9 @@ def test_windows_chain_onto_one_worker_who_stays_free_until_setting_out(
     assert _availability(app, plumber) == "online"
 
     # Setting out for a window makes them busy (no urgent offers meanwhile) ...
+    # (not hours ahead: the morning windows are brought forward as if the morning had come)
+    sql(app, "UPDATE jobs SET window_start = now() + interval '10 minutes' WHERE id IN "
+             "(:a, :b)", a=offers[units[0]].job_id, b=offers[units[1]].job_id)
     assert client.post(f"/api/v1/jobs/{first}/status", json={"status": "en_route"},
                        headers=plumber_h).status_code == 200
     assert _availability(app, plumber) == "busy"
@@ -260,7 +263,9 @@ def test_setting_out_early_for_a_window_opens_its_masked_number_at_once(
     from dispatch.services.jobs import worker_update_status
 
     offer, plumber = _accepted_window(app, client, make)
-    manual_clock.now = offer.window_start - timedelta(hours=3)
+    # Before the sweeper opens it (120 min ahead): from the earliest allowed set-out, the
+    # window's start less a trip of start-up time only, less the 30 min margin.
+    manual_clock.now = offer.window_start - timedelta(minutes=34)
     with app.app_context():
         worker = db.session.get(User, plumber)
         assert worker is not None

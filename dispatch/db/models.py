@@ -288,7 +288,10 @@ class Offer(db.Model):
     __tablename__ = "offers"
     __table_args__ = (
         CheckConstraint(_in("status", OfferStatus), name="ck_offers_status"),
-        UniqueConstraint("job_id", "worker_id", name="uq_offers_job_worker"),
+        # A worker holds at most one live offer per job; one that lapsed without their no
+        # (expired, withdrawn) may be followed by another (dispatching.already_offered).
+        Index("ux_offers_one_pending_per_job_worker", "job_id", "worker_id", unique=True,
+              postgresql_where=text("status = 'pending'")),
         Index("ix_offers_pending_due", "expires_at", postgresql_where=text("status = 'pending'")),
         Index("ix_offers_pending_worker", "worker_id",
               postgresql_where=text("status = 'pending'")),

@@ -106,6 +106,14 @@ class Settings:
     geocoder_user_agent: str = "dispatch/1 (local services; set GEOCODER_USER_AGENT)"
     geocode_max_mismatch_m: float = 300.0
     service_area_geojson: str = str(ROOT / "geo" / "data" / "sf_service_area.geojson")
+    # A worker may set out for a booked window from its start less their trip there (from
+    # where their phone last was) less this margin: early enough for traffic, not so early
+    # that the tenant is texted "on the way" hours ahead (jobs.set_out_from).
+    set_out_margin_minutes: int = 30
+    # A worker whose offer for a job lapsed without their no (expired unanswered, withdrawn
+    # when they took other work or went offline) is asked again after this long, while the
+    # job is still looking (dispatching.already_offered). Declines are final.
+    reask_after_s: int = 300
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -164,6 +172,8 @@ class Settings:
             geocoder_user_agent=_env("GEOCODER_USER_AGENT", cls.geocoder_user_agent),
             geocode_max_mismatch_m=_float("GEOCODE_MAX_MISMATCH_M", 300.0),
             service_area_geojson=_existing_file("SERVICE_AREA_GEOJSON", cls.service_area_geojson),
+            set_out_margin_minutes=_int("SET_OUT_MARGIN_MINUTES", 30),
+            reask_after_s=_int("REASK_AFTER_SECONDS", 300),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -129,16 +129,28 @@ def offer_window_s(s: Settings, job: Job) -> int:
     return s.offer_window_s
 
 
-def already_offered(session: Session, job_id: int) -> list[int]:
-    """Workers who were already asked for this job: each worker is asked once per job."""
-    return list(session.execute(select(Offer.worker_id).where(Offer.job_id == job_id)).scalars())
+def already_offered(session: Session, job_id: int, now: datetime) -> list[int]:
+    """Workers not to ask for this job now: those being asked, those who said no, and
+    those who held it and lost it. A worker whose offer lapsed without their no (expired
+    while their phone slept, withdrawn when they took other work or went offline) is asked
+    again once `reask_after_s` has passed, if the job is still looking: otherwise a
+    preferred contractor 50 m away, online again, would never hear of it."""
+    lapsed = (Offer.status.in_([OfferStatus.EXPIRED.value, OfferStatus.WITHDRAWN.value])
+              & (func.coalesce(Offer.responded_at, Offer.expires_at)
+                 <= now - timedelta(seconds=settings().reask_after_s)))
+    held = exists().where(JobEvent.job_id == Offer.job_id, JobEvent.kind == "status",
+                          JobEvent.to_status == JobStatus.ASSIGNED.value,
+                          JobEvent.actor_user_id == Offer.worker_id)
+    return list(session.execute(
+        select(Offer.worker_id).where(Offer.job_id == job_id, ~lapsed | held).distinct()
+    ).scalars())
 
 
 def send_wave(session: Session, job: Job, now: datetime,
               candidates: list[Candidate] | None = None,
               offered: list[int] | None = None) -> list[Offer]:
     """Offer the (locked, dispatching) job to the next best candidates, or give up honestly.
-    `offered`: the workers already asked, when the caller has just read them.
+    `offered`: the workers not to ask (`already_offered`), when the caller has just read them.
 
     Returns the new offers; if none could be made and none is pending, the job is unfilled."""
     s = settings()
@@ -146,7 +158,8 @@ def send_wave(session: Session, job: Job, now: datetime,
         candidates = search_candidates(
             session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
             deadline=job.arrive_by,
-            excluded_worker_ids=already_offered(session, job.id) if offered is None else offered,
+            excluded_worker_ids=(already_offered(session, job.id, now) if offered is None
+                                 else offered),
             limit=s.offer_wave_size, org_id=job.org_id,
         ).candidates
     if not candidates:
@@ -409,14 +422,16 @@ def withdraw_elsewhere(session: Session, worker_id: int,
         if withdrawn:
             record_event(session, job, "offers_withdrawn", Actor.SYSTEM, now=now,
                          detail={"offer_ids": list(withdrawn), "reason": reason})
-            _continue_dispatch(session, job, now)
+            _continue_dispatch(session, job, now, top_up=True)
         session.commit()
     return len(job_ids)
 
 
 def decline_offer(session: Session, offer_id: int, worker: User) -> Offer:
-    """A decline frees the worker at once and, if it was the last pending offer of the wave,
-    sends the next wave without waiting for the window to close."""
+    """A decline frees the worker at once and sends its replacement at once: the next best
+    candidate gets an offer now (the wave keeps its width), not when the rest of the wave
+    expires. Under the job lock, so concurrent declines each see the others' replacements
+    and nobody is asked twice."""
     offer = lock_offer(session, offer_id, worker)
     now = clock.now()
     if offer.status != OfferStatus.PENDING.value:
@@ -427,20 +442,31 @@ def decline_offer(session: Session, offer_id: int, worker: User) -> Offer:
     record_event(session, offer.job, "offer_declined", Actor.WORKER, now=now,
                  actor_user_id=worker.id, detail={"offer_id": offer.id})
     session.flush()
-    _continue_dispatch(session, offer.job, now)
+    _continue_dispatch(session, offer.job, now, top_up=True)
     session.commit()
     return offer
 
 
-def _continue_dispatch(session: Session, job: Job, now: datetime) -> None:
-    """If the (locked) job is dispatching with no pending offer left, send the next wave."""
+def _continue_dispatch(session: Session, job: Job, now: datetime, top_up: bool = False) -> None:
+    """If the (locked) job is dispatching with no pending offer left, send the next wave.
+    `top_up`: an offer was just answered no (declined, or withdrawn from a worker who left):
+    replace it at once, so as many workers are asked at a time as a wave holds."""
     if job.status != JobStatus.DISPATCHING.value:
         return
-    # One read answers both questions: is an offer still pending, and who was asked already.
-    offers = session.execute(
-        select(Offer.worker_id, Offer.status).where(Offer.job_id == job.id)).all()
-    if not any(status == OfferStatus.PENDING.value for _, status in offers):
-        send_wave(session, job, now, offered=[worker_id for worker_id, _ in offers])
+    pending = session.execute(select(func.count()).where(
+        Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value)).scalar_one()
+    offered = already_offered(session, job.id, now)
+    if pending == 0:
+        send_wave(session, job, now, offered=offered)
+        return
+    missing = settings().offer_wave_size - pending
+    if top_up and missing > 0:
+        replacements = search_candidates(
+            session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
+            deadline=job.arrive_by, excluded_worker_ids=offered, limit=missing,
+            org_id=job.org_id).candidates
+        if replacements:
+            send_wave(session, job, now, candidates=replacements)
 
 
 def expire_offers(session: Session, job_id: int) -> int:
@@ -551,7 +577,7 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     s = settings()
     others = search_candidates(
         session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
-        deadline=job.arrive_by, excluded_worker_ids=already_offered(session, job.id),
+        deadline=job.arrive_by, excluded_worker_ids=already_offered(session, job.id, now),
         limit=s.offer_wave_size, org_id=job.org_id).candidates
     if not others:
         session.rollback()

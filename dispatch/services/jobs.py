@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,9 +25,10 @@ from dispatch.domain.states import (
     check_job_transition,
     occupies_worker,
 )
+from dispatch.infra.config import Settings
 from dispatch.services import contact, notify, org_hooks, push
 from dispatch.services.context import eta_model, settings
-from geo.eta import haversine_m
+from geo.eta import TravelMode, haversine_m
 
 _STAMPS = {
     JobStatus.ASSIGNED: "assigned_at",
@@ -183,6 +185,7 @@ def worker_update_status(session: Session, worker: User, job_id: int,
                    and occupies_worker(job.urgency, target))
     if setting_out:
         take_worker_for(session, job, worker.id)
+        _check_not_too_early(session, job, now)
     transition(session, job, target, Actor.WORKER, now=now, actor_user_id=worker.id)
     try:
         if setting_out and job.urgency == Urgency.SCHEDULED.value:
@@ -195,6 +198,43 @@ def worker_update_status(session: Session, worker: User, job_id: int,
         session.rollback()
         raise _busy() from exc
     return job
+
+
+def set_out_from(job: Job, worker: Worker | None, s: Settings) -> datetime | None:
+    """When the worker may set out for a booked window: its start, less their trip there
+    from where their phone last was (start-up time only when it never said), less
+    `set_out_margin_minutes`. None for an urgent job: they go at once."""
+    if job.window_start is None or job.urgency != Urgency.SCHEDULED.value:
+        return None
+    distance_m = 0.0
+    mode = TravelMode.CAR.value
+    if worker is not None:
+        mode = worker.travel_mode
+        if worker.lat is not None and worker.lng is not None:
+            distance_m = haversine_m(worker.lat, worker.lng, job.lat, job.lng)
+    trip = timedelta(seconds=eta_model(s).eta_seconds(distance_m, mode))
+    return job.window_start - trip - timedelta(minutes=s.set_out_margin_minutes)
+
+
+def _check_not_too_early(session: Session, job: Job, now: datetime) -> None:
+    """Setting out texts the tenant "on the way": not at midnight for a 09:00 window."""
+    s = settings()
+    start = set_out_from(job, job.worker, s)
+    if start is None or now >= start:
+        return
+    session.rollback()
+    message = f"too early to set out: you can set out from {_local_text(start, now, s)}"
+    raise Conflict("too_early_to_set_out", message, [FieldProblem("status", message)],
+                   {"set_out_from": start.isoformat()})
+
+
+def _local_text(at: datetime, now: datetime, s: Settings) -> str:
+    """"08:10 PST", or "Fri Dec 4, 08:10 PST" when it is not today there."""
+    zone = ZoneInfo(s.service_timezone)
+    local = at.astimezone(zone)
+    day = "" if local.date() == now.astimezone(zone).date() else (
+        f"{local:%a %b} {local.day}, ")
+    return f"{day}{local:%H:%M %Z}"
 
 
 def _busy() -> Conflict:

@@ -126,16 +126,41 @@
     body.innerHTML = "";
     for (const row of r.data.rows) {
       const tr = document.createElement("tr");
-      tr.innerHTML = '<td></td><td></td><td></td><td><div class="bar"><span></span></div></td><td></td><td></td>';
+      tr.innerHTML = '<td></td><td></td><td></td><td><div class="bar"><span></span></div></td><td></td><td></td><td></td><td></td>';
       tr.children[0].textContent = row.property;
       tr.children[1].textContent = row.jobs;
-      tr.children[2].textContent = row.on_time_pct === null ? "" : `${row.on_time_pct}%`;
+      const due = row.on_time + row.late;
+      tr.children[2].textContent = row.on_time_pct === null
+        ? "none due yet" : `${row.on_time_pct}% (${row.on_time} of ${due} due)`;
       tr.querySelector(".bar span").style.width = `${row.on_time_pct || 0}%`;
-      tr.children[4].textContent = row.median_arrival_min === null ? "" : `${row.median_arrival_min} min`;
-      tr.children[5].textContent = row.budget_caps_total === null ? "" : row.budget_caps_total.toFixed(2);
+      tr.children[4].textContent = row.late;
+      tr.children[5].textContent = row.open;
+      tr.children[6].textContent = row.median_arrival_min === null ? "" : `${row.median_arrival_min} min`;
+      tr.children[7].textContent = row.budget_caps_total === null ? "" : row.budget_caps_total.toFixed(2);
       body.appendChild(tr);
     }
     document.getElementById("sla-empty").hidden = r.data.rows.length > 0;
+    showStuck(r.data.stuck);
+  }
+
+  // Open jobs that need a person (past their promise, or nobody being asked), with why.
+  function showStuck(stuck) {
+    const body = document.querySelector("#stuck-table tbody");
+    body.innerHTML = "";
+    for (const job of stuck) {
+      const tr = document.createElement("tr");
+      tr.id = `stuck-${job.job_id}`;
+      tr.innerHTML = "<td><a></a></td><td></td><td></td><td></td><td></td>";
+      const link = tr.querySelector("a");
+      link.href = `/jobs/${job.job_id}`;
+      link.textContent = job.job_id;
+      tr.children[1].textContent = `${job.property} ${job.unit}`;
+      tr.children[2].textContent = job.category;
+      tr.children[3].textContent = dueText(job);
+      tr.children[4].textContent = job.reason;
+      body.appendChild(tr);
+    }
+    document.getElementById("stuck-box").hidden = stuck.length === 0;
   }
   const socket = connectSocket();
   socket.on("connect", load); // catch up after any disconnect

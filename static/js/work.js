@@ -175,21 +175,65 @@
     }
   }
 
+  // The calendar day of a moment in a zone, as "2026-12-03": "today" is today where the
+  // job is (the service's zone), not in the phone's zone and not the day it was booked.
+  function dayKey(iso, timeZone) {
+    return new Date(iso).toLocaleDateString("en-CA", {timeZone: zoneOf(timeZone)});
+  }
+
+  function jobDay(job) {
+    return dayKey(job.window_start || job.assigned_at || job.requested_at, job.time_zone);
+  }
+
+  function timeText(job) {
+    if (job.window_start) {
+      return `${hourMinute(job.window_start, job.time_zone)}–${clock(job.window_end, job.time_zone)}`;
+    }
+    return clock(job.assigned_at || job.requested_at, job.time_zone);
+  }
+
+  function dayTable(rows) {
+    const table = document.createElement("table");
+    table.innerHTML = "<thead><tr><th>Time</th><th>Job</th><th>Status</th></tr></thead><tbody></tbody>";
+    for (const tr of rows) table.tBodies[0].appendChild(tr);
+    return table;
+  }
+
+  function dayRow(job) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = "<td></td><td></td><td></td>";
+    tr.children[0].textContent = timeText(job);
+    tr.children[1].textContent = job.category.name;
+    tr.children[2].textContent = statusLabel(job.status);
+    return tr;
+  }
+
+  // Today's jobs in the "Today" table; later days (booked windows) each under their day.
+  function showDays(jobs) {
+    const today = dayKey(new Date().toISOString(), jobs.length ? jobs[0].time_zone : undefined);
+    const body = document.querySelector("#today tbody");
+    body.innerHTML = "";
+    const later = {};
+    const byTime = (j) => new Date(j.window_start || j.assigned_at || j.requested_at).getTime();
+    for (const job of [...jobs].sort((a, b) => byTime(a) - byTime(b))) {
+      const day = jobDay(job);
+      if (day === today) body.appendChild(dayRow(job));
+      else if (day > today) (later[day] = later[day] || []).push(job);
+    }
+    const laterBox = document.getElementById("later-days");
+    laterBox.innerHTML = "";
+    for (const day of Object.keys(later).sort()) {
+      const heading = document.createElement("h2");
+      heading.textContent = dayOf(later[day][0].window_start || later[day][0].requested_at,
+                                  later[day][0].time_zone);
+      laterBox.append(heading, dayTable(later[day].map(dayRow)));
+    }
+  }
+
   async function loadToday() {
     const r = await api("GET", "/jobs");
     if (!r.ok) return;
-    const today = new Date().toDateString();
-    const body = document.querySelector("#today tbody");
-    body.innerHTML = "";
-    for (const job of r.data.jobs) {
-      if (new Date(job.requested_at).toDateString() !== today) continue;
-      const tr = document.createElement("tr");
-      tr.innerHTML = "<td></td><td></td><td></td>";
-      tr.children[0].textContent = clock(job.assigned_at || job.requested_at, job.time_zone);
-      tr.children[1].textContent = job.category.name;
-      tr.children[2].textContent = statusLabel(job.status);
-      body.appendChild(tr);
-    }
+    showDays(r.data.jobs);
     const active = r.data.jobs.find(occupying);
     showActive(active);
     showUpcoming(r.data.jobs.filter((j) => j.status === "assigned" && !occupying(j)), !active);
@@ -198,7 +242,11 @@
   // Jobs the worker accepted and has not set out for yet: an urgent one queued behind the
   // job they are on (it becomes the current job when that one ends), then booked windows,
   // soonest first.
+  let setOutTimer = null;
+
   function showUpcoming(jobs, free) {
+    clearTimeout(setOutTimer);
+    let nextSetOut = Infinity;
     const body = document.querySelector("#upcoming tbody");
     body.innerHTML = "";
     document.getElementById("upcoming-box").hidden = jobs.length === 0;
@@ -216,6 +264,20 @@
         continue;
       }
       tr.children[0].textContent = dueText(job);
+      const from = job.set_out_from ? new Date(job.set_out_from) : null;
+      if (from && from > new Date()) {
+        // Too early to leave: say from when, and offer the button once it is time.
+        const wait = document.createElement("span");
+        wait.className = "set-out-later muted";
+        const day = dayKey(job.set_out_from, job.time_zone) === dayKey(new Date().toISOString(), job.time_zone)
+          ? "" : `${dayOf(job.set_out_from, job.time_zone)} `;
+        wait.textContent = `You can set out from ${day}${clock(job.set_out_from, job.time_zone)}`;
+        tr.children[2].appendChild(wait);
+        body.appendChild(tr);
+        const due = Math.min(from - new Date() + 1000, 6 * 3600 * 1000);
+        if (due < nextSetOut) { clearTimeout(setOutTimer); nextSetOut = due; setOutTimer = setTimeout(loadToday, due); }
+        continue;
+      }
       const go = document.createElement("button");
       go.textContent = "On my way";
       go.className = "set-out";

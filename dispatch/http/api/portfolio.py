@@ -19,6 +19,7 @@ from dispatch.http.api.schemas import (
     RowProblem,
     SlaReportOut,
     SlaRowOut,
+    StuckJobOut,
     UnitImportOut,
     UnitListOut,
     UnitOut,
@@ -170,5 +171,8 @@ def sla_report(user: User) -> SlaReportOut | Response:
         name = f"sla-{start:%Y-%m}.csv"
         return Response(reports.to_csv(rows), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    stuck = reports.stuck(db.session, user, start, end, clock.now())
     return SlaReportOut(month=f"{start:%Y-%m}",
-                        rows=[SlaRowOut.model_validate(row) for row in rows])
+                        rows=[SlaRowOut.model_validate(row) for row in rows],
+                        stuck=[StuckJobOut.model_validate({**vars(job), "time_zone": tz})
+                               for job in stuck])

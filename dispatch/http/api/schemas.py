@@ -183,6 +183,9 @@ class JobOut(Out):
     worker_position: WorkerPositionOut | None = Field(
         None, description="the worker's last known position while the job occupies them; "
                           "only for the job's requester or an operator")
+    set_out_from: datetime | None = Field(
+        None, description="a booked window not yet under way: the worker may set out "
+                          "(en_route) from this time, its start less the trip less a margin")
 
 
 class JobListOut(Out):
@@ -436,11 +439,16 @@ class SlaRowOut(Out):
     jobs: int
     arrived: int
     on_time: int
+    late: int = Field(description="due and not on time: arrived after the promise, or not "
+                                  "arrived with the promise passed, or unfilled")
+    open: int = Field(description="still open with the promise ahead: not yet due, so "
+                                  "neither on time nor late")
     unfilled: int
     cancelled: int
-    on_time_pct: float | None = Field(description="share of the month's jobs that arrived "
-                                                  "within the promise (urgent) or the "
-                                                  "booked window (scheduled)")
+    on_time_pct: float | None = Field(description="on_time / (on_time + late): the share of "
+                                                  "the jobs already due that arrived within "
+                                                  "the promise (urgent) or the booked window "
+                                                  "(scheduled); null while none is due")
     median_accept_min: float | None
     median_arrival_min: float | None = Field(description="urgent jobs: request to arrival")
     budget_caps_total: float | None = Field(
@@ -449,6 +457,24 @@ class SlaRowOut(Out):
                           "payments")
 
 
+class StuckJobOut(Out):
+    job_id: int
+    property: str
+    unit: str
+    category: str
+    status: str
+    urgency: str
+    arrive_by: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    reason: str = Field(description="why it needs a person, in words")
+    time_zone: str = Field(description="the IANA time zone of the place: show times in it")
+
+
 class SlaReportOut(Out):
     month: str
     rows: list[SlaRowOut]
+    stuck: list[StuckJobOut] = Field(
+        default_factory=list, description="the month's open jobs that need a person: past "
+                                          "their promise with nobody there, or looking for "
+                                          "a worker with nobody being asked")

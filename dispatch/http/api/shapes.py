@@ -25,6 +25,7 @@ from dispatch.http.api.schemas import (
     WorkerProfileOut,
 )
 from dispatch.services.following import Following
+from dispatch.services.jobs import set_out_from
 
 
 def user_out(user: User) -> UserOut:
@@ -80,6 +81,8 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         unit_id=job.unit_id, property_id=job.unit.property_id if job.unit else None,
         batch_id=job.batch_id, time_zone=place_time_zone(),
         **(_live_out(live) if live is not None else {}),
+        set_out_from=(set_out_from(job, job.worker, current_app.config["DISPATCH"])
+                      if job.status == JobStatus.ASSIGNED.value else None),
     )
 
 
