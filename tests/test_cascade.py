@@ -70,9 +70,12 @@ def test_a_batch_job_goes_back_to_its_preferred_contractor_when_they_come_online
     the job stayed dispatching until it ran out of patience)."""
     pm, prop_id = manager_with_property(client, make)
     unit = add_unit(client, pm, prop_id, "1A")
-    preferred, preferred_h = make.worker(lat=offset(*CENTER, north_m=50)[0])
-    assert client.post("/api/v1/org/contractors", json={"worker_id": preferred},
-                       headers=pm).status_code == 201
+    preferred, preferred_h = make.worker(lat=offset(*CENTER, north_m=50)[0],
+                                         email="pat@example.test")
+    invitation = client.post("/api/v1/org/invitations", json={"contact": "pat@example.test"},
+                             headers=pm).json
+    assert client.post(f"/api/v1/invitations/{invitation['id']}/accept",
+                       headers=preferred_h).status_code == 200
     r = client.post("/api/v1/batches", json={"batch_key": "b", "rows": [
         {"unit_id": unit, "category": "leak-repair", "description": "Leak"}]}, headers=pm)
     assert r.status_code == 202, r.json
