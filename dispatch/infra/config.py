@@ -79,6 +79,10 @@ class Settings:
     # A booked window's masked number opens this long before the window starts (or when the
     # worker sets out), not at an accept days ahead: pool numbers are few.
     masking_open_before_minutes: int = 120
+    # A texted password-reset link works once, for this long; an account gets at most this
+    # many links an hour (more requests are answered alike and send nothing).
+    password_reset_ttl_minutes: int = 30
+    password_resets_per_hour: int = 3
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -127,6 +131,8 @@ class Settings:
             queue_margin_minutes=_int("QUEUE_MARGIN_MINUTES", 30),
             queue_release_minutes=_int("QUEUE_RELEASE_MINUTES", 10),
             masking_open_before_minutes=_int("MASKING_OPEN_BEFORE_MINUTES", 120),
+            password_reset_ttl_minutes=_int("PASSWORD_RESET_TTL_MINUTES", 30),
+            password_resets_per_hour=_int("PASSWORD_RESETS_PER_HOUR", 3),
         )
 
     def to_flask(self) -> dict[str, Any]:
