@@ -5,7 +5,7 @@
 (function () {
   const tree = document.getElementById("skill-tree");
   const warning = document.getElementById("profile-warning");
-  const hoursBody = document.querySelector("#hours tbody");
+  const hoursBody = document.getElementById("hours");
   document.querySelectorAll(".zone-name").forEach((n) => { n.textContent = zoneName(); });
 
   function leaves(node) {
