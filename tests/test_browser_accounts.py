@@ -5,7 +5,11 @@ a password reset."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Browser, expect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from playwright.sync_api import Browser, Page, expect
 
 from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, sql
@@ -13,14 +17,23 @@ from tests.live import LiveServer
 from tests.test_browser import browser, login, new_context, page_errors, shot  # noqa: F401
 
 
+@contextmanager
+def opened(browser: Browser, server: LiveServer,  # noqa: F811
+           **options: Any) -> Iterator[tuple[Page, list[str]]]:
+    """A page in its own browser context, and the errors it logs."""
+    context = new_context(browser, server, **options)
+    page = context.new_page()
+    try:
+        yield page, page_errors(page)
+    finally:
+        context.close()
+
+
 def test_a_worker_without_a_verified_skill_is_told_no_offers_will_come(
     browser: Browser, live_server: LiveServer, make: Factory  # noqa: F811
 ) -> None:
     make.worker(skills=(), availability="offline", email="new-worker@example.test")
-    context = new_context(browser, live_server, phone=True, at=CENTER)
-    page = context.new_page()
-    errors = page_errors(page)
-    try:
+    with opened(browser, live_server, phone=True, at=CENTER) as (page, errors):
         login(page, "new-worker@example.test")
         expect(page).to_have_url(f"{live_server.url}/work")
         warning = page.locator("#no-offers")
@@ -59,34 +72,26 @@ def test_a_worker_without_a_verified_skill_is_told_no_offers_will_come(
         page.goto("/work")
         expect(warning).to_contain_text("until an operator verifies one of your skills")
         assert not errors, errors
-    finally:
-        context.close()
 
 
 def test_a_worker_with_a_verified_skill_sees_no_warning(
     browser: Browser, live_server: LiveServer, make: Factory  # noqa: F811
 ) -> None:
     make.worker(email="ready@example.test", availability="offline")
-    context = new_context(browser, live_server, phone=True, at=CENTER)
-    page = context.new_page()
-    try:
+    with opened(browser, live_server, phone=True, at=CENTER) as (page, errors):
         login(page, "ready@example.test")
         expect(page.locator("#availability")).to_have_text("offline")
         page.click("#toggle")
         expect(page.locator("#availability")).to_have_text("online")
         expect(page.locator("#no-offers")).to_be_hidden()
-    finally:
-        context.close()
+        assert not errors, errors
 
 
 def test_an_operator_lands_on_the_operations_page(
     browser: Browser, live_server: LiveServer, make: Factory  # noqa: F811
 ) -> None:
     make.user(Role.ADMIN, email="admin@demo.dispatch.test")
-    context = new_context(browser, live_server)
-    page = context.new_page()
-    errors = page_errors(page)
-    try:
+    with opened(browser, live_server) as (page, errors):
         login(page, "admin@demo.dispatch.test")
         expect(page).to_have_url(f"{live_server.url}/admin")
         expect(page.locator("h1")).to_have_text("Operations")
@@ -94,8 +99,6 @@ def test_an_operator_lands_on_the_operations_page(
             expect(page.get_by_role("link", name=words)).to_be_visible()
         shot(page, "admin-landing")
         assert not errors, errors
-    finally:
-        context.close()
 
 
 def test_a_resident_books_a_window_for_later(
@@ -103,10 +106,7 @@ def test_a_resident_books_a_window_for_later(
 ) -> None:
     make.worker()
     make.user(Role.RESIDENT, email="later@example.test")
-    context = new_context(browser, live_server, at=CENTER)
-    page = context.new_page()
-    errors = page_errors(page)
-    try:
+    with opened(browser, live_server, at=CENTER) as (page, errors):
         login(page, "later@example.test")
         page.select_option("#category", label="Leak repair")
         page.fill("#description", "The tap drips; any time tomorrow morning")
@@ -134,17 +134,13 @@ def test_a_resident_books_a_window_for_later(
         assert (job.window_end - job.window_start).total_seconds() == 4 * 3600
         # The refusal is a 422 the browser logs; nothing else may go wrong.
         assert not [e for e in errors if "422" not in e], errors
-    finally:
-        context.close()
 
 
 def test_the_login_page_leads_to_a_password_reset(
     browser: Browser, live_server: LiveServer, make: Factory  # noqa: F811
 ) -> None:
     make.user(Role.RESIDENT, email="forgetful@example.test")
-    context = new_context(browser, live_server)
-    page = context.new_page()
-    try:
+    with opened(browser, live_server) as (page, errors):
         page.goto("/login")
         page.get_by_role("link", name="Forgot password?").click()
         expect(page).to_have_url(f"{live_server.url}/forgot-password")
@@ -154,5 +150,4 @@ def test_the_login_page_leads_to_a_password_reset(
         expect(page.locator(".flash")).to_contain_text("If an account uses that email")
         [event] = sql(make.app, "SELECT event FROM notifications")
         assert event.event == "password_reset"
-    finally:
-        context.close()
+        assert not errors, errors
