@@ -5,7 +5,7 @@ the database."""
 from __future__ import annotations
 
 EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
-          "reassigning", "released", "worker_free")
+          "reassigning", "released", "worker_free", "password_reset")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -54,6 +54,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "one went to someone else: you could no longer get there in time. No need to go.",
         "zh-CN": "dispatch：排在您当前工作之后的 {arrive_by} {category}工作已转给他人，"
                  "因为您无法及时赶到。无需前往。",
+    },
+    "password_reset": {
+        "en": "dispatch: to set a new password, open {link} within {minutes} minutes. "
+              "If you did not ask for this, ignore this text.",
+        "zh-CN": "dispatch：请在 {minutes} 分钟内打开 {link} 设置新密码。"
+                 "如果这不是您本人的操作，请忽略此短信。",
     },
     "unfilled": {
         "en": "dispatch: sorry, nobody could take your {category} request in time. "

@@ -147,6 +147,10 @@ class Worker(db.Model):
     reputation: Mapped[float] = mapped_column(Float, default=NEUTRAL_REPUTATION,
                                               server_default=text(str(NEUTRAL_REPUTATION)))
     last_assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the worker is usually available ([{"day", "start", "end"}], service time zone):
+    # what they tell people, not a filter; offers still follow `availability`.
+    weekly_hours: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb"))
     lat: Mapped[float | None] = column_property(func.ST_Y(cast(location, Geometry)))
     lng: Mapped[float | None] = column_property(func.ST_X(cast(location, Geometry)))
 

@@ -6,8 +6,8 @@ cannot store, is refused by name."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,6 +19,10 @@ INT4_MAX = 2_147_483_647
 # Ids of int4 columns: anything larger could never match and must not reach the database.
 Id = Annotated[int, Field(ge=1, le=INT4_MAX)]
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+Locale = Literal["en", "zh-CN"]
+ClockTime = Annotated[str, Field(pattern=r"^\d{1,2}:\d{2}$", examples=["09:00"],
+                                 description="HH:MM, 24-hour clock")]
+Password = Annotated[str, Field(min_length=10, max_length=128)]
 
 
 class Command(BaseModel):
@@ -38,7 +42,7 @@ class RegisterIn(Command):
     name: Annotated[str, Field(min_length=1, max_length=120)]
     phone: Annotated[str, Field(description="E.164, or national format in the default region")]
     role: Literal["resident", "worker", "property_manager"]
-    locale: Literal["en", "zh-CN"] = "en"
+    locale: Locale = "en"
 
     @field_validator("email")
     @classmethod
@@ -52,9 +56,67 @@ class RegisterIn(Command):
     def _phone(cls, value: str) -> str:
         return normalize_phone(value)
 
+class WeeklyHoursIn(Command):
+    """One stretch of the week when the worker is usually available (service time zone)."""
+
+    day: Annotated[int, Field(ge=0, le=6, description="0 is Monday, 6 is Sunday")]
+    start: ClockTime
+    end: ClockTime
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: str) -> str:
+        return _padded(value)
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: str, info: Any) -> str:
+        value = _padded(value)
+        start = info.data.get("start")
+        if start is not None and value <= start:
+            raise ValueError("must be after the start")
+        return value
+
+
+def _padded(clock_time: str) -> str:
+    """"9:00" as "09:00": stored times sort and compare as text."""
+    hours, minutes = (int(part) for part in clock_time.split(":"))
+    if not (0 <= hours <= 24 and 0 <= minutes < 60) or (hours == 24 and minutes):
+        raise ValueError(f"'{clock_time}' is not a time of day")
+    return f"{hours:02d}:{minutes:02d}"
+
+
 class WorkerProfileIn(Command):
     travel_mode: Literal["walk", "bike", "car"] | None = None
     service_radius_m: Annotated[int | None, Field(ge=100, le=200_000)] = None
+    weekly_hours: Annotated[list[WeeklyHoursIn] | None, Field(max_length=28)] = None
+
+
+class AccountIn(Command):
+    """The caller's own account details; fields left out stay as they are."""
+
+    name: Annotated[str | None, Field(min_length=1, max_length=120)] = None
+    phone: Annotated[str | None, Field(description="E.164, or national format")] = None
+    locale: Locale | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalize_phone(value) if value is not None else None
+
+
+class PasswordChangeIn(Command):
+    current_password: Annotated[str, Field(max_length=128)]
+    new_password: Password
+
+
+class PasswordResetRequestIn(Command):
+    email: Annotated[str, Field(max_length=254)]
+
+
+class PasswordResetIn(Command):
+    token: Annotated[str, Field(min_length=1, max_length=500)]
+    new_password: Password
 
 class LocationIn(Command):
     lat: Lat
@@ -64,9 +126,19 @@ class LocationIn(Command):
     speed_mps: Annotated[float | None, Field(ge=0, le=100)] = None
     recorded_at: datetime | None = Field(None, description="when the device took the fix")
 
+class WindowIn(Command):
+    """A booked arrival window, wall clock in the service's time zone (e.g. 09:00 to 12:00
+    on 2026-12-04 in America/Los_Angeles)."""
+
+    date: date
+    start: ClockTime
+    end: ClockTime
+
+
 class JobIn(Command):
     """Where: `lat`/`lng` (and an optional address), or, for a property manager, `unit_id`
-    (the unit's place and address are used)."""
+    (the unit's place and address are used). When: as soon as possible (no `window`), or
+    within a booked `window`."""
 
     category_id: Id
     description: Annotated[str, Field(min_length=3, max_length=2000)]
@@ -76,6 +148,7 @@ class JobIn(Command):
     unit_id: Id | None = None
     pin_confirmed: bool = Field(False, description="the pin is right even where the address "
                                 "seems elsewhere (the answer to an `address_unconfirmed` 422)")
+    window: WindowIn | None = Field(None, description="book for later instead of now")
 
 class OrganizationIn(Command):
     name: Annotated[str, Field(min_length=1, max_length=200)]

@@ -21,7 +21,12 @@ EXAMPLE = "tomorrow 09:00-12:00"
 
 
 class WindowError(ValueError):
-    """The text names no usable window; the message says why, for the row's error."""
+    """The text names no usable window; the message says why, for the row's error, and
+    `field` which part of a window given in parts (date, start, end) is wrong."""
+
+    def __init__(self, message: str, field: str = "window") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -55,21 +60,37 @@ def parse_window(text: str, now: datetime, tz: str, min_lead: timedelta) -> Wind
             day = date.fromisoformat(word)
         except ValueError as exc:
             raise WindowError(f"'{word}' is not a date") from exc
-    start_clock, end_text = _clock(found.group("start")), found.group("end")
+    return window_on(day, found.group("start"), found.group("end"), now, tz, min_lead)
+
+
+def window_on(day: date, start_text: str, end_text: str, now: datetime, tz: str,
+              min_lead: timedelta) -> Window:
+    """The window from `start_text` to `end_text` ("HH:MM", wall clock in `tz`) on `day`."""
+    zone = ZoneInfo(tz)
+    try:
+        start_clock = _clock(start_text)
+    except WindowError as exc:
+        raise WindowError(str(exc), "start") from exc
+    try:
+        end_clock = _clock(end_text)
+    except WindowError as exc:
+        raise WindowError(str(exc), "end") from exc
     end_day = day + timedelta(days=1) if end_text in ("24:00",) else day
-    end_clock = _clock(end_text)
     start = datetime.combine(day, start_clock, zone)
     end = datetime.combine(end_day, end_clock, zone)
     # Wall-clock arithmetic in a zone with DST: compare in UTC.
     length = end.astimezone(ZoneInfo("UTC")) - start.astimezone(ZoneInfo("UTC"))
+    if length <= timedelta(0):
+        raise WindowError("the window ends before it starts (it must end at least 30 "
+                          "minutes after it starts)", "end")
     if length < MIN_WINDOW:
-        raise WindowError("the window must end at least 30 minutes after it starts")
+        raise WindowError("the window must end at least 30 minutes after it starts", "end")
     if length > MAX_WINDOW:
-        raise WindowError("a window is at most 12 hours long")
+        raise WindowError("a window is at most 12 hours long", "end")
     if end <= now:
-        raise WindowError("this window is already over")
+        raise WindowError("this window is already over", "date")
     if end < now + min_lead:
-        raise WindowError("this window ends too soon to schedule; send it as 'urgent'")
+        raise WindowError("this window ends too soon to schedule; send it as 'urgent'", "end")
     if start > now + MAX_AHEAD:
-        raise WindowError("windows can be booked at most 60 days ahead")
+        raise WindowError("windows can be booked at most 60 days ahead", "date")
     return Window(start, end)

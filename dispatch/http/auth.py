@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from flask import current_app, g, request
-from flask_login import current_user
+from flask import Flask, current_app, g, request, session
+from flask_login import current_user, user_logged_in
 from flask_wtf.csrf import CSRFError
 
 from dispatch.db import db
@@ -14,7 +14,10 @@ from dispatch.db.models import Role, User
 from dispatch.domain.errors import FieldProblem, Forbidden, Unauthenticated
 from dispatch.http.errors import ApiError
 from dispatch.http.extensions import csrf, login_manager
-from dispatch.services.credentials import user_for_token
+from dispatch.services.credentials import password_stamp, user_for_token
+
+# The login session remembers which password it was opened with (see `password_stamp`).
+PASSWORD_STAMP = "_password_stamp"
 
 
 def bearer_token() -> str | None:
@@ -58,7 +61,23 @@ def authenticate(roles: Iterable[Role] | None = None) -> User:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+    """A session opened with an earlier password is logged out. (Sessions from before the
+    stamp existed carry none and stay valid until they end.)"""
+    user = db.session.get(User, int(user_id))
+    stamp = session.get(PASSWORD_STAMP)
+    if user is None or (stamp is not None and stamp != password_stamp(user)):
+        return None
+    return user
+
+
+def keep_session_after_password_change(user: User) -> None:
+    """The session that changed the password stays logged in; all others end."""
+    session[PASSWORD_STAMP] = password_stamp(user)
+
+
+@user_logged_in.connect
+def _stamp_session(_app: Flask, user: User, **_: object) -> None:
+    keep_session_after_password_change(user)
 
 
 def token_ttl() -> timedelta:

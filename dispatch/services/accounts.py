@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 
 from dispatch.db import clock
 from dispatch.db.models import Role, User, Worker, WorkerSkill
-from dispatch.domain.commands import RegisterIn, WorkerProfileIn
+from dispatch.domain.commands import AccountIn, PasswordChangeIn, RegisterIn, WorkerProfileIn
 from dispatch.domain.errors import Conflict, FieldProblem, Unauthenticated, invalid, not_found
 from dispatch.domain.states import Availability, check_availability_transition
 from dispatch.services.catalog import bookable_category, leaves_under
-from dispatch.services.credentials import hash_password, verify_password
+from dispatch.services.credentials import hash_password, set_password, verify_password
 from dispatch.services.dispatching import withdraw_elsewhere
 
 
@@ -24,6 +24,15 @@ def register(session: Session, data: RegisterIn, role: Role | None = None) -> Us
                 role=(role or Role(data.role)).value, locale=data.locale,
                 password_hash=hash_password(data.password))
     session.add(user)
+    _flush_unique(session)
+    if user.role == Role.WORKER.value:
+        session.add(Worker(user_id=user.id))
+    session.flush()
+    return user
+
+
+def _flush_unique(session: Session) -> None:
+    """Write the account; an email or phone someone else has is a 409 naming the field."""
     try:
         session.flush()
     except IntegrityError as exc:
@@ -31,9 +40,27 @@ def register(session: Session, data: RegisterIn, role: Role | None = None) -> Us
         taken = "email" if "email" in str(exc.orig) else "phone"
         raise Conflict("already_registered", f"{taken} is already registered",
                        [FieldProblem(taken, "is already registered")]) from exc
-    if user.role == Role.WORKER.value:
-        session.add(Worker(user_id=user.id))
-    session.flush()
+
+
+def update_account(session: Session, user: User, data: AccountIn) -> User:
+    """Name, phone and language (the texts and pages follow `locale`)."""
+    if data.name is not None:
+        user.name = data.name
+    if data.phone is not None:
+        user.phone_e164 = data.phone
+    if data.locale is not None:
+        user.locale = data.locale
+    _flush_unique(session)
+    session.commit()
+    return user
+
+
+def change_password(session: Session, user: User, data: PasswordChangeIn) -> User:
+    """Knowing the current password is the proof; every token of the account ends."""
+    if not verify_password(user, data.current_password):
+        raise invalid("current_password", "is not your current password")
+    set_password(session, user, data.new_password)
+    session.commit()
     return user
 
 
@@ -63,6 +90,9 @@ def update_profile(session: Session, user: User, data: WorkerProfileIn) -> Worke
         worker.travel_mode = data.travel_mode
     if data.service_radius_m is not None:
         worker.service_radius_m = data.service_radius_m
+    if data.weekly_hours is not None:
+        worker.weekly_hours = [h.model_dump() for h in sorted(
+            data.weekly_hours, key=lambda h: (h.day, h.start))]
     session.commit()
     return worker
 

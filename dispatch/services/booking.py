@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from dispatch.db import clock
 from dispatch.db.job_rows import commit_keeping_loaded, record_event
 from dispatch.db.models import Job, Role, Urgency, User
-from dispatch.domain.commands import JobIn
+from dispatch.domain.commands import JobIn, WindowIn
 from dispatch.domain.errors import (
     Conflict,
     DomainError,
@@ -28,6 +28,8 @@ from dispatch.domain.errors import (
     invalid,
 )
 from dispatch.domain.states import Actor, JobStatus
+from dispatch.domain.windows import Window, WindowError, window_on
+from dispatch.infra.config import Settings
 from dispatch.services import push
 from dispatch.services.catalog import bookable_category
 from dispatch.services.context import eta_model, settings
@@ -73,6 +75,13 @@ def _existing(session: Session, resident: User, key: str, fp: str) -> Job | None
                        "this Idempotency-Key was used for a different booking",
                        [FieldProblem("Idempotency-Key", "already used with a different body")])
     return job
+
+
+def _earlier_booking(session: Session, resident: User, key: str, fp: str) -> Job | None:
+    """After a refusal: a retry of a booking that went through gets that job, not the
+    refusal (the world may have changed since)."""
+    session.rollback()
+    return _existing(session, resident, key, fp)
 
 
 def _span(promise: timedelta) -> str:
@@ -168,6 +177,85 @@ def _place(session: Session, requester: User, data: JobIn) -> Place:
     return Place(data.lat, data.lng, data.address, None)
 
 
+def _insert(session: Session, job: Job, resident: User, place: Place, key: str,
+            fp: str) -> Job | None:
+    """Write the new job; None when it is written, else the job a racing retry with the
+    same key wrote first."""
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raced = _existing(session, resident, key, fp)
+        if raced is None:
+            raise
+        return raced
+    # The place as written (its repr round-trips exactly through PostGIS): the offers'
+    # pushes and the answer read it without a query.
+    set_committed_value(job, "lat", place.lat)
+    set_committed_value(job, "lng", place.lng)
+    push.inserted_here(session, job)
+    return None
+
+
+def book(session: Session, requester: User, data: JobIn,
+         idempotency_key: str | None) -> tuple[Job, bool]:
+    """Help now, or within a booked window when the request names one."""
+    if data.window is not None:
+        return book_for_later(session, requester, data, idempotency_key)
+    return book_urgent(session, requester, data, idempotency_key)
+
+
+def _window(window: WindowIn, now: datetime, s: Settings) -> Window:
+    """The booked window as a manager's batch row would have it (`domain.windows`), with a
+    refusal naming the part that is wrong."""
+    try:
+        return window_on(window.date, window.start, window.end, now, s.service_timezone,
+                         timedelta(minutes=s.promise_minutes))
+    except WindowError as exc:
+        problem = str(exc).replace("send it as 'urgent'", "book it as soon as possible instead")
+        raise invalid(f"window.{exc.field}", problem) from exc
+
+
+def book_for_later(session: Session, requester: User, data: JobIn,
+                   idempotency_key: str | None) -> tuple[Job, bool]:
+    """A booked window, the same kind of job a manager's batch row makes (urgency
+    `scheduled`, due by the window's end, promised like any booked window). It is offered
+    at once to verified workers who could reach it, with minutes to answer; when nobody is
+    free now, the sweeper keeps asking as workers come online (`dispatching.send_wave`)."""
+    assert data.window is not None
+    key = check_idempotency_key(idempotency_key)
+    fp = fingerprint(data)
+    now = clock.now()
+    try:
+        category = bookable_category(session, data.category_id)
+        place = _place(session, requester, data)
+        check_job_place(place.lat, place.lng, data.address, data.pin_confirmed)
+        window = _window(data.window, now, settings())
+    except DomainError:
+        earlier = _earlier_booking(session, requester, key, fp)
+        if earlier is not None:
+            return earlier, False
+        raise
+    job = Job(resident_id=requester.id, category_id=category.id, description=data.description,
+              location=wkt_point(place.lat, place.lng), address=place.address,
+              org_id=place.org_id, unit_id=data.unit_id, urgency=Urgency.SCHEDULED.value,
+              window_start=window.start, window_end=window.end, arrive_by=window.end,
+              status=JobStatus.REQUESTED.value, wave=0, requested_at=now, promised=True,
+              idempotency_key=key, request_fingerprint=fp)
+    raced = _insert(session, job, requester, place, key, fp)
+    if raced is not None:
+        return raced, False
+    record_event(session, job, "requested", Actor.RESIDENT, now=now,
+                 actor_user_id=requester.id, to_status=JobStatus.REQUESTED.value,
+                 detail={"window_start": window.start.isoformat(),
+                         "window_end": window.end.isoformat()})
+    transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
+    send_wave(session, job, now)
+    commit_keeping_loaded(session)
+    return job, True
+
+
 def book_urgent(session: Session, resident: User, data: JobIn,
                 idempotency_key: str | None) -> tuple[Job, bool]:
     """Returns (job, created). The same key and body return the same job, even when the two
@@ -192,10 +280,9 @@ def book_urgent(session: Session, resident: User, data: JobIn,
         if not found.candidates:
             raise refusal(session, category.id, place, now, found.earliest_arrival)
     except DomainError:
-        session.rollback()
-        existing = _existing(session, resident, key, fp)
-        if existing is not None:
-            return existing, False
+        earlier = _earlier_booking(session, resident, key, fp)
+        if earlier is not None:
+            return earlier, False
         raise
     # One or two workers in reach is a chance, not a promise: each may decline. The job is
     # taken and offered all the same; the promise waits for an accept. Workers finishing a
@@ -211,20 +298,9 @@ def book_urgent(session: Session, resident: User, data: JobIn,
               requested_at=now, arrive_by=arrive_by, promised=promised,
               estimated_arrival=now + timedelta(seconds=min(c.eta_s for c in found.candidates)),
               idempotency_key=key, request_fingerprint=fp)
-    session.add(job)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raced = _existing(session, resident, key, fp)
-        if raced is None:
-            raise
+    raced = _insert(session, job, resident, place, key, fp)
+    if raced is not None:
         return raced, False
-    # The place as written (its repr round-trips exactly through PostGIS): the offers'
-    # pushes and the answer read it without a query.
-    set_committed_value(job, "lat", place.lat)
-    set_committed_value(job, "lng", place.lng)
-    push.inserted_here(session, job)
     record_event(session, job, "requested", Actor.RESIDENT, now=now, actor_user_id=resident.id,
                  to_status=JobStatus.REQUESTED.value,
                  detail={"best_eta_seconds": round(best.eta_s), "arrive_by": arrive_by.isoformat(),

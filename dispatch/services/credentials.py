@@ -27,6 +27,21 @@ def verify_password(user: User, password: str) -> bool:
     return check_password_hash(user.password_hash, password)
 
 
+def password_stamp(user: User) -> str:
+    """Changes whenever the password does (each hash has its own salt): login sessions and
+    reset links carry it, so a new password ends them."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """A new password ends every bearer token of the account (a stolen one dies with the
+    old password); the caller's login session is renewed by the HTTP layer."""
+    user.password_hash = hash_password(password)
+    session.execute(
+        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=clock.now()))
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -153,6 +153,20 @@ def offer_made(session: Session, offer: Offer, worker_connected: bool) -> None:
            expires_at=offer.expires_at)
 
 
+def password_reset_link(session: Session, user: User, link: str, minutes: int,
+                        expires_at: datetime) -> None:
+    """The reset link goes only to the account's own phone, in its language; a link that
+    could not be sent before it expires is not sent at all."""
+    notification_id = outbox.enqueue(
+        session, key=f"password_reset:{user.id}:{link.rsplit('/', 1)[-1][-43:]}",
+        user_id=user.id, job_id=None, event="password_reset", to_number=user.phone_e164,
+        locale=user.locale,
+        body=render("password_reset", user.locale, {"link": link, "minutes": minutes}),
+        now=clock.now(), expires_at=expires_at)
+    if notification_id is not None:
+        on_commit(session, lambda _: _hand_to_queue(notification_id))
+
+
 def send_one(session: Session, notification_id: int) -> str:
     s = current_app.config["DISPATCH"]
     callback = s.public_base_url.rstrip("/") + "/webhooks/twilio/status"

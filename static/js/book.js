@@ -1,7 +1,8 @@
-// Book urgent help: pick a service, say where (type the address and pick a suggestion, or
-// place the pin: geolocation, a tap, a drag), and get the promise or the honest no at once.
-// The address and the pin follow each other: a picked address moves the pin, a moved pin
-// fills the address (unless the resident typed one). The server asks when they disagree.
+// Book help: pick a service, say where (type the address and pick a suggestion, or place
+// the pin: geolocation, a tap, a drag), and get the promise or the honest no at once; or book
+// a window on a later day (times in the service's zone, named). The address and the pin
+// follow each other: a picked address moves the pin, a moved pin fills the address (unless
+// the resident typed one). The server asks when they disagree.
 "use strict";
 
 (function () {
@@ -92,6 +93,30 @@
   });
 
   map.on("click", (e) => place(e.latlng.lat, e.latlng.lng, true));
+
+  // Booking for later: a day (from today, where the job is) and a window on it.
+  const later = document.getElementById("later");
+  const dateInput = document.getElementById("window-date");
+  const submitButton = document.getElementById("submit");
+  const isoDay = (date) => new Intl.DateTimeFormat("en-CA", {timeZone: zoneOf()}).format(date);
+  const today = isoDay(new Date());
+  dateInput.min = today;
+  dateInput.max = isoDay(new Date(Date.now() + 60 * 86400000));
+  dateInput.value = isoDay(new Date(Date.now() + 86400000));
+  document.querySelectorAll(".zone-name").forEach((n) => { n.textContent = zoneName(); });
+  const wantsLater = () => form.when.value === "later";
+  form.querySelectorAll("input[name=when]").forEach((radio) => radio.addEventListener("change", () => {
+    later.hidden = !wantsLater();
+    submitButton.textContent = wantsLater() ? "Book this window" : "Book now";
+  }));
+  // Refusals of the window say which part is wrong, in the form's own words.
+  const WINDOW_PARTS = {"window.date": "Day", "window.start": "Between", "window.end": "Between"};
+  function windowRefusalText(data) {
+    const fields = (data && data.error && data.error.fields) || [];
+    const parts = fields.filter((f) => f.field in WINDOW_PARTS);
+    if (!parts.length) return errorText(data);
+    return parts.map((f) => `${WINDOW_PARTS[f.field]}: ${f.problem}`).join("; ");
+  }
   document.getElementById("locate").addEventListener("click", () => {
     if (!navigator.geolocation) { where.textContent = "No location on this device."; return; }
     where.textContent = "Finding you…";
@@ -140,7 +165,11 @@
     };
     if (addressBox.value.trim()) body.address = addressBox.value.trim();
     if (pinConfirmed) body.pin_confirmed = true;
-    const button = document.getElementById("submit");
+    if (wantsLater()) {
+      const [start, end] = form.window_slot.value.split("-");
+      body.window = {date: dateInput.value, start, end};
+    }
+    const button = submitButton;
     button.disabled = true;
     const r = await api("POST", "/jobs", body, {"Idempotency-Key": idempotencyKey});
     button.disabled = false;
@@ -159,7 +188,7 @@
     } else if (code === "outside_service_area") {
       errorBox.textContent = `${r.data.error.message} Nothing was booked.`;
     } else {
-      errorBox.textContent = errorText(r.data);
+      errorBox.textContent = windowRefusalText(r.data);
     }
   }
 

@@ -97,3 +97,25 @@ function newKey() {
   if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
   return String(Date.now()) + Math.random().toString(16).slice(2);
 }
+
+// Why a worker would wait in vain: offers come only for skills an operator has verified.
+function noOffersWarning(profile) {
+  if (!profile.skills.length) {
+    return "No offers will come until you add a skill to your work profile and an operator " +
+      "verifies it.";
+  }
+  if (!profile.skills.some((s) => s.verified)) {
+    return "No offers will come until an operator verifies one of your skills (they are " +
+      "waiting for an operator to verify them).";
+  }
+  return "";
+}
+
+// The zone's name as people say it ("Pacific Standard Time"), for forms that take times.
+function zoneName(timeZone) {
+  const zone = zoneOf(timeZone);
+  const parts = new Intl.DateTimeFormat([], {timeZone: zone, timeZoneName: "long"})
+    .formatToParts(new Date());
+  const named = parts.find((p) => p.type === "timeZoneName");
+  return named ? named.value : zone;
+}

@@ -80,8 +80,16 @@
     errorBox.textContent = "";
     const want = availability === "offline" ? "online" : "offline";
     const r = await api("POST", "/worker/availability", {availability: want});
-    if (r.ok) setAvailability(r.data.availability); else errorBox.textContent = errorText(r.data);
+    if (r.ok) { setAvailability(r.data.availability); warnIfNoOffers(r.data); }
+    else errorBox.textContent = errorText(r.data);
   });
+
+  // Before and when going online: a worker without a verified skill would wait in vain.
+  function warnIfNoOffers(profile) {
+    const box = document.getElementById("no-offers");
+    box.querySelector(".text").textContent = noOffersWarning(profile);
+    box.hidden = !noOffersWarning(profile);
+  }
 
   function showOffer(offer) {
     if (document.getElementById(`offer-${offer.id}`)) return;
@@ -312,7 +320,7 @@
 
   function syncAvailability() {
     api("GET", "/worker/profile").then((r) => {
-      if (r.ok) setAvailability(r.data.availability);
+      if (r.ok) { setAvailability(r.data.availability); warnIfNoOffers(r.data); }
       else errorBox.textContent = errorText(r.data);
     });
   }

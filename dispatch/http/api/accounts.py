@@ -6,13 +6,19 @@ from flask import Response
 
 from dispatch.db import db
 from dispatch.db.models import User
-from dispatch.domain.commands import RegisterIn
+from dispatch.domain.commands import (
+    AccountIn,
+    PasswordChangeIn,
+    PasswordResetIn,
+    PasswordResetRequestIn,
+    RegisterIn,
+)
 from dispatch.http.api import bp
 from dispatch.http.api.routing import registry
-from dispatch.http.api.schemas import LoginIn, TokenOut, UserOut
+from dispatch.http.api.schemas import LoginIn, ResetRequestedOut, TokenOut, UserOut
 from dispatch.http.api.shapes import token_out, user_out
 from dispatch.http.auth import bearer_token, token_ttl
-from dispatch.services import accounts
+from dispatch.services import accounts, password_reset
 from dispatch.services.credentials import issue_token, revoke_token
 
 
@@ -48,3 +54,42 @@ def delete_token(user: User) -> Response:
 @registry.route(bp, "/me", "GET", summary="The caller's account", response=UserOut)
 def me(user: User) -> UserOut:
     return user_out(user)
+
+
+@registry.route(bp, "/me", "PATCH", summary="Change the caller's name, phone or language",
+                body=AccountIn, response=UserOut, errors=[409])
+def patch_me(user: User, body: AccountIn) -> UserOut:
+    return user_out(accounts.update_account(db.session, user, body))
+
+
+@registry.route(bp, "/me/password", "POST", summary="Change the caller's password",
+                body=PasswordChangeIn, response=None, status=204)
+def post_password(user: User, body: PasswordChangeIn) -> Response:
+    """Needs the current password. Every bearer token of the account is revoked (this one
+    too) and other login sessions end: log in again for a new token."""
+    accounts.change_password(db.session, user, body)
+    return Response(status=204)
+
+
+RESET_REQUESTED = ("If an account uses that email, a link to set a new password has been "
+                   "texted to its phone.")
+
+
+@registry.route(bp, "/auth/password-reset", "POST", summary="Text a password-reset link to "
+                "the account's phone", body=PasswordResetRequestIn, response=ResetRequestedOut,
+                status=202, roles=None)
+def post_password_reset(body: PasswordResetRequestIn) -> tuple[ResetRequestedOut, int]:
+    """Answers the same whether or not the account exists. A few links an hour per account
+    (`PASSWORD_RESETS_PER_HOUR`); each works once, for `PASSWORD_RESET_TTL_MINUTES`."""
+    password_reset.request_reset(db.session, body.email)
+    return ResetRequestedOut(message=RESET_REQUESTED), 202
+
+
+@registry.route(bp, "/auth/password-reset/confirm", "POST", summary="Set a new password with "
+                "the texted link's token", body=PasswordResetIn, response=None, status=204,
+                roles=None)
+def post_password_reset_confirm(body: PasswordResetIn) -> Response:
+    """A forged, expired or already used token is 422 naming `token`. Every login session
+    and bearer token of the account ends."""
+    password_reset.reset_password(db.session, body.token, body.new_password)
+    return Response(status=204)

@@ -27,7 +27,8 @@ IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
                           "a unique string per booking; repeating it returns the same job")
 
 
-@registry.route(bp, "/jobs", "POST", summary="Book urgent help", body=JobIn, response=JobOut,
+@registry.route(bp, "/jobs", "POST", summary="Book help now, or for a window later",
+                body=JobIn, response=JobOut,
                 status=201, roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[400],
                 headers=[IDEMPOTENCY],
                 extra_responses={200: JobOut, 409: NoCoverageOut})
@@ -40,8 +41,15 @@ def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
     first time. A pin outside the service area is 422 `outside_service_area` (field
     `location`); an `address` the geocoder places far from the pin, or cannot find, is 422
     `address_unconfirmed` (field `address`, with `address_found` when it was found): send
-    the booking again with `pin_confirmed: true` if the pin is right. Neither stores anything."""
-    job, created = booking.book_urgent(db.session, user, body,
+    the booking again with `pin_confirmed: true` if the pin is right. Neither stores anything.
+
+    With `window` (a date and a start and end time, wall clock in the service's time zone,
+    the `time_zone` every job carries), the job is booked for that window
+    (`urgency` `scheduled`) and offered to workers who could reach it; there is no 409 for
+    nobody being free right now. A window already over, ending before it starts or within
+    the urgent promise, or starting more than 60 days ahead is refused with 422 naming
+    `window.date`, `window.start` or `window.end`."""
+    job, created = booking.book(db.session, user, body,
                                        request.headers.get("Idempotency-Key"))
     return job_out(job), 201 if created else 200
 

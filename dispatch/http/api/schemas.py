@@ -37,6 +37,10 @@ class UserOut(Out):
     locale: str
 
 
+class ResetRequestedOut(Out):
+    message: str
+
+
 class TokenOut(Out):
     token: str
     token_type: Literal["bearer"] = "bearer"
@@ -104,6 +108,12 @@ class LocationOut(Out):
     at: datetime
 
 
+class WeeklyHoursOut(Out):
+    day: int = Field(description="0 is Monday, 6 is Sunday")
+    start: str
+    end: str
+
+
 class WorkerProfileOut(Out):
     user_id: int
     name: str
@@ -112,6 +122,9 @@ class WorkerProfileOut(Out):
     availability: str
     location: LocationOut | None
     skills: list[SkillOut]
+    weekly_hours: list[WeeklyHoursOut] = Field(
+        description="when the worker is usually available, wall clock in `time_zone`")
+    time_zone: str
 
 
 # --- jobs and offers ------------------------------------------------------------------------

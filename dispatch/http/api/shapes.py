@@ -21,6 +21,7 @@ from dispatch.http.api.schemas import (
     SkillOut,
     TokenOut,
     UserOut,
+    WeeklyHoursOut,
     WorkerPositionOut,
     WorkerProfileOut,
 )
@@ -130,6 +131,8 @@ def worker_profile_out(worker: Worker) -> WorkerProfileOut:
         location=location,
         skills=[SkillOut(category=category_ref(s.category), verified=s.verified)
                 for s in worker.skills],
+        weekly_hours=[WeeklyHoursOut(**hours) for hours in worker.weekly_hours or []],
+        time_zone=place_time_zone(),
     )
 
 

@@ -1,7 +1,7 @@
 """Server-rendered pages, one module per area: sign up and log in (`accounts`), book and
 follow a job (`jobs`), work a shift on a phone (`work`), watch every job as a property
-manager (`manage`). Pages talk to the same JSON API and Socket.IO server as any client, with
-the login session and its CSRF token."""
+manager (`manage`), land as an operator (`admin`). Pages talk to the same JSON API and
+Socket.IO server as any client, with the login session and its CSRF token."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ bp = Blueprint("web", __name__)
 
 def blueprint() -> Blueprint:
     """The pages with their views attached (each area's module registers its routes)."""
-    from dispatch.http.pages import accounts, jobs, manage, setup, work  # noqa: F401
+    from dispatch.http.pages import accounts, admin, jobs, manage, setup, work  # noqa: F401
 
     return bp
 
@@ -47,7 +47,8 @@ def require(*roles: Role) -> None:
 @bp.get("/")
 def index() -> str | Response:
     if current_user.is_authenticated:
-        home = {Role.WORKER: "web.work", Role.PROPERTY_MANAGER: "web.manage"}.get(
+        home = {Role.WORKER: "web.work", Role.PROPERTY_MANAGER: "web.manage",
+                Role.ADMIN: "web.admin_home"}.get(
             Role(current_user.role), "web.book")
         return redirect(url_for(home))
     return render_template("index.html")

@@ -1,9 +1,12 @@
-"""Sign up, log in, log out."""
+"""Sign up, log in, log out; forgot and reset a password; everyone's own profile (name,
+phone, language, password)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
@@ -12,11 +15,22 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from dispatch.db import db
-from dispatch.domain.commands import RegisterIn
+from dispatch.db.models import User
+from dispatch.domain.commands import (
+    AccountIn,
+    PasswordChangeIn,
+    PasswordResetRequestIn,
+    RegisterIn,
+)
 from dispatch.domain.errors import DomainError, from_validation_error
+from dispatch.http.api.accounts import RESET_REQUESTED
 from dispatch.http.api.schemas import LoginIn
+from dispatch.http.auth import keep_session_after_password_change
 from dispatch.http.pages import bp
-from dispatch.services import accounts
+from dispatch.services import accounts, password_reset
+
+LANGUAGES = [SelectChoice("en", "English"), SelectChoice("zh-CN", "简体中文")]
+NEW_PASSWORD = "New password (10 characters or more)"
 
 
 class LoginForm(FlaskForm):
@@ -34,8 +48,29 @@ class RegisterForm(FlaskForm):
                                              SelectChoice("worker", "Work jobs"),
                                              SelectChoice("property_manager",
                                                           "Manage properties")])
-    locale = SelectField("Language", choices=[SelectChoice("en", "English"),
-                                              SelectChoice("zh-CN", "简体中文")])
+    locale = SelectField("Language", choices=LANGUAGES)
+
+
+class ForgotForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+
+
+class ResetForm(FlaskForm):
+    new_password = PasswordField(NEW_PASSWORD,
+                                 validators=[DataRequired(), Length(min=10, max=128)])
+
+
+class AccountForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    phone = StringField("Mobile phone", validators=[DataRequired(), Length(max=32)])
+    locale = SelectField("Language", choices=LANGUAGES)
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("Current password",
+                                     validators=[DataRequired(), Length(max=128)])
+    new_password = PasswordField(NEW_PASSWORD,
+                                 validators=[DataRequired(), Length(min=10, max=128)])
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -83,6 +118,76 @@ def register() -> str | Response:
 def logout() -> Response:
     logout_user()
     return redirect(url_for("web.index"))
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+def forgot_password() -> str | Response:
+    """The same answer whether or not the account exists (nobody learns who has one)."""
+    form = ForgotForm()
+    if form.validate_on_submit() and _carried_out(form, lambda: password_reset.request_reset(
+            db.session, PasswordResetRequestIn(email=form.email.data or "").email)):
+        flash(RESET_REQUESTED)
+        return redirect(url_for("web.login"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("forgot_password.html", form=form), status  # type: ignore[return-value]
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> str | Response:
+    form = ResetForm()
+    try:
+        password_reset.user_for_token(db.session, token)
+    except DomainError:
+        return render_template("reset_password.html", form=None), 410  # type: ignore[return-value]
+    if form.validate_on_submit() and _carried_out(form, lambda: password_reset.reset_password(
+            db.session, token, form.new_password.data or "")):
+        logout_user()
+        flash("Your password is changed. Log in with the new one.")
+        return redirect(url_for("web.login"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("reset_password.html", form=form), status  # type: ignore[return-value]
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+def profile() -> str | Response:
+    user = db.session.get(User, current_user.id)
+    assert user is not None
+    # Two forms on one page; the button pressed says which one was sent.
+    sent = request.form.get("form") if request.method == "POST" else None
+    details = AccountForm(prefix="account")
+    password = PasswordForm(prefix="password")
+    if sent != "account":
+        details.name.data, details.phone.data = user.name, user.phone_e164
+        details.locale.data = user.locale
+    if sent == "account" and details.validate_on_submit() and _carried_out(
+            details, lambda: accounts.update_account(db.session, user, AccountIn(
+                name=details.name.data, phone=details.phone.data, locale=details.locale.data))):
+        flash("Your details are saved.")
+        return redirect(url_for("web.profile"))
+    if sent == "password" and password.validate_on_submit() and _carried_out(
+            password, lambda: accounts.change_password(db.session, user, PasswordChangeIn(
+                current_password=password.current_password.data or "",
+                new_password=password.new_password.data or ""))):
+        keep_session_after_password_change(user)
+        flash("Your password is changed. Other devices are logged out.")
+        return redirect(url_for("web.profile"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("profile.html", details=details, password=password,  # type: ignore[return-value]
+                           user=user), status
+
+
+def _carried_out(form: FlaskForm, action: Callable[[], object]) -> bool:
+    """Run what the form asks; a refusal is shown on the form, by field."""
+    try:
+        action()
+    except ValidationError as exc:
+        _attach(form, from_validation_error(exc))
+    except DomainError as exc:
+        _attach(form, exc)
+    else:
+        return True
+    return False
 
 
 def _attach(form: FlaskForm, error: DomainError) -> None:

@@ -14,3 +14,11 @@ from dispatch.http.pages import bp, require
 def work() -> str:
     require(Role.WORKER)
     return render_template("work.html")
+
+
+@bp.get("/work/profile")
+@login_required
+def work_profile() -> str:
+    """Skills, travel and weekly hours: the page uses the worker API like the phone does."""
+    require(Role.WORKER)
+    return render_template("work_profile.html")
