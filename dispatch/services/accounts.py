@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from dispatch.db import clock
 from dispatch.db.models import Role, User, Worker, WorkerSkill
 from dispatch.domain.commands import RegisterIn, WorkerProfileIn
-from dispatch.domain.errors import Conflict, FieldProblem, Unauthenticated, invalid, not_found
+from dispatch.domain.errors import Conflict, Unauthenticated, invalid, not_found, refusal
 from dispatch.domain.states import Availability, check_availability_transition
 from dispatch.services.catalog import bookable_category, leaves_under
 from dispatch.services.credentials import hash_password, verify_password
@@ -29,8 +29,7 @@ def register(session: Session, data: RegisterIn, role: Role | None = None) -> Us
     except IntegrityError as exc:
         session.rollback()
         taken = "email" if "email" in str(exc.orig) else "phone"
-        raise Conflict("already_registered", f"{taken} is already registered",
-                       [FieldProblem(taken, "is already registered")]) from exc
+        raise refusal(Conflict, "already_registered", taken, f"{taken}.taken") from exc
     if user.role == Role.WORKER.value:
         session.add(Worker(user_id=user.id))
     session.flush()
@@ -42,8 +41,7 @@ def login(session: Session, email: str, password: str) -> User:
         select(User).where(User.email == email.strip().lower())
     ).scalar_one_or_none()
     if user is None or not verify_password(user, password):
-        raise Unauthenticated("bad_credentials", "email or password is wrong",
-                       [FieldProblem("password", "email or password is wrong")])
+        raise refusal(Unauthenticated, "bad_credentials", "password", "password.wrong")
     return user
 
 
@@ -94,7 +92,7 @@ def verify_skill(session: Session, worker_id: int, category_id: int, verified: b
     if skill is None:
         if session.get(Worker, worker_id) is None:
             raise not_found("worker")
-        raise invalid("category_id", "the worker has not listed this skill")
+        raise invalid("category_id", "category.not_a_skill")
     skill.verified = verified
     skill.verified_at = clock.now() if verified else None
     session.commit()
@@ -105,9 +103,7 @@ def set_availability(session: Session, user: User, availability: Availability) -
     """Online workers get offers; a busy worker must finish the job before going offline."""
     worker = worker_of(session, user, lock=True)
     if worker.availability == Availability.BUSY.value:
-        raise Conflict("worker_busy", "finish the active job first (or ask the resident "
-                       "or an operator to cancel it)",
-                       [FieldProblem("availability", "you hold an active job")])
+        raise refusal(Conflict, "worker_busy", "availability", "availability.busy")
     check_availability_transition(worker.availability, availability)
     worker.availability = availability.value
     session.commit()

@@ -34,7 +34,8 @@ from dispatch.db.models import (
     User,
 )
 from dispatch.domain.csvfiles import read_rows
-from dispatch.domain.errors import FieldProblem, InvalidInput, MalformedInput, NotFound, invalid
+from dispatch.domain.errors import InvalidInput, MalformedInput, invalid, not_found, refusal
+from dispatch.domain.messages import say
 from dispatch.domain.states import (
     BATCH_TRANSITIONS,
     Actor,
@@ -96,7 +97,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
     for index, row in enumerate(rows):
         line = getattr(row, "line", first_line + index)  # CSV rows know their own line
         if not isinstance(row, dict):
-            rejected.append(_problem(line, "row", "must be an object"))
+            rejected.append(_problem(line, "row", say("row.not_object")))
             continue
         unit = None
         if row.get("unit_id") not in (None, ""):
@@ -105,25 +106,26 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
             except (TypeError, ValueError, OverflowError):
                 unit = None
             if unit is None:
-                rejected.append(_problem(line, "unit_id", "no such unit in your portfolio"))
+                rejected.append(_problem(line, "unit_id", say("unit.unknown")))
                 continue
         else:
             key = (str(row.get("property") or "").strip(), str(row.get("unit") or "").strip())
             unit = units.get(key)
             if unit is None:
-                rejected.append(_problem(line, "unit", f"no unit '{key[1]}' in property "
-                                                       f"'{key[0]}'"))
+                rejected.append(_problem(line, "unit", say("unit.unknown_in_property", {
+                    "unit": key[1], "property": key[0]})))
                 continue
         raw_cat = str(row.get("category") or "").strip()
         numeric = raw_cat.isascii() and raw_cat.isdigit()
         cat = cats.get(raw_cat) or (cats_by_id.get(int(raw_cat)) if numeric else None)
         if cat is None or not cat.bookable:
-            rejected.append(_problem(line, "category", f"'{raw_cat}' is not a bookable service"))
+            rejected.append(_problem(line, "category", say("category.not_bookable",
+                                                           {"value": raw_cat})))
             continue
         description = str(row.get("description") or "").strip()
         if (not 3 <= len(description) <= 2000 or "\x00" in description
                 or _printable(description) != description):
-            rejected.append(_problem(line, "description", "3 to 2000 characters"))
+            rejected.append(_problem(line, "description", say("description.length")))
             continue
         urgency = str(row.get("urgency") or "urgent").strip()
         window = None
@@ -142,7 +144,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
             except (ValueError, OverflowError):
                 cap_cents = -1
             if not 0 < cap_cents < 10**9:
-                rejected.append(_problem(line, "budget_cap", "a positive amount, e.g. 250"))
+                rejected.append(_problem(line, "budget_cap", say("budget_cap.invalid")))
                 continue
         accepted.append({"line": line, "unit_id": unit.id, "category_id": cat.id,
                          "description": description, "budget_cap_cents": cap_cents,
@@ -155,9 +157,9 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
            first_line: int) -> Submitted:
     """Check every row and queue the batch; the same key returns the batch it made first."""
     if not batch_key or not batch_key.strip() or len(batch_key) > 200 or "\x00" in batch_key:
-        raise invalid("batch_key", "required, at most 200 characters", MalformedInput)
+        raise invalid("batch_key", "batch_key.invalid", MalformedInput)
     if len(rows) > MAX_ROWS:
-        raise invalid("rows", f"at most {MAX_ROWS} rows per batch", MalformedInput)
+        raise invalid("rows", "rows.too_many", MalformedInput, limit=MAX_ROWS)
     org = organization_of(session, user)
     fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()
                                  ).hexdigest()
@@ -166,8 +168,7 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
                                ).scalar_one_or_none()
     if existing is not None:
         if existing.fingerprint != fingerprint:
-            raise InvalidInput("batch_key_reused", "this batch key was used for other rows",
-                           [FieldProblem("batch_key", "already used with different rows")])
+            raise refusal(InvalidInput, "batch_key_reused", "batch_key", "batch_key.reused")
         return Submitted(existing, False)
     accepted, rejected = validate_rows(session, org, rows, first_line)
     now = clock.now()
@@ -347,7 +348,7 @@ def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list
     org = organization_of(session, user)
     batch = session.get(Batch, batch_id)
     if batch is None or batch.org_id != org.id:
-        raise NotFound("not_found", "batch not found")
+        raise not_found("batch")
     jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
                                 .order_by(Job.id)).scalars())
     return batch, jobs

@@ -25,6 +25,7 @@ from dispatch.domain.errors import (
     InvalidInput,
     MalformedInput,
     invalid,
+    refusal,
 )
 from dispatch.domain.states import Actor, JobStatus
 from dispatch.services import push
@@ -49,14 +50,13 @@ def fingerprint(data: JobIn) -> str:
 
 def check_idempotency_key(key: str | None) -> str:
     if key is None or not key.strip():
-        raise invalid("Idempotency-Key", "header is required (any unique string per booking)",
-                      MalformedInput)
+        raise invalid("Idempotency-Key", "idempotency_key.required", MalformedInput)
     key = key.strip()
     if "\x00" in key:
-        raise invalid("Idempotency-Key", "must not contain NUL characters", MalformedInput)
+        raise invalid("Idempotency-Key", "text.nul", MalformedInput)
     if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise invalid("Idempotency-Key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters",
-                      MalformedInput)
+        raise invalid("Idempotency-Key", "idempotency_key.too_long", MalformedInput,
+                      max_length=MAX_IDEMPOTENCY_KEY)
     return key
 
 
@@ -65,9 +65,8 @@ def _existing(session: Session, resident: User, key: str, fp: str) -> Job | None
         select(Job).where(Job.resident_id == resident.id, Job.idempotency_key == key)
     ).scalar_one_or_none()
     if job is not None and job.request_fingerprint != fp:
-        raise InvalidInput("idempotency_key_reused",
-                       "this Idempotency-Key was used for a different booking",
-                       [FieldProblem("Idempotency-Key", "already used with a different body")])
+        raise refusal(InvalidInput, "idempotency_key_reused", "Idempotency-Key",
+                      "idempotency_key.reused")
     return job
 
 
@@ -103,12 +102,12 @@ def _place(session: Session, requester: User, data: JobIn) -> Place:
     the job is the organization's, and goes to its preferred contractors first)."""
     if data.unit_id is not None:
         if Role(requester.role) is not Role.PROPERTY_MANAGER:
-            raise invalid("unit_id", "only property managers book for units", Forbidden)
+            raise invalid("unit_id", "unit.book_needs_manager", Forbidden)
         unit = own_unit(session, requester, data.unit_id)
         return Place(unit.lat, unit.lng, data.address or unit.address, unit.property.org_id)
     for name, value in (("lat", data.lat), ("lng", data.lng)):
         if value is None:
-            raise invalid(name, "required (or, for a property manager, give unit_id)")
+            raise invalid(name, "location.required")
     assert data.lat is not None and data.lng is not None
     return Place(data.lat, data.lng, data.address, None)
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, offers_moving, record_event, workers_moving
 from dispatch.db.models import Job, Offer, Role, Urgency, User, Worker
-from dispatch.domain.errors import Conflict, FieldProblem, InvalidInput, not_found
+from dispatch.domain.errors import Conflict, FieldProblem, invalid, not_found
 from dispatch.domain.states import (
     ACTIVE_JOB_STATUSES,
     FINAL_JOB_STATUSES,
@@ -170,8 +170,7 @@ def worker_update_status(session: Session, worker: User, job_id: int,
                          target: JobStatus) -> Job:
     """The assigned worker reports progress; finishing frees them for the next offer."""
     if target not in _WORKER_MOVES:
-        raise InvalidInput("validation_failed", f"status: workers cannot set {target}",
-                       [FieldProblem("status", f"workers cannot set {target}")])
+        raise invalid("status", "status.not_for_workers", status=target.value.replace("_", " "))
     job = lock_job(session, job_id)
     now = clock.now()
     if job.worker_id != worker.id:
