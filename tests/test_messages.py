@@ -4,8 +4,10 @@ phrase, endpoint path or role code reaches the text."""
 
 from __future__ import annotations
 
+import ast
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -13,6 +15,7 @@ from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
 from dispatch.domain import messages
+from dispatch.domain.errors import IllegalTransition
 from tests.helpers import Factory, book, job_body
 
 # What a developer writes and a person should never read.
@@ -32,7 +35,7 @@ def test_every_message_formats_and_says_nothing_internal() -> None:
                "status": "arrived", "path": "Home repair", "value": "x", "unit": "2B",
                "property": "Elm", "name": "Elm", "category_id": 7, "property_id": 3,
                "unit_id": 4, "worker_id": 5, "needed": "workers", "actual": "a resident",
-               "current": "assigned", "target": "closed", "detail": "Sorry."}
+               "current": "assigned", "target": "closed", "Thing": "A job"}
     for message_id in messages.MESSAGES:
         text = messages.say(message_id, samples, field="description")
         assert "%(" not in text and not INTERNAL.search(text), (message_id, text)
@@ -131,3 +134,26 @@ def test_csv_refusals_are_sentences(app: Flask, client: FlaskClient, make: Facto
                          headers=headers)
     assert latin1.json["error"]["fields"][0]["problem"] == (
         "Save the file as UTF-8 text (CSV UTF-8) and upload it again.")
+
+
+def test_every_message_id_the_code_names_is_in_the_catalogue() -> None:
+    """`invalid()` keeps text it does not know as it is: a mistyped id would reach people."""
+    position = {"invalid": 1, "problem": 1, "refusal": 3, "say": 0}
+    root = Path(__file__).resolve().parent.parent / "dispatch"
+    named = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in position and len(node.args) > position[node.func.id]):
+                continue
+            arg = node.args[position[node.func.id]]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                named.append((path.name, arg.value))
+    assert len(named) > 40
+    assert [(file, m) for file, m in named if m not in messages.MESSAGES] == []
+
+
+def test_an_illegal_move_is_told_in_words() -> None:
+    error = IllegalTransition("job", "completed", "en_route", "worker")
+    assert error.message == "A job that is completed cannot become en route."
+    assert error.body()["error"]["fields"][0]["kind"] == "transition.illegal"

@@ -10,7 +10,7 @@ message id travels with it as `kind`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -86,6 +86,8 @@ class Overloaded(DomainError):
     saturated, which is not the request's fault. The client is told to come back."""
 
 
+Refusal = TypeVar("Refusal", bound=DomainError)
+
 # How long a client should wait before trying again when the server is saturated.
 RETRY_AFTER_S = 5
 
@@ -101,14 +103,15 @@ class IllegalTransition(Conflict):
 
     def __init__(self, entity: str, current: str, target: str, actor: str | None = None):
         self.entity, self.current, self.target, self.actor = entity, current, target, actor
-        found = problem("status", "transition.illegal", current=current.replace("_", " "),
-                        target=target.replace("_", " "))
+        thing = messages.ENTITIES.get(entity, "this")
+        found = problem("status", "transition.illegal", Thing=thing[:1].upper() + thing[1:],
+                        current=current.replace("_", " "), target=target.replace("_", " "))
         super().__init__("illegal_transition", found.problem, [found],
                          {"current_status": current, "requested_status": target})
 
 
-def refusal(kind: type[DomainError], code: str, field_name: str, message_id: str,
-            **params: Any) -> DomainError:
+def refusal(kind: type[Refusal], code: str, field_name: str, message_id: str,
+            **params: Any) -> Refusal:
     """A refusal of one field, said in the catalogue's words."""
     found = problem(field_name, message_id, **params)
     return kind(code, found.problem, [found])

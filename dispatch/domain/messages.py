@@ -49,7 +49,6 @@ MESSAGES: dict[str, str] = {
     "description.length": "Describe the problem in 3 to 2000 characters.",
     "location.required": "Pick a place on the map.",
     "location.invalid": "Pick a place on the map.",
-    "location.unreachable": "No worker can reach that place right now.",
     "email.invalid": "Enter an email address like name@example.com.",
     "email.taken": "This email address is already registered; log in instead.",
     "phone.invalid": "Enter a mobile phone number, e.g. +1 415 555 0100.",
@@ -62,7 +61,6 @@ MESSAGES: dict[str, str] = {
     "month.range": "Enter a month between the years 1 and 9999.",
     "status.unknown": "There is no status called '%(status)s'.",
     "status.not_for_workers": "Workers cannot mark a job as %(status)s.",
-    "status.unavailable": "%(detail)s",
     "category.unknown": "There is no service number %(category_id)s; choose one from the list.",
     "category.group": "'%(path)s' is a group of services; choose one of them.",
     "category.not_bookable": "'%(value)s' is not a service you can book.",
@@ -86,13 +84,10 @@ MESSAGES: dict[str, str] = {
     "unit.unknown_id": "There is no unit number %(unit_id)s in your portfolio.",
     "worker.unknown": "There is no worker number %(worker_id)s.",
     "budget_cap.invalid": "Enter the budget cap as a positive amount, e.g. 250.",
-    "urgency.invalid": "%(detail)s",
     "organization.missing": "You have no organization yet: create it first.",
     "organization.exists": "You already manage an organization.",
     "unit.book_needs_manager": "Only property managers book for units.",
     "availability.busy": "Finish your active job first (or ask the resident to cancel it).",
-    "offer.unavailable": "%(detail)s",
-    "offer.holds_job": "You already hold an active job.",
     "role.needed": "This is for %(needed)s. You are logged in as %(actual)s.",
     "role.page_needed": "This page is for %(needed)s. You are logged in as %(actual)s.",
     "role.needed_anonymous": "This is for %(needed)s. Log in first.",
@@ -100,7 +95,8 @@ MESSAGES: dict[str, str] = {
     "token.invalid": "Your sign-in has expired or was revoked; log in again.",
     "csrf.failed": "This page was open too long or its form is out of date; reload the page "
                    "and try again.",
-    "transition.illegal": "A job that is %(current)s cannot become %(target)s.",
+    "transition.illegal": "%(Thing)s that is %(current)s cannot become %(target)s.",
+    "status.busy": "Finish the job you are on before setting out for this one.",
     "job_id.invalid": "That is not a job number.",
 }
 
@@ -177,6 +173,10 @@ FIELD_LABELS: dict[str, str] = {
     "body": "the details",
     "job_id": "the job",
 }
+
+# What a state machine moves, as a sentence names it.
+ENTITIES = {"job": "a job", "offer": "an offer", "availability": "a worker",
+            "batch": "a batch"}
 
 # Roles as people name them: who a page is for, and who someone is.
 ROLE_GROUPS = {"resident": "residents", "worker": "workers",

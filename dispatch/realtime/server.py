@@ -26,6 +26,7 @@ from dispatch.domain.errors import (
     from_validation_error,
     invalid,
     overloaded,
+    refusal,
     wrong_role,
 )
 from dispatch.domain.messages import location_refusal
@@ -103,7 +104,7 @@ def _caller() -> User:
     user_id = _connection(request.sid).get(_USER_KEY)  # type: ignore[attr-defined]
     user = db.session.get(User, user_id) if user_id else None
     if user is None:
-        raise Unauthenticated("unauthorized", "not connected as a user")
+        raise refusal(Unauthenticated, "unauthorized", "Authorization", "login.required")
     return user
 
 

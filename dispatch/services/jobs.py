@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, offers_moving, record_event, workers_moving
 from dispatch.db.models import Job, Offer, Role, Urgency, User, Worker
-from dispatch.domain.errors import Conflict, FieldProblem, invalid, not_found
+from dispatch.domain.errors import Conflict, invalid, not_found, refusal
 from dispatch.domain.states import (
     ACTIVE_JOB_STATUSES,
     FINAL_JOB_STATUSES,
@@ -197,8 +197,7 @@ def worker_update_status(session: Session, worker: User, job_id: int,
 
 
 def _busy() -> Conflict:
-    message = "finish the job you are on before setting out for this one"
-    return Conflict("worker_unavailable", message, [FieldProblem("status", message)])
+    return refusal(Conflict, "worker_unavailable", "status", "status.busy")
 
 
 def take_worker_for(session: Session, job: Job, worker_id: int) -> None:
