@@ -11,7 +11,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from dispatch.db.models import Role
@@ -22,7 +22,10 @@ from dispatch.http.errors import ApiError
 
 class ErrorDetail(BaseModel):
     field: str
-    problem: str
+    problem: str = Field(description="a sentence for people, naming the thing in their words")
+    kind: str | None = Field(None, description="the problem's stable message id, e.g. "
+                                               "'description.too_short', for programs and "
+                                               "translations")
 
 
 class ErrorBody(BaseModel):
