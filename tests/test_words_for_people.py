@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, offset
 from tests.live import LiveServer
-from tests.test_browser import browser, login, new_context  # noqa: F401
+from tests.test_browser import browser, login, new_context, shot  # noqa: F401
 
 INTERNAL = [
     re.compile(r"\b[a-z]+_[a-z_]+\b"),  # enum and field names: out_of_order, property_manager
@@ -148,6 +148,7 @@ def test_a_worker_meets_sentences(browser: Browser, live_server: LiveServer,  # 
         assert_error_page(page, "This page is for residents or property managers. "
                                 "You are logged in as a worker.")
         expect(page.locator("#error-back")).to_have_text("Back to your shift")
+        shot(page, "error-wrong-role")  # and it fits a phone
     finally:
         ctx.close()
 
