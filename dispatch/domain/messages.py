@@ -62,8 +62,8 @@ MESSAGES: dict[str, str] = {
     "status.unknown": "There is no status called '%(status)s'.",
     "status.not_for_workers": "Workers cannot mark a job as %(status)s.",
     "category.unknown": "There is no service number %(category_id)s; choose one from the list.",
-    "category.group": "'%(path)s' is a group of services; choose one of them.",
-    "category.not_bookable": "'%(value)s' is not a service you can book.",
+    "category.group": "%(path)s is a group of services; choose one of them.",
+    "category.not_bookable": "There is no bookable service called '%(value)s'.",
     "category.not_a_skill": "The worker does not offer this service.",
     "idempotency_key.required": "Send an Idempotency-Key header (any unique text per booking).",
     "idempotency_key.too_long": "Keep the Idempotency-Key to %(max_length)s characters or "
@@ -83,6 +83,7 @@ MESSAGES: dict[str, str] = {
     "property.id_expected": "Give the property as its number.",
     "unit.unknown_id": "There is no unit number %(unit_id)s in your portfolio.",
     "worker.unknown": "There is no worker number %(worker_id)s.",
+    "urgency.window": "Write 'urgent' or a time window; this one does not work: %(detail)s.",
     "budget_cap.invalid": "Enter the budget cap as a positive amount, e.g. 250.",
     "organization.missing": "You have no organization yet: create it first.",
     "organization.exists": "You already manage an organization.",

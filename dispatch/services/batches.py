@@ -134,7 +134,8 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
                 window = parse_window(urgency, now, s.service_timezone,
                                       timedelta(minutes=s.promise_minutes))
             except WindowError as exc:
-                rejected.append(_problem(line, "urgency", str(exc)))
+                rejected.append(_problem(line, "urgency", say("urgency.window",
+                                                              {"detail": str(exc)})))
                 continue
         cap = str(row.get("budget_cap") or "").strip()
         cap_cents = None
