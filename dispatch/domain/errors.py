@@ -93,7 +93,7 @@ RETRY_AFTER_S = 5
 
 
 def overloaded() -> Overloaded:
-    return Overloaded("overloaded", "The service is busy; try again in a few seconds.",
+    return Overloaded("overloaded", messages.say("overloaded"),
                       extra={"retry_after_s": RETRY_AFTER_S})
 
 
@@ -104,7 +104,7 @@ class IllegalTransition(Conflict):
     def __init__(self, entity: str, current: str, target: str, actor: str | None = None):
         self.entity, self.current, self.target, self.actor = entity, current, target, actor
         thing = messages.ENTITIES.get(entity, "this")
-        found = problem("status", "transition.illegal", Thing=thing[:1].upper() + thing[1:],
+        found = problem("status", "transition.illegal", Thing=messages.capitalized(thing),
                         current=current.replace("_", " "), target=target.replace("_", " "))
         super().__init__("illegal_transition", found.problem, [found],
                          {"current_status": current, "requested_status": target})
@@ -123,28 +123,28 @@ def invalid(field_name: str, message_id: str,
     the catalogue; text that is not one (older callers) is kept, after the field's label."""
     if messages.is_known(message_id):
         return refusal(kind, "validation_failed", field_name, message_id, **params)
-    text = f"{messages.label(field_name)[:1].upper()}{messages.label(field_name)[1:]}: " \
-           f"{message_id}."
+    text = f"{messages.capitalized(messages.label(field_name))}: {message_id}."
     return kind("validation_failed", text, [FieldProblem(field_name, text)])
 
 
 def wrong_role(needed: list[str], actual: str | None, page: bool = False) -> Forbidden:
     """Someone asks for what is meant for another role: said in people's words ("This page is
     for workers. You are logged in as a resident.")."""
-    found = (problem("role", "role.page_needed" if page else "role.needed",
-                     needed=messages.roles_text(needed),
-                     actual=messages.ROLE_ONE.get(actual or "", "someone else"))
-             if actual else problem("role", "role.needed_anonymous",
-                                    needed=messages.roles_text(needed)))
+    whom = messages.roles_text(needed)
+    if actual is None:
+        found = problem("role", "role.needed_anonymous", needed=whom)
+    else:
+        found = problem("role", "role.page_needed" if page else "role.needed", needed=whom,
+                        actual=messages.ROLE_ONE.get(actual, "someone else"))
     return Forbidden("forbidden", found.problem, [found], {"needed_roles": needed})
 
 
 # What an unexpected failure tells the caller (the details go to the log only).
-UNEXPECTED = "Something went wrong on our side; it has been logged. Try again in a moment."
+UNEXPECTED = messages.say("unexpected")
 
 
 def not_found(what: str) -> NotFound:
-    return NotFound("not_found", f"We could not find this {what}.")
+    return NotFound("not_found", messages.say("not_found", {"what": what}))
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:

@@ -99,6 +99,10 @@ MESSAGES: dict[str, str] = {
     "transition.illegal": "%(Thing)s that is %(current)s cannot become %(target)s.",
     "status.busy": "Finish the job you are on before setting out for this one.",
     "job_id.invalid": "That is not a job number.",
+    # Not about one field.
+    "not_found": "We could not find this %(what)s.",
+    "overloaded": "The service is busy; try again in a few seconds.",
+    "unexpected": "Something went wrong on our side; it has been logged. Try again in a moment.",
 }
 
 # Error pages, by HTTP status: (heading, sentence). The status is the transport's business;
@@ -121,6 +125,12 @@ PAGE_ERRORS: dict[int, tuple[str, str]] = {
                                   "Try again in a moment."),
     503: ("Busy right now", "The service is very busy. Try again in a few seconds."),
 }
+
+
+# An error page's way back, by the role whose home it leads to ("" = nobody logged in).
+BACK_LINKS = {"worker": "Back to your shift", "property_manager": "Back to your jobs",
+              "resident": "Back to booking", "admin": "Back to all jobs",
+              "": "Go to the home page"}
 
 
 def page_error(status: int) -> tuple[str, str]:
@@ -212,8 +222,13 @@ def say(message_id: str, params: Mapping[str, Any] | None = None, field: str = "
     template = MESSAGES[message_id]
     values = _Params(label=label(field))
     values.update(params or {})
-    values["Label"] = str(values["label"])[:1].upper() + str(values["label"])[1:]
+    values["Label"] = capitalized(str(values["label"]))
     return template % values
+
+
+def capitalized(text: str) -> str:
+    """The first letter upper case, the rest as it is (unlike `str.capitalize`)."""
+    return text[:1].upper() + text[1:]
 
 
 def is_known(message_id: str) -> bool:

@@ -28,7 +28,7 @@ from dispatch.domain.errors import (
     overloaded,
     problem,
 )
-from dispatch.domain.messages import page_error
+from dispatch.domain.messages import BACK_LINKS, page_error
 
 STATUS: dict[type[DomainError], int] = {
     InvalidInput: 422,
@@ -65,11 +65,9 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
-# Where "back" is for each role: the page its home redirects to, named.
-_HOMES = {"worker": ("web.work", "Back to your shift"),
-          "property_manager": ("web.manage", "Back to your jobs"),
-          "resident": ("web.book", "Back to booking"),
-          "admin": ("web.manage", "Back to all jobs")}
+# Where "back" is for each role: the page its home redirects to.
+_HOMES = {"worker": "web.work", "property_manager": "web.manage", "resident": "web.book",
+          "admin": "web.manage"}
 
 
 def error_page(status: int, sentence: str | None = None,
@@ -77,11 +75,11 @@ def error_page(status: int, sentence: str | None = None,
     """An error as a page with the site's layout: a heading, a sentence and a way back."""
     heading, default = page_error(status)
     try:
-        role = current_user.role if current_user.is_authenticated else None
-        endpoint, back = _HOMES.get(role or "", ("web.index", "Go to the home page"))
+        role = current_user.role if current_user.is_authenticated else ""
         html = render_template("error.html", status=status, heading=heading,
-                               sentence=sentence or default, back_url=url_for(endpoint),
-                               back=back, anonymous=role is None)
+                               sentence=sentence or default,
+                               back_url=url_for(_HOMES.get(role, "web.index")),
+                               back=BACK_LINKS.get(role, BACK_LINKS[""]), anonymous=not role)
     except Exception:  # the layout itself failed (e.g. the database is down): plain words
         html = (f"<!doctype html><title>{heading}</title><h1>{heading}</h1><p>{default}</p>"
                 '<p><a href="/">Go to the home page</a></p>')
