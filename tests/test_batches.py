@@ -56,6 +56,10 @@ def test_csv_batch_keeps_good_rows_names_bad_ones_and_is_idempotent(
     assert batch["accepted_rows"] == 2 and batch["total_rows"] == 6
     assert [(r["line"], r["field"]) for r in batch["rejected"]] == [
         (3, "unit"), (4, "category"), (5, "urgency"), (6, "budget_cap")]
+    assert batch["rejected"][0]["problem"] == "There is no unit '9Z' in the property 'Elm Court'."
+    for refused in batch["rejected"]:  # sentences for the manager, not codes
+        assert refused["problem"][0].isupper() and refused["problem"].endswith("."), refused
+        assert "_" not in refused["problem"], refused
     run_queue(app)
     done = client.get(f"/api/v1/batches/{batch['id']}", headers=pm).json
     assert done["status"] == "done" and done["processed_rows"] == 2

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from dispatch.db import db
 from dispatch.db.aftercommit import on_commit
 from dispatch.db.models import Role
+from dispatch.domain.messages import location_refusal
 from dispatch.services.tracking import fix_key
 from notifications import realtime
 from tests.helpers import CENTER, Factory, job_body, offset, sql
@@ -222,12 +223,16 @@ def test_pings_without_acknowledgement_are_kept_and_refusals_are_told_by_event(
 
     worker_sock.sio.emit("location", fix(lat + 0.0001, lng, at=earlier))  # arrived late
     refused = worker_sock.wait_for("location_refused")
-    assert refused == {"ok": True, "accepted": False, "reason": "out_of_order"}
+    assert refused == {"ok": True, "accepted": False, "reason": "out_of_order",
+                       "message": location_refusal("out_of_order")}
     worker_sock.sio.emit("location", {"lat": 123, "lng": 0})
     invalid = worker_sock.wait_for("location_refused")
     assert invalid["ok"] is False and invalid["error"]["fields"][0]["field"] == "lat"
     resident_sock.sio.emit("location", fix(lat, lng))
-    assert resident_sock.wait_for("location_refused")["error"]["code"] == "forbidden"
+    wrong_role = resident_sock.wait_for("location_refused")["error"]
+    assert wrong_role["code"] == "forbidden"
+    assert wrong_role["fields"][0]["problem"] == (
+        "This is for workers. You are logged in as a resident.")
     # A kept fix that asked for its acknowledgement gets that and nothing else.
     redis.hdel(fix_key(worker_id), "recv")
     assert worker_sock.call("location", fix(lat, lng + 0.0001))["accepted"] is True

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from dispatch.domain.phones import normalize_phone
 
@@ -32,7 +33,7 @@ class Command(BaseModel):
     @classmethod
     def _no_nul(cls, value: object) -> object:
         if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
+            raise PydanticCustomError("text.nul", "must not contain NUL characters")
         return value
 
 
@@ -48,7 +49,7 @@ class RegisterIn(Command):
     @classmethod
     def _email(cls, value: str) -> str:
         if not EMAIL.match(value):
-            raise ValueError("is not an email address")
+            raise PydanticCustomError("email.invalid", "is not an email address")
         return value.lower()
 
     @field_validator("phone")
@@ -164,7 +165,7 @@ class OrganizationPatch(Command):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
-            raise ValueError("must be an http(s) URL")
+            raise PydanticCustomError("webhook_url.invalid", "must be an http(s) URL")
         return value
 
 class PropertyIn(Command):

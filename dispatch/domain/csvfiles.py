@@ -23,10 +23,11 @@ def read_rows(raw: bytes, required: Sequence[str]) -> list[CsvRow]:
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
         header = reader.fieldnames or []
     except UnicodeDecodeError as exc:
-        raise invalid("file", "must be UTF-8 text", MalformedInput) from exc
+        raise invalid("file", "file.not_utf8", MalformedInput) from exc
     missing = [c for c in required if c not in header]
     if missing:
-        raise invalid("file", f"header lacks the column(s): {', '.join(missing)}", MalformedInput)
+        raise invalid("file", "file.missing_columns", MalformedInput,
+                      columns=", ".join(missing))
     rows: list[CsvRow] = []
     try:
         for found in reader:
@@ -37,4 +38,4 @@ def read_rows(raw: bytes, required: Sequence[str]) -> list[CsvRow]:
             rows.append(row)
         return rows
     except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
-        raise invalid("file", f"cannot be read as CSV: {exc}", MalformedInput) from exc
+        raise invalid("file", "file.unreadable", MalformedInput) from exc

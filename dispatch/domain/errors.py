@@ -3,20 +3,30 @@
 
 The kind of refusal is the class; what a transport makes of it (an HTTP status, a Socket.IO
 acknowledgement) is decided by that transport alone (`dispatch.http.errors`). Every refusal
-names the field and the problem, so a client can show it next to the input."""
+names the field and the problem, so a client can show it next to the input. The problem is a
+sentence for people from the message catalogue (`dispatch.domain.messages`), and its stable
+message id travels with it as `kind`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+
+from dispatch.domain import messages
 
 
 @dataclass(frozen=True)
 class FieldProblem:
     field: str
     problem: str
+    kind: str = ""  # the catalogue's message id, for programs and translators
+
+
+def problem(field_name: str, message_id: str, **params: Any) -> FieldProblem:
+    """A field problem said in the catalogue's words."""
+    return FieldProblem(field_name, messages.say(message_id, params, field_name), message_id)
 
 
 class DomainError(Exception):
@@ -34,10 +44,17 @@ class DomainError(Exception):
         error: dict[str, Any] = {
             "code": self.code,
             "message": self.message,
-            "fields": [{"field": f.field, "problem": f.problem} for f in self.fields],
+            "fields": [_field_body(f) for f in self.fields],
         }
         error.update(self.extra)
         return {"error": error}
+
+
+def _field_body(found: FieldProblem) -> dict[str, str]:
+    body = {"field": found.field, "problem": found.problem}
+    if found.kind:
+        body["kind"] = found.kind
+    return body
 
 
 class InvalidInput(DomainError):
@@ -69,12 +86,14 @@ class Overloaded(DomainError):
     saturated, which is not the request's fault. The client is told to come back."""
 
 
+Refusal = TypeVar("Refusal", bound=DomainError)
+
 # How long a client should wait before trying again when the server is saturated.
 RETRY_AFTER_S = 5
 
 
 def overloaded() -> Overloaded:
-    return Overloaded("overloaded", "the service is busy; try again in a few seconds",
+    return Overloaded("overloaded", messages.say("overloaded"),
                       extra={"retry_after_s": RETRY_AFTER_S})
 
 
@@ -84,33 +103,60 @@ class IllegalTransition(Conflict):
 
     def __init__(self, entity: str, current: str, target: str, actor: str | None = None):
         self.entity, self.current, self.target, self.actor = entity, current, target, actor
-        who = f" by {actor}" if actor else ""
-        message = f"{entity} cannot go from {current} to {target}{who}"
-        super().__init__("illegal_transition", message, [FieldProblem("status", message)],
+        thing = messages.ENTITIES.get(entity, "this")
+        found = problem("status", "transition.illegal", Thing=messages.capitalized(thing),
+                        current=current.replace("_", " "), target=target.replace("_", " "))
+        super().__init__("illegal_transition", found.problem, [found],
                          {"current_status": current, "requested_status": target})
 
 
-def invalid(field_name: str, problem: str,
-            kind: type[DomainError] = InvalidInput) -> DomainError:
-    """A single-field refusal: the common case."""
-    return kind("validation_failed", f"{field_name}: {problem}",
-                [FieldProblem(field_name, problem)])
+def refusal(kind: type[Refusal], code: str, field_name: str, message_id: str,
+            **params: Any) -> Refusal:
+    """A refusal of one field, said in the catalogue's words."""
+    found = problem(field_name, message_id, **params)
+    return kind(code, found.problem, [found])
+
+
+def invalid(field_name: str, message_id: str,
+            kind: type[DomainError] = InvalidInput, **params: Any) -> DomainError:
+    """A single-field refusal of input: the common case. `message_id` names a sentence in
+    the catalogue; text that is not one (older callers) is kept, after the field's label."""
+    if messages.is_known(message_id):
+        return refusal(kind, "validation_failed", field_name, message_id, **params)
+    text = f"{messages.capitalized(messages.label(field_name))}: {message_id}."
+    return kind("validation_failed", text, [FieldProblem(field_name, text)])
+
+
+def wrong_role(needed: list[str], actual: str | None, page: bool = False) -> Forbidden:
+    """Someone asks for what is meant for another role: said in people's words ("This page is
+    for workers. You are logged in as a resident.")."""
+    whom = messages.roles_text(needed)
+    if actual is None:
+        found = problem("role", "role.needed_anonymous", needed=whom)
+    else:
+        found = problem("role", "role.page_needed" if page else "role.needed", needed=whom,
+                        actual=messages.ROLE_ONE.get(actual, "someone else"))
+    return Forbidden("forbidden", found.problem, [found], {"needed_roles": needed})
+
+
+# What an unexpected failure tells the caller (the details go to the log only).
+UNEXPECTED = messages.say("unexpected")
 
 
 def not_found(what: str) -> NotFound:
-    return NotFound("not_found", f"{what} not found")
+    return NotFound("not_found", messages.say("not_found", {"what": what}))
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
     """pydantic's report on a command, as field problems."""
     problems = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        problems.append(FieldProblem(prefix + loc, _problem_text(err)))
-    message = "; ".join(f"{p.field}: {p.problem}" for p in problems)
-    return InvalidInput("validation_failed", message, problems)
+        loc = prefix + (".".join(str(p) for p in err["loc"]) or "body")
+        message_id, params = messages.for_pydantic(err["type"], loc, err.get("ctx"))
+        problems.append(problem(loc, message_id, **params))
+    return InvalidInput("validation_failed", sentences(problems), problems)
 
 
-def _problem_text(err: Any) -> str:
-    msg: str = err["msg"]
-    return msg.removeprefix("Value error, ")
+def sentences(problems: list[FieldProblem]) -> str:
+    """The problems as one text, each sentence once (lat and lng both say "pick a place")."""
+    return " ".join(dict.fromkeys(p.problem for p in problems))

@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFError
 
 from dispatch.db import db
 from dispatch.db.models import Role, User
-from dispatch.domain.errors import FieldProblem, Forbidden, Unauthenticated
+from dispatch.domain.errors import Unauthenticated, problem, refusal, wrong_role
 from dispatch.http.errors import ApiError
 from dispatch.http.extensions import csrf, login_manager
 from dispatch.services.credentials import password_stamp, user_for_token
@@ -37,24 +37,20 @@ def authenticate(roles: Iterable[Role] | None = None) -> User:
         token = bearer_token()
         user = user_for_token(db.session, token) if token else None
         if user is None:
-            raise Unauthenticated("unauthorized", "bearer token is missing, expired or revoked",
-                           [FieldProblem("Authorization", "invalid bearer token")])
+            raise refusal(Unauthenticated, "unauthorized", "Authorization", "token.invalid")
     elif current_user.is_authenticated:
         user = db.session.get(User, current_user.id)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             try:
                 csrf.protect()
             except CSRFError as exc:
-                raise ApiError(400, "csrf_failed", exc.description,
-                               [FieldProblem("X-CSRFToken", exc.description)]) from exc
+                found = problem("X-CSRFToken", "csrf.failed")
+                raise ApiError(400, "csrf_failed", found.problem, [found]) from exc
     if user is None:
-        raise Unauthenticated("unauthorized", "log in or send 'Authorization: Bearer <token>'",
-                       [FieldProblem("Authorization", "required")])
+        raise refusal(Unauthenticated, "unauthorized", "Authorization", "login.required")
     allowed = set(roles or ())
     if allowed and Role(user.role) not in allowed:
-        names = ", ".join(sorted(r.value for r in allowed))
-        raise Forbidden("forbidden", f"this needs the role {names}",
-                       [FieldProblem("role", f"is {user.role}, needs {names}")])
+        raise wrong_role(sorted(r.value for r in allowed), user.role)
     g.user = user
     return user
 

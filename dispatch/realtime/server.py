@@ -19,15 +19,17 @@ from dispatch.db import db
 from dispatch.db.models import Role, User
 from dispatch.domain.commands import LocationIn
 from dispatch.domain.errors import (
+    UNEXPECTED,
     DomainError,
-    FieldProblem,
-    Forbidden,
-    InvalidInput,
     NotFound,
     Unauthenticated,
     from_validation_error,
+    invalid,
     overloaded,
+    refusal,
+    wrong_role,
 )
+from dispatch.domain.messages import location_refusal
 from dispatch.infra import presence
 from dispatch.services import jobs, tracking
 from dispatch.services.credentials import user_for_token
@@ -102,7 +104,7 @@ def _caller() -> User:
     user_id = _connection(request.sid).get(_USER_KEY)  # type: ignore[attr-defined]
     user = db.session.get(User, user_id) if user_id else None
     if user is None:
-        raise Unauthenticated("unauthorized", "not connected as a user")
+        raise refusal(Unauthenticated, "unauthorized", "Authorization", "login.required")
     return user
 
 
@@ -143,8 +145,7 @@ def on_watch_job(data: Any) -> dict[str, Any]:
         job_id = data.get("job_id") if isinstance(data, dict) else None
         if (not isinstance(job_id, int) or isinstance(job_id, bool)
                 or not 1 <= job_id <= INT8_MAX):
-            raise InvalidInput("validation_failed", "job_id must be a positive integer",
-                           [FieldProblem("job_id", "must be a positive integer")])
+            raise invalid("job_id", "job_id.invalid")
         job = jobs.visible_job(db.session, user, job_id)
         join_room(job_room(job.id))
         return {"ok": True, "job": job_update_payload(job)}
@@ -179,12 +180,15 @@ def _locate(sid: str, data: Any) -> dict[str, Any]:
         caller = _connection(sid)
         role = caller.get(_ROLE_KEY)
         if role != Role.WORKER.value:
-            raise Forbidden("forbidden", "only workers report positions",
-                           [FieldProblem("role", f"is {role}, needs worker")])
+            raise wrong_role([Role.WORKER.value], role)
         fix = LocationIn.model_validate(data if isinstance(data, dict) else {})
         # Stored by the background flush; the hot path touches Redis, not PostgreSQL.
         result = tracking.record_fix(db.session, caller[_USER_KEY], fix)
-        return {"ok": True, "accepted": result.accepted, "reason": result.reason}
+        answer: dict[str, Any] = {"ok": True, "accepted": result.accepted,
+                                  "reason": result.reason}
+        if result.reason:  # the reason in words, for the phone to show
+            answer["message"] = location_refusal(result.reason)
+        return answer
     except ValidationError as exc:
         return _error(from_validation_error(exc))
     except DomainError as exc:
@@ -201,4 +205,4 @@ def on_unexpected(exc: Exception) -> dict[str, Any]:
         log.warning("socket handler: overloaded: %s", exc)
         return _error(overloaded())
     log.exception("socket handler failed")
-    return _error(DomainError("internal_error", "unexpected server error; it has been logged"))
+    return _error(DomainError("internal_error", UNEXPECTED))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from dispatch.db import clock
 from dispatch.db.models import Role, User, Worker, WorkerSkill
 from dispatch.domain.commands import AccountIn, PasswordChangeIn, RegisterIn, WorkerProfileIn
-from dispatch.domain.errors import Conflict, FieldProblem, Unauthenticated, invalid, not_found
+from dispatch.domain.errors import Conflict, Unauthenticated, invalid, not_found, refusal
 from dispatch.domain.states import Availability, check_availability_transition
 from dispatch.services.catalog import bookable_category, leaves_under
 from dispatch.services.credentials import hash_password, set_password, verify_password
@@ -38,8 +38,7 @@ def _flush_unique(session: Session) -> None:
     except IntegrityError as exc:
         session.rollback()
         taken = "email" if "email" in str(exc.orig) else "phone"
-        raise Conflict("already_registered", f"{taken} is already registered",
-                       [FieldProblem(taken, "is already registered")]) from exc
+        raise refusal(Conflict, "already_registered", taken, f"{taken}.taken") from exc
 
 
 def update_account(session: Session, user: User, data: AccountIn) -> User:
@@ -69,8 +68,7 @@ def login(session: Session, email: str, password: str) -> User:
         select(User).where(User.email == email.strip().lower())
     ).scalar_one_or_none()
     if user is None or not verify_password(user, password):
-        raise Unauthenticated("bad_credentials", "email or password is wrong",
-                       [FieldProblem("password", "email or password is wrong")])
+        raise refusal(Unauthenticated, "bad_credentials", "password", "password.wrong")
     return user
 
 
@@ -124,7 +122,7 @@ def verify_skill(session: Session, worker_id: int, category_id: int, verified: b
     if skill is None:
         if session.get(Worker, worker_id) is None:
             raise not_found("worker")
-        raise invalid("category_id", "the worker has not listed this skill")
+        raise invalid("category_id", "category.not_a_skill")
     skill.verified = verified
     skill.verified_at = clock.now() if verified else None
     session.commit()
@@ -135,9 +133,7 @@ def set_availability(session: Session, user: User, availability: Availability) -
     """Online workers get offers; a busy worker must finish the job before going offline."""
     worker = worker_of(session, user, lock=True)
     if worker.availability == Availability.BUSY.value:
-        raise Conflict("worker_busy", "finish the active job first (or ask the resident "
-                       "or an operator to cancel it)",
-                       [FieldProblem("availability", "you hold an active job")])
+        raise refusal(Conflict, "worker_busy", "availability", "availability.busy")
     check_availability_transition(worker.availability, availability)
     worker.availability = availability.value
     session.commit()

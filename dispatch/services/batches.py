@@ -39,9 +39,11 @@ from dispatch.domain.errors import (
     FieldProblem,
     InvalidInput,
     MalformedInput,
-    NotFound,
     invalid,
+    not_found,
+    refusal,
 )
+from dispatch.domain.messages import say
 from dispatch.domain.states import (
     ACTIVE_JOB_STATUSES,
     BATCH_ENDED,
@@ -107,7 +109,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
     for index, row in enumerate(rows):
         line = getattr(row, "line", first_line + index)  # CSV rows know their own line
         if not isinstance(row, dict):
-            rejected.append(_problem(line, "row", "must be an object"))
+            rejected.append(_problem(line, "row", say("row.not_object")))
             continue
         unit = None
         if row.get("unit_id") not in (None, ""):
@@ -116,14 +118,14 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
             except (TypeError, ValueError, OverflowError):
                 unit = None
             if unit is None:
-                rejected.append(_problem(line, "unit_id", "no such unit in your portfolio"))
+                rejected.append(_problem(line, "unit_id", say("unit.unknown")))
                 continue
         else:
             key = (str(row.get("property") or "").strip(), str(row.get("unit") or "").strip())
             unit = units.get(key)
             if unit is None:
-                rejected.append(_problem(line, "unit", f"no unit '{key[1]}' in property "
-                                                       f"'{key[0]}'"))
+                rejected.append(_problem(line, "unit", say("unit.unknown_in_property", {
+                    "unit": key[1], "property": key[0]})))
                 continue
         outside = outside_area_problem(unit.lat, unit.lng)
         if outside is not None:
@@ -133,12 +135,13 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
         numeric = raw_cat.isascii() and raw_cat.isdigit()
         cat = cats.get(raw_cat) or (cats_by_id.get(int(raw_cat)) if numeric else None)
         if cat is None or not cat.bookable:
-            rejected.append(_problem(line, "category", f"'{raw_cat}' is not a bookable service"))
+            rejected.append(_problem(line, "category", say("category.not_bookable",
+                                                           {"value": raw_cat})))
             continue
         description = str(row.get("description") or "").strip()
         if (not 3 <= len(description) <= 2000 or "\x00" in description
                 or _printable(description) != description):
-            rejected.append(_problem(line, "description", "3 to 2000 characters"))
+            rejected.append(_problem(line, "description", say("description.length")))
             continue
         urgency = str(row.get("urgency") or "urgent").strip()
         window = None
@@ -147,7 +150,8 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
                 window = parse_window(urgency, now, s.service_timezone,
                                       timedelta(minutes=s.promise_minutes))
             except WindowError as exc:
-                rejected.append(_problem(line, "urgency", str(exc)))
+                rejected.append(_problem(line, "urgency", say("urgency.window",
+                                                              {"detail": str(exc)})))
                 continue
         cap = str(row.get("budget_cap") or "").strip()
         cap_cents = None
@@ -157,7 +161,7 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
             except (ValueError, OverflowError):
                 cap_cents = -1
             if not 0 < cap_cents < 10**9:
-                rejected.append(_problem(line, "budget_cap", "a positive amount, e.g. 250"))
+                rejected.append(_problem(line, "budget_cap", say("budget_cap.invalid")))
                 continue
         accepted.append({"line": line, "unit_id": unit.id, "category_id": cat.id,
                          "description": description, "budget_cap_cents": cap_cents,
@@ -172,9 +176,9 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
     The same rows under another key (the same file sent from the page and by a script) are
     refused, naming the batch they made, unless the caller confirms they mean it twice."""
     if not batch_key or not batch_key.strip() or len(batch_key) > 200 or "\x00" in batch_key:
-        raise invalid("batch_key", "required, at most 200 characters", MalformedInput)
+        raise invalid("batch_key", "batch_key.invalid", MalformedInput)
     if len(rows) > MAX_ROWS:
-        raise invalid("rows", f"at most {MAX_ROWS} rows per batch", MalformedInput)
+        raise invalid("rows", "rows.too_many", MalformedInput, limit=MAX_ROWS)
     org = organization_of(session, user)
     fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()
                                  ).hexdigest()
@@ -183,8 +187,7 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
                                ).scalar_one_or_none()
     if existing is not None:
         if existing.fingerprint != fingerprint:
-            raise InvalidInput("batch_key_reused", "this batch key was used for other rows",
-                           [FieldProblem("batch_key", "already used with different rows")])
+            raise refusal(InvalidInput, "batch_key_reused", "batch_key", "batch_key.reused")
         return Submitted(existing, False)
     # Submits of one organization take turns here, so two copies sent at once cannot both
     # miss each other (the organization row is the lock; nothing else writes it often).
@@ -385,7 +388,7 @@ def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list
     org = organization_of(session, user)
     batch = session.get(Batch, batch_id)
     if batch is None or batch.org_id != org.id:
-        raise NotFound("not_found", "batch not found")
+        raise not_found("batch")
     jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
                                 .order_by(Job.id)).scalars())
     return batch, jobs

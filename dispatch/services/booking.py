@@ -26,6 +26,7 @@ from dispatch.domain.errors import (
     InvalidInput,
     MalformedInput,
     invalid,
+    refusal,
 )
 from dispatch.domain.states import Actor, JobStatus
 from dispatch.domain.windows import Window, WindowError, window_on
@@ -55,14 +56,13 @@ def fingerprint(data: JobIn) -> str:
 
 def check_idempotency_key(key: str | None) -> str:
     if key is None or not key.strip():
-        raise invalid("Idempotency-Key", "header is required (any unique string per booking)",
-                      MalformedInput)
+        raise invalid("Idempotency-Key", "idempotency_key.required", MalformedInput)
     key = key.strip()
     if "\x00" in key:
-        raise invalid("Idempotency-Key", "must not contain NUL characters", MalformedInput)
+        raise invalid("Idempotency-Key", "text.nul", MalformedInput)
     if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise invalid("Idempotency-Key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters",
-                      MalformedInput)
+        raise invalid("Idempotency-Key", "idempotency_key.too_long", MalformedInput,
+                      max_length=MAX_IDEMPOTENCY_KEY)
     return key
 
 
@@ -71,9 +71,8 @@ def _existing(session: Session, resident: User, key: str, fp: str) -> Job | None
         select(Job).where(Job.resident_id == resident.id, Job.idempotency_key == key)
     ).scalar_one_or_none()
     if job is not None and job.request_fingerprint != fp:
-        raise InvalidInput("idempotency_key_reused",
-                       "this Idempotency-Key was used for a different booking",
-                       [FieldProblem("Idempotency-Key", "already used with a different body")])
+        raise refusal(InvalidInput, "idempotency_key_reused", "Idempotency-Key",
+                      "idempotency_key.reused")
     return job
 
 
@@ -127,8 +126,8 @@ def no_coverage(earliest: datetime | None, promise: timedelta,
                      "time_zone": settings().service_timezone})
 
 
-def refusal(session: Session, category_id: int, place: Place, now: datetime,
-            earliest: datetime | None) -> Conflict:
+def no_coverage_refusal(session: Session, category_id: int, place: Place,
+                        now: datetime, earliest: datetime | None) -> Conflict:
     """Nobody can come in time: say when someone could, counting workers finishing a job
     nearby as well as free ones too far away; or, when nobody can say, why."""
     s = settings()
@@ -167,12 +166,12 @@ def _place(session: Session, requester: User, data: JobIn) -> Place:
     the job is the organization's, and goes to its preferred contractors first)."""
     if data.unit_id is not None:
         if Role(requester.role) is not Role.PROPERTY_MANAGER:
-            raise invalid("unit_id", "only property managers book for units", Forbidden)
+            raise invalid("unit_id", "unit.book_needs_manager", Forbidden)
         unit = own_unit(session, requester, data.unit_id)
         return Place(unit.lat, unit.lng, data.address or unit.address, unit.property.org_id)
     for name, value in (("lat", data.lat), ("lng", data.lng)):
         if value is None:
-            raise invalid(name, "required (or, for a property manager, give unit_id)")
+            raise invalid(name, "location.required")
     assert data.lat is not None and data.lng is not None
     return Place(data.lat, data.lng, data.address, None)
 
@@ -278,7 +277,7 @@ def book_urgent(session: Session, resident: User, data: JobIn,
             limit=max(s.offer_wave_size, s.promise_min_candidates), org_id=place.org_id,
         )
         if not found.candidates:
-            raise refusal(session, category.id, place, now, found.earliest_arrival)
+            raise no_coverage_refusal(session, category.id, place, now, found.earliest_arrival)
     except DomainError:
         earlier = _earlier_booking(session, resident, key, fp)
         if earlier is not None:

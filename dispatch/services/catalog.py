@@ -68,9 +68,9 @@ def all_categories(session: Session) -> list[Category]:
 def bookable_category(session: Session, category_id: int, field: str = "category_id") -> Category:
     category = session.get(Category, category_id)
     if category is None:
-        raise invalid(field, f"no category with id {category_id}")
+        raise invalid(field, "category.unknown", category_id=category_id)
     if not category.bookable:
-        raise invalid(field, f"'{category.path}' is a group; choose one of its services")
+        raise invalid(field, "category.group", path=category.path)
     return category
 
 
@@ -83,7 +83,7 @@ def leaves_under(session: Session, category_ids: Iterable[int],
     for index, cid in enumerate(category_ids):
         root = by_id.get(cid)
         if root is None:
-            raise invalid(f"{field}.{index}", f"no category with id {cid}")
+            raise invalid(f"{field}.{index}", "category.unknown", category_id=cid)
         prefix = root.path + "/"
         for c in cats:
             if c.bookable and (c.id == root.id or c.path.startswith(prefix)):

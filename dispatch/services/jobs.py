@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, offers_moving, record_event, workers_moving
 from dispatch.db.models import Job, Offer, Role, Urgency, User, Worker
-from dispatch.domain.errors import Conflict, FieldProblem, InvalidInput, not_found
+from dispatch.domain.errors import Conflict, invalid, not_found, problem, refusal
 from dispatch.domain.states import (
     ACTIVE_JOB_STATUSES,
     FINAL_JOB_STATUSES,
@@ -172,8 +172,7 @@ def worker_update_status(session: Session, worker: User, job_id: int,
                          target: JobStatus) -> Job:
     """The assigned worker reports progress; finishing frees them for the next offer."""
     if target not in _WORKER_MOVES:
-        raise InvalidInput("validation_failed", f"status: workers cannot set {target}",
-                       [FieldProblem("status", f"workers cannot set {target}")])
+        raise invalid("status", "status.not_for_workers", status=target.value.replace("_", " "))
     job = lock_job(session, job_id)
     now = clock.now()
     if job.worker_id != worker.id:
@@ -223,8 +222,8 @@ def _check_not_too_early(session: Session, job: Job, now: datetime) -> None:
     if start is None or now >= start:
         return
     session.rollback()
-    message = f"too early to set out: you can set out from {_local_text(start, now, s)}"
-    raise Conflict("too_early_to_set_out", message, [FieldProblem("status", message)],
+    found = problem("status", "status.too_early", time=_local_text(start, now, s))
+    raise Conflict("too_early_to_set_out", found.problem, [found],
                    {"set_out_from": start.isoformat()})
 
 
@@ -238,8 +237,7 @@ def _local_text(at: datetime, now: datetime, s: Settings) -> str:
 
 
 def _busy() -> Conflict:
-    message = "finish the job you are on before setting out for this one"
-    return Conflict("worker_unavailable", message, [FieldProblem("status", message)])
+    return refusal(Conflict, "worker_unavailable", "status", "status.busy")
 
 
 def take_worker_for(session: Session, job: Job, worker_id: int) -> None:

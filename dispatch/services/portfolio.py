@@ -26,11 +26,12 @@ from dispatch.domain.commands import OrganizationIn, OrganizationPatch, Property
 from dispatch.domain.csvfiles import read_rows
 from dispatch.domain.errors import (
     Conflict,
-    FieldProblem,
     NotFound,
     from_validation_error,
     invalid,
+    refusal,
 )
+from dispatch.domain.messages import say
 from dispatch.services.places import check_in_service_area, outside_area_problem
 from geo.points import wkt_point
 from notifications.org_webhooks import public_destination
@@ -44,8 +45,7 @@ def organization_of(session: Session, user: User) -> Organization:
     org_id = session.execute(select(OrganizationManager.org_id)
                              .where(OrganizationManager.user_id == user.id)).scalar_one_or_none()
     if org_id is None:
-        raise Conflict("no_organization", "create your organization first",
-                       [FieldProblem("organization", "none yet: create it first")])
+        raise refusal(Conflict, "no_organization", "organization", "organization.missing")
     org = session.get(Organization, org_id)
     assert org is not None
     return org
@@ -54,8 +54,7 @@ def organization_of(session: Session, user: User) -> Organization:
 def create_organization(session: Session, user: User, data: OrganizationIn) -> Organization:
     if session.execute(
             select(OrganizationManager).where(OrganizationManager.user_id == user.id)).first():
-        raise Conflict("already_member", "you already manage an organization",
-                       [FieldProblem("organization", "already exists for you")])
+        raise refusal(Conflict, "already_member", "organization", "organization.exists")
     org = Organization(name=data.name, allow_marketplace=data.allow_marketplace,
                        created_at=clock.now())
     session.add(org)
@@ -79,7 +78,7 @@ def update_organization(session: Session, user: User,
     if data.webhook_url is not None:
         allow_private = current_app.config["DISPATCH"].webhook_allow_private
         if data.webhook_url and not allow_private and not public_destination(data.webhook_url):
-            raise invalid("webhook_url", "must resolve to a public internet address")
+            raise invalid("webhook_url", "webhook_url.private")
         org.webhook_url = data.webhook_url or None
         if not org.webhook_url:
             org.webhook_secret = None
@@ -94,8 +93,7 @@ def rotate_webhook_secret(session: Session, user: User) -> tuple[Organization, s
     is stored; it is never shown again (a manager who lost it rotates)."""
     org = organization_of(session, user)
     if not org.webhook_url:
-        raise Conflict("no_webhook", "set a webhook URL first",
-                       [FieldProblem("webhook_url", "set it before making a secret")])
+        raise refusal(Conflict, "no_webhook", "webhook_url", "webhook_url.needed_for_secret")
     org.webhook_secret = secrets.token_hex(32)
     session.commit()
     return org, org.webhook_secret
@@ -115,8 +113,7 @@ def _commit_named(session: Session, name: str) -> None:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict("duplicate", f"a property named '{name}' exists",
-                       [FieldProblem("name", "already used in your portfolio")]) from exc
+        raise refusal(Conflict, "duplicate", "name", "property.name_taken") from exc
 
 
 def update_property(session: Session, user: User, property_id: int,
@@ -139,7 +136,7 @@ def own_property(session: Session, user: User, property_id: int,
     org = organization_of(session, user)
     prop = session.get(Property, property_id)
     if prop is None or prop.org_id != org.id:
-        raise invalid(field, f"no property {property_id} in your portfolio", NotFound)
+        raise invalid(field, "property.unknown_id", NotFound, property_id=property_id)
     return prop
 
 
@@ -147,7 +144,7 @@ def own_unit(session: Session, user: User, unit_id: int, field: str = "unit_id")
     org = organization_of(session, user)
     unit = session.get(Unit, unit_id)
     if unit is None or unit.property.org_id != org.id:
-        raise invalid(field, f"no unit {unit_id} in your portfolio", NotFound)
+        raise invalid(field, "unit.unknown_id", NotFound, unit_id=unit_id)
     return unit
 
 
@@ -175,8 +172,7 @@ def save_unit(session: Session, user: User, data: UnitIn, unit_id: int | None = 
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict("duplicate", f"unit '{data.label}' exists in this property",
-                       [FieldProblem("label", "already used in this property")]) from exc
+        raise refusal(Conflict, "duplicate", "label", "unit.label_taken") from exc
     session.refresh(unit)
     return unit
 
@@ -211,12 +207,12 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
     for index, row in enumerate(reader):
         line = row.line
         if index >= MAX_IMPORT_ROWS:
-            rejected.append((line, "file", f"more than {MAX_IMPORT_ROWS} rows; split the file"))
+            rejected.append((line, "file", say("file.too_many_rows", {"limit": MAX_IMPORT_ROWS})))
             break
         prop = props.get((row.get("property") or "").strip())
         if prop is None:
-            rejected.append((line, "property", f"no property named "
-                                               f"'{(row.get('property') or '').strip()}'"))
+            rejected.append((line, "property", say("property.unknown", {
+                "name": (row.get("property") or "").strip()})))
             continue
         values = {k: (row.get(k) or "").strip() or None for k in UNIT_COLUMNS[1:]}
         try:
@@ -240,9 +236,7 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
         session.commit()
     except IntegrityError as exc:  # the same units created by an import running alongside
         session.rollback()
-        raise Conflict("concurrent_import", "another import of these units is running; "
-                       "send the file again when it is done",
-                       [FieldProblem("file", "imported concurrently")]) from exc
+        raise refusal(Conflict, "concurrent_import", "file", "file.concurrent") from exc
     return ImportResult(accepted, rejected)
 
 
@@ -253,8 +247,7 @@ def delete_unit(session: Session, user: User, unit_id: int) -> None:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict("in_use", "this unit has jobs; it is kept for their history",
-                       [FieldProblem("unit_id", "has jobs")]) from exc
+        raise refusal(Conflict, "in_use", "unit_id", "unit.has_jobs") from exc
 
 
 def remove_contractor(session: Session, user: User, worker_id: int) -> None:

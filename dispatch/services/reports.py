@@ -104,10 +104,10 @@ def month_range(month: str | None, now: datetime, tz: str) -> tuple[datetime, da
         month = now.astimezone(zone).strftime("%Y-%m")
     found = MONTH.match(month)
     if found is None:
-        raise invalid("month", "must look like 2026-11", MalformedInput)
+        raise invalid("month", "month.format", MalformedInput)
     year, mon = int(found.group(1)), int(found.group(2))
     if not 2000 <= year <= 2999:
-        raise invalid("month", "year out of range", MalformedInput)
+        raise invalid("month", "month.range", MalformedInput)
     start = datetime(year, mon, 1, tzinfo=zone)
     end = datetime(year + (mon == 12), 1 if mon == 12 else mon + 1, 1, tzinfo=zone)
     return start, end

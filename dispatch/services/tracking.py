@@ -152,14 +152,13 @@ def record_fix(session: Session, worker_id: int, fix: LocationIn) -> PingResult:
     now = clock.now()
     at: datetime = fix.recorded_at or now
     if at.tzinfo is None:
-        raise invalid("recorded_at", "must include a timezone offset")
+        raise invalid("recorded_at", "time.needs_zone")
     if at > now + MAX_CLOCK_SKEW:
-        raise invalid("recorded_at", "is in the future")
+        raise invalid("recorded_at", "time.future")
     settings = current_app.config["DISPATCH"]
     max_age = timedelta(seconds=settings.location_max_age_s)
     if at < now - max_age:
-        raise invalid("recorded_at", f"is older than {max_age.total_seconds():g} s; "
-                                     "send the current position")
+        raise invalid("recorded_at", "time.too_old", seconds=f"{max_age.total_seconds():g}")
     reason, cached_job, version = _check_and_store()(
         [fix_key(worker_id), PENDING_KEY, active_job_key(worker_id),
          active_job_version_key(worker_id)],

@@ -15,10 +15,13 @@ async function api(method, path, body, headers) {
   return {status: response.status, ok: response.ok, data};
 }
 
+// A refusal as sentences for people: each field's problem is already a sentence from the
+// message catalogue (dispatch/domain/messages.py) that names the thing in the page's words,
+// so internal field names never show. Each sentence once (lat and lng say the same).
 function errorText(data) {
-  if (!data || !data.error) return "Something went wrong.";
-  const fields = (data.error.fields || []).map((f) => `${f.field}: ${f.problem}`);
-  return fields.length ? fields.join("; ") : data.error.message;
+  if (!data || !data.error) return "Something went wrong. Try again in a moment.";
+  const sentences = [...new Set((data.error.fields || []).map((f) => f.problem))];
+  return sentences.length ? sentences.join(" ") : data.error.message;
 }
 
 // Tiles are optional: the map (markers, pins) works without them, e.g. offline.

@@ -46,7 +46,7 @@
   function showFixAnswer(answer) {
     const shown = document.getElementById("fix");
     if (answer && answer.ok && answer.accepted) shown.textContent = `Position sent ${clock(new Date().toISOString())}`;
-    else if (answer && answer.ok) shown.textContent = `Position skipped (${answer.reason})`;
+    else if (answer && answer.ok) shown.textContent = `Position skipped: ${answer.message}`;
     else shown.textContent = errorText(answer);
   }
 

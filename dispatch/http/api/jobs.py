@@ -59,7 +59,7 @@ def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
 def list_jobs(user: User) -> JobListOut:
     status = request.args.get("status")
     if status is not None and status not in JobStatus.__members__.values():
-        raise invalid("status", f"unknown status '{status}'", MalformedInput)
+        raise invalid("status", "status.unknown", MalformedInput, status=status)
     return JobListOut(jobs=[job_out(j, user) for j in jobs.jobs_for(db.session, user, status)])
 
 

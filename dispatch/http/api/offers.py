@@ -22,7 +22,7 @@ WORKER = (Role.WORKER,)
 def list_offers(user: User) -> OfferListOut:
     status = request.args.get("status", OfferStatus.PENDING.value)
     if status not in {*OfferStatus.__members__.values(), "all"}:
-        raise invalid("status", f"unknown status '{status}'", MalformedInput)
+        raise invalid("status", "status.unknown", MalformedInput, status=status)
     offers = dispatching.offers_for(db.session, user, None if status == "all" else status)
     return OfferListOut(offers=[offer_out(o) for o in offers])
 

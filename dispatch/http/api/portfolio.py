@@ -7,7 +7,7 @@ from flask import Response, current_app, request
 from dispatch.db import clock, db
 from dispatch.db.models import Organization, Role, Unit, User
 from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
-from dispatch.domain.errors import FieldProblem, MalformedInput, invalid
+from dispatch.domain.errors import MalformedInput, invalid, problem
 from dispatch.http.api import bp
 from dispatch.http.api.routing import ID4, registry
 from dispatch.http.api.schemas import (
@@ -118,7 +118,7 @@ def list_units(user: User) -> UnitListOut:
     property_id = None
     if raw is not None:
         if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**31:
-            raise invalid("property_id", "must be a property id", MalformedInput)
+            raise invalid("property_id", "property.id_expected", MalformedInput)
         property_id = int(raw)
     return UnitListOut(units=[unit_out(u) for u in portfolio.units(db.session, user,
                                                                    property_id)])
@@ -131,8 +131,8 @@ def import_units(user: User) -> UnitImportOut:
     """Good rows are saved even when others are refused; each refusal names its line and
     field. Units are keyed by (property, label): re-uploading a file creates nothing twice."""
     if request.mimetype not in ("text/csv", "text/plain"):
-        raise ApiError(415, "validation_failed", "Content-Type: send the file as text/csv",
-                       [FieldProblem("Content-Type", "send the file as text/csv")])
+        found = problem("Content-Type", "file.not_csv")
+        raise ApiError(415, "validation_failed", found.problem, [found])
     result = portfolio.import_units(db.session, user, request.get_data())
     return UnitImportOut(accepted=[unit_out(u) for u in result.accepted],
                          rejected=[RowProblem(line=line, field=field, problem=problem)

@@ -11,18 +11,21 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from dispatch.db.models import Role
-from dispatch.domain.errors import FieldProblem, from_validation_error
+from dispatch.domain.errors import from_validation_error, problem
 from dispatch.http.auth import authenticate
 from dispatch.http.errors import ApiError
 
 
 class ErrorDetail(BaseModel):
     field: str
-    problem: str
+    problem: str = Field(description="a sentence for people, naming the thing in their words")
+    kind: str | None = Field(None, description="the problem's stable message id, e.g. "
+                                               "'description.too_short', for programs and "
+                                               "translations")
 
 
 class ErrorBody(BaseModel):
@@ -213,15 +216,15 @@ _REASONS = {200: "OK", 201: "Created", 204: "No content", 400: "Bad request",
 def parse_body(model: type[BaseModel]) -> BaseModel:
     """The JSON body as `model`, or a 4xx naming the first thing wrong with it."""
     if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json",
-                       [FieldProblem("Content-Type", "must be application/json")])
+        found = problem("Content-Type", "body.not_json")
+        raise ApiError(415, "unsupported_media_type", found.problem, [found])
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # nesting deeper than the parser's stack
         data = None
     if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object",
-                       [FieldProblem("body", "must be a JSON object")])
+        found = problem("body", "body.not_object")
+        raise ApiError(400, "bad_json", found.problem, [found])
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -89,6 +89,7 @@ class LocationResultOut(Out):
     accepted: bool
     reason: Literal["out_of_order", "implausible_jump", "rate_limited"] | None = Field(
         None, description="why a fix was dropped (nothing wrong with the request itself)")
+    message: str | None = Field(None, description="the reason as a sentence for people")
 
 
 class VerifySkillIn(Command):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dispatch.db import db
 from dispatch.db.models import Role, User
 from dispatch.domain.commands import LocationIn, WorkerProfileIn
+from dispatch.domain.messages import location_refusal
 from dispatch.domain.states import Availability
 from dispatch.http.api import bp
 from dispatch.http.api.routing import ID4, registry
@@ -59,6 +60,7 @@ def post_location(user: User, body: LocationIn) -> LocationPingOut:
     if result.accepted:
         tracking.flush_fixes(db.session, [user.id])  # stored before the answer
     return LocationPingOut(accepted=result.accepted, reason=result.reason,
+                           message=location_refusal(result.reason) if result.reason else None,
                            worker=worker_profile_out(accounts.worker_of(db.session, user)))
 
 

@@ -18,6 +18,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from dispatch.db.models import Role
+from dispatch.domain.errors import wrong_role
 from dispatch.domain.states import client_state_lists
 from dispatch.infra.config import ROOT
 
@@ -39,9 +40,10 @@ def _page_settings() -> dict[str, object]:
 
 
 def require(*roles: Role) -> None:
-    """403 unless the logged-in user has one of these roles (operators see every page)."""
+    """403 unless the logged-in user has one of these roles (operators see every page); the
+    error page says whom the page is for and who they are."""
     if Role(current_user.role) not in roles and Role(current_user.role) is not Role.ADMIN:
-        abort(403)
+        raise wrong_role([r.value for r in roles], current_user.role, page=True)
 
 
 @bp.get("/")

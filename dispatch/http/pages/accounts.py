@@ -196,7 +196,7 @@ def _attach(form: FlaskForm, error: DomainError) -> None:
         if field is not None:
             field.errors = [*field.errors, problem.problem]
         else:
-            form.form_errors.append(f"{problem.field}: {problem.problem}")
+            form.form_errors.append(problem.problem)
 
 
 def _safe_next() -> str | None:

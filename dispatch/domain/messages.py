@@ -1,0 +1,309 @@
+"""Every sentence a person may read about a refused input, in one place.
+
+A refusal names its problem by a stable message id (`"text.too_short"`) with parameters; the
+catalogue turns that into an English sentence. Clients get both (the id as a field problem's
+`kind`), so a program can react to the id and a page can show the sentence. The templates use
+`%(name)s` placeholders, the form gettext and Flask-Babel read, so translating later means
+extracting `MESSAGES` and wrapping `say`'s lookup in `gettext`: nothing else changes.
+
+Pure: no Flask, no database. Field names (`lat`, `category_id`) are turned into the words a
+page uses for them (`FIELD_LABELS`), so a sentence never shows an internal name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Message id -> English template. Ids are stable: clients and translators key on them.
+MESSAGES: dict[str, str] = {
+    # Generic, by kind of problem; %(label)s is the thing's name as a page shows it.
+    "required": "Fill in %(label)s.",
+    "text.too_short": "Write at least %(min_length)s characters for %(label)s.",
+    "text.too_long": "Keep %(label)s to %(max_length)s characters or fewer.",
+    "text.nul": "Remove the invisible control characters from %(label)s.",
+    "text.expected": "Write %(label)s as text.",
+    "number.expected": "Enter %(label)s as a number.",
+    "number.whole": "Enter %(label)s as a whole number.",
+    "number.too_small": "Enter %(label)s of at least %(limit)s.",
+    "number.too_large": "Enter %(label)s of at most %(limit)s.",
+    "choice.unknown": "Choose %(label)s from the list.",
+    "list.too_short": "Choose at least %(min_length)s for %(label)s.",
+    "list.too_long": "Choose at most %(max_length)s for %(label)s.",
+    "time.invalid": "Enter %(label)s as a date and time.",
+    "time.needs_zone": "Give %(label)s with its time zone.",
+    "time.future": "%(Label)s is in the future: check the phone's clock.",
+    "time.too_old": "%(Label)s is more than %(seconds)s seconds old; send a fresh one.",
+    "unknown_field": "%(Label)s is not something this form takes.",
+    "invalid": "Check %(label)s: it is not valid.",
+    "body.not_object": "Send the details as a JSON object.",
+    "body.not_json": "Send the details as JSON.",
+    "file.not_utf8": "Save the file as UTF-8 text (CSV UTF-8) and upload it again.",
+    "file.missing_columns": "The file's first line needs the column(s): %(columns)s.",
+    "file.unreadable": "The file cannot be read as CSV; save it again as CSV and retry.",
+    "file.not_csv": "Upload the file as a CSV file.",
+    "file.too_many_rows": "The file has more than %(limit)s rows; split it into smaller files.",
+    "file.concurrent": "Another upload of these units is running; send the file again when "
+                       "it is done.",
+    # Particular fields, where a plain sentence says more than the generic one.
+    "description.too_short": "Describe the problem in at least %(min_length)s characters.",
+    "description.length": "Describe the problem in 3 to 2000 characters.",
+    "location.required": "Pick a place on the map.",
+    "location.invalid": "Pick a place on the map.",
+    "email.invalid": "Enter an email address like name@example.com.",
+    "email.taken": "This email address is already registered; log in instead.",
+    "phone.invalid": "Enter a mobile phone number, e.g. +1 415 555 0100.",
+    "phone.taken": "This phone number is already registered.",
+    "password.too_short": "Choose a password of at least %(min_length)s characters.",
+    "password.wrong": "The email address or password is wrong.",
+    "webhook_url.invalid": "Enter a web address starting with https:// or http://.",
+    "webhook_url.private": "Enter a web address on the public internet.",
+    "month.format": "Enter the month like 2026-11.",
+    "month.range": "Enter a month between the years 1 and 9999.",
+    "status.unknown": "There is no status called '%(status)s'.",
+    "status.not_for_workers": "Workers cannot mark a job as %(status)s.",
+    "category.unknown": "There is no service number %(category_id)s; choose one from the list.",
+    "category.group": "%(path)s is a group of services; choose one of them.",
+    "category.not_bookable": "There is no bookable service called '%(value)s'.",
+    "category.not_a_skill": "The worker does not offer this service.",
+    "idempotency_key.required": "Send an Idempotency-Key header (any unique text per booking).",
+    "idempotency_key.too_long": "Keep the Idempotency-Key to %(max_length)s characters or "
+                                "fewer.",
+    "idempotency_key.reused": "This Idempotency-Key was already used for a different booking.",
+    "batch_key.invalid": "Give the batch a key of 1 to 200 characters.",
+    "batch_key.reused": "This batch key was already used for different rows.",
+    "rows.too_many": "Send at most %(limit)s rows in one batch.",
+    "row.not_object": "Each row must be an object.",
+    "unit.unknown": "There is no such unit in your portfolio.",
+    "unit.unknown_in_property": "There is no unit '%(unit)s' in the property '%(property)s'.",
+    "unit.label_taken": "This property already has a unit with that name.",
+    "unit.has_jobs": "This unit has jobs, so it is kept for their history.",
+    "property.unknown": "There is no property '%(name)s' in your portfolio.",
+    "property.unknown_id": "There is no property number %(property_id)s in your portfolio.",
+    "property.name_taken": "Your portfolio already has a property with that name.",
+    "property.id_expected": "Give the property as its number.",
+    "unit.unknown_id": "There is no unit number %(unit_id)s in your portfolio.",
+    "worker.unknown": "There is no worker number %(worker_id)s.",
+    "urgency.window": "Write 'urgent' or a time window; this one does not work: %(detail)s.",
+    "budget_cap.invalid": "Enter the budget cap as a positive amount, e.g. 250.",
+    "organization.missing": "You have no organization yet: create it first.",
+    "organization.exists": "You already manage an organization.",
+    "unit.book_needs_manager": "Only property managers book for units.",
+    "availability.busy": "Finish your active job first (or ask the resident to cancel it).",
+    "role.needed": "This is for %(needed)s. You are logged in as %(actual)s.",
+    "role.page_needed": "This page is for %(needed)s. You are logged in as %(actual)s.",
+    "role.needed_anonymous": "This is for %(needed)s. Log in first.",
+    "login.required": "Log in first.",
+    "token.invalid": "Your sign-in has expired or was revoked; log in again.",
+    "csrf.failed": "This page was open too long or its form is out of date; reload the page "
+                   "and try again.",
+    "transition.illegal": "%(Thing)s that is %(current)s cannot become %(target)s.",
+    "status.busy": "Finish the job you are on before setting out for this one.",
+    "status.too_early": "It is too early to set out: you can set out from %(time)s.",
+    "webhook_url.needed_for_secret": ("Set the web address first: the secret signs what is "
+                                      "sent there."),
+    "job_id.invalid": "That is not a job number.",
+    # Not about one field.
+    "not_found": "We could not find this %(what)s.",
+    "overloaded": "The service is busy; try again in a few seconds.",
+    "unexpected": "Something went wrong on our side; it has been logged. Try again in a moment.",
+}
+
+# Error pages, by HTTP status: (heading, sentence). The status is the transport's business;
+# these are only the words, kept here with the rest so they are translated together.
+PAGE_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("That did not work", "The request could not be understood. Go back and try again."),
+    401: ("Please log in", "Log in to see this page."),
+    403: ("Not for this account", "This page is not available to your account."),
+    404: ("Page not found", "There is no page at this address. It may have moved, or the "
+                            "link may be mistyped."),
+    405: ("That did not work", "This page cannot be used that way. Use the links and buttons "
+                               "on the site instead."),
+    409: ("Something changed meanwhile", "This could not be done because things changed in "
+                                         "the meantime. Reload the page and try again."),
+    413: ("Too large", "What you sent is too large. Send something smaller."),
+    415: ("That did not work", "What you sent is not in a form this page takes."),
+    422: ("Please check the details", "Some details were not accepted."),
+    429: ("Too many tries", "Too many requests in a short time. Wait a minute and try again."),
+    500: ("Something went wrong", "Something went wrong on our side; it has been logged. "
+                                  "Try again in a moment."),
+    503: ("Busy right now", "The service is very busy. Try again in a few seconds."),
+}
+
+
+# An error page's way back, by the role whose home it leads to ("" = nobody logged in).
+BACK_LINKS = {"worker": "Back to your shift", "property_manager": "Back to your jobs",
+              "resident": "Back to booking", "admin": "Back to all jobs",
+              "": "Go to the home page"}
+
+
+def page_error(status: int) -> tuple[str, str]:
+    """The heading and sentence of an error page (a 4xx or 5xx we have no words for reads
+    as its class's nearest: 400 or 500)."""
+    return PAGE_ERRORS.get(status) or PAGE_ERRORS[500 if status >= 500 else 400]
+
+
+# Field names (as the API spells them) -> the words a page uses for the thing.
+FIELD_LABELS: dict[str, str] = {
+    "description": "the description",
+    "category_id": "the service",
+    "category_ids": "the services",
+    "category": "the service",
+    "address": "the address",
+    "lat": "the place on the map",
+    "lng": "the place on the map",
+    "location": "the place on the map",
+    "email": "the email address",
+    "password": "the password",
+    "name": "the name",
+    "phone": "the phone number",
+    "role": "what you want to do",
+    "locale": "the language",
+    "label": "the unit's name",
+    "access_notes": "the access notes",
+    "tenant_name": "the tenant's name",
+    "tenant_phone": "the tenant's phone",
+    "property": "the property",
+    "property_id": "the property",
+    "unit": "the unit",
+    "unit_id": "the unit",
+    "urgency": "the urgency",
+    "budget_cap": "the budget cap",
+    "window_start": "the start of the time window",
+    "window_end": "the end of the time window",
+    "recorded_at": "the position's time",
+    "accuracy_m": "the position's accuracy",
+    "heading": "the heading",
+    "speed_mps": "the speed",
+    "availability": "your availability",
+    "travel_mode": "how you travel",
+    "service_radius_m": "how far you travel",
+    "status": "the status",
+    "reason": "the reason",
+    "webhook_url": "the web address",
+    "batch_key": "the batch key",
+    "rows": "the rows",
+    "file": "the file",
+    "month": "the month",
+    "body": "the details",
+    "job_id": "the job",
+}
+
+# What a state machine moves, as a sentence names it.
+ENTITIES = {"job": "a job", "offer": "an offer", "availability": "a worker",
+            "batch": "a batch"}
+
+# Roles as people name them: who a page is for, and who someone is.
+ROLE_GROUPS = {"resident": "residents", "worker": "workers",
+               "property_manager": "property managers", "admin": "operators"}
+ROLE_ONE = {"resident": "a resident", "worker": "a worker",
+            "property_manager": "a property manager", "admin": "an operator"}
+
+# Location fixes dropped rather than stored, by the reason tracking gives.
+LOCATION_REFUSALS = {
+    "out_of_order": "An older position arrived after a newer one; it was left out.",
+    "implausible_jump": "This position is too far from the last one to be real; it was left "
+                        "out.",
+    "rate_limited": "Positions are arriving faster than one a second; this one was left out.",
+}
+
+
+def label(field: str) -> str:
+    """The words a page uses for a field (`category_ids.1` is one of the services)."""
+    head = field.split(".", 1)[0]
+    return FIELD_LABELS.get(head, "this value")
+
+
+class _Params(dict[str, Any]):
+    """A parameter a template names but nobody gave reads as "it", not as a crash."""
+
+    def __missing__(self, key: str) -> str:
+        return "it"
+
+
+def say(message_id: str, params: Mapping[str, Any] | None = None, field: str = "") -> str:
+    """The sentence for a message id. `%(label)s` / `%(Label)s` are filled from `field`."""
+    template = MESSAGES[message_id]
+    values = _Params(label=label(field))
+    values.update(params or {})
+    values["Label"] = capitalized(str(values["label"]))
+    return template % values
+
+
+def capitalized(text: str) -> str:
+    """The first letter upper case, the rest as it is (unlike `str.capitalize`)."""
+    return text[:1].upper() + text[1:]
+
+
+def is_known(message_id: str) -> bool:
+    return message_id in MESSAGES
+
+
+def roles_text(roles: list[str]) -> str:
+    """`["worker"]` -> "workers"; two or more joined with "or"."""
+    names = [ROLE_GROUPS.get(r, r.replace("_", " ")) for r in roles]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def location_refusal(reason: str) -> str:
+    return LOCATION_REFUSALS.get(reason, "This position was left out.")
+
+
+# pydantic's error types -> our message ids.
+_PYDANTIC: dict[str, str] = {
+    "missing": "required",
+    "string_too_short": "text.too_short",
+    "string_too_long": "text.too_long",
+    "string_type": "text.expected",
+    "float_parsing": "number.expected",
+    "float_type": "number.expected",
+    "finite_number": "number.expected",
+    "int_parsing": "number.whole",
+    "int_type": "number.whole",
+    "int_from_float": "number.whole",
+    "bool_parsing": "choice.unknown",
+    "bool_type": "choice.unknown",
+    "greater_than": "number.too_small",
+    "greater_than_equal": "number.too_small",
+    "less_than": "number.too_large",
+    "less_than_equal": "number.too_large",
+    "literal_error": "choice.unknown",
+    "enum": "choice.unknown",
+    "too_short": "list.too_short",
+    "too_long": "list.too_long",
+    "datetime_parsing": "time.invalid",
+    "datetime_type": "time.invalid",
+    "datetime_from_date_parsing": "time.invalid",
+    "timezone_aware": "time.needs_zone",
+    "extra_forbidden": "unknown_field",
+    "model_type": "body.not_object",
+    "dict_type": "body.not_object",
+    "model_attributes_type": "body.not_object",
+}
+
+
+def for_pydantic(error_type: str, field: str, context: Mapping[str, Any] | None
+                 ) -> tuple[str, dict[str, Any]]:
+    """(message id, parameters) for one of pydantic's errors on `field`: a message id of our
+    own when a validator raised one (`PydanticCustomError("email.invalid", ...)`), else the
+    generic id for pydantic's type, made particular to the field when the catalogue has a
+    sentence for it (`description.too_short`)."""
+    params = {k: v for k, v in (context or {}).items() if isinstance(v, str | int | float)}
+    if "ge" in params or "gt" in params or "le" in params or "lt" in params:
+        params["limit"] = next(params[k] for k in ("ge", "gt", "le", "lt") if k in params)
+    message_id = error_type if is_known(error_type) else _PYDANTIC.get(error_type, "invalid")
+    head = field.split(".", 1)[0]
+    if head in ("lat", "lng"):
+        return ("location.required" if message_id == "required" else "location.invalid"), params
+    particular = f"{head}.{message_id.rsplit('.', 1)[-1]}"
+    if is_known(particular) and _fits(particular, params):
+        return particular, params
+    return message_id, params
+
+
+def _fits(message_id: str, params: Mapping[str, Any]) -> bool:
+    """Whether every parameter the template names is there."""
+    try:
+        MESSAGES[message_id] % {"label": "", "Label": "", **params}
+    except KeyError:
+        return False
+    return True
