@@ -121,7 +121,7 @@ def test_a_resident_books_a_window_for_later(
         page.evaluate("""() => { const d = document.getElementById('window-date');
             d.value = new Date(Date.now() - 3 * 86400000).toISOString().slice(0, 10); }""")
         page.click("#submit")
-        expect(page.locator("#form-error")).to_have_text("Day: this window is already over")
+        expect(page.locator("#form-error")).to_have_text("Day: This window is already over.")
         assert sql(make.app, "SELECT count(*) FROM jobs")[0][0] == 0
         shot(page, "book-later-refused")
 

@@ -34,6 +34,7 @@ from tests.test_browser import browser, new_context, page_errors, shot  # noqa: 
 from tests.test_portfolio import manager_with_property
 
 DOMAIN = demo_fleet.DEMO_DOMAIN
+CITY_HALL = demo_fleet.KEPT_FOR_PEOPLE[f"worker1@{DOMAIN}"]
 STALE = "UPDATE workers SET location_at = now() - interval '700 seconds'"
 
 
@@ -84,6 +85,67 @@ def test_a_tick_makes_stale_demo_workers_bookable_again(app: Flask, client: Flas
     served = book(client, resident, body)
     assert served.status_code == 201, served.get_json()
     assert served.get_json()["status"] == "dispatching"
+
+
+def test_worker1_waits_at_city_hall_for_a_person_and_is_never_answered_for(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    """The README's walk-through logs in as worker1 and books at City Hall: the fleet keeps
+    worker1 there with a fresh position and leaves their offers to a person."""
+    seed(app, 3)
+    sql(app, STALE)
+    kept, _ = demo_worker(app, 1)
+    report = fleet_tick(app)
+    assert kept in report.played and report.failures == 0
+    row = sql(app, "SELECT ST_Distance(location, ST_MakePoint(:lng, :lat)::geography) AS m, "
+                   "location_at > now() - interval '60 s' AS fresh FROM workers "
+                   "WHERE user_id = :w", w=kept, lat=CITY_HALL[0], lng=CITY_HALL[1])[0]
+    assert row.fresh and row.m < 30
+    _, resident = make.user(Role.RESIDENT)
+    skill = sql(app, "SELECT category_id FROM worker_skills WHERE worker_id = :w LIMIT 1",
+                w=kept)[0][0]
+    booked = book(client, resident, job_body(skill, *CITY_HALL))
+    assert booked.status_code == 201, booked.get_json()
+    [offer] = sql(app, "SELECT id FROM offers WHERE worker_id = :w", w=kept)
+    for _ in range(5):  # past any answer delay the fleet would take
+        manual_clock.advance(seconds=5)
+        fleet_tick(app)
+    # Never answered for worker1: left pending, or withdrawn when a fleet worker took it.
+    status = sql(app, "SELECT status FROM offers WHERE id = :o", o=offer.id)[0][0]
+    assert status in ("pending", "withdrawn")
+
+
+def test_the_fleet_lets_a_person_answer_first(app: Flask, client: FlaskClient, make: Factory,
+                                              live_server: LiveServer,
+                                              manual_clock: ManualClock) -> None:
+    """A job offered to worker2 (played by a person: their page is open) and to fleet
+    workers: the fleet holds back while the person can still answer."""
+    seed(app, 3)
+    person, person_token = demo_worker(app, 2)
+    skill = sql(app, "SELECT category_id FROM worker_skills WHERE worker_id = :w LIMIT 1",
+                w=person)[0][0]
+    # Everyone in reach and able: the same skill, next to the job.
+    sql(app, "INSERT INTO worker_skills (worker_id, category_id, verified, verified_at) "
+             "SELECT w.user_id, :c, true, now() FROM workers w WHERE NOT EXISTS (SELECT 1 FROM "
+             "worker_skills s WHERE s.worker_id = w.user_id AND s.category_id = :c)", c=skill)
+    sql(app, "UPDATE workers SET location = ST_MakePoint(-122.4194, 37.7749)::geography, "
+             "location_at = now(), availability = 'online'")
+    socket = SocketClient(live_server, token=person_token["Authorization"].split()[1])
+    try:
+        _, resident = make.user(Role.RESIDENT)
+        booked = book(client, resident, job_body(skill, *demo_fleet.DEMO_CENTER))
+        assert booked.status_code == 201, booked.get_json()
+        job_id = booked.get_json()["id"]
+        asked = {r.worker_id for r in sql(app, "SELECT worker_id FROM offers WHERE job_id = :j",
+                                          j=job_id)}
+        assert person in asked and len(asked) == 3
+        manual_clock.advance(seconds=25)  # past every fleet answer delay, within the window
+        report = fleet_tick(app)
+        assert report.accepted == [] and report.declined == []
+    finally:
+        socket.close()
+    # The person is gone (no open page): the fleet answers as usual.
+    report = fleet_tick(app)
+    assert report.accepted or report.declined
 
 
 def test_a_quiet_tick_is_a_handful_of_statements(app: Flask,
@@ -171,6 +233,9 @@ def test_an_offer_to_a_demo_worker_goes_all_the_way_to_completed(
 def test_a_demo_worker_keeps_a_booked_window(app: Flask, client: FlaskClient, make: Factory,
                                              manual_clock: ManualClock) -> None:
     seed(app)
+    # worker1 is kept for people (the fleet never answers for them): out of this planning.
+    sql(app, "UPDATE workers SET availability = 'offline' WHERE user_id = "
+             "(SELECT id FROM users WHERE email = :e)", e=f"worker1@{DOMAIN}")
     pm, prop_id = manager_with_property(client, make)
     unit = add_unit(client, pm, prop_id, "1A")
     slug = sql(app, "SELECT slug FROM categories WHERE id = :c", c=common_skill(app))[0][0]
@@ -245,8 +310,7 @@ def test_a_resident_books_and_a_demo_worker_arrives(
         fleet_process: subprocess.Popen[bytes]) -> None:
     seed(app)
     sql(app, STALE)
-    home = sql(app, "SELECT ST_Y(location::geometry) + 0.001, ST_X(location::geometry) "
-                    "FROM workers ORDER BY user_id LIMIT 1")[0]
+    home = demo_fleet.DEMO_CENTER  # on land, inside the service area
     deadline = time.monotonic() + 60
     while sql(app, "SELECT count(*) FROM workers WHERE location_at < now() - interval '600 s'"
               )[0][0]:

@@ -99,7 +99,8 @@ def test_a_worker_becomes_a_preferred_contractor_only_by_accepting(
     bad = client.post("/api/v1/org/invitations", json={"contact": "not a thing"}, headers=pm)
     assert bad.status_code == 422
     assert bad.json["error"]["fields"] == [{
-        "field": "contact", "problem": "is neither an e-mail address nor a phone number"}]
+        "field": "contact", "kind": "contact.invalid",
+        "problem": "Enter an e-mail address or a mobile phone number."}]
 
 
 def test_a_worker_found_by_phone_can_accept_and_invitations_race_safely(

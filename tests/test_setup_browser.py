@@ -79,7 +79,7 @@ def test_manager_sets_up_from_nothing_to_a_cancelled_batch(
         page.fill("#webhook-url", "https://nowhere.invalid/hook")
         page.click("#webhook button[type=submit]")
         expect(page.locator("#webhook-error")).to_have_text(
-            "Address: must resolve to a public internet address.")
+            "Address: Enter a web address on the public internet.")
         expect(page.locator("#secret-box")).to_be_hidden()
         # An address set elsewhere (here: straight in the database, which the test server
         # cannot resolve) gets a new secret from the page: shown once, never again.

@@ -62,7 +62,8 @@ def test_setting_out_hours_before_a_window_is_refused_with_from_when_and_texts_n
     assert datetime.fromisoformat(error["set_out_from"]) == set_out_from
     local = set_out_from.astimezone(ZoneInfo("America/Los_Angeles"))
     assert f"set out from {local:%H:%M} P" in error["message"]  # PST or PDT, named
-    assert error["fields"] == [{"field": "status", "problem": error["message"]}]
+    assert error["fields"] == [{"field": "status", "kind": "status.too_early",
+                               "problem": error["message"]}]
     assert sql(app, "SELECT count(*) AS n FROM notifications")[0].n == texts_before
     state = sql(app, "SELECT j.status, w.availability FROM jobs j JOIN workers w "
                      "ON w.user_id = j.worker_id WHERE j.id = :j", j=offer.job_id)[0]

@@ -198,9 +198,10 @@ class InvitationIn(Command):
     def _contact(cls, value: str) -> str:
         if "@" in value:
             if not EMAIL.match(value):
-                raise ValueError("is not an e-mail address")
+                raise PydanticCustomError("contact.invalid", "is not an e-mail address")
             return value.lower()
         try:
             return normalize_phone(value)
         except ValueError as exc:
-            raise ValueError("is neither an e-mail address nor a phone number") from exc
+            raise PydanticCustomError("contact.invalid",
+                                      "is neither an e-mail address nor a phone number") from exc

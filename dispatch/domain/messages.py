@@ -49,6 +49,16 @@ MESSAGES: dict[str, str] = {
     "description.length": "Describe the problem in 3 to 2000 characters.",
     "location.required": "Pick a place on the map.",
     "location.invalid": "Pick a place on the map.",
+    "date.invalid": "Enter %(label)s as a date, such as 2026-12-04.",
+    "text.format": "Check how %(label)s is written: it is not in the expected form.",
+    "window.refused": "%(detail)s.",
+    "password.not_current": "That is not your current password.",
+    "invitation.not_yours": "There is no such invitation for you.",
+    "invitation.not_sent": "Your organization sent no such invitation.",
+    "reset_link.dead": "This link has expired or was already used: ask for a new one.",
+    "contact.invalid": "Enter an e-mail address or a mobile phone number.",
+    "query.required": "Type at least part of the address.",
+    "choice.yes_no": "Answer %(label)s with true or false.",
     "email.invalid": "Enter an email address like name@example.com.",
     "email.taken": "This email address is already registered; log in instead.",
     "phone.invalid": "Enter a mobile phone number, e.g. +1 415 555 0100.",
@@ -144,6 +154,16 @@ def page_error(status: int) -> tuple[str, str]:
 
 # Field names (as the API spells them) -> the words a page uses for the thing.
 FIELD_LABELS: dict[str, str] = {
+    "window": "the window",
+    "window.date": "the day",
+    "window.start": "the start of the window",
+    "window.end": "the end of the window",
+    "contact": "the e-mail address or phone number",
+    "current_password": "your current password",
+    "invitation_id": "the invitation",
+    "q": "the address",
+    "confirm_duplicate": "the confirmation",
+    "token": "the link",
     "description": "the description",
     "category_id": "the service",
     "category_ids": "the services",
@@ -210,7 +230,7 @@ LOCATION_REFUSALS = {
 def label(field: str) -> str:
     """The words a page uses for a field (`category_ids.1` is one of the services)."""
     head = field.split(".", 1)[0]
-    return FIELD_LABELS.get(head, "this value")
+    return FIELD_LABELS.get(field) or FIELD_LABELS.get(head, "this value")
 
 
 class _Params(dict[str, Any]):
@@ -270,6 +290,10 @@ _PYDANTIC: dict[str, str] = {
     "enum": "choice.unknown",
     "too_short": "list.too_short",
     "too_long": "list.too_long",
+    "date_parsing": "date.invalid",
+    "date_type": "date.invalid",
+    "date_from_datetime_parsing": "date.invalid",
+    "string_pattern_mismatch": "text.format",
     "datetime_parsing": "time.invalid",
     "datetime_type": "time.invalid",
     "datetime_from_date_parsing": "time.invalid",

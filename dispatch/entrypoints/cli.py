@@ -19,7 +19,8 @@ from dispatch.domain.phones import normalize_phone
 from dispatch.domain.states import Availability
 from dispatch.entrypoints.sweeper import run_sweeper
 from dispatch.services import accounts
-from dispatch.services.demo_fleet import DEMO_CENTER, DEMO_DOMAIN
+from dispatch.services.demo_fleet import DEMO_CENTER, DEMO_DOMAIN, KEPT_FOR_PEOPLE
+from dispatch.services.places import service_area
 from geo.points import wkt_point
 from notifications import masking
 
@@ -90,8 +91,12 @@ def seed_demo(workers: int) -> None:
         select(Worker).join(User).where(User.email.like(f"%@{DEMO_DOMAIN}"))
         .where(Worker.availability != Availability.BUSY.value)
     ).scalars().all()
+    area = service_area()
     for worker in demo_workers:
         lat, lng = _scatter(rng, 6000)
+        while area is not None and not area.contains(lat, lng):  # on land, not in the Bay
+            lat, lng = _scatter(rng, 6000)
+        lat, lng = KEPT_FOR_PEOPLE.get(worker.user.email, (lat, lng))
         worker.location = wkt_point(lat, lng)
         worker.location_at = now
         worker.location_accuracy_m = 15.0
@@ -139,7 +144,7 @@ def _create_demo(n_workers: int) -> None:
             worker.skills.append(WorkerSkill(category_id=leaf.id, verified=True,
                                              verified_at=clock.now()))
     session.flush()
-    _approve_demo_contractors(min(5, n_workers))
+    _approve_demo_contractors(min(5, n_workers - 1))
     session.commit()
 
 
@@ -173,7 +178,8 @@ def _approve_demo_contractors(count: int) -> None:
     org_id = session.execute(select(OrganizationManager.org_id).join(
         User, User.id == OrganizationManager.user_id).where(
         User.email == f"manager@{DEMO_DOMAIN}")).scalar_one()
-    for i in range(1, count + 1):
+    # worker1 is kept for people (the README's walk-through): contractors start at worker2.
+    for i in range(2, count + 2):
         worker_id = session.execute(select(User.id).where(
             User.email == f"worker{i}@{DEMO_DOMAIN}")).scalar_one()
         session.add(PreferredContractor(org_id=org_id, worker_id=worker_id,

@@ -57,7 +57,7 @@ def update_account(session: Session, user: User, data: AccountIn) -> User:
 def change_password(session: Session, user: User, data: PasswordChangeIn) -> User:
     """Knowing the current password is the proof; every token of the account ends."""
     if not verify_password(user, data.current_password):
-        raise invalid("current_password", "is not your current password")
+        raise invalid("current_password", "password.not_current")
     set_password(session, user, data.new_password)
     session.commit()
     return user

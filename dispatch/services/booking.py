@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from dispatch.db import clock
 from dispatch.db.job_rows import commit_keeping_loaded, record_event
 from dispatch.db.models import Job, Role, Urgency, User
+from dispatch.domain import messages
 from dispatch.domain.commands import JobIn, WindowIn
 from dispatch.domain.errors import (
     Conflict,
@@ -213,7 +214,8 @@ def _window(window: WindowIn, now: datetime, s: Settings) -> Window:
                          timedelta(minutes=s.promise_minutes))
     except WindowError as exc:
         problem = str(exc).replace("send it as 'urgent'", "book it as soon as possible instead")
-        raise invalid(f"window.{exc.field}", problem) from exc
+        raise invalid(f"window.{exc.field}", "window.refused",
+                      detail=messages.capitalized(problem)) from exc
 
 
 def book_for_later(session: Session, requester: User, data: JobIn,

@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 
 DEMO_DOMAIN = "demo.dispatch.test"
 DEMO_CENTER = (37.7749, -122.4194)  # San Francisco
+# Kept for people: the README's walk-through logs in as this worker. The fleet keeps them at
+# City Hall with a fresh position and never answers their offers or moves their jobs; when
+# nobody plays them, their offers lapse and the cascade asks others.
+KEPT_FOR_PEOPLE = {f"worker1@{DEMO_DOMAIN}": (37.7793, -122.41925)}
 # Worker id -> µs time of the last fix the fleet sent for them: a newer fix is a person's.
 SENT_KEY = "dispatch:demo-fleet:sent"
 ARRIVE_WITHIN_M = 25.0
@@ -142,15 +146,19 @@ def tick(session: Session) -> TickReport:
     workers = _demo_workers(session)
     redis = redis_connection()
     played = _unplayed(redis, workers, now, s, report)
+    kept = [w for w in played if w.email in KEPT_FOR_PEOPLE]
+    played = [w for w in played if w.email not in KEPT_FOR_PEOPLE]
     ids = [w.id for w in played]
-    if not ids:
+    if not ids and not kept:
         return report
     offers = session.execute(
         select(Offer.id, Offer.job_id, Offer.worker_id, Offer.created_at, Offer.expires_at,
                Offer.eta_seconds)
         .where(Offer.worker_id.in_(ids), Offer.status == OfferStatus.PENDING.value)
-        .order_by(Offer.id)).all()
-    current = _current_jobs(session, ids)
+        .order_by(Offer.id)).all() if ids else []
+    held = _held_for_people(session, offers, ids)
+    offers = [o for o in offers if o.job_id not in held]
+    current = _current_jobs(session, ids + [w.id for w in kept])
     session.rollback()  # no snapshot held while the services work
     users: dict[int, User] = {}
 
@@ -166,14 +174,51 @@ def tick(session: Session) -> TickReport:
         if offer.job_id not in taken:
             _guarded(session, report,
                      lambda o=offer: _answer(session, o, user, now, s, report, taken))
-    fixes = _positions(redis, ids)
+    fixes = _positions(redis, ids + [w.id for w in kept])
     moved: list[int] = []
+    for worker in kept:
+        if worker.id not in current:
+            _guarded(session, report, lambda w=worker: _keep_waiting(
+                session, w, fixes.get(w.id), now, report, moved))
     for worker in played:
         _guarded(session, report, lambda w=worker: _play(
             session, w, current.get(w.id), fixes.get(w.id), user, now, s, report, moved))
     if moved:
         _guarded(session, report, lambda: tracking.flush_fixes(session, moved))
     return report
+
+
+def _held_for_people(session: Session, offers: Sequence[Any], played_ids: list[int]) -> set[int]:
+    """Jobs also offered to a worker a person plays right now (their Work page or app is
+    open): the fleet lets the person answer first, so a walk-through is never raced."""
+    job_ids = sorted({o.job_id for o in offers})
+    if not job_ids:
+        return set()
+    rows = session.execute(
+        select(Offer.job_id, Offer.worker_id)
+        .where(Offer.job_id.in_(job_ids), Offer.status == OfferStatus.PENDING.value,
+               Offer.worker_id.not_in(played_ids))).all()
+    people = connected_users(sorted({r.worker_id for r in rows}))
+    return {r.job_id for r in rows if r.worker_id in people}
+
+
+def _keep_waiting(session: Session, worker: FleetWorker,
+                  fix: tuple[float, float, datetime] | None, now: datetime,
+                  report: TickReport, moved: list[int]) -> None:
+    """A worker kept for people waits at their spot with a fresh position (walking back to
+    it if a person left them elsewhere), so the walk-through can book next to them."""
+    here = _where(worker, fix)
+    spot = KEPT_FOR_PEOPLE[worker.email]
+    if here is None:
+        here = spot
+    last_at = fix[2] if fix is not None else (worker.location_at or now)
+    gap = min(max((now - last_at).total_seconds(), 0.0), MAX_STEP_GAP_S)
+    away = haversine_m(*here, *spot)
+    step = _step_limit(gap, WANDER_MPS * settings().demo_fleet_speed * gap)
+    target = spot if away <= step else _towards(here, spot, step / away)
+    if _send_fix(session, worker.id, target, now):
+        report.fixes += 1
+        moved.append(worker.id)
 
 
 def _guarded(session: Session, report: TickReport, step: Callable[[], Any]) -> None:

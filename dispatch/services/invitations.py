@@ -97,7 +97,7 @@ def withdraw(session: Session, user: User, invitation_id: int) -> None:
                                            ContractorInvitation.org_id == org.id)
         .with_for_update()).scalar_one_or_none()
     if invitation is None:
-        raise invalid("invitation_id", f"no invitation {invitation_id} of yours", NotFound)
+        raise invalid("invitation_id", "invitation.not_sent", NotFound)
     _move(invitation, InvitationStatus.WITHDRAWN)
     invitation.responded_at = clock.now()
     session.commit()
@@ -129,7 +129,7 @@ def answer(session: Session, user: User, invitation_id: int, accept: bool) -> st
                                            _addressed_to(user))
         .with_for_update()).scalar_one_or_none()
     if invitation is None:
-        raise invalid("invitation_id", "no such invitation for you", NotFound)
+        raise invalid("invitation_id", "invitation.not_yours", NotFound)
     target = InvitationStatus.ACCEPTED if accept else InvitationStatus.DECLINED
     _move(invitation, target)
     now = clock.now()

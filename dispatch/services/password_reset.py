@@ -22,7 +22,7 @@ from dispatch.services.credentials import password_stamp, set_password
 log = logging.getLogger(__name__)
 RESET_EVENT = "password_reset"
 LINK_PATH = "/reset-password/"
-DEAD_LINK = "this link has expired or was already used; ask for a new one"
+DEAD_LINK = "reset_link.dead"  # a message id (dispatch.domain.messages)
 
 
 def _serializer() -> URLSafeSerializer:

@@ -7,7 +7,7 @@ function problemText(data, labels) {
   if (!data || !data.error) return "Something went wrong. Please try again.";
   const fields = (data.error.fields || []).filter((f) => labels && labels[f.field]);
   if (!fields.length) return sentence(data.error.message);
-  return fields.map((f) => `${labels[f.field]}: ${f.problem}.`).join(" ");
+  return fields.map((f) => `${labels[f.field]}: ${sentence(f.problem)}`).join(" ");
 }
 
 function sentence(text) {

@@ -67,7 +67,7 @@ def get_batch(user: User, batch_id: int) -> BatchOut:
 def _confirmed() -> bool:
     raw = request.args.get("confirm_duplicate", "false").lower()
     if raw not in ("true", "false"):
-        raise invalid("confirm_duplicate", "must be true or false", MalformedInput)
+        raise invalid("confirm_duplicate", "choice.yes_no", MalformedInput)
     return raw == "true"
 
 

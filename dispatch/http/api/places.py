@@ -38,13 +38,13 @@ def _shape(lookup: places.Lookup) -> PlacesOut:
 def _coordinate(name: str, limit: float) -> float:
     raw = request.args.get(name)
     if raw is None or not raw.strip():
-        raise invalid(name, "is required", MalformedInput)
+        raise invalid(name, "location.required", MalformedInput)
     try:
         value = float(raw)
     except ValueError:
-        raise invalid(name, "must be a number of degrees", MalformedInput) from None
+        raise invalid(name, "location.invalid", MalformedInput) from None
     if not math.isfinite(value) or abs(value) > limit:
-        raise invalid(name, f"must be between -{limit:g} and {limit:g}", MalformedInput)
+        raise invalid(name, "location.invalid", MalformedInput)
     return value
 
 
@@ -53,9 +53,9 @@ def _coordinate(name: str, limit: float) -> float:
 def search_places(user: User) -> PlacesOut:
     text = (request.args.get("q") or "").strip()
     if not text:
-        raise invalid("q", "is required: the address typed so far", MalformedInput)
+        raise invalid("q", "query.required", MalformedInput)
     if len(text) > MAX_QUERY or "\x00" in text:
-        raise invalid("q", f"must be at most {MAX_QUERY} characters of text", MalformedInput)
+        raise invalid("q", "text.too_long", MalformedInput, max_length=MAX_QUERY)
     return _shape(places.search_addresses(text))
 
 
