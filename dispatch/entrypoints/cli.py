@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
@@ -96,7 +97,9 @@ def seed_demo(workers: int) -> None:
         lat, lng = _scatter(rng, 6000)
         while area is not None and not area.contains(lat, lng):  # on land, not in the Bay
             lat, lng = _scatter(rng, 6000)
-        lat, lng = KEPT_FOR_PEOPLE.get(worker.user.email, (lat, lng))
+        if worker.user.email in KEPT_FOR_PEOPLE:
+            lat, lng = KEPT_FOR_PEOPLE[worker.user.email]
+            _ensure_skill(worker, "leak-repair", now)  # the README books a leak repair
         worker.location = wkt_point(lat, lng)
         worker.location_at = now
         worker.location_accuracy_m = 15.0
@@ -104,6 +107,15 @@ def seed_demo(workers: int) -> None:
     session.commit()
     click.echo(f"{len(demo_workers)} demo workers online around San Francisco; log in as "
                f"resident@{DEMO_DOMAIN}, worker1@{DEMO_DOMAIN}, admin@{DEMO_DOMAIN}")
+
+
+def _ensure_skill(worker: Worker, slug: str, now: datetime) -> None:
+    category = db.session.execute(select(Category).where(Category.slug == slug)).scalar_one()
+    skill = next((s for s in worker.skills if s.category_id == category.id), None)
+    if skill is None:
+        worker.skills.append(WorkerSkill(category_id=category.id, verified=True, verified_at=now))
+    elif not skill.verified:
+        skill.verified, skill.verified_at = True, now
 
 
 def _scatter(rng: random.Random, radius_m: float) -> tuple[float, float]:
