@@ -106,6 +106,15 @@ def gazetteer() -> Iterator[GazetteerServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def geocoded_server(app: Flask, gazetteer: GazetteerServer) -> Iterator[LiveServer]:
+    """A live server whose address search is the demo gazetteer."""
+    server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
+                        ARTIFACTS / "logs", env={"GEOCODER_URL": gazetteer.url})
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def second_server(app: Flask) -> Iterator[LiveServer]:
     server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],

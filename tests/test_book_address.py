@@ -4,16 +4,11 @@ from the pin is asked about before anything is booked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
 from dispatch.db.models import Role
 from tests import test_browser
-from tests.conftest import ARTIFACTS
-from tests.gazetteer import GazetteerServer
 from tests.helpers import Factory, sql
 from tests.live import LiveServer
 from tests.test_browser import login, new_context, page_errors, shot
@@ -21,14 +16,6 @@ from tests.test_browser import login, new_context, page_errors, shot
 browser = test_browser.browser  # the module's Chromium, shared by these tests
 CITY_HALL = (37.7793, -122.41925)
 MISSION_LOFTS = (37.76325, -122.41945)
-
-
-@pytest.fixture(scope="module")
-def geocoded_server(app: Flask, gazetteer: GazetteerServer) -> Iterator[LiveServer]:
-    server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
-                        ARTIFACTS / "logs", env={"GEOCODER_URL": gazetteer.url})
-    yield server
-    server.stop()
 
 
 def pin_position(page: Page) -> tuple[float, float]:

@@ -192,6 +192,13 @@ def test_permanent_and_exhausted_failures_are_recorded(app: Flask, client: Flask
     _, admin = make.user(Role.ADMIN)
     failed = client.get("/api/v1/admin/notifications", headers=admin).json["notifications"]
     assert [(n["id"], n["status"]) for n in failed] == [(notification_id, "failed")]
+    # A tenant's text (a unit's contact, no account) that failed is listed too, not a 500.
+    sql(app, "INSERT INTO notifications (idempotency_key, user_id, event, to_number, locale, "
+             "body, status, created_at, updated_at) VALUES ('tenant-1', NULL, 'tenant_update', "
+             "'+14155550177', 'en', 'On the way', 'failed', now(), now())")
+    failed = client.get("/api/v1/admin/notifications", headers=admin)
+    assert failed.status_code == 200, failed.json
+    assert [n["user_id"] for n in failed.json["notifications"]].count(None) == 1
 
 
 def test_status_callbacks_update_delivery_only_when_signed(

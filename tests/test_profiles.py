@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 from flask import Flask
 from flask.testing import FlaskClient
 
+from dispatch.db import db
 from dispatch.db.models import Role
-from tests.helpers import Factory, book, count, job_body, sql
+from dispatch.entrypoints.sweeper import sweep_once
+from tests.helpers import Factory, ManualClock, book, count, job_body, sql
 from tests.test_password_reset import PASSWORD, _csrf, page_login
 
 
@@ -137,6 +139,27 @@ def test_a_window_nobody_is_free_for_now_is_still_booked(client: FlaskClient,
                     window={"date": _tomorrow(), "start": "13:00", "end": "17:00"})
     r = book(client, resident, body)
     assert r.status_code == 201 and r.json["status"] == "dispatching"
+
+
+def test_a_window_booked_for_tomorrow_keeps_looking_past_the_urgent_patience(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    """Nobody free tonight: the job keeps looking (the sweeper asks whoever comes online)
+    instead of going unfilled when the urgent patience runs out."""
+    _, resident = make.user(Role.RESIDENT)
+    body = job_body(make.category("leak-repair"),
+                    window={"date": _tomorrow(), "start": "13:00", "end": "17:00"})
+    r = book(client, resident, body)
+    assert r.status_code == 201 and r.json["status"] == "dispatching", r.json
+    manual_clock.advance(minutes=app.config["DISPATCH"].dispatch_patience_minutes + 30)
+    with app.app_context():
+        sweep_once(db.session)
+    status = sql(app, "SELECT status FROM jobs WHERE id = :j", j=r.json["id"])[0][0]
+    assert status == "dispatching"
+    worker_id, _ = make.worker()  # someone comes online: asked for the window
+    with app.app_context():
+        sweep_once(db.session)
+    assert [o.worker_id for o in sql(app, "SELECT worker_id FROM offers "
+                                          "WHERE job_id = :j", j=r.json["id"])] == [worker_id]
 
 
 def test_unusable_windows_are_refused_naming_the_field(app: Flask, client: FlaskClient,

@@ -13,16 +13,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
 from tests import test_browser
-from tests.conftest import ARTIFACTS
-from tests.gazetteer import GazetteerServer
 from tests.helpers import sql
 from tests.live import LiveServer
 from tests.test_batches import run_queue
@@ -57,14 +53,6 @@ def password() -> str:
 def seed(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["seed-demo"])
     assert result.exit_code == 0, result.output
-
-
-@pytest.fixture(scope="module")
-def geocoded_server(app: Flask, gazetteer: GazetteerServer) -> Iterator[LiveServer]:
-    server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
-                        ARTIFACTS / "logs", env={"GEOCODER_URL": gazetteer.url})
-    yield server
-    server.stop()
 
 
 def test_every_demo_account_the_readme_names_logs_in(app: Flask) -> None:

@@ -120,3 +120,38 @@ def test_today_is_todays_jobs_and_tomorrows_window_waits_under_its_day(
         assert errors == [], errors
     finally:
         ctx.close()
+
+
+def test_a_phone_that_does_not_move_still_asks_for_its_position(
+        browser: Browser, live_server: LiveServer, make: Factory) -> None:  # noqa: F811
+    """watchPosition says nothing while the phone lies still: the page asks the phone for a
+    fresh fix (maximumAge 0) now and then, so a worker waiting at home stays matchable and is
+    not shown as "last seen"; a moving phone is not asked (its watch reports)."""
+    here = offset(*CENTER, north_m=300)
+    make.worker(lat=here[0], lng=here[1], email="still@example.test")
+    ctx = new_context(browser, live_server, phone=True, at=here)
+    ctx.add_init_script("""(() => {
+      const geo = navigator.geolocation, ask = geo.getCurrentPosition.bind(geo);
+      window.freshFixesAsked = 0;
+      geo.getCurrentPosition = (ok, fail, options) => {
+        if (!options || options.maximumAge !== 0) return ask(ok, fail, options);
+        window.freshFixesAsked++;
+        return ask(ok, fail, options);
+      };
+    })()""")
+    page = ctx.new_page()
+    try:
+        page.clock.install()
+        login(page, "still@example.test")
+        expect(page.locator("#fix")).to_contain_text("Position sent")
+        assert page.evaluate("window.freshFixesAsked") == 0
+        page.clock.run_for(30_000)  # the page's clock: no real wait
+        assert page.evaluate("window.freshFixesAsked") == 0  # quiet for only 30 s
+        page.clock.run_for(35_000)
+        assert page.evaluate("window.freshFixesAsked") == 1
+        # Under the page's fake clock the phone's answer never comes: one question stays
+        # open, and the page does not pile more on it.
+        page.clock.run_for(50_000)
+        assert page.evaluate("window.freshFixesAsked") == 1
+    finally:
+        ctx.close()

@@ -112,10 +112,14 @@ def search_candidates(
 
 
 def _patience_ends(job: Job, s: Settings) -> datetime:
-    """Looking stops at the patience limit, or when even a worker next door (start-up time
-    only) could no longer arrive by the deadline, whichever is first."""
-    return min(job.requested_at + timedelta(minutes=s.dispatch_patience_minutes),
-               job.arrive_by - timedelta(seconds=s.startup_s))
+    """Looking stops when even a worker next door (start-up time only) could no longer
+    arrive by the deadline; for urgent help, sooner, at the patience limit. A booked window
+    keeps looking until then: booked for tomorrow, it must not give up tonight because
+    nobody was free in the first two hours."""
+    too_late = job.arrive_by - timedelta(seconds=s.startup_s)
+    if job.urgency == Urgency.SCHEDULED.value:
+        return too_late
+    return min(job.requested_at + timedelta(minutes=s.dispatch_patience_minutes), too_late)
 
 
 def _keep_looking(job: Job, now: datetime, s: Settings) -> bool:

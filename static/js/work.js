@@ -19,6 +19,9 @@
   let lastSent = 0;
   let lastConfirmed = 0; // when a ping last asked for an acknowledgement
   const CONFIRM_EVERY_MS = 30000;
+  const STILL_EVERY_MS = 45000; // well within POSITION_STALE_SECONDS (120 by default)
+  let stillTimer = null;
+  let askingStill = false;
 
   const socket = connectSocket();
 
@@ -36,11 +39,20 @@
     watchId = navigator.geolocation.watchPosition(send, (e) => {
       errorBox.textContent = `Location unavailable (${e.message}); offers need your position.`;
     }, {enableHighAccuracy: true, maximumAge: 5000, timeout: 20000});
+    // A phone that does not move reports nothing: ask for a fresh fix now and then, or a
+    // worker waiting at home would drop out of matching and show as "last seen".
+    stillTimer = setInterval(() => {
+      if (askingStill || Date.now() - lastSent < STILL_EVERY_MS) return;
+      askingStill = true;
+      navigator.geolocation.getCurrentPosition((p) => { askingStill = false; send(p); },
+        () => { askingStill = false; }, {enableHighAccuracy: true, maximumAge: 0, timeout: 20000});
+    }, STILL_EVERY_MS / 3);
   }
 
   function stopSharing() {
     if (watchId !== null) navigator.geolocation.clearWatch(watchId);
     watchId = null;
+    clearInterval(stillTimer);
   }
 
   function showFixAnswer(answer) {

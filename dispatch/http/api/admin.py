@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dispatch.db import db
 from dispatch.db.models import Role, User
@@ -30,7 +30,8 @@ class AlertListOut(BaseModel):
 class NotificationOut(BaseModel):
     id: int
     event: str
-    user_id: int
+    user_id: int | None = Field(description="null for a tenant's text: a unit's contact, "
+                                            "not an account")
     job_id: int | None
     status: str
     attempts: int
