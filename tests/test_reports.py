@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 
 from flask import Flask
@@ -83,6 +85,24 @@ def test_sla_report_per_property(app: Flask, client: FlaskClient, make: Factory)
     assert client.get("/api/v1/reports/sla?month=2026-11", headers=other).json["rows"] == []
 
 
+
+
+def test_a_property_named_like_a_formula_is_exported_as_text(app: Flask, client: FlaskClient,
+                                                             make: Factory) -> None:
+    """A spreadsheet runs a cell starting with =, +, - or @: the export keeps it text."""
+    pm, pm_id, org_id, _ = manager_and_unit(client, make)
+    for name in ('=HYPERLINK("http://evil.test","open")', "+1 Elm", "-Elm", "@Elm"):
+        prop = client.post("/api/v1/properties", json={"name": name, "address": "2 Elm St"},
+                           headers=pm)
+        assert prop.status_code == 201, prop.json
+        unit = client.post("/api/v1/units", json={"property_id": prop.json["id"], "label": "1",
+                                                  "address": "2 Elm St", "lat": 37.77,
+                                                  "lng": -122.41}, headers=pm).json["id"]
+        add_job(app, pm_id, unit, org_id, "completed", 2, 40)
+    export = client.get("/api/v1/reports/sla?month=2026-11&format=csv", headers=pm).text
+    properties = [row[1] for row in csv.reader(io.StringIO(export))][1:]
+    assert sorted(properties) == sorted(["'=HYPERLINK(\"http://evil.test\",\"open\")",
+                                         "'+1 Elm", "'-Elm", "'@Elm"])
 
 
 def test_the_rate_counts_overdue_jobs_as_late_shows_open_ones_and_lists_the_stuck(

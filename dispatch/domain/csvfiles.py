@@ -39,3 +39,16 @@ def read_rows(raw: bytes, required: Sequence[str]) -> list[CsvRow]:
         return rows
     except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
         raise invalid("file", "file.unreadable", MalformedInput) from exc
+
+
+# A cell a spreadsheet would run as a formula (=, +, -, @, or a tab or carriage return before
+# one): what a tenant or a manager typed must come out as text, never as code.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(row: Sequence[object]) -> list[object]:
+    """A row for an exported CSV: numbers as they are, text that a spreadsheet would read as a
+    formula prefixed with an apostrophe (OWASP's CSV injection advice), so it shows as typed."""
+    return [f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_START) else cell
+            for cell in row]
+

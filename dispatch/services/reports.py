@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from dispatch.db.models import User
+from dispatch.domain.csvfiles import spreadsheet_safe
 from dispatch.domain.errors import MalformedInput, invalid
 from dispatch.domain.states import (
     COMING_STATUSES,
@@ -208,7 +209,8 @@ def to_csv(rows: list[SlaRow]) -> str:
                      "unfilled", "cancelled", "median_accept_min", "median_arrival_min",
                      "budget_caps_total", "late", "open"])
     for r in rows:
-        writer.writerow([r.month, r.property, r.jobs, r.arrived, r.on_time, r.on_time_pct,
-                         r.unfilled, r.cancelled, r.median_accept_min, r.median_arrival_min,
-                         r.budget_caps_total, r.late, r.open])
+        writer.writerow(spreadsheet_safe([
+            r.month, r.property, r.jobs, r.arrived, r.on_time, r.on_time_pct, r.unfilled,
+            r.cancelled, r.median_accept_min, r.median_arrival_min, r.budget_caps_total,
+            r.late, r.open]))
     return out.getvalue()
