@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
+from dispatch.services import portfolio
 from tests.helpers import CENTER, Factory, book, count, offset, set_settings, sql
 
 CSV_HEADER = "property,label,address,lat,lng,access_notes,tenant_name,tenant_phone\n"
@@ -55,6 +56,22 @@ def test_csv_import_keeps_good_rows_and_names_each_bad_one(app: Flask, client: F
     bad = client.post("/api/v1/units/import", data=b"label,lat\n", content_type="text/csv",
                       headers=pm)
     assert bad.status_code == 400 and bad.json["error"]["fields"][0]["field"] == "file"
+
+
+def test_a_unit_file_over_the_row_limit_is_refused_whole(app: Flask, client: FlaskClient,
+                                                         make: Factory) -> None:
+    """Half a file stored and answered 200 leaves the manager guessing what is in: refuse
+    it whole, naming the limit, as batches do."""
+    pm, _ = manager_with_property(client, make)
+    limit = portfolio.MAX_IMPORT_ROWS
+    rows = "".join(f"Elm Court,U{i},1 Elm St,37.7749,-122.4194,,,\n" for i in range(limit + 1))
+    r = import_csv(client, pm, CSV_HEADER + rows)
+    assert r.status_code == 400, r.json
+    [problem] = r.json["error"]["fields"]
+    assert problem["field"] == "file" and str(limit) in problem["problem"]
+    assert count(app, "units") == 0
+    fits = import_csv(client, pm, CSV_HEADER + rows.split("\n", 1)[1])  # exactly the limit
+    assert fits.status_code == 200 and len(fits.json["accepted"]) == limit
 
 
 def test_csv_reimport_without_the_tenant_columns_keeps_the_tenants(

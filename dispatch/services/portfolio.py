@@ -26,6 +26,7 @@ from dispatch.domain.commands import OrganizationIn, OrganizationPatch, Property
 from dispatch.domain.csvfiles import read_rows
 from dispatch.domain.errors import (
     Conflict,
+    MalformedInput,
     NotFound,
     from_validation_error,
     invalid,
@@ -201,14 +202,13 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
     blank cell in a column that is there clears it."""
     organization_of(session, user)
     reader = read_rows(raw, UNIT_COLUMNS[:5])
+    if len(reader) > MAX_IMPORT_ROWS:  # refused whole, as batches are: never stored by half
+        raise invalid("file", "file.too_many_rows", MalformedInput, limit=MAX_IMPORT_ROWS)
     props = {p.name: p for p in properties(session, user)}
     accepted: list[Unit] = []
     rejected: list[tuple[int, str, str]] = []
-    for index, row in enumerate(reader):
+    for row in reader:
         line = row.line
-        if index >= MAX_IMPORT_ROWS:
-            rejected.append((line, "file", say("file.too_many_rows", {"limit": MAX_IMPORT_ROWS})))
-            break
         prop = props.get((row.get("property") or "").strip())
         if prop is None:
             rejected.append((line, "property", say("property.unknown", {
