@@ -31,6 +31,9 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+# Texts that failed for good (refused for good, or retries exhausted): an operator's to see.
+GAVE_UP = (NotificationStatus.FAILED, NotificationStatus.UNDELIVERED)
+
 # Rows waiting for an attempt (first, or again after a failure). Both tables use these words
 # (and `sending`) for their attempts, so `stranded` serves both.
 WAITING = (NotificationStatus.QUEUED, NotificationStatus.RETRYING)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.db.models import Job, Notification, OperatorAlert
 from dispatch.domain.states import JobStatus
-from notifications.states import NotificationStatus
+from notifications.states import GAVE_UP
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,7 @@ class Waiting:
 
 def waiting(session: Session) -> Waiting:
     failed = session.execute(select(func.count()).select_from(Notification).where(
-        Notification.status.in_([NotificationStatus.FAILED.value,
-                                 NotificationStatus.UNDELIVERED.value]))).scalar_one()
+        Notification.status.in_([s.value for s in GAVE_UP]))).scalar_one()
     dispatching = session.execute(select(func.count()).select_from(Job).where(
         Job.status == JobStatus.DISPATCHING.value)).scalar_one()
     alerts = session.execute(select(func.count()).select_from(OperatorAlert).where(

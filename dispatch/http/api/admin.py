@@ -12,7 +12,7 @@ from dispatch.db.models import Role, User
 from dispatch.http.api import bp
 from dispatch.http.api.routing import registry
 from dispatch.services import contact
-from notifications.states import NotificationStatus, sql_list
+from notifications.states import GAVE_UP, sql_list
 
 
 class AlertOut(BaseModel):
@@ -50,7 +50,7 @@ def failed_notifications(user: User) -> NotificationListOut:
     rows = db.session.execute(db.text(
         "SELECT id, event, user_id, job_id, status, attempts, last_error, updated_at "
         "FROM notifications WHERE status IN "
-        f"{sql_list((NotificationStatus.FAILED, NotificationStatus.UNDELIVERED))} "
+        f"{sql_list(GAVE_UP)} "
         "ORDER BY updated_at DESC LIMIT 200")).mappings().all()
     return NotificationListOut(notifications=[NotificationOut(**r) for r in rows])
 
