@@ -111,7 +111,7 @@ def search_candidates(
     return found
 
 
-def _patience_ends(job: Job, s: Settings) -> datetime:
+def patience_ends(job: Job, s: Settings) -> datetime:
     """Looking stops when even a worker next door (start-up time only) could no longer
     arrive by the deadline; for urgent help, sooner, at the patience limit. A booked window
     keeps looking until then: booked for tomorrow, it must not give up tonight because
@@ -123,7 +123,7 @@ def _patience_ends(job: Job, s: Settings) -> datetime:
 
 
 def _keep_looking(job: Job, now: datetime, s: Settings) -> bool:
-    return now < _patience_ends(job, s)
+    return now < patience_ends(job, s)
 
 
 def offer_window_s(s: Settings, job: Job) -> int:
@@ -151,10 +151,8 @@ def already_offered(session: Session, job_id: int, now: datetime) -> list[int]:
 
 
 def send_wave(session: Session, job: Job, now: datetime,
-              candidates: list[Candidate] | None = None,
-              offered: list[int] | None = None) -> list[Offer]:
+              candidates: list[Candidate] | None = None) -> list[Offer]:
     """Offer the (locked, dispatching) job to the next best candidates, or give up honestly.
-    `offered`: the workers not to ask (`already_offered`), when the caller has just read them.
 
     Returns the new offers; if none could be made and none is pending, the job is unfilled."""
     s = settings()
@@ -162,8 +160,7 @@ def send_wave(session: Session, job: Job, now: datetime,
         candidates = search_candidates(
             session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
             deadline=job.arrive_by,
-            excluded_worker_ids=(already_offered(session, job.id, now) if offered is None
-                                 else offered),
+            excluded_worker_ids=already_offered(session, job.id, now),
             limit=s.offer_wave_size, org_id=job.org_id,
         ).candidates
     if not candidates:
@@ -180,7 +177,7 @@ def send_wave(session: Session, job: Job, now: datetime,
                     JobEvent.job_id == job.id, JobEvent.kind == "waiting_for_workers"))).scalar():
                 record_event(session, job, "waiting_for_workers", Actor.SYSTEM, now=now,
                              detail={"waves": job.wave,
-                                     "until": _patience_ends(job, s).isoformat()})
+                                     "until": patience_ends(job, s).isoformat()})
             return []
         transition(session, job, JobStatus.UNFILLED, Actor.SYSTEM, now=now,
                    detail={"reason": "no worker could accept in time", "waves": job.wave})
@@ -459,16 +456,15 @@ def _continue_dispatch(session: Session, job: Job, now: datetime, top_up: bool =
         return
     pending = session.execute(select(func.count()).where(
         Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value)).scalar_one()
-    offered = already_offered(session, job.id, now)
     if pending == 0:
-        send_wave(session, job, now, offered=offered)
+        send_wave(session, job, now)  # reads who not to ask itself
         return
     missing = settings().offer_wave_size - pending
     if top_up and missing > 0:
         replacements = search_candidates(
             session, category_id=job.category_id, lat=job.lat, lng=job.lng, now=now,
-            deadline=job.arrive_by, excluded_worker_ids=offered, limit=missing,
-            org_id=job.org_id).candidates
+            deadline=job.arrive_by, excluded_worker_ids=already_offered(session, job.id, now),
+            limit=missing, org_id=job.org_id).candidates
         if replacements:
             send_wave(session, job, now, candidates=replacements)
 

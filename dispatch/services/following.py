@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from dispatch.db.models import Job, Offer, Worker
 from dispatch.domain.states import COMING_STATUSES, JobStatus, OfferStatus, occupies_worker
 from dispatch.services.context import eta_model, settings
-from dispatch.services.dispatching import _patience_ends
+from dispatch.services.dispatching import patience_ends
 from geo.eta import EtaModel, haversine_m
 
 
@@ -59,7 +59,7 @@ def following(session: Session, job: Job, now: datetime) -> Following:
             .where(Offer.job_id == job.id, Offer.status == OfferStatus.PENDING.value,
                    Offer.expires_at > now)
         ).one()
-        looking_until = _patience_ends(job, settings())
+        looking_until = patience_ends(job, settings())
     return Following(asking_workers=asking, asking_until=until, looking_until=looking_until,
                      worker_position=worker_position(job))
 
