@@ -176,11 +176,8 @@ def tick(session: Session) -> TickReport:
                      lambda o=offer: _answer(session, o, user, now, s, report, taken))
     fixes = _positions(redis, ids + [w.id for w in kept])
     moved: list[int] = []
-    for worker in kept:
-        if worker.id not in current:
-            _guarded(session, report, lambda w=worker: _keep_waiting(
-                session, w, fixes.get(w.id), now, report, moved))
-    for worker in played:
+    # Workers kept for people only wait at their spot; their jobs are a person's to move.
+    for worker in [w for w in kept if w.id not in current] + played:
         _guarded(session, report, lambda w=worker: _play(
             session, w, current.get(w.id), fixes.get(w.id), user, now, s, report, moved))
     if moved:
@@ -200,25 +197,6 @@ def _held_for_people(session: Session, offers: Sequence[Any], played_ids: list[i
                Offer.worker_id.not_in(played_ids))).all()
     people = connected_users(sorted({r.worker_id for r in rows}))
     return {r.job_id for r in rows if r.worker_id in people}
-
-
-def _keep_waiting(session: Session, worker: FleetWorker,
-                  fix: tuple[float, float, datetime] | None, now: datetime,
-                  report: TickReport, moved: list[int]) -> None:
-    """A worker kept for people waits at their spot with a fresh position (walking back to
-    it if a person left them elsewhere), so the walk-through can book next to them."""
-    here = _where(worker, fix)
-    spot = KEPT_FOR_PEOPLE[worker.email]
-    if here is None:
-        here = spot
-    last_at = fix[2] if fix is not None else (worker.location_at or now)
-    gap = min(max((now - last_at).total_seconds(), 0.0), MAX_STEP_GAP_S)
-    away = haversine_m(*here, *spot)
-    step = _step_limit(gap, WANDER_MPS * settings().demo_fleet_speed * gap)
-    target = spot if away <= step else _towards(here, spot, step / away)
-    if _send_fix(session, worker.id, target, now):
-        report.fixes += 1
-        moved.append(worker.id)
 
 
 def _guarded(session: Session, report: TickReport, step: Callable[[], Any]) -> None:
@@ -332,7 +310,7 @@ def _play(session: Session, worker: FleetWorker, job: ActiveJob | None,
           now: datetime, s: Settings, report: TickReport, moved: list[int]) -> None:
     """One worker's move: a step (towards the job, or a stroll), a fix, and the status
     change that is due."""
-    here = _where(worker, fix)
+    here = _where(worker, fix) or KEPT_FOR_PEOPLE.get(worker.email)
     if here is None:
         return  # never had a position: nothing to refresh (seed-demo gives every one one)
     last_at = fix[2] if fix is not None else (worker.location_at or now)
@@ -352,8 +330,10 @@ def _play(session: Session, worker: FleetWorker, job: ActiveJob | None,
     elif job is not None and job.window_start is None:
         target = here  # about to set out
     else:
-        target = _wander(worker.id, here, _step_limit(gap, WANDER_MPS * s.demo_fleet_speed
-                                                      * gap), now)
+        stroll = _step_limit(gap, WANDER_MPS * s.demo_fleet_speed * gap)
+        spot = KEPT_FOR_PEOPLE.get(worker.email)
+        target = (_wander(worker.id, here, stroll, now) if spot is None
+                  else _back_to(here, spot, stroll))
     if _send_fix(session, worker.id, target, now):
         report.fixes += 1
         moved.append(worker.id)
@@ -416,6 +396,14 @@ def _step_limit(gap_s: float, wanted_m: float) -> float:
     fast the fleet is told to play."""
     return min(wanted_m, 0.9 * max(tracking.JUMP_TOLERANCE_M,
                                    tracking.MAX_PLAUSIBLE_SPEED_MPS * gap_s))
+
+
+def _back_to(here: tuple[float, float], spot: tuple[float, float],
+             step_m: float) -> tuple[float, float]:
+    """A worker kept for people waits at their spot with a fresh position, walking back to
+    it if a person left them elsewhere, so the walk-through can book next to them."""
+    away = haversine_m(*here, *spot)
+    return spot if away <= step_m else _towards(here, spot, step_m / away)
 
 
 def _towards(here: tuple[float, float], there: tuple[float, float],
