@@ -35,7 +35,8 @@ def test_every_message_formats_and_says_nothing_internal() -> None:
                "status": "arrived", "path": "Home repair", "value": "x", "unit": "2B",
                "property": "Elm", "name": "Elm", "category_id": 7, "property_id": 3,
                "unit_id": 4, "worker_id": 5, "needed": "workers", "actual": "a resident",
-               "current": "assigned", "target": "closed", "Thing": "A job"}
+               "current": "assigned", "target": "closed", "Thing": "A job",
+               "line": 3, "found": 7}
     for message_id in messages.MESSAGES:
         text = messages.say(message_id, samples, field="description")
         assert "%(" not in text and not INTERNAL.search(text), (message_id, text)
@@ -133,7 +134,7 @@ def test_csv_refusals_are_sentences(app: Flask, client: FlaskClient, make: Facto
     latin1 = client.post("/api/v1/units/import", data="propriété".encode("latin-1"),
                          headers=headers)
     assert latin1.json["error"]["fields"][0]["problem"] == (
-        "Save the file as UTF-8 text (CSV UTF-8) and upload it again.")
+        "Line 1 is not UTF-8 text: save the file as UTF-8 text (CSV UTF-8) and upload it again.")
 
 
 def test_every_message_id_the_code_names_is_in_the_catalogue() -> None:

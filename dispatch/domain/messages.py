@@ -37,9 +37,23 @@ MESSAGES: dict[str, str] = {
     "invalid": "Check %(label)s: it is not valid.",
     "body.not_object": "Send the details as a JSON object.",
     "body.not_json": "Send the details as JSON.",
-    "file.not_utf8": "Save the file as UTF-8 text (CSV UTF-8) and upload it again.",
+    "file.not_utf8": "Line %(line)s is not UTF-8 text: save the file as UTF-8 text (CSV UTF-8) "
+                     "and upload it again.",
+    "file.nul": "Line %(line)s holds a character a text file never does: save the file as "
+                "CSV UTF-8 and upload it again.",
     "file.missing_columns": "The file's first line needs the column(s): %(columns)s.",
-    "file.unreadable": "The file cannot be read as CSV; save it again as CSV and retry.",
+    "file.duplicate_column": "Line %(line)s names the column '%(name)s' twice; keep one of "
+                             "them.",
+    "file.unreadable": "Line %(line)s cannot be read as CSV: a cell that holds a comma, a "
+                       "quote or a line break goes in double quotes, and a quote inside it is "
+                       "doubled.",
+    "file.unclosed_quote": "The double quote opened on line %(line)s is never closed; close it "
+                           "or remove it.",
+    "file.cell_too_long": "Line %(line)s has a cell longer than %(limit)s characters; shorten "
+                          "it, or check that its quotes are closed.",
+    "file.extra_cells": "Line %(line)s has %(found)s cells but the first line names "
+                        "%(columns)s columns; put a cell that holds a comma in double quotes.",
+    "file.no_rows": "The file has no rows under its first line.",
     "file.not_csv": "Upload the file as a CSV file.",
     "file.too_many_rows": "The file has more than %(limit)s rows; split it into smaller files.",
     "file.concurrent": "Another upload of these units is running; send the file again when "
