@@ -3,6 +3,7 @@ real RQ worker, and assigned together (not each grabbing the nearest worker)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -13,7 +14,7 @@ from rq import Queue, SimpleWorker
 from dispatch.db.models import Role
 from dispatch.entrypoints.tasks import process_batch_task
 from dispatch.infra.queues import ALL_QUEUES
-from tests.helpers import CENTER, Factory, count, offset, sql
+from tests.helpers import CENTER, Factory, ManualClock, count, offset, sql
 from tests.test_portfolio import manager_with_property
 
 
@@ -215,3 +216,24 @@ def test_the_tenant_is_texted_who_is_coming_and_when(app: Flask, client: FlaskCl
     run_queue(app)  # the sender takes them like any other text (Twilio is unreachable here)
     assert {s.status for s in sql(app, "SELECT status FROM notifications WHERE user_id IS NULL")
             } == {"retrying"}  # attempted, and due again: nothing lost for want of a user
+
+
+def test_an_urgent_row_is_promised_from_when_the_batch_was_sent_not_processed(
+    app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock
+) -> None:
+    """A batch that waits in the queue (a long batch ahead of it, Redis away) must not move
+    the promise: the tenant was told help comes within two hours of the manager's send."""
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "1A")
+    sent_at = manual_clock.now
+    r = client.post("/api/v1/batches", json={"batch_key": "late", "rows": [
+        {"unit_id": unit, "category": "leak-repair", "description": "Leak under the sink"},
+        {"unit_id": unit, "category": "lockout", "description": "Locked out",
+         "urgency": "tomorrow 09:00-12:00"}]}, headers=pm)
+    assert r.status_code == 202, r.json
+    manual_clock.advance(minutes=45)  # the queue was slow
+    run_queue(app)
+    [urgent] = sql(app, "SELECT arrive_by FROM jobs WHERE urgency = 'urgent'")
+    assert urgent.arrive_by == sent_at + timedelta(hours=2)
+    [booked] = sql(app, "SELECT window_end, arrive_by FROM jobs WHERE urgency = 'scheduled'")
+    assert booked.arrive_by == booked.window_end  # a window keeps its own end

@@ -270,7 +270,9 @@ def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minut
         log.warning("batch %s line %s: unit %s is gone", batch.id, row["line"], row["unit_id"])
         return
     now = clock.now()
-    urgency, arrive_by = Urgency.URGENT, now + timedelta(minutes=promise_minutes)
+    # The promise runs from when the manager sent the batch, not from when a worker got to
+    # it: a queue delay must show as a late job, never move the deadline silently.
+    urgency, arrive_by = Urgency.URGENT, batch.created_at + timedelta(minutes=promise_minutes)
     window_start = window_end = None
     if row.get("window_end"):
         urgency = Urgency.SCHEDULED
