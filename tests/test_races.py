@@ -165,3 +165,40 @@ def test_same_idempotency_key_from_many_threads_creates_one_job(app: Flask, make
     assert len({job_id for _, job_id in results}) == 1
     assert sql(app, "SELECT count(*) AS n FROM jobs")[0].n == 1
     assert sql(app, "SELECT count(*) AS n FROM offers")[0].n == 1
+
+
+def test_one_worker_accepting_clashing_windows_at_once_keeps_only_one(
+    app: Flask, make: Factory, settings
+) -> None:
+    """Twenty booked windows that no one could keep two of (hour-long jobs, all in the same
+    half hour) are all offered to one plumber, who accepts them all at once. The window check
+    reads what the worker holds: unlocked, every accept saw none held and all twenty stuck.
+    Serialised on the worker row, exactly one is accepted and the rest clash."""
+    from tests.test_batches import add_unit, run_queue
+    from tests.test_portfolio import manager_with_property
+
+    set_settings(app, scheduled_service_minutes=60)
+    client = app.test_client()
+    pm, prop_id = manager_with_property(client, make)
+    units = [add_unit(client, pm, prop_id, f"{i}A", north_m=20 * i) for i in range(20)]
+    plumber, plumber_h = make.worker()
+    rows = [{"unit_id": u, "category": "leak-repair", "description": "Replace the boiler",
+             "urgency": "tomorrow 09:00-09:30"} for u in units]
+    r = client.post("/api/v1/batches", json={"batch_key": "clash", "rows": rows}, headers=pm)
+    assert r.status_code == 202, r.json
+    run_queue(app)
+    offers = sql(app, "SELECT o.id FROM offers o JOIN jobs j ON j.id = o.job_id "
+                      "WHERE j.batch_id = :b AND o.worker_id = :w AND o.status = 'pending'",
+                 b=r.json["id"], w=plumber)
+    assert len(offers) == 20
+
+    def accept(offer_id: int) -> tuple[int, str | None]:
+        answer = app.test_client().post(f"/api/v1/offers/{offer_id}/accept", headers=plumber_h)
+        return answer.status_code, (answer.json.get("error") or {}).get("code")
+
+    results = race([lambda o=o: accept(o.id) for o in offers])
+    assert Counter(results) == {(200, None): 1, (409, "window_clash"): 19}, results
+    held = sql(app, "SELECT id FROM jobs WHERE worker_id = :w AND status = 'assigned'",
+               w=plumber)
+    assert len(held) == 1
+    assert sql(app, "SELECT count(*) AS n FROM offers WHERE status = 'accepted'")[0].n == 1

@@ -368,15 +368,19 @@ def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) 
 
 def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,
                        now: datetime) -> None:
-    """A worker may hold several booked windows, but only ones they can keep together."""
+    """A worker may hold several booked windows, but only ones they can keep together.
+    The worker row is locked (after the job and offer: the documented order) before their
+    windows are read, so two accepts of different windows take turns and the second sees
+    the first: checked apart, each would fit, and together they might not."""
     s = settings()
+    w = session.execute(select(Worker).where(Worker.user_id == worker_id)
+                        .with_for_update()).scalar_one()
     held = list(session.execute(
         select(Job).where(Job.worker_id == worker_id, Job.urgency == Urgency.SCHEDULED.value,
                           Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)
     ).scalars())
     if not held:
         return
-    w = session.execute(select(Worker).where(Worker.user_id == worker_id)).scalar_one()
     here = (w.lat, w.lng) if w.lat is not None and w.lng is not None else (job.lat, job.lng)
     me = BatchWorker(worker_id, here[0], here[1], w.travel_mode, frozenset(), 0.0)
 
