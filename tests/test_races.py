@@ -174,22 +174,14 @@ def test_one_worker_accepting_clashing_windows_at_once_keeps_only_one(
     half hour) are all offered to one plumber, who accepts them all at once. The window check
     reads what the worker holds: unlocked, every accept saw none held and all twenty stuck.
     Serialised on the worker row, exactly one is accepted and the rest clash."""
-    from tests.test_batches import add_unit, run_queue
-    from tests.test_portfolio import manager_with_property
+    from tests.test_scheduled import one_worker_and_boilers
 
     set_settings(app, scheduled_service_minutes=60)
-    client = app.test_client()
-    pm, prop_id = manager_with_property(client, make)
-    units = [add_unit(client, pm, prop_id, f"{i}A", north_m=20 * i) for i in range(20)]
-    plumber, plumber_h = make.worker()
-    rows = [{"unit_id": u, "category": "leak-repair", "description": "Replace the boiler",
-             "urgency": "tomorrow 09:00-09:30"} for u in units]
-    r = client.post("/api/v1/batches", json={"batch_key": "clash", "rows": rows}, headers=pm)
-    assert r.status_code == 202, r.json
-    run_queue(app)
+    batch_id, plumber, plumber_h = one_worker_and_boilers(
+        app, app.test_client(), make, [f"{i}A" for i in range(20)], "tomorrow 09:00-09:30")
     offers = sql(app, "SELECT o.id FROM offers o JOIN jobs j ON j.id = o.job_id "
                       "WHERE j.batch_id = :b AND o.worker_id = :w AND o.status = 'pending'",
-                 b=r.json["id"], w=plumber)
+                 b=batch_id, w=plumber)
     assert len(offers) == 20
 
     def accept(offer_id: int) -> tuple[int, str | None]:

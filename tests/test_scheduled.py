@@ -179,21 +179,30 @@ def test_the_database_holds_one_occupying_job_per_worker(app: Flask, client: Fla
         sql(app, "UPDATE jobs SET window_end = window_start WHERE id = :j", j=ids[1])
 
 
+def one_worker_and_boilers(app: Flask, client: FlaskClient, make: Factory, labels: list[str],
+                           window: str) -> tuple[int, int, dict[str, str]]:
+    """A batch of hour-long jobs, one per unit, all in `window`, and one worker to do them,
+    processed: (the batch's id, the worker's id, their headers)."""
+    pm, prop_id = manager_with_property(client, make)
+    units = [add_unit(client, pm, prop_id, label) for label in labels]
+    worker_id, worker_h = make.worker()
+    rows = [{"unit_id": u, "category": "leak-repair", "description": "Replace the boiler",
+             "urgency": window} for u in units]
+    r = client.post("/api/v1/batches", json={"batch_key": window, "rows": rows}, headers=pm)
+    assert r.status_code == 202, r.json
+    run_queue(app)
+    return r.json["id"], worker_id, worker_h
+
+
 def test_a_window_nobody_can_fit_goes_to_the_cascade_and_cannot_be_double_booked(
     app: Flask, client: FlaskClient, make: Factory
 ) -> None:
     """Two hour-long jobs in the same 45-minute window and one worker: the plan gives the
     worker one; the other goes to the usual cascade, which may ask the same worker, but
     they cannot hold both windows: the accept says they clash."""
-    pm, prop_id = manager_with_property(client, make)
-    units = [add_unit(client, pm, prop_id, label) for label in ("1A", "1B")]
-    _, worker_h = make.worker()
-    rows = [{"unit_id": u, "category": "leak-repair", "description": "Replace the boiler",
-             "urgency": "tomorrow 09:00-09:45"} for u in units]
-    r = client.post("/api/v1/batches", json={"batch_key": "tight", "rows": rows}, headers=pm)
-    assert r.status_code == 202, r.json
-    run_queue(app)
-    offers = sorted(_offers(app, r.json["id"]).values(), key=lambda o: o.eta_seconds)
+    batch_id, _, worker_h = one_worker_and_boilers(app, client, make, ["1A", "1B"],
+                                                   "tomorrow 09:00-09:45")
+    offers = sorted(_offers(app, batch_id).values(), key=lambda o: o.eta_seconds)
     assert len(offers) == 2
     first = client.post(f"/api/v1/offers/{offers[0].offer_id}/accept", headers=worker_h)
     assert first.status_code == 200, first.json
