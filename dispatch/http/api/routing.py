@@ -32,6 +32,8 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     fields: list[ErrorDetail]
+    line: int | None = Field(None, description="a refused CSV file: the line of the problem "
+                                               "(the header is line 1)")
 
 
 class ErrorResponse(BaseModel):
