@@ -117,8 +117,11 @@ def nasty_files(header: str, row: str, limit: int) -> list[Nasty]:
             "Elm St", "Elm \U0001f6b0\u202e tS").replace("Leak", "Leak \U0001f4a7\u2028").encode(),
               "ok"),
         Nasty("byte order mark mid-file", f"{header}\n\ufeff{good(40)}\n".encode(), "ok"),
-        Nasty("thousands of columns", (header + "," + ",".join(f"c{i}" for i in range(5000))
-                                       + f"\n{good(41)}\n").encode(), "ok"),
+        Nasty("a few more columns", (header + ",notes,floor\n" + good(41) + ",ring twice,3\n")
+              .encode(), "ok"),
+        Nasty("hundreds of thousands of columns", (",".join(["c"] * 400_000) + "\n" +
+                                                   "x\n" * 100_000).encode(),
+              "file.too_many_columns", 1),
         Nasty("only a header of junk", b"\x7f\x7f\x7f\n\x7f\n", "file.missing_columns"),
         Nasty("one cell per line", "\n".join(header.split(",")).encode() + b"\n",
               "file.missing_columns"),

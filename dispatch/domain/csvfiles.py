@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dispatch.domain import messages
 from dispatch.domain.errors import FieldProblem, MalformedInput, invalid
+
+# More columns than any real sheet of units or repairs has; a header of thousands would make
+# every row cost thousands of steps (a 1 MB body could name half a million columns).
+MAX_COLUMNS = 100
 
 
 class CsvRow(dict[str, str]):
@@ -70,13 +75,15 @@ def _records(text: str) -> Iterator[tuple[int, list[str]]]:
 
 def read_rows(raw: bytes, required: Sequence[str]) -> list[CsvRow]:
     """The file's rows, each with its starting line. A file that is not UTF-8 text, is not
-    well-formed CSV, lacks a required column, names a column twice, has no rows, or has a
-    row with more cells than columns (an unquoted comma) is refused as a whole, naming the
-    line and the problem: storing part of it would store wrong data."""
+    well-formed CSV, lacks a required column, names a column twice or too many, has no rows,
+    or has a row with more cells than columns (an unquoted comma) is refused as a whole,
+    naming the line and the problem: storing part of it would store wrong data."""
     records = _records(_text(raw))
     _, header = next(records, (1, []))
     header = [name.replace("\ufeff", "").strip() for name in header]
-    twice = sorted({name for name in header if name and header.count(name) > 1})
+    if len(header) > MAX_COLUMNS:
+        raise _refused("file.too_many_columns", 1, found=len(header), limit=MAX_COLUMNS)
+    twice = sorted(name for name, n in Counter(header).items() if name and n > 1)
     if twice:
         raise _refused("file.duplicate_column", 1, name=twice[0])
     missing = [c for c in required if c not in header]

@@ -51,6 +51,8 @@ MESSAGES: dict[str, str] = {
                            "or remove it.",
     "file.cell_too_long": "Line %(line)s has a cell longer than %(limit)s characters; shorten "
                           "it, or check that its quotes are closed.",
+    "file.too_many_columns": "Line %(line)s names %(found)s columns; a file may have at most "
+                             "%(limit)s.",
     "file.extra_cells": "Line %(line)s has %(found)s cells but the first line names "
                         "%(columns)s columns; put a cell that holds a comma in double quotes.",
     "file.no_rows": "The file has no rows under its first line.",
