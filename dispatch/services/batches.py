@@ -95,6 +95,16 @@ def parse_csv(raw: bytes) -> list[dict[str, Any]]:
     return list(read_rows(raw, CSV_COLUMNS[:4]))
 
 
+def _row_id(value: object) -> int | None:
+    """An id as a JSON row or a CSV cell may spell it: a whole number, or ASCII digits. Not
+    `true` (which `int()` reads as 1), not 1.9 (read as 1), not digits of other scripts."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
 def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]],
                   first_line: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(accepted rows, resolved to ids, each with its line) and (refusals with line, field,
@@ -113,10 +123,8 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
             continue
         unit = None
         if row.get("unit_id") not in (None, ""):
-            try:
-                unit = by_id.get(int(row["unit_id"]))
-            except (TypeError, ValueError, OverflowError):
-                unit = None
+            unit_id = _row_id(row["unit_id"])
+            unit = by_id.get(unit_id) if unit_id is not None else None
             if unit is None:
                 rejected.append(_problem(line, "unit_id", say("unit.unknown")))
                 continue

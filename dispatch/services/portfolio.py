@@ -22,7 +22,7 @@ from dispatch.db.models import (
     Unit,
     User,
 )
-from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
+from dispatch.domain.commands import FROM_TEXT, OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
 from dispatch.domain.csvfiles import read_rows
 from dispatch.domain.errors import (
     Conflict,
@@ -216,7 +216,8 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
             continue
         values = {k: (row.get(k) or "").strip() or None for k in UNIT_COLUMNS[1:]}
         try:
-            data = UnitIn(property_id=prop.id, **values)  # type: ignore[arg-type]
+            data = UnitIn.model_validate({"property_id": prop.id, **values},
+                                         context=FROM_TEXT)
         except ValidationError as exc:
             problem = from_validation_error(exc).fields[0]
             rejected.append((line, problem.field, problem.problem))
