@@ -19,8 +19,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from dispatch.db import clock, db
     from dispatch.entrypoints import cli
     from dispatch.http import api, pages
-    from dispatch.http.converters import AsciiIntegerConverter
     from dispatch.http.api.shapes import ApiPresenter
+    from dispatch.http.converters import AsciiIntegerConverter
     from dispatch.http.errors import register_error_handlers
     from dispatch.http.extensions import csrf, login_manager
     from dispatch.infra.config import ROOT, Settings

@@ -53,9 +53,14 @@ class Command(BaseModel):
     @field_validator("*")
     @classmethod
     def _no_nul(cls, value: object) -> object:
-        if isinstance(value, str) and "\x00" in value:
-            raise PydanticCustomError("text.nul", "must not contain NUL characters")
-        return value
+        return refuse_nul(value)
+
+
+def refuse_nul(value: object) -> object:
+    """Text with NUL characters, which PostgreSQL cannot store, refused by name."""
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError("text.nul", "must not contain NUL characters")
+    return value
 
 
 class _Scalars:

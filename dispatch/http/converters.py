@@ -1,6 +1,6 @@
 """URL converters. Werkzeug's `int` matches `\\d+`, which in Python's regular expressions
-takes digits of every script, and `int()` then reads them: `/jobs/١` (Arabic-Indic) or
-`/jobs/１` (full-width) would address job 1. One spelling per id keeps caches, logs and
+takes digits of every script, and `int()` then reads them: `/jobs/` and Arabic-Indic or
+full-width one would address job 1. One spelling per id keeps caches, logs and
 rate limits honest, so ids are ASCII digits only."""
 
 from __future__ import annotations

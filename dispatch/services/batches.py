@@ -33,6 +33,7 @@ from dispatch.db.models import (
     Urgency,
     User,
 )
+from dispatch.db.paging import Keyset, Page, PageRequest
 from dispatch.domain.csvfiles import read_rows
 from dispatch.domain.errors import (
     Conflict,
@@ -415,19 +416,21 @@ class BatchSummary:
     open_jobs: int  # jobs its manager may still cancel
 
 
-def history(session: Session, user: User, limit: int = 100) -> list[BatchSummary]:
+def history(session: Session, user: User, page: PageRequest) -> Page[BatchSummary]:
     """The organization's batches, newest first, with their jobs counted by status."""
     org = organization_of(session, user)
-    found = list(session.execute(select(Batch).where(Batch.org_id == org.id)
-                                 .order_by(Batch.id.desc()).limit(limit)).scalars())
+    batch_page = Keyset((Batch.id,), descending=True).page(
+        session, select(Batch).where(Batch.org_id == org.id), page, lambda b: (b.id,))
+    found = batch_page.items
     counts: dict[int, dict[str, int]] = {b.id: {} for b in found}
     for batch_id, status, n in session.execute(
             select(Job.batch_id, Job.status, func.count()).where(Job.batch_id.in_(counts))
             .group_by(Job.batch_id, Job.status)).all():
         counts[batch_id][status] = n
     open_statuses = {s.value for s in open_job_statuses()}
-    return [BatchSummary(b, counts[b.id], sum(n for status, n in counts[b.id].items()
-                                              if status in open_statuses)) for b in found]
+    return Page([BatchSummary(b, counts[b.id], sum(n for status, n in counts[b.id].items()
+                                                   if status in open_statuses))
+                 for b in found], batch_page.next_after)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@
   filter.addEventListener("change", render);
   if (propertyFilter) {
     propertyFilter.addEventListener("change", render);
-    api("GET", "/properties").then((r) => {
+    apiAll("/properties", "properties").then((r) => {
       if (!r.ok) return;
       for (const p of r.data.properties) {
         const option = document.createElement("option");
