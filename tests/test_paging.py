@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
 from tests.helpers import CENTER, Factory, book, job_body, sql
+from tests.test_batches import add_unit, run_queue
 from tests.test_portfolio import manager_with_property
 
 
@@ -118,3 +119,21 @@ def test_query_parameters_are_declared_and_strict(app: Flask, client: FlaskClien
     # An operation without query parameters takes none.
     r = client.get("/api/v1/me?debug=1", headers=resident)
     assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "debug"
+
+
+def test_batches_and_their_jobs_page(app: Flask, client: FlaskClient, make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "1A")
+    made = []
+    for key in ("b1", "b2", "b3", "b4"):
+        rows = [{"unit_id": unit, "category": "leak-repair", "description": f"leak {n} {key}"}
+                for n in range(7 if key == "b1" else 1)]
+        r = client.post("/api/v1/batches", json={"batch_key": key, "rows": rows}, headers=pm)
+        assert r.status_code == 202, r.json
+        made.append(r.json["id"])
+    run_queue(app)
+    listed = walk(client, "/api/v1/batches", "batches", pm)
+    assert [b["id"] for b in listed] == made[::-1]
+    jobs = walk(client, f"/api/v1/batches/{made[0]}", "jobs", pm)
+    assert len(jobs) == 7 and len({j["id"] for j in jobs}) == 7
+    assert [j["id"] for j in jobs] == sorted(j["id"] for j in jobs)

@@ -393,14 +393,20 @@ def _assign(session: Session, batch: Batch, org: Organization) -> int:
     return placed
 
 
-def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list[Job]]:
+def own_batch(session: Session, user: User, batch_id: int) -> Batch:
     org = organization_of(session, user)
     batch = session.get(Batch, batch_id)
     if batch is None or batch.org_id != org.id:
         raise not_found("batch")
-    jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
-                                .order_by(Job.id)).scalars())
-    return batch, jobs
+    return batch
+
+
+def batch_view(session: Session, user: User, batch_id: int,
+               page: PageRequest) -> tuple[Batch, Page[Job]]:
+    """The batch and a page of its jobs, in row order."""
+    batch = own_batch(session, user, batch_id)
+    return batch, Keyset((Job.id,)).page(session, select(Job).where(Job.batch_id == batch.id),
+                                         page, lambda job: (job.id,))
 
 
 def open_job_statuses() -> list[JobStatus]:
@@ -445,7 +451,7 @@ def cancel_open_jobs(session: Session, user: User, batch_id: int,
     machine with its own event. Each job is locked and checked again before it moves, so a
     worker accepting (or a second bulk cancel) at the same moment is never overwritten:
     a job that moved on is counted as kept, one already cancelled is left alone."""
-    batch, _ = batch_view(session, user, batch_id)
+    batch = own_batch(session, user, batch_id)
     if BatchStatus(batch.status) not in BATCH_ENDED:
         session.rollback()
         raise Conflict("batch_busy", "this batch's jobs are still being opened; try again in "

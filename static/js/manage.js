@@ -101,7 +101,7 @@
   }
 
   async function follow(batchId) {
-    const r = await api("GET", `/batches/${batchId}`);
+    const r = await apiAll(`/batches/${batchId}`, "jobs");
     if (!r.ok) return;
     showBatch(r.data);
     if (r.data.status === "done") { load(); if (month) loadSla(); }

@@ -9,8 +9,15 @@ from pydantic import Field
 
 from dispatch.db import db
 from dispatch.db.models import Batch, Job, Role, User
+from dispatch.db.paging import Page, PageRequest
 from dispatch.http.api import bp
-from dispatch.http.api.query import PageQuery, QueryBool, QueryParams, next_cursor
+from dispatch.http.api.query import (
+    DEFAULT_PAGE,
+    PageQuery,
+    QueryBool,
+    QueryParams,
+    next_cursor,
+)
 from dispatch.http.api.routing import CSV_UPLOAD, ID8, parse_body, registry
 from dispatch.http.api.schemas import (
     BatchIn,
@@ -27,13 +34,14 @@ from dispatch.services import batches
 PM = (Role.PROPERTY_MANAGER,)
 
 
-def batch_out(batch: Batch, jobs: list[Job]) -> BatchOut:
+def batch_out(batch: Batch, jobs: Page[Job]) -> BatchOut:
     return BatchOut(
+        next_cursor=next_cursor(jobs, f"{bp.url_prefix}/batches/{batch.id}"),
         id=batch.id, batch_key=batch.batch_key, status=batch.status,
         total_rows=batch.total_rows, processed_rows=batch.processed_rows,
         accepted_rows=len(batch.rows), rejected=[RowProblem(**r) for r in batch.rejected],
         jobs=[BatchJobOut(id=j.id, unit_id=j.unit_id, status=j.status, worker_id=j.worker_id)
-              for j in jobs])
+              for j in jobs.items])
 
 
 class CsvBatchQuery(QueryParams):
@@ -69,15 +77,16 @@ def post_batch(user: User, query: CsvBatchQuery) -> tuple[BatchOut, int]:
         assert isinstance(body, BatchIn)
         submitted = batches.submit(db.session, user, body.batch_key, list(body.rows), 1,
                                    confirm_duplicate=body.confirm_duplicate)
-    batch, jobs = batches.batch_view(db.session, user, submitted.batch.id)
+    first = PageRequest(DEFAULT_PAGE)
+    batch, jobs = batches.batch_view(db.session, user, submitted.batch.id, first)
     return batch_out(batch, jobs), 202 if submitted.created else 200
 
 
 @registry.route(bp, f"/batches/<{ID8}:batch_id>", "GET", summary="A batch: progress, refused "
-                "rows, and its jobs with their status", response=BatchOut, roles=PM,
-                errors=[404])
-def get_batch(user: User, batch_id: int) -> BatchOut:
-    return batch_out(*batches.batch_view(db.session, user, batch_id))
+                "rows, and its jobs with their status (a page at a time)", response=BatchOut,
+                roles=PM, errors=[404], query=PageQuery)
+def get_batch(user: User, batch_id: int, query: PageQuery) -> BatchOut:
+    return batch_out(*batches.batch_view(db.session, user, batch_id, query.page()))
 
 
 @registry.route(bp, "/batches", "GET", summary="The organization's batches, newest first, "

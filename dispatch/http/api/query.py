@@ -85,8 +85,8 @@ class PageQuery(QueryParams):
         return PageRequest(self.limit, read_cursor(self.cursor))
 
 
-def _signer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.secret_key or "", salt=f"page:{request.path}")
+def _signer(path: str | None = None) -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key or "", salt=f"page:{path or request.path}")
 
 
 def read_cursor(cursor: str | None) -> Key | None:
@@ -101,9 +101,10 @@ def read_cursor(cursor: str | None) -> Key | None:
     return tuple(key)
 
 
-def next_cursor(page: Page[Any]) -> str | None:
-    """The cursor of the page after `page`, or None when it was the last."""
+def next_cursor(page: Page[Any], path: str | None = None) -> str | None:
+    """The cursor of the page after `page`, or None when it was the last; for the list at
+    `path` when that is not this request's."""
     if page.next_after is None:
         return None
-    return str(_signer().dumps([v.isoformat() if isinstance(v, datetime) else v
+    return str(_signer(path).dumps([v.isoformat() if isinstance(v, datetime) else v
                                 for v in page.next_after]))

@@ -443,7 +443,9 @@ class BatchJobOut(Out):
     worker_id: int | None
 
 
-class BatchOut(Out):
+class BatchOut(PageOut):
+    """The batch with a page of its jobs, in row order (`next_cursor` pages the jobs)."""
+
     id: int
     batch_key: str
     status: str = Field(description="queued, processing, done or failed")
