@@ -50,6 +50,9 @@ def test_jobs_page_by_cursor_each_once_while_new_ones_arrive(app: Flask, client:
     first = client.get("/api/v1/jobs", headers=resident).json
     assert first["jobs"][0]["id"] == late[0] and first["next_cursor"] is None
     assert len(client.get("/api/v1/jobs?limit=200", headers=resident).json["jobs"]) == 9
+    history = client.get(f"/api/v1/jobs/{booked[0]}/events?limit=200", headers=resident).json
+    walked = walk(client, f"/api/v1/jobs/{booked[0]}/events", "events", resident, limit=1)
+    assert walked == history["events"] and history["next_cursor"] is None
 
 
 def test_portfolio_lists_page_in_their_own_order(app: Flask, client: FlaskClient,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, offers_moving, record_event, workers_moving
-from dispatch.db.models import Job, Offer, Role, Urgency, User, Worker
+from dispatch.db.models import Job, JobEvent, Offer, Role, Urgency, User, Worker
 from dispatch.db.paging import Keyset, Page, PageRequest
 from dispatch.domain.errors import Conflict, invalid, not_found, problem, refusal
 from dispatch.domain.states import (
@@ -140,6 +140,12 @@ def visible_job(session: Session, user: User, job_id: int) -> Job:
     if job is None or not can_see(user, job):
         raise not_found("job")
     return job
+
+
+def job_events(session: Session, job: Job, page: PageRequest) -> Page[JobEvent]:
+    """The job's history, oldest first, a page at a time."""
+    return Keyset((JobEvent.id,)).page(session, select(JobEvent).where(JobEvent.job_id == job.id),
+                                       page, lambda event: (event.id,))
 
 
 # Who books: residents for themselves, property managers for their units.

@@ -77,10 +77,13 @@ def get_job(user: User, job_id: int) -> JobOut:
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/events", "GET", summary="The job's history",
-                response=JobEventsOut, errors=[404])
-def get_job_events(user: User, job_id: int) -> JobEventsOut:
+                response=JobEventsOut, errors=[404], query=PageQuery)
+def get_job_events(user: User, job_id: int, query: PageQuery) -> JobEventsOut:
+    """Oldest first."""
     job = jobs.visible_job(db.session, user, job_id)
-    return JobEventsOut(events=[event_out(e, user) for e in job.events])
+    page = jobs.job_events(db.session, job, query.page())
+    return JobEventsOut(events=[event_out(e, user) for e in page.items],
+                        next_cursor=next_cursor(page))
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/status", "POST", summary="The assigned worker reports "

@@ -224,7 +224,7 @@ class JobEventOut(Out):
     detail: dict[str, object]
 
 
-class JobEventsOut(Out):
+class JobEventsOut(PageOut):
     events: list[JobEventOut]
 
 
