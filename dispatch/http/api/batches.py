@@ -18,7 +18,7 @@ from dispatch.http.api.query import (
     QueryParams,
     next_cursor,
 )
-from dispatch.http.api.routing import CSV_UPLOAD, ID8, parse_body, registry
+from dispatch.http.api.routing import ID8, csv_upload, parse_body, registry
 from dispatch.http.api.schemas import (
     BatchIn,
     BatchJobOut,
@@ -58,8 +58,9 @@ class CsvBatchQuery(QueryParams):
                 "text/csv with ?batch_key=)", response=BatchOut, status=202, roles=PM,
                 errors=[400, 409, 415, 422], extra_responses={200: BatchOut},
                 query=CsvBatchQuery,
-                bodies={"application/json": BatchIn, "text/csv": CSV_UPLOAD,
-                        "text/plain": CSV_UPLOAD})
+                bodies={"application/json": BatchIn, **csv_upload(
+                    "property,unit,category,description,urgency\n"
+                    "Elm Court,1A,leak-repair,Water under the sink,urgent\n")})
 def post_batch(user: User, query: CsvBatchQuery) -> tuple[BatchOut, int]:
     """Every row is checked at once: the answer lists refused rows (line, field, problem)
     and the batch is processed in the background (follow `processed_rows`). CSV columns:

@@ -13,7 +13,7 @@ from dispatch.domain.commands import INT4_MAX, OrganizationIn, OrganizationPatch
 from dispatch.domain.errors import problem
 from dispatch.http.api import bp
 from dispatch.http.api.query import ASCII_INT, PageQuery, QueryParams, next_cursor
-from dispatch.http.api.routing import CSV_UPLOAD, ID4, registry
+from dispatch.http.api.routing import ID4, csv_upload, registry
 from dispatch.http.api.schemas import (
     ContractorListOut,
     ContractorOut,
@@ -134,7 +134,8 @@ def list_units(user: User, query: UnitListQuery) -> UnitListOut:
 @registry.route(bp, "/units/import", "POST", summary="Import units from CSV (text/csv body; "
                 "columns property,label,address,lat,lng[,access_notes,tenant_name,"
                 "tenant_phone])", response=UnitImportOut, roles=PM, errors=[400, 409, 415],
-                bodies={"text/csv": CSV_UPLOAD, "text/plain": CSV_UPLOAD})
+                bodies=csv_upload("property,label,address,lat,lng\n"
+                                  "Elm Court,1A,1 Elm St Apt 1A,37.7749,-122.4194\n"))
 def import_units(user: User) -> UnitImportOut:
     """Good rows are saved even when others are refused; each refusal names its line and
     field. Units are keyed by (property, label): re-uploading a file creates nothing twice."""

@@ -67,9 +67,12 @@ class Operation:
         return found + [m for m in self.bodies.values() if isinstance(m, type)]
 
 
-CSV_UPLOAD: dict[str, Any] = {"type": "string", "description": "a CSV file, UTF-8, header "
-                                                            "line first"}
-"""The schema of a CSV upload's body (`bodies={"text/csv": CSV_UPLOAD}`)."""
+def csv_upload(example: str) -> dict[str, type[BaseModel] | dict[str, Any]]:
+    """`bodies=` of an upload that takes a CSV file as text/csv (or text/plain, as some
+    clients label a .csv)."""
+    schema = {"type": "string", "description": "a CSV file, UTF-8, header line first",
+              "examples": [example]}
+    return {"text/csv": schema, "text/plain": schema}
 
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 # Path ids, bounded like the columns they address (int4 users/categories, int8 jobs/offers).
@@ -106,7 +109,7 @@ class ApiRegistry:
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             responses: dict[int, type[BaseModel] | None] = {status: response}
             responses.update(extra_responses or {})
-            codes = set(errors) | {422} if body or query or bodies else set(errors)
+            codes = set(errors) | {422}  # any operation refuses unknown query parameters
             if roles_t is not None:
                 codes |= {401} | ({403} if roles_t else set())
             for code in codes:
@@ -240,8 +243,8 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             prop["anyOf"] = branches
         prop.pop("title", None)
         description = prop.pop("description", None)
-        if prop.get("default", 0) is None:
-            del prop["default"]
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]  # "not given", which a query parameter says by absence
         param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
                                  "schema": prop}
         if description:
