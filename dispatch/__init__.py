@@ -20,6 +20,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from dispatch.entrypoints import cli
     from dispatch.http import api, pages
     from dispatch.http.api.shapes import ApiPresenter
+    from dispatch.http.converters import AsciiIntegerConverter
     from dispatch.http.errors import register_error_handlers
     from dispatch.http.extensions import csrf, login_manager
     from dispatch.infra.config import ROOT, Settings
@@ -32,6 +33,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     settings = Settings.from_env()
     app.config.update(settings.to_flask())
     app.config.update(overrides or {})
+    app.url_map.converters["int"] = AsciiIntegerConverter  # before any route is added
 
     db.init_app(app)
     Migrate(app, db, directory=str(ROOT / "migrations"))

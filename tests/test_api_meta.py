@@ -28,6 +28,18 @@ def test_openapi_document_is_valid_and_generated_from_the_code(client: FlaskClie
     assert accept["parameters"][0] == {
         "name": "offer_id", "in": "path", "required": True,
         "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+    # Query parameters and CSV uploads are described, so clients and fuzzers see them.
+    jobs = doc["paths"]["/api/v1/jobs"]["get"]
+    assert {p["name"]: p["in"] for p in jobs["parameters"]} == {
+        "limit": "query", "cursor": "query", "status": "query"}
+    limit = next(p for p in jobs["parameters"] if p["name"] == "limit")
+    assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}
+    batches = doc["paths"]["/api/v1/batches"]["post"]
+    assert set(batches["requestBody"]["content"]) == {"application/json", "text/csv",
+                                                      "text/plain"}
+    assert {p["name"] for p in batches["parameters"]} == {"batch_key", "confirm_duplicate"}
+    units = doc["paths"]["/api/v1/units/import"]["post"]["requestBody"]["content"]
+    assert units["text/csv"]["schema"]["type"] == "string"
     # Every declared operation is in the document, and nothing else.
     declared = {(op.path, op.method) for op in registry.operations}
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}

@@ -290,6 +290,6 @@ def test_address_search_and_reverse_for_the_book_page(
                          ("/places/reverse?lat=91&lng=0", "lat"),
                          ("/places/reverse?lat=1&lng=east", "lng")):
         bad = client.get("/api/v1" + query, headers=resident)
-        assert bad.status_code == 400, query
+        assert bad.status_code == 422, query
         assert bad.json["error"]["fields"][0]["field"] == field
     assert client.get("/api/v1/places/search?q=city").status_code == 401

@@ -168,7 +168,7 @@ def test_the_same_file_under_another_key_is_refused_unless_confirmed(
     assert json_again.status_code == 409
     assert json_again.json["error"]["fields"][0]["field"] == "rows"
     bad_flag = send_csv(client, pm, "from-curl", query="&confirm_duplicate=yes")
-    assert bad_flag.status_code == 400
+    assert bad_flag.status_code == 422
     assert bad_flag.json["error"]["fields"][0]["field"] == "confirm_duplicate"
     confirmed = send_csv(client, pm, "from-curl", query="&confirm_duplicate=true")
     assert confirmed.status_code == 202 and confirmed.json["id"] != first.json["id"]

@@ -6,10 +6,12 @@ cannot store, is refused by name."""
 from __future__ import annotations
 
 import re
+import types
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from dispatch.domain.phones import normalize_phone
@@ -26,15 +28,79 @@ ClockTime = Annotated[str, Field(pattern=r"^\d{1,2}:\d{2}$", examples=["09:00"],
 Password = Annotated[str, Field(min_length=10, max_length=128)]
 
 
+FROM_TEXT = {"from_text": True}
+"""Validation context for commands read from text (CSV cells), where "37.7" is a number."""
+
+
 class Command(BaseModel):
+    """Numbers and yes/no fields take JSON numbers and booleans only: pydantic's lax mode
+    would read `true` as latitude 1.0 and "12" as id 12. Text sources (CSV) pass
+    `context=FROM_TEXT` to have their cells read as numbers."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _typed_as_meant(cls, value: object, info: ValidationInfo) -> object:
+        wanted = _scalars(cls.model_fields[info.field_name].annotation)
+        if wanted:
+            from_text = bool((info.context or {}).get("from_text"))
+            items = value if isinstance(value, list) and wanted.many else [value]
+            for item in items:
+                _check_scalar(item, wanted.types, from_text)
+        return value
 
     @field_validator("*")
     @classmethod
     def _no_nul(cls, value: object) -> object:
-        if isinstance(value, str) and "\x00" in value:
-            raise PydanticCustomError("text.nul", "must not contain NUL characters")
-        return value
+        return refuse_nul(value)
+
+
+def refuse_nul(value: object) -> object:
+    """Text with NUL characters, which PostgreSQL cannot store, refused by name."""
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError("text.nul", "must not contain NUL characters")
+    return value
+
+
+class _Scalars:
+    def __init__(self, types_: frozenset[type], many: bool) -> None:
+        self.types, self.many = types_, many
+
+    def __bool__(self) -> bool:
+        return bool(self.types)
+
+
+@cache
+def _scalars(annotation: Any) -> _Scalars:
+    """The JSON scalar types (bool, int, float) a field is declared as, looking through
+    `Optional`, `Annotated` and `list[...]`; empty for anything else."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _scalars(get_args(annotation)[0])
+    if origin is list:
+        inner = _scalars(get_args(annotation)[0])
+        return _Scalars(inner.types, True)
+    if origin in (Union, types.UnionType):
+        parts = [_scalars(a) for a in get_args(annotation) if a is not type(None)]
+        if all(p.types and not p.many for p in parts):
+            return _Scalars(frozenset().union(*(p.types for p in parts)), False)
+        return _Scalars(frozenset(), False)
+    if annotation in (bool, int, float):
+        return _Scalars(frozenset({annotation}), False)
+    return _Scalars(frozenset(), False)
+
+
+def _check_scalar(item: object, wanted: frozenset[type], from_text: bool) -> None:
+    if item is None or (from_text and isinstance(item, str)):
+        return
+    if bool in wanted:
+        if not isinstance(item, bool):
+            raise PydanticCustomError("choice.yes_no", "must be true or false")
+    elif isinstance(item, bool) or not isinstance(item, int | float):
+        if int in wanted and float not in wanted:
+            raise PydanticCustomError("number.whole", "must be a whole number")
+        raise PydanticCustomError("number.expected", "must be a number")
 
 
 class RegisterIn(Command):

@@ -33,6 +33,7 @@ from dispatch.db.models import (
     Urgency,
     User,
 )
+from dispatch.db.paging import Keyset, Page, PageRequest
 from dispatch.domain.csvfiles import read_rows
 from dispatch.domain.errors import (
     Conflict,
@@ -95,6 +96,16 @@ def parse_csv(raw: bytes) -> list[dict[str, Any]]:
     return list(read_rows(raw, CSV_COLUMNS[:4]))
 
 
+def _row_id(value: object) -> int | None:
+    """An id as a JSON row or a CSV cell may spell it: a whole number, or ASCII digits. Not
+    `true` (which `int()` reads as 1), not 1.9 (read as 1), not digits of other scripts."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
 def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]],
                   first_line: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(accepted rows, resolved to ids, each with its line) and (refusals with line, field,
@@ -113,10 +124,8 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
             continue
         unit = None
         if row.get("unit_id") not in (None, ""):
-            try:
-                unit = by_id.get(int(row["unit_id"]))
-            except (TypeError, ValueError, OverflowError):
-                unit = None
+            unit_id = _row_id(row["unit_id"])
+            unit = by_id.get(unit_id) if unit_id is not None else None
             if unit is None:
                 rejected.append(_problem(line, "unit_id", say("unit.unknown")))
                 continue
@@ -386,14 +395,20 @@ def _assign(session: Session, batch: Batch, org: Organization) -> int:
     return placed
 
 
-def batch_view(session: Session, user: User, batch_id: int) -> tuple[Batch, list[Job]]:
+def own_batch(session: Session, user: User, batch_id: int) -> Batch:
     org = organization_of(session, user)
     batch = session.get(Batch, batch_id)
     if batch is None or batch.org_id != org.id:
         raise not_found("batch")
-    jobs = list(session.execute(select(Job).where(Job.batch_id == batch.id)
-                                .order_by(Job.id)).scalars())
-    return batch, jobs
+    return batch
+
+
+def batch_view(session: Session, user: User, batch_id: int,
+               page: PageRequest) -> tuple[Batch, Page[Job]]:
+    """The batch and a page of its jobs, in row order."""
+    batch = own_batch(session, user, batch_id)
+    return batch, Keyset((Job.id,)).page(session, select(Job).where(Job.batch_id == batch.id),
+                                         page, lambda job: (job.id,))
 
 
 def open_job_statuses() -> list[JobStatus]:
@@ -409,19 +424,21 @@ class BatchSummary:
     open_jobs: int  # jobs its manager may still cancel
 
 
-def history(session: Session, user: User, limit: int = 100) -> list[BatchSummary]:
+def history(session: Session, user: User, page: PageRequest) -> Page[BatchSummary]:
     """The organization's batches, newest first, with their jobs counted by status."""
     org = organization_of(session, user)
-    found = list(session.execute(select(Batch).where(Batch.org_id == org.id)
-                                 .order_by(Batch.id.desc()).limit(limit)).scalars())
+    batch_page = Keyset((Batch.id,), descending=True).page(
+        session, select(Batch).where(Batch.org_id == org.id), page, lambda b: (b.id,))
+    found = batch_page.items
     counts: dict[int, dict[str, int]] = {b.id: {} for b in found}
     for batch_id, status, n in session.execute(
             select(Job.batch_id, Job.status, func.count()).where(Job.batch_id.in_(counts))
             .group_by(Job.batch_id, Job.status)).all():
         counts[batch_id][status] = n
     open_statuses = {s.value for s in open_job_statuses()}
-    return [BatchSummary(b, counts[b.id], sum(n for status, n in counts[b.id].items()
-                                              if status in open_statuses)) for b in found]
+    return Page([BatchSummary(b, counts[b.id], sum(n for status, n in counts[b.id].items()
+                                                   if status in open_statuses))
+                 for b in found], batch_page.next_after)
 
 
 @dataclass(frozen=True)
@@ -436,7 +453,7 @@ def cancel_open_jobs(session: Session, user: User, batch_id: int,
     machine with its own event. Each job is locked and checked again before it moves, so a
     worker accepting (or a second bulk cancel) at the same moment is never overwritten:
     a job that moved on is counted as kept, one already cancelled is left alone."""
-    batch, _ = batch_view(session, user, batch_id)
+    batch = own_batch(session, user, batch_id)
     if BatchStatus(batch.status) not in BATCH_ENDED:
         session.rollback()
         raise Conflict("batch_busy", "this batch's jobs are still being opened; try again in "

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, record_event
 from dispatch.db.models import Job, User
+from dispatch.db.paging import Page, PageRequest, cut
 from dispatch.domain.states import ACTIVE_JOB_STATUSES, Actor, JobStatus
 from dispatch.services import push
 from notifications import masking
@@ -79,11 +80,14 @@ def masked_number(session: Session, job: Job) -> str | None:
     return masking.pool_number_for(session, job.id, clock.now())
 
 
-def open_alerts(session: Session, limit: int = 100) -> list[dict[str, object]]:
+def open_alerts(session: Session, page: PageRequest) -> Page[dict[str, object]]:
+    """Open operator alerts, newest first, a page at a time."""
     rows = session.execute(text(
         "SELECT id, kind, job_id, detail, created_at FROM operator_alerts "
-        "WHERE resolved_at IS NULL ORDER BY id DESC LIMIT :n"), {"n": limit}).mappings().all()
-    return [dict(r) for r in rows]
+        "WHERE resolved_at IS NULL AND (CAST(:after AS bigint) IS NULL OR id < :after) "
+        "ORDER BY id DESC LIMIT :n"),
+        {"n": page.limit + 1, "after": page.after[0] if page.after else None}).mappings().all()
+    return cut([dict(r) for r in rows], page.limit, lambda alert: (alert["id"],))
 
 
 def sweep(session: Session) -> int:

@@ -37,6 +37,7 @@ from dispatch.db.models import (
     Worker,
     WorkerSkill,
 )
+from dispatch.db.paging import Keyset, Page, PageRequest
 from dispatch.domain.errors import Conflict, FieldProblem, not_found
 from dispatch.domain.states import (
     BATCH_ENDED,
@@ -625,11 +626,14 @@ def sweep(session: Session) -> int:
     return released + len(job_ids)
 
 
-def offers_for(session: Session, worker: User, status: str | None = "pending") -> list[Offer]:
-    """The worker's offers; 'pending' means still answerable (window not yet closed)."""
-    stmt = select(Offer).where(Offer.worker_id == worker.id).order_by(Offer.id.desc()).limit(50)
+def offers_for(session: Session, worker: User, status: str | None,
+               page: PageRequest) -> Page[Offer]:
+    """The worker's offers, newest first; 'pending' means still answerable (window not yet
+    closed)."""
+    stmt = select(Offer).where(Offer.worker_id == worker.id)
     if status:
         stmt = stmt.where(Offer.status == status)
     if status == OfferStatus.PENDING.value:
         stmt = stmt.where(Offer.expires_at > clock.now())
-    return list(session.execute(stmt).scalars())
+    return Keyset((Offer.id,), descending=True).page(session, stmt, page,
+                                                     lambda offer: (offer.id,))

@@ -21,6 +21,7 @@ from dispatch.db.models import (
     PreferredContractor,
     User,
 )
+from dispatch.db.paging import Keyset, Page, PageRequest
 from dispatch.domain.commands import InvitationIn
 from dispatch.domain.errors import Conflict, FieldProblem, NotFound, invalid
 from dispatch.domain.states import InvitationStatus, check_invitation_transition
@@ -71,14 +72,15 @@ def invite(session: Session, user: User, data: InvitationIn) -> ContractorInvita
     return invitation
 
 
-def for_manager(session: Session, user: User) -> list[ManagerView]:
+def for_manager(session: Session, user: User, page: PageRequest) -> Page[ManagerView]:
+    """The organization's invitations, newest first, a page at a time."""
     org = organization_of(session, user)
-    rows = session.execute(
-        select(ContractorInvitation, User.name)
-        .outerjoin(User, User.id == ContractorInvitation.worker_id)
-        .where(ContractorInvitation.org_id == org.id)
-        .order_by(ContractorInvitation.id.desc())).all()
-    return [manager_view(inv, name) for inv, name in rows]
+    stmt = (select(ContractorInvitation, User.name)
+            .outerjoin(User, User.id == ContractorInvitation.worker_id)
+            .where(ContractorInvitation.org_id == org.id))
+    found = Keyset((ContractorInvitation.id,), descending=True).page(
+        session, stmt, page, lambda row: (row[0].id,), scalars=False)
+    return Page([manager_view(inv, name) for inv, name in found.items], found.next_after)
 
 
 def manager_view(inv: ContractorInvitation, worker_name: str | None = None) -> ManagerView:
@@ -108,16 +110,16 @@ def _addressed_to(user: User) -> object:
                ContractorInvitation.phone_e164 == user.phone_e164)
 
 
-def for_worker(session: Session, user: User) -> list[WorkerView]:
-    """The open invitations addressed to this worker's e-mail or phone."""
-    rows = session.execute(
-        select(ContractorInvitation, Organization.name)
-        .join(Organization, Organization.id == ContractorInvitation.org_id)
-        .where(_addressed_to(user),
-               ContractorInvitation.status == InvitationStatus.PENDING.value)
-        .order_by(ContractorInvitation.id)).all()
-    return [WorkerView(id=inv.id, organization=name, created_at=inv.created_at)
-            for inv, name in rows]
+def for_worker(session: Session, user: User, page: PageRequest) -> Page[WorkerView]:
+    """The open invitations addressed to this worker's e-mail or phone, oldest first."""
+    stmt = (select(ContractorInvitation, Organization.name)
+            .join(Organization, Organization.id == ContractorInvitation.org_id)
+            .where(_addressed_to(user),
+                   ContractorInvitation.status == InvitationStatus.PENDING.value))
+    found = Keyset((ContractorInvitation.id,)).page(session, stmt, page,
+                                                    lambda row: (row[0].id,), scalars=False)
+    return Page([WorkerView(id=inv.id, organization=name, created_at=inv.created_at)
+                 for inv, name in found.items], found.next_after)
 
 
 def answer(session: Session, user: User, invitation_id: int, accept: bool) -> str:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, offers_moving, record_event, workers_moving
-from dispatch.db.models import Job, Offer, Role, Urgency, User, Worker
+from dispatch.db.models import Job, JobEvent, Offer, Role, Urgency, User, Worker
+from dispatch.db.paging import Keyset, Page, PageRequest
 from dispatch.domain.errors import Conflict, invalid, not_found, problem, refusal
 from dispatch.domain.states import (
     ACTIVE_JOB_STATUSES,
@@ -141,6 +142,12 @@ def visible_job(session: Session, user: User, job_id: int) -> Job:
     return job
 
 
+def job_events(session: Session, job: Job, page: PageRequest) -> Page[JobEvent]:
+    """The job's history, oldest first, a page at a time."""
+    return Keyset((JobEvent.id,)).page(session, select(JobEvent).where(JobEvent.job_id == job.id),
+                                       page, lambda event: (event.id,))
+
+
 # Who books: residents for themselves, property managers for their units.
 REQUESTER_ROLES = frozenset({Role.RESIDENT, Role.PROPERTY_MANAGER})
 
@@ -151,9 +158,13 @@ def can_see(user: User, job: Job) -> bool:
             or (role is Role.WORKER and job.worker_id == user.id))
 
 
-def jobs_for(session: Session, user: User, status: str | None = None,
-             limit: int = 50) -> list[Job]:
-    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+NEWEST_JOBS_FIRST = Keyset((Job.id,), descending=True)
+
+
+def jobs_for(session: Session, user: User, status: str | None,
+             page: PageRequest) -> Page[Job]:
+    """The caller's jobs, newest first, a page at a time."""
+    stmt = select(Job)
     role = Role(user.role)
     if role in REQUESTER_ROLES:
         stmt = stmt.where(Job.resident_id == user.id)
@@ -161,7 +172,7 @@ def jobs_for(session: Session, user: User, status: str | None = None,
         stmt = stmt.where(Job.worker_id == user.id)
     if status:
         stmt = stmt.where(Job.status == status)
-    return list(session.execute(stmt).scalars())
+    return NEWEST_JOBS_FIRST.page(session, stmt, page, lambda job: (job.id,))
 
 
 _WORKER_MOVES = {JobStatus.EN_ROUTE, JobStatus.ARRIVED, JobStatus.IN_PROGRESS,

@@ -22,7 +22,14 @@ from dispatch.db.models import (
     Unit,
     User,
 )
-from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
+from dispatch.db.paging import Keyset, Page, PageRequest
+from dispatch.domain.commands import (
+    FROM_TEXT,
+    OrganizationIn,
+    OrganizationPatch,
+    PropertyIn,
+    UnitIn,
+)
 from dispatch.domain.csvfiles import read_rows
 from dispatch.domain.errors import (
     Conflict,
@@ -132,6 +139,15 @@ def properties(session: Session, user: User) -> list[Property]:
                                 .order_by(Property.name)).scalars())
 
 
+PROPERTIES_BY_NAME = Keyset((Property.name, Property.id))
+
+
+def properties_page(session: Session, user: User, page: PageRequest) -> Page[Property]:
+    org = organization_of(session, user)
+    return PROPERTIES_BY_NAME.page(session, select(Property).where(Property.org_id == org.id),
+                                   page, lambda p: (p.name, p.id))
+
+
 def own_property(session: Session, user: User, property_id: int,
                  field: str = "property_id") -> Property:
     org = organization_of(session, user)
@@ -178,13 +194,18 @@ def save_unit(session: Session, user: User, data: UnitIn, unit_id: int | None = 
     return unit
 
 
-def units(session: Session, user: User, property_id: int | None = None) -> list[Unit]:
+UNITS_BY_PROPERTY_AND_LABEL = Keyset((Property.name, Unit.property_id, Unit.label, Unit.id))
+
+
+def units(session: Session, user: User, property_id: int | None,
+          page: PageRequest) -> Page[Unit]:
+    """The organization's units by property name, then label, a page at a time."""
     org = organization_of(session, user)
-    stmt = (select(Unit).join(Property).where(Property.org_id == org.id)
-            .order_by(Property.name, Unit.label))
+    stmt = select(Unit).join(Property).where(Property.org_id == org.id)
     if property_id is not None:
         stmt = stmt.where(Unit.property_id == property_id)
-    return list(session.execute(stmt).scalars())
+    return UNITS_BY_PROPERTY_AND_LABEL.page(
+        session, stmt, page, lambda u: (u.property.name, u.property_id, u.label, u.id))
 
 
 @dataclass
@@ -216,7 +237,8 @@ def import_units(session: Session, user: User, raw: bytes) -> ImportResult:
             continue
         values = {k: (row.get(k) or "").strip() or None for k in UNIT_COLUMNS[1:]}
         try:
-            data = UnitIn(property_id=prop.id, **values)  # type: ignore[arg-type]
+            data = UnitIn.model_validate({"property_id": prop.id, **values},
+                                         context=FROM_TEXT)
         except ValidationError as exc:
             problem = from_validation_error(exc).fields[0]
             rejected.append((line, problem.field, problem.problem))
@@ -257,9 +279,13 @@ def remove_contractor(session: Session, user: User, worker_id: int) -> None:
     session.commit()
 
 
-def contractors(session: Session, user: User) -> list[tuple[PreferredContractor, str]]:
+def contractors(session: Session, user: User,
+                page: PageRequest) -> Page[tuple[PreferredContractor, str]]:
+    """The preferred contractors by name, a page at a time."""
     org = organization_of(session, user)
-    rows = session.execute(
-        select(PreferredContractor, User.name).join(User, User.id == PreferredContractor.worker_id)
-        .where(PreferredContractor.org_id == org.id).order_by(User.name)).all()
-    return [(pc, name) for pc, name in rows]
+    stmt = (select(PreferredContractor, User.name)
+            .join(User, User.id == PreferredContractor.worker_id)
+            .where(PreferredContractor.org_id == org.id))
+    found = Keyset((User.name, PreferredContractor.worker_id)).page(
+        session, stmt, page, lambda row: (row[1], row[0].worker_id), scalars=False)
+    return Page([(pc, name) for pc, name in found.items], found.next_after)

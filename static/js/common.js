@@ -15,6 +15,22 @@ async function api(method, path, body, headers) {
   return {status: response.status, ok: response.ok, data};
 }
 
+// Every item of a list: the API answers a page at a time, so follow `next_cursor` to the end.
+// Answers like `api` does, with the whole list under `key`.
+async function apiAll(path, key) {
+  const items = [];
+  let cursor = null;
+  for (;;) {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = cursor ? "&cursor=" + encodeURIComponent(cursor) : "";
+    const r = await api("GET", path + sep + "limit=200" + page);
+    if (!r.ok) return r;
+    items.push(...r.data[key]);
+    cursor = r.data.next_cursor;
+    if (!cursor) return {status: r.status, ok: true, data: {...r.data, [key]: items}};
+  }
+}
+
 // A refusal as sentences for people: each field's problem is already a sentence from the
 // message catalogue (dispatch/domain/messages.py) that names the thing in the page's words,
 // so internal field names never show. Each sentence once (lat and lng say the same).

@@ -5,7 +5,7 @@
   const box = document.getElementById("invitations");
 
   async function load() {
-    const r = await api("GET", "/invitations");
+    const r = await apiAll("/invitations", "invitations");
     if (!r.ok) return;
     box.innerHTML = "";
     for (const invitation of r.data.invitations) {

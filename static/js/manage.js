@@ -46,7 +46,7 @@
   filter.addEventListener("change", render);
   if (propertyFilter) {
     propertyFilter.addEventListener("change", render);
-    api("GET", "/properties").then((r) => {
+    apiAll("/properties", "properties").then((r) => {
       if (!r.ok) return;
       for (const p of r.data.properties) {
         const option = document.createElement("option");
@@ -101,7 +101,7 @@
   }
 
   async function follow(batchId) {
-    const r = await api("GET", `/batches/${batchId}`);
+    const r = await apiAll(`/batches/${batchId}`, "jobs");
     if (!r.ok) return;
     showBatch(r.data);
     if (r.data.status === "done") { load(); if (month) loadSla(); }

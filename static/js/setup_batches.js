@@ -67,7 +67,7 @@
 
   async function show(batchId) {
     shown = batchId;
-    const [r, list] = await Promise.all([api("GET", `/batches/${batchId}`), api("GET", "/units")]);
+    const [r, list] = await Promise.all([apiAll(`/batches/${batchId}`, "jobs"), apiAll("/units", "units")]);
     if (!r.ok || shown !== batchId) return;
     if (list.ok) units = Object.fromEntries(list.data.units.map((u) => [u.id, u.label]));
     const batch = r.data;

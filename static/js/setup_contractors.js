@@ -18,7 +18,7 @@
 
   async function load() {
     const [invitations, contractors] = await Promise.all([
-      api("GET", "/org/invitations"), api("GET", "/org/contractors")]);
+      apiAll("/org/invitations", "invitations"), apiAll("/org/contractors", "contractors")]);
     if (invitations.ok) {
       const list = invitations.data.invitations;
       fillRows(document.querySelector("#invitations tbody"), list, (i) => [

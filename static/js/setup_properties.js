@@ -12,7 +12,7 @@
   let editingUnit = null;
 
   async function loadProperties() {
-    const r = await api("GET", "/properties");
+    const r = await apiAll("/properties", "properties");
     if (!r.ok) return;
     properties = r.data.properties;
     fillRows(document.querySelector("#properties tbody"), properties, (p) => [
@@ -26,7 +26,7 @@
   }
 
   async function loadUnits() {
-    const r = await api("GET", "/units");
+    const r = await apiAll("/units", "units");
     if (!r.ok) return;
     const names = Object.fromEntries(properties.map((p) => [p.id, p.name]));
     fillRows(document.querySelector("#units tbody"), r.data.units, (u) => [

@@ -9,8 +9,11 @@ from pydantic import BaseModel, Field
 
 from dispatch.db import db
 from dispatch.db.models import Role, User
+from dispatch.db.paging import cut
 from dispatch.http.api import bp
+from dispatch.http.api.query import PageQuery, next_cursor
 from dispatch.http.api.routing import registry
+from dispatch.http.api.schemas import PageOut
 from dispatch.services import contact
 from notifications.states import GAVE_UP, sql_list
 
@@ -23,7 +26,7 @@ class AlertOut(BaseModel):
     created_at: datetime
 
 
-class AlertListOut(BaseModel):
+class AlertListOut(PageOut):
     alerts: list[AlertOut]
 
 
@@ -39,23 +42,33 @@ class NotificationOut(BaseModel):
     updated_at: datetime
 
 
-class NotificationListOut(BaseModel):
+class NotificationListOut(PageOut):
     notifications: list[NotificationOut]
 
 
 @registry.route(bp, "/admin/notifications", "GET", summary="Notifications that failed for "
                 "good (permanent refusals and exhausted retries), newest first",
-                response=NotificationListOut, roles=(Role.ADMIN,))
-def failed_notifications(user: User) -> NotificationListOut:
+                response=NotificationListOut, roles=(Role.ADMIN,), query=PageQuery)
+def failed_notifications(user: User, query: PageQuery) -> NotificationListOut:
+    request = query.page()
     rows = db.session.execute(db.text(
         "SELECT id, event, user_id, job_id, status, attempts, last_error, updated_at "
         "FROM notifications WHERE status IN "
         f"{sql_list(GAVE_UP)} "
-        "ORDER BY updated_at DESC LIMIT 200")).mappings().all()
-    return NotificationListOut(notifications=[NotificationOut(**r) for r in rows])
+        "AND (CAST(:at AS timestamptz) IS NULL OR (updated_at, id) < (:at, :id)) "
+        "ORDER BY updated_at DESC, id DESC LIMIT :n"),
+        {"n": request.limit + 1,
+         "at": datetime.fromisoformat(request.after[0]) if request.after else None,
+         "id": request.after[1] if request.after else None}).mappings().all()
+    page = cut(rows, request.limit, lambda r: (r["updated_at"], r["id"]))
+    return NotificationListOut(notifications=[NotificationOut(**r) for r in page.items],
+                               next_cursor=next_cursor(page))
 
 
 @registry.route(bp, "/admin/alerts", "GET", summary="Open operator alerts (e.g. a job that "
-                "could not get a masked number)", response=AlertListOut, roles=(Role.ADMIN,))
-def alerts(user: User) -> AlertListOut:
-    return AlertListOut(alerts=[AlertOut(**a) for a in contact.open_alerts(db.session)])
+                "could not get a masked number), newest first", response=AlertListOut,
+                roles=(Role.ADMIN,), query=PageQuery)
+def alerts(user: User, query: PageQuery) -> AlertListOut:
+    page = contact.open_alerts(db.session, query.page())
+    return AlertListOut(alerts=[AlertOut(**a) for a in page.items],
+                        next_cursor=next_cursor(page))

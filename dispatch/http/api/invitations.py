@@ -8,6 +8,7 @@ from dispatch.db import db
 from dispatch.db.models import Role, User
 from dispatch.domain.commands import InvitationIn
 from dispatch.http.api import bp
+from dispatch.http.api.query import PageQuery, next_cursor
 from dispatch.http.api.routing import ID4, registry
 from dispatch.http.api.schemas import (
     InvitationAnswerOut,
@@ -32,10 +33,11 @@ def post_invitation(user: User, body: InvitationIn) -> tuple[InvitationOut, int]
 
 @registry.route(bp, "/org/invitations", "GET", summary="The organization's invitations, "
                 "newest first (a worker's name only once they accepted)",
-                response=InvitationListOut, roles=PM, errors=[409])
-def get_invitations(user: User) -> InvitationListOut:
-    return InvitationListOut(invitations=[InvitationOut.model_validate(v)
-                                          for v in invitations.for_manager(db.session, user)])
+                response=InvitationListOut, roles=PM, errors=[409], query=PageQuery)
+def get_invitations(user: User, query: PageQuery) -> InvitationListOut:
+    page = invitations.for_manager(db.session, user, query.page())
+    return InvitationListOut(invitations=[InvitationOut.model_validate(v) for v in page.items],
+                             next_cursor=next_cursor(page))
 
 
 @registry.route(bp, f"/org/invitations/<{ID4}:invitation_id>", "DELETE",
@@ -46,11 +48,13 @@ def delete_invitation(user: User, invitation_id: int) -> Response:
     return Response(status=204)
 
 
-@registry.route(bp, "/invitations", "GET", summary="Open invitations to the calling worker",
-                response=WorkerInvitationListOut, roles=WORKER)
-def my_invitations(user: User) -> WorkerInvitationListOut:
-    return WorkerInvitationListOut(invitations=[
-        WorkerInvitationOut.model_validate(v) for v in invitations.for_worker(db.session, user)])
+@registry.route(bp, "/invitations", "GET", summary="Open invitations to the calling worker, "
+                "oldest first", response=WorkerInvitationListOut, roles=WORKER, query=PageQuery)
+def my_invitations(user: User, query: PageQuery) -> WorkerInvitationListOut:
+    page = invitations.for_worker(db.session, user, query.page())
+    return WorkerInvitationListOut(
+        invitations=[WorkerInvitationOut.model_validate(v) for v in page.items],
+        next_cursor=next_cursor(page))
 
 
 @registry.route(bp, f"/invitations/<{ID4}:invitation_id>/accept", "POST",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from flask import request
+from pydantic import Field
 
 from dispatch.db import clock, db
 from dispatch.db.models import Role, User
 from dispatch.domain.commands import JobIn
-from dispatch.domain.errors import MalformedInput, invalid
 from dispatch.domain.states import JobStatus
 from dispatch.http.api import bp
+from dispatch.http.api.query import PageQuery, next_cursor
 from dispatch.http.api.routing import ID8, HeaderParam, registry
 from dispatch.http.api.schemas import (
     CancelIn,
@@ -54,13 +55,17 @@ def create_job(user: User, body: JobIn) -> tuple[JobOut, int]:
     return job_out(job), 201 if created else 200
 
 
+class JobListQuery(PageQuery):
+    status: JobStatus | None = Field(None, description="only jobs in this status")
+
+
 @registry.route(bp, "/jobs", "GET", summary="The caller's jobs (resident or property "
-                "manager: booked; worker: assigned; admin: all)", response=JobListOut)
-def list_jobs(user: User) -> JobListOut:
-    status = request.args.get("status")
-    if status is not None and status not in JobStatus.__members__.values():
-        raise invalid("status", "status.unknown", MalformedInput, status=status)
-    return JobListOut(jobs=[job_out(j, user) for j in jobs.jobs_for(db.session, user, status)])
+                "manager: booked; worker: assigned; admin: all), newest first",
+                response=JobListOut, query=JobListQuery)
+def list_jobs(user: User, query: JobListQuery) -> JobListOut:
+    status = query.status.value if query.status else None
+    page = jobs.jobs_for(db.session, user, status, query.page())
+    return JobListOut(jobs=[job_out(j, user) for j in page.items], next_cursor=next_cursor(page))
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>", "GET", summary="One job", response=JobOut,
@@ -72,10 +77,13 @@ def get_job(user: User, job_id: int) -> JobOut:
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/events", "GET", summary="The job's history",
-                response=JobEventsOut, errors=[404])
-def get_job_events(user: User, job_id: int) -> JobEventsOut:
+                response=JobEventsOut, errors=[404], query=PageQuery)
+def get_job_events(user: User, job_id: int, query: PageQuery) -> JobEventsOut:
+    """Oldest first."""
     job = jobs.visible_job(db.session, user, job_id)
-    return JobEventsOut(events=[event_out(e, user) for e in job.events])
+    page = jobs.job_events(db.session, job, query.page())
+    return JobEventsOut(events=[event_out(e, user) for e in page.items],
+                        next_cursor=next_cursor(page))
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/status", "POST", summary="The assigned worker reports "

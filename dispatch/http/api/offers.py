@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import request
+from typing import Literal
+
+from pydantic import Field
 
 from dispatch.db import db
 from dispatch.db.models import Role, User
-from dispatch.domain.errors import MalformedInput, invalid
 from dispatch.domain.states import OfferStatus
 from dispatch.http.api import bp
+from dispatch.http.api.query import PageQuery, next_cursor
 from dispatch.http.api.routing import ID8, registry
 from dispatch.http.api.schemas import OfferListOut, OfferResultOut
 from dispatch.http.api.shapes import job_out, offer_out
@@ -17,14 +19,17 @@ from dispatch.services import dispatching
 WORKER = (Role.WORKER,)
 
 
-@registry.route(bp, "/offers", "GET", summary="The worker's offers (pending by default)",
-                response=OfferListOut, roles=WORKER)
-def list_offers(user: User) -> OfferListOut:
-    status = request.args.get("status", OfferStatus.PENDING.value)
-    if status not in {*OfferStatus.__members__.values(), "all"}:
-        raise invalid("status", "status.unknown", MalformedInput, status=status)
-    offers = dispatching.offers_for(db.session, user, None if status == "all" else status)
-    return OfferListOut(offers=[offer_out(o) for o in offers])
+class OfferListQuery(PageQuery):
+    status: OfferStatus | Literal["all"] = Field(
+        OfferStatus.PENDING, description="only offers in this status, or `all`")
+
+
+@registry.route(bp, "/offers", "GET", summary="The worker's offers (pending by default), "
+                "newest first", response=OfferListOut, roles=WORKER, query=OfferListQuery)
+def list_offers(user: User, query: OfferListQuery) -> OfferListOut:
+    status = None if query.status == "all" else OfferStatus(query.status).value
+    page = dispatching.offers_for(db.session, user, status, query.page())
+    return OfferListOut(offers=[offer_out(o) for o in page.items], next_cursor=next_cursor(page))
 
 
 @registry.route(bp, f"/offers/<{ID8}:offer_id>/accept", "POST", summary="Accept an offer",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
+from typing import Annotated
 
-from flask import request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dispatch.db.models import User
-from dispatch.domain.errors import MalformedInput, invalid
 from dispatch.http.api import bp
+from dispatch.http.api.query import ASCII_FLOAT, QueryParams
 from dispatch.http.api.routing import registry
 from dispatch.services import places
 
@@ -35,31 +34,23 @@ def _shape(lookup: places.Lookup) -> PlacesOut:
                              for c in lookup.candidates])
 
 
-def _coordinate(name: str, limit: float) -> float:
-    raw = request.args.get(name)
-    if raw is None or not raw.strip():
-        raise invalid(name, "location.required", MalformedInput)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise invalid(name, "location.invalid", MalformedInput) from None
-    if not math.isfinite(value) or abs(value) > limit:
-        raise invalid(name, "location.invalid", MalformedInput)
-    return value
+class SearchQuery(QueryParams):
+    q: Annotated[str, Field(min_length=1, max_length=MAX_QUERY,
+                            description="part of an address, as typed")]
+
+
+class ReverseQuery(QueryParams):
+    lat: Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude"), ASCII_FLOAT]
+    lng: Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude"), ASCII_FLOAT]
 
 
 @registry.route(bp, "/places/search", "GET", summary="Addresses matching `q`, in the service "
-                "area, best first", response=PlacesOut, errors=[400])
-def search_places(user: User) -> PlacesOut:
-    text = (request.args.get("q") or "").strip()
-    if not text:
-        raise invalid("q", "query.required", MalformedInput)
-    if len(text) > MAX_QUERY or "\x00" in text:
-        raise invalid("q", "text.too_long", MalformedInput, max_length=MAX_QUERY)
-    return _shape(places.search_addresses(text))
+                "area, best first", response=PlacesOut, query=SearchQuery)
+def search_places(user: User, query: SearchQuery) -> PlacesOut:
+    return _shape(places.search_addresses(query.q))
 
 
 @registry.route(bp, "/places/reverse", "GET", summary="The address at `lat`, `lng`, if any",
-                response=PlacesOut, errors=[400])
-def reverse_place(user: User) -> PlacesOut:
-    return _shape(places.address_at(_coordinate("lat", 90), _coordinate("lng", 180)))
+                response=PlacesOut, query=ReverseQuery)
+def reverse_place(user: User, query: ReverseQuery) -> PlacesOut:
+    return _shape(places.address_at(query.lat, query.lng))

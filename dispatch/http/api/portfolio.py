@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from flask import Response, current_app, request
+from pydantic import Field
 
 from dispatch.db import clock, db
 from dispatch.db.models import Organization, Role, Unit, User
-from dispatch.domain.commands import OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
-from dispatch.domain.errors import MalformedInput, invalid, problem
+from dispatch.domain.commands import INT4_MAX, OrganizationIn, OrganizationPatch, PropertyIn, UnitIn
+from dispatch.domain.errors import problem
 from dispatch.http.api import bp
-from dispatch.http.api.routing import ID4, registry
+from dispatch.http.api.query import ASCII_INT, PageQuery, QueryParams, next_cursor
+from dispatch.http.api.routing import ID4, csv_upload, registry
 from dispatch.http.api.schemas import (
     ContractorListOut,
     ContractorOut,
@@ -86,10 +90,12 @@ def put_property(user: User, property_id: int, body: PropertyIn) -> PropertyOut:
 
 
 @registry.route(bp, "/properties", "GET", summary="The organization's properties",
-                response=PropertyListOut, roles=PM, errors=[409])
-def list_properties(user: User) -> PropertyListOut:
-    return PropertyListOut(properties=[PropertyOut.model_validate(p)
-                                       for p in portfolio.properties(db.session, user)])
+                response=PropertyListOut, roles=PM, errors=[409], query=PageQuery)
+def list_properties(user: User, query: PageQuery) -> PropertyListOut:
+    """By name."""
+    page = portfolio.properties_page(db.session, user, query.page())
+    return PropertyListOut(properties=[PropertyOut.model_validate(p) for p in page.items],
+                           next_cursor=next_cursor(page))
 
 
 @registry.route(bp, "/units", "POST", summary="Add a unit", body=UnitIn, response=UnitOut,
@@ -111,22 +117,25 @@ def delete_unit(user: User, unit_id: int) -> Response:
     return Response(status=204)
 
 
+class UnitListQuery(PageQuery):
+    property_id: Annotated[int, Field(ge=1, le=INT4_MAX), ASCII_INT] | None = Field(
+        None, description="only this property's units")
+
+
 @registry.route(bp, "/units", "GET", summary="The organization's units (tenant contact "
-                "included: managers only)", response=UnitListOut, roles=PM, errors=[409])
-def list_units(user: User) -> UnitListOut:
-    raw = request.args.get("property_id")
-    property_id = None
-    if raw is not None:
-        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**31:
-            raise invalid("property_id", "property.id_expected", MalformedInput)
-        property_id = int(raw)
-    return UnitListOut(units=[unit_out(u) for u in portfolio.units(db.session, user,
-                                                                   property_id)])
+                "included: managers only)", response=UnitListOut, roles=PM, errors=[409],
+                query=UnitListQuery)
+def list_units(user: User, query: UnitListQuery) -> UnitListOut:
+    """By property name, then label."""
+    page = portfolio.units(db.session, user, query.property_id, query.page())
+    return UnitListOut(units=[unit_out(u) for u in page.items], next_cursor=next_cursor(page))
 
 
 @registry.route(bp, "/units/import", "POST", summary="Import units from CSV (text/csv body; "
                 "columns property,label,address,lat,lng[,access_notes,tenant_name,"
-                "tenant_phone])", response=UnitImportOut, roles=PM, errors=[400, 409, 415])
+                "tenant_phone])", response=UnitImportOut, roles=PM, errors=[400, 409, 415],
+                bodies=csv_upload("property,label,address,lat,lng\n"
+                                  "Elm Court,1A,1 Elm St Apt 1A,37.7749,-122.4194\n"))
 def import_units(user: User) -> UnitImportOut:
     """Good rows are saved even when others are refused; each refusal names its line and
     field. Units are keyed by (property, label): re-uploading a file creates nothing twice."""
@@ -140,9 +149,13 @@ def import_units(user: User) -> UnitImportOut:
 
 
 @registry.route(bp, "/org/contractors", "GET", summary="The organization's preferred "
-                "contractors", response=ContractorListOut, roles=PM, errors=[409])
-def get_contractors(user: User) -> ContractorListOut:
-    return contractor_list(user)
+                "contractors, by name", response=ContractorListOut, roles=PM, errors=[409],
+                query=PageQuery)
+def get_contractors(user: User, query: PageQuery) -> ContractorListOut:
+    page = portfolio.contractors(db.session, user, query.page())
+    return ContractorListOut(contractors=[
+        ContractorOut(worker_id=pc.worker_id, name=name, approved_at=pc.approved_at)
+        for pc, name in page.items], next_cursor=next_cursor(page))
 
 
 @registry.route(bp, f"/org/contractors/<{ID4}:worker_id>", "DELETE",
@@ -153,21 +166,20 @@ def delete_contractor(user: User, worker_id: int) -> Response:
     return Response(status=204)
 
 
-def contractor_list(user: User) -> ContractorListOut:
-    return ContractorListOut(contractors=[
-        ContractorOut(worker_id=pc.worker_id, name=name, approved_at=pc.approved_at)
-        for pc, name in portfolio.contractors(db.session, user)])
+class SlaQuery(QueryParams):
+    month: Annotated[str | None, Field(max_length=20, examples=["2026-11"], description=(
+        "YYYY-MM in the service's time zone; this month when left out"))] = None
+    format: Literal["json", "csv"] = Field("json", description="csv: a download")
 
 
 @registry.route(bp, "/reports/sla", "GET", summary="On-time report per property for a month "
                 "(?month=2026-11; ?format=csv to download)", response=SlaReportOut, roles=PM,
-                errors=[400, 409])
-def sla_report(user: User) -> SlaReportOut | Response:
-    month = request.args.get("month")
+                errors=[400, 409], query=SlaQuery)
+def sla_report(user: User, query: SlaQuery) -> SlaReportOut | Response:
     tz = current_app.config["DISPATCH"].service_timezone
-    start, end = reports.month_range(month, clock.now(), tz)
+    start, end = reports.month_range(query.month, clock.now(), tz)
     rows = reports.sla(db.session, user, start, end, tz, clock.now())
-    if request.args.get("format") == "csv":
+    if query.format == "csv":
         name = f"sla-{start:%Y-%m}.csv"
         return Response(reports.to_csv(rows), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

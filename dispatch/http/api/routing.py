@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from dispatch.db.models import Role
-from dispatch.domain.errors import from_validation_error, problem
+from dispatch.domain.errors import from_validation_error, invalid, problem
 from dispatch.http.auth import authenticate
 from dispatch.http.errors import ApiError
 
@@ -59,7 +59,22 @@ class Operation:
     tag: str
     description: str = ""
     path_params: list[tuple[str, dict[str, int]]] = field(default_factory=list)
+    query: type[BaseModel] | None = None
+    # Request bodies the view reads itself, by media type: a model, or a JSON schema
+    # (e.g. a CSV upload: `{"type": "string"}`).
+    bodies: dict[str, type[BaseModel] | dict[str, Any]] = field(default_factory=dict)
 
+    def request_models(self) -> list[type[BaseModel]]:
+        found = [self.body] if self.body else []
+        return found + [m for m in self.bodies.values() if isinstance(m, type)]
+
+
+def csv_upload(example: str) -> dict[str, type[BaseModel] | dict[str, Any]]:
+    """`bodies=` of an upload that takes a CSV file as text/csv (or text/plain, as some
+    clients label a .csv)."""
+    schema = {"type": "string", "description": "a CSV file, UTF-8, header line first",
+              "examples": [example]}
+    return {"text/csv": schema, "text/plain": schema}
 
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 # Path ids, bounded like the columns they address (int4 users/categories, int8 jobs/offers).
@@ -81,18 +96,22 @@ class ApiRegistry:
         response: type[BaseModel] | None,
         status: int = 200,
         body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        bodies: dict[str, type[BaseModel] | dict[str, Any]] | None = None,
         roles: Iterable[Role] | None = (),
         errors: Iterable[int] = (),
         headers: Iterable[HeaderParam] = (),
         extra_responses: dict[int, type[BaseModel]] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """`roles=None` means no login needed; `()` means any logged-in user."""
+        """`roles=None` means no login needed; `()` means any logged-in user. `query` declares
+        the query parameters (the view gets them as `query`; any other is refused);
+        `bodies` documents request bodies the view reads itself (CSV uploads)."""
         roles_t = None if roles is None else tuple(roles)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             responses: dict[int, type[BaseModel] | None] = {status: response}
             responses.update(extra_responses or {})
-            codes = set(errors) | {422} if body else set(errors)
+            codes = set(errors) | {422}  # any operation refuses unknown query parameters
             if roles_t is not None:
                 codes |= {401} | ({403} if roles_t else set())
             for code in codes:
@@ -108,6 +127,8 @@ class ApiRegistry:
                 tag=bp.name,
                 description=(fn.__doc__ or "").strip(),
                 path_params=[(m.group(3), _bounds(m.group(2))) for m in _CONVERTER.finditer(rule)],
+                query=query,
+                bodies=dict(bodies or {}),
             )
             self.operations.append(op)
 
@@ -116,6 +137,9 @@ class ApiRegistry:
                 kwargs: dict[str, Any] = dict(path_args)
                 if roles_t is not None:
                     kwargs["user"] = authenticate(roles_t)
+                parsed_query = parse_query(query)
+                if parsed_query is not None:
+                    kwargs["query"] = parsed_query
                 if body is not None:
                     kwargs["body"] = parse_body(body)
                 result = fn(**kwargs)
@@ -135,14 +159,14 @@ class ApiRegistry:
 
     def openapi(self, title: str, version: str) -> dict[str, Any]:
         models: set[type[BaseModel]] = {ErrorResponse}
+        inputs: set[type[BaseModel]] = set()
         for op in self.operations:
-            if op.body:
-                models.add(op.body)
+            inputs.update(op.request_models())
             models.update(m for m in op.responses.values() if m)
+        models |= inputs
         ordered = sorted(models, key=lambda m: m.__name__)
         refs, defs = models_json_schema(
-            [(m, "validation" if any(o.body is m for o in self.operations) else "serialization")
-             for m in ordered],
+            [(m, "validation" if m in inputs else "serialization") for m in ordered],
             ref_template="#/components/schemas/{model}",
         )
         schemas = defs.get("$defs", {})
@@ -167,6 +191,7 @@ class ApiRegistry:
             params += [{"name": h.name, "in": "header", "required": h.required,
                         "description": h.description, "schema": {"type": "string"}}
                        for h in op.headers]
+            params += query_parameters(op.query) if op.query else []
             if params:
                 entry["parameters"] = params
             if op.roles is not None:
@@ -175,9 +200,14 @@ class ApiRegistry:
                     entry["x-roles"] = [r.value for r in op.roles]
             else:
                 entry["security"] = []
+            content: dict[str, Any] = {}
             if op.body:
-                entry["requestBody"] = {"required": True, "content": {
-                    "application/json": {"schema": ref(op.body, "validation")}}}
+                content["application/json"] = {"schema": ref(op.body, "validation")}
+            for media_type, model in op.bodies.items():
+                content[media_type] = {"schema": ref(model, "validation")
+                                       if isinstance(model, type) else model}
+            if content:
+                entry["requestBody"] = {"required": True, "content": content}
             for code, model in sorted(op.responses.items()):
                 resp: dict[str, Any] = {"description": _REASONS.get(code, "response")}
                 if model:
@@ -199,6 +229,44 @@ class ApiRegistry:
         }
 
 
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The model's fields as OpenAPI `in: query` parameters (each with its own schema inline:
+    parameters cannot be null, so an optional field's `null` branch is left out)."""
+    schema = model.model_json_schema(mode="validation")
+    defs = schema.get("$defs", {})
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = _inline(prop, defs)
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches
+        prop.pop("title", None)
+        description = prop.pop("description", None)
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]  # "not given", which a query parameter says by absence
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
+                                 "schema": prop}
+        if description:
+            param["description"] = description
+        params.append(param)
+    return params
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """`schema` with every `$ref` to the model's own definitions replaced by the definition."""
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _inline(value, defs) for key, value in schema.items() if key != "$ref"}
+    if "$ref" in schema:
+        out = {**_inline(defs[schema["$ref"].rpartition("/")[2]], defs), **out}
+    return out
+
+
 def _bounds(args: str | None) -> dict[str, int]:
     """`min=1, max=9` from a converter's arguments, as JSON-schema bounds."""
     names = {"min": "minimum", "max": "maximum"}
@@ -213,6 +281,24 @@ def _bounds(args: str | None) -> dict[str, int]:
 _REASONS = {200: "OK", 201: "Created", 204: "No content", 400: "Bad request",
             401: "Not logged in", 403: "Not allowed for this role", 404: "Not found",
             409: "Conflict with the current state", 422: "Invalid input"}
+
+
+def parse_query(model: type[BaseModel] | None) -> BaseModel | None:
+    """The query string as `model`: each parameter once, none unknown (an operation without
+    a model takes none), or a 422 naming the first thing wrong."""
+    data: dict[str, str] = {}
+    for name, values in request.args.lists():
+        if model is None:
+            raise invalid(name, "unknown_field")
+        if len(values) > 1:
+            raise invalid(name, "query.repeated")
+        data[name] = values[0]
+    if model is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
 
 
 def parse_body(model: type[BaseModel]) -> BaseModel:

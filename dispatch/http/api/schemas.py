@@ -19,6 +19,14 @@ class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class PageOut(Out):
+    """One page of a list (`limit` items at most): ask again with `cursor=next_cursor` for
+    the next, until `next_cursor` is null."""
+
+    next_cursor: str | None = Field(description="the `cursor` of the next page; null on the "
+                                                "last page")
+
+
 # --- accounts -------------------------------------------------------------------------------
 
 
@@ -202,7 +210,7 @@ class JobOut(Out):
                           "(en_route) from this time, its start less the trip less a margin")
 
 
-class JobListOut(Out):
+class JobListOut(PageOut):
     jobs: list[JobOut]
 
 
@@ -216,7 +224,7 @@ class JobEventOut(Out):
     detail: dict[str, object]
 
 
-class JobEventsOut(Out):
+class JobEventsOut(PageOut):
     events: list[JobEventOut]
 
 
@@ -278,7 +286,7 @@ class OfferOut(Out):
     job: OfferJobOut
 
 
-class OfferListOut(Out):
+class OfferListOut(PageOut):
     offers: list[OfferOut]
 
 
@@ -319,7 +327,7 @@ class PropertyOut(Out):
     address: str | None
 
 
-class PropertyListOut(Out):
+class PropertyListOut(PageOut):
     properties: list[PropertyOut]
 
 
@@ -337,7 +345,7 @@ class UnitOut(Out):
     tenant_phone: str | None
 
 
-class UnitListOut(Out):
+class UnitListOut(PageOut):
     units: list[UnitOut]
 
 
@@ -362,7 +370,7 @@ class InvitationOut(Out):
     worker_name: str | None = Field(description="the worker's name, once they accepted")
 
 
-class InvitationListOut(Out):
+class InvitationListOut(PageOut):
     invitations: list[InvitationOut]
 
 
@@ -372,7 +380,7 @@ class WorkerInvitationOut(Out):
     created_at: datetime
 
 
-class WorkerInvitationListOut(Out):
+class WorkerInvitationListOut(PageOut):
     invitations: list[WorkerInvitationOut]
 
 
@@ -387,7 +395,7 @@ class ContractorOut(Out):
     approved_at: datetime
 
 
-class ContractorListOut(Out):
+class ContractorListOut(PageOut):
     contractors: list[ContractorOut]
 
 
@@ -419,7 +427,7 @@ class BatchSummaryOut(Out):
     open_jobs: int = Field(description="jobs the manager may still cancel")
 
 
-class BatchListOut(Out):
+class BatchListOut(PageOut):
     batches: list[BatchSummaryOut]
 
 
@@ -435,7 +443,9 @@ class BatchJobOut(Out):
     worker_id: int | None
 
 
-class BatchOut(Out):
+class BatchOut(PageOut):
+    """The batch with a page of its jobs, in row order (`next_cursor` pages the jobs)."""
+
     id: int
     batch_key: str
     status: str = Field(description="queued, processing, done or failed")
