@@ -1,7 +1,7 @@
 """What callers ask the domain to do, as validated commands: the same command whether it
 came from the JSON API, a page's form, a CSV row or the command line. Unknown fields are
-refused (a typo must not be silently ignored), and text with NUL characters, which PostgreSQL
-cannot store, is refused by name."""
+refused (a typo must not be silently ignored), and so is text PostgreSQL cannot store (NUL) or
+that reads unlike what it is (control characters, direction overrides), by name."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from dispatch.domain.phones import normalize_phone
@@ -26,14 +26,49 @@ ClockTime = Annotated[str, Field(pattern=r"^\d{1,2}:\d{2}$", examples=["09:00"],
 Password = Annotated[str, Field(min_length=10, max_length=128)]
 
 
+class MultiLine:
+    """Marks a text field where line breaks and tabs belong (a description, notes); every
+    other text field is one line."""
+
+
+MULTI_LINE = MultiLine()
+# Text that looks like a word but is not one: characters that reorder how the rest reads
+# (a name shown as "exe.gnp" to spoof a file), and the zero-width ones that hide inside it.
+_HIDDEN = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\ufeff")
+_LINE_BREAKS = frozenset("\t\n\r")
+
+
+def text_problem(value: str, multi_line: bool = False) -> str | None:
+    """Why `value` cannot be stored and shown as text (a message id), or None when it can.
+    PostgreSQL refuses NUL and lone surrogates cannot be encoded (a 500 either way, later);
+    other control characters and direction overrides make text that reads unlike what it
+    is, in a name, an address, a text to a tenant or a spreadsheet cell."""
+    if "\x00" in value:
+        return "text.nul"
+    for char in value:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return "text.unreadable"
+        if char in _LINE_BREAKS:
+            if not multi_line:
+                return "text.one_line"
+        elif code < 0x20 or 0x7F <= code < 0xA0 or char in _HIDDEN:
+            return "text.control"
+    return None
+
+
 class Command(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: object) -> object:
-        if isinstance(value, str) and "\x00" in value:
-            raise PydanticCustomError("text.nul", "must not contain NUL characters")
+    def _plain_text(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            field = cls.model_fields.get(info.field_name or "")
+            multi_line = field is not None and MULTI_LINE in field.metadata
+            message_id = text_problem(value, multi_line)
+            if message_id:
+                raise PydanticCustomError(message_id, "is not plain text")
         return value
 
 
@@ -142,7 +177,7 @@ class JobIn(Command):
     within a booked `window`."""
 
     category_id: Id
-    description: Annotated[str, Field(min_length=3, max_length=2000)]
+    description: Annotated[str, Field(min_length=3, max_length=2000), MULTI_LINE]
     lat: Lat | None = None
     lng: Lng | None = None
     address: Annotated[str | None, Field(max_length=300)] = None
@@ -178,7 +213,7 @@ class UnitIn(Command):
     address: Annotated[str, Field(min_length=3, max_length=300)]
     lat: Lat
     lng: Lng
-    access_notes: Annotated[str | None, Field(max_length=2000)] = None
+    access_notes: Annotated[str | None, Field(max_length=2000), MULTI_LINE] = None
     tenant_name: Annotated[str | None, Field(max_length=120)] = None
     tenant_phone: str | None = None
 

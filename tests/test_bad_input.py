@@ -1,0 +1,330 @@
+"""Hostile input sent on purpose to every operation of the app's own OpenAPI document: huge
+bodies, deep nesting, NaN and Infinity, coordinates off the globe, ids beyond int64, control
+characters and lone surrogates in every text field, wrong content types. Each answer is a
+success or a 4xx that names the field; never a 5xx; and what a refused request touched is as
+it was before."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from dispatch.db import db
+from dispatch.db.models import Role
+from tests.helpers import CENTER, Factory, book, job_body
+from tests.live import LiveServer
+
+INT64_MAX = 2**63 - 1
+# Tables whose rows a refused request must leave as they were.
+WATCHED = ["users", "workers", "worker_skills", "jobs", "offers", "organizations",
+           "properties", "units", "batches", "contractor_invitations",
+           "preferred_contractors"]
+# Text no field may hold (refused naming the field), and text any field may (the answer may
+# still refuse the request for something else).
+BAD_TEXTS = ["before\x00after", "ring\x07ring", "tab\x1bescape", "abc\u202egnp.exe",
+             "\ud800", "c1\x85control"]
+FINE_TEXTS = ["Leaking pipe \U0001f6b0\U0001f4a7 again", "x" * 10_000, "\u05e9\u05dc\u05d5\u05dd"]
+NUMBERS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+COORDINATES = {"lat": [91, -91, -1e308, 1e308], "lng": [181, -181, -1e308]}
+BIG_IDS = [INT64_MAX + 1, 10**30, -(INT64_MAX + 2)]
+WRONG_TYPES: list[dict[str, Any]] = [
+    {"data": '{"a": 1}', "content_type": "text/plain"},
+    {"data": {"a": "1"}},  # a form
+    {"data": b'{"a": 1}'},  # no content type at all
+    {"data": {"file": (b'{"a": 1}', "a.json")}, "content_type": "multipart/form-data"},
+]
+
+
+class World:
+    """Real rows for every path id an operation may name, and a caller per role."""
+
+    def __init__(self, app: Flask, client: FlaskClient, make: Factory) -> None:
+        self.app = app
+        self.leak = make.category("leak-repair")
+        self.worker_id, worker = make.worker(email="fixer@example.test")
+        self.callers: dict[str, dict[str, str]] = {
+            "resident": make.user(Role.RESIDENT)[1],
+            "worker": worker,
+            "admin": make.user(Role.ADMIN)[1],
+            "property_manager": make.user(Role.PROPERTY_MANAGER)[1],
+        }
+        pm = self.callers["property_manager"]
+        ok(client.post("/api/v1/org", json={"name": "Acme Homes"}, headers=pm))
+        self.property_id = ok(client.post("/api/v1/properties", json={"name": "Elm Court"},
+                                          headers=pm))["id"]
+        self.unit_id = ok(client.post("/api/v1/units", headers=pm, json={
+            "property_id": self.property_id, "label": "1A", "address": "1 Elm Court",
+            "lat": CENTER[0], "lng": CENTER[1]}))["id"]
+        self.invitation_id = ok(client.post("/api/v1/org/invitations", headers=pm,
+                                            json={"contact": "fixer@example.test"}))["id"]
+        self.job_id = ok(book(client, self.callers["resident"], job_body(self.leak)))["id"]
+        offers = ok(client.get("/api/v1/offers", headers=worker))["offers"]
+        self.offer_id = offers[0]["id"]
+        self.batch_id = ok(client.post("/api/v1/batches", headers=pm, json={
+            "batch_key": "b1", "rows": [{"unit_id": self.unit_id, "category": "leak-repair",
+                                         "description": "Dripping tap"}]}))["id"]
+        self.path_ids = {"job_id": self.job_id, "offer_id": self.offer_id,
+                         "worker_id": self.worker_id, "batch_id": self.batch_id,
+                         "invitation_id": self.invitation_id,
+                         "property_id": self.property_id, "unit_id": self.unit_id}
+        # Plausible values by field name, so that one bad field is the only bad one.
+        self.values: dict[str, Any] = {
+            "category_id": self.leak, "property_id": self.property_id,
+            "unit_id": self.unit_id, "category_ids": [self.leak], "lat": CENTER[0],
+            "lng": CENTER[1], "email": "new@example.test", "contact": "+14155550199",
+            "phone": "+14155550123", "tenant_phone": "+14155550124",
+            "password": "correct horse battery", "current_password": "correct horse battery",
+            "new_password": "another good passphrase", "webhook_url": "https://example.test/h",
+            "description": "Water under the sink", "date": str(date.today() + timedelta(2)),
+            "start": "09:00", "end": "12:00", "status": "en_route", "batch_key": "b2",
+        }
+
+    def snapshot(self) -> str:
+        """Every watched row, as one digest."""
+        parts = " || ".join(
+            f"coalesce((SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {name} t),"
+            " '')" for name in WATCHED)
+        with self.app.app_context():
+            digest = db.session.execute(text(f"SELECT {parts}")).scalar_one()
+            db.session.remove()
+        return str(digest)
+
+
+def ok(response: Any) -> Any:
+    assert response.status_code < 300, response.get_data(as_text=True)
+    return response.json
+
+
+@pytest.fixture
+def world(app: Flask, client: FlaskClient, make: Factory) -> World:
+    return World(app, client, make)
+
+
+@pytest.fixture
+def document(client: FlaskClient) -> dict[str, Any]:
+    return client.get("/api/v1/openapi.json").json
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Every operation; deletions last, so that the rows they remove served the others."""
+    found = [(path, method, entry) for path, methods in document["paths"].items()
+             for method, entry in methods.items()]
+    yield from sorted(found, key=lambda op: op[1] == "delete")
+
+
+def resolve(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with its `$ref` followed and a nullable `anyOf` reduced to the non-null."""
+    while True:
+        if "$ref" in schema:
+            schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        elif "anyOf" in schema:
+            schema = next(s for s in schema["anyOf"] if s.get("type") != "null")
+        else:
+            return schema
+
+
+def body_schema(entry: dict[str, Any], document: dict[str, Any]) -> dict[str, Any] | None:
+    content = entry.get("requestBody", {}).get("content", {}).get("application/json")
+    return resolve(content["schema"], document) if content else None
+
+
+def sample(schema: dict[str, Any], document: dict[str, Any], name: str,
+           values: dict[str, Any]) -> Any:
+    """A plausible value: the required fields of an object, one element of a list."""
+    if name in values:
+        return copy.deepcopy(values[name])
+    schema = resolve(schema, document)
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        return {key: sample(sub, document, key, values)
+                for key, sub in schema.get("properties", {}).items()
+                if key in schema.get("required", [])}
+    if kind == "array":
+        return [sample(schema.get("items", {}), document, name, values)]
+    if kind == "integer":
+        return max(1, schema.get("minimum", 1))
+    if kind == "number":
+        return max(1.0, schema.get("minimum", 1.0))
+    if kind == "boolean":
+        return False
+    return "Plain words"
+
+
+def leaves(schema: dict[str, Any], document: dict[str, Any],
+           path: tuple[str | int, ...] = ()
+           ) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """(path, schema) of every number, integer and text field, nested ones too."""
+    schema = resolve(schema, document)
+    kind = schema.get("type")
+    if kind == "object":
+        for key, sub in schema.get("properties", {}).items():
+            yield from leaves(sub, document, (*path, key))
+    elif kind == "array":
+        yield from leaves(schema.get("items", {}), document, (*path, 0))
+    elif kind in ("integer", "number") or (kind == "string" and "enum" not in schema):
+        yield path, schema
+
+
+def with_value(schema: dict[str, Any], document: dict[str, Any], values: dict[str, Any],
+               path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """A plausible body with the field at `path` set to `value` (its parents made up)."""
+    body = sample(schema, document, "", values)
+    holder: Any = body
+    part_schema = schema
+    for step in path[:-1]:
+        part_schema = resolve(part_schema, document)
+        if isinstance(step, int):
+            part_schema = part_schema["items"]
+            if not holder:
+                holder.append(sample(part_schema, document, "", values))
+            holder = holder[0]
+        else:
+            part_schema = part_schema["properties"][step]
+            if not isinstance(holder.get(step), dict | list):
+                holder[step] = sample(part_schema, document, str(step), values)
+                if isinstance(holder[step], list) and not holder[step]:
+                    holder[step].append({})
+            holder = holder[step]
+    holder[path[-1]] = value
+    return body
+
+
+def field_name(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+class Prober:
+    """Sends each hostile request and checks its answer and what it left stored."""
+
+    def __init__(self, client: FlaskClient, world: World) -> None:
+        self.client, self.world = client, world
+        self.before = world.snapshot()
+        self.failures: list[str] = []
+        self.sent = 0
+
+    def send(self, method: str, url: str, headers: dict[str, str], names: str | None,
+             **kwargs: Any) -> None:
+        """`names`: the field the refusal must name (None: any field will do)."""
+        self.sent += 1
+        response = self.client.open(url, method=method.upper(), headers=headers, **kwargs)
+        what = f"{method.upper()} {url} {str(kwargs)[:160]} -> {response.status_code}"
+        status = response.status_code
+        if status < 300:
+            if names is not None:
+                self.failures.append(f"{what}: taken, but {names} should have been refused")
+            self.before = self.world.snapshot()
+            return
+        body = response.get_json(silent=True)
+        if status >= 500 or not isinstance(body, dict) or "error" not in body:
+            self.failures.append(f"{what}: {response.get_data(as_text=True)[:300]}")
+            return
+        fields = [f.get("field") for f in body["error"].get("fields", [])]
+        if (status in (400, 413, 415, 422) and not fields) or (
+                names is not None and status != 404 and names not in fields):
+            self.failures.append(f"{what}: names {fields}, not {names}")
+        after = self.world.snapshot()
+        if after != self.before:
+            self.failures.append(f"{what}: a refused request changed stored rows")
+            self.before = after
+
+
+def test_every_operation_survives_hostile_input(app: Flask, client: FlaskClient, world: World,
+                                                make: Factory,
+                                                document: dict[str, Any]) -> None:
+    prober = Prober(client, world)
+    for path, method, entry in operations(document):
+        roles = entry.get("x-roles") or ["resident"]
+        headers = dict(world.callers[roles[0]])
+        if (path, method) == ("/api/v1/auth/token", "delete"):
+            headers = make.user()[1]  # it logs its caller out
+        if any(p["name"] == "Idempotency-Key" for p in entry.get("parameters", [])):
+            headers["Idempotency-Key"] = "hostile-1"
+        url = path
+        for name, value in world.path_ids.items():
+            url = url.replace("{" + name + "}", str(value))
+        schema = body_schema(entry, document)
+        json_headers = {**headers, "Content-Type": "application/json"}
+
+        reads_json = "body" if schema is not None else None  # others may ignore a body
+        deep = "[" * 10_000 + "]" * 10_000
+        prober.send(method, url, json_headers, reads_json, data=deep)
+        prober.send(method, url, json_headers, reads_json,
+                    data='{"a":' * 10_000 + "1" + "}" * 10_000)
+
+        for name in world.path_ids:
+            if "{" + name + "}" in path:
+                for big in BIG_IDS:
+                    bad_url = path.replace("{" + name + "}", str(big))
+                    for other, value in world.path_ids.items():
+                        bad_url = bad_url.replace("{" + other + "}", str(value))
+                    prober.send(method, bad_url, json_headers, name, data="{}")
+
+        if schema is None:
+            continue
+        for kwargs in WRONG_TYPES:
+            prober.send(method, url, headers, "Content-Type", **kwargs)
+        for field_path, leaf in leaves(schema, document):
+            name = field_name(field_path)
+            if leaf["type"] in ("number", "integer"):
+                refused = [*NUMBERS.values(), *COORDINATES.get(str(field_path[-1]), [])]
+                refused += BIG_IDS if leaf["type"] == "integer" else []
+                allowed: list[Any] = []
+            else:
+                refused = [*BAD_TEXTS]
+                allowed = [t for t in FINE_TEXTS if len(t) <= leaf.get("maxLength", len(t))]
+                refused += [t for t in FINE_TEXTS if t not in allowed]
+            for value in refused + allowed:
+                body = with_value(schema, document, world.values, field_path, value)
+                prober.send(method, url, json_headers, name if value in refused else None,
+                            data=json.dumps(body))
+
+    assert prober.sent > 500
+    assert not prober.failures, "\n".join(prober.failures)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_streamed_50_mb_body_is_refused_early_everywhere(
+        live_server: LiveServer, world: World, document: dict[str, Any]) -> None:
+    """A client streaming 50 MB is cut off at the cap with a 413 that names the body, on
+    every operation that reads a body, without the server reading all of it."""
+    chunk = b"x" * (1024 * 1024)
+
+    def fifty_megabytes() -> Iterator[bytes]:
+        for _ in range(50):
+            yield chunk
+    before = world.snapshot()
+    for path, method, entry in operations(document):
+        if method == "get":
+            continue
+        roles = entry.get("x-roles") or ["resident"]
+        url = path
+        for name, value in world.path_ids.items():
+            url = url.replace("{" + name + "}", str(value))
+        for content_type, length in (("application/json", True), ("text/csv", True),
+                                     ("application/json", False)):
+            headers = {**world.callers[roles[0]], "Content-Type": content_type}
+            if length:  # announced: refused from the header alone
+                headers["Content-Length"] = str(50 * len(chunk))
+            try:
+                response = requests.request(method, live_server.url + url,
+                                            data=fifty_megabytes(), headers=headers,
+                                            timeout=30)
+            except requests.ConnectionError:
+                continue  # the server hung up mid-upload: refused, and told early
+            assert response.status_code in (413, 401, 403), (method, url,
+                                                              response.status_code)
+            if response.status_code == 413:
+                assert response.json()["error"]["fields"][0]["field"] == "body"
+    assert requests.get(live_server.url + "/healthz", timeout=10).status_code == 200
+    assert world.snapshot() == before
