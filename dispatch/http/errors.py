@@ -103,12 +103,13 @@ def register_error_handlers(app: Flask) -> None:
             if not _wants_json():
                 return error_page(status, found.problem)
             return jsonify(ApiError(status, "csrf_failed", found.problem, [found]).body()), status
+        # The exception's own headers (a 405's `Allow`), under our body's content type.
+        kept = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         if not _wants_json():
-            kept = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
             return error_page(status, headers=kept)
         code = (exc.name or "error").lower().replace(" ", "_")
         err = ApiError(status, code, exc.description or exc.name or "error")
-        return jsonify(err.body()), status
+        return jsonify(err.body()), status, kept
 
     @app.errorhandler(PoolTimeout)
     def _overloaded(exc: PoolTimeout):  # type: ignore[no-untyped-def]
