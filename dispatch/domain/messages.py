@@ -40,6 +40,7 @@ MESSAGES: dict[str, str] = {
     "invalid": "Check %(label)s: it is not valid.",
     "body.not_object": "Send the details as a JSON object.",
     "body.not_json": "Send the details as JSON.",
+    "body.too_large": "Send at most %(limit)s at once; split what you send into smaller parts.",
     "file.not_utf8": "Save the file as UTF-8 text (CSV UTF-8) and upload it again.",
     "file.missing_columns": "The file's first line needs the column(s): %(columns)s.",
     "file.unreadable": "The file cannot be read as CSV; save it again as CSV and retry.",
