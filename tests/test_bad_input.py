@@ -430,3 +430,22 @@ def test_csv_uploads_have_a_larger_cap_than_json(client: FlaskClient, world: Wor
                           content_type="text/csv", headers=pm)
     assert too_big.status_code == 413
     assert too_big.json["error"]["fields"][0]["field"] == "body"
+
+
+def test_refused_rows_quote_little_of_what_they_refuse(client: FlaskClient,
+                                                        world: World) -> None:
+    """A row problem that quotes the value ("no bookable service called '...'") quoted all
+    of it: 100 KB per row, stored with the batch and sent back."""
+    pm = world.callers["property_manager"]
+    rows = [{"unit_id": world.unit_id, "category": "c" * 100_000, "description": "Tap"}] * 8
+    response = client.post("/api/v1/batches", json={"batch_key": "long", "rows": rows},
+                           headers=pm)
+    assert response.status_code in (200, 202), response.json
+    problems = response.json["rejected"]
+    assert len(problems) == 8 and all(len(p["problem"]) < 300 for p in problems)
+    units = ("property,label,address,lat,lng\n" +
+             f"{'p' * 100_000},1A,1 Elm Court,{CENTER[0]},{CENTER[1]}\n")
+    response = client.post("/api/v1/units/import", data=units, content_type="text/csv",
+                           headers=pm)
+    assert response.status_code == 200, response.json
+    assert len(response.data) < 4096

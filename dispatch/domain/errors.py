@@ -45,7 +45,7 @@ class DomainError(Exception):
         once came back as 6 MB of field problems, each naming its key."""
         error: dict[str, Any] = {
             "code": self.code,
-            "message": _clipped(self.message, MAX_MESSAGE_CHARS),
+            "message": messages.clipped(self.message, MAX_MESSAGE_CHARS),
             "fields": [_field_body(f) for f in self.fields[:MAX_FIELDS]],
         }
         error.update(self.extra)
@@ -60,13 +60,9 @@ MAX_PROBLEM_CHARS = 240
 MAX_MESSAGE_CHARS = 480
 
 
-def _clipped(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
-
-
 def _field_body(found: FieldProblem) -> dict[str, str]:
-    body = {"field": _clipped(found.field, MAX_FIELD_CHARS),
-            "problem": _clipped(found.problem, MAX_PROBLEM_CHARS)}
+    body = {"field": messages.clipped(found.field, MAX_FIELD_CHARS),
+            "problem": messages.clipped(found.problem, MAX_PROBLEM_CHARS)}
     if found.kind:
         body["kind"] = found.kind
     return body

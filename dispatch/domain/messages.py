@@ -244,11 +244,22 @@ class _Params(dict[str, Any]):
         return "it"
 
 
+# The most of one value a sentence quotes: values often come from the input ("There is no
+# bookable service called '...'"), and a refusal must not hand a huge input back.
+MAX_QUOTED_CHARS = 100
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
 def say(message_id: str, params: Mapping[str, Any] | None = None, field: str = "") -> str:
     """The sentence for a message id. `%(label)s` / `%(Label)s` are filled from `field`."""
     template = MESSAGES[message_id]
     values = _Params(label=label(field))
-    values.update(params or {})
+    values.update({k: clipped(v, MAX_QUOTED_CHARS) if isinstance(v, str) else v
+                   for k, v in (params or {}).items()})
     values["Label"] = capitalized(str(values["label"]))
     return template % values
 
