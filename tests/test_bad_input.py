@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from dispatch.db import db
 from dispatch.db.models import Role
-from tests.helpers import CENTER, Factory, book, job_body
+from tests.helpers import CENTER, Factory, book, count, job_body
 from tests.live import LiveServer
 
 INT64_MAX = 2**63 - 1
@@ -449,3 +449,34 @@ def test_refused_rows_quote_little_of_what_they_refuse(client: FlaskClient,
                            headers=pm)
     assert response.status_code == 200, response.json
     assert len(response.data) < 4096
+
+
+def test_csv_cells_with_control_characters_are_refused_by_line_and_column(
+        client: FlaskClient, world: World) -> None:
+    """The CSV endpoints hold text the same rules refuse in JSON: each hostile cell is a
+    refused row naming its column, never a stored one, never a 5xx."""
+    pm = world.callers["property_manager"]
+    jobs_before = count(world.app, "jobs")
+    cells = [t for t in BAD_TEXTS if t != "\ud800"]  # a file is bytes: no lone surrogates
+    for column in ("label", "address", "access_notes", "tenant_name"):
+        for cell in cells:
+            values = {"property": "Elm Court", "label": "9Z", "address": "9 Elm Court",
+                      "access_notes": "", "tenant_name": "", column: cell}
+            line = ",".join(f'"{values[c]}"' for c in ("property", "label", "address"))
+            line += f",{CENTER[0]},{CENTER[1]},\"{values['access_notes']}\","
+            line += f"\"{values['tenant_name']}\""
+            response = client.post(
+                "/api/v1/units/import", content_type="text/csv", headers=pm,
+                data="property,label,address,lat,lng,access_notes,tenant_name\n" + line)
+            assert response.status_code == 200, (column, cell, response.json)
+            assert [r["field"] for r in response.json["rejected"]] == [column], (column, cell)
+    for cell in cells:
+        response = client.post(
+            "/api/v1/batches?batch_key=k-" + str(BAD_TEXTS.index(cell)), headers=pm,
+            content_type="text/csv", data="property,unit,category,description\n"
+                                          f'Elm Court,1A,leak-repair,"Tap {cell} drips"\n')
+        assert response.status_code in (200, 202), (cell, response.json)
+        assert [r["field"] for r in response.json["rejected"]] == ["description"], cell
+    units = client.get("/api/v1/units", headers=pm).json["units"]
+    assert [u["label"] for u in units] == ["1A"]
+    assert count(world.app, "jobs") == jobs_before
