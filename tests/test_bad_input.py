@@ -14,6 +14,7 @@ import socket
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -35,10 +36,22 @@ WATCHED = ["users", "workers", "worker_skills", "jobs", "offers", "organizations
 # still refuse the request for something else).
 BAD_TEXTS = ["before\x00after", "ring\x07ring", "tab\x1bescape", "abc\u202egnp.exe",
              "\ud800", "c1\x85control"]
-FINE_TEXTS = ["Leaking pipe \U0001f6b0\U0001f4a7 again", "x" * 10_000, "\u05e9\u05dc\u05d5\u05dd"]
+FINE_TEXTS = ["Leaking pipe \U0001f6b0\U0001f4a7 again", "x" * 10_000,
+              "\u05e9\u05dc\u05d5\u05dd"]
 NUMBERS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 COORDINATES = {"lat": [91, -91, -1e308, 1e308], "lng": [181, -181, -1e308]}
 BIG_IDS = [INT64_MAX + 1, 10**30, -(INT64_MAX + 2)]
+# Query parameters the views read, for a document that does not declare them yet.
+QUERY_PARAMS = {
+    ("get", "/api/v1/offers"): ["status"], ("get", "/api/v1/jobs"): ["status"],
+    ("get", "/api/v1/units"): ["property_id"], ("get", "/api/v1/reports/sla"): ["month"],
+    ("get", "/api/v1/places/reverse"): ["lat", "lng"], ("get", "/api/v1/places/search"): ["q"],
+    ("post", "/api/v1/batches"): ["batch_key", "confirm_duplicate"],
+}
+QUERY_VALUES = [quote(v) for v in [*(t for t in BAD_TEXTS if t != "\ud800"), "NaN", "inf",
+                                   "-1e308", "91", "181", str(INT64_MAX + 1), str(10**30),
+                                   "\u0663", "x" * 10_000]]
+QUERY_VALUES.append("%ED%A0%80")  # a surrogate, UTF-8 encoded: not UTF-8
 WRONG_TYPES: list[dict[str, Any]] = [
     {"data": '{"a": 1}', "content_type": "text/plain"},
     {"data": {"a": "1"}},  # a form
@@ -274,6 +287,11 @@ def test_every_operation_survives_hostile_input(app: Flask, client: FlaskClient,
                     # "-1" is no id at all: an unknown path, found by no route
                     prober.send(method, bad_url, json_headers, name if big > 0 else None,
                                 data="{}")
+
+        declared = [p["name"] for p in entry.get("parameters", []) if p["in"] == "query"]
+        for name in dict.fromkeys(declared + QUERY_PARAMS.get((method, path), [])):
+            for value in QUERY_VALUES:
+                prober.send(method, f"{url}?{name}={value}", headers, None)
 
         if schema is None:
             continue
