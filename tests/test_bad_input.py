@@ -302,6 +302,8 @@ def test_every_operation_survives_hostile_input(app: Flask, client: FlaskClient,
             if leaf["type"] in ("number", "integer"):
                 refused = [*NUMBERS.values(), *COORDINATES.get(str(field_path[-1]), [])]
                 refused += BIG_IDS if leaf["type"] == "integer" else []
+                if "minimum" in leaf or "maximum" in leaf:
+                    refused += [-1e308, 1e308]
                 allowed: list[Any] = []
             else:
                 refused = [*BAD_TEXTS]
