@@ -20,6 +20,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from dispatch.entrypoints import cli
     from dispatch.http import api, pages
     from dispatch.http.api.shapes import ApiPresenter
+    from dispatch.http.bodies import register_body_caps
     from dispatch.http.converters import AsciiIntegerConverter
     from dispatch.http.errors import register_error_handlers
     from dispatch.http.extensions import csrf, login_manager
@@ -51,6 +52,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks)
     cli.register(app)
     register_error_handlers(app)
+    register_body_caps(app)
 
     @app.get("/livez")
     def livez():  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """What callers ask the domain to do, as validated commands: the same command whether it
 came from the JSON API, a page's form, a CSV row or the command line. Unknown fields are
-refused (a typo must not be silently ignored), and text with NUL characters, which PostgreSQL
-cannot store, is refused by name."""
+refused (a typo must not be silently ignored), and so is text PostgreSQL cannot store (NUL) or
+that reads unlike what it is (control characters, direction overrides), by name."""
 
 from __future__ import annotations
 
@@ -32,6 +32,37 @@ FROM_TEXT = {"from_text": True}
 """Validation context for commands read from text (CSV cells), where "37.7" is a number."""
 
 
+class MultiLine:
+    """Marks a text field where line breaks and tabs belong (a description, notes); every
+    other text field is one line."""
+
+
+MULTI_LINE = MultiLine()
+# Text that looks like a word but is not one: characters that reorder how the rest reads
+# (a name shown as "exe.gnp" to spoof a file), and the zero-width ones that hide inside it.
+_HIDDEN = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\ufeff")
+_LINE_BREAKS = frozenset("\t\n\r")
+
+
+def text_problem(value: str, multi_line: bool = False) -> str | None:
+    """Why `value` cannot be stored and shown as text (a message id), or None when it can.
+    PostgreSQL refuses NUL and lone surrogates cannot be encoded (a 500 either way, later);
+    other control characters and direction overrides make text that reads unlike what it
+    is, in a name, an address, a text to a tenant or a spreadsheet cell."""
+    if "\x00" in value:
+        return "text.nul"
+    for char in value:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return "text.unreadable"
+        if char in _LINE_BREAKS:
+            if not multi_line:
+                return "text.one_line"
+        elif code < 0x20 or 0x7F <= code < 0xA0 or char in _HIDDEN:
+            return "text.control"
+    return None
+
+
 class Command(BaseModel):
     """Numbers and yes/no fields take JSON numbers and booleans only: pydantic's lax mode
     would read `true` as latitude 1.0 and "12" as id 12. Text sources (CSV) pass
@@ -52,14 +83,23 @@ class Command(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: object) -> object:
-        return refuse_nul(value)
+    def _plain_text(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            field = cls.model_fields.get(info.field_name or "")
+            multi_line = field is not None and MULTI_LINE in field.metadata
+            message_id = text_problem(value, multi_line)
+            if message_id:
+                raise PydanticCustomError(message_id, "is not plain text")
+        return value
 
 
-def refuse_nul(value: object) -> object:
-    """Text with NUL characters, which PostgreSQL cannot store, refused by name."""
-    if isinstance(value, str) and "\x00" in value:
-        raise PydanticCustomError("text.nul", "must not contain NUL characters")
+def refuse_unplain_text(value: object) -> object:
+    """One-line text that cannot be stored and shown as text (NUL, control characters,
+    direction overrides), refused by name: for fields outside a `Command`."""
+    if isinstance(value, str):
+        message_id = text_problem(value)
+        if message_id:
+            raise PydanticCustomError(message_id, "is not plain text")
     return value
 
 
@@ -208,7 +248,7 @@ class JobIn(Command):
     within a booked `window`."""
 
     category_id: Id
-    description: Annotated[str, Field(min_length=3, max_length=2000)]
+    description: Annotated[str, Field(min_length=3, max_length=2000), MULTI_LINE]
     lat: Lat | None = None
     lng: Lng | None = None
     address: Annotated[str | None, Field(max_length=300)] = None
@@ -244,7 +284,7 @@ class UnitIn(Command):
     address: Annotated[str, Field(min_length=3, max_length=300)]
     lat: Lat
     lng: Lng
-    access_notes: Annotated[str | None, Field(max_length=2000)] = None
+    access_notes: Annotated[str | None, Field(max_length=2000), MULTI_LINE] = None
     tenant_name: Annotated[str | None, Field(max_length=120)] = None
     tenant_phone: str | None = None
 

@@ -41,17 +41,28 @@ class DomainError(Exception):
         self.extra = dict(extra or {})
 
     def body(self) -> dict[str, Any]:
+        """The refusal as sent, small whatever was sent: a body with 60,000 unknown keys
+        once came back as 6 MB of field problems, each naming its key."""
         error: dict[str, Any] = {
             "code": self.code,
-            "message": self.message,
-            "fields": [_field_body(f) for f in self.fields],
+            "message": messages.clipped(self.message, MAX_MESSAGE_CHARS),
+            "fields": [_field_body(f) for f in self.fields[:MAX_FIELDS]],
         }
         error.update(self.extra)
         return {"error": error}
 
 
+# How much of a refusal is sent back (the first problems are enough to fix the input, and
+# the field names come from the input itself).
+MAX_FIELDS = 8
+MAX_FIELD_CHARS = 80
+MAX_PROBLEM_CHARS = 240
+MAX_MESSAGE_CHARS = 480
+
+
 def _field_body(found: FieldProblem) -> dict[str, str]:
-    body = {"field": found.field, "problem": found.problem}
+    body = {"field": messages.clipped(found.field, MAX_FIELD_CHARS),
+            "problem": messages.clipped(found.problem, MAX_PROBLEM_CHARS)}
     if found.kind:
         body["kind"] = found.kind
     return body
@@ -150,7 +161,7 @@ def not_found(what: str) -> NotFound:
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
     """pydantic's report on a command, as field problems."""
     problems = []
-    for err in exc.errors(include_url=False):
+    for err in exc.errors(include_url=False, include_input=False)[:MAX_FIELDS]:
         loc = prefix + (".".join(str(p) for p in err["loc"]) or "body")
         message_id, params = messages.for_pydantic(err["type"], loc, err.get("ctx"))
         problems.append(problem(loc, message_id, **params))

@@ -21,6 +21,9 @@ MESSAGES: dict[str, str] = {
     "text.too_short": "Write at least %(min_length)s characters for %(label)s.",
     "text.too_long": "Keep %(label)s to %(max_length)s characters or fewer.",
     "text.nul": "Remove the invisible control characters from %(label)s.",
+    "text.control": "Remove the invisible control characters from %(label)s.",
+    "text.one_line": "Write %(label)s on one line, without line breaks or tabs.",
+    "text.unreadable": "%(Label)s has a broken character; type it again.",
     "text.expected": "Write %(label)s as text.",
     "number.expected": "Enter %(label)s as a number.",
     "number.whole": "Enter %(label)s as a whole number.",
@@ -41,6 +44,7 @@ MESSAGES: dict[str, str] = {
                      "and upload it again.",
     "file.nul": "Line %(line)s holds a character a text file never does: save the file as "
                 "CSV UTF-8 and upload it again.",
+    "body.too_large": "Send at most %(limit)s at once; split what you send into smaller parts.",
     "file.missing_columns": "The file's first line needs the column(s): %(columns)s.",
     "file.duplicate_column": "Line %(line)s names the column '%(name)s' twice; keep one of "
                              "them.",
@@ -262,11 +266,22 @@ class _Params(dict[str, Any]):
         return "it"
 
 
+# The most of one value a sentence quotes: values often come from the input ("There is no
+# bookable service called '...'"), and a refusal must not hand a huge input back.
+MAX_QUOTED_CHARS = 100
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
 def say(message_id: str, params: Mapping[str, Any] | None = None, field: str = "") -> str:
     """The sentence for a message id. `%(label)s` / `%(Label)s` are filled from `field`."""
     template = MESSAGES[message_id]
     values = _Params(label=label(field))
-    values.update(params or {})
+    values.update({k: clipped(v, MAX_QUOTED_CHARS) if isinstance(v, str) else v
+                   for k, v in (params or {}).items()})
     values["Label"] = capitalized(str(values["label"]))
     return template % values
 

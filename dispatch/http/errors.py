@@ -11,7 +11,7 @@ from flask import Flask, Response, jsonify, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from dispatch.domain.errors import (
     RETRY_AFTER_S,
@@ -86,6 +86,10 @@ def error_page(status: int, sentence: str | None = None,
     return Response(html, status, headers or {}, mimetype="text/html")
 
 
+def _megabytes(size: int | None) -> str:
+    return f"{(size or 0) / (1024 * 1024):g} MB"
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _refused(exc: DomainError):  # type: ignore[no-untyped-def]
@@ -103,12 +107,17 @@ def register_error_handlers(app: Flask) -> None:
             if not _wants_json():
                 return error_page(status, found.problem)
             return jsonify(ApiError(status, "csrf_failed", found.problem, [found]).body()), status
+        # The exception's own headers (a 405's `Allow`), under our body's content type.
+        kept = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         if not _wants_json():
-            kept = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
             return error_page(status, headers=kept)
+        if isinstance(exc, RequestEntityTooLarge):
+            found = problem("body", "body.too_large", limit=_megabytes(request.max_content_length))
+            return jsonify(ApiError(status, "too_large", found.problem, [found]).body()), \
+                status, {**kept, "Connection": "close"}
         code = (exc.name or "error").lower().replace(" ", "_")
         err = ApiError(status, code, exc.description or exc.name or "error")
-        return jsonify(err.body()), status
+        return jsonify(err.body()), status, kept
 
     @app.errorhandler(PoolTimeout)
     def _overloaded(exc: PoolTimeout):  # type: ignore[no-untyped-def]

@@ -118,6 +118,10 @@ class Settings:
     # many links an hour (more requests are answered alike and send nothing).
     password_reset_ttl_minutes: int = 30
     password_resets_per_hour: int = 3
+    # The largest request body read, by kind (dispatch.http.bodies): a JSON command or a
+    # form is small; a CSV upload of 5,000 units is a few megabytes.
+    max_json_bytes: int = 1024 * 1024
+    max_file_bytes: int = 10 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -180,6 +184,8 @@ class Settings:
             reask_after_s=_int("REASK_AFTER_SECONDS", 300),
             password_reset_ttl_minutes=_int("PASSWORD_RESET_TTL_MINUTES", 30),
             password_resets_per_hour=_int("PASSWORD_RESETS_PER_HOUR", 3),
+            max_json_bytes=_int("MAX_JSON_BYTES", cls.max_json_bytes),
+            max_file_bytes=_int("MAX_FILE_BYTES", cls.max_file_bytes),
         )
 
     def to_flask(self) -> dict[str, Any]:
@@ -189,7 +195,8 @@ class Settings:
                                           "max_overflow": 30},
             "REDIS_URL": self.redis_url,
             "SECRET_KEY": self.secret_key,
-            "MAX_CONTENT_LENGTH": 1024 * 1024,  # no legitimate request is near a megabyte
+            # The global cap; each kind of body has its own below it (dispatch.http.bodies).
+            "MAX_CONTENT_LENGTH": max(self.max_json_bytes, self.max_file_bytes),
             # The CSRF token is bound to the login session; a worker's page stays open all
             # shift, so the token must not expire after an hour underneath it.
             "WTF_CSRF_TIME_LIMIT": None,

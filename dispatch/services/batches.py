@@ -34,6 +34,7 @@ from dispatch.db.models import (
     User,
 )
 from dispatch.db.paging import Keyset, Page, PageRequest
+from dispatch.domain.commands import text_problem
 from dispatch.domain.csvfiles import read_rows
 from dispatch.domain.errors import (
     Conflict,
@@ -148,9 +149,12 @@ def validate_rows(session: Session, org: Organization, rows: list[dict[str, Any]
                                                            {"value": raw_cat})))
             continue
         description = str(row.get("description") or "").strip()
-        if (not 3 <= len(description) <= 2000 or "\x00" in description
-                or _printable(description) != description):
+        if not 3 <= len(description) <= 2000:
             rejected.append(_problem(line, "description", say("description.length")))
+            continue
+        unreadable = text_problem(description, multi_line=True)  # as a booking's would be
+        if unreadable:
+            rejected.append(_problem(line, "description", say(unreadable, field="description")))
             continue
         urgency = str(row.get("urgency") or "urgent").strip()
         window = None

@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pydantic_core import PydanticCustomError
 
 from dispatch.db.paging import Key, Page, PageRequest
-from dispatch.domain.commands import refuse_nul
+from dispatch.domain.commands import refuse_unplain_text
 
 _INT = re.compile(r"[0-9]{1,19}")
 _FLOAT = re.compile(r"-?[0-9]{1,10}(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,3})?")
@@ -61,7 +61,7 @@ class QueryParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
-    _no_nul = field_validator("*")(refuse_nul)
+    _no_nul = field_validator("*")(refuse_unplain_text)
 
 
 DEFAULT_PAGE = 50

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from dispatch.db.models import Role
-from dispatch.domain.errors import from_validation_error, invalid, problem
+from dispatch.domain.errors import NotFound, from_validation_error, invalid, problem, refusal
 from dispatch.http.auth import authenticate
 from dispatch.http.errors import ApiError
 
@@ -78,8 +78,8 @@ def csv_upload(example: str) -> dict[str, type[BaseModel] | dict[str, Any]]:
 
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 # Path ids, bounded like the columns they address (int4 users/categories, int8 jobs/offers).
-ID4 = "int(min=1, max=2147483647)"
-ID8 = "int(min=1, max=9223372036854775807)"
+ID4 = "id(min=1, max=2147483647)"
+ID8 = "id(min=1, max=9223372036854775807)"
 
 
 class ApiRegistry:
@@ -140,6 +140,7 @@ class ApiRegistry:
                 parsed_query = parse_query(query)
                 if parsed_query is not None:
                     kwargs["query"] = parsed_query
+                _check_path_ids(op, path_args)
                 if body is not None:
                     kwargs["body"] = parse_body(body)
                 result = fn(**kwargs)
@@ -276,6 +277,16 @@ def _bounds(args: str | None) -> dict[str, int]:
         if key in names:
             out[names[key]] = int(value)
     return out
+
+
+def _check_path_ids(op: Operation, path_args: dict[str, Any]) -> None:
+    """An id outside its column's range names nothing: a 404 that names the id."""
+    for name, bounds in op.path_params:
+        value = path_args.get(name)
+        if isinstance(value, int) and not (bounds.get("minimum", value) <= value
+                                           <= bounds.get("maximum", value)):
+            raise refusal(NotFound, "not_found", name, "not_found",
+                          what=name.removesuffix("_id").replace("_", " "))
 
 
 _REASONS = {200: "OK", 201: "Created", 204: "No content", 400: "Bad request",

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain.commands import (
+    MULTI_LINE,
     Command,
     Id,
 )
@@ -233,7 +234,7 @@ class JobStatusIn(Command):
 
 
 class CancelIn(Command):
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    reason: Annotated[str | None, Field(max_length=500), MULTI_LINE] = None
 
 
 class NoCoverageBody(Out):
