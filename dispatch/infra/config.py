@@ -118,6 +118,8 @@ class Settings:
     # many links an hour (more requests are answered alike and send nothing).
     password_reset_ttl_minutes: int = 30
     password_resets_per_hour: int = 3
+    # How often a live socket's activity renews its presence mark (see infra.presence).
+    presence_refresh_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -180,6 +182,7 @@ class Settings:
             reask_after_s=_int("REASK_AFTER_SECONDS", 300),
             password_reset_ttl_minutes=_int("PASSWORD_RESET_TTL_MINUTES", 30),
             password_resets_per_hour=_int("PASSWORD_RESETS_PER_HOUR", 3),
+            presence_refresh_s=_float("PRESENCE_REFRESH_SECONDS", 30.0),
         )
 
     def to_flask(self) -> dict[str, Any]:
