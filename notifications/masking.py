@@ -5,7 +5,8 @@ session. Calls and texts are then routed on the pair (caller's real number, pool
 so nobody ever sees the other's real number.
 
 This module knows jobs only by id and people by id and number; it owns the tables
-pool_numbers, masked_sessions, masked_participants, masked_messages and sms_opt_outs."""
+pool_numbers, masked_sessions, masked_participants, masked_messages, sms_opt_outs and
+twilio_requests."""
 
 from __future__ import annotations
 
@@ -170,6 +171,16 @@ def log_message(session: Session, found: Route, kind: str, now: datetime,
         "media_count) VALUES (:s, :k, :r, :at, :sid, :b, :m)"),
         {"s": found.session_id, "k": kind, "r": found.caller_role, "at": now,
          "sid": twilio_sid, "b": body, "m": media_count})
+
+
+def first_time(session: Session, sid: str, now: datetime) -> bool:
+    """Whether this inbound text or call (its MessageSid or CallSid) is seen for the first
+    time; the caller's transaction records it. A concurrent twin waits on the primary key
+    until this transaction ends, then sees it (or, if it rolled back, takes its place)."""
+    return session.execute(text(
+        "INSERT INTO twilio_requests (sid, at) VALUES (:sid, :at) "
+        "ON CONFLICT (sid) DO NOTHING RETURNING sid"), {"sid": sid, "at": now}
+    ).first() is not None
 
 
 def opt_out(session: Session, number: str, now: datetime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from flask import Flask
@@ -138,6 +139,65 @@ def test_texts_are_forwarded_from_the_pool_number_with_media(
     again = signed_post(app, client, "/webhooks/twilio/sms",
                         {"From": resident_phone, "To": number, "Body": "hello?"})
     assert f'to="{worker_phone}"' in again.text
+
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+
+def test_a_replayed_signed_text_or_call_is_answered_and_does_nothing(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any
+) -> None:
+    """The signature proves who sent a request, not that it is new: a captured text or call
+    sent again (or Twilio's own retry) must not be forwarded or connected again."""
+    with_pool(app, POOL)
+    resident_id, resident = make.user(Role.RESIDENT)
+    job_id, _, _, worker_phone = assigned(app, client, make, resident)
+    number = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json["masked_number"]
+    text = {"From": phone_of(app, resident_id), "To": number, "Body": "On my way down",
+            "MessageSid": "SMreplayed"}
+    call = {"From": phone_of(app, resident_id), "To": number, "CallSid": "CAreplayed"}
+    first_text = signed_post(app, client, "/webhooks/twilio/sms", text)
+    first_call = signed_post(app, client, "/webhooks/twilio/voice", call)
+    assert f'to="{worker_phone}"' in first_text.text and "<Dial" in first_call.text
+    for path, form in (("/webhooks/twilio/sms", text), ("/webhooks/twilio/voice", call)):
+        again = signed_post(app, client, path, form)
+        assert again.status_code == 200 and again.mimetype == "application/xml"
+        assert again.text == EMPTY_TWIML, again.text
+    logged = sql(app, "SELECT kind, twilio_sid FROM masked_messages ORDER BY id")
+    assert [tuple(r) for r in logged] == [("sms", "SMreplayed"), ("call", "CAreplayed")]
+    # A new text of the same words is a new message: it is forwarded.
+    fresh = signed_post(app, client, "/webhooks/twilio/sms", {**text, "MessageSid": "SMnew"})
+    assert f'to="{worker_phone}"' in fresh.text
+
+
+def test_concurrent_replays_of_one_text_forward_it_once(
+    app: Flask, make: Factory, settings: Any
+) -> None:
+    """Twilio's retry can arrive while the first delivery is still being handled: the
+    primary key on the Sid lets exactly one of them through."""
+    with_pool(app, POOL)
+    resident_id, resident = make.user(Role.RESIDENT)
+    job_id, _, _, worker_phone = assigned(app, app.test_client(), make, resident)
+    number = sql(app, "SELECT p.e164 FROM masked_sessions s JOIN pool_numbers p "
+                      "ON p.id = s.pool_number_id WHERE s.job_id = :j", j=job_id)[0].e164
+    form = {"From": phone_of(app, resident_id), "To": number, "Body": "race",
+            "MessageSid": "SMraced"}
+    start = threading.Barrier(8)
+    answers: list[str] = []
+
+    def replay() -> None:
+        client = app.test_client()
+        start.wait()
+        answers.append(signed_post(app, client, "/webhooks/twilio/sms", form).text)
+
+    threads = [threading.Thread(target=replay) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(f'to="{worker_phone}"' in a for a in answers) == 1
+    assert answers.count(EMPTY_TWIML) == 7
+    assert sql(app, "SELECT count(*) AS n FROM masked_messages")[0].n == 1
 
 
 def test_two_concurrent_jobs_of_one_resident_get_two_pool_numbers(
