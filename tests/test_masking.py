@@ -255,6 +255,65 @@ def test_pool_exhaustion_is_visible_and_the_job_goes_on(
     assert client.get(f"/api/v1/jobs/{first}", headers=resident).json["masked_number"] == POOL[0]
 
 
+def test_one_busy_pair_never_drains_the_pool(app: Flask, client: FlaskClient, make: Factory,
+                                            settings: Any) -> None:
+    """A worker and a resident with job after job, each cancelled or finished within the
+    grace period, more jobs than the pool has numbers: the next job still gets one. Ended
+    jobs' sessions give their number back (at once when cancelled, on demand while a
+    finished job's grace runs)."""
+    with_pool(app, POOL)
+    set_settings(app, offer_wave_size=1, masking_close_after_minutes=30)
+    worker_id, worker = make.worker()
+    resident_id, resident = make.user(Role.RESIDENT)
+    category = make.category("leak-repair")
+
+    def take_job() -> tuple[int, str | None]:
+        job_id = book(client, resident, job_body(category)).json["id"]
+        offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j AND worker_id = :w",
+                       j=job_id, w=worker_id)[0].id
+        accept = client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker)
+        assert accept.status_code == 200, accept.json
+        return job_id, client.get(f"/api/v1/jobs/{job_id}", headers=resident).json[
+            "masked_number"]
+
+    for n in range(len(POOL) + 3):
+        job_id, number = take_job()
+        assert number in POOL, n
+        if n % 3 == 2:  # done: the number stays with them during the grace period...
+            for status in ("arrived", "in_progress", "completed"):
+                client.post(f"/api/v1/jobs/{job_id}/status", json={"status": status},
+                            headers=worker)
+            call = {"From": phone_of(app, resident_id), "To": number}
+            assert "<Dial" in signed_post(app, client, "/webhooks/twilio/voice", call).text
+        else:  # ...a cancelled job gives it back at once
+            cancel = client.post(f"/api/v1/jobs/{job_id}/cancel", json={}, headers=resident)
+            assert cancel.status_code == 200, cancel.json
+            assert client.get(f"/api/v1/jobs/{job_id}",
+                              headers=resident).json["masked_number"] is None
+    job_id, number = take_job()
+    assert number in POOL
+    assert sql(app, "SELECT count(*) AS n FROM operator_alerts")[0].n == 0
+    held = sql(app, "SELECT count(*) AS n FROM masked_participants m JOIN masked_sessions s "
+                    "ON s.id = m.session_id WHERE m.open AND m.user_id = :w", w=worker_id)
+    assert held[0].n <= len(POOL)
+
+
+def test_the_sweeper_frees_the_number_of_any_job_that_ended(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any
+) -> None:
+    """Whatever way a job left the active statuses, its session does not outlive it."""
+    with_pool(app, POOL)
+    _, resident = make.user(Role.RESIDENT)
+    job_id, *_ = assigned(app, client, make, resident)
+    sql(app, "UPDATE jobs SET status = 'unfilled' WHERE id = :j", j=job_id)  # a path that
+    # forgot to say so
+    with app.app_context():
+        from dispatch.services import contact
+
+        contact.sweep(db.session)
+    assert sql(app, "SELECT count(*) AS n FROM masked_participants WHERE open")[0].n == 0
+
+
 def test_a_failing_masked_session_never_loses_the_accept(
     app: Flask, client: FlaskClient, make: Factory, monkeypatch: Any,
     manual_clock: ManualClock, settings: Any
