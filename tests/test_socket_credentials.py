@@ -77,6 +77,28 @@ def test_logout_closes_the_page_sockets_opened_with_that_session(
         SocketClient(live_server, headers=captured)  # the copied cookie opens nothing
 
 
+def test_a_new_password_closes_every_socket_of_the_account(
+    live_server: LiveServer, make: Factory,
+    clients: list[SocketClient]  # noqa: F811
+) -> None:
+    """A new password ends every token and login session (a thief's among them): the
+    sockets opened with them close too."""
+    make.user(Role.RESIDENT, email="rosa@example.com")
+    browser = page_session(live_server, "rosa@example.com")
+    page_socket = SocketClient(live_server, headers=cookie_header(browser))
+    clients.append(page_socket)
+    login = requests.post(f"{live_server.url}/api/v1/auth/token", timeout=10, json={
+        "email": "rosa@example.com", "password": FACTORY_PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    changed = requests.post(f"{live_server.url}/api/v1/me/password", headers=headers,
+                            timeout=10, json={"current_password": FACTORY_PASSWORD,
+                                              "new_password": "a brand new long secret"})
+    assert changed.status_code == 204, changed.text
+    page_socket.wait_for("disconnect")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        SocketClient(live_server, headers=cookie_header(browser))
+
+
 def test_a_revoked_token_can_no_longer_join_a_job_room(
     app: Flask, live_server: LiveServer, make: Factory,
     clients: list[SocketClient]  # noqa: F811

@@ -80,14 +80,16 @@ def _load_user(user_id: str) -> User | None:
 
 
 def keep_session_after_password_change(user: User) -> None:
-    """The session that changed the password stays logged in; all others end."""
+    """The page that changed the password stays logged in, on a new login session (the new
+    password ended every one, its own included); all others end."""
+    session[LOGIN_SESSION_KEY] = open_login_session(db.session, user)
+    db.session.commit()
     session[PASSWORD_STAMP] = password_stamp(user)
 
 
 @user_logged_in.connect
 def _open_server_session(_app: Flask, user: User, **_: object) -> None:
-    session[LOGIN_SESSION_KEY] = open_login_session(db.session, user)
-    db.session.commit()
+    """Every login opens a login session the server can end."""
     keep_session_after_password_change(user)
 
 

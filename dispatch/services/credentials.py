@@ -16,6 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch.db import clock
 from dispatch.db.models import ApiToken, LoginSession, User
+from dispatch.services import push
 
 PASSWORD_METHOD = "scrypt"
 # Where the login session's key sits in the (signed) Flask session cookie: the pages and the
@@ -38,12 +39,11 @@ def password_stamp(user: User) -> str:
 
 
 def set_password(session: Session, user: User, password: str) -> None:
-    """A new password ends every bearer token of the account (a stolen one dies with the
-    old password); the caller's login session is renewed by the HTTP layer."""
+    """A new password ends every bearer token and login session of the account (a stolen
+    one dies with the old password), and closes their sockets; the HTTP layer gives the
+    page that changed it a new login session."""
     user.password_hash = hash_password(password)
-    session.execute(
-        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=clock.now()))
+    end_every_session(session, user.id)
 
 
 def _digest(token: str) -> str:
@@ -121,7 +121,8 @@ def end_login_session(session: Session, key: str) -> None:
 
 
 def end_every_session(session: Session, user_id: int) -> None:
-    """Log out everywhere: every login session and every bearer token of the account."""
+    """Log out everywhere: every login session and every bearer token of the account, and
+    (after the commit) every socket opened with them."""
     now = clock.now()
     session.execute(update(LoginSession).where(LoginSession.user_id == user_id,
                                                LoginSession.revoked_at.is_(None))
@@ -129,3 +130,4 @@ def end_every_session(session: Session, user_id: int) -> None:
     session.execute(update(ApiToken).where(ApiToken.user_id == user_id,
                                            ApiToken.revoked_at.is_(None))
                     .values(revoked_at=now))
+    push.user_logged_out_everywhere(session, user_id)

@@ -27,7 +27,7 @@ from dispatch.http.api.accounts import RESET_REQUESTED
 from dispatch.http.api.schemas import LoginIn
 from dispatch.http.auth import end_this_login_session, keep_session_after_password_change
 from dispatch.http.pages import bp
-from dispatch.services import accounts, credentials, password_reset, push
+from dispatch.services import accounts, credentials, password_reset
 
 LANGUAGES = [SelectChoice("en", "English"), SelectChoice("zh-CN", "简体中文")]
 NEW_PASSWORD = "New password (10 characters or more)"
@@ -127,7 +127,6 @@ def logout_everywhere() -> Response:
     """A lost phone or a shared computer: every login session and every bearer token of
     the account ends, and every socket of theirs closes."""
     credentials.end_every_session(db.session, current_user.id)
-    push.user_logged_out_everywhere(db.session, current_user.id)
     db.session.commit()
     logout_user()
     flash("You are logged out on every device.")
