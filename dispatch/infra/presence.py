@@ -48,10 +48,13 @@ def socket_opened(user_id: int, sid: str, credential: str | None = None) -> None
 
 
 def socket_active(user_id: int, sid: str) -> None:
-    """A sign of life: the socket counts as connected for another `PRESENCE_TTL_S`. XX: a
-    socket already closed (its disconnect ran first) is not brought back."""
+    """A sign of life: the socket counts as connected for another `PRESENCE_TTL_S` (and is
+    listed again if Redis lost it: a restart, or a socket open longer than a day)."""
     try:
-        redis_connection().zadd(presence_key(user_id), {sid: time.time()}, xx=True)
+        pipe = redis_connection().pipeline(transaction=False)
+        pipe.zadd(presence_key(user_id), {sid: time.time()})
+        pipe.expire(presence_key(user_id), FORGET_AFTER_S)
+        pipe.execute()
     except RedisError:
         log.warning("presence of user %s not refreshed (Redis unavailable)", user_id)
 
