@@ -5,7 +5,8 @@ session. Calls and texts are then routed on the pair (caller's real number, pool
 so nobody ever sees the other's real number.
 
 This module knows jobs only by id and people by id and number; it owns the tables
-pool_numbers, masked_sessions, masked_participants, masked_messages and sms_opt_outs."""
+pool_numbers, masked_sessions, masked_participants, masked_messages, sms_opt_outs and
+twilio_requests."""
 
 from __future__ import annotations
 
@@ -53,21 +54,39 @@ def sync_pool(session: Session, numbers: Iterable[str]) -> int:
     return len(wanted)
 
 
+# A number is free for a pair when neither of them holds it in a session that still matters:
+# one whose job has ended (`close_after` set, its grace period running) gives way. Untouched
+# numbers come first, then those held only by ended sessions, least loaded first.
 _PICK = text("""
 SELECT p.id, p.e164
   FROM pool_numbers p
  WHERE p.active AND p.sms AND p.voice
    AND NOT EXISTS (SELECT 1 FROM masked_participants m
-                    WHERE m.open AND m.pool_number_id = p.id AND m.number = ANY(:numbers))
- ORDER BY (SELECT count(*) FROM masked_participants m
+                     JOIN masked_sessions s ON s.id = m.session_id
+                    WHERE m.open AND m.pool_number_id = p.id AND m.number = ANY(:numbers)
+                      AND s.close_after IS NULL)
+ ORDER BY EXISTS (SELECT 1 FROM masked_participants m
+                   WHERE m.open AND m.pool_number_id = p.id AND m.number = ANY(:numbers)),
+          (SELECT count(*) FROM masked_participants m
             WHERE m.open AND m.pool_number_id = p.id), p.id
  LIMIT 1
+""")
+# The ended sessions that hold the picked number for one of the pair: closed now, so the
+# number passes to the job that needs it.
+_GIVE_WAY = text("""
+UPDATE masked_sessions s SET closed_at = :now
+ WHERE s.closed_at IS NULL AND s.close_after IS NOT NULL
+   AND s.id IN (SELECT m.session_id FROM masked_participants m
+                 WHERE m.open AND m.pool_number_id = :p AND m.number = ANY(:numbers))
+RETURNING s.id
 """)
 
 
 def open_session(session: Session, job_id: int, people: tuple[Participant, Participant],
                  now: datetime, attempts: int = 5) -> tuple[int, str]:
     """Pair the job's two participants on a pool number; returns (session id, pool number).
+    A job that has ended never keeps a number from one that is starting: its session, in
+    its grace period, gives the number way (a busy worker would otherwise drain the pool).
 
     Concurrent openings can pick the same number for a shared participant; the unique index
     refuses the second, which then picks again. The caller commits."""
@@ -84,6 +103,8 @@ def open_session(session: Session, job_id: int, people: tuple[Participant, Parti
             raise PoolExhausted(f"no pool number is free for job {job_id}")
         savepoint = session.begin_nested()
         try:
+            _free_numbers(session, list(session.execute(
+                _GIVE_WAY, {"p": pick.id, "numbers": numbers, "now": now}).scalars()))
             session_id = session.execute(text(
                 "INSERT INTO masked_sessions (job_id, pool_number_id, opened_at) "
                 "VALUES (:j, :p, :now) RETURNING id"),
@@ -170,6 +191,16 @@ def log_message(session: Session, found: Route, kind: str, now: datetime,
         "media_count) VALUES (:s, :k, :r, :at, :sid, :b, :m)"),
         {"s": found.session_id, "k": kind, "r": found.caller_role, "at": now,
          "sid": twilio_sid, "b": body, "m": media_count})
+
+
+def first_time(session: Session, sid: str, now: datetime) -> bool:
+    """Whether this inbound text or call (its MessageSid or CallSid) is seen for the first
+    time; the caller's transaction records it. A concurrent twin waits on the primary key
+    until this transaction ends, then sees it (or, if it rolled back, takes its place)."""
+    return session.execute(text(
+        "INSERT INTO twilio_requests (sid, at) VALUES (:sid, :at) "
+        "ON CONFLICT (sid) DO NOTHING RETURNING sid"), {"sid": sid, "at": now}
+    ).first() is not None
 
 
 def opt_out(session: Session, number: str, now: datetime) -> None:

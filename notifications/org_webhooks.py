@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -33,21 +34,76 @@ TIMEOUT_S = 10.0
 SIGNATURE_TOLERANCE_S = 300  # clock skew plus transit; beyond it a request is a replay
 
 
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address the name resolves to, in the resolver's order: one lookup, whose answer
+    is both checked and connected to."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise OSError(f"{host} resolves to no address")
+    return addresses
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone is not an address
+    return ip.is_global and not ip.is_multicast
+
+
 def public_destination(url: str) -> bool:
     """Whether every address the URL's host resolves to is public: a manager must not be
-    able to make our workers POST to loopback, private, link-local or metadata addresses."""
+    able to make our workers POST to loopback, private, link-local or metadata addresses.
+    (Said when the URL is saved; each delivery checks again, see `deliver`.)"""
     host = urlsplit(url).hostname
     if not host:
         return False
     try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
+        return all(_public(a) for a in resolve(host, _port(url)))
+    except (OSError, ValueError):
         return False
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            return False
-    return True
+
+
+class _PinnedAddress(HTTPAdapter):
+    """Connects to one address decided beforehand, whatever the name resolves to by then
+    (a rebinding name answers a public address to the check and 127.0.0.1 to the
+    connection). The URL's name still goes in the Host header, TLS SNI and the certificate
+    check. `build_connection_pool_key_attributes` is requests' seam for this."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(max_retries=0)
+        self.address = address
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert)
+        name = host_params["host"]
+        host_params["host"] = self.address
+        if host_params["scheme"] == "https":
+            pool_kwargs["server_hostname"] = name
+            pool_kwargs["assert_hostname"] = name
+        return host_params, pool_kwargs
+
+
+def _post_to(address: str, url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST to `address` (the one that was checked), naming the URL's host to the server."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    named = f"[{host}]" if ":" in host else host
+    with requests.Session() as http:
+        http.trust_env = False  # a proxy from the environment would resolve the name again
+        adapter = _PinnedAddress(address)
+        http.mount("http://", adapter)
+        http.mount("https://", adapter)
+        response = http.post(url, data=body, timeout=TIMEOUT_S, allow_redirects=False,
+                             headers={**headers, "Host": named + (
+                                 f":{parts.port}" if parts.port else "")})
+        return response.status_code
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -87,7 +143,8 @@ class DeliveryFailed(Exception):
 def deliver(session: Session, delivery_id: int, now: datetime,
             allow_private: bool = False) -> str:
     """One attempt; returns 'sent' or 'already_done', raises DeliveryFailed to be retried.
-    The destination is checked again at send time (DNS may have changed since)."""
+    The destination is checked again at send time (DNS may have changed since), and the
+    request goes to the very address that was checked: the name is resolved once."""
     row = session.execute(text(f"""
 UPDATE webhook_deliveries d SET status = '{D.SENDING}', attempts = attempts + 1, updated_at = :now
   FROM organizations o
@@ -100,7 +157,13 @@ RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
     if not row.webhook_url or not row.webhook_secret:
         _set(session, delivery_id, D.FAILED, "the organization has no webhook URL", now)
         return D.FAILED
-    if not allow_private and not public_destination(row.webhook_url):
+    host = urlsplit(row.webhook_url).hostname or ""
+    try:
+        addresses = resolve(host, _port(row.webhook_url))
+    except OSError as exc:  # DNS may come back: retried, like a refused connection
+        _set(session, delivery_id, D.RETRYING, f"cannot resolve {host}: {exc}", now)
+        raise DeliveryFailed(str(exc)) from exc
+    if not allow_private and not all(_public(a) for a in addresses):
         _set(session, delivery_id, D.FAILED, "the webhook URL does not resolve to a public "
                                              "address", now)
         return D.FAILED
@@ -109,14 +172,13 @@ RETURNING d.id, d.event, d.payload, o.webhook_url, o.webhook_secret"""),
                "X-Dispatch-Delivery": str(row.id),
                "X-Dispatch-Signature": sign(row.webhook_secret, body, int(time.time()))}
     try:
-        response = requests.post(row.webhook_url, data=body, headers=headers, timeout=TIMEOUT_S,
-                                 allow_redirects=False)
+        status = _post_to(addresses[0], row.webhook_url, body, headers)
     except requests.RequestException as exc:
         _set(session, delivery_id, D.RETRYING, f"{type(exc).__name__}: {exc}", now)
         raise DeliveryFailed(str(exc)) from exc
-    if not 200 <= response.status_code < 300:
-        _set(session, delivery_id, D.RETRYING, f"HTTP {response.status_code}", now)
-        raise DeliveryFailed(f"HTTP {response.status_code}")
+    if not 200 <= status < 300:
+        _set(session, delivery_id, D.RETRYING, f"HTTP {status}", now)
+        raise DeliveryFailed(f"HTTP {status}")
     _set(session, delivery_id, D.SENT, None, now)
     return D.SENT
 

@@ -96,6 +96,14 @@ class Emitter:
         """A list of rooms reaches each client once, even if it sits in several."""
         self._manager.emit(event, data, namespace="/", room=rooms)
 
+    def disconnect(self, sids: list[str]) -> None:
+        """Close these sockets, on whichever server process holds them. (A write-only
+        manager has no server of its own to close them in, so it only publishes the
+        request python-socketio's servers act on.)"""
+        for sid in sids:
+            self._manager._publish({"method": "disconnect", "sid": sid, "namespace": "/",
+                                    "host_id": self._manager.host_id})
+
     def leave_room(self, sids: list[str], room: str) -> None:
         """Take these sockets out of a room, on whichever server process holds them."""
         for sid in sids:

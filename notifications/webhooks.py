@@ -1,6 +1,9 @@
 """Twilio's webhooks for the pool numbers: voice calls and SMS between a masked session's
 participants. Every request must carry a valid X-Twilio-Signature for the public URL it was
-sent to; anything else is refused with 403 and changes nothing.
+sent to; anything else is refused with 403 and changes nothing. A signed request seen
+before (its MessageSid or CallSid: Twilio's retry, or someone replaying a captured one) is
+answered with empty TwiML and changes nothing either: no text is forwarded twice, no call
+connected twice.
 
 Built by `make_blueprint` with small callables from the app (a session, the settings, the
 clock), so this package needs nothing from `dispatch`."""
@@ -74,8 +77,30 @@ def make_blueprint(get_session: Callable[[], Session],
     def twiml(doc: Any) -> Response:
         return Response(str(doc), mimetype="application/xml")
 
+    def once(empty: Callable[[], Any]) -> Callable[[Callable[..., Response]],
+                                                   Callable[..., Response]]:
+        """Handle each MessageSid/CallSid once: the Sid is recorded in the transaction that
+        does the work, and a replay gets `empty()` (TwiML that does nothing)."""
+
+        def wrap(view: Callable[..., Response]) -> Callable[..., Response]:
+            @wraps(view)
+            def run(*args: Any, **kwargs: Any) -> Response:
+                sid = request.form.get("CallSid") or request.form.get("MessageSid")
+                session = get_session()
+                if sid and not masking.first_time(session, sid[:64], now()):
+                    session.rollback()
+                    return twiml(empty())
+                answer = view(*args, **kwargs)
+                session.commit()
+                return answer
+
+            return run
+
+        return wrap
+
     @bp.post("/voice")
     @signed
+    @once(VoiceResponse)
     def voice() -> Response:
         """A call to a pool number: connect it to the other party, showing the pool number
         (callerId is what keeps the caller's real number hidden)."""
@@ -95,6 +120,7 @@ def make_blueprint(get_session: Callable[[], Session],
 
     @bp.post("/sms")
     @signed
+    @once(MessagingResponse)
     def sms() -> Response:
         """A text to a pool number: forwarded to the other party from the pool number, with
         its media; STOP/START/HELP are honoured; strangers get a polite reply."""

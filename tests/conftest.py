@@ -35,6 +35,7 @@ MUTABLE_TABLES = [
     "organization_managers", "organizations",
     "notifications", "operator_alerts", "masked_messages", "masked_participants",
     "masked_sessions", "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
+    "twilio_requests", "login_sessions",
     "worker_skills", "workers", "batches", "api_tokens", "users",
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,12 +16,18 @@ from sqlalchemy import text
 from dispatch.db import clock, db
 from dispatch.db.models import Role, User, Worker, WorkerSkill
 from dispatch.infra.config import Settings
-from dispatch.services.credentials import hash_password, issue_token
+from dispatch.services.credentials import (
+    LOGIN_SESSION_KEY,
+    hash_password,
+    issue_token,
+    open_login_session,
+)
 from geo.points import wkt_point
 
 CENTER = (37.7749, -122.4194)
 # One hash for every factory user: scrypt per user would dominate the suite's time.
-_FACTORY_HASH = hash_password("correct horse battery")
+FACTORY_PASSWORD = "correct horse battery"
+_FACTORY_HASH = hash_password(FACTORY_PASSWORD)
 
 
 def set_settings(app: Flask, **changes: Any) -> Settings:
@@ -92,6 +99,27 @@ class Factory:
                 worker.skills.append(WorkerSkill(category_id=category_id, verified=verified))
             db.session.commit()
         return worker_id, headers
+
+
+def csrf_in(html: str) -> str:
+    """The page's CSRF token (a form field, or the hidden input of a plain form)."""
+    match = re.search(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def page_login(app: Flask, client: FlaskClient, user_id: int) -> None:
+    """Give the test client a login session, as the login page would: a server-side session
+    row and its key in the cookie (a cookie naming only a user id opens nothing)."""
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        key = open_login_session(db.session, user)
+        db.session.commit()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user_id)
+        session["_fresh"] = True
+        session[LOGIN_SESSION_KEY] = key
 
 
 def offset(lat: float, lng: float, north_m: float = 0.0, east_m: float = 0.0) -> tuple[float,

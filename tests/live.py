@@ -121,6 +121,8 @@ class SocketClient:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("*", lambda event, data: self.events.put((event, data)))
+        # The server closing the socket (a logout, a revoked token) is an event here too.
+        self.sio.on("disconnect", lambda *_: self.events.put(("disconnect", None)))
         self.sio.connect(server.url, auth={"token": token} if token else None,
                          headers=headers or {}, transports=["websocket"], wait_timeout=10)
 

@@ -7,7 +7,9 @@ import re
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import count, sql
+from dispatch.db.models import Role
+from tests.helpers import Factory, count, csrf_in, sql
+from tests.test_password_reset import page_login
 
 ALICE = {"email": "Alice@Example.com", "password": "a long enough secret", "name": "Alice",
          "phone": "(415) 555-2671", "role": "resident"}
@@ -111,3 +113,51 @@ def test_create_admin_command(app: Flask) -> None:
     assert again.exit_code != 0 and "already registered" in again.output
     short = runner.invoke(args=[*args[:-1], "short"])
     assert short.exit_code != 0 and "password" in short.output
+
+
+def _replay(app: Flask, cookie: str) -> FlaskClient:
+    """Another client carrying a copy of a captured session cookie."""
+    thief = app.test_client()
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie, domain="localhost")
+    return thief
+
+
+def test_logout_ends_the_session_for_every_copy_of_its_cookie(app: Flask,
+                                                              make: Factory) -> None:
+    make.user(Role.RESIDENT, email="rita@example.com")
+    client = page_login(app, "rita@example.com")
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    assert _replay(app, cookie.value).get("/api/v1/me").status_code == 200  # the control
+    other = page_login(app, "rita@example.com")  # another device stays logged in
+    home = client.get("/profile")
+    out = client.post("/logout", data={"csrf_token": csrf_in(home.text)})
+    assert out.status_code == 302
+    assert _replay(app, cookie.value).get("/api/v1/me").status_code == 401
+    assert _replay(app, cookie.value).get("/profile").status_code == 302  # to the login page
+    assert other.get("/api/v1/me").status_code == 200
+
+
+def test_a_cookie_naming_only_a_user_id_opens_nothing(app: Flask, make: Factory) -> None:
+    """A session cookie without a server-side session (forged with a leaked secret, or from
+    before sessions were revocable) cannot be ended, so it is not accepted."""
+    user_id, _ = make.user(Role.RESIDENT)
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user_id)
+    assert client.get("/api/v1/me").status_code == 401
+
+
+def test_log_out_everywhere_ends_every_session_and_token(app: Flask, make: Factory) -> None:
+    _, headers = make.user(Role.RESIDENT, email="rita@example.com")
+    here = page_login(app, "rita@example.com")
+    there = page_login(app, "rita@example.com")
+    assert there.get("/api/v1/me").status_code == 200
+    assert app.test_client().get("/api/v1/me", headers=headers).status_code == 200
+    page = here.get("/profile")
+    assert 'id="everywhere-form"' in page.text
+    out = here.post("/logout-everywhere", data={"csrf_token": csrf_in(page.text)})
+    assert out.status_code == 302
+    for client in (here, there):
+        assert client.get("/api/v1/me").status_code == 401
+    assert app.test_client().get("/api/v1/me", headers=headers).status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from flask import Flask
@@ -140,6 +141,65 @@ def test_texts_are_forwarded_from_the_pool_number_with_media(
     assert f'to="{worker_phone}"' in again.text
 
 
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+
+def test_a_replayed_signed_text_or_call_is_answered_and_does_nothing(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any
+) -> None:
+    """The signature proves who sent a request, not that it is new: a captured text or call
+    sent again (or Twilio's own retry) must not be forwarded or connected again."""
+    with_pool(app, POOL)
+    resident_id, resident = make.user(Role.RESIDENT)
+    job_id, _, _, worker_phone = assigned(app, client, make, resident)
+    number = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json["masked_number"]
+    text = {"From": phone_of(app, resident_id), "To": number, "Body": "On my way down",
+            "MessageSid": "SMreplayed"}
+    call = {"From": phone_of(app, resident_id), "To": number, "CallSid": "CAreplayed"}
+    first_text = signed_post(app, client, "/webhooks/twilio/sms", text)
+    first_call = signed_post(app, client, "/webhooks/twilio/voice", call)
+    assert f'to="{worker_phone}"' in first_text.text and "<Dial" in first_call.text
+    for path, form in (("/webhooks/twilio/sms", text), ("/webhooks/twilio/voice", call)):
+        again = signed_post(app, client, path, form)
+        assert again.status_code == 200 and again.mimetype == "application/xml"
+        assert again.text == EMPTY_TWIML, again.text
+    logged = sql(app, "SELECT kind, twilio_sid FROM masked_messages ORDER BY id")
+    assert [tuple(r) for r in logged] == [("sms", "SMreplayed"), ("call", "CAreplayed")]
+    # A new text of the same words is a new message: it is forwarded.
+    fresh = signed_post(app, client, "/webhooks/twilio/sms", {**text, "MessageSid": "SMnew"})
+    assert f'to="{worker_phone}"' in fresh.text
+
+
+def test_concurrent_replays_of_one_text_forward_it_once(
+    app: Flask, make: Factory, settings: Any
+) -> None:
+    """Twilio's retry can arrive while the first delivery is still being handled: the
+    primary key on the Sid lets exactly one of them through."""
+    with_pool(app, POOL)
+    resident_id, resident = make.user(Role.RESIDENT)
+    job_id, _, _, worker_phone = assigned(app, app.test_client(), make, resident)
+    number = sql(app, "SELECT p.e164 FROM masked_sessions s JOIN pool_numbers p "
+                      "ON p.id = s.pool_number_id WHERE s.job_id = :j", j=job_id)[0].e164
+    form = {"From": phone_of(app, resident_id), "To": number, "Body": "race",
+            "MessageSid": "SMraced"}
+    start = threading.Barrier(8)
+    answers: list[str] = []
+
+    def replay() -> None:
+        client = app.test_client()
+        start.wait()
+        answers.append(signed_post(app, client, "/webhooks/twilio/sms", form).text)
+
+    threads = [threading.Thread(target=replay) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(f'to="{worker_phone}"' in a for a in answers) == 1
+    assert answers.count(EMPTY_TWIML) == 7
+    assert sql(app, "SELECT count(*) AS n FROM masked_messages")[0].n == 1
+
+
 def test_two_concurrent_jobs_of_one_resident_get_two_pool_numbers(
     app: Flask, client: FlaskClient, make: Factory, settings: Any
 ) -> None:
@@ -193,6 +253,65 @@ def test_pool_exhaustion_is_visible_and_the_job_goes_on(
     alerts = client.get("/api/v1/admin/alerts", headers=admin).json["alerts"]
     assert [(a["kind"], a["job_id"]) for a in alerts] == [("masking_unavailable", second)]
     assert client.get(f"/api/v1/jobs/{first}", headers=resident).json["masked_number"] == POOL[0]
+
+
+def test_one_busy_pair_never_drains_the_pool(app: Flask, client: FlaskClient, make: Factory,
+                                            settings: Any) -> None:
+    """A worker and a resident with job after job, each cancelled or finished within the
+    grace period, more jobs than the pool has numbers: the next job still gets one. Ended
+    jobs' sessions give their number back (at once when cancelled, on demand while a
+    finished job's grace runs)."""
+    with_pool(app, POOL)
+    set_settings(app, offer_wave_size=1, masking_close_after_minutes=30)
+    worker_id, worker = make.worker()
+    resident_id, resident = make.user(Role.RESIDENT)
+    category = make.category("leak-repair")
+
+    def take_job() -> tuple[int, str | None]:
+        job_id = book(client, resident, job_body(category)).json["id"]
+        offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j AND worker_id = :w",
+                       j=job_id, w=worker_id)[0].id
+        accept = client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker)
+        assert accept.status_code == 200, accept.json
+        return job_id, client.get(f"/api/v1/jobs/{job_id}", headers=resident).json[
+            "masked_number"]
+
+    for n in range(len(POOL) + 3):
+        job_id, number = take_job()
+        assert number in POOL, n
+        if n % 3 == 2:  # done: the number stays with them during the grace period...
+            for status in ("arrived", "in_progress", "completed"):
+                client.post(f"/api/v1/jobs/{job_id}/status", json={"status": status},
+                            headers=worker)
+            call = {"From": phone_of(app, resident_id), "To": number}
+            assert "<Dial" in signed_post(app, client, "/webhooks/twilio/voice", call).text
+        else:  # ...a cancelled job gives it back at once
+            cancel = client.post(f"/api/v1/jobs/{job_id}/cancel", json={}, headers=resident)
+            assert cancel.status_code == 200, cancel.json
+            assert client.get(f"/api/v1/jobs/{job_id}",
+                              headers=resident).json["masked_number"] is None
+    job_id, number = take_job()
+    assert number in POOL
+    assert sql(app, "SELECT count(*) AS n FROM operator_alerts")[0].n == 0
+    held = sql(app, "SELECT count(*) AS n FROM masked_participants m JOIN masked_sessions s "
+                    "ON s.id = m.session_id WHERE m.open AND m.user_id = :w", w=worker_id)
+    assert held[0].n <= len(POOL)
+
+
+def test_the_sweeper_frees_the_number_of_any_job_that_ended(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any
+) -> None:
+    """Whatever way a job left the active statuses, its session does not outlive it."""
+    with_pool(app, POOL)
+    _, resident = make.user(Role.RESIDENT)
+    job_id, *_ = assigned(app, client, make, resident)
+    sql(app, "UPDATE jobs SET status = 'unfilled' WHERE id = :j", j=job_id)  # a path that
+    # forgot to say so
+    with app.app_context():
+        from dispatch.services import contact
+
+        contact.sweep(db.session)
+    assert sql(app, "SELECT count(*) AS n FROM masked_participants WHERE open")[0].n == 0
 
 
 def test_a_failing_masked_session_never_loses_the_accept(

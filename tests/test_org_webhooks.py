@@ -4,6 +4,7 @@ change, retried until the receiver takes it, failed visibly after the last retry
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from tests.test_portfolio import manager_with_property
 class Receiver:
     """A local HTTP endpoint standing in for a property-management system."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, host: str = "127.0.0.1", port: int = 0) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.fail_left = fail_first
         receiver = self
@@ -40,8 +41,8 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/dispatch"
+        self.server = HTTPServer((host, port), Handler)
+        self.url = f"http://{host}:{self.server.server_port}/hooks/dispatch"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -99,23 +100,15 @@ def test_a_receiver_that_never_answers_fails_visibly(app: Flask, client: FlaskCl
                                                      make: Factory, settings: Any) -> None:
     dead = Receiver(fail_first=100)
     try:
-        pm, prop_id = manager_with_property(client, make)
-        client.patch("/api/v1/org", json={"webhook_url": dead.url}, headers=pm)
-        unit_id = client.post("/api/v1/units", json={"property_id": prop_id, "label": "1A",
-                                                     "address": "1 Elm St", "lat": 37.7749,
-                                                     "lng": -122.4194}, headers=pm).json["id"]
-        make.worker()
-        book(client, pm, {"category_id": make.category("leak-repair"), "description": "Leak",
-                          "unit_id": unit_id})
-        [delivery] = sql(app, "SELECT id FROM webhook_deliveries")
+        delivery_id = delivery_to(app, client, make, dead.url)
 
         class LastAttempt:
             retries_left = 0
-            args = (delivery.id,)
+            args = (delivery_id,)
 
         with app.app_context():
             with pytest.raises(DeliveryFailed):
-                deliver_webhook_task(delivery.id)
+                deliver_webhook_task(delivery_id)
             webhook_attempt_failed(LastAttempt(), None, DeliveryFailed,
                                    DeliveryFailed("HTTP 500"), None)
         row = sql(app, "SELECT status, last_error, attempts FROM webhook_deliveries")[0]
@@ -140,3 +133,91 @@ def test_webhooks_to_private_addresses_are_refused(app: Flask, client: FlaskClie
         r = client.patch("/api/v1/org", json={"webhook_url": url}, headers=pm)
         assert r.status_code == 422, url
         assert r.json["error"]["fields"][0]["field"] == "webhook_url"
+
+
+def delivery_to(app: Flask, client: FlaskClient, make: Factory, url: str) -> int:
+    """An organization whose webhook is `url`, and the delivery its first booking makes."""
+    pm, prop_id = manager_with_property(client, make)
+    assert client.patch("/api/v1/org", json={"webhook_url": url}, headers=pm).status_code == 200
+    unit_id = client.post("/api/v1/units", json={"property_id": prop_id, "label": "1A",
+                                                 "address": "1 Elm St", "lat": 37.7749,
+                                                 "lng": -122.4194}, headers=pm).json["id"]
+    make.worker()
+    book(client, pm, {"category_id": make.category("leak-repair"), "description": "Leak",
+                      "unit_id": unit_id})
+    [delivery] = sql(app, "SELECT id FROM webhook_deliveries")
+    return int(delivery.id)
+
+
+def deliver_with_dns(app: Flask, monkeypatch: Any, dns: Any, delivery_id: int) -> str:
+    """One delivery attempt, private addresses refused, while `dns` answers lookups."""
+    set_settings(app, webhook_allow_private=False)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    try:
+        with app.app_context():
+            return deliver_webhook_task(delivery_id)
+    finally:
+        monkeypatch.setattr(socket, "getaddrinfo", real)
+
+
+PUBLIC = "93.184.215.14"  # a global address: what the rebinding name answers the check
+
+
+def test_a_rebinding_name_never_reaches_the_private_address(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any, monkeypatch: Any
+) -> None:
+    """A name that resolves to a public address when checked and to 127.0.0.1 when
+    connected to (DNS rebinding) must not reach 127.0.0.1: the delivery connects to the
+    address that was checked, and names the host in its Host header."""
+    inside = Receiver()  # what the attacker wants to reach (loopback, the compose network)
+    port = inside.server.server_port
+    outside = Receiver(host="127.0.0.2", port=port)  # stands in for PUBLIC, in this test
+    real = socket.getaddrinfo
+    looked_up: list[str] = []
+
+    def rebinding_dns(host: Any, *args: Any, **kwargs: Any) -> Any:
+        """DNS is outside the product: the first answer for the name is public, every later
+        one is 127.0.0.1; the public address itself is routed to `outside`."""
+        if host == "rebind.test":
+            looked_up.append(host)
+            address = PUBLIC if len(looked_up) == 1 else "127.0.0.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        if host == PUBLIC:
+            return real("127.0.0.2", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    try:
+        delivery_id = delivery_to(app, client, make,
+                                  f"http://rebind.test:{port}/hooks/dispatch?tenant=7")
+        assert deliver_with_dns(app, monkeypatch, rebinding_dns, delivery_id) == "sent"
+        assert inside.received == []
+        assert looked_up == ["rebind.test"]  # resolved once: checked and used alike
+        [(headers, _)] = outside.received
+        assert headers["Host"] == f"rebind.test:{port}"
+    finally:
+        inside.stop()
+        outside.stop()
+
+
+def test_a_name_that_resolves_to_a_private_address_is_never_posted_to(
+    app: Flask, client: FlaskClient, make: Factory, settings: Any, monkeypatch: Any
+) -> None:
+    inside = Receiver()
+    real = socket.getaddrinfo
+
+    def dns(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "inside.test":  # one public and one private answer: refused whole
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC, 80)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))]
+        return real(host, *args, **kwargs)
+
+    try:
+        delivery_id = delivery_to(app, client, make,
+                                  f"http://inside.test:{inside.server.server_port}/hooks")
+        assert deliver_with_dns(app, monkeypatch, dns, delivery_id) == "failed"
+        assert inside.received == []
+        row = sql(app, "SELECT status, last_error FROM webhook_deliveries")[0]
+        assert row.status == "failed" and "public" in row.last_error
+    finally:
+        inside.stop()

@@ -5,16 +5,14 @@ from __future__ import annotations
 from flask import Flask
 
 from dispatch.db.models import Role
-from tests.helpers import Factory, book, job_body
+from tests.helpers import Factory, book, job_body, page_login
 
 
 def login_as(app: Flask, make: Factory, role: Role) -> tuple[int, object, dict[str, str]]:
     """A client holding a login session (as after the login page), plus API headers."""
     user_id, headers = make.user(role, email=f"{role.value}-{id(make)}@example.test")
     client = app.test_client()
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    page_login(app, client, user_id)
     return user_id, client, headers
 
 
@@ -63,8 +61,7 @@ def test_job_page_hides_the_address_from_the_worker_once_the_job_ended(
     offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
     app.test_client().post(f"/api/v1/offers/{offer_id}/accept", headers=worker_api)
     worker_page = app.test_client()
-    with worker_page.session_transaction() as session:
-        session["_user_id"] = str(worker_id)
+    page_login(app, worker_page, worker_id)
     assert "221B Secret Street" in worker_page.get(f"/jobs/{job_id}").text
     app.test_client().post(f"/api/v1/jobs/{job_id}/cancel", json={}, headers=resident_api)
     after = worker_page.get(f"/jobs/{job_id}").text

@@ -76,12 +76,12 @@ def test_an_open_app_counts_as_present_until_it_disconnects(
     worker_id, worker = make.worker()
     redis = Redis.from_url(app.config["REDIS_URL"])
     client = SocketClient(live_server, token(worker))
-    assert redis.scard(f"dispatch:sockets:{worker_id}") == 1
+    assert redis.zcard(f"dispatch:sockets:{worker_id}") == 1
     client.close()
     deadline = time.monotonic() + 5
-    while redis.scard(f"dispatch:sockets:{worker_id}") and time.monotonic() < deadline:
+    while redis.zcard(f"dispatch:sockets:{worker_id}") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert redis.scard(f"dispatch:sockets:{worker_id}") == 0
+    assert redis.zcard(f"dispatch:sockets:{worker_id}") == 0
 
 
 def test_offer_reaches_the_worker_and_job_updates_reach_the_resident(

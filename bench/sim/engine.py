@@ -623,8 +623,9 @@ class Simulation:
             {"lat": worker.pos[0], "lng": worker.pos[1], "now": self.now(), "id": worker_id})
         self.session.commit()
         accounts.set_availability(self.session, worker.user, Availability.ONLINE)
-        # The app is open for the whole shift: offers arrive by socket, not SMS.
-        self.redis.sadd(presence_key(worker_id), "sim")
+        # The app is open for the whole shift: offers arrive by socket, not SMS. (A score of
+        # +inf: a sign of life that never lapses, however long the simulation runs.)
+        self.redis.zadd(presence_key(worker_id), {"sim": float("inf")})
         worker.status, worker.off_after_job = "idle", False
         worker.online_since = self.t
         self.at(end, "shift_end", worker_id)

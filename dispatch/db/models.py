@@ -102,6 +102,19 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship()
 
 
+class LoginSession(db.Model):
+    """A page login (the cookie names it by a random key, of which only a SHA-256 is kept):
+    the server can end it, so a cookie copied before logout opens nothing afterwards."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Category(db.Model):
     """A node of the service tree; only leaves are bookable and carry worker skills."""
 
@@ -593,6 +606,17 @@ class MaskedMessage(db.Model):
     twilio_sid: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str | None] = mapped_column(Text)
     media_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class TwilioRequest(db.Model):
+    """The MessageSid or CallSid of each inbound text or call already handled: Twilio (or
+    anyone replaying a captured signed request) may send it again, and a replay must
+    forward nothing and connect nobody a second time."""
+
+    __tablename__ = "twilio_requests"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SmsOptOut(db.Model):

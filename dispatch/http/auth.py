@@ -14,7 +14,16 @@ from dispatch.db.models import Role, User
 from dispatch.domain.errors import Unauthenticated, problem, refusal, wrong_role
 from dispatch.http.errors import ApiError
 from dispatch.http.extensions import csrf, login_manager
-from dispatch.services.credentials import password_stamp, user_for_token
+from dispatch.services import push
+from dispatch.services.credentials import (
+    LOGIN_SESSION_KEY,
+    credential_key,
+    end_login_session,
+    open_login_session,
+    password_stamp,
+    user_for_login_session,
+    user_for_token,
+)
 
 # The login session remembers which password it was opened with (see `password_stamp`).
 PASSWORD_STAMP = "_password_stamp"
@@ -57,23 +66,42 @@ def authenticate(roles: Iterable[Role] | None = None) -> User:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    """A session opened with an earlier password is logged out. (Sessions from before the
-    stamp existed carry none and stay valid until they end.)"""
-    user = db.session.get(User, int(user_id))
+    """Only a login session the server still holds counts: logout ends it for every copy
+    of the cookie. A session opened with an earlier password is logged out too, and so is
+    a cookie that names no server-side session at all (one from before they existed)."""
+    key = session.get(LOGIN_SESSION_KEY)
+    user = user_for_login_session(db.session, key) if isinstance(key, str) else None
+    if user is None or str(user.id) != user_id:
+        return None
     stamp = session.get(PASSWORD_STAMP)
-    if user is None or (stamp is not None and stamp != password_stamp(user)):
+    if stamp is not None and stamp != password_stamp(user):
         return None
     return user
 
 
 def keep_session_after_password_change(user: User) -> None:
-    """The session that changed the password stays logged in; all others end."""
+    """The page that changed the password stays logged in, on a new login session (the new
+    password ended every one, its own included); all others end."""
+    session[LOGIN_SESSION_KEY] = open_login_session(db.session, user)
+    db.session.commit()
     session[PASSWORD_STAMP] = password_stamp(user)
 
 
 @user_logged_in.connect
-def _stamp_session(_app: Flask, user: User, **_: object) -> None:
+def _open_server_session(_app: Flask, user: User, **_: object) -> None:
+    """Every login opens a login session the server can end."""
     keep_session_after_password_change(user)
+
+
+def end_this_login_session() -> None:
+    """Logout on the server: the cookie, and every copy of it, opens nothing from now on,
+    and the sockets the page opened with it close."""
+    key = session.pop(LOGIN_SESSION_KEY, None)
+    if not isinstance(key, str):
+        return
+    end_login_session(db.session, key)
+    push.credential_ended(db.session, credential_key(key))
+    db.session.commit()
 
 
 def token_ttl() -> timedelta:

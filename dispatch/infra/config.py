@@ -122,6 +122,8 @@ class Settings:
     # form is small; a CSV upload of 5,000 units is a few megabytes.
     max_json_bytes: int = 1024 * 1024
     max_file_bytes: int = 10 * 1024 * 1024
+    # How often a live socket's activity renews its presence mark (see infra.presence).
+    presence_refresh_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -186,6 +188,7 @@ class Settings:
             password_resets_per_hour=_int("PASSWORD_RESETS_PER_HOUR", 3),
             max_json_bytes=_int("MAX_JSON_BYTES", cls.max_json_bytes),
             max_file_bytes=_int("MAX_FILE_BYTES", cls.max_file_bytes),
+            presence_refresh_s=_float("PRESENCE_REFRESH_SECONDS", 30.0),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -7,11 +7,12 @@ Redis, so it reaches clients on any server process."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request, session
 from flask_login import current_user
-from flask_socketio import ConnectionRefusedError, SocketIO, join_room
+from flask_socketio import ConnectionRefusedError, SocketIO, join_room, leave_room
 from pydantic import ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -32,7 +33,13 @@ from dispatch.domain.errors import (
 from dispatch.domain.messages import location_refusal
 from dispatch.infra import presence
 from dispatch.services import jobs, tracking
-from dispatch.services.credentials import user_for_token
+from dispatch.services.credentials import (
+    LOGIN_SESSION_KEY,
+    credential_key,
+    login_digest_live,
+    token_digest_live,
+    user_for_token,
+)
 from dispatch.services.push import job_update_payload
 from notifications.realtime import channel, job_room, user_room
 
@@ -41,6 +48,11 @@ socketio = SocketIO()
 INT8_MAX = 2**63 - 1
 _USER_KEY = "socket_user_id"
 _ROLE_KEY = "socket_user_role"  # kept with the connection: pings need no user lookup
+# The credential the socket connected with (a bearer token's or login session's digest, and
+# which of the two): ending it closes the socket, and room joins ask whether it still holds.
+_CREDENTIAL_KEY = "socket_credential"
+_KIND_KEY = "socket_credential_kind"
+_SEEN_KEY = "socket_seen"  # when presence last heard from it (monotonic seconds)
 
 
 def init_realtime(app: Flask, async_mode: str) -> None:
@@ -100,11 +112,35 @@ def _connection(sid: str) -> dict[str, Any]:
     return socketio.server.get_session(sid)  # type: ignore[no-any-return]
 
 
+def _alive(sid: str, connection: dict[str, Any]) -> None:
+    """Any event is a sign of life: presence hears of it at most every few seconds."""
+    now = time.monotonic()
+    if now - connection.get(_SEEN_KEY, 0.0) >= current_app.config["DISPATCH"].presence_refresh_s:
+        connection[_SEEN_KEY] = now
+        presence.socket_active(connection[_USER_KEY], sid)
+
+
+def _credential_holds(connection: dict[str, Any]) -> bool:
+    digest, kind = connection.get(_CREDENTIAL_KEY), connection.get(_KIND_KEY)
+    if not isinstance(digest, str):
+        return False
+    if kind == "token":
+        return token_digest_live(db.session, digest)
+    return login_digest_live(db.session, digest)
+
+
 def _caller() -> User:
-    user_id = _connection(request.sid).get(_USER_KEY)  # type: ignore[attr-defined]
+    """The socket's user, while the credential it connected with still holds: a logout or
+    a revoked token whose close has not reached this socket yet joins nothing."""
+    sid = request.sid  # type: ignore[attr-defined]
+    connection = _connection(sid)
+    user_id = connection.get(_USER_KEY)
     user = db.session.get(User, user_id) if user_id else None
-    if user is None:
+    if user is None or not _credential_holds(connection):
+        if user_id:  # nothing more reaches it (closing it here would swallow this answer)
+            leave_room(user_room(user_id))
         raise refusal(Unauthenticated, "unauthorized", "Authorization", "login.required")
+    _alive(sid, connection)
     return user
 
 
@@ -114,16 +150,22 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
     everyone joins their own room, where offers and their jobs' updates arrive."""
     token = auth.get("token") if isinstance(auth, dict) else None
     user: User | None = None
+    credential, kind = None, "token"
     if isinstance(token, str) and token:
         user = user_for_token(db.session, token)
+        credential = credential_key(token)
     elif current_user.is_authenticated:
         user = db.session.get(User, current_user.id)
-    if user is None:
+        key = session.get(LOGIN_SESSION_KEY)
+        credential, kind = (credential_key(key) if isinstance(key, str) else None), "login"
+    if user is None or credential is None:
         raise ConnectionRefusedError("log in or pass auth={'token': <bearer token>}")
-    socketio.server.save_session(request.sid,  # type: ignore[attr-defined]
-                                 {_USER_KEY: user.id, _ROLE_KEY: user.role})
+    sid = request.sid  # type: ignore[attr-defined]
+    socketio.server.save_session(sid, {_USER_KEY: user.id, _ROLE_KEY: user.role,
+                                       _CREDENTIAL_KEY: credential, _KIND_KEY: kind,
+                                       _SEEN_KEY: time.monotonic()})
     join_room(user_room(user.id))
-    presence.socket_opened(user.id, request.sid)  # type: ignore[attr-defined]
+    presence.socket_opened(user.id, sid, credential)
     if user.role == Role.WORKER.value:
         # Connecting costs a database read anyway; reading the active job now spares the
         # first ping its own (5,000 phones reconnecting after a deploy would queue behind it).
@@ -132,9 +174,11 @@ def on_connect(auth: dict[str, Any] | None = None) -> None:
 
 @socketio.on("disconnect")
 def on_disconnect(*_: Any) -> None:
-    user_id = _connection(request.sid).get(_USER_KEY)  # type: ignore[attr-defined]
+    connection = _connection(request.sid)  # type: ignore[attr-defined]
+    user_id = connection.get(_USER_KEY)
     if user_id:
-        presence.socket_closed(user_id, request.sid)  # type: ignore[attr-defined]
+        presence.socket_closed(user_id, request.sid,  # type: ignore[attr-defined]
+                               connection.get(_CREDENTIAL_KEY))
 
 
 @socketio.on("watch_job")
@@ -179,6 +223,8 @@ def _locate(sid: str, data: Any) -> dict[str, Any]:
     try:
         caller = _connection(sid)
         role = caller.get(_ROLE_KEY)
+        if _USER_KEY in caller:
+            _alive(sid, caller)
         if role != Role.WORKER.value:
             raise wrong_role([Role.WORKER.value], role)
         fix = LocationIn.model_validate(data if isinstance(data, dict) else {})

@@ -15,7 +15,7 @@ from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, record_event
 from dispatch.db.models import Job, User
 from dispatch.db.paging import Page, PageRequest, cut
-from dispatch.domain.states import ACTIVE_JOB_STATUSES, Actor, JobStatus
+from dispatch.domain.states import ACTIVE_JOB_STATUSES, DONE_STATUSES, Actor, JobStatus
 from dispatch.services import push
 from notifications import masking
 from notifications.masking import Participant, PoolExhausted
@@ -61,10 +61,15 @@ def open_in_transaction(session: Session, job: Job, now: datetime) -> str | None
     return number
 
 
-def schedule_close(session: Session, job: Job) -> None:
-    """Called as the job leaves its active statuses (same transaction)."""
-    grace = timedelta(minutes=current_app.config["DISPATCH"].masking_close_after_minutes)
-    masking.schedule_close(session, job.id, clock.now() + grace)
+def schedule_close(session: Session, job: Job, target: JobStatus, now: datetime) -> None:
+    """Called as the job leaves its active statuses (same transaction). Work that was done
+    keeps its number a while (a question after the visit, keys left behind); every other
+    exit (cancelled, unfilled, disputed, back to the cascade) gives it back at once."""
+    if target in DONE_STATUSES:
+        grace = timedelta(minutes=current_app.config["DISPATCH"].masking_close_after_minutes)
+        masking.schedule_close(session, job.id, now + grace)
+    else:
+        masking.close_for_job(session, job.id, now)
 
 
 def raise_alert(session: Session, kind: str, job: Job | None, detail: dict[str, object]) -> None:
@@ -96,18 +101,25 @@ def sweep(session: Session) -> int:
     booked window coming up (`masking_open_before_minutes` ahead, or once the worker sets
     out)."""
     now = clock.now()
+    active = [s.value for s in ACTIVE_JOB_STATUSES]
+    # A session whose job ended by a path that did not say so gives its number back too.
+    session.execute(text("""
+UPDATE masked_sessions s SET close_after = :now FROM jobs j
+ WHERE j.id = s.job_id AND s.closed_at IS NULL AND s.close_after IS NULL
+   AND NOT (j.status = ANY(:active))"""), {"now": now, "active": active})
     closed = masking.close_due(session, now)
     session.commit()
     waiting = session.execute(text("""
 SELECT j.id FROM jobs j
- WHERE j.status IN ('assigned', 'en_route', 'arrived', 'in_progress')
+ WHERE j.status = ANY(:active)
    AND j.assigned_at < :settled
    AND (j.urgency <> 'scheduled' OR j.status <> 'assigned' OR j.window_start <= :open_from)
    AND NOT EXISTS (SELECT 1 FROM masked_sessions s WHERE s.job_id = j.id
                     AND s.closed_at IS NULL)
    AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.id
                     AND e.kind = 'masking_unavailable' AND e.at > :recent)
-"""), {"settled": now - timedelta(seconds=10), "recent": now - timedelta(minutes=5),
+"""), {"active": active, "settled": now - timedelta(seconds=10),
+       "recent": now - timedelta(minutes=5),
        "open_from": now + timedelta(
            minutes=current_app.config["DISPATCH"].masking_open_before_minutes)}
     ).scalars().all()

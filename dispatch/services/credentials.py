@@ -1,7 +1,8 @@
-"""Credentials: passwords and bearer tokens.
+"""Credentials: passwords, bearer tokens and page login sessions.
 
-Passwords use Werkzeug's scrypt (a memory-hard KDF); tokens are random 256-bit strings of
-which only a SHA-256 is stored, so a database leak does not leak working tokens."""
+Passwords use Werkzeug's scrypt (a memory-hard KDF); tokens and login-session keys are
+random 256-bit strings of which only a SHA-256 is stored, so a database leak does not leak
+working credentials. Both can be ended on the server at any time."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch.db import clock
-from dispatch.db.models import ApiToken, User
+from dispatch.db.models import ApiToken, LoginSession, User
+from dispatch.services import push
 
 PASSWORD_METHOD = "scrypt"
+# Where the login session's key sits in the (signed) Flask session cookie: the pages and the
+# Socket.IO server both read it there.
+LOGIN_SESSION_KEY = "_login_session"
 
 
 def hash_password(password: str) -> str:
@@ -34,12 +39,11 @@ def password_stamp(user: User) -> str:
 
 
 def set_password(session: Session, user: User, password: str) -> None:
-    """A new password ends every bearer token of the account (a stolen one dies with the
-    old password); the caller's login session is renewed by the HTTP layer."""
+    """A new password ends every bearer token and login session of the account (a stolen
+    one dies with the old password), and closes their sockets; the HTTP layer gives the
+    page that changed it a new login session."""
     user.password_hash = hash_password(password)
-    session.execute(
-        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=clock.now()))
+    end_every_session(session, user.id)
 
 
 def _digest(token: str) -> str:
@@ -72,3 +76,58 @@ def user_for_token(session: Session, token: str) -> User | None:
     if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
         return None
     return row.User
+
+
+def credential_key(token: str) -> str:
+    """What a socket keeps of the credential it connected with: the stored digest, enough to
+    ask later whether it still holds, never the credential itself."""
+    return _digest(token)
+
+
+def token_digest_live(session: Session, digest: str) -> bool:
+    """Whether the bearer token with this digest is still neither revoked nor expired."""
+    row = session.execute(select(ApiToken.revoked_at, ApiToken.expires_at)
+                          .where(ApiToken.token_sha256 == digest)).one_or_none()
+    return row is not None and row.revoked_at is None and row.expires_at > clock.now()
+
+
+def open_login_session(session: Session, user: User) -> str:
+    """A new page login: the key goes into the (signed) cookie, its digest into the table.
+    The caller commits."""
+    key = secrets.token_urlsafe(32)
+    session.add(LoginSession(user_id=user.id, key_sha256=_digest(key), created_at=clock.now()))
+    return key
+
+
+def user_for_login_session(session: Session, key: str) -> User | None:
+    """The user of a live login session in one round trip: every page request pays it."""
+    return session.execute(
+        select(User).join(LoginSession, LoginSession.user_id == User.id)
+        .where(LoginSession.key_sha256 == _digest(key), LoginSession.revoked_at.is_(None))
+    ).scalar_one_or_none()
+
+
+def login_digest_live(session: Session, digest: str) -> bool:
+    return session.execute(
+        select(LoginSession.id).where(LoginSession.key_sha256 == digest,
+                                      LoginSession.revoked_at.is_(None))).first() is not None
+
+
+def end_login_session(session: Session, key: str) -> None:
+    """Logout: the cookie's key opens nothing from now on, wherever a copy of it is."""
+    session.execute(update(LoginSession).where(LoginSession.key_sha256 == _digest(key),
+                                               LoginSession.revoked_at.is_(None))
+                    .values(revoked_at=clock.now()))
+
+
+def end_every_session(session: Session, user_id: int) -> None:
+    """Log out everywhere: every login session and every bearer token of the account, and
+    (after the commit) every socket opened with them."""
+    now = clock.now()
+    session.execute(update(LoginSession).where(LoginSession.user_id == user_id,
+                                               LoginSession.revoked_at.is_(None))
+                    .values(revoked_at=now))
+    session.execute(update(ApiToken).where(ApiToken.user_id == user_id,
+                                           ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+    push.user_logged_out_everywhere(session, user_id)

@@ -63,7 +63,7 @@ def transition(
                 and not occupies_worker(job.urgency, target)):
             release_or_start_queued(session, job, now)
         if JobStatus(current) in ACTIVE_JOB_STATUSES and target not in ACTIVE_JOB_STATUSES:
-            contact.schedule_close(session, job)
+            contact.schedule_close(session, job, target, now)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
     push.job_changed(session, job)

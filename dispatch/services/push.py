@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.db.aftercommit import on_commit, transaction_scratch
 from dispatch.db.models import Category, Job, Offer
-from dispatch.infra.presence import sockets_of
+from dispatch.infra.presence import sockets_of, sockets_of_credential
 from dispatch.services.active_jobs import forget_active_job
 from notifications.realtime import emitter, job_room, user_room
 
@@ -145,3 +145,18 @@ def offers_closed(session: Session, worker_offer_ids: list[tuple[int, int]], sta
 def send_now(event: str, job_id: int, payload: dict[str, Any]) -> None:
     """Push to a job's room at once: for what is not a database change (a position)."""
     _send(event, [job_room(job_id)])(payload)
+
+
+def credential_ended(session: Session, credential: str) -> None:
+    """A bearer token or login session ended (logout): the sockets opened with it close
+    once that is committed, on whichever server holds them. A reconnect with the dead
+    credential is refused, and so is a room join by a socket the close missed."""
+    redis_url = current_app.config["REDIS_URL"]
+    on_commit(session, lambda _: emitter(redis_url).disconnect(
+        sockets_of_credential(credential)))
+
+
+def user_logged_out_everywhere(session: Session, user_id: int) -> None:
+    """Every credential of the user ended: every socket of theirs closes."""
+    redis_url = current_app.config["REDIS_URL"]
+    on_commit(session, lambda _: emitter(redis_url).disconnect(sockets_of(user_id)))

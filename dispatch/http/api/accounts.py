@@ -18,8 +18,8 @@ from dispatch.http.api.routing import registry
 from dispatch.http.api.schemas import LoginIn, ResetRequestedOut, TokenOut, UserOut
 from dispatch.http.api.shapes import token_out, user_out
 from dispatch.http.auth import bearer_token, token_ttl
-from dispatch.services import accounts, password_reset
-from dispatch.services.credentials import issue_token, revoke_token
+from dispatch.services import accounts, password_reset, push
+from dispatch.services.credentials import credential_key, issue_token, revoke_token
 
 
 @registry.route(bp, "/auth/register", "POST", summary="Create an account and get a token",
@@ -47,6 +47,7 @@ def delete_token(user: User) -> Response:
     token = bearer_token()
     if token:
         revoke_token(db.session, token)
+        push.credential_ended(db.session, credential_key(token))  # its sockets close
         db.session.commit()
     return Response(status=204)
 

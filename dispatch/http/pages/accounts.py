@@ -25,9 +25,9 @@ from dispatch.domain.commands import (
 from dispatch.domain.errors import DomainError, from_validation_error
 from dispatch.http.api.accounts import RESET_REQUESTED
 from dispatch.http.api.schemas import LoginIn
-from dispatch.http.auth import keep_session_after_password_change
+from dispatch.http.auth import end_this_login_session, keep_session_after_password_change
 from dispatch.http.pages import bp
-from dispatch.services import accounts, password_reset
+from dispatch.services import accounts, credentials, password_reset
 
 LANGUAGES = [SelectChoice("en", "English"), SelectChoice("zh-CN", "简体中文")]
 NEW_PASSWORD = "New password (10 characters or more)"
@@ -116,8 +116,21 @@ def register() -> str | Response:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
+    end_this_login_session()
     logout_user()
     return redirect(url_for("web.index"))
+
+
+@bp.post("/logout-everywhere")
+@login_required
+def logout_everywhere() -> Response:
+    """A lost phone or a shared computer: every login session and every bearer token of
+    the account ends, and every socket of theirs closes."""
+    credentials.end_every_session(db.session, current_user.id)
+    db.session.commit()
+    logout_user()
+    flash("You are logged out on every device.")
+    return redirect(url_for("web.login"))
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
