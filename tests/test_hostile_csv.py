@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
 from dispatch.services import batches, portfolio
-from tests.helpers import Factory, sql
+from tests.helpers import Factory, page_login, sql
 
 UNITS_HEADER = "property,label,address,lat,lng"
 UNIT_ROW = "Elm Court,H{n},9 Elm St,37.7749,-122.4194"
@@ -140,9 +140,7 @@ def stored(app: Flask) -> list[Any]:
 def page_session(app: Flask, user_id: int) -> tuple[FlaskClient, dict[str, str]]:
     """The manager's browser: the login session, and the CSRF token the page carries."""
     page = app.test_client()
-    with page.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    page_login(app, page, user_id)
     html = page.get("/properties").get_data(as_text=True)
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
     assert token, html[:500]
