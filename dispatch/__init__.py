@@ -18,7 +18,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     import dispatch.db.aftercommit  # noqa: F401  (registers the session hooks)
     from dispatch.db import clock, db
     from dispatch.entrypoints import cli
-    from dispatch.http import api, pages
+    from dispatch.http import api, limits, pages
     from dispatch.http.api.shapes import ApiPresenter
     from dispatch.http.errors import register_error_handlers
     from dispatch.http.extensions import csrf, login_manager
@@ -49,6 +49,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks)
     cli.register(app)
     register_error_handlers(app)
+    limits.init_app(app)  # after the blueprints: it guards their views
 
     @app.get("/livez")
     def livez():  # type: ignore[no-untyped-def]

@@ -115,6 +115,7 @@ MESSAGES: dict[str, str] = {
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
+    "too_many_requests": "Too many tries in a short time; try again in %(seconds)s seconds.",
     "unexpected": "Something went wrong on our side; it has been logged. Try again in a moment.",
 }
 

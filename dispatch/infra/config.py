@@ -118,6 +118,19 @@ class Settings:
     # many links an hour (more requests are answered alike and send nothing).
     password_reset_ttl_minutes: int = 30
     password_resets_per_hour: int = 3
+    # Abuse limits (dispatch/http/limits.py), in Flask-Limiter's notation ("10 per minute",
+    # several joined by ";"): far above what a person does, and what the tests, the load
+    # bench and the demo fleet do. The proxies in front whose X-Forwarded-* headers are
+    # trusted (1 behind docker-compose.yml's nginx; 0: none, the peer is the client).
+    rate_limits: bool = True
+    trusted_proxies: int = 0
+    rate_limit_login_per_ip: str = "30 per minute;300 per hour"
+    rate_limit_login_per_email: str = "10 per 5 minutes;50 per day"  # failed logins only
+    rate_limit_signup_per_ip: str = "20 per hour"
+    rate_limit_password_reset_per_ip: str = "10 per hour"
+    rate_limit_password_change_per_user: str = "10 per hour"  # wrong current passwords only
+    rate_limit_booking_per_user: str = "30 per minute;300 per hour"
+    rate_limit_location_per_user: str = "120 per minute"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -180,6 +193,9 @@ class Settings:
             reask_after_s=_int("REASK_AFTER_SECONDS", 300),
             password_reset_ttl_minutes=_int("PASSWORD_RESET_TTL_MINUTES", 30),
             password_resets_per_hour=_int("PASSWORD_RESETS_PER_HOUR", 3),
+            rate_limits=_env("RATE_LIMITS", "1") in ("1", "true"),
+            trusted_proxies=_int("TRUSTED_PROXIES", 0),
+            **{name: _env(name.upper(), getattr(cls, name)) for name in _RATE_LIMITS},
         )
 
     def to_flask(self) -> dict[str, Any]:
@@ -195,6 +211,12 @@ class Settings:
             "WTF_CSRF_TIME_LIMIT": None,
             "DISPATCH": self,
         }
+
+
+_RATE_LIMITS = ("rate_limit_login_per_ip", "rate_limit_login_per_email",
+                "rate_limit_signup_per_ip", "rate_limit_password_reset_per_ip",
+                "rate_limit_password_change_per_user", "rate_limit_booking_per_user",
+                "rate_limit_location_per_user")
 
 
 def _sqlalchemy_url(url: str) -> str:

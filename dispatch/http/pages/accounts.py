@@ -3,12 +3,15 @@ phone, language, password)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -200,5 +203,23 @@ def _attach(form: FlaskForm, error: DomainError) -> None:
 
 
 def _safe_next() -> str | None:
+    """Where to go after logging in: only a path of this app's own pages, on this host.
+    Anything else (`//evil.example/`, `/%09/evil.example/` which browsers read as the same,
+    backslashes, control characters that cannot go in a header, a path no route serves) is
+    ignored, so a link cannot send a freshly logged-in user to someone else's site."""
     target = request.args.get("next", "")
-    return target if target.startswith("/") and not target.startswith("//") else None
+    if not target.startswith("/") or _UNSAFE_IN_NEXT.search(target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path.startswith("//"):
+        return None
+    try:
+        current_app.url_map.bind_to_environ(request.environ).match(parts.path, method="GET")
+    except HTTPException:  # NotFound, MethodNotAllowed, RequestRedirect (a slash added)
+        return None
+    return urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+# Backslashes (browsers read them as slashes), whitespace and control characters (browsers
+# drop tabs and newlines inside URLs; CR/LF cannot be sent in a Location header at all).
+_UNSAFE_IN_NEXT = re.compile(r"[\\\s\x00-\x1f\x7f]")
