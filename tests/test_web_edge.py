@@ -1,10 +1,12 @@
 """The web edge under abuse: rate limits (per address, per target email, per user, and who
-the address is behind a proxy), the page to go to after logging in, and login timing."""
+the address is behind a proxy), the page to go to after logging in, login timing, security
+headers, the secret key and cookies, and the compose health check."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,9 @@ from flask.testing import FlaskClient
 
 from dispatch import create_app
 from dispatch.db.models import Role
+from dispatch.domain.commands import too_easy_to_guess
+from dispatch.entrypoints.cli import DEMO_PASSWORD
+from dispatch.infra.config import Settings, development_key
 from dispatch.services import credentials
 from tests.helpers import Factory, book, job_body, set_settings
 
@@ -52,7 +57,7 @@ def test_guessing_one_accounts_password_ends_in_429(app: Flask, client: FlaskCli
     answers = [_guess(client, victim) for _ in range(11)]
     assert [a.status_code for a in answers] == [401] * 10 + [429]
     refused = answers[-1]
-    assert 0 < int(refused.headers["Retry-After"]) <= 300
+    assert 0 < int(refused.headers["Retry-After"]) <= 5 * 60 + 1  # the window, rounded up
     error = refused.json["error"]
     assert error["code"] == "too_many_requests" and error["fields"] == []
     assert error["retry_after_s"] == int(refused.headers["Retry-After"])
@@ -240,6 +245,182 @@ def test_login_page_checks_a_hash_for_unknown_emails_too(app: Flask,
     wrong = client.post("/login", data={"email": "nobody@example.test",
                                         "password": "not the password", "csrf_token": token})
     assert wrong.status_code == 422 and len(hash_checks) == 1
+
+
+# --------------------------------------------------------------------------- passwords
+
+EASY = ["1234567890", "password12", "qwertyuiop", "iloveyou12", "Password123!", "aaaaaaaaaa",
+        "abcdefghij"]
+
+
+def _refused_as_easy(answer: Any, field: str) -> None:
+    assert answer.status_code == 422, answer.json
+    [found] = answer.json["error"]["fields"]
+    assert found["field"] == field and found["kind"] == "password.weak", found
+    assert found["problem"].startswith("Choose a password that is harder to guess. ")
+    assert len(found["problem"]) > len("Choose a password that is harder to guess. ") + 40
+
+
+def test_easy_passwords_are_refused_on_sign_up_with_the_reason(client: FlaskClient) -> None:
+    for n, password in enumerate(EASY):
+        answer = client.post("/api/v1/auth/register", json={
+            "email": f"easy{n}@example.com", "password": password, "name": "Easy",
+            "phone": f"+1415555{n:04d}", "role": "resident"})
+        _refused_as_easy(answer, "password")
+    common = client.post("/api/v1/auth/register", json={
+        "email": "e@example.com", "password": "1234567890", "name": "E",
+        "phone": "+14155550000", "role": "resident"})
+    assert "common password" in common.json["error"]["fields"][0]["problem"]
+
+
+def test_easy_passwords_are_refused_on_change_and_reset(app: Flask, client: FlaskClient) -> None:
+    user_id, headers = Factory(app).user()
+    change = client.post("/api/v1/me/password", headers=headers, json={
+        "current_password": FACTORY_PASSWORD, "new_password": "password12"})
+    _refused_as_easy(change, "new_password")
+    with app.app_context():
+        from dispatch.db import db
+        from dispatch.db.models import User
+        from dispatch.services.password_reset import reset_token
+        user = db.session.get(User, user_id)
+        assert user is not None
+        token = reset_token(user, datetime.now(UTC) + timedelta(minutes=10))
+    reset = client.post("/api/v1/auth/password-reset/confirm", json={
+        "token": token, "new_password": "1234567890"})
+    _refused_as_easy(reset, "new_password")
+    page = app.test_client()
+    form = page.get(f"/reset-password/{token}")
+    on_page = page.post(f"/reset-password/{token}", data={
+        "new_password": "1234567890", "csrf_token": _csrf(form.text)})
+    assert on_page.status_code == 422 and "harder to guess" in on_page.text
+    assert _guess(client, _email_of(app, user_id), FACTORY_PASSWORD).status_code == 201
+
+
+def test_the_demo_and_test_passwords_still_pass() -> None:
+    readme = (ROOT / "README.md").read_text()
+    demo = re.search(r"password `([^`]+)`", readme)
+    assert demo and demo.group(1) == DEMO_PASSWORD
+    for password in (DEMO_PASSWORD, FACTORY_PASSWORD, "a long enough secret",
+                     "a new long password", "a brand new long secret"):
+        assert too_easy_to_guess(password) is None, password
+
+
+# --------------------------------------------------------------------------- headers
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)([^>]*)>")
+
+
+def _page_as(app: Flask, email: str, path: str) -> Any:
+    client = app.test_client()
+    token = _csrf(client.get("/login").text)
+    client.post("/login", data={"email": email, "password": FACTORY_PASSWORD,
+                                "csrf_token": token})
+    return client.get(path)
+
+
+def test_pages_allow_only_their_own_scripts_and_styles(app: Flask) -> None:
+    make = Factory(app)
+    resident = _email_of(app, make.user(Role.RESIDENT)[0])
+    worker = _email_of(app, make.worker()[0])
+    pages = [app.test_client().get("/login"), app.test_client().get("/nowhere"),
+             _page_as(app, resident, "/book"), _page_as(app, worker, "/work")]
+    for page in pages:
+        csp = page.headers["Content-Security-Policy"]
+        nonce = re.search(r"script-src 'self' 'nonce-([^']+)'", csp)
+        assert nonce, csp
+        assert "style-src 'self';" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert "img-src 'self' data: https://tile.openstreetmap.org" in csp
+        inline = INLINE_SCRIPT.findall(page.text)
+        assert inline and all(f'nonce="{nonce.group(1)}"' in attrs for attrs in inline)
+        assert " style=" not in page.text, page.request.path
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        assert page.headers["Referrer-Policy"] == "same-origin"
+    nonces = {re.search(r"nonce-([^']+)", p.headers["Content-Security-Policy"]).group(1)
+              for p in pages}
+    assert len(nonces) == len(pages)  # a fresh nonce per answer
+
+
+def test_no_template_has_inline_styles_or_unnonced_scripts() -> None:
+    """What the CSP would block in a browser, found before a browser runs."""
+    for template in (ROOT / "templates").glob("*.html"):
+        html = template.read_text()
+        assert not re.search(r"\sstyle=|<style", html), template.name
+        for attrs in INLINE_SCRIPT.findall(html):
+            assert 'nonce="{{ csp_nonce() }}"' in attrs, template.name
+
+
+def test_api_answers_are_not_sniffed_or_framed(client: FlaskClient) -> None:
+    r = client.get("/api/v1/me")
+    assert r.status_code == 401
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert "Strict-Transport-Security" not in r.headers
+
+
+def test_hsts_only_over_tls_as_a_trusted_proxy_tells(app: Flask, proxied_app: Flask) -> None:
+    over_tls = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    assert "Strict-Transport-Security" not in app.test_client().get(
+        "/login", headers=over_tls).headers  # nobody trusted: a client's claim is no TLS
+    assert "Strict-Transport-Security" not in proxied_app.test_client().get("/login").headers
+    hsts = proxied_app.test_client().get("/login", headers=over_tls).headers
+    assert hsts["Strict-Transport-Security"].startswith("max-age=")
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_outside_development_no_start_without_a_real_secret_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_ENV", "production")
+    for key in ("", "dev-only-not-secret", "short-but-set"):
+        monkeypatch.setenv("SECRET_KEY", key)
+        with pytest.raises(ValueError, match="SECRET_KEY"):
+            Settings.from_env()
+    monkeypatch.delenv("SECRET_KEY")
+    with pytest.raises(ValueError, match="DISPATCH_ENV=development"):
+        create_app()
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    assert Settings.from_env().secret_key == "k" * 40
+
+
+def test_development_signs_with_the_checkouts_own_random_key(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DISPATCH_ENV", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    key = Settings.from_env().secret_key
+    assert key == Settings.from_env().secret_key  # every process of the checkout agrees
+    assert key == (ROOT / ".local" / "secret_key").read_text().strip()
+    assert len(key) >= 32 and key != "dev-only-not-secret"
+    elsewhere = development_key(tmp_path / "deeper" / "secret_key")
+    assert elsewhere != key and len(elsewhere) >= 32
+    assert (tmp_path / "deeper" / "secret_key").stat().st_mode & 0o077 == 0
+    assert development_key(tmp_path / "deeper" / "secret_key") == elsewhere
+    assert [p.name for p in (tmp_path / "deeper").iterdir()] == ["secret_key"]
+
+
+def _session_cookie(app: Flask, base_url: str = "http://localhost") -> str:
+    email = _email_of(app, Factory(app).user()[0])
+    client = app.test_client()
+    token = _csrf(client.get("/login", base_url=base_url).text)
+    done = client.post("/login", base_url=base_url, headers={"Referer": f"{base_url}/login"},
+                       data={"email": email, "password": FACTORY_PASSWORD, "csrf_token": token})
+    assert done.status_code == 302
+    cookies = [c for c in done.headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert cookies, done.headers
+    return cookies[-1]
+
+
+def test_session_cookies_are_http_only_lax_and_secure_over_tls(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _session_cookie(app)
+    assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Secure" not in plain
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://dispatch.example")
+    over_tls = create_app({"SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+                           "REDIS_URL": app.config["REDIS_URL"], "TESTING": True})
+    secure = _session_cookie(over_tls, "https://localhost")  # sent back over https only
+    assert "Secure" in secure and "HttpOnly" in secure and "SameSite=Lax" in secure
 
 
 # --------------------------------------------------------------------------- deployment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,51 @@ def _float(name: str, default: float) -> float:
 
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+DEVELOPMENT = "development"
+MIN_SECRET_KEY_LENGTH = 32
+# The fallback every checkout once shared: public, so never accepted outside development.
+_PUBLIC_DEV_KEY = "dev-only-not-secret"
+
+
+def _secret_key(environment: str) -> str:
+    """SECRET_KEY signs login sessions and password-reset links: whoever knows it can be
+    anyone. Outside development (DISPATCH_ENV, which the Docker image sets to production)
+    there is no fallback: start-up fails with what to do. In development (the default, as
+    make run, make test and the benches run from a checkout) the key is a random one kept
+    in the checkout's .local/ (every process of the checkout signs alike), never a value
+    written in the source."""
+    key = os.environ.get("SECRET_KEY", "")
+    if environment != DEVELOPMENT:
+        if not key or key == _PUBLIC_DEV_KEY or len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"SECRET_KEY must be set to a random value of at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters when DISPATCH_ENV={environment} "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'); "
+                f"only DISPATCH_ENV={DEVELOPMENT} runs without one")
+        return key
+    return key or development_key(ROOT / ".local" / "secret_key")
+
+
+def development_key(path: Path) -> str:
+    """This checkout's own random key, made once; processes starting together agree (the
+    file appears whole or not at all). Without a writable checkout: a key for this process."""
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_name(f"{path.name}.{os.getpid()}")
+            fresh.write_text(secrets.token_urlsafe(48))
+            fresh.chmod(0o600)
+            try:
+                os.link(fresh, path)  # fails if another process made it first: theirs wins
+            except FileExistsError:
+                pass
+            finally:
+                fresh.unlink()
+        return path.read_text().strip()
+    except OSError:
+        return secrets.token_urlsafe(48)
 
 
 def _existing_file(name: str, default: str) -> str:
@@ -139,7 +185,7 @@ class Settings:
                 "DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:55432/dispatch"
             ),
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:56379/0"),
-            secret_key=_env("SECRET_KEY", "dev-only-not-secret"),
+            secret_key=_secret_key(_env("DISPATCH_ENV", DEVELOPMENT)),
             promise_minutes=_int("PROMISE_MINUTES", 120),
             offer_window_s=_int("OFFER_WINDOW_SECONDS", 30),
             offer_wave_size=_int("OFFER_WAVE_SIZE", 3),
@@ -198,6 +244,12 @@ class Settings:
             **{name: _env(name.upper(), getattr(cls, name)) for name in _RATE_LIMITS},
         )
 
+    @property
+    def behind_tls(self) -> bool:
+        """Served over https (PUBLIC_BASE_URL, the address people and Twilio use): cookies
+        are then Secure and browsers are told to keep to https (HSTS)."""
+        return self.public_base_url.startswith("https://")
+
     def to_flask(self) -> dict[str, Any]:
         return {
             "SQLALCHEMY_DATABASE_URI": _sqlalchemy_url(self.database_url),
@@ -205,6 +257,15 @@ class Settings:
                                           "max_overflow": 30},
             "REDIS_URL": self.redis_url,
             "SECRET_KEY": self.secret_key,
+            # Cookies: never read by scripts, not sent on other sites' requests (Lax keeps a
+            # followed link logged in) and, when the site is served over TLS, only over TLS.
+            "SESSION_COOKIE_HTTPONLY": True,
+            "REMEMBER_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "REMEMBER_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.behind_tls,
+            "REMEMBER_COOKIE_SECURE": self.behind_tls,
+            "PREFERRED_URL_SCHEME": "https" if self.behind_tls else "http",
             "MAX_CONTENT_LENGTH": 1024 * 1024,  # no legitimate request is near a megabyte
             # The CSRF token is bound to the login session; a worker's page stays open all
             # shift, so the token must not expire after an hour underneath it.

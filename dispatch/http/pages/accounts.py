@@ -22,6 +22,7 @@ from dispatch.db.models import User
 from dispatch.domain.commands import (
     AccountIn,
     PasswordChangeIn,
+    PasswordResetIn,
     PasswordResetRequestIn,
     RegisterIn,
 )
@@ -142,13 +143,18 @@ def reset_password(token: str) -> str | Response:
         password_reset.user_for_token(db.session, token)
     except DomainError:
         return render_template("reset_password.html", form=None), 410  # type: ignore[return-value]
-    if form.validate_on_submit() and _carried_out(form, lambda: password_reset.reset_password(
-            db.session, token, form.new_password.data or "")):
+    if form.validate_on_submit() and _carried_out(form, lambda: _reset(token, form)):
         logout_user()
         flash("Your password is changed. Log in with the new one.")
         return redirect(url_for("web.login"))
     status = 422 if request.method == "POST" else 200
     return render_template("reset_password.html", form=form), status  # type: ignore[return-value]
+
+
+def _reset(token: str, form: ResetForm) -> None:
+    """The page's new password passes the same checks as the API's (PasswordResetIn)."""
+    data = PasswordResetIn(token=token, new_password=form.new_password.data or "")
+    password_reset.reset_password(db.session, data.token, data.new_password)
 
 
 @bp.route("/profile", methods=["GET", "POST"])
