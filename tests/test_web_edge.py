@@ -146,6 +146,32 @@ def test_bookings_are_limited_per_user_not_per_address(app: Flask, client: Flask
     assert book(client, second, job_body(category)).status_code != 429
 
 
+def test_guessing_the_current_password_is_limited_per_user(app: Flask, client: FlaskClient,
+                                                           settings: Any) -> None:
+    set_settings(app, rate_limit_password_change_per_user="3 per hour")
+    _, headers = Factory(app).user()
+
+    def change(current: str) -> int:
+        return client.post("/api/v1/me/password", headers=headers, json={
+            "current_password": current, "new_password": "a brand new long secret"}).status_code
+
+    assert [change("a wrong guess") for _ in range(3)] == [422] * 3
+    assert change(FACTORY_PASSWORD) == 429
+
+
+def test_positions_are_limited_per_worker(app: Flask, client: FlaskClient,
+                                          settings: Any) -> None:
+    set_settings(app, rate_limit_location_per_user="2 per minute")
+    make = Factory(app)
+    _, worker = make.worker()
+    _, other = make.worker()
+    fix = {"lat": 37.77, "lng": -122.42}
+    answers = [client.post("/api/v1/worker/location", headers=worker, json=fix).status_code
+               for _ in range(3)]
+    assert answers == [200, 200, 429]
+    assert client.post("/api/v1/worker/location", headers=other, json=fix).status_code == 200
+
+
 def test_signup_floods_from_one_address_are_limited(client: FlaskClient, app: Flask,
                                                     settings: Any) -> None:
     set_settings(app, rate_limit_signup_per_ip="2 per hour")

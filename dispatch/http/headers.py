@@ -9,6 +9,7 @@ Images may also come from the map's tile server (MAP_TILE_URL)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from flask import Flask, Response, current_app, g, request
 from dispatch.infra.config import Settings
 
 HSTS = "max-age=31536000"
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 
 
 def csp_nonce() -> str:
@@ -35,14 +37,15 @@ def tile_source(tile_url: str) -> str:
 def content_security_policy(settings: Settings, nonce: str | None, host: str) -> str:
     scripts = "'self'" + (f" 'nonce-{nonce}'" if nonce else "")
     images = " ".join(filter(None, ["'self'", "data:", tile_source(settings.tile_url)]))
-    # 'self' covers same-host websockets in current browsers; older ones need them named.
-    sockets = f"ws://{host} wss://{host}"
+    # 'self' covers same-host websockets in current browsers; older ones need them named
+    # (the Host header is the client's: anything but a host[:port] is left out).
+    sockets = f"ws://{host} wss://{host}" if _HOST.fullmatch(host) else ""
     return "; ".join([
         "default-src 'self'",
         f"script-src {scripts}",
         "style-src 'self'",
         f"img-src {images}",
-        f"connect-src 'self' {sockets}",
+        f"connect-src 'self' {sockets}".rstrip(),
         "object-src 'none'",
         "base-uri 'self'",
         "form-action 'self'",

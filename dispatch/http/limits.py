@@ -69,9 +69,16 @@ def login_email() -> str:
 
 
 def _failed(response: Response) -> bool:
-    """A refused login or password check (401 from the API, 422 from a page or a wrong
-    current password): only these count against the account."""
+    """A refused login (401 from the API, 422 from the page): only these count against
+    the account."""
     return response.status_code in (401, 422)
+
+
+def _password_refused(response: Response) -> bool:
+    """A refused password change (the profile page's other form, name and phone, is not
+    a guess)."""
+    sent_password = request.path.startswith("/api/") or request.form.get("form") == "password"
+    return response.status_code == 422 and sent_password
 
 
 @dataclass(frozen=True)
@@ -79,18 +86,19 @@ class Guard:
     endpoints: tuple[str, ...]
     setting: str  # the Settings field holding the limit
     key: Callable[[], str]
-    failures_only: bool = False
+    # Count only answers this says are failures (None: count every request).
+    counts: Callable[[Response], bool] | None = None
 
 
 GUARDS = (
     Guard(("api.create_token", "web.login"), "rate_limit_login_per_ip", client_address),
     Guard(("api.create_token", "web.login"), "rate_limit_login_per_email", login_email,
-          failures_only=True),
+          counts=_failed),
     Guard(("api.register", "web.register"), "rate_limit_signup_per_ip", client_address),
     Guard(("api.post_password_reset", "web.forgot_password", "api.post_password_reset_confirm",
            "web.reset_password"), "rate_limit_password_reset_per_ip", client_address),
     Guard(("api.post_password", "web.profile"), "rate_limit_password_change_per_user", caller,
-          failures_only=True),
+          counts=_password_refused),
     Guard(("api.create_job",), "rate_limit_booking_per_user", caller),
     Guard(("api.post_location",), "rate_limit_location_per_user", caller),
 )
@@ -116,7 +124,7 @@ def init_app(app: Flask) -> Limiter:
             # Shared by the guard's endpoints: the API and the page count as one door.
             app.view_functions[endpoint] = limiter.shared_limit(
                 _limit_of(guard.setting), guard.setting, key_func=guard.key, methods=["POST"],
-                deduct_when=_failed if guard.failures_only else None)(view)
+                deduct_when=guard.counts)(view)
     app.register_error_handler(RateLimitExceeded, _too_many(limiter))
     app.extensions["dispatch_limiter"] = limiter
     return limiter
