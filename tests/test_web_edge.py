@@ -181,6 +181,15 @@ def test_signup_floods_from_one_address_are_limited(client: FlaskClient, app: Fl
     assert answers == [201, 201, 429]
 
 
+def test_the_openapi_document_lists_429_where_limits_apply(client: FlaskClient) -> None:
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    for path, method in [("/api/v1/auth/token", "post"), ("/api/v1/auth/register", "post"),
+                         ("/api/v1/jobs", "post"), ("/api/v1/worker/location", "post"),
+                         ("/api/v1/me/password", "post"), ("/api/v1/auth/password-reset", "post")]:
+        assert "429" in paths[path][method]["responses"], (path, method)
+    assert "429" not in paths["/api/v1/jobs"]["get"]["responses"]
+
+
 def test_limits_can_be_switched_off_for_a_process(monkeypatch: pytest.MonkeyPatch,
                                                   app: Flask) -> None:
     monkeypatch.setenv("RATE_LIMITS", "0")

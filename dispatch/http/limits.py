@@ -31,6 +31,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dispatch.db import db
 from dispatch.domain import messages
+from dispatch.http.api.routing import ErrorResponse, registry
 from dispatch.http.auth import bearer_token
 from dispatch.http.errors import ApiError, error_page
 from dispatch.infra.config import Settings
@@ -125,9 +126,19 @@ def init_app(app: Flask) -> Limiter:
             app.view_functions[endpoint] = limiter.shared_limit(
                 _limit_of(guard.setting), guard.setting, key_func=guard.key, methods=["POST"],
                 deduct_when=guard.counts)(view)
+    _document_429(app)
     app.register_error_handler(RateLimitExceeded, _too_many(limiter))
     app.extensions["dispatch_limiter"] = limiter
     return limiter
+
+
+def _document_429(app: Flask) -> None:
+    """The OpenAPI document lists 429 for the guarded operations (clients plan for it)."""
+    guarded = {(rule.rule, method.lower()) for guard in GUARDS for endpoint in guard.endpoints
+               for rule in app.url_map.iter_rules(endpoint) for method in rule.methods or ()}
+    for op in registry.operations:
+        if (op.path, op.method) in guarded:
+            op.responses.setdefault(429, ErrorResponse)
 
 
 def _limit_of(setting: str) -> Callable[[], str]:
