@@ -8,7 +8,9 @@ RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# Production unless told otherwise: no start without SECRET_KEY (dispatch/infra/config.py).
+ENV DISPATCH_ENV=production \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -18,7 +18,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     import dispatch.db.aftercommit  # noqa: F401  (registers the session hooks)
     from dispatch.db import clock, db
     from dispatch.entrypoints import cli
-    from dispatch.http import api, pages
+    from dispatch.http import api, headers, limits, pages
     from dispatch.http.api.shapes import ApiPresenter
     from dispatch.http.bodies import register_body_caps
     from dispatch.http.converters import AsciiIntegerConverter
@@ -53,6 +53,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     cli.register(app)
     register_error_handlers(app)
     register_body_caps(app)
+    limits.init_app(app)  # after the blueprints: it guards their views
+    headers.init_app(app)
 
     @app.get("/livez")
     def livez():  # type: ignore[no-untyped-def]

@@ -85,6 +85,8 @@ MESSAGES: dict[str, str] = {
     "phone.taken": "This phone number is already registered.",
     "password.too_short": "Choose a password of at least %(min_length)s characters.",
     "password.wrong": "The email address or password is wrong.",
+    "password.weak": "Choose a password that is harder to guess. %(reason)s A few uncommon "
+                     "words together make a good one.",
     "webhook_url.invalid": "Enter a web address starting with https:// or http://.",
     "webhook_url.private": "Enter a web address on the public internet.",
     "month.format": "Enter the month like 2026-11.",
@@ -138,6 +140,7 @@ MESSAGES: dict[str, str] = {
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
+    "too_many_requests": "Too many tries in a short time; try again in %(seconds)s seconds.",
     "unexpected": "Something went wrong on our side; it has been logged. Try again in a moment.",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,51 @@ def _float(name: str, default: float) -> float:
 
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+DEVELOPMENT = "development"
+MIN_SECRET_KEY_LENGTH = 32
+# The fallback every checkout once shared: public, so never accepted outside development.
+_PUBLIC_DEV_KEY = "dev-only-not-secret"
+
+
+def _secret_key(environment: str) -> str:
+    """SECRET_KEY signs login sessions and password-reset links: whoever knows it can be
+    anyone. Outside development (DISPATCH_ENV, which the Docker image sets to production)
+    there is no fallback: start-up fails with what to do. In development (the default, as
+    make run, make test and the benches run from a checkout) the key is a random one kept
+    in the checkout's .local/ (every process of the checkout signs alike), never a value
+    written in the source."""
+    key = os.environ.get("SECRET_KEY", "")
+    if environment != DEVELOPMENT:
+        if not key or key == _PUBLIC_DEV_KEY or len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"SECRET_KEY must be set to a random value of at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters when DISPATCH_ENV={environment} "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'); "
+                f"only DISPATCH_ENV={DEVELOPMENT} runs without one")
+        return key
+    return key or development_key(ROOT / ".local" / "secret_key")
+
+
+def development_key(path: Path) -> str:
+    """This checkout's own random key, made once; processes starting together agree (the
+    file appears whole or not at all). Without a writable checkout: a key for this process."""
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_name(f"{path.name}.{os.getpid()}")
+            fresh.write_text(secrets.token_urlsafe(48))
+            fresh.chmod(0o600)
+            try:
+                os.link(fresh, path)  # fails if another process made it first: theirs wins
+            except FileExistsError:
+                pass
+            finally:
+                fresh.unlink()
+        return path.read_text().strip()
+    except OSError:
+        return secrets.token_urlsafe(48)
 
 
 def _existing_file(name: str, default: str) -> str:
@@ -124,6 +170,19 @@ class Settings:
     max_file_bytes: int = 10 * 1024 * 1024
     # How often a live socket's activity renews its presence mark (see infra.presence).
     presence_refresh_s: float = 30.0
+    # Abuse limits (dispatch/http/limits.py), in Flask-Limiter's notation ("10 per minute",
+    # several joined by ";"): far above what a person does, and what the tests, the load
+    # bench and the demo fleet do. The proxies in front whose X-Forwarded-* headers are
+    # trusted (1 behind docker-compose.yml's nginx; 0: none, the peer is the client).
+    rate_limits: bool = True
+    trusted_proxies: int = 0
+    rate_limit_login_per_ip: str = "30 per minute;300 per hour"
+    rate_limit_login_per_email: str = "10 per 5 minutes;50 per day"  # failed logins only
+    rate_limit_signup_per_ip: str = "20 per hour"
+    rate_limit_password_reset_per_ip: str = "10 per hour"
+    rate_limit_password_change_per_user: str = "10 per hour"  # wrong current passwords only
+    rate_limit_booking_per_user: str = "30 per minute;300 per hour"
+    rate_limit_location_per_user: str = "120 per minute"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -132,7 +191,7 @@ class Settings:
                 "DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:55432/dispatch"
             ),
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:56379/0"),
-            secret_key=_env("SECRET_KEY", "dev-only-not-secret"),
+            secret_key=_secret_key(_env("DISPATCH_ENV", DEVELOPMENT)),
             promise_minutes=_int("PROMISE_MINUTES", 120),
             offer_window_s=_int("OFFER_WINDOW_SECONDS", 30),
             offer_wave_size=_int("OFFER_WAVE_SIZE", 3),
@@ -189,7 +248,16 @@ class Settings:
             max_json_bytes=_int("MAX_JSON_BYTES", cls.max_json_bytes),
             max_file_bytes=_int("MAX_FILE_BYTES", cls.max_file_bytes),
             presence_refresh_s=_float("PRESENCE_REFRESH_SECONDS", 30.0),
+            rate_limits=_env("RATE_LIMITS", "1") in ("1", "true"),
+            trusted_proxies=_int("TRUSTED_PROXIES", 0),
+            **{name: _env(name.upper(), getattr(cls, name)) for name in _RATE_LIMITS},
         )
+
+    @property
+    def behind_tls(self) -> bool:
+        """Served over https (PUBLIC_BASE_URL, the address people and Twilio use): cookies
+        are then Secure and browsers are told to keep to https (HSTS)."""
+        return self.public_base_url.startswith("https://")
 
     def to_flask(self) -> dict[str, Any]:
         return {
@@ -200,11 +268,26 @@ class Settings:
             "SECRET_KEY": self.secret_key,
             # The global cap; each kind of body has its own below it (dispatch.http.bodies).
             "MAX_CONTENT_LENGTH": max(self.max_json_bytes, self.max_file_bytes),
+            # Cookies: never read by scripts, not sent on other sites' requests (Lax keeps a
+            # followed link logged in) and, when the site is served over TLS, only over TLS.
+            "SESSION_COOKIE_HTTPONLY": True,
+            "REMEMBER_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "REMEMBER_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.behind_tls,
+            "REMEMBER_COOKIE_SECURE": self.behind_tls,
+            "PREFERRED_URL_SCHEME": "https" if self.behind_tls else "http",
             # The CSRF token is bound to the login session; a worker's page stays open all
             # shift, so the token must not expire after an hour underneath it.
             "WTF_CSRF_TIME_LIMIT": None,
             "DISPATCH": self,
         }
+
+
+_RATE_LIMITS = ("rate_limit_login_per_ip", "rate_limit_login_per_email",
+                "rate_limit_signup_per_ip", "rate_limit_password_reset_per_ip",
+                "rate_limit_password_change_per_user", "rate_limit_booking_per_user",
+                "rate_limit_location_per_user")
 
 
 def _sqlalchemy_url(url: str) -> str:

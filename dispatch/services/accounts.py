@@ -67,7 +67,8 @@ def login(session: Session, email: str, password: str) -> User:
     user = session.execute(
         select(User).where(User.email == email.strip().lower())
     ).scalar_one_or_none()
-    if user is None or not verify_password(user, password):
+    matches = verify_password(user, password)  # a hash is checked even without a user
+    if user is None or not matches:
         raise refusal(Unauthenticated, "bad_credentials", "password", "password.wrong")
     return user
 

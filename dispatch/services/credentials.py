@@ -6,6 +6,7 @@ working credentials. Both can be ended on the server at any time."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import datetime, timedelta
@@ -28,8 +29,22 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
-def verify_password(user: User, password: str) -> bool:
+def verify_password(user: User | None, password: str) -> bool:
+    """Whether `password` is the user's. Without a user (no account has that email) a
+    hash of the same cost is checked all the same, and False is answered: a login then
+    takes as long for an unknown email as for a known one, so timing tells nobody which
+    emails have accounts."""
+    if user is None:
+        check_password_hash(_stand_in_hash(), password)
+        return False
     return check_password_hash(user.password_hash, password)
+
+
+@functools.cache
+def _stand_in_hash() -> str:
+    """A hash of a random password nobody knows, made with the method and cost of real ones
+    (once per process: a hash costs as much as a check)."""
+    return hash_password(secrets.token_urlsafe(32))
 
 
 def password_stamp(user: User) -> str:

@@ -3,12 +3,15 @@ phone, language, password)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -19,6 +22,7 @@ from dispatch.db.models import User
 from dispatch.domain.commands import (
     AccountIn,
     PasswordChangeIn,
+    PasswordResetIn,
     PasswordResetRequestIn,
     RegisterIn,
 )
@@ -152,13 +156,18 @@ def reset_password(token: str) -> str | Response:
         password_reset.user_for_token(db.session, token)
     except DomainError:
         return render_template("reset_password.html", form=None), 410  # type: ignore[return-value]
-    if form.validate_on_submit() and _carried_out(form, lambda: password_reset.reset_password(
-            db.session, token, form.new_password.data or "")):
+    if form.validate_on_submit() and _carried_out(form, lambda: _reset(token, form)):
         logout_user()
         flash("Your password is changed. Log in with the new one.")
         return redirect(url_for("web.login"))
     status = 422 if request.method == "POST" else 200
     return render_template("reset_password.html", form=form), status  # type: ignore[return-value]
+
+
+def _reset(token: str, form: ResetForm) -> None:
+    """The page's new password passes the same checks as the API's (PasswordResetIn)."""
+    data = PasswordResetIn(token=token, new_password=form.new_password.data or "")
+    password_reset.reset_password(db.session, data.token, data.new_password)
 
 
 @bp.route("/profile", methods=["GET", "POST"])
@@ -213,5 +222,23 @@ def _attach(form: FlaskForm, error: DomainError) -> None:
 
 
 def _safe_next() -> str | None:
+    """Where to go after logging in: only a path of this app's own pages, on this host.
+    Anything else (`//evil.example/`, `/%09/evil.example/` which browsers read as the same,
+    backslashes, control characters that cannot go in a header, a path no route serves) is
+    ignored, so a link cannot send a freshly logged-in user to someone else's site."""
     target = request.args.get("next", "")
-    return target if target.startswith("/") and not target.startswith("//") else None
+    if not target.startswith("/") or _UNSAFE_IN_NEXT.search(target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path.startswith("//"):
+        return None
+    try:
+        current_app.url_map.bind_to_environ(request.environ).match(parts.path, method="GET")
+    except HTTPException:  # NotFound, MethodNotAllowed, RequestRedirect (a slash added)
+        return None
+    return urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+# Backslashes (browsers read them as slashes), whitespace and control characters (browsers
+# drop tabs and newlines inside URLs; CR/LF cannot be sent in a Location header at all).
+_UNSAFE_IN_NEXT = re.compile(r"[\\\s\x00-\x1f\x7f]")
