@@ -93,6 +93,29 @@ class WorkerProfileIn(Command):
     weekly_hours: Annotated[list[WeeklyHoursIn] | None, Field(max_length=28)] = None
 
 
+# What Twilio Verify texts: 4 to 10 digits (6 by default).
+Code = Annotated[str, Field(pattern=r"^[0-9]{4,10}$", examples=["123456"],
+                            description="The code texted to the phone")]
+
+
+class PhoneCodeIn(Command):
+    """The code texted to the caller's own phone."""
+
+    code: Code
+
+
+class SignupConfirmIn(Command):
+    """The phone a sign-up named and the code texted to it: this creates the account."""
+
+    phone: Annotated[str, Field(description="The phone given at sign-up")]
+    code: Code
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return normalize_phone(value)
+
+
 class AccountIn(Command):
     """The caller's own account details; fields left out stay as they are."""
 

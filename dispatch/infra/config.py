@@ -118,6 +118,13 @@ class Settings:
     # many links an hour (more requests are answered alike and send nothing).
     password_reset_ttl_minutes: int = 30
     password_resets_per_hour: int = 3
+    # Twilio Verify proves phones (dispatch.services.phone_verification). Empty base URL is
+    # Twilio itself; make run points it at a local mock (Prism on Twilio's Verify spec).
+    twilio_verify_service_sid: str = "VA" + "0" * 32
+    twilio_verify_base_url: str = ""
+    # A texted code answers for this long, and to this many tries (Twilio's own are 10 / 5).
+    phone_code_ttl_minutes: int = 10
+    phone_code_checks: int = 5
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -180,6 +187,9 @@ class Settings:
             reask_after_s=_int("REASK_AFTER_SECONDS", 300),
             password_reset_ttl_minutes=_int("PASSWORD_RESET_TTL_MINUTES", 30),
             password_resets_per_hour=_int("PASSWORD_RESETS_PER_HOUR", 3),
+            twilio_verify_service_sid=_env("TWILIO_VERIFY_SERVICE_SID",
+                                           cls.twilio_verify_service_sid),
+            twilio_verify_base_url=_env("TWILIO_VERIFY_BASE_URL", ""),
         )
 
     def to_flask(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch.db import clock
 from dispatch.db.models import ApiToken, User
+from dispatch.domain.errors import Forbidden, refusal
 
 PASSWORD_METHOD = "scrypt"
 
@@ -72,3 +73,10 @@ def user_for_token(session: Session, token: str) -> User | None:
     if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
         return None
     return row.User
+
+
+def require_verified_phone(user: User) -> None:
+    """Texts go to the account's phone from its first booking, shift or batch on: its owner
+    must have answered a code sent to it first (dispatch.services.phone_verification)."""
+    if user.phone_verified_at is None:
+        raise refusal(Forbidden, "phone_unverified", "phone", "phone.unverified")

@@ -35,9 +35,16 @@ class UserOut(Out):
     phone: str
     role: str
     locale: str
+    phone_verified: bool
 
 
 class ResetRequestedOut(Out):
+    message: str
+
+
+class CodeSentOut(Out):
+    """A request that texts a code answers this, the same whatever the database holds."""
+
     message: str
 
 
