@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
+from notifications.twilio_client import make_client
 from tests.helpers import (
     CODE,
     Factory,
@@ -75,7 +76,8 @@ def test_sign_up_answers_alike_when_the_email_or_phone_has_an_account(
 
 
 def test_a_wrong_code_creates_nothing_and_a_code_has_few_tries(
-        app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient) -> None:
+        app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,
+        manual_clock: ManualClock) -> None:
     _register(client, NEW)
     verify_http.wrong_codes = True
     for _ in range(app.config["DISPATCH"].phone_code_checks):
@@ -89,9 +91,39 @@ def test_a_wrong_code_creates_nothing_and_a_code_has_few_tries(
     # Out of tries: even the right code is refused, without asking Twilio again.
     assert _confirm(client, NEW["phone"]).status_code == 422
     assert len(verify_http.checks()) == checks and count(app, "users") == 0
-    # A new sign-up sends a new code, with its own tries.
+    # Signing up again at once sends nothing and gives no new tries ...
     _register(client, NEW)
+    assert _confirm(client, NEW["phone"]).status_code == 422
+    # ... a while later it sends a new code, with its own tries.
+    manual_clock.advance(seconds=app.config["DISPATCH"].phone_code_resend_s)
+    _register(client, NEW)
+    assert len(verify_http.codes_sent()) == 2
     assert _confirm(client, NEW["phone"]).status_code == 201
+
+
+def test_signing_up_again_at_once_does_not_text_again(
+        app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,
+        manual_clock: ManualClock) -> None:
+    """Sign-ups cannot flood a number with codes; the latest form is the one created."""
+    for name in ("Nia", "Nia", "Nia B"):
+        assert _register(client, {**NEW, "name": name})[0] == 202
+    assert len(verify_http.codes_sent()) == 1
+    assert _confirm(client, NEW["phone"]).json["user"]["name"] == "Nia B"
+
+
+def test_a_code_is_texted_again_when_twilio_failed_the_first_time(
+        app: Flask, client: FlaskClient, prism: Any, prism_verify: Any) -> None:
+    assert _register(client, NEW)[0] == 503  # the test app's Twilio is a closed port
+    http = VerifyingHttpClient()
+    s = app.config["DISPATCH"]
+    app.extensions["dispatch.twilio"] = make_client(
+        s.twilio_account_sid, s.twilio_auth_token, prism.url, http_client=http,
+        verify_base_url=prism_verify.url)
+    try:
+        assert _register(client, NEW)[0] == 202
+        assert len(http.codes_sent()) == 1
+    finally:
+        app.extensions.pop("dispatch.twilio", None)
 
 
 def test_a_code_expires(app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,

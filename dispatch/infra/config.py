@@ -125,6 +125,8 @@ class Settings:
     # A texted code answers for this long, and to this many tries (Twilio's own are 10 / 5).
     phone_code_ttl_minutes: int = 10
     phone_code_checks: int = 5
+    # Asked again sooner than this, a number is not texted another code.
+    phone_code_resend_s: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from twilio.rest import Client
@@ -79,18 +79,31 @@ def verify_account_phone(session: Session, user: User, code: str) -> User:
 
 def _send(session: Session, phone: str, locale: str, *, signup: dict[str, Any] | None = None,
           user_id: int | None = None) -> None:
-    """Record what the code will do, then have Twilio text it (a new code for a number
-    replaces the last one, and its tries start again)."""
+    """Record what the code will do, then have Twilio text it: a new code for a number
+    replaces the last one, and its tries start again. Asked again within
+    `phone_code_resend_s`, the code already texted stands (same tries, same life) and nothing
+    is sent, so repeated sign-ups cannot flood a phone."""
+    s = settings()
     now = clock.now()
+    last = session.execute(select(PhoneVerification).where(
+        PhoneVerification.phone_e164 == phone).with_for_update()).scalar_one_or_none()
+    if last is not None and now - last.sent_at < timedelta(seconds=s.phone_code_resend_s):
+        last.user_id, last.signup = user_id, signup
+        session.commit()
+        log.info("a code was texted to this number moments ago: not sending another")
+        return
     values = {"user_id": user_id, "signup": signup, "sent_at": now, "checks": 0}
     session.execute(insert(PhoneVerification).values(phone_e164=phone, **values)
                     .on_conflict_do_update(index_elements=["phone_e164"], set_=values))
     session.commit()
-    s = settings()
     try:
         send_code(_twilio(), s.twilio_verify_service_sid, phone, locale)
     except VerifyUnavailable as exc:
         log.warning("Twilio Verify could not text a code: %s", exc)
+        # Nothing was texted: the next try must send, not wait out the resend interval.
+        session.execute(delete(PhoneVerification).where(
+            PhoneVerification.phone_e164 == phone, PhoneVerification.sent_at == now))
+        session.commit()
         raise _unavailable() from exc
 
 
