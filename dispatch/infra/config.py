@@ -192,6 +192,9 @@ class Settings:
             twilio_verify_service_sid=_env("TWILIO_VERIFY_SERVICE_SID",
                                            cls.twilio_verify_service_sid),
             twilio_verify_base_url=_env("TWILIO_VERIFY_BASE_URL", ""),
+            phone_code_ttl_minutes=_int("PHONE_CODE_TTL_MINUTES", cls.phone_code_ttl_minutes),
+            phone_code_checks=_int("PHONE_CODE_CHECKS", cls.phone_code_checks),
+            phone_code_resend_s=_int("PHONE_CODE_RESEND_SECONDS", cls.phone_code_resend_s),
         )
 
     def to_flask(self) -> dict[str, Any]:
