@@ -141,6 +141,6 @@ def sign_up(client: FlaskClient, body: dict[str, Any]) -> Any:
     asked = client.post("/api/v1/auth/register", json=body)
     assert asked.status_code == 202, asked.json
     done = client.post("/api/v1/auth/register/confirm",
-                       json={"phone": body["phone"], "code": CODE})
+                       json={"ticket": asked.json["ticket"], "code": CODE})
     assert done.status_code == 201, done.json
     return done

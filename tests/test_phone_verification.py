@@ -32,8 +32,14 @@ def _register(client: FlaskClient, body: dict[str, Any]) -> tuple[int, Any]:
     return r.status_code, r.json
 
 
-def _confirm(client: FlaskClient, phone: str, code: str = CODE) -> Any:
-    return client.post("/api/v1/auth/register/confirm", json={"phone": phone, "code": code})
+def _ticket(client: FlaskClient, body: dict[str, Any]) -> str:
+    status, answer = _register(client, body)
+    assert status == 202, answer
+    return str(answer["ticket"])
+
+
+def _confirm(client: FlaskClient, ticket: str, code: str = CODE) -> Any:
+    return client.post("/api/v1/auth/register/confirm", json={"ticket": ticket, "code": code})
 
 
 def test_sign_up_texts_a_code_and_only_the_code_creates_the_account(
@@ -45,7 +51,7 @@ def test_sign_up_texts_a_code_and_only_the_code_creates_the_account(
     assert len(sent) == 1 and sent[0].method == "POST"
     assert sent[0].url.endswith("/v2/Services/VA" + "0" * 32 + "/Verifications")
     assert (sent[0].data["To"], sent[0].data["Channel"]) == ("+14155552671", "sms")
-    done = _confirm(client, "(415) 555-2671")
+    done = _confirm(client, body["ticket"])
     assert done.status_code == 201, done.json
     check = verify_http.checks()[-1]
     assert (check.data["To"], check.data["Code"]) == ("+14155552671", CODE)
@@ -53,8 +59,14 @@ def test_sign_up_texts_a_code_and_only_the_code_creates_the_account(
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {done.json['token']}"})
     assert me.json["phone_verified"] is True
     # The code works once.
-    assert _confirm(client, NEW["phone"]).status_code == 422
+    assert _confirm(client, body["ticket"]).status_code == 422
     assert count(app, "users") == 1
+
+
+def _shape(answer: tuple[int, Any]) -> tuple[int, str, int]:
+    status, body = answer
+    assert set(body) == {"message", "ticket"}
+    return status, body["message"], len(body["ticket"])
 
 
 def test_sign_up_answers_alike_when_the_email_or_phone_has_an_account(
@@ -62,26 +74,42 @@ def test_sign_up_answers_alike_when_the_email_or_phone_has_an_account(
     """The owner is texted a notice instead; nothing is created, no code is sent, and the
     answer is the one a new person gets."""
     fresh = _register(client, NEW)
-    _confirm(client, NEW["phone"])
+    _confirm(client, fresh[1]["ticket"])
     codes = len(verify_http.codes_sent())
     same_email = _register(client, {**NEW, "email": "NIA@example.com", "phone": "+14155550199"})
     same_phone = _register(client, {**NEW, "email": "other@example.com", "name": "Other"})
-    assert same_email == fresh and same_phone == fresh
+    assert _shape(same_email) == _shape(fresh) and _shape(same_phone) == _shape(fresh)
     assert len(verify_http.codes_sent()) == codes
     assert count(app, "users") == 1 and count(app, "phone_verifications") == 0
     notices = sql(app, "SELECT to_number, event FROM notifications ORDER BY id")
     # Once an hour at most, however many sign-ups try.
     assert [tuple(n) for n in notices] == [("+14155552671", "signup_attempted")]
-    assert _confirm(client, "+14155550199").json["error"]["fields"][0]["field"] == "code"
+    for ticket in (same_email[1]["ticket"], same_phone[1]["ticket"]):
+        assert _confirm(client, ticket).json["error"]["fields"][0]["field"] == "code"
+    assert count(app, "users") == 1
+
+
+def test_a_code_for_someone_elses_sign_up_does_not_create_it(
+        app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient) -> None:
+    """Someone who knows Nia's number signs up with it just after her: her code must not
+    create their account on her phone. The later sign-up replaces hers (her ticket dies),
+    and theirs needs the code texted to her."""
+    hers = _ticket(client, NEW)
+    theirs = _ticket(client, {**NEW, "email": "mallory@example.com",
+                              "password": "mallory's own secret"})
+    assert _confirm(client, hers).status_code == 422
+    assert count(app, "users") == 0
+    assert len(verify_http.codes_sent()) == 1  # no second text to her phone either
+    assert theirs != hers
 
 
 def test_a_wrong_code_creates_nothing_and_a_code_has_few_tries(
         app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,
         manual_clock: ManualClock) -> None:
-    _register(client, NEW)
+    ticket = _ticket(client, NEW)
     verify_http.wrong_codes = True
     for _ in range(app.config["DISPATCH"].phone_code_checks):
-        wrong = _confirm(client, NEW["phone"], "000000")
+        wrong = _confirm(client, ticket, "000000")
         assert wrong.status_code == 422, wrong.json
         assert wrong.json["error"]["fields"][0] == {
             "field": "code", "kind": "phone_code.wrong",
@@ -89,26 +117,25 @@ def test_a_wrong_code_creates_nothing_and_a_code_has_few_tries(
     checks = len(verify_http.checks())
     verify_http.wrong_codes = False
     # Out of tries: even the right code is refused, without asking Twilio again.
-    assert _confirm(client, NEW["phone"]).status_code == 422
+    assert _confirm(client, ticket).status_code == 422
     assert len(verify_http.checks()) == checks and count(app, "users") == 0
     # Signing up again at once sends nothing and gives no new tries ...
-    _register(client, NEW)
-    assert _confirm(client, NEW["phone"]).status_code == 422
+    again = _ticket(client, NEW)
+    assert _confirm(client, again).status_code == 422
     # ... a while later it sends a new code, with its own tries.
     manual_clock.advance(seconds=app.config["DISPATCH"].phone_code_resend_s)
-    _register(client, NEW)
+    later = _ticket(client, NEW)
     assert len(verify_http.codes_sent()) == 2
-    assert _confirm(client, NEW["phone"]).status_code == 201
+    assert _confirm(client, later).status_code == 201
 
 
 def test_signing_up_again_at_once_does_not_text_again(
         app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,
         manual_clock: ManualClock) -> None:
     """Sign-ups cannot flood a number with codes; the latest form is the one created."""
-    for name in ("Nia", "Nia", "Nia B"):
-        assert _register(client, {**NEW, "name": name})[0] == 202
+    tickets = [_ticket(client, {**NEW, "name": name}) for name in ("Nia", "Nia", "Nia B")]
     assert len(verify_http.codes_sent()) == 1
-    assert _confirm(client, NEW["phone"]).json["user"]["name"] == "Nia B"
+    assert _confirm(client, tickets[-1]).json["user"]["name"] == "Nia B"
 
 
 def test_a_code_is_texted_again_when_twilio_failed_the_first_time(
@@ -128,16 +155,16 @@ def test_a_code_is_texted_again_when_twilio_failed_the_first_time(
 
 def test_a_code_expires(app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,
                         manual_clock: ManualClock) -> None:
-    _register(client, NEW)
+    ticket = _ticket(client, NEW)
     manual_clock.advance(minutes=app.config["DISPATCH"].phone_code_ttl_minutes, seconds=1)
-    assert _confirm(client, NEW["phone"]).status_code == 422
+    assert _confirm(client, ticket).status_code == 422
     assert verify_http.checks() == []
 
 
 def test_a_code_is_digits(client: FlaskClient, verify_http: VerifyingHttpClient) -> None:
-    _register(client, NEW)
+    ticket = _ticket(client, NEW)
     for code in ("12ab56", "123", "12345678901", ""):
-        r = _confirm(client, NEW["phone"], code)
+        r = _confirm(client, ticket, code)
         assert r.status_code == 422 and r.json["error"]["fields"][0]["field"] == "code"
     assert verify_http.checks() == []
 

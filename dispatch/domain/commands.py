@@ -105,15 +105,12 @@ class PhoneCodeIn(Command):
 
 
 class SignupConfirmIn(Command):
-    """The phone a sign-up named and the code texted to it: this creates the account."""
+    """The ticket a sign-up was answered with and the code texted to its phone: this creates
+    the account."""
 
-    phone: Annotated[str, Field(description="The phone given at sign-up")]
+    ticket: Annotated[str, Field(min_length=1, max_length=100,
+                                 description="`ticket` from the sign-up's answer")]
     code: Code
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str) -> str:
-        return normalize_phone(value)
 
 
 class AccountIn(Command):

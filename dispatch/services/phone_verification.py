@@ -9,13 +9,16 @@ first batch (`credentials.require_verified_phone`); changing it un-proves it."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 from twilio.rest import Client
 
 from dispatch.db import clock
@@ -30,12 +33,20 @@ from notifications.verify import VerifyUnavailable, code_approved, send_code
 
 log = logging.getLogger(__name__)
 WRONG_CODE = "phone_code.wrong"  # message ids (dispatch.domain.messages)
+TICKET = "ticket_sha256"  # in a pending sign-up: the digest of the ticket its form got
 
 
-def request_signup(session: Session, data: RegisterIn) -> None:
+def request_signup(session: Session, data: RegisterIn) -> str:
     """Text a code to the sign-up's phone, or, when the email or phone already has an account,
-    text its owner a notice and send no code. The caller answers the same either way; the
-    password is hashed either way, so the answer takes as long."""
+    text its owner a notice and send no code. The caller answers the same either way: the
+    password is hashed either way, so the answer takes as long, and either way it gets a
+    ticket (one that leads nowhere for an existing account).
+
+    The ticket, with the code, finishes the sign-up: the code proves the phone, the ticket
+    that the one who answers is the one who filled in the form. Without it, someone who knows
+    a number could sign up with it just before its owner does and have the owner's code
+    create *their* account on the owner's phone."""
+    ticket = secrets.token_urlsafe(32)
     password_hash = hash_password(data.password)
     owners = session.execute(select(User).where(
         or_(User.email == data.email, User.phone_e164 == data.phone))).scalars().all()
@@ -44,21 +55,25 @@ def request_signup(session: Session, data: RegisterIn) -> None:
             notify.signup_attempted(session, owner)
         session.commit()
         log.info("sign-up for an existing account: owner(s) %s told", [o.id for o in owners])
-        return
+        return ticket
     signup = {"email": data.email, "name": data.name, "role": data.role,
-              "locale": data.locale, "password_hash": password_hash}
+              "locale": data.locale, "password_hash": password_hash,
+              TICKET: _digest(ticket)}
     _send(session, data.phone, data.locale, signup=signup)
+    return ticket
 
 
-def finish_signup(session: Session, phone: str, code: str) -> User:
+def finish_signup(session: Session, ticket: str, code: str) -> User:
     """The account a pending sign-up asked for, once its phone answered the code: created
-    with the phone proven. A wrong, used or expired code (or no sign-up) is 422 on `code`."""
-    pending = _checked(session, phone, code, signup=True)
+    with the phone proven. A wrong, used or expired code or ticket (a later sign-up for the
+    same number replaces the earlier one's) is 422 on `code`."""
+    pending = _checked(session, PhoneVerification.signup[TICKET].astext == _digest(ticket),
+                       code)
     signup: dict[str, Any] = dict(pending.signup or {})
     session.delete(pending)
-    return create_account(session, email=signup["email"], name=signup["name"], phone=phone,
-                          role=signup["role"], locale=signup["locale"],
-                          password_hash=signup["password_hash"])
+    return create_account(session, email=signup["email"], name=signup["name"],
+                          phone=pending.phone_e164, role=signup["role"],
+                          locale=signup["locale"], password_hash=signup["password_hash"])
 
 
 def send_account_code(session: Session, user: User) -> None:
@@ -70,7 +85,8 @@ def send_account_code(session: Session, user: User) -> None:
 
 def verify_account_phone(session: Session, user: User, code: str) -> User:
     """The account's phone is proven by the code texted to it."""
-    pending = _checked(session, user.phone_e164, code, signup=False, user_id=user.id)
+    pending = _checked(session, (PhoneVerification.phone_e164 == user.phone_e164)
+                       & (PhoneVerification.user_id == user.id), code)
     session.delete(pending)
     user.phone_verified_at = clock.now()
     session.commit()
@@ -107,20 +123,19 @@ def _send(session: Session, phone: str, locale: str, *, signup: dict[str, Any] |
         raise _unavailable() from exc
 
 
-def _checked(session: Session, phone: str, code: str, *, signup: bool,
-             user_id: int | None = None) -> PhoneVerification:
-    """The pending code's row, locked, once Twilio says `code` is the one it texted. Each
-    try counts; past the allowance, or past the code's life, the code is dead."""
+def _checked(session: Session, which: ColumnElement[bool], code: str) -> PhoneVerification:
+    """The pending code's row (`which`), locked, once Twilio says `code` is the one it texted
+    to its number. Each try counts; past the allowance, or past the code's life, the code is
+    dead."""
     s = settings()
-    pending = session.execute(select(PhoneVerification).where(
-        PhoneVerification.phone_e164 == phone).with_for_update()).scalar_one_or_none()
-    if (pending is None or (pending.signup is not None) != signup
-            or (user_id is not None and pending.user_id != user_id)
-            or pending.checks >= s.phone_code_checks
+    pending = session.execute(select(PhoneVerification).where(which).with_for_update()
+                              ).scalar_one_or_none()
+    if (pending is None or pending.checks >= s.phone_code_checks
             or clock.now() - pending.sent_at > timedelta(minutes=s.phone_code_ttl_minutes)):
         session.rollback()
         raise invalid("code", WRONG_CODE)
     pending.checks += 1
+    phone = pending.phone_e164
     session.commit()  # the try counts even if Twilio is down or the code is wrong
     try:
         approved = code_approved(_twilio(), s.twilio_verify_service_sid, phone, code)
@@ -129,11 +144,15 @@ def _checked(session: Session, phone: str, code: str, *, signup: bool,
         raise _unavailable() from exc
     if not approved:
         raise invalid("code", WRONG_CODE)
-    locked = session.execute(select(PhoneVerification).where(
-        PhoneVerification.phone_e164 == phone).with_for_update()).scalar_one_or_none()
-    if locked is None:  # a concurrent try with the same code got there first
+    locked = session.execute(select(PhoneVerification).where(which).with_for_update()
+                             ).scalar_one_or_none()
+    if locked is None:  # a concurrent try got there first, or a new sign-up replaced it
         raise invalid("code", WRONG_CODE)
     return locked
+
+
+def _digest(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode()).hexdigest()
 
 
 def _unavailable() -> Overloaded:

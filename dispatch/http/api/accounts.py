@@ -17,7 +17,14 @@ from dispatch.domain.commands import (
 )
 from dispatch.http.api import bp
 from dispatch.http.api.routing import registry
-from dispatch.http.api.schemas import CodeSentOut, LoginIn, ResetRequestedOut, TokenOut, UserOut
+from dispatch.http.api.schemas import (
+    CodeSentOut,
+    LoginIn,
+    ResetRequestedOut,
+    SignupRequestedOut,
+    TokenOut,
+    UserOut,
+)
 from dispatch.http.api.shapes import token_out, user_out
 from dispatch.http.auth import bearer_token, token_ttl
 from dispatch.services import accounts, password_reset, phone_verification
@@ -31,20 +38,21 @@ CODE_SENT = "We texted a code to your phone. Enter it to confirm the number."
 
 @registry.route(bp, "/auth/register", "POST", summary="Sign up: text a code to the phone "
                 "given (the account is created when the code comes back)", body=RegisterIn,
-                response=CodeSentOut, status=202, roles=None, errors=[503])
-def register(body: RegisterIn) -> tuple[CodeSentOut, int]:
+                response=SignupRequestedOut, status=202, roles=None, errors=[503])
+def register(body: RegisterIn) -> tuple[SignupRequestedOut, int]:
     """Answers the same whether or not the email or phone has an account (its owner is
     texted a notice instead, and nothing is created), so nobody learns who has one."""
-    phone_verification.request_signup(db.session, body)
-    return CodeSentOut(message=SIGNUP_CODE_SENT), 202
+    ticket = phone_verification.request_signup(db.session, body)
+    return SignupRequestedOut(message=SIGNUP_CODE_SENT, ticket=ticket), 202
 
 
 @registry.route(bp, "/auth/register/confirm", "POST", summary="Finish signing up with the "
                 "texted code: creates the account and gets a token", body=SignupConfirmIn,
                 response=TokenOut, status=201, roles=None, errors=[409, 503])
 def confirm_register(body: SignupConfirmIn) -> tuple[TokenOut, int]:
-    """A wrong, expired or used code is 422 naming `code`; a few tries per code."""
-    user = phone_verification.finish_signup(db.session, body.phone, body.code)
+    """A wrong, expired or used code (or ticket) is 422 naming `code`; a few tries per code.
+    A later sign-up with the same phone replaces this one: its ticket no longer works."""
+    user = phone_verification.finish_signup(db.session, body.ticket, body.code)
     token, expires_at = issue_token(db.session, user, token_ttl())
     db.session.commit()
     return token_out(token, user, expires_at), 201

@@ -43,9 +43,15 @@ class ResetRequestedOut(Out):
 
 
 class CodeSentOut(Out):
-    """A request that texts a code answers this, the same whatever the database holds."""
+    message: str
+
+
+class SignupRequestedOut(Out):
+    """The same answer whatever the database holds: send `ticket` back with the texted code
+    (`POST /auth/register/confirm`)."""
 
     message: str
+    ticket: str
 
 
 class TokenOut(Out):

@@ -33,7 +33,8 @@ from dispatch.services import accounts, password_reset, phone_verification
 
 LANGUAGES = [SelectChoice("en", "English"), SelectChoice("zh-CN", "简体中文")]
 NEW_PASSWORD = "New password (10 characters or more)"
-SIGNUP_PHONE = "signup_phone"  # the login session's note of the phone a sign-up named
+# The login session's note of the phone a sign-up named and the ticket it was answered with.
+SIGNUP_PHONE, SIGNUP_TICKET = "signup_phone", "signup_ticket"
 
 
 class LoginForm(FlaskForm):
@@ -106,7 +107,7 @@ def register() -> str | Response:
             data = RegisterIn(email=form.email.data, password=form.password.data,
                               name=form.name.data, phone=form.phone.data, role=form.role.data,
                               locale=form.locale.data)
-            phone_verification.request_signup(db.session, data)
+            ticket = phone_verification.request_signup(db.session, data)
         except ValidationError as exc:
             _attach(form, from_validation_error(exc))
         except DomainError as exc:
@@ -114,6 +115,7 @@ def register() -> str | Response:
         else:
             # The same next step whether or not the email or phone has an account.
             session[SIGNUP_PHONE] = data.phone
+            session[SIGNUP_TICKET] = ticket
             flash(SIGNUP_CODE_SENT)
             return redirect(url_for("web.register_confirm"))
     status = 422 if request.method == "POST" else 200
@@ -123,14 +125,14 @@ def register() -> str | Response:
 @bp.route("/register/confirm", methods=["GET", "POST"])
 def register_confirm() -> str | Response:
     """Enter the texted code: the account is created and logged in."""
-    phone = session.get(SIGNUP_PHONE)
-    if not phone:
+    phone, ticket = session.get(SIGNUP_PHONE), session.get(SIGNUP_TICKET)
+    if not phone or not ticket:
         return redirect(url_for("web.register"))
     form = CodeForm()
     if form.validate_on_submit():
         try:
-            data = SignupConfirmIn(phone=phone, code=form.code.data or "")
-            user = phone_verification.finish_signup(db.session, data.phone, data.code)
+            data = SignupConfirmIn(ticket=ticket, code=form.code.data or "")
+            user = phone_verification.finish_signup(db.session, data.ticket, data.code)
             db.session.commit()
         except ValidationError as exc:
             _attach(form, from_validation_error(exc))
@@ -138,6 +140,7 @@ def register_confirm() -> str | Response:
             _attach(form, exc)
         else:
             session.pop(SIGNUP_PHONE, None)
+            session.pop(SIGNUP_TICKET, None)
             login_user(user)
             flash("Welcome to dispatch.")
             return redirect(url_for("web.index"))
