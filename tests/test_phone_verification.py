@@ -9,7 +9,9 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from dispatch.db import db
 from dispatch.db.models import Role
+from dispatch.services import phone_verification
 from notifications.twilio_client import make_client
 from tests.helpers import (
     CODE,
@@ -156,9 +158,15 @@ def test_a_code_is_texted_again_when_twilio_failed_the_first_time(
 def test_a_code_expires(app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,
                         manual_clock: ManualClock) -> None:
     ticket = _ticket(client, NEW)
+    with app.app_context():
+        assert phone_verification.sweep(db.session) == 0  # still alive: kept
     manual_clock.advance(minutes=app.config["DISPATCH"].phone_code_ttl_minutes, seconds=1)
     assert _confirm(client, ticket).status_code == 422
     assert verify_http.checks() == []
+    # The sweeper forgets the unfinished sign-up (its email and password hash).
+    with app.app_context():
+        assert phone_verification.sweep(db.session) == 1
+    assert count(app, "phone_verifications") == 0
 
 
 def test_a_code_is_digits(client: FlaskClient, verify_http: VerifyingHttpClient) -> None:

@@ -161,3 +161,13 @@ def _unavailable() -> Overloaded:
 
 def _twilio() -> Client:
     return notify.twilio()
+
+
+def sweep(session: Session) -> int:
+    """Forget codes past their life: a sign-up nobody finished holds an email and a password
+    hash, which must not stay for ever."""
+    s = settings()
+    gone = session.execute(delete(PhoneVerification).where(
+        PhoneVerification.sent_at < clock.now() - timedelta(minutes=s.phone_code_ttl_minutes)))
+    session.commit()
+    return int(gone.rowcount or 0)
