@@ -10,11 +10,14 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue, SimpleWorker
 from sqlalchemy import text
 
 from dispatch.db import clock, db
 from dispatch.db.models import Role, User, Worker, WorkerSkill
 from dispatch.infra.config import Settings
+from dispatch.infra.queues import TEXTS
 from dispatch.services.credentials import hash_password, issue_token
 from geo.points import wkt_point
 
@@ -135,11 +138,19 @@ def sql(app: Flask, statement: str, **params: Any) -> list[Any]:
 CODE = "123456"
 
 
+def run_texts(app: Flask) -> None:
+    """Send what is queued to be texted (codes, notifications), here and now."""
+    conn = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        SimpleWorker([Queue(TEXTS, connection=conn)], connection=conn).work(burst=True)
+
+
 def sign_up(client: FlaskClient, body: dict[str, Any]) -> Any:
     """Sign up through the API as a person does: ask, then answer the texted code. Needs the
     `verify_http` fixture (Prism on Twilio's Verify spec)."""
     asked = client.post("/api/v1/auth/register", json=body)
     assert asked.status_code == 202, asked.json
+    run_texts(client.application)
     done = client.post("/api/v1/auth/register/confirm",
                        json={"ticket": asked.json["ticket"], "code": CODE})
     assert done.status_code == 201, done.json

@@ -7,7 +7,7 @@ import re
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import count, sign_up, sql
+from tests.helpers import count, run_texts, sign_up, sql
 from tests.prism import VerifyingHttpClient
 
 ALICE = {"email": "Alice@Example.com", "password": "a long enough secret", "name": "Alice",
@@ -81,6 +81,7 @@ def test_web_register_and_login_with_csrf(app: Flask,
     no_token = client.post("/register", data=form)
     assert no_token.status_code == 400 and count(app, "users") == 0
     asked = client.post("/register", data={**form, "csrf_token": _csrf(page.text)})
+    run_texts(app)
     assert asked.status_code == 302 and asked.location == "/register/confirm"
     assert count(app, "users") == 0  # nothing exists until the phone answers
     assert [r.data["To"] for r in verify_http.codes_sent()] == ["+8613800138000"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -22,9 +22,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from twilio.rest import Client
 
 from dispatch.db import clock
+from dispatch.db.aftercommit import on_commit
 from dispatch.db.models import PhoneVerification, User
 from dispatch.domain.commands import RegisterIn
 from dispatch.domain.errors import Overloaded, invalid, refusal
+from dispatch.infra.queues import enqueue_phone_code
 from dispatch.services import notify
 from dispatch.services.accounts import create_account
 from dispatch.services.context import settings
@@ -39,8 +41,8 @@ TICKET = "ticket_sha256"  # in a pending sign-up: the digest of the ticket its f
 def request_signup(session: Session, data: RegisterIn) -> str:
     """Text a code to the sign-up's phone, or, when the email or phone already has an account,
     text its owner a notice and send no code. The caller answers the same either way: the
-    password is hashed either way, so the answer takes as long, and either way it gets a
-    ticket (one that leads nowhere for an existing account).
+    password is hashed and one message is queued either way, so the answer takes as long,
+    and either way it gets a ticket (one that leads nowhere for an existing account).
 
     The ticket, with the code, finishes the sign-up: the code proves the phone, the ticket
     that the one who answers is the one who filled in the form. Without it, someone who knows
@@ -59,7 +61,7 @@ def request_signup(session: Session, data: RegisterIn) -> str:
     signup = {"email": data.email, "name": data.name, "role": data.role,
               "locale": data.locale, "password_hash": password_hash,
               TICKET: _digest(ticket)}
-    _send(session, data.phone, data.locale, signup=signup)
+    _send(session, data.phone, signup=signup)
     return ticket
 
 
@@ -80,7 +82,7 @@ def send_account_code(session: Session, user: User) -> None:
     """Text a code to the account's own phone (a proven phone needs none)."""
     if user.phone_verified_at is not None:
         raise invalid("phone", "phone.already_verified")
-    _send(session, user.phone_e164, user.locale, user_id=user.id)
+    _send(session, user.phone_e164, user_id=user.id)
 
 
 def verify_account_phone(session: Session, user: User, code: str) -> User:
@@ -93,12 +95,13 @@ def verify_account_phone(session: Session, user: User, code: str) -> User:
     return user
 
 
-def _send(session: Session, phone: str, locale: str, *, signup: dict[str, Any] | None = None,
+def _send(session: Session, phone: str, *, signup: dict[str, Any] | None = None,
           user_id: int | None = None) -> None:
-    """Record what the code will do, then have Twilio text it: a new code for a number
-    replaces the last one, and its tries start again. Asked again within
-    `phone_code_resend_s`, the code already texted stands (same tries, same life) and nothing
-    is sent, so repeated sign-ups cannot flood a phone."""
+    """Record what the code will do, and queue the text (`text_code`): the request then
+    takes as long whether it sends a code or not, and Twilio being slow or down costs it
+    nothing (the queue retries). A new code for a number replaces the last one, and its tries
+    start again. Asked again within `phone_code_resend_s`, the code already texted stands
+    (same tries, same life) and nothing is sent, so repeated sign-ups cannot flood a phone."""
     s = settings()
     now = clock.now()
     last = session.execute(select(PhoneVerification).where(
@@ -111,16 +114,24 @@ def _send(session: Session, phone: str, locale: str, *, signup: dict[str, Any] |
     values = {"user_id": user_id, "signup": signup, "sent_at": now, "checks": 0}
     session.execute(insert(PhoneVerification).values(phone_e164=phone, **values)
                     .on_conflict_do_update(index_elements=["phone_e164"], set_=values))
+    on_commit(session, lambda _: enqueue_phone_code(phone, now))
     session.commit()
-    try:
-        send_code(_twilio(), s.twilio_verify_service_sid, phone, locale)
-    except VerifyUnavailable as exc:
-        log.warning("Twilio Verify could not text a code: %s", exc)
-        # Nothing was texted: the next try must send, not wait out the resend interval.
-        session.execute(delete(PhoneVerification).where(
-            PhoneVerification.phone_e164 == phone, PhoneVerification.sent_at == now))
-        session.commit()
-        raise _unavailable() from exc
+
+
+def text_code(session: Session, phone: str, sent_at: datetime) -> bool:
+    """Have Twilio Verify text the code recorded at `sent_at` (run by the queue); False when
+    that code is gone (answered, replaced, forgotten). Twilio unreachable raises, for a retry."""
+    pending = session.get(PhoneVerification, phone)
+    if pending is None or pending.sent_at != sent_at:
+        return False
+    if pending.signup is not None:
+        locale = str(pending.signup["locale"])
+    else:
+        owner = session.get(User, pending.user_id)
+        locale = owner.locale if owner is not None else "en"
+    session.rollback()  # hold no transaction open across the call to Twilio
+    send_code(_twilio(), settings().twilio_verify_service_sid, phone, locale)
+    return True
 
 
 def _checked(session: Session, which: ColumnElement[bool], code: str) -> PhoneVerification:
