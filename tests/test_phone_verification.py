@@ -175,6 +175,15 @@ def test_twilio_verify_down_changes_nothing_in_the_answer_and_the_queue_retries(
         app.extensions.pop("dispatch.twilio", None)
 
 
+def test_a_code_that_cannot_be_checked_is_a_503_naming_the_phone(
+        app: Flask, client: FlaskClient) -> None:
+    """The test app's Twilio is a closed port: not a 500, and nothing created."""
+    r = _confirm(client, _ticket(client, NEW))
+    assert r.status_code == 503 and r.json["error"]["code"] == "sms_unavailable"
+    assert r.json["error"]["fields"][0]["field"] == "phone" and "Retry-After" in r.headers
+    assert count(app, "users") == 0
+
+
 def test_a_code_expires(app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient,
                         manual_clock: ManualClock) -> None:
     ticket = _ticket(client, NEW)

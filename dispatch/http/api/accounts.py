@@ -38,7 +38,7 @@ CODE_SENT = "We texted a code to your phone. Enter it to confirm the number."
 
 @registry.route(bp, "/auth/register", "POST", summary="Sign up: text a code to the phone "
                 "given (the account is created when the code comes back)", body=RegisterIn,
-                response=SignupRequestedOut, status=202, roles=None, errors=[503])
+                response=SignupRequestedOut, status=202, roles=None)
 def register(body: RegisterIn) -> tuple[SignupRequestedOut, int]:
     """Answers the same whether or not the email or phone has an account (its owner is
     texted a notice instead, and nothing is created), so nobody learns who has one."""
@@ -59,7 +59,7 @@ def confirm_register(body: SignupConfirmIn) -> tuple[TokenOut, int]:
 
 
 @registry.route(bp, "/me/phone/code", "POST", summary="Text a code to the caller's phone",
-                response=CodeSentOut, status=202, errors=[422, 503])
+                response=CodeSentOut, status=202, errors=[422])
 def post_phone_code(user: User) -> tuple[CodeSentOut, int]:
     """Booking, going online and sending a batch need a confirmed phone (403
     `phone_unverified` until then); changing the phone un-confirms it."""
