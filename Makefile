@@ -1,9 +1,11 @@
 # dispatch: developer entry points. The work is done by scripts/provision.sh (Debian packages incl.
 # chromium, .venv, node_modules via npm ci, local PostgreSQL+PostGIS and Redis under .local/) and
-# scripts/services.sh (web, RQ workers, sweeper, and twilio-mock: Prism serving Twilio's API spec).
+# scripts/services.sh (web, RQ workers, sweeper, and twilio-mock / twilio-verify-mock: Prism serving
+# Twilio's API and Verify specs).
 #
 #   make run     provision, migrate, seed demo data, start web + RQ workers + sweeper in the background
-#                (and twilio-mock first, unless TWILIO_ACCOUNT_SID is set: then Twilio is real;
+#                (and twilio-mock + twilio-verify-mock first, unless TWILIO_ACCOUNT_SID is set:
+#                then Twilio is real;
 #                and the demo gazetteer for address search, unless GEOCODER_URL is set),
 #                and demo-fleet, which plays the demo workers (DEMO_FLEET=0 leaves it out)
 #   make stop    stop what make run started (and the local PostgreSQL/Redis)

@@ -5,7 +5,8 @@ the database."""
 from __future__ import annotations
 
 EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
-          "reassigning", "released", "worker_free", "password_reset")
+          "reassigning", "released", "worker_free", "password_reset", "signup_attempted",
+          "tenant_intro")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -60,6 +61,18 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "If you did not ask for this, ignore this text.",
         "zh-CN": "dispatch：请在 {minutes} 分钟内打开 {link} 设置新密码。"
                  "如果这不是您本人的操作，请忽略此短信。",
+    },
+    "signup_attempted": {
+        "en": "dispatch: someone tried to sign up with your email or phone number. Nothing "
+              "changed. If it was you, log in, or reset your password. If not, ignore this.",
+        "zh-CN": "dispatch：有人尝试用您的邮箱或手机号注册。账户没有任何变化。"
+                 "如果是您本人，请直接登录或重设密码；否则请忽略此短信。",
+    },
+    "tenant_intro": {
+        "en": "dispatch: {organization} added this number as the contact for {unit} and will "
+              "text you about repairs there through dispatch. Reply STOP to stop these texts.",
+        "zh-CN": "dispatch：{organization} 将此号码登记为 {unit} 的联系电话，"
+                 "并将通过 dispatch 发送维修相关短信。回复 STOP 即可退订。",
     },
     "unfilled": {
         "en": "dispatch: sorry, nobody could take your {category} request in time. "

@@ -23,15 +23,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # package.json, installed by `make npm`), relative to REPO_ROOT: nothing outside the checkout.
 # scripts/services.sh uses the same relative path (tests/test_bare_clone.py checks it).
 SPEC_IN_REPO = Path("node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json")
+# verify.twilio.com (phone verification codes), from the same package.
+VERIFY_SPEC_IN_REPO = SPEC_IN_REPO.with_name("twilio_verify_v2.json")
 
 
 HTTP_TIMEOUT_S = 10.0
 
 
 def make_client(account_sid: str, auth_token: str, api_base_url: str | None = None,
-                http_client: TwilioHttpClient | None = None) -> Client:
+                http_client: TwilioHttpClient | None = None,
+                verify_base_url: str | None = None) -> Client:
     """A Twilio client; with `api_base_url`, the api.twilio.com domain (Messages, Calls,
-    IncomingPhoneNumbers: everything under /2010-04-01) goes there instead.
+    IncomingPhoneNumbers: everything under /2010-04-01) goes there instead, and with
+    `verify_base_url` the verify.twilio.com domain (phone codes) does.
 
     Only `api.base_url` is replaced: setting `region`/`edge` would make the SDK splice them into
     the host name and break `http://127.0.0.1:PORT`."""
@@ -40,6 +44,8 @@ def make_client(account_sid: str, auth_token: str, api_base_url: str | None = No
                     http_client=http_client or TwilioHttpClient(timeout=HTTP_TIMEOUT_S))
     if api_base_url:
         client.api.base_url = api_base_url.rstrip("/")
+    if verify_base_url:
+        client.verify.base_url = verify_base_url.rstrip("/")
     return client
 
 
@@ -70,21 +76,22 @@ class RecordingHttpClient(TwilioHttpClient):
         return super().request(method, url, params, data, *args, **kwargs)
 
 
-def spec_path() -> Path:
-    """Twilio's api.twilio.com (2010-04-01) OpenAPI spec, for Prism.
+def spec_path(in_repo: Path = SPEC_IN_REPO, env_name: str = "TWILIO_OPENAPI_SPEC") -> Path:
+    """Twilio's api.twilio.com (2010-04-01) OpenAPI spec, for Prism (or, given
+    VERIFY_SPEC_IN_REPO and its variable, the verify.twilio.com one).
 
-    `TWILIO_OPENAPI_SPEC` wins when set; otherwise the copy in the checkout's node_modules
-    (SPEC_IN_REPO). Raises FileNotFoundError saying what to do, so a missing spec is obvious
-    rather than a Prism start-up failure."""
-    env = os.environ.get("TWILIO_OPENAPI_SPEC")
+    The environment variable wins when set; otherwise the copy in the checkout's node_modules.
+    Raises FileNotFoundError saying what to do, so a missing spec is obvious rather than a
+    Prism start-up failure."""
+    env = os.environ.get(env_name)
     if env:
         path = Path(env)
         if not path.is_file():
-            raise FileNotFoundError(f"TWILIO_OPENAPI_SPEC={env} is not a file")
+            raise FileNotFoundError(f"{env_name}={env} is not a file")
         return path
-    path = REPO_ROOT / SPEC_IN_REPO
+    path = REPO_ROOT / in_repo
     if not path.is_file():
         raise FileNotFoundError(
             f"Twilio OpenAPI spec not found at {path}: run `make npm` (npm ci installs "
-            "@twilio-alpha/mcp, which ships it), or set TWILIO_OPENAPI_SPEC")
+            f"@twilio-alpha/mcp, which ships it), or set {env_name}")
     return path

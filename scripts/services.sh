@@ -2,7 +2,9 @@
 # Run dispatch's own processes in the background: web (gunicorn), RQ workers (timers, messages,
 # batches), sweeper, demo-fleet (plays the demo workers; DEMO_FLEET=0 leaves it out), and,
 # unless real Twilio credentials are given, twilio-mock: Stoplight Prism serving Twilio's OpenAPI
-# spec, which the app's Twilio client is pointed at, so no SMS or call leaves this machine; and,
+# spec, which the app's Twilio client is pointed at, so no SMS or call leaves this machine, and
+# twilio-verify-mock: Prism serving Twilio's Verify spec (phone codes; any code of 4 to 10
+# digits is approved by its example answer); and,
 # unless GEOCODER_URL is set, gazetteer: a local Nominatim-compatible address search over the
 # demo gazetteer geo/data/sf_gazetteer.json (python -m geo.gazetteer), so no address leaves it.
 # Pid files in .local/run/NAME.pid, logs in .local/log/NAME.log. Each process leads its own
@@ -22,9 +24,12 @@
 # DEMO_FLEET (default 1; 0: no demo-fleet), DEMO_FLEET_SPEED, DEMO_FLEET_TICK_SECONDS.
 # Twilio: with TWILIO_ACCOUNT_SID set, the TWILIO_* variables are passed through untouched and
 # messages are REALLY sent. Without it, web/worker/sweeper get TWILIO_ACCOUNT_SID=AC000...0,
-# TWILIO_AUTH_TOKEN=dev-token, TWILIO_API_BASE_URL=http://127.0.0.1:<mock port> and
-# TWILIO_MESSAGING_FROM (default +15005550006). TWILIO_MOCK_PORT (default 4010, else the next
-# free one), TWILIO_OPENAPI_SPEC (spec file), MOCK_TIMEOUT (seconds, default 60).
+# TWILIO_AUTH_TOKEN=dev-token, TWILIO_API_BASE_URL=http://127.0.0.1:<mock port>,
+# TWILIO_VERIFY_BASE_URL=http://127.0.0.1:<verify mock port> and TWILIO_MESSAGING_FROM (default
+# +15005550006). TWILIO_MOCK_PORT (default 4010, else the next free one),
+# TWILIO_VERIFY_MOCK_PORT (default 4020, likewise), TWILIO_OPENAPI_SPEC and
+# TWILIO_VERIFY_OPENAPI_SPEC (spec files), MOCK_TIMEOUT (seconds, default 60). The real Twilio
+# also needs TWILIO_VERIFY_SERVICE_SID (a Verify service of the account).
 # PUBLIC_BASE_URL (the app's public URL, for Twilio callbacks) defaults to http://127.0.0.1:$PORT.
 # Geocoder: with GEOCODER_URL set it is passed through; without it the gazetteer is started on
 # GAZETTEER_PORT (default 8070, else the next free one) and GEOCODER_URL points at it.
@@ -40,13 +45,16 @@ PORT="${PORT:-8000}"
 SERVICES=(worker-timers worker-messages worker-batches sweeper demo-fleet web)
 FLEET=demo-fleet                      # in SERVICES, started unless DEMO_FLEET=0
 MOCK=twilio-mock                      # started before SERVICES (only without real credentials)
+VERIFY_MOCK=twilio-verify-mock        # likewise, for Twilio Verify (phone codes)
 GAZETTEER=gazetteer                   # started before SERVICES (only without GEOCODER_URL)
-ALL_SERVICES=("$MOCK" "$GAZETTEER" "${SERVICES[@]}")
+ALL_SERVICES=("$MOCK" "$VERIFY_MOCK" "$GAZETTEER" "${SERVICES[@]}")
 PRISM="$ROOT/node_modules/.bin/prism"
 MOCK_ACCOUNT_SID="AC00000000000000000000000000000000"
 # Twilio's spec as @twilio-alpha/mcp ships it: the same relative path as SPEC_IN_REPO in
 # notifications/twilio_client.py (spec_path(); tests/test_bare_clone.py keeps them in step).
 TWILIO_SPEC="${TWILIO_OPENAPI_SPEC:-$ROOT/node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json}"
+# Its Verify spec, from the same package (VERIFY_SPEC_IN_REPO).
+VERIFY_SPEC="${TWILIO_VERIFY_OPENAPI_SPEC:-$ROOT/node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_verify_v2.json}"
 
 # The command of each service; exec'd in the service's own session by `__exec`.
 exec_service() {
@@ -67,6 +75,8 @@ exec_service() {
             # Prism itself, not npx: the pid we keep is the node process. Static mode (no -d:
             # dynamic mode breaks list(); no --errors: Twilio's own examples fail their schema).
             exec "$PRISM" mock "$TWILIO_SPEC" -p "${TWILIO_MOCK_PORT:?}" -h 127.0.0.1 ;;
+        "$VERIFY_MOCK")
+            exec "$PRISM" mock "$VERIFY_SPEC" -p "${TWILIO_VERIFY_MOCK_PORT:?}" -h 127.0.0.1 ;;
         "$GAZETTEER")
             exec "$VENV/bin/python" -m geo.gazetteer --host 127.0.0.1 --port "${GAZETTEER_PORT:?}" ;;
         *)
@@ -165,13 +175,16 @@ except urllib.error.HTTPError:
 PY
 }
 
-# Start twilio-mock on a free port (sets TWILIO_MOCK_PORT); wait_mock_ready waits for it.
+# Start twilio-mock and twilio-verify-mock on free ports (sets TWILIO_MOCK_PORT and
+# TWILIO_VERIFY_MOCK_PORT); wait_mock_ready waits for them.
 start_mock() {
     local explicit=0 major minor
     [ -x "$PRISM" ] || die "$PRISM is missing: run make npm (npm ci installs Prism)"
     [ -f "$TWILIO_SPEC" ] || die "Twilio's OpenAPI spec not found at $TWILIO_SPEC:" \
         "run make npm (npm ci installs it), or set TWILIO_OPENAPI_SPEC, or TWILIO_ACCOUNT_SID" \
         "and friends for the real Twilio"
+    [ -f "$VERIFY_SPEC" ] || die "Twilio's Verify spec not found at $VERIFY_SPEC:" \
+        "run make npm (npm ci installs it), or set TWILIO_VERIFY_OPENAPI_SPEC"
     IFS=. read -r major minor _ < <(node -p process.versions.node 2>/dev/null || echo 0.0.0)
     if [ "$major" -lt 18 ] || { [ "$major" -eq 18 ] && [ "$minor" -lt 20 ]; }; then
         warn "Prism 5.14 needs Node.js >= 18.20.1; this is $(node --version 2>/dev/null || echo 'no node')"
@@ -181,21 +194,30 @@ start_mock() {
     export TWILIO_MOCK_PORT
     start_service "$MOCK"
     echo "$TWILIO_MOCK_PORT" >"$RUN_DIR/$MOCK.port"
+    explicit=0
+    [ -n "${TWILIO_VERIFY_MOCK_PORT:-}" ] && explicit=1
+    TWILIO_VERIFY_MOCK_PORT="$(pick_port "${TWILIO_VERIFY_MOCK_PORT:-4020}" "$explicit" "Twilio Verify mock (Prism)")"
+    export TWILIO_VERIFY_MOCK_PORT
+    start_service "$VERIFY_MOCK"
+    echo "$TWILIO_VERIFY_MOCK_PORT" >"$RUN_DIR/$VERIFY_MOCK.port"
 }
 
 wait_mock_ready() {
-    local deadline=$((SECONDS + ${MOCK_TIMEOUT:-60}))
-    log "waiting for the Twilio mock on http://127.0.0.1:$TWILIO_MOCK_PORT/"
-    until mock_ready "$TWILIO_MOCK_PORT"; do
-        if [ -z "$(service_pid "$MOCK")" ]; then
-            show_tail "$LOG_DIR/$MOCK.log"
-            die "$MOCK (Prism) exited during start-up"
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            show_tail "$LOG_DIR/$MOCK.log"
-            die "$MOCK (Prism) did not answer within ${MOCK_TIMEOUT:-60} s (still running: make stop)"
-        fi
-        sleep 0.3
+    local deadline=$((SECONDS + ${MOCK_TIMEOUT:-60})) name port
+    for name in "$MOCK" "$VERIFY_MOCK"; do
+        port="$(cat "$RUN_DIR/$name.port")"
+        log "waiting for $name on http://127.0.0.1:$port/"
+        until mock_ready "$port"; do
+            if [ -z "$(service_pid "$name")" ]; then
+                show_tail "$LOG_DIR/$name.log"
+                die "$name (Prism) exited during start-up"
+            fi
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                show_tail "$LOG_DIR/$name.log"
+                die "$name (Prism) did not answer within ${MOCK_TIMEOUT:-60} s (still running: make stop)"
+            fi
+            sleep 0.3
+        done
     done
 }
 
@@ -228,6 +250,7 @@ twilio_env() {
     if [ -n "${TWILIO_ACCOUNT_SID:-}" ]; then
         TWILIO_MODE=real
         [ -n "${TWILIO_AUTH_TOKEN:-}" ] || warn "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not"
+        [ -n "${TWILIO_VERIFY_SERVICE_SID:-}" ] || warn "TWILIO_VERIFY_SERVICE_SID is not set: phones cannot be confirmed"
         case "$PUBLIC_BASE_URL" in
             http://127.0.0.1*|http://localhost*)
                 warn "real Twilio cannot reach PUBLIC_BASE_URL=$PUBLIC_BASE_URL for its callbacks" ;;
@@ -238,6 +261,7 @@ twilio_env() {
     export TWILIO_ACCOUNT_SID="$MOCK_ACCOUNT_SID"
     export TWILIO_AUTH_TOKEN="dev-token"
     export TWILIO_API_BASE_URL="http://127.0.0.1:$TWILIO_MOCK_PORT"
+    export TWILIO_VERIFY_BASE_URL="http://127.0.0.1:$TWILIO_VERIFY_MOCK_PORT"
     export TWILIO_MESSAGING_FROM="${TWILIO_MESSAGING_FROM:-+15005550006}"
 }
 
@@ -270,7 +294,7 @@ cmd_stop() {
     for ((i = ${#ALL_SERVICES[@]} - 1; i >= 0; i--)); do
         stop_service "${ALL_SERVICES[$i]}"
     done
-    rm -f "$RUN_DIR/$MOCK.port" "$RUN_DIR/$GAZETTEER.port"
+    rm -f "$RUN_DIR/$MOCK.port" "$RUN_DIR/$VERIFY_MOCK.port" "$RUN_DIR/$GAZETTEER.port"
 }
 
 cmd_run() {
@@ -290,7 +314,7 @@ cmd_run() {
     # Prism loads its 1.8 MB spec (a few seconds) while the migrations run.
     if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
         start_mock
-        started=("$MOCK" "${services[@]}")
+        started=("$MOCK" "$VERIFY_MOCK" "${services[@]}")
     fi
     if [ -z "${GEOCODER_URL:-}" ]; then
         start_gazetteer
@@ -319,7 +343,7 @@ cmd_run() {
     if [ "$TWILIO_MODE" = real ]; then
         echo "twilio: REAL (account $TWILIO_ACCOUNT_SID from the environment${TWILIO_API_BASE_URL:+, API at $TWILIO_API_BASE_URL}): SMS and calls are really sent"
     else
-        echo "twilio: mocked by Prism at $TWILIO_API_BASE_URL (no SMS leaves this machine; set TWILIO_ACCOUNT_SID etc. for the real one)"
+        echo "twilio: mocked by Prism at $TWILIO_API_BASE_URL, Verify at $TWILIO_VERIFY_BASE_URL (no SMS leaves this machine; set TWILIO_ACCOUNT_SID etc. for the real one)"
     fi
     if [ -n "$(service_pid "$GAZETTEER")" ]; then
         echo "addresses: the demo gazetteer at $GEOCODER_URL (set GEOCODER_URL for a real Nominatim)"

@@ -24,10 +24,11 @@ from sqlalchemy.exc import OperationalError
 from dispatch import create_app
 from dispatch.db import clock, db
 from dispatch.infra.config import Settings, _sqlalchemy_url
+from notifications.twilio_client import make_client
 from tests.gazetteer import GazetteerServer
 from tests.helpers import Factory, ManualClock
 from tests.live import LiveServer
-from tests.prism import PrismServer
+from tests.prism import PrismServer, VerifyingHttpClient, verify_spec_path
 
 MUTABLE_TABLES = [
     "contractor_invitations",
@@ -36,7 +37,7 @@ MUTABLE_TABLES = [
     "notifications", "operator_alerts", "masked_messages", "masked_participants",
     "masked_sessions", "pool_numbers", "sms_opt_outs", "job_events", "offers", "jobs",
     "twilio_requests", "login_sessions",
-    "worker_skills", "workers", "batches", "api_tokens", "users",
+    "worker_skills", "workers", "batches", "api_tokens", "phone_verifications", "users",
 ]
 
 
@@ -66,6 +67,7 @@ def app() -> Iterator[Flask]:
     app.config["DISPATCH"] = dataclasses.replace(app.config["DISPATCH"],
                                                  twilio_auth_token="test-auth-token",
                                                  twilio_api_base_url=NO_TWILIO,
+                                                 twilio_verify_base_url=NO_TWILIO,
                                                  webhook_allow_private=True)
     with app.app_context():
         upgrade()
@@ -97,6 +99,27 @@ def prism() -> Iterator[PrismServer]:
     server = PrismServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def prism_verify() -> Iterator[PrismServer]:
+    """Prism serving Twilio's Verify spec: where phone codes are sent and checked."""
+    server = PrismServer(verify_spec_path())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def verify_http(app: Flask, prism: PrismServer,
+                prism_verify: PrismServer) -> Iterator[VerifyingHttpClient]:
+    """The app's Twilio client on Prism (texts) and Prism-on-Verify (codes), recording."""
+    http = VerifyingHttpClient()
+    s = app.config["DISPATCH"]
+    app.extensions["dispatch.twilio"] = make_client(
+        s.twilio_account_sid, s.twilio_auth_token, prism.url, http_client=http,
+        verify_base_url=prism_verify.url)
+    yield http
+    app.extensions.pop("dispatch.twilio", None)
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,7 @@ class LiveServer:
         self.log_path = log_dir / f"web-{self.port}.log"
         environment = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                        "PYTHONUNBUFFERED": "1", "TWILIO_API_BASE_URL": "http://127.0.0.1:9",
+                       "TWILIO_VERIFY_BASE_URL": "http://127.0.0.1:9",
                        "TWILIO_AUTH_TOKEN": "test-auth-token", **(env or {})}
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self._log = self.log_path.open("w")

@@ -8,16 +8,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
-from tests.helpers import Factory, count, csrf_in, sql
+from tests.helpers import Factory, count, csrf_in, run_texts, sign_up, sql
+from tests.prism import VerifyingHttpClient
 from tests.test_password_reset import page_login
 
 ALICE = {"email": "Alice@Example.com", "password": "a long enough secret", "name": "Alice",
          "phone": "(415) 555-2671", "role": "resident"}
 
 
-def test_register_normalizes_and_returns_a_working_token(app: Flask, client: FlaskClient) -> None:
-    r = client.post("/api/v1/auth/register", json=ALICE)
-    assert r.status_code == 201, r.json
+def test_register_normalizes_and_returns_a_working_token(
+        app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient) -> None:
+    r = sign_up(client, ALICE)
     assert r.json["user"]["email"] == "alice@example.com"
     assert r.json["user"]["phone"] == "+14155552671"
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json['token']}"})
@@ -28,22 +29,19 @@ def test_register_normalizes_and_returns_a_working_token(app: Flask, client: Fla
     assert token_rows[0].token_sha256 != r.json["token"]
 
 
-def test_register_worker_creates_offline_profile(client: FlaskClient) -> None:
-    r = client.post("/api/v1/auth/register", json={**ALICE, "role": "worker",
-                                                   "phone": "+44 20 7946 0958"})
-    assert r.status_code == 201
+def test_register_worker_creates_offline_profile(client: FlaskClient,
+                                                 verify_http: VerifyingHttpClient) -> None:
+    r = sign_up(client, {**ALICE, "role": "worker", "phone": "+44 20 7946 0958"})
     assert r.json["user"]["phone"] == "+442079460958"
     profile = client.get("/api/v1/worker/profile",
                          headers={"Authorization": f"Bearer {r.json['token']}"}).json
     assert profile["availability"] == "offline" and profile["skills"] == []
 
 
-def test_registration_errors_name_the_field_and_keep_what_exists(app: Flask,
-                                                                 client: FlaskClient) -> None:
-    assert client.post("/api/v1/auth/register", json=ALICE).status_code == 201
+def test_registration_errors_name_the_field_and_keep_what_exists(
+        app: Flask, client: FlaskClient, verify_http: VerifyingHttpClient) -> None:
+    sign_up(client, ALICE)
     cases = [
-        ({**ALICE, "email": "ALICE@example.com", "phone": "+14155550199"}, 409, "email"),
-        ({**ALICE, "email": "b@example.com"}, 409, "phone"),
         ({**ALICE, "email": "not-an-email"}, 422, "email"),
         ({**ALICE, "email": "c@example.com", "phone": "12"}, 422, "phone"),
         ({**ALICE, "email": "c@example.com", "phone": "+1 415 555 26"}, 422, "phone"),
@@ -55,10 +53,12 @@ def test_registration_errors_name_the_field_and_keep_what_exists(app: Flask,
         assert r.status_code == status, (body, r.json)
         assert r.json["error"]["fields"][0]["field"] == field, r.json
     assert count(app, "users") == 1
+    assert len(verify_http.codes_sent()) == 1  # a refused sign-up texts nothing
 
 
-def test_login_issues_tokens_and_refuses_bad_passwords(client: FlaskClient) -> None:
-    client.post("/api/v1/auth/register", json=ALICE)
+def test_login_issues_tokens_and_refuses_bad_passwords(
+        client: FlaskClient, verify_http: VerifyingHttpClient) -> None:
+    sign_up(client, ALICE)
     ok = client.post("/api/v1/auth/token", json={"email": "alice@example.com",
                                                  "password": ALICE["password"]})
     assert ok.status_code == 201 and ok.json["token_type"] == "bearer"
@@ -73,7 +73,8 @@ def _csrf(html: str) -> str:
     return match.group(1)
 
 
-def test_web_register_and_login_with_csrf(app: Flask) -> None:
+def test_web_register_and_login_with_csrf(app: Flask,
+                                         verify_http: VerifyingHttpClient) -> None:
     client = app.test_client()
     page = client.get("/register")
     assert page.status_code == 200
@@ -81,7 +82,15 @@ def test_web_register_and_login_with_csrf(app: Flask) -> None:
             "password": "a long enough secret", "role": "worker", "locale": "zh-CN"}
     no_token = client.post("/register", data=form)
     assert no_token.status_code == 400 and count(app, "users") == 0
-    done = client.post("/register", data={**form, "csrf_token": _csrf(page.text)})
+    asked = client.post("/register", data={**form, "csrf_token": _csrf(page.text)})
+    run_texts(app)
+    assert asked.status_code == 302 and asked.location == "/register/confirm"
+    assert count(app, "users") == 0  # nothing exists until the phone answers
+    assert [r.data["To"] for r in verify_http.codes_sent()] == ["+8613800138000"]
+    code_page = client.get("/register/confirm")
+    assert "+8613800138000" in code_page.text
+    done = client.post("/register/confirm", data={"code": "123456",
+                                                  "csrf_token": _csrf(code_page.text)})
     assert done.status_code == 302
     home = client.get("/", follow_redirects=True)
     assert home.request.path == "/work" and "wei@example.com" in home.text

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from notifications import twilio_client
-from notifications.twilio_client import REPO_ROOT, SPEC_IN_REPO, spec_path
+from notifications.twilio_client import REPO_ROOT, SPEC_IN_REPO, VERIFY_SPEC_IN_REPO, spec_path
 
 THIS_FILE = Path(__file__).resolve()
 
@@ -90,6 +90,10 @@ def test_services_sh_uses_the_same_spec_path() -> None:
     script = (REPO_ROOT / "scripts" / "services.sh").read_text()
     line = f'TWILIO_SPEC="${{TWILIO_OPENAPI_SPEC:-$ROOT/{SPEC_IN_REPO.as_posix()}}}"'
     assert line in script.splitlines(), f"scripts/services.sh should say: {line}"
+    verify = (f'VERIFY_SPEC="${{TWILIO_VERIFY_OPENAPI_SPEC:-$ROOT/'
+              f'{VERIFY_SPEC_IN_REPO.as_posix()}}}"')
+    assert verify in script.splitlines(), f"scripts/services.sh should say: {verify}"
+    assert (REPO_ROOT / VERIFY_SPEC_IN_REPO).is_file()
 
 
 def test_no_tracked_file_reaches_outside_the_checkout() -> None:

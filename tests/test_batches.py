@@ -15,6 +15,7 @@ from dispatch.db.models import Role
 from dispatch.entrypoints.tasks import process_batch_task
 from dispatch.infra.queues import ALL_QUEUES
 from tests.helpers import CENTER, Factory, ManualClock, count, offset, sql
+from tests.prism import VerifyingHttpClient
 from tests.test_portfolio import manager_with_property
 
 
@@ -211,8 +212,8 @@ def test_the_tenant_is_texted_who_is_coming_and_when(app: Flask, client: FlaskCl
                        headers=worker_h).status_code == 200
     texts = sql(app, "SELECT event, body FROM notifications WHERE to_number = '+14155550177' "
                      "AND user_id IS NULL ORDER BY id")
-    assert [t.event for t in texts] == ["accepted", "en_route"]
-    assert "Leak repair" in texts[0].body
+    assert [t.event for t in texts] == ["tenant_intro", "accepted", "en_route"]
+    assert "Leak repair" in texts[1].body
     run_queue(app)  # the sender takes them like any other text (Twilio is unreachable here)
     assert {s.status for s in sql(app, "SELECT status FROM notifications WHERE user_id IS NULL")
             } == {"retrying"}  # attempted, and due again: nothing lost for want of a user
@@ -237,3 +238,41 @@ def test_an_urgent_row_is_promised_from_when_the_batch_was_sent_not_processed(
     assert urgent.arrive_by == sent_at + timedelta(hours=2)
     [booked] = sql(app, "SELECT window_end, arrive_by FROM jobs WHERE urgency = 'scheduled'")
     assert booked.arrive_by == booked.window_end  # a window keeps its own end
+
+
+def _tenant_job_accepted(app: Flask, client: FlaskClient, pm: dict[str, str],
+                         worker_h: dict[str, str], unit_id: int, key: str) -> None:
+    r = client.post("/api/v1/batches", json={"batch_key": key, "rows": [
+        {"unit_id": unit_id, "category": "leak-repair", "description": f"Leak, {key}"}]},
+        headers=pm)
+    assert r.status_code == 202, r.json
+    run_queue(app)
+    offer = sql(app, "SELECT o.id FROM offers o JOIN jobs j ON j.id = o.job_id "
+                     "WHERE j.batch_id = :b", b=r.json["id"])[0]
+    assert client.post(f"/api/v1/offers/{offer.id}/accept", headers=worker_h).status_code == 200
+    job_id = sql(app, "SELECT id FROM jobs WHERE batch_id = :b", b=r.json["id"])[0].id
+    for status in ("en_route", "arrived", "in_progress", "completed"):
+        assert client.post(f"/api/v1/jobs/{job_id}/status", json={"status": status},
+                           headers=worker_h).status_code == 200
+    run_queue(app)
+
+
+def test_a_tenant_first_hears_who_texts_them_and_how_to_stop(
+        app: Flask, client: FlaskClient, make: Factory,
+        verify_http: VerifyingHttpClient) -> None:
+    """A manager typed the tenant's number: the first text to it, before any other, names
+    the organization and says how to stop; later jobs do not repeat it."""
+    pm, prop_id = manager_with_property(client, make)
+    unit = client.post("/api/v1/units", json={
+        "property_id": prop_id, "label": "4B", "address": "1 Elm St 4B", "lat": CENTER[0],
+        "lng": CENTER[1], "tenant_name": "Ann", "tenant_phone": "+14155550177"}, headers=pm)
+    _, worker_h = make.worker()
+    _tenant_job_accepted(app, client, pm, worker_h, unit.json["id"], "first")
+    _tenant_job_accepted(app, client, pm, worker_h, unit.json["id"], "second")
+    to_tenant = [r.data["Body"] for r in verify_http.requests
+                 if r.url.endswith("/Messages.json") and r.data["To"] == "+14155550177"]
+    assert len(to_tenant) == 9, to_tenant  # the notice, then 4 texts per job
+    first = to_tenant[0]
+    assert "Bay Homes" in first and "Elm Court 4B" in first and "STOP" in first
+    assert not any("STOP" in body for body in to_tenant[1:])
+    assert sql(app, "SELECT count(*) AS n FROM notifications WHERE status != 'sent'")[0].n == 0

@@ -1,7 +1,8 @@
 """Accounts in a real browser (Debian's Chromium) against the live server: a new worker is
 told no offers will come until a skill is verified and sets up their profile; an operator
 lands on the operations page; a resident books a window for later; the login page leads to
-a password reset."""
+a password reset; a new person signs up with the texted code, and an account whose phone is
+not confirmed is led to confirm it."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
 from dispatch.db.models import Role
-from tests.helpers import CENTER, Factory, sql
+from tests.helpers import CENTER, CODE, Factory, sql
 from tests.live import LiveServer
+from tests.prism import LOG_DIR, PrismServer
 from tests.test_browser import browser, login, new_context, page_errors, shot  # noqa: F401
 
 
@@ -27,6 +31,56 @@ def opened(browser: Browser, server: LiveServer,  # noqa: F811
         yield page, page_errors(page)
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def verify_server(app: Flask, prism_verify: PrismServer) -> Iterator[LiveServer]:
+    """A live server whose Twilio Verify is Prism on Twilio's Verify spec."""
+    server = LiveServer(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"],
+                        LOG_DIR, env={"TWILIO_VERIFY_BASE_URL": prism_verify.url})
+    yield server
+    server.stop()
+
+
+def test_a_new_person_signs_up_with_the_texted_code(
+    browser: Browser, verify_server: LiveServer, app: Flask  # noqa: F811
+) -> None:
+    with opened(browser, verify_server, phone=True) as (page, errors):
+        page.goto("/register")
+        page.fill("#name", "Nia")
+        page.fill("#email", "nia@example.test")
+        page.fill("#phone", "+1 415 555 2671")
+        page.fill("#password", "a long enough secret")
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{verify_server.url}/register/confirm")
+        expect(page.locator("main")).to_contain_text("+14155552671")
+        shot(page, "signup-code")
+        page.fill("#code", CODE)
+        page.click("button[type=submit]")
+        expect(page.locator(".flash").first).to_contain_text("Welcome to dispatch")
+        expect(page.locator("#confirm-phone")).to_have_count(0)
+        assert sql(app, "SELECT phone_verified_at IS NOT NULL AS ok FROM users "
+                        "WHERE email = 'nia@example.test'")[0].ok
+        assert errors == []
+
+
+def test_an_unconfirmed_phone_is_confirmed_from_the_profile(
+    browser: Browser, verify_server: LiveServer, make: Factory  # noqa: F811
+) -> None:
+    make.user(phone_verified=False, email="unproven@example.test", phone="+14155550166")
+    with opened(browser, verify_server, phone=True) as (page, errors):
+        login(page, "unproven@example.test")
+        page.goto("/book")
+        page.click("#confirm-phone a")
+        expect(page).to_have_url(f"{verify_server.url}/profile#phone-check")
+        page.click("text=Send code")
+        page.fill("#phone-code", CODE)
+        shot(page, "profile-phone-code")
+        page.click("text=Confirm phone")
+        expect(page.locator("#phone-check")).to_contain_text("+14155550166 is confirmed")
+        page.goto("/book")
+        expect(page.locator("#confirm-phone")).to_have_count(0)
+        assert errors == []
 
 
 def test_a_worker_without_a_verified_skill_is_told_no_offers_will_come(

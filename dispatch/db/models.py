@@ -74,6 +74,9 @@ class User(db.Model):
     locale: Mapped[str] = mapped_column(String(10), default="en", server_default="en")
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the owner of `phone_e164` answered a code sent to it; None until then, and again
+    # once the phone changes (dispatch.services.phone_verification).
+    phone_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     worker: Mapped[Worker | None] = relationship(back_populates="user", uselist=False)
 
@@ -85,6 +88,22 @@ class User(db.Model):
 
     def get_id(self) -> str:
         return str(self.id)
+
+
+class PhoneVerification(db.Model):
+    """The code last sent to a number, and what answering it does: prove an account's phone
+    (`user_id`) or create the account of a pending sign-up (`signup`, the form as typed,
+    the password already hashed). One row per number; a new code replaces the old one."""
+
+    __tablename__ = "phone_verifications"
+    __table_args__ = (CheckConstraint("(user_id IS NULL) <> (signup IS NULL)",
+                                      name="ck_phone_verifications_for_one"),)
+
+    phone_e164: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    signup: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(db.Model):

@@ -226,6 +226,26 @@ class WorkerProfileIn(Command):
     weekly_hours: Annotated[list[WeeklyHoursIn] | None, Field(max_length=28)] = None
 
 
+# What Twilio Verify texts: 4 to 10 digits (6 by default).
+Code = Annotated[str, Field(pattern=r"^[0-9]{4,10}$", examples=["123456"],
+                            description="The code texted to the phone")]
+
+
+class PhoneCodeIn(Command):
+    """The code texted to the caller's own phone."""
+
+    code: Code
+
+
+class SignupConfirmIn(Command):
+    """The ticket a sign-up was answered with and the code texted to its phone: this creates
+    the account."""
+
+    ticket: Annotated[str, Field(min_length=1, max_length=100,
+                                 description="`ticket` from the sign-up's answer")]
+    code: Code
+
+
 class AccountIn(Command):
     """The caller's own account details; fields left out stay as they are."""
 

@@ -83,6 +83,12 @@ MESSAGES: dict[str, str] = {
     "email.taken": "This email address is already registered; log in instead.",
     "phone.invalid": "Enter a mobile phone number, e.g. +1 415 555 0100.",
     "phone.taken": "This phone number is already registered.",
+    "phone.unverified": "Confirm your phone number first: ask for a code on your profile "
+                        "page and enter it there.",
+    "phone.already_verified": "Your phone number is already confirmed.",
+    "phone.code_unavailable": "The code could not be texted or checked just now; try again "
+                              "in a minute.",
+    "phone_code.wrong": "That code is wrong or no longer works: ask for a new one.",
     "password.too_short": "Choose a password of at least %(min_length)s characters.",
     "password.wrong": "The email address or password is wrong.",
     "password.weak": "Choose a password that is harder to guess. %(reason)s A few uncommon "
@@ -205,6 +211,7 @@ FIELD_LABELS: dict[str, str] = {
     "password": "the password",
     "name": "the name",
     "phone": "the phone number",
+    "code": "the code",
     "role": "what you want to do",
     "locale": "the language",
     "label": "the unit's name",

@@ -10,7 +10,16 @@ from collections.abc import Callable
 import click
 from sqlalchemy.orm import Session, scoped_session
 
-from dispatch.services import batches, catalog, contact, dispatching, notify, org_hooks, tracking
+from dispatch.services import (
+    batches,
+    catalog,
+    contact,
+    dispatching,
+    notify,
+    org_hooks,
+    phone_verification,
+    tracking,
+)
 
 
 def sweep_once(session: Session) -> int:
@@ -23,6 +32,7 @@ def sweep_once(session: Session) -> int:
     batches.sweep(session)  # batches nobody is processing
     org_hooks.sweep(session)  # webhook deliveries nobody is sending
     catalog.sweep(session)  # typical times on site, relearned hourly
+    phone_verification.sweep(session)  # unfinished sign-ups and dead codes
     return touched
 
 

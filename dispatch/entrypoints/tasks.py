@@ -4,12 +4,13 @@ only delays the cascade: the sweeper finds overdue offers by itself."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, has_app_context
 
 from dispatch.db import clock, db
-from dispatch.services import batches, dispatching, notify
+from dispatch.services import batches, dispatching, notify, phone_verification
 from notifications import org_webhooks, outbox
 
 T = TypeVar("T")
@@ -59,6 +60,11 @@ def _give_up_notification(notification_id: int, error: str) -> None:
 def notification_attempt_failed(job: Any, connection: Any, exc_type: Any, value: Any,
                                 tb: Any) -> None:
     _after_last_failure(job, value, _give_up_notification)
+
+
+def send_phone_code_task(phone: str, sent_at: str) -> bool:
+    return _in_app(lambda: phone_verification.text_code(
+        db.session, phone, datetime.fromisoformat(sent_at)))
 
 
 def _give_up_batch(batch_id: int, error: str) -> None:

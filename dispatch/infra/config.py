@@ -183,6 +183,15 @@ class Settings:
     rate_limit_password_change_per_user: str = "10 per hour"  # wrong current passwords only
     rate_limit_booking_per_user: str = "30 per minute;300 per hour"
     rate_limit_location_per_user: str = "120 per minute"
+    # Twilio Verify proves phones (dispatch.services.phone_verification). Empty base URL is
+    # Twilio itself; make run points it at a local mock (Prism on Twilio's Verify spec).
+    twilio_verify_service_sid: str = "VA" + "0" * 32
+    twilio_verify_base_url: str = ""
+    # A texted code answers for this long, and to this many tries (Twilio's own are 10 / 5).
+    phone_code_ttl_minutes: int = 10
+    phone_code_checks: int = 5
+    # Asked again sooner than this, a number is not texted another code.
+    phone_code_resend_s: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -251,6 +260,12 @@ class Settings:
             rate_limits=_env("RATE_LIMITS", "1") in ("1", "true"),
             trusted_proxies=_int("TRUSTED_PROXIES", 0),
             **{name: _env(name.upper(), getattr(cls, name)) for name in _RATE_LIMITS},
+            twilio_verify_service_sid=_env("TWILIO_VERIFY_SERVICE_SID",
+                                           cls.twilio_verify_service_sid),
+            twilio_verify_base_url=_env("TWILIO_VERIFY_BASE_URL", ""),
+            phone_code_ttl_minutes=_int("PHONE_CODE_TTL_MINUTES", cls.phone_code_ttl_minutes),
+            phone_code_checks=_int("PHONE_CODE_CHECKS", cls.phone_code_checks),
+            phone_code_resend_s=_int("PHONE_CODE_RESEND_SECONDS", cls.phone_code_resend_s),
         )
 
     @property

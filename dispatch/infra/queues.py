@@ -98,6 +98,20 @@ def enqueue_notification(notification_id: int) -> None:
                  on_failure=Callback(f"{TASKS}.notification_attempt_failed"))
 
 
+# Twilio Verify retried while its code is still worth sending (PHONE_CODE_TTL_MINUTES: 10).
+PHONE_CODE_RETRY_INTERVALS = [5, 30, 120]
+
+
+def enqueue_phone_code(phone: str, sent_at: datetime) -> None:
+    """Have Twilio Verify text the code recorded for `phone` at `sent_at` (one job per code:
+    a request answered in the same time whether or not it sends one)."""
+    queue(TEXTS).enqueue(f"{TASKS}.send_phone_code_task", phone, sent_at.isoformat(),
+                         job_id=f"phone-code-{phone.lstrip('+')}-{int(sent_at.timestamp() * 1e6)}",
+                         retry=Retry(max=len(PHONE_CODE_RETRY_INTERVALS),
+                                     interval=PHONE_CODE_RETRY_INTERVALS),
+                         result_ttl=0, failure_ttl=FAILED_KEPT_S)
+
+
 def enqueue_batch(batch_id: int) -> None:
     _enqueue_row(BATCHES, "process_batch_task", batch_id, "batch", BATCH_RETRY_INTERVALS,
                  on_failure=Callback(f"{TASKS}.batch_attempt_failed"),

@@ -13,16 +13,30 @@ from dispatch.domain.commands import AccountIn, PasswordChangeIn, RegisterIn, Wo
 from dispatch.domain.errors import Conflict, Unauthenticated, invalid, not_found, refusal
 from dispatch.domain.states import Availability, check_availability_transition
 from dispatch.services.catalog import bookable_category, leaves_under
-from dispatch.services.credentials import hash_password, set_password, verify_password
+from dispatch.services.credentials import (
+    hash_password,
+    require_verified_phone,
+    set_password,
+    verify_password,
+)
 from dispatch.services.dispatching import withdraw_elsewhere
 
 
 def register(session: Session, data: RegisterIn, role: Role | None = None) -> User:
-    """Create the account (and the worker profile for workers). Duplicate email or phone is a
-    409 naming the field; nothing is written in that case."""
-    user = User(email=data.email, name=data.name, phone_e164=data.phone,
-                role=(role or Role(data.role)).value, locale=data.locale,
-                password_hash=hash_password(data.password))
+    """Create the account (and the worker profile for workers) at once, phone counted as
+    proven: for the operator's command line (create-admin, seed-demo), who vouches for the
+    number. People sign up through `phone_verification.request_signup` instead. Duplicate
+    email or phone is a 409 naming the field; nothing is written in that case."""
+    return create_account(session, email=data.email, name=data.name, phone=data.phone,
+                          role=(role or Role(data.role)).value, locale=data.locale,
+                          password_hash=hash_password(data.password))
+
+
+def create_account(session: Session, *, email: str, name: str, phone: str, role: str,
+                   locale: str, password_hash: str) -> User:
+    """An account whose phone is proven (or vouched for), with a worker's profile."""
+    user = User(email=email, name=name, phone_e164=phone, role=role, locale=locale,
+                password_hash=password_hash, phone_verified_at=clock.now())
     session.add(user)
     _flush_unique(session)
     if user.role == Role.WORKER.value:
@@ -45,8 +59,9 @@ def update_account(session: Session, user: User, data: AccountIn) -> User:
     """Name, phone and language (the texts and pages follow `locale`)."""
     if data.name is not None:
         user.name = data.name
-    if data.phone is not None:
+    if data.phone is not None and data.phone != user.phone_e164:
         user.phone_e164 = data.phone
+        user.phone_verified_at = None  # a new number is unproven until it answers a code
     if data.locale is not None:
         user.locale = data.locale
     _flush_unique(session)
@@ -132,6 +147,8 @@ def verify_skill(session: Session, worker_id: int, category_id: int, verified: b
 
 def set_availability(session: Session, user: User, availability: Availability) -> Worker:
     """Online workers get offers; a busy worker must finish the job before going offline."""
+    if availability is Availability.ONLINE:
+        require_verified_phone(user)  # offers are texted to it
     worker = worker_of(session, user, lock=True)
     if worker.availability == Availability.BUSY.value:
         raise refusal(Conflict, "worker_busy", "availability", "availability.busy")

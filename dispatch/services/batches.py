@@ -63,6 +63,7 @@ from dispatch.infra.queues import enqueue_batch
 from dispatch.planning.assignment import BatchJob, BatchWorker, solve
 from dispatch.planning.chaining import WindowJob, solve_chained
 from dispatch.services.context import eta_model, settings
+from dispatch.services.credentials import require_verified_phone
 from dispatch.services.dispatching import send_wave
 from dispatch.services.jobs import call_off, transition
 from dispatch.services.places import outside_area_problem
@@ -192,6 +193,7 @@ def submit(session: Session, user: User, batch_key: str | None, rows: list[dict[
         raise invalid("batch_key", "batch_key.invalid", MalformedInput)
     if len(rows) > MAX_ROWS:
         raise invalid("rows", "rows.too_many", MalformedInput, limit=MAX_ROWS)
+    require_verified_phone(user)
     org = organization_of(session, user)
     fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()
                                  ).hexdigest()

@@ -35,6 +35,7 @@ from dispatch.infra.config import Settings
 from dispatch.services import push
 from dispatch.services.catalog import bookable_category
 from dispatch.services.context import eta_model, settings
+from dispatch.services.credentials import require_verified_phone
 from dispatch.services.dispatching import (
     QUEUE_MIN_WAIT_S,
     search_candidates,
@@ -200,7 +201,9 @@ def _insert(session: Session, job: Job, resident: User, place: Place, key: str,
 
 def book(session: Session, requester: User, data: JobIn,
          idempotency_key: str | None) -> tuple[Job, bool]:
-    """Help now, or within a booked window when the request names one."""
+    """Help now, or within a booked window when the request names one. Texts about the job
+    go to the requester's phone, so it must be proven first."""
+    require_verified_phone(requester)
     if data.window is not None:
         return book_for_later(session, requester, data, idempotency_key)
     return book_urgent(session, requester, data, idempotency_key)

@@ -17,6 +17,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch.db import clock
 from dispatch.db.models import ApiToken, LoginSession, User
+from dispatch.domain.errors import Forbidden, refusal
 from dispatch.services import push
 
 PASSWORD_METHOD = "scrypt"
@@ -146,3 +147,8 @@ def end_every_session(session: Session, user_id: int) -> None:
                                            ApiToken.revoked_at.is_(None))
                     .values(revoked_at=now))
     push.user_logged_out_everywhere(session, user_id)
+def require_verified_phone(user: User) -> None:
+    """Texts go to the account's phone from its first booking, shift or batch on: its owner
+    must have answered a code sent to it first (dispatch.services.phone_verification)."""
+    if user.phone_verified_at is None:
+        raise refusal(Forbidden, "phone_unverified", "phone", "phone.unverified")

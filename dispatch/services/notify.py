@@ -14,7 +14,7 @@ from twilio.rest import Client
 
 from dispatch.db import clock
 from dispatch.db.aftercommit import on_commit
-from dispatch.db.models import Job, Offer, User
+from dispatch.db.models import Job, Offer, Organization, User
 from dispatch.infra.queues import enqueue_notification
 from notifications import outbox
 from notifications.messages import render
@@ -40,7 +40,8 @@ def twilio() -> Client:
     if client is None:
         s = app.config["DISPATCH"]
         client = make_client(s.twilio_account_sid, s.twilio_auth_token,
-                             s.twilio_api_base_url or None)
+                             s.twilio_api_base_url or None,
+                             verify_base_url=s.twilio_verify_base_url or None)
         app.extensions["dispatch.twilio"] = client
     return client
 
@@ -134,7 +135,16 @@ def _to_resident(session: Session, job: Job, event: str) -> None:
 
 def _queue_tenant(session: Session, job: Job, phone: str, event: str, who: str) -> None:
     """The tenant is not a user: the text goes to the unit's number (STOP still holds,
-    opt-outs are by number), in the service area's default language."""
+    opt-outs are by number), in the service area's default language. A manager typed that
+    number, so the first text any organization sends to it says who sends and how to stop:
+    it is queued just before (the outbox key makes it once per organization and number)."""
+    assert job.unit is not None
+    org = session.get(Organization, job.unit.property.org_id)
+    if org is not None:
+        _queue_to(session, job, "tenant_intro",
+                  {"organization": org.name, "unit": f"{job.unit.property.name} "
+                   f"{job.unit.label}"}, f"tenant_intro:{org.id}:{phone}",
+                  user_id=None, to_number=phone, locale="en")
     _queue_to(session, job, event, _fields(job), f"{event}:{job.id}:tenant{who}",
               user_id=None, to_number=phone, locale="en")
 
@@ -163,6 +173,18 @@ def password_reset_link(session: Session, user: User, link: str, minutes: int,
         locale=user.locale,
         body=render("password_reset", user.locale, {"link": link, "minutes": minutes}),
         now=clock.now(), expires_at=expires_at)
+    if notification_id is not None:
+        on_commit(session, lambda _: _hand_to_queue(notification_id))
+
+
+def signup_attempted(session: Session, owner: User) -> None:
+    """Someone signed up with this account's email or phone: its owner hears it (at most
+    once an hour, so sign-ups cannot flood a phone), and the sign-up learns nothing."""
+    now = clock.now()
+    notification_id = outbox.enqueue(
+        session, key=f"signup_attempted:{owner.id}:{now:%Y%m%d%H}", user_id=owner.id,
+        job_id=None, event="signup_attempted", to_number=owner.phone_e164, locale=owner.locale,
+        body=render("signup_attempted", owner.locale, {}), now=now)
     if notification_id is not None:
         on_commit(session, lambda _: _hand_to_queue(notification_id))
 

@@ -44,10 +44,23 @@ class UserOut(Out):
     phone: str
     role: str
     locale: str
+    phone_verified: bool
 
 
 class ResetRequestedOut(Out):
     message: str
+
+
+class CodeSentOut(Out):
+    message: str
+
+
+class SignupRequestedOut(Out):
+    """The same answer whatever the database holds: send `ticket` back with the texted code
+    (`POST /auth/register/confirm`)."""
+
+    message: str
+    ticket: str
 
 
 class TokenOut(Out):

@@ -31,7 +31,8 @@ from dispatch.services.jobs import set_out_from
 
 def user_out(user: User) -> UserOut:
     return UserOut(id=user.id, email=user.email, name=user.name, phone=user.phone_e164,
-                   role=user.role, locale=user.locale)
+                   role=user.role, locale=user.locale,
+                   phone_verified=user.phone_verified_at is not None)
 
 
 def token_out(token: str, user: User, expires_at: datetime) -> TokenOut:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from pydantic import ValidationError
@@ -24,17 +24,21 @@ from dispatch.domain.commands import (
     PasswordChangeIn,
     PasswordResetIn,
     PasswordResetRequestIn,
+    PhoneCodeIn,
     RegisterIn,
+    SignupConfirmIn,
 )
 from dispatch.domain.errors import DomainError, from_validation_error
-from dispatch.http.api.accounts import RESET_REQUESTED
+from dispatch.http.api.accounts import CODE_SENT, RESET_REQUESTED, SIGNUP_CODE_SENT
 from dispatch.http.api.schemas import LoginIn
 from dispatch.http.auth import end_this_login_session, keep_session_after_password_change
 from dispatch.http.pages import bp
-from dispatch.services import accounts, credentials, password_reset
+from dispatch.services import accounts, credentials, password_reset, phone_verification
 
 LANGUAGES = [SelectChoice("en", "English"), SelectChoice("zh-CN", "简体中文")]
 NEW_PASSWORD = "New password (10 characters or more)"
+# The login session's note of the phone a sign-up named and the ticket it was answered with.
+SIGNUP_PHONE, SIGNUP_TICKET = "signup_phone", "signup_ticket"
 
 
 class LoginForm(FlaskForm):
@@ -53,6 +57,10 @@ class RegisterForm(FlaskForm):
                                              SelectChoice("property_manager",
                                                           "Manage properties")])
     locale = SelectField("Language", choices=LANGUAGES)
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code from the text", validators=[DataRequired(), Length(max=10)])
 
 
 class ForgotForm(FlaskForm):
@@ -103,18 +111,46 @@ def register() -> str | Response:
             data = RegisterIn(email=form.email.data, password=form.password.data,
                               name=form.name.data, phone=form.phone.data, role=form.role.data,
                               locale=form.locale.data)
-            user = accounts.register(db.session, data)
+            ticket = phone_verification.request_signup(db.session, data)
+        except ValidationError as exc:
+            _attach(form, from_validation_error(exc))
+        except DomainError as exc:
+            _attach(form, exc)
+        else:
+            # The same next step whether or not the email or phone has an account.
+            session[SIGNUP_PHONE] = data.phone
+            session[SIGNUP_TICKET] = ticket
+            flash(SIGNUP_CODE_SENT)
+            return redirect(url_for("web.register_confirm"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("register.html", form=form), status  # type: ignore[return-value]
+
+
+@bp.route("/register/confirm", methods=["GET", "POST"])
+def register_confirm() -> str | Response:
+    """Enter the texted code: the account is created and logged in."""
+    phone, ticket = session.get(SIGNUP_PHONE), session.get(SIGNUP_TICKET)
+    if not phone or not ticket:
+        return redirect(url_for("web.register"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        try:
+            data = SignupConfirmIn(ticket=ticket, code=form.code.data or "")
+            user = phone_verification.finish_signup(db.session, data.ticket, data.code)
             db.session.commit()
         except ValidationError as exc:
             _attach(form, from_validation_error(exc))
         except DomainError as exc:
             _attach(form, exc)
         else:
+            session.pop(SIGNUP_PHONE, None)
+            session.pop(SIGNUP_TICKET, None)
             login_user(user)
             flash("Welcome to dispatch.")
             return redirect(url_for("web.index"))
     status = 422 if request.method == "POST" else 200
-    return render_template("register.html", form=form), status  # type: ignore[return-value]
+    return render_template("register_confirm.html", form=form,  # type: ignore[return-value]
+                           phone=phone), status
 
 
 @bp.post("/logout")
@@ -179,6 +215,16 @@ def profile() -> str | Response:
     sent = request.form.get("form") if request.method == "POST" else None
     details = AccountForm(prefix="account")
     password = PasswordForm(prefix="password")
+    code = CodeForm(prefix="phone")
+    if sent == "phone_code" and _carried_out(
+            code, lambda: phone_verification.send_account_code(db.session, user)):
+        flash(CODE_SENT)
+        return redirect(url_for("web.profile", code_sent=1))
+    if sent == "phone_verify" and code.validate_on_submit() and _carried_out(
+            code, lambda: phone_verification.verify_account_phone(
+                db.session, user, PhoneCodeIn(code=code.code.data or "").code)):
+        flash("Your phone number is confirmed.")
+        return redirect(url_for("web.profile"))
     if sent != "account":
         details.name.data, details.phone.data = user.name, user.phone_e164
         details.locale.data = user.locale
@@ -196,7 +242,9 @@ def profile() -> str | Response:
         return redirect(url_for("web.profile"))
     status = 422 if request.method == "POST" else 200
     return render_template("profile.html", details=details, password=password,  # type: ignore[return-value]
-                           user=user), status
+                           code=code, user=user,
+                           code_sent=sent == "phone_verify" or "code_sent" in request.args
+                           ), status
 
 
 def _carried_out(form: FlaskForm, action: Callable[[], object]) -> bool:
