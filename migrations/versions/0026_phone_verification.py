@@ -3,7 +3,7 @@ first booking, the first shift online and the first batch; a sign-up is only a p
 request until its phone answers, so nothing is created for a number nobody proved
 
 Revision ID: 0026
-Revises: 0021
+Revises: 0025
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0026"
-down_revision = "0021"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
