@@ -612,6 +612,9 @@ class OperatorAlert(db.Model):
     __table_args__ = (
         Index("ix_operator_alerts_open", "created_at",
               postgresql_where=text("resolved_at IS NULL")),
+        # One open alert per job and cause: a cause that persists is not news every sweep.
+        Index("ux_operator_alerts_open_cause", "job_id", "kind", unique=True,
+              postgresql_where=text("resolved_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -620,3 +623,6 @@ class OperatorAlert(db.Model):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who resolved it (an operator; null when its cause went away by itself), and how.
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolution: Mapped[str | None] = mapped_column(String(500))

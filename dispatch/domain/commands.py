@@ -205,3 +205,15 @@ class InvitationIn(Command):
         except ValueError as exc:
             raise PydanticCustomError("contact.invalid",
                                       "is neither an e-mail address nor a phone number") from exc
+
+
+class CantMakeItIn(Command):
+    """Why a worker cannot make it to a job they accepted (recorded against them)."""
+
+    reason: Literal["vehicle_trouble", "illness", "emergency", "running_late", "other"]
+    note: Annotated[str | None, Field(max_length=500, description=(
+        "a few words; required when the reason is `other`"))] = None
+
+
+class GiveBackIn(Command):
+    reason: Annotated[str | None, Field(max_length=500)] = None

@@ -10,7 +10,17 @@ from collections.abc import Callable
 import click
 from sqlalchemy.orm import Session, scoped_session
 
-from dispatch.services import batches, catalog, contact, dispatching, notify, org_hooks, tracking
+from dispatch.services import (
+    alerts,
+    batches,
+    catalog,
+    contact,
+    dispatching,
+    hand_back,
+    notify,
+    org_hooks,
+    tracking,
+)
 
 
 def sweep_once(session: Session) -> int:
@@ -18,10 +28,12 @@ def sweep_once(session: Session) -> int:
     touched = dispatching.sweep(session)
     tracking.flush_fixes(session)  # positions no web process has written (one stopped)
     tracking.sweep(session)  # active-job caches a crashed process left stale
+    touched += hand_back.sweep_no_shows(session)  # after the flush: the freshest fixes
     contact.sweep(session)  # masked sessions to close, or to open again
     notify.sweep(session)  # texts whose queue entry was lost
     batches.sweep(session)  # batches nobody is processing
     org_hooks.sweep(session)  # webhook deliveries nobody is sending
+    alerts.sweep(session)  # alerts whose cause went away
     catalog.sweep(session)  # typical times on site, relearned hourly
     return touched
 

@@ -259,6 +259,8 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     if not qualified:
         raise _refuse(offer, "not_qualified", "you are no longer verified for this service")
     scheduled = job.urgency == Urgency.SCHEDULED.value
+    if not scheduled:
+        _check_keeps_windows(session, offer, job, worker.id, now)
     try:
         behind = None
         if not scheduled:  # a scheduled job takes the worker only when they set out
@@ -366,14 +368,19 @@ def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) 
     raise _refuse(offer, "worker_unavailable", message)
 
 
+def _held_windows(session: Session, worker_id: int, now: datetime) -> list[Job]:
+    """The booked windows the worker holds and has yet to reach."""
+    return list(session.execute(
+        select(Job).where(Job.worker_id == worker_id, Job.urgency == Urgency.SCHEDULED.value,
+                          Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)
+    ).scalars())
+
+
 def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,
                        now: datetime) -> None:
     """A worker may hold several booked windows, but only ones they can keep together."""
     s = settings()
-    held = list(session.execute(
-        select(Job).where(Job.worker_id == worker_id, Job.urgency == Urgency.SCHEDULED.value,
-                          Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)
-    ).scalars())
+    held = _held_windows(session, worker_id, now)
     if not held:
         return
     w = session.execute(select(Worker).where(Worker.user_id == worker_id)).scalar_one()
@@ -390,6 +397,29 @@ def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,
     if not fits_one_day(me, [window(j) for j in [*held, job]], eta_model(s)):
         raise _refuse(offer, "window_clash", "this window clashes with the booked windows "
                                              "you already hold")
+
+
+def _check_keeps_windows(session: Session, offer: Offer, job: Job, worker_id: int,
+                         now: datetime) -> None:
+    """An urgent job is only taken if the worker can still keep the booked windows they
+    hold: there (the offer's ETA), its typical time on site, then the trip to each window
+    before it ends. Otherwise the window's resident would wait for nobody."""
+    held = _held_windows(session, worker_id, now)
+    if not held:
+        return
+    s = settings()
+    mode = session.execute(select(Worker.travel_mode)
+                           .where(Worker.user_id == worker_id)).scalar_one()
+    on_site = session.execute(select(Category.typical_minutes)
+                              .where(Category.id == job.category_id)).scalar_one()
+    arrival = max(now, offer.created_at + timedelta(seconds=offer.eta_seconds))
+    free_at = arrival + timedelta(minutes=on_site)
+    for booked in held:
+        trip = eta_model(s).eta_seconds(haversine_m(job.lat, job.lng, booked.lat, booked.lng),
+                                        mode)
+        if free_at + timedelta(seconds=trip) > booked.arrive_by:
+            raise _refuse(offer, "window_clash", "taking this job now would make you miss a "
+                                                 "window you booked")
 
 
 def withdraw_elsewhere(session: Session, worker_id: int,
@@ -582,9 +612,26 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     if not others:
         session.rollback()
         return False
-    transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now, detail={
-        "reason": "the worker is still on the job before this one", "worker_id": worker_id,
-        "queued_behind_job_id": behind})
+    notify.job_released(session, job, worker_id)
+    redispatch(session, job, Actor.SYSTEM, now, resident_event="reassigning", candidates=others,
+               detail={"reason": "the worker is still on the job before this one",
+                       "worker_id": worker_id, "queued_behind_job_id": behind})
+    session.commit()
+    return True
+
+
+def redispatch(session: Session, job: Job, actor: Actor, now: datetime, *, resident_event: str,
+               detail: dict[str, object], candidates: list[Candidate] | None = None) -> None:
+    """Take the (locked) job back from its worker before they arrive and offer it again,
+    in the caller's transaction: the worker is freed (or starts the job queued behind this
+    one), their accepted offer is withdrawn, their masked number closed and their pages
+    leave the job; the resident hears why (`resident_event`) and the next wave goes out,
+    never to this worker again (`already_offered` counts whoever held the job)."""
+    worker_id = job.worker_id
+    assert worker_id is not None
+    transition(session, job, JobStatus.DISPATCHING, actor, now=now, actor_user_id=(
+        worker_id if actor is Actor.WORKER else None), detail=detail)
+    notify.worker_replaced(session, job, resident_event)  # names the worker: before the reset
     masking.close_for_job(session, job.id, now)
     check_offer_transition(OfferStatus.ACCEPTED, OfferStatus.WITHDRAWN)
     session.execute(offers_moving(OfferStatus.ACCEPTED, OfferStatus.WITHDRAWN,
@@ -593,10 +640,7 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     job.assigned_at = None
     job.estimated_arrival = None
     push.job_taken_from(session, job, worker_id)
-    notify.job_released(session, job, worker_id)
-    send_wave(session, job, now, candidates=others)  # never the released worker again
-    session.commit()
-    return True
+    send_wave(session, job, now, candidates=candidates)
 
 
 def sweep(session: Session) -> int:

@@ -1,0 +1,258 @@
+"""Jobs that must not hang on a worker who will not come: the no-show sweep, "I can't make
+it" and "give this job back", an urgent accept that would miss a booked window, and operator
+alerts raised once and resolved. Real PostGIS, Redis and the real sweeper steps; time is a
+ManualClock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from dispatch.db import db
+from dispatch.db.models import Role
+from dispatch.entrypoints.sweeper import sweep_once
+from dispatch.services import alerts, contact, hand_back
+from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, set_settings, sql
+from tests.test_masking import POOL, with_pool
+from tests.test_queued_jobs import accept, availability, offer_of, post_status
+
+NEARBY = offset(*CENTER, north_m=300)
+
+
+def accepted_job(app: Flask, client: FlaskClient, make: Factory,
+                 ) -> tuple[int, int, dict[str, str], dict[str, str]]:
+    """An urgent job accepted by the only worker asked (a wave of one); (job, worker id,
+    worker headers, resident headers)."""
+    set_settings(app, offer_wave_size=1)
+    with_pool(app, POOL)
+    worker_id, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    job_id = book(client, resident, job_body(make.category("leak-repair"))).json["id"]
+    assert accept(client, app, job_id, worker_id, worker).status_code == 200
+    return job_id, worker_id, worker, resident
+
+
+def pending_offers(app: Flask, job_id: int) -> list[int]:
+    return [r.worker_id for r in sql(app, "SELECT worker_id FROM offers WHERE job_id = :j "
+                                          "AND status = 'pending'", j=job_id)]
+
+
+def events(app: Flask, job_id: int, kind: str) -> list[Any]:
+    return sql(app, "SELECT actor_user_id, detail FROM job_events WHERE job_id = :j "
+                    "AND kind = :k ORDER BY id", j=job_id, k=kind)
+
+
+def texts(app: Flask, job_id: int, event: str) -> list[int]:
+    return [r.user_id for r in sql(app, "SELECT user_id FROM notifications WHERE job_id = :j "
+                                        "AND event = :e", j=job_id, e=event)]
+
+
+def open_alerts(app: Flask) -> list[tuple[str, int]]:
+    return [(r.kind, r.job_id) for r in sql(
+        app, "SELECT kind, job_id FROM operator_alerts WHERE resolved_at IS NULL ORDER BY id")]
+
+
+def ping(app: Flask, worker_id: int, at: datetime) -> None:
+    sql(app, "UPDATE workers SET location_at = :at WHERE user_id = :w", at=at, w=worker_id)
+
+
+def sweep_no_shows(app: Flask) -> int:
+    with app.app_context():
+        return hand_back.sweep_no_shows(db.session)
+
+
+def test_a_worker_who_never_comes_is_replaced_and_the_resident_told(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any,
+        manual_clock: ManualClock) -> None:
+    job_id, worker_id, worker, resident = accepted_job(app, client, make)
+    eta = datetime.fromisoformat(client.get(f"/api/v1/jobs/{job_id}", headers=resident)
+                                 .json["estimated_arrival"])
+    grace = timedelta(minutes=app.config["DISPATCH"].no_show_grace_minutes)
+    # Late and silent, but still within the grace: the job stays theirs.
+    manual_clock.now = eta + grace - timedelta(minutes=1)
+    assert sweep_no_shows(app) == 0
+    # Past the grace, but the phone says where they are: they are coming, late.
+    manual_clock.now = eta + grace + timedelta(minutes=1)
+    ping(app, worker_id, manual_clock.now - timedelta(minutes=1))
+    assert sweep_no_shows(app) == 0
+    # The phone goes quiet too: a no-show. Another plumber nearby gets the job.
+    manual_clock.advance(minutes=10)
+    other_id, other = make.worker(lat=NEARBY[0], lng=NEARBY[1])
+    with app.app_context():
+        assert sweep_once(db.session) >= 1
+        db.session.remove()
+    seen = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    assert (seen["status"], seen["worker"]) == ("dispatching", None)
+    assert pending_offers(app, job_id) == [other_id]
+    assert availability(app, worker_id) == "online"  # freed, no longer stuck busy
+    [no_show] = events(app, job_id, "no_show")
+    assert no_show.actor_user_id == worker_id and no_show.detail["worker_id"] == worker_id
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=worker).status_code == 404
+    assert texts(app, job_id, "replacing") != [] and texts(app, job_id, "no_show") == [
+        worker_id]
+    assert open_alerts(app) == [("no_show", job_id)]
+    assert sweep_no_shows(app) == 0  # once
+    # Another worker takes it: the alert's cause is gone.
+    assert accept(client, app, job_id, other_id, other).status_code == 200
+    with app.app_context():
+        assert alerts.sweep(db.session) == 1
+    assert open_alerts(app) == []
+
+
+def test_a_worker_who_cannot_make_it_hands_the_job_to_another_at_once(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any) -> None:
+    job_id, worker_id, worker, resident = accepted_job(app, client, make)
+    other_id, other = make.worker(lat=NEARBY[0], lng=NEARBY[1])
+    assert post_status(client, job_id, worker, "en_route").status_code == 200
+    url = f"/api/v1/jobs/{job_id}/cant-make-it"
+    missing = client.post(url, json={}, headers=worker)
+    assert missing.status_code == 422
+    assert [f["field"] for f in missing.json["error"]["fields"]] == ["reason"]
+    unknown = client.post(url, json={"reason": "bored"}, headers=worker)
+    assert unknown.status_code == 422
+    unsaid = client.post(url, json={"reason": "other"}, headers=worker)
+    assert unsaid.status_code == 422
+    assert [f["field"] for f in unsaid.json["error"]["fields"]] == ["note"]
+    # On the way, giving the job back is not the word for it.
+    on_the_way = client.post(f"/api/v1/jobs/{job_id}/give-back", json={}, headers=worker)
+    assert on_the_way.status_code == 409
+    assert on_the_way.json["error"]["code"] == "already_set_out"
+    assert client.post(url, json={"reason": "other"}, headers=resident).status_code == 403
+
+    r = client.post(url, json={"reason": "vehicle_trouble", "note": "flat tyre"}, headers=worker)
+    assert r.status_code == 200, r.json
+    assert r.json == {"job_id": job_id, "status": "dispatching", "recorded": "cant_make_it"}
+    assert pending_offers(app, job_id) == [other_id]
+    assert availability(app, worker_id) == "online"
+    [event] = events(app, job_id, "cant_make_it")
+    assert event.actor_user_id == worker_id
+    assert (event.detail["reason"], event.detail["note"]) == ("vehicle_trouble", "flat tyre")
+    assert texts(app, job_id, "replacing") != []
+    seen = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
+    assert (seen["status"], seen["worker"]) == ("dispatching", None)
+    # Not theirs any more; saying it again is a 404, not a second re-dispatch.
+    assert client.post(url, json={"reason": "illness"}, headers=worker).status_code == 404
+
+    # The next worker gives it back before setting out: re-dispatched again, never to
+    # either of them (nobody else is near: the job keeps looking).
+    assert accept(client, app, job_id, other_id, other).status_code == 200
+    back = client.post(f"/api/v1/jobs/{job_id}/give-back", json={}, headers=other)
+    assert back.status_code == 200, back.json
+    assert back.json["recorded"] == "gave_back"
+    assert availability(app, other_id) == "online"
+    assert [e.actor_user_id for e in events(app, job_id, "gave_back")] == [other_id]
+    assert pending_offers(app, job_id) == []
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=resident).json["status"] in (
+        "dispatching", "unfilled")
+
+
+def test_an_arrived_worker_cannot_hand_the_job_back(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any) -> None:
+    job_id, _, worker, _ = accepted_job(app, client, make)
+    assert post_status(client, job_id, worker, "arrived").status_code == 200
+    for path, body in (("cant-make-it", {"reason": "illness"}), ("give-back", {})):
+        r = client.post(f"/api/v1/jobs/{job_id}/{path}", json=body, headers=worker)
+        assert r.status_code == 409, (path, r.json)
+
+
+def test_an_urgent_job_that_would_make_the_worker_miss_a_booked_window_is_refused(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any,
+        manual_clock: ManualClock) -> None:
+    zone = ZoneInfo("America/Los_Angeles")
+    tomorrow = datetime.now(UTC).astimezone(zone).date() + timedelta(days=1)
+    worker_id, worker = make.worker(skills=("leak-repair", "drain-unclogging"))
+    _, tenant = make.user(Role.RESIDENT)
+    window = book(client, tenant, job_body(make.category("leak-repair"), window={
+        "date": tomorrow.isoformat(), "start": "09:00", "end": "12:00"}))
+    assert window.status_code == 201, window.json
+    assert accept(client, app, window.json["id"], worker_id, worker).status_code == 200
+    # Tomorrow at 07:00 the plumber, free, is offered urgent work nearby.
+    manual_clock.now = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 7, tzinfo=zone)
+    ping(app, worker_id, manual_clock.now)
+    _, resident = make.user(Role.RESIDENT)
+    drain = make.category("drain-unclogging")
+    sql(app, "UPDATE categories SET typical_minutes = 360 WHERE slug = 'drain-unclogging'")
+    long_job = book(client, resident, job_body(drain, *NEARBY)).json["id"]
+    refused = accept(client, app, long_job, worker_id, worker)
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "window_clash"
+    assert availability(app, worker_id) == "online"
+    # A short one leaves time for the window: taken.
+    sql(app, "UPDATE categories SET typical_minutes = 45 WHERE slug = 'drain-unclogging'")
+    _, neighbour = make.user(Role.RESIDENT)
+    short_job = book(client, neighbour, job_body(drain, *NEARBY)).json["id"]
+    assert offer_of(app, short_job, worker_id)
+    assert accept(client, app, short_job, worker_id, worker).status_code == 200
+
+
+def test_an_alert_is_raised_once_per_cause_and_resolved_when_it_goes(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any,
+        manual_clock: ManualClock) -> None:
+    from tests.test_masking import assigned
+
+    with_pool(app, POOL[:1])
+    admin_id, admin = make.user(Role.ADMIN)
+    _, resident = make.user(Role.RESIDENT)
+    first, *_ = assigned(app, client, make, resident)
+    second, *_ = assigned(app, client, make, resident, north_m=500)
+
+    def contact_sweep() -> None:
+        with app.app_context():
+            contact.sweep(db.session)
+            alerts.sweep(db.session)
+
+    # The pool stays empty: the sweeper retries every five minutes, the alert stays one.
+    for _ in range(3):
+        manual_clock.advance(minutes=6)
+        contact_sweep()
+    masking_events = events(app, second, "masking_unavailable")
+    assert len(masking_events) == 4
+    listed = client.get("/api/v1/admin/alerts", headers=admin).json["alerts"]
+    assert [(a["kind"], a["job_id"]) for a in listed] == [("masking_unavailable", second)]
+    # An operator deals with it by hand: who and when are kept; twice is a conflict.
+    url = f"/api/v1/admin/alerts/{listed[0]['id']}/resolve"
+    done = client.post(url, json={"note": "called the resident"}, headers=admin)
+    assert done.status_code == 200, done.json
+    assert (done.json["resolved_by"], done.json["resolution"]) == (admin_id,
+                                                                   "called the resident")
+    assert done.json["resolved_at"] is not None
+    assert client.post(url, json={}, headers=admin).status_code == 409
+    assert client.post("/api/v1/admin/alerts/999999/resolve", json={},
+                       headers=admin).status_code == 404
+    assert client.post(url, json={}, headers=resident).status_code == 403
+    assert open_alerts(app) == []
+    # Still no number at the next retry: raised again, once.
+    manual_clock.advance(minutes=6)
+    contact_sweep()
+    contact_sweep()
+    assert open_alerts(app) == [("masking_unavailable", second)]
+    # The first job ends and gives its number back: the second gets it, the alert resolves.
+    assert client.post(f"/api/v1/jobs/{first}/cancel", json={},
+                       headers=resident).status_code == 200
+    manual_clock.advance(minutes=app.config["DISPATCH"].masking_close_after_minutes + 1)
+    contact_sweep()
+    assert client.get(f"/api/v1/jobs/{second}", headers=resident).json["masked_number"] == (
+        POOL[0])
+    assert open_alerts(app) == []
+    [auto] = sql(app, "SELECT resolved_by, resolution FROM operator_alerts "
+                      "WHERE resolved_by IS NULL")
+    assert auto.resolution == "a masked number is open"
+
+
+def test_an_alert_of_a_job_that_ended_is_resolved(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any) -> None:
+    from tests.test_masking import assigned
+
+    with_pool(app, POOL[:1])
+    _, resident = make.user(Role.RESIDENT)
+    assigned(app, client, make, resident)
+    second, *_ = assigned(app, client, make, resident, north_m=500)
+    assert open_alerts(app) == [("masking_unavailable", second)]
+    assert client.post(f"/api/v1/jobs/{second}/cancel", json={},
+                       headers=resident).status_code == 200
+    with app.app_context():
+        assert alerts.sweep(db.session) == 1
+    assert open_alerts(app) == []
