@@ -6,17 +6,21 @@ ManualClock."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, expect
 
 from dispatch.db import db
 from dispatch.db.models import Role
+from dispatch.domain.commands import CANT_MAKE_IT_LABELS, CantMakeItReason
 from dispatch.entrypoints.sweeper import sweep_once
 from dispatch.services import alerts, contact, hand_back
 from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, set_settings, sql
+from tests.live import LiveServer
+from tests.test_browser import browser, login, new_context, page_errors  # noqa: F401
 from tests.test_masking import POOL, with_pool
 from tests.test_queued_jobs import accept, availability, offer_of, post_status
 
@@ -256,3 +260,44 @@ def test_an_alert_of_a_job_that_ended_is_resolved(
     with app.app_context():
         assert alerts.sweep(db.session) == 1
     assert open_alerts(app) == []
+
+
+def test_the_reasons_the_phone_offers_are_the_ones_the_api_takes() -> None:
+    assert list(CANT_MAKE_IT_LABELS) == list(get_args(CantMakeItReason))
+
+
+def test_the_phone_says_i_cant_make_it_with_a_reason(
+        browser: Browser, live_server: LiveServer, make: Factory) -> None:  # noqa: F811
+    """On the way to an urgent job, the worker taps "I can't make it", picks why and
+    hands it back: the job card goes, they are free, and another plumber is asked."""
+    app = make.app
+    client = app.test_client()
+    set_settings(app, offer_wave_size=1)
+    worker_id, worker = make.worker(email="cant@example.test")
+    _, resident = make.user(Role.RESIDENT)
+    job_id = book(client, resident, job_body(make.category("leak-repair"))).json["id"]
+    assert accept(client, app, job_id, worker_id, worker).status_code == 200
+    other_id, _ = make.worker(lat=NEARBY[0], lng=NEARBY[1])
+    ctx = new_context(browser, live_server, phone=True, at=CENTER)
+    page = ctx.new_page()
+    errors = page_errors(page)
+    try:
+        login(page, "cant@example.test")
+        expect(page.locator("#active")).to_be_visible()
+        expect(page.locator("#give-back")).to_be_visible()  # not set out yet
+        page.get_by_role("button", name="On my way").click()
+        expect(page.locator("#active-status")).to_have_text("en route")
+        expect(page.locator("#give-back")).to_be_hidden()  # set out: only "can't make it"
+        page.locator("#cant-make-it").click()
+        page.locator("#cant-reason").select_option("vehicle_trouble")
+        page.locator("#cant-note").fill("flat tyre")
+        page.get_by_role("button", name="Hand the job back").click()
+        expect(page.locator("#active")).to_be_hidden()
+        expect(page.locator("#work-error")).to_contain_text("went back to dispatch")
+        expect(page.locator("#availability")).to_have_text("online")
+        assert errors == [], errors
+    finally:
+        ctx.close()
+    [event] = events(app, job_id, "cant_make_it")
+    assert (event.detail["reason"], event.detail["note"]) == ("vehicle_trouble", "flat tyre")
+    assert pending_offers(app, job_id) == [other_id]
