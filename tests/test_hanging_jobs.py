@@ -5,19 +5,21 @@ ManualClock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, expect
 
-from dispatch.db import db
+from dispatch.db import clock, db
 from dispatch.db.models import Role
 from dispatch.domain.commands import CANT_MAKE_IT_LABELS, CantMakeItReason
 from dispatch.entrypoints.sweeper import sweep_once
-from dispatch.services import alerts, contact, hand_back
+from dispatch.services import alerts, contact, dispatching, hand_back
 from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, set_settings, sql
 from tests.live import LiveServer
 from tests.test_browser import browser, login, new_context, page_errors  # noqa: F401
@@ -25,6 +27,21 @@ from tests.test_masking import POOL, with_pool
 from tests.test_queued_jobs import accept, availability, offer_of, post_status
 
 NEARBY = offset(*CENTER, north_m=300)
+
+
+@pytest.fixture
+def drain_minutes(app: Flask) -> Iterator[Callable[[int], None]]:
+    """Set how long unclogging a drain usually takes; the catalogue (not truncated between
+    tests) gets its own figure back afterwards."""
+    before = sql(app, "SELECT typical_minutes FROM categories "
+                      "WHERE slug = 'drain-unclogging'")[0].typical_minutes
+
+    def set_minutes(minutes: int) -> None:
+        sql(app, "UPDATE categories SET typical_minutes = :m WHERE slug = 'drain-unclogging'",
+            m=minutes)
+
+    yield set_minutes
+    set_minutes(before)
 
 
 def accepted_job(app: Flask, client: FlaskClient, make: Factory,
@@ -163,9 +180,45 @@ def test_an_arrived_worker_cannot_hand_the_job_back(
         assert r.status_code == 409, (path, r.json)
 
 
+@pytest.fixture
+def seven_am(app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock,
+             ) -> tuple[int, int, dict[str, str], datetime]:
+    """`booked_window`, and the clock at 07:00 on the window's day."""
+    window_id, worker_id, worker, midnight = booked_window(app, client, make)
+    manual_clock.now = midnight + timedelta(hours=7)
+    return window_id, worker_id, worker, midnight
+
+
 def test_an_urgent_job_that_would_make_the_worker_miss_a_booked_window_is_refused(
         app: Flask, client: FlaskClient, make: Factory, settings: Any,
-        manual_clock: ManualClock) -> None:
+        seven_am: tuple[int, int, dict[str, str], datetime],
+        drain_minutes: Callable[[int], None]) -> None:
+    _, worker_id, worker, _ = seven_am
+    # The plumber, free, is offered a six-hour job nearby.
+    long_job = drain_job(app, client, make, worker_id, drain_minutes, 360)
+    refused = accept(client, app, long_job, worker_id, worker)
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "window_clash"
+    assert availability(app, worker_id) == "online"
+    # A short one leaves time for the window: taken.
+    short_job = drain_job(app, client, make, worker_id, drain_minutes, 45)
+    assert offer_of(app, short_job, worker_id)
+    assert accept(client, app, short_job, worker_id, worker).status_code == 200
+
+
+def drain_job(app: Flask, client: FlaskClient, make: Factory, worker_id: int,
+              drain_minutes: Callable[[int], None], minutes: int) -> int:
+    """A drain job (usually `minutes` long) booked next to the plumber, who pings now."""
+    ping(app, worker_id, clock.now())
+    drain_minutes(minutes)
+    _, resident = make.user(Role.RESIDENT)
+    return book(client, resident, job_body(make.category("drain-unclogging"), *NEARBY)
+                ).json["id"]
+
+
+def booked_window(app: Flask, client: FlaskClient, make: Factory,
+                  ) -> tuple[int, int, dict[str, str], datetime]:
+    """Tomorrow 09:00-12:00 (service time) booked by a resident and accepted by a plumber
+    who also clears drains; (job, plumber id, plumber headers, tomorrow 00:00 there)."""
     zone = ZoneInfo("America/Los_Angeles")
     tomorrow = datetime.now(UTC).astimezone(zone).date() + timedelta(days=1)
     worker_id, worker = make.worker(skills=("leak-repair", "drain-unclogging"))
@@ -174,22 +227,52 @@ def test_an_urgent_job_that_would_make_the_worker_miss_a_booked_window_is_refuse
         "date": tomorrow.isoformat(), "start": "09:00", "end": "12:00"}))
     assert window.status_code == 201, window.json
     assert accept(client, app, window.json["id"], worker_id, worker).status_code == 200
-    # Tomorrow at 07:00 the plumber, free, is offered urgent work nearby.
-    manual_clock.now = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 7, tzinfo=zone)
+    midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone)
+    return window.json["id"], worker_id, worker, midnight
+
+
+def test_a_window_behind_an_urgent_job_that_ran_long_goes_to_someone_else_in_time(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any, manual_clock: ManualClock,
+        seven_am: tuple[int, int, dict[str, str], datetime],
+        drain_minutes: Callable[[int], None]) -> None:
+    window_id, worker_id, worker, midnight = seven_am
+    # At 07:00 the plumber takes a 45-minute drain job nearby: it fits before the window.
+    drain = drain_job(app, client, make, worker_id, drain_minutes, 45)
+    assert accept(client, app, drain, worker_id, worker).status_code == 200
+    for status in ("arrived", "in_progress"):
+        assert post_status(client, drain, worker, status).status_code == 200
+    # It runs long. At 10:00 there is still time; at 11:45 there is not: someone else
+    # who can get there by 12:00 is asked, and the plumber stays on the drain.
+    other_id, _ = make.worker(lat=NEARBY[0], lng=NEARBY[1])
+    manual_clock.now = midnight + timedelta(hours=10)
+    ping(app, other_id, manual_clock.now)
+    with app.app_context():
+        assert dispatching.release_late_queued(db.session) == 0
+    manual_clock.now = midnight + timedelta(hours=11, minutes=45)
+    ping(app, other_id, manual_clock.now)
+    with app.app_context():
+        assert dispatching.release_late_queued(db.session) == 1
+    assert pending_offers(app, window_id) == [other_id]
+    assert sql(app, "SELECT status, worker_id FROM jobs WHERE id = :j", j=window_id)[0] == (
+        "dispatching", None)
+    assert availability(app, worker_id) == "busy"
+    assert texts(app, window_id, "reassigning") != [] and texts(
+        app, window_id, "released") == [worker_id]
+
+
+def test_a_window_never_set_out_for_is_a_no_show_even_with_the_phone_on(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any,
+        manual_clock: ManualClock) -> None:
+    window_id, worker_id, _, midnight = booked_window(app, client, make)
+    grace = timedelta(minutes=app.config["DISPATCH"].no_show_grace_minutes)
+    manual_clock.now = midnight + timedelta(hours=12) + grace - timedelta(minutes=1)
     ping(app, worker_id, manual_clock.now)
-    _, resident = make.user(Role.RESIDENT)
-    drain = make.category("drain-unclogging")
-    sql(app, "UPDATE categories SET typical_minutes = 360 WHERE slug = 'drain-unclogging'")
-    long_job = book(client, resident, job_body(drain, *NEARBY)).json["id"]
-    refused = accept(client, app, long_job, worker_id, worker)
-    assert refused.status_code == 409 and refused.json["error"]["code"] == "window_clash"
+    assert sweep_no_shows(app) == 0
+    manual_clock.advance(minutes=2)
+    ping(app, worker_id, manual_clock.now)
+    assert sweep_no_shows(app) == 1
+    assert [e.actor_user_id for e in events(app, window_id, "no_show")] == [worker_id]
     assert availability(app, worker_id) == "online"
-    # A short one leaves time for the window: taken.
-    sql(app, "UPDATE categories SET typical_minutes = 45 WHERE slug = 'drain-unclogging'")
-    _, neighbour = make.user(Role.RESIDENT)
-    short_job = book(client, neighbour, job_body(drain, *NEARBY)).json["id"]
-    assert offer_of(app, short_job, worker_id)
-    assert accept(client, app, short_job, worker_id, worker).status_code == 200
 
 
 def test_an_alert_is_raised_once_per_cause_and_resolved_when_it_goes(
@@ -267,7 +350,8 @@ def test_the_reasons_the_phone_offers_are_the_ones_the_api_takes() -> None:
 
 
 def test_the_phone_says_i_cant_make_it_with_a_reason(
-        browser: Browser, live_server: LiveServer, make: Factory) -> None:  # noqa: F811
+        browser: Browser, live_server: LiveServer, make: Factory,  # noqa: F811
+        settings: Any) -> None:
     """On the way to an urgent job, the worker taps "I can't make it", picks why and
     hands it back: the job card goes, they are free, and another plumber is asked."""
     app = make.app

@@ -9,7 +9,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, and_, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -555,19 +555,25 @@ def release_late_queued(session: Session) -> int:
     estimate that queued it (its worker's current job ends at the category's typical time,
     at least QUEUE_MIN_WAIT_S from now, then the trip) no longer reaches it
     `queue_release_minutes` before its deadline, because that job ran long or the worker
-    never said it was done. Each job in its own transaction; returns how many went back."""
+    never said it was done. A booked window whose worker is still on another job waits
+    behind that job the same way (an urgent job that ran into the window). Each job in its
+    own transaction; returns how many went back."""
     s = settings()
     now = clock.now()
     current = aliased(Job)
+    window_behind = and_(
+        Job.queued_behind_job_id.is_(None), Job.urgency == Urgency.SCHEDULED.value,
+        Job.status == JobStatus.ASSIGNED.value, current.worker_id == Job.worker_id,
+        current.id != Job.id, occupying_job(current))
     rows = session.execute(
-        select(Job.id, Job.worker_id, Job.queued_behind_job_id, Job.lat, Job.lng, Job.arrive_by,
-               current.lat.label("from_lat"),
+        select(Job.id, Job.worker_id, current.id.label("queued_behind_job_id"), Job.lat,
+               Job.lng, Job.arrive_by, current.lat.label("from_lat"),
                current.lng.label("from_lng"), Worker.travel_mode, Category.typical_minutes,
                func.coalesce(current.arrived_at, current.estimated_arrival).label("started"))
-        .join(current, current.id == Job.queued_behind_job_id)
+        .join(current, (current.id == Job.queued_behind_job_id) | window_behind)
         .join(Category, Category.id == current.category_id)
         .join(Worker, Worker.user_id == Job.worker_id)
-        .where(Job.queued_behind_job_id.is_not(None))
+        .where(Job.worker_id.is_not(None))
     ).all()
     session.rollback()
     model = eta_model(s)
@@ -599,8 +605,10 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     job, the worker, then this one) either started it first, and this finds it no longer
     queued, or waits here and then finds nothing queued behind it."""
     job = lock_job(session, job_id)
-    if (job.worker_id, job.queued_behind_job_id, job.status) != (
-            worker_id, behind, JobStatus.ASSIGNED.value):
+    waits_behind = job.queued_behind_job_id == behind or (
+        job.urgency == Urgency.SCHEDULED.value and session.execute(select(exists().where(
+            Job.id == behind, Job.worker_id == worker_id, occupying_job()))).scalar())
+    if (job.worker_id, job.status) != (worker_id, JobStatus.ASSIGNED.value) or not waits_behind:
         session.rollback()
         return False
     now = clock.now()

@@ -8,8 +8,13 @@ worker again) in three ways, each recorded against the worker as a job event nam
 - "Give this job back" (the worker, only before setting out, reason optional): a job
   returned while nobody is waiting on the road yet, such as tomorrow's window.
 - A no-show (the sweeper): on the way, or due, with a phone that has gone quiet (no fix for
-  `location_max_age_s`) and the expected arrival `no_show_grace_minutes` behind. An
-  operator alert is raised too: someone should call the worker."""
+  `location_max_age_s`) and the expected arrival `no_show_grace_minutes` behind; or a
+  booked window over by the grace that they never set out for. An operator alert is raised
+  too: someone should call the worker.
+
+A booked window whose worker is still busy on another job when they should be leaving for
+it goes back to the cascade earlier, while someone else can still come
+(`dispatching.release_late_queued`)."""
 
 from __future__ import annotations
 
@@ -17,12 +22,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, record_event
-from dispatch.db.models import Job, User, Worker
+from dispatch.db.models import Job, Urgency, User, Worker
 from dispatch.domain.errors import Conflict, invalid, not_found, refusal
 from dispatch.domain.states import (
     COMING_STATUSES,
@@ -79,14 +84,17 @@ def _hand_back(session: Session, job: Job, worker_id: int, kind: str,
 
 def _no_show_filter(now: datetime) -> list[Any]:
     """On the way (or due) and not queued behind another job (that has its own release),
-    the expected arrival plus the grace behind us, and no fresh fix from the phone."""
+    and either the expected arrival plus the grace behind us with no fresh fix from the
+    phone, or a booked window over (plus the grace) that they never set out for."""
     s = settings()
+    grace_ago = now - timedelta(minutes=s.no_show_grace_minutes)
+    silent = and_(func.coalesce(Job.estimated_arrival, Job.arrive_by) < grace_ago,
+                  or_(Worker.location_at.is_(None),
+                      Worker.location_at < now - timedelta(seconds=s.location_max_age_s)))
+    never_set_out = and_(Job.urgency == Urgency.SCHEDULED.value,
+                         Job.status == JobStatus.ASSIGNED.value, Job.arrive_by < grace_ago)
     return [Job.status.in_([st.value for st in COMING_STATUSES]),
-            Job.queued_behind_job_id.is_(None),
-            func.coalesce(Job.estimated_arrival, Job.arrive_by)
-            < now - timedelta(minutes=s.no_show_grace_minutes),
-            or_(Worker.location_at.is_(None),
-                Worker.location_at < now - timedelta(seconds=s.location_max_age_s))]
+            Job.queued_behind_job_id.is_(None), or_(silent, never_set_out)]
 
 
 def sweep_no_shows(session: Session) -> int:
