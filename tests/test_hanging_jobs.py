@@ -25,6 +25,7 @@ from tests.live import LiveServer
 from tests.test_browser import browser, login, new_context, page_errors  # noqa: F401
 from tests.test_masking import POOL, with_pool
 from tests.test_queued_jobs import accept, availability, offer_of, post_status
+from tests.test_races import race
 
 NEARBY = offset(*CENTER, north_m=300)
 
@@ -385,3 +386,35 @@ def test_the_phone_says_i_cant_make_it_with_a_reason(
     [event] = events(app, job_id, "cant_make_it")
     assert (event.detail["reason"], event.detail["note"]) == ("vehicle_trouble", "flat tyre")
     assert pending_offers(app, job_id) == [other_id]
+
+
+def test_hand_backs_the_no_show_sweep_and_arriving_race_to_one_outcome(
+        app: Flask, make: Factory, settings: Any, manual_clock: ManualClock) -> None:
+    """The worker taps "I can't make it" three times, and "I have arrived", while the
+    sweeper judges them a no-show: the job lock lets exactly one of these happen."""
+    client = app.test_client()
+    job_id, worker_id, worker, _ = accepted_job(app, client, make)
+    make.worker(lat=NEARBY[0], lng=NEARBY[1])
+    eta = sql(app, "SELECT estimated_arrival FROM jobs WHERE id = :j", j=job_id)[0][0]
+    manual_clock.now = eta + timedelta(hours=1)  # late, and the phone long quiet
+    other_id = sql(app, "SELECT user_id FROM workers WHERE user_id <> :w", w=worker_id)[0][0]
+    ping(app, other_id, manual_clock.now)
+
+    def tap(path: str, body: dict[str, Any]) -> Callable[[], int]:
+        return lambda: app.test_client().post(f"/api/v1/jobs/{job_id}/{path}", json=body,
+                                              headers=worker).status_code
+
+    results = race([tap("cant-make-it", {"reason": "illness"}) for _ in range(3)]
+                   + [tap("status", {"status": "arrived"}), lambda: sweep_no_shows(app)])
+    assert not any(isinstance(r, Exception) for r in results), results
+    *taps, arrived, swept = results
+    handed = [e for kind in ("cant_make_it", "no_show") for e in events(app, job_id, kind)]
+    status, holder = sql(app, "SELECT status, worker_id FROM jobs WHERE id = :j", j=job_id)[0]
+    if arrived == 200:
+        assert (status, holder, handed, swept) == ("arrived", worker_id, [], 0)
+        assert set(taps) == {409}
+    else:
+        assert len(handed) == 1 and (status, holder) == ("dispatching", None)
+        assert taps.count(200) + swept == 1 and arrived == 404
+        assert pending_offers(app, job_id) == [other_id]
+        assert availability(app, worker_id) == "online"
