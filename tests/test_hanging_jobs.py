@@ -24,7 +24,7 @@ from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, 
 from tests.live import LiveServer
 from tests.test_browser import browser, login, new_context, page_errors  # noqa: F401
 from tests.test_masking import POOL, with_pool
-from tests.test_queued_jobs import accept, availability, offer_of, post_status
+from tests.test_queued_jobs import accept, availability, post_status
 from tests.test_races import race
 
 NEARBY = offset(*CENTER, north_m=300)
@@ -195,14 +195,18 @@ def test_an_urgent_job_that_would_make_the_worker_miss_a_booked_window_is_refuse
         seven_am: tuple[int, int, dict[str, str], datetime],
         drain_minutes: Callable[[int], None]) -> None:
     _, worker_id, worker, _ = seven_am
-    # The plumber, free, is offered a six-hour job nearby.
+    # The plumber, free and next door, is not even asked to take a six-hour job.
     long_job = drain_job(app, client, make, worker_id, drain_minutes, 360)
-    refused = accept(client, app, long_job, worker_id, worker)
+    assert sql(app, "SELECT worker_id FROM offers WHERE job_id = :j", j=long_job) == []
+    # A 45-minute one leaves time for the window: offered. Should it be known to take six
+    # hours before they answer, the accept is refused, and they stay free.
+    short_job = drain_job(app, client, make, worker_id, drain_minutes, 45)
+    assert pending_offers(app, short_job) == [worker_id]
+    drain_minutes(360)
+    refused = accept(client, app, short_job, worker_id, worker)
     assert refused.status_code == 409 and refused.json["error"]["code"] == "window_clash"
     assert availability(app, worker_id) == "online"
-    # A short one leaves time for the window: taken.
-    short_job = drain_job(app, client, make, worker_id, drain_minutes, 45)
-    assert offer_of(app, short_job, worker_id)
+    drain_minutes(45)
     assert accept(client, app, short_job, worker_id, worker).status_code == 200
 
 

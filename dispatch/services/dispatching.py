@@ -163,6 +163,11 @@ def send_wave(session: Session, job: Job, now: datetime,
             excluded_worker_ids=already_offered(session, job.id, now),
             limit=s.offer_wave_size, org_id=job.org_id,
         ).candidates
+    if candidates and job.urgency == Urgency.URGENT.value:
+        missed = windows_missed(
+            session, job, {c.worker_id: now + timedelta(seconds=c.eta_s) for c in candidates},
+            now)
+        candidates = [c for c in candidates if c.worker_id not in missed]
     if not candidates:
         still_pending = session.execute(
             select(exists().where(Offer.job_id == job.id,
@@ -368,19 +373,14 @@ def _take_worker(session: Session, offer: Offer, worker_id: int, now: datetime) 
     raise _refuse(offer, "worker_unavailable", message)
 
 
-def _held_windows(session: Session, worker_id: int, now: datetime) -> list[Job]:
-    """The booked windows the worker holds and has yet to reach."""
-    return list(session.execute(
-        select(Job).where(Job.worker_id == worker_id, Job.urgency == Urgency.SCHEDULED.value,
-                          Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)
-    ).scalars())
-
-
 def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,
                        now: datetime) -> None:
     """A worker may hold several booked windows, but only ones they can keep together."""
     s = settings()
-    held = _held_windows(session, worker_id, now)
+    held = list(session.execute(
+        select(Job).where(Job.worker_id == worker_id, Job.urgency == Urgency.SCHEDULED.value,
+                          Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)
+    ).scalars())
     if not held:
         return
     w = session.execute(select(Worker).where(Worker.user_id == worker_id)).scalar_one()
@@ -399,27 +399,35 @@ def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,
                                              "you already hold")
 
 
+def windows_missed(session: Session, job: Job, arrivals: dict[int, datetime],
+                   now: datetime) -> set[int]:
+    """The workers (of `arrivals`: worker -> when they would reach this urgent job) who,
+    taking it, would miss a booked window they hold: there, its typical time on site, then
+    the trip to the window, later than the window's end. Their window's resident would
+    wait for nobody, so they are not asked, and cannot accept."""
+    held = session.execute(
+        select(Job.worker_id, Job.lat, Job.lng, Job.arrive_by, Worker.travel_mode)
+        .join(Worker, Worker.user_id == Job.worker_id)
+        .where(Job.worker_id.in_(list(arrivals)), Job.urgency == Urgency.SCHEDULED.value,
+               Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)).all()
+    if not held:
+        return set()
+    on_site = timedelta(minutes=session.execute(select(Category.typical_minutes).where(
+        Category.id == job.category_id)).scalar_one())
+    model = eta_model(settings())
+    return {h.worker_id for h in held
+            if arrivals[h.worker_id] + on_site + timedelta(seconds=model.eta_seconds(
+                haversine_m(job.lat, job.lng, h.lat, h.lng), h.travel_mode)) > h.arrive_by}
+
+
 def _check_keeps_windows(session: Session, offer: Offer, job: Job, worker_id: int,
                          now: datetime) -> None:
-    """An urgent job is only taken if the worker can still keep the booked windows they
-    hold: there (the offer's ETA), its typical time on site, then the trip to each window
-    before it ends. Otherwise the window's resident would wait for nobody."""
-    held = _held_windows(session, worker_id, now)
-    if not held:
-        return
-    s = settings()
-    mode = session.execute(select(Worker.travel_mode)
-                           .where(Worker.user_id == worker_id)).scalar_one()
-    on_site = session.execute(select(Category.typical_minutes)
-                              .where(Category.id == job.category_id)).scalar_one()
+    """An offer made before the worker took a window (or before the catalogue's typical
+    time on site grew) may no longer fit: the accept asks again (`windows_missed`)."""
     arrival = max(now, offer.created_at + timedelta(seconds=offer.eta_seconds))
-    free_at = arrival + timedelta(minutes=on_site)
-    for booked in held:
-        trip = eta_model(s).eta_seconds(haversine_m(job.lat, job.lng, booked.lat, booked.lng),
-                                        mode)
-        if free_at + timedelta(seconds=trip) > booked.arrive_by:
-            raise _refuse(offer, "window_clash", "taking this job now would make you miss a "
-                                                 "window you booked")
+    if windows_missed(session, job, {worker_id: arrival}, now):
+        raise _refuse(offer, "window_clash", "taking this job now would make you miss a "
+                                             "window you booked")
 
 
 def withdraw_elsewhere(session: Session, worker_id: int,
