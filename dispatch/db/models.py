@@ -29,12 +29,14 @@ from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from dispatch.db import db
 from dispatch.domain.states import (
+    COMING_STATUSES,
     Actor,
     Availability,
     BatchStatus,
     InvitationStatus,
     JobStatus,
     OfferStatus,
+    sql_in,
 )
 from geo.eta import TravelMode
 from notifications.states import DeliveryStatus, NotificationStatus
@@ -213,6 +215,9 @@ class Job(db.Model):
                   "AND status = 'assigned' AND queued_behind_job_id IS NULL)")),
         Index("ux_jobs_one_queued_per_worker", "worker_id", unique=True,
               postgresql_where=text("queued_behind_job_id IS NOT NULL")),
+        # Jobs a worker is coming to: the no-show sweep and windows behind a busy worker.
+        Index("ix_jobs_coming", "id",
+              postgresql_where=text(f"status IN {sql_in(COMING_STATUSES)}")),
         # Busy workers finishing near a request (matching of queued jobs).
         Index("ix_jobs_occupied_location", "location", postgresql_using="gist",
               postgresql_where=text(

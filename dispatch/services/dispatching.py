@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -569,20 +570,28 @@ def release_late_queued(session: Session) -> int:
     s = settings()
     now = clock.now()
     current = aliased(Job)
-    window_behind = and_(
-        Job.queued_behind_job_id.is_(None), Job.urgency == Urgency.SCHEDULED.value,
-        Job.status == JobStatus.ASSIGNED.value, current.worker_id == Job.worker_id,
-        current.id != Job.id, occupying_job(current))
-    rows = session.execute(
-        select(Job.id, Job.worker_id, current.id.label("queued_behind_job_id"), Job.lat,
-               Job.lng, Job.arrive_by, current.lat.label("from_lat"),
-               current.lng.label("from_lng"), Worker.travel_mode, Category.typical_minutes,
-               func.coalesce(current.arrived_at, current.estimated_arrival).label("started"))
-        .join(current, (current.id == Job.queued_behind_job_id) | window_behind)
-        .join(Category, Category.id == current.category_id)
-        .join(Worker, Worker.user_id == Job.worker_id)
-        .where(Job.worker_id.is_not(None))
-    ).all()
+
+    def waiting_behind(current_job: ColumnElement[bool],
+                       waiting: ColumnElement[bool]) -> Select[Any]:
+        return (select(Job.id, Job.worker_id, current.id.label("behind"),
+                       Job.lat.label("lat"), Job.lng.label("lng"), Job.arrive_by,
+                       current.lat.label("from_lat"), current.lng.label("from_lng"),
+                       Worker.travel_mode, Category.typical_minutes,
+                       func.coalesce(current.arrived_at,
+                                     current.estimated_arrival).label("started"))
+                .join(current, current_job)
+                .join(Category, Category.id == current.category_id)
+                .join(Worker, Worker.user_id == Job.worker_id)
+                .where(waiting))
+
+    rows = session.execute(union_all(
+        waiting_behind(current.id == Job.queued_behind_job_id,
+                       Job.queued_behind_job_id.is_not(None)),
+        waiting_behind(and_(current.worker_id == Job.worker_id, current.id != Job.id,
+                            occupying_job(current)),
+                       and_(Job.status == JobStatus.ASSIGNED.value,
+                            Job.urgency == Urgency.SCHEDULED.value)),
+    )).all()
     session.rollback()
     model = eta_model(s)
     keep = timedelta(minutes=s.queue_release_minutes)
@@ -593,7 +602,7 @@ def release_late_queued(session: Session) -> int:
         trip = timedelta(seconds=model.eta_seconds(
             haversine_m(r.from_lat, r.from_lng, r.lat, r.lng), r.travel_mode))
         if ends + trip > r.arrive_by - keep:
-            late.append((r.id, r.worker_id, r.queued_behind_job_id))
+            late.append((r.id, r.worker_id, r.behind))
     released = 0
     for job_id, worker_id, behind in late:
         try:
