@@ -24,7 +24,7 @@ from tests.helpers import CENTER, Factory, ManualClock, book, job_body, offset, 
 from tests.live import LiveServer
 from tests.test_browser import browser, login, new_context, page_errors  # noqa: F401
 from tests.test_masking import POOL, with_pool
-from tests.test_queued_jobs import accept, availability, post_status
+from tests.test_queued_jobs import accept, availability, offer_of, post_status
 from tests.test_races import race
 
 NEARBY = offset(*CENTER, north_m=300)
@@ -422,3 +422,35 @@ def test_hand_backs_the_no_show_sweep_and_arriving_race_to_one_outcome(
         assert taps.count(200) + swept == 1 and arrived == 404
         assert pending_offers(app, job_id) == [other_id]
         assert availability(app, worker_id) == "online"
+
+
+def test_the_resident_and_the_worker_see_the_hand_back_live(
+        app: Flask, live_server: LiveServer, make: Factory) -> None:
+    """The resident's open page hears the job went back to dispatch, as any job change;
+    the worker's app hears it is no longer theirs."""
+    import requests
+
+    from tests.live import SocketClient
+
+    def http(method: str, path: str, headers: dict[str, str], **kw: Any) -> Any:
+        return requests.request(method, f"{live_server.url}/api/v1{path}", headers=headers,
+                                timeout=10, **kw)
+
+    worker_id, worker = make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    job_id = http("POST", "/jobs", {**resident, "Idempotency-Key": "live-1"},
+                  json=job_body(make.category("leak-repair"))).json()["id"]
+    assert http("POST", f"/offers/{offer_of(app, job_id, worker_id)}/accept",
+                worker).status_code == 200
+    worker_sock = SocketClient(live_server, worker["Authorization"].split()[1])
+    resident_sock = SocketClient(live_server, resident["Authorization"].split()[1])
+    try:
+        assert resident_sock.call("watch_job", {"job_id": job_id})["ok"] is True
+        assert http("POST", f"/jobs/{job_id}/cant-make-it", worker,
+                    json={"reason": "illness"}).status_code == 200
+        for sock in (resident_sock, worker_sock):
+            seen = sock.wait_for("job_update", lambda j: j["id"] == job_id)
+            assert (seen["status"], seen["worker"]) == ("dispatching", None)
+    finally:
+        worker_sock.close()
+        resident_sock.close()
