@@ -5,8 +5,8 @@ the database."""
 from __future__ import annotations
 
 EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
-          "reassigning", "released", "worker_free", "password_reset", "signup_attempted",
-          "tenant_intro")
+          "reassigning", "replacing", "released", "no_show", "worker_free", "password_reset",
+          "signup_attempted", "tenant_intro")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -43,6 +43,18 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "someone else for your {category} request. We will text you who is coming.",
         "zh-CN": "dispatch：{worker} 仍在忙上一单，我们正在为您的{category}请求另找人员，"
                  "确定后会短信通知您。",
+    },
+    "replacing": {
+        "en": "dispatch: {worker} cannot come after all, so we are finding someone else for "
+              "your {category} request. We will text you who is coming.",
+        "zh-CN": "dispatch：{worker} 无法前来，我们正在为您的{category}请求另找人员，"
+                 "确定后会短信通知您。",
+    },
+    "no_show": {
+        "en": "dispatch: you had not reached the {category} job due {arrive_by} and your "
+              "phone had gone quiet, so it went to someone else. No need to go.",
+        "zh-CN": "dispatch：您未按时到达 {arrive_by} 的{category}工作，且手机已无位置更新，"
+                 "该工作已转给他人。无需前往。",
     },
     "worker_free": {
         "en": "dispatch: {worker} is free now and coming to you ({category}); expected "

@@ -50,7 +50,8 @@ def test_availability_and_batch_moves() -> None:
 def test_pages_get_the_lists_from_the_state_machine() -> None:
     lists = client_state_lists()
     assert lists["active"] == ["assigned", "en_route", "arrived", "in_progress"]
-    assert lists["worker_moves"]["assigned"] == ["en_route", "arrived"]
+    assert lists["worker_moves"]["assigned"] == ["dispatching", "en_route", "arrived"]
+    assert (lists["cant_make_it"], lists["give_back"]) == (["assigned", "en_route"], ["assigned"])
     cancellable = [s for s, moves in lists["resident_moves"].items() if "cancelled" in moves]
     assert cancellable == ["requested", "dispatching", "assigned", "en_route"]
     assert sql_in(frozenset({OfferStatus.PENDING, OfferStatus.ACCEPTED})) == (

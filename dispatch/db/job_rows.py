@@ -35,12 +35,13 @@ def record_event(
     session.add(event)
     return event
 
-def occupying_job() -> ColumnElement[bool]:
-    """SQL twin of `occupies_worker`: the job (at most one per worker) they are on now."""
-    return or_(Job.status.in_([s.value for s in UNDER_WAY_STATUSES]),
-               and_(Job.urgency == Urgency.URGENT.value,
-                    Job.status == JobStatus.ASSIGNED.value,
-                    Job.queued_behind_job_id.is_(None)))
+def occupying_job(job: Any = Job) -> ColumnElement[bool]:
+    """SQL twin of `occupies_worker`: the job (at most one per worker) they are on now.
+    `job`: an alias of `Job`, when the statement reads two jobs."""
+    return or_(job.status.in_([s.value for s in UNDER_WAY_STATUSES]),
+               and_(job.urgency == Urgency.URGENT.value,
+                    job.status == JobStatus.ASSIGNED.value,
+                    job.queued_behind_job_id.is_(None)))
 
 def commit_keeping_loaded(session: Session) -> None:
     """Commit without expiring what the session holds: the answer shows the job (or offer)

@@ -29,12 +29,14 @@ from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from dispatch.db import db
 from dispatch.domain.states import (
+    COMING_STATUSES,
     Actor,
     Availability,
     BatchStatus,
     InvitationStatus,
     JobStatus,
     OfferStatus,
+    sql_in,
 )
 from geo.eta import TravelMode
 from notifications.states import DeliveryStatus, NotificationStatus
@@ -245,6 +247,9 @@ class Job(db.Model):
                   "AND status = 'assigned' AND queued_behind_job_id IS NULL)")),
         Index("ux_jobs_one_queued_per_worker", "worker_id", unique=True,
               postgresql_where=text("queued_behind_job_id IS NOT NULL")),
+        # Jobs a worker is coming to: the no-show sweep and windows behind a busy worker.
+        Index("ix_jobs_coming", "id",
+              postgresql_where=text(f"status IN {sql_in(COMING_STATUSES)}")),
         # Busy workers finishing near a request (matching of queued jobs).
         Index("ix_jobs_occupied_location", "location", postgresql_using="gist",
               postgresql_where=text(
@@ -655,6 +660,9 @@ class OperatorAlert(db.Model):
     __table_args__ = (
         Index("ix_operator_alerts_open", "created_at",
               postgresql_where=text("resolved_at IS NULL")),
+        # One open alert per job and cause: a cause that persists is not news every sweep.
+        Index("ux_operator_alerts_open_cause", "job_id", "kind", unique=True,
+              postgresql_where=text("resolved_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -663,3 +671,6 @@ class OperatorAlert(db.Model):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who resolved it (an operator; null when its cause went away by itself), and how.
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolution: Mapped[str | None] = mapped_column(String(500))

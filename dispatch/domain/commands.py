@@ -358,3 +358,24 @@ class InvitationIn(Command):
         except ValueError as exc:
             raise PydanticCustomError("contact.invalid",
                                       "is neither an e-mail address nor a phone number") from exc
+
+
+CantMakeItReason = Literal["vehicle_trouble", "illness", "emergency", "running_late", "other"]
+# The words the worker's phone shows for each reason, in the list's order.
+CANT_MAKE_IT_LABELS: dict[str, str] = {
+    "vehicle_trouble": "My vehicle broke down", "illness": "I am ill",
+    "emergency": "A personal emergency", "running_late": "I am held up too long elsewhere",
+    "other": "Something else (say what)",
+}
+
+
+class CantMakeItIn(Command):
+    """Why a worker cannot make it to a job they accepted (recorded against them)."""
+
+    reason: CantMakeItReason
+    note: Annotated[str | None, Field(max_length=500, description=(
+        "a few words; required when the reason is `other`"))] = None
+
+
+class GiveBackIn(Command):
+    reason: Annotated[str | None, Field(max_length=500)] = None

@@ -140,6 +140,9 @@ MESSAGES: dict[str, str] = {
     "transition.illegal": "%(Thing)s that is %(current)s cannot become %(target)s.",
     "status.busy": "Finish the job you are on before setting out for this one.",
     "status.too_early": "It is too early to set out: you can set out from %(time)s.",
+    "hand_back.set_out": "You are on your way: tap \"I can't make it\" and say why instead.",
+    "hand_back.note_needed": "Say in a few words why you cannot make it.",
+    "alert.not_open": "This alert was already resolved.",
     "webhook_url.needed_for_secret": ("Set the web address first: the secret signs what is "
                                       "sent there."),
     "job_id.invalid": "That is not a job number.",

@@ -108,8 +108,11 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
     (J.DISPATCHING, J.ASSIGNED): frozenset({_S}),
     (J.DISPATCHING, J.UNFILLED): frozenset({_S}),
     (J.DISPATCHING, J.CANCELLED): frozenset({_R, _S, _A}),
-    # A job queued behind one that runs long goes back to the cascade (dispatching.sweep).
-    (J.ASSIGNED, J.DISPATCHING): frozenset({_S}),
+    # Back to the cascade, before the worker arrives: a job queued behind one that runs
+    # long, or a worker who never came (the system, `hand_back.sweep_no_shows`), or a
+    # worker who cannot make it or gives the job back (the worker, `hand_back`).
+    (J.ASSIGNED, J.DISPATCHING): frozenset({_S, _W}),
+    (J.EN_ROUTE, J.DISPATCHING): frozenset({_S, _W}),
     (J.ASSIGNED, J.EN_ROUTE): frozenset({_W}),
     (J.ASSIGNED, J.ARRIVED): frozenset({_W}),
     (J.ASSIGNED, J.CANCELLED): frozenset({_R, _A}),
@@ -130,6 +133,10 @@ ACTIVE_JOB_STATUSES: frozenset[JobStatus] = frozenset(
 )
 # A worker is on the way: the resident sees a live ETA.
 COMING_STATUSES: frozenset[JobStatus] = frozenset({J.ASSIGNED, J.EN_ROUTE})
+# A worker may say "I can't make it" until they arrive; "give this job back" only before
+# they set out (services/hand_back.py says why the two differ).
+CANT_MAKE_IT_STATUSES: frozenset[JobStatus] = COMING_STATUSES
+GIVE_BACK_STATUSES: frozenset[JobStatus] = frozenset({J.ASSIGNED})
 # The work was done (money and disputes may follow).
 DONE_STATUSES: frozenset[JobStatus] = frozenset({J.COMPLETED, J.CLOSED})
 # A worker who has set out is taken, whatever kind of job it is.
@@ -210,6 +217,8 @@ def client_state_lists() -> dict[str, object]:
         "final": _values(FINAL_JOB_STATUSES),
         "resident_moves": moves_for(Actor.RESIDENT),
         "worker_moves": moves_for(Actor.WORKER),
+        "cant_make_it": _values(CANT_MAKE_IT_STATUSES),
+        "give_back": _values(GIVE_BACK_STATUSES),
     }
 
 

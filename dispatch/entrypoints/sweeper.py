@@ -11,10 +11,12 @@ import click
 from sqlalchemy.orm import Session, scoped_session
 
 from dispatch.services import (
+    alerts,
     batches,
     catalog,
     contact,
     dispatching,
+    hand_back,
     notify,
     org_hooks,
     phone_verification,
@@ -27,10 +29,12 @@ def sweep_once(session: Session) -> int:
     touched = dispatching.sweep(session)
     tracking.flush_fixes(session)  # positions no web process has written (one stopped)
     tracking.sweep(session)  # active-job caches a crashed process left stale
+    touched += hand_back.sweep_no_shows(session)  # after the flush: the freshest fixes
     contact.sweep(session)  # masked sessions to close, or to open again
     notify.sweep(session)  # texts whose queue entry was lost
     batches.sweep(session)  # batches nobody is processing
     org_hooks.sweep(session)  # webhook deliveries nobody is sending
+    alerts.sweep(session)  # alerts whose cause went away
     catalog.sweep(session)  # typical times on site, relearned hourly
     phone_verification.sweep(session)  # unfinished sign-ups and dead codes
     return touched

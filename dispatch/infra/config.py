@@ -160,6 +160,10 @@ class Settings:
     # when they took other work or went offline) is asked again after this long, while the
     # job is still looking (dispatching.already_offered). Declines are final.
     reask_after_s: int = 300
+    # A worker on the way whose phone has gone quiet (no fix for `location_max_age_s`) and
+    # who is this long past the arrival they were expected at is a no-show: the job goes
+    # back to the cascade (hand_back.sweep_no_shows).
+    no_show_grace_minutes: int = 15
     # A texted password-reset link works once, for this long; an account gets at most this
     # many links an hour (more requests are answered alike and send nothing).
     password_reset_ttl_minutes: int = 30
@@ -252,6 +256,7 @@ class Settings:
             service_area_geojson=_existing_file("SERVICE_AREA_GEOJSON", cls.service_area_geojson),
             set_out_margin_minutes=_int("SET_OUT_MARGIN_MINUTES", 30),
             reask_after_s=_int("REASK_AFTER_SECONDS", 300),
+            no_show_grace_minutes=_int("NO_SHOW_GRACE_MINUTES", 15),
             password_reset_ttl_minutes=_int("PASSWORD_RESET_TTL_MINUTES", 30),
             password_resets_per_hour=_int("PASSWORD_RESETS_PER_HOUR", 3),
             max_json_bytes=_int("MAX_JSON_BYTES", cls.max_json_bytes),

@@ -14,9 +14,8 @@ from sqlalchemy.orm import Session
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, record_event
 from dispatch.db.models import Job, User
-from dispatch.db.paging import Page, PageRequest, cut
 from dispatch.domain.states import ACTIVE_JOB_STATUSES, DONE_STATUSES, Actor, JobStatus
-from dispatch.services import push
+from dispatch.services import alerts, push
 from notifications import masking
 from notifications.masking import Participant, PoolExhausted
 
@@ -52,11 +51,12 @@ def open_in_transaction(session: Session, job: Job, now: datetime) -> str | None
     except PoolExhausted as exc:
         record_event(session, job, "masking_unavailable", Actor.SYSTEM, now=now,
                      detail={"reason": "no pool number is free for this pair"})
-        raise_alert(session, "masking_unavailable", job, {"error": str(exc)})
+        alerts.raise_alert(session, "masking_unavailable", job.id, {"error": str(exc)})
         log.warning("job %s proceeds without a masked number: %s", job.id, exc)
         return None
     record_event(session, job, "masked_session_opened", Actor.SYSTEM, now=now,
                  detail={"pool_number": number})
+    alerts.resolve(session, "masking_unavailable", job.id, "a masked number is open", now)
     push.job_changed(session, job)  # the parties' pages fetch the number to call
     return number
 
@@ -72,32 +72,14 @@ def schedule_close(session: Session, job: Job, target: JobStatus, now: datetime)
         masking.close_for_job(session, job.id, now)
 
 
-def raise_alert(session: Session, kind: str, job: Job | None, detail: dict[str, object]) -> None:
-    import json
-
-    session.execute(text(
-        "INSERT INTO operator_alerts (kind, job_id, detail, created_at) "
-        "VALUES (:k, :j, CAST(:d AS jsonb), :at)"),
-        {"k": kind, "j": job.id if job else None, "d": json.dumps(detail), "at": clock.now()})
-
-
 def masked_number(session: Session, job: Job) -> str | None:
     return masking.pool_number_for(session, job.id, clock.now())
 
 
-def open_alerts(session: Session, page: PageRequest) -> Page[dict[str, object]]:
-    """Open operator alerts, newest first, a page at a time."""
-    rows = session.execute(text(
-        "SELECT id, kind, job_id, detail, created_at FROM operator_alerts "
-        "WHERE resolved_at IS NULL AND (CAST(:after AS bigint) IS NULL OR id < :after) "
-        "ORDER BY id DESC LIMIT :n"),
-        {"n": page.limit + 1, "after": page.after[0] if page.after else None}).mappings().all()
-    return cut([dict(r) for r in rows], page.limit, lambda alert: (alert["id"],))
-
-
 def sweep(session: Session) -> int:
     """Close sessions whose time has come, and open sessions for active jobs that have none:
-    a retry (the pool may have freed up; failures alert at most every 5 minutes), or a
+    a retry (the pool may have freed up; failures are retried at most every 5 minutes and
+    alert once, until a number opens or the job ends: `alerts`), or a
     booked window coming up (`masking_open_before_minutes` ahead, or once the worker sets
     out)."""
     now = clock.now()

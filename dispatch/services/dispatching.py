@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -164,6 +165,11 @@ def send_wave(session: Session, job: Job, now: datetime,
             excluded_worker_ids=already_offered(session, job.id, now),
             limit=s.offer_wave_size, org_id=job.org_id,
         ).candidates
+    if candidates and job.urgency == Urgency.URGENT.value:
+        missed = windows_missed(
+            session, job, {c.worker_id: now + timedelta(seconds=c.eta_s) for c in candidates},
+            now)
+        candidates = [c for c in candidates if c.worker_id not in missed]
     if not candidates:
         still_pending = session.execute(
             select(exists().where(Offer.job_id == job.id,
@@ -260,6 +266,8 @@ def accept_offer(session: Session, offer_id: int, worker: User) -> tuple[Offer, 
     if not qualified:
         raise _refuse(offer, "not_qualified", "you are no longer verified for this service")
     scheduled = job.urgency == Urgency.SCHEDULED.value
+    if not scheduled:
+        _check_keeps_windows(session, offer, job, worker.id, now)
     try:
         behind = None
         if not scheduled:  # a scheduled job takes the worker only when they set out
@@ -397,6 +405,37 @@ def _check_windows_fit(session: Session, offer: Offer, job: Job, worker_id: int,
                                              "you already hold")
 
 
+def windows_missed(session: Session, job: Job, arrivals: dict[int, datetime],
+                   now: datetime) -> set[int]:
+    """The workers (of `arrivals`: worker -> when they would reach this urgent job) who,
+    taking it, would miss a booked window they hold: there, its typical time on site, then
+    the trip to the window, later than the window's end. Their window's resident would
+    wait for nobody, so they are not asked, and cannot accept."""
+    held = session.execute(
+        select(Job.worker_id, Job.lat, Job.lng, Job.arrive_by, Worker.travel_mode)
+        .join(Worker, Worker.user_id == Job.worker_id)
+        .where(Job.worker_id.in_(list(arrivals)), Job.urgency == Urgency.SCHEDULED.value,
+               Job.status == JobStatus.ASSIGNED.value, Job.arrive_by > now)).all()
+    if not held:
+        return set()
+    on_site = timedelta(minutes=session.execute(select(Category.typical_minutes).where(
+        Category.id == job.category_id)).scalar_one())
+    model = eta_model(settings())
+    return {h.worker_id for h in held
+            if arrivals[h.worker_id] + on_site + timedelta(seconds=model.eta_seconds(
+                haversine_m(job.lat, job.lng, h.lat, h.lng), h.travel_mode)) > h.arrive_by}
+
+
+def _check_keeps_windows(session: Session, offer: Offer, job: Job, worker_id: int,
+                         now: datetime) -> None:
+    """An offer made before the worker took a window (or before the catalogue's typical
+    time on site grew) may no longer fit: the accept asks again (`windows_missed`)."""
+    arrival = max(now, offer.created_at + timedelta(seconds=offer.eta_seconds))
+    if windows_missed(session, job, {worker_id: arrival}, now):
+        raise _refuse(offer, "window_clash", "taking this job now would make you miss a "
+                                             "window you booked")
+
+
 def withdraw_elsewhere(session: Session, worker_id: int,
                        reason: str = "the worker took another job",
                        urgent_only: bool = False) -> int:
@@ -530,20 +569,34 @@ def release_late_queued(session: Session) -> int:
     estimate that queued it (its worker's current job ends at the category's typical time,
     at least QUEUE_MIN_WAIT_S from now, then the trip) no longer reaches it
     `queue_release_minutes` before its deadline, because that job ran long or the worker
-    never said it was done. Each job in its own transaction; returns how many went back."""
+    never said it was done. A booked window whose worker is still on another job waits
+    behind that job the same way (an urgent job that ran into the window). Each job in its
+    own transaction; returns how many went back."""
     s = settings()
     now = clock.now()
     current = aliased(Job)
-    rows = session.execute(
-        select(Job.id, Job.worker_id, Job.queued_behind_job_id, Job.lat, Job.lng, Job.arrive_by,
-               current.lat.label("from_lat"),
-               current.lng.label("from_lng"), Worker.travel_mode, Category.typical_minutes,
-               func.coalesce(current.arrived_at, current.estimated_arrival).label("started"))
-        .join(current, current.id == Job.queued_behind_job_id)
-        .join(Category, Category.id == current.category_id)
-        .join(Worker, Worker.user_id == Job.worker_id)
-        .where(Job.queued_behind_job_id.is_not(None))
-    ).all()
+
+    def waiting_behind(current_job: ColumnElement[bool],
+                       waiting: ColumnElement[bool]) -> Select[Any]:
+        return (select(Job.id, Job.worker_id, current.id.label("behind"),
+                       Job.lat.label("lat"), Job.lng.label("lng"), Job.arrive_by,
+                       current.lat.label("from_lat"), current.lng.label("from_lng"),
+                       Worker.travel_mode, Category.typical_minutes,
+                       func.coalesce(current.arrived_at,
+                                     current.estimated_arrival).label("started"))
+                .join(current, current_job)
+                .join(Category, Category.id == current.category_id)
+                .join(Worker, Worker.user_id == Job.worker_id)
+                .where(waiting))
+
+    rows = session.execute(union_all(
+        waiting_behind(current.id == Job.queued_behind_job_id,
+                       Job.queued_behind_job_id.is_not(None)),
+        waiting_behind(and_(current.worker_id == Job.worker_id, current.id != Job.id,
+                            occupying_job(current)),
+                       and_(Job.status == JobStatus.ASSIGNED.value,
+                            Job.urgency == Urgency.SCHEDULED.value)),
+    )).all()
     session.rollback()
     model = eta_model(s)
     keep = timedelta(minutes=s.queue_release_minutes)
@@ -554,7 +607,7 @@ def release_late_queued(session: Session) -> int:
         trip = timedelta(seconds=model.eta_seconds(
             haversine_m(r.from_lat, r.from_lng, r.lat, r.lng), r.travel_mode))
         if ends + trip > r.arrive_by - keep:
-            late.append((r.id, r.worker_id, r.queued_behind_job_id))
+            late.append((r.id, r.worker_id, r.behind))
     released = 0
     for job_id, worker_id, behind in late:
         try:
@@ -574,8 +627,10 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     job, the worker, then this one) either started it first, and this finds it no longer
     queued, or waits here and then finds nothing queued behind it."""
     job = lock_job(session, job_id)
-    if (job.worker_id, job.queued_behind_job_id, job.status) != (
-            worker_id, behind, JobStatus.ASSIGNED.value):
+    waits_behind = job.queued_behind_job_id == behind or (
+        job.urgency == Urgency.SCHEDULED.value and session.execute(select(exists().where(
+            Job.id == behind, Job.worker_id == worker_id, occupying_job()))).scalar())
+    if (job.worker_id, job.status) != (worker_id, JobStatus.ASSIGNED.value) or not waits_behind:
         session.rollback()
         return False
     now = clock.now()
@@ -587,9 +642,26 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     if not others:
         session.rollback()
         return False
-    transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now, detail={
-        "reason": "the worker is still on the job before this one", "worker_id": worker_id,
-        "queued_behind_job_id": behind})
+    notify.job_released(session, job, worker_id)
+    redispatch(session, job, Actor.SYSTEM, now, resident_event="reassigning", candidates=others,
+               detail={"reason": "the worker is still on the job before this one",
+                       "worker_id": worker_id, "queued_behind_job_id": behind})
+    session.commit()
+    return True
+
+
+def redispatch(session: Session, job: Job, actor: Actor, now: datetime, *, resident_event: str,
+               detail: dict[str, object], candidates: list[Candidate] | None = None) -> None:
+    """Take the (locked) job back from its worker before they arrive and offer it again,
+    in the caller's transaction: the worker is freed (or starts the job queued behind this
+    one), their accepted offer is withdrawn, their masked number closed and their pages
+    leave the job; the resident hears why (`resident_event`) and the next wave goes out,
+    never to this worker again (`already_offered` counts whoever held the job)."""
+    worker_id = job.worker_id
+    assert worker_id is not None
+    transition(session, job, JobStatus.DISPATCHING, actor, now=now, actor_user_id=(
+        worker_id if actor is Actor.WORKER else None), detail=detail)
+    notify.worker_replaced(session, job, resident_event)  # names the worker: before the reset
     masking.close_for_job(session, job.id, now)
     check_offer_transition(OfferStatus.ACCEPTED, OfferStatus.WITHDRAWN)
     session.execute(offers_moving(OfferStatus.ACCEPTED, OfferStatus.WITHDRAWN,
@@ -598,10 +670,7 @@ def _release_queued(session: Session, job_id: int, worker_id: int, behind: int) 
     job.assigned_at = None
     job.estimated_arrival = None
     push.job_taken_from(session, job, worker_id)
-    notify.job_released(session, job, worker_id)
-    send_wave(session, job, now, candidates=others)  # never the released worker again
-    session.commit()
-    return True
+    send_wave(session, job, now, candidates=candidates)
 
 
 def sweep(session: Session) -> int:

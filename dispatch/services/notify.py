@@ -31,7 +31,7 @@ STATUS_EVENTS: dict[str, tuple[str, str]] = {
 # What the tenant of a manager's unit hears: who is coming and when; an unfilled job is
 # the manager's to handle, not the tenant's.
 TENANT_EVENTS = frozenset({"accepted", "en_route", "arrived", "completed", "reassigning",
-                           "worker_free"})
+                           "replacing", "worker_free"})
 
 
 def twilio() -> Client:
@@ -93,9 +93,7 @@ def job_status_changed(session: Session, job: Job, status: str, previous: str) -
         if job.worker_id is not None and previous in ("assigned", "en_route", "arrived"):
             _to_worker(session, job, job.worker_id, "cancelled")
         return
-    if status == "dispatching":
-        if previous == "assigned":  # the worker's job before this one ran long: a new search
-            _to_resident(session, job, "reassigning")
+    if status == "dispatching":  # a new search: the caller says why (`worker_replaced`)
         return
     found = STATUS_EVENTS.get(status)
     if found is None:
@@ -107,6 +105,17 @@ def worker_free(session: Session, job: Job) -> None:
     """The job queued behind another one starts: its resident hears the worker is coming
     now, with the trip's ETA instead of the earlier estimate."""
     _to_resident(session, job, "worker_free")
+
+
+def worker_replaced(session: Session, job: Job, event: str) -> None:
+    """The job went back to the cascade before its worker arrived: the resident (and a
+    unit's tenant) hear why and that someone else is being found."""
+    _to_resident(session, job, event)
+
+
+def worker_no_show(session: Session, job: Job, worker_id: int) -> None:
+    """A worker taken off a job they never came to hears it, app open or not."""
+    _to_worker(session, job, worker_id, "no_show")
 
 
 def job_released(session: Session, job: Job, worker_id: int) -> None:

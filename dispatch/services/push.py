@@ -124,6 +124,7 @@ def job_taken_from(session: Session, job: Job, worker_id: int) -> None:
     def send(payload: dict[str, Any]) -> None:
         emitter(redis_url).leave_room(sockets_of(worker_id), job_room(job.id))
         emitter(redis_url).emit("job_update", payload, [user_room(worker_id)])
+        forget_active_job(worker_id)  # their pings no longer stream to this job's room
 
     on_commit(session, send, lambda: job_update_payload(job))
 

@@ -177,6 +177,8 @@
     document.getElementById("contact").hidden = !job.masked_number;
     link.textContent = job.masked_number || "";
     link.href = job.masked_number ? `tel:${job.masked_number}` : "#";
+    document.getElementById("cant-make-it").hidden = !STATES.cant_make_it.includes(job.status);
+    document.getElementById("give-back").hidden = !STATES.give_back.includes(job.status);
     const moves = document.getElementById("moves");
     moves.innerHTML = "";
     for (const [status, label] of NEXT[job.status] || []) {
@@ -194,6 +196,39 @@
       moves.appendChild(b);
     }
   }
+
+  // "Give this job back" (before setting out) and "I can't make it" (with a reason, until
+  // arriving): the job goes back to dispatch at once and is recorded against the worker.
+  const handedBack = new Set();
+  const cantForm = document.getElementById("cant-form");
+
+  async function handBack(jobId, path, body) {
+    handedBack.add(jobId);
+    const r = await api("POST", `/jobs/${jobId}/${path}`, body);
+    if (!r.ok) { handedBack.delete(jobId); errorBox.textContent = errorText(r.data); return; }
+    cantForm.hidden = true;
+    if (Number(document.getElementById("active").dataset.jobId) === jobId) {
+      document.getElementById("active").hidden = true;
+    }
+    errorBox.textContent = "The job went back to dispatch; someone else will be asked.";
+    syncAvailability();
+    loadToday();
+  }
+
+  const activeJobId = () => Number(document.getElementById("active").dataset.jobId);
+  document.getElementById("give-back").addEventListener("click",
+    () => handBack(activeJobId(), "give-back", {}));
+  document.getElementById("cant-make-it").addEventListener("click", () => {
+    cantForm.hidden = false;
+    document.getElementById("cant-reason").focus();
+  });
+  document.getElementById("cant-keep").addEventListener("click", () => { cantForm.hidden = true; });
+  cantForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const note = document.getElementById("cant-note").value.trim();
+    handBack(activeJobId(), "cant-make-it",
+      {reason: document.getElementById("cant-reason").value, note: note || null});
+  });
 
   // The calendar day of a moment in a zone, as "2026-12-03": "today" is today where the
   // job is (the service's zone), not in the phone's zone and not the day it was booked.
@@ -277,6 +312,11 @@
       tr.id = `upcoming-${job.id}`;
       tr.innerHTML = "<td></td><td></td><td></td>";
       tr.children[1].textContent = `${job.category.name} · ${job.address || ""}`;
+      const giveBack = document.createElement("button");
+      giveBack.textContent = "Give back";
+      giveBack.className = "give-back";
+      giveBack.addEventListener("click", () => handBack(job.id, "give-back", {}));
+      tr.children[2].appendChild(giveBack);
       if (job.queued) {
         tr.className = "queued";
         tr.children[0].textContent = `Next, after this job (${dueText(job)})`;
@@ -316,7 +356,7 @@
   socket.on("offer", showOffer);
   socket.on("offer_closed", (o) => removeOffer(o.offer_id));
   socket.on("job_update", (job) => {
-    if (!job.worker && document.getElementById(`upcoming-${job.id}`)) {
+    if (!job.worker && !handedBack.has(job.id) && document.getElementById(`upcoming-${job.id}`)) {
       // Queued behind a job that ran long: it went back to dispatch while others can come.
       errorBox.textContent = `${job.category.name}: you could no longer get there in time, ` +
         "so it went to someone else.";
@@ -324,7 +364,9 @@
     if (occupying(job)) showActive(job);
     else if (Number(document.getElementById("active").dataset.jobId) === job.id) {
       document.getElementById("active").hidden = true;
-      errorBox.textContent = job.status === "cancelled" ? "The job was cancelled." : "";
+      if (!handedBack.has(job.id)) {
+        errorBox.textContent = job.status === "cancelled" ? "The job was cancelled." : "";
+      }
       syncAvailability(); // online, or still busy when a queued job starts now
     }
     loadToday();

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.db import db
 from dispatch.db.models import Role, User
 from dispatch.db.paging import cut
+from dispatch.domain.commands import Command
 from dispatch.http.api import bp
 from dispatch.http.api.query import PageQuery, next_cursor
-from dispatch.http.api.routing import registry
+from dispatch.http.api.routing import ID8, registry
 from dispatch.http.api.schemas import PageOut
-from dispatch.services import contact
+from dispatch.services import alerts as alerts_service
 from notifications.states import GAVE_UP, sql_list
 
 
 class AlertOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     kind: str
     job_id: int | None
     detail: dict[str, Any]
     created_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by: int | None = Field(None, description="the operator who resolved it; null "
+                                                      "when its cause went away by itself")
+    resolution: str | None = None
+
+
+class ResolveAlertIn(Command):
+    note: Annotated[str | None, Field(max_length=500, description="what was done")] = None
 
 
 class AlertListOut(PageOut):
@@ -69,6 +80,17 @@ def failed_notifications(user: User, query: PageQuery) -> NotificationListOut:
                 "could not get a masked number), newest first", response=AlertListOut,
                 roles=(Role.ADMIN,), query=PageQuery)
 def alerts(user: User, query: PageQuery) -> AlertListOut:
-    page = contact.open_alerts(db.session, query.page())
-    return AlertListOut(alerts=[AlertOut(**a) for a in page.items],
+    page = alerts_service.open_alerts(db.session, query.page())
+    return AlertListOut(alerts=[AlertOut.model_validate(a) for a in page.items],
                         next_cursor=next_cursor(page))
+
+
+@registry.route(bp, f"/admin/alerts/<{ID8}:alert_id>/resolve", "POST",
+                summary="Resolve an open alert by hand (who and when are recorded)",
+                body=ResolveAlertIn, response=AlertOut, roles=(Role.ADMIN,), errors=[404, 409])
+def resolve_alert(user: User, alert_id: int, body: ResolveAlertIn) -> AlertOut:
+    """Alerts also resolve by themselves when their cause goes away (the job ends, a masked
+    number opens, another worker takes a no-show's job). Resolving one already resolved is
+    409 `alert_resolved`."""
+    return AlertOut.model_validate(
+        alerts_service.resolve_by_hand(db.session, alert_id, user, body.note))

@@ -7,13 +7,14 @@ from pydantic import Field
 
 from dispatch.db import clock, db
 from dispatch.db.models import Role, User
-from dispatch.domain.commands import JobIn
+from dispatch.domain.commands import CantMakeItIn, GiveBackIn, JobIn
 from dispatch.domain.states import JobStatus
 from dispatch.http.api import bp
 from dispatch.http.api.query import PageQuery, next_cursor
 from dispatch.http.api.routing import ID8, HeaderParam, registry
 from dispatch.http.api.schemas import (
     CancelIn,
+    HandedBackOut,
     JobEventsOut,
     JobListOut,
     JobOut,
@@ -21,7 +22,7 @@ from dispatch.http.api.schemas import (
     NoCoverageOut,
 )
 from dispatch.http.api.shapes import event_out, job_out
-from dispatch.services import booking, contact, jobs
+from dispatch.services import booking, contact, hand_back, jobs
 from dispatch.services.following import following
 
 IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
@@ -104,3 +105,27 @@ def post_cancel(user: User, job_id: int, body: CancelIn) -> JobOut:
     """Residents may cancel until the worker has arrived; pending offers are withdrawn and an
     assigned worker is released."""
     return job_out(jobs.cancel_job(db.session, user, job_id, body.reason))
+
+
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/cant-make-it", "POST", summary="The assigned worker "
+                "cannot come after all", body=CantMakeItIn, response=HandedBackOut,
+                roles=(Role.WORKER,), errors=[404, 409])
+def post_cant_make_it(user: User, job_id: int, body: CantMakeItIn) -> HandedBackOut:
+    """Any time before arriving (assigned or on the way), with a reason (`note` is required
+    when it is `other`). The job goes back to dispatch at once, offered to other workers
+    and never to this one again; the resident is told; a `cant_make_it` event with the
+    reason is recorded against the worker. After arriving it is 409."""
+    job = hand_back.cant_make_it(db.session, user, job_id, body.reason, body.note)
+    return HandedBackOut(job_id=job.id, status=job.status, recorded="cant_make_it")
+
+
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/give-back", "POST", summary="The assigned worker "
+                "gives the job back before setting out", body=GiveBackIn, response=HandedBackOut,
+                roles=(Role.WORKER,), errors=[404, 409])
+def post_give_back(user: User, job_id: int, body: GiveBackIn) -> HandedBackOut:
+    """Only before setting out (status `assigned`; on the way it is 409 `already_set_out`:
+    say "can't make it" and why instead), reason optional. Re-dispatched at once like a
+    can't-make-it, and recorded as a `gave_back` event against the worker: returning a job
+    nobody is waiting on the road for yet weighs less than a broken promise."""
+    job = hand_back.give_back(db.session, user, job_id, body.reason)
+    return HandedBackOut(job_id=job.id, status=job.status, recorded="gave_back")

@@ -246,6 +246,14 @@ class JobStatusIn(Command):
     status: Literal["en_route", "arrived", "in_progress", "completed"]
 
 
+class HandedBackOut(Out):
+    job_id: int
+    status: str = Field(description="the job's status now: `dispatching` while others are "
+                                    "asked (or `unfilled` when nobody can come in time)")
+    recorded: Literal["cant_make_it", "gave_back"] = Field(
+        description="the job event recorded against the worker")
+
+
 class CancelIn(Command):
     reason: Annotated[str | None, Field(max_length=500), MULTI_LINE] = None
 

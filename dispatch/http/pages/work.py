@@ -6,6 +6,7 @@ from flask import render_template
 from flask_login import login_required
 
 from dispatch.db.models import Role
+from dispatch.domain.commands import CANT_MAKE_IT_LABELS
 from dispatch.http.pages import bp, require
 
 
@@ -13,7 +14,7 @@ from dispatch.http.pages import bp, require
 @login_required
 def work() -> str:
     require(Role.WORKER)
-    return render_template("work.html")
+    return render_template("work.html", cant_make_it_reasons=CANT_MAKE_IT_LABELS)
 
 
 @bp.get("/work/profile")
