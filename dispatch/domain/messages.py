@@ -115,6 +115,7 @@ MESSAGES: dict[str, str] = {
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
+    "unavailable": "The service is restarting a part; try again in a few seconds.",
     "unexpected": "Something went wrong on our side; it has been logged. Try again in a moment.",
 }
 

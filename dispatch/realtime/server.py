@@ -27,10 +27,12 @@ from dispatch.domain.errors import (
     invalid,
     overloaded,
     refusal,
+    unavailable,
     wrong_role,
 )
 from dispatch.domain.messages import location_refusal
 from dispatch.infra import presence
+from dispatch.infra.outages import is_outage
 from dispatch.services import jobs, tracking
 from dispatch.services.credentials import user_for_token
 from dispatch.services.push import job_update_payload
@@ -204,5 +206,8 @@ def on_unexpected(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, PoolTimeout):
         log.warning("socket handler: overloaded: %s", exc)
         return _error(overloaded())
+    if is_outage(exc):
+        log.warning("socket handler: unavailable: %s", exc)
+        return _error(unavailable())
     log.exception("socket handler failed")
     return _error(DomainError("internal_error", UNEXPECTED))

@@ -1,0 +1,247 @@
+"""Fault drills: real processes (web, RQ workers, sweeper) on a PostgreSQL cluster and a Redis
+of the drills' own, killed and restarted while jobs are live. Each drill ends the same way:
+no job stuck, no offer lost or accepted twice, no text sent twice, every client in sync again.
+
+Select them with `pytest -m drills`; they run in the normal suite too."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+from flask import Flask
+from redis import Redis
+
+from dispatch import create_app
+from dispatch.db import db
+from dispatch.db.models import Role
+from dispatch.infra.config import _sqlalchemy_url
+from tests.conftest import ARTIFACTS, MUTABLE_TABLES
+from tests.helpers import CENTER, Factory, job_body, offset, sql
+from tests.live import free_port
+from tests.prism import PrismServer
+from tests.servers import (
+    PostgresCluster,
+    Process,
+    app_process,
+    http_status,
+    redis_server,
+    wait_until,
+    web_process,
+)
+
+pytestmark = pytest.mark.drills
+
+LOGS = ARTIFACTS / "logs"
+OFFER_WINDOW_S = 3  # short windows: the drills see expiries happen, not wait for them
+AUTH_TOKEN = "drill-auth-token"
+
+
+@dataclass
+class Stack:
+    """The drills' own servers and the app's processes on them."""
+
+    app: Flask  # in this process, on the drills' database: factories and reads
+    pg: PostgresCluster
+    redis: Process
+    redis_url: str
+    web: Process
+    web_url: str
+    timers: Process
+    messages: Process
+    sweeper: Process
+
+    @property
+    def processes(self) -> list[Process]:
+        return [self.web, self.timers, self.messages, self.sweeper]
+
+
+@pytest.fixture(scope="module")
+def stack(prism: PrismServer) -> Iterator[Stack]:
+    pg = PostgresCluster(LOGS)
+    started: list[Process] = []
+    try:
+        database_url = pg.create_database("dispatch_drills")
+        redis_port = free_port()
+        redis = redis_server(redis_port, LOGS)
+        started.append(redis)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        app = create_app({"SQLALCHEMY_DATABASE_URI": _sqlalchemy_url(database_url),
+                          "REDIS_URL": redis_url, "TESTING": True})
+        app.config["DISPATCH"] = dataclasses.replace(
+            app.config["DISPATCH"], twilio_auth_token=AUTH_TOKEN,
+            twilio_api_base_url=prism.url, offer_window_s=OFFER_WINDOW_S, offer_wave_size=1)
+        with app.app_context():
+            from flask_migrate import upgrade
+
+            upgrade()
+            db.session.remove()
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+               "PYTHONUNBUFFERED": "1", "TWILIO_API_BASE_URL": prism.url,
+               "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "OFFER_WINDOW_SECONDS": str(OFFER_WINDOW_S),
+               "OFFER_WAVE_SIZE": "1", "SWEEP_INTERVAL_SECONDS": "0.5"}
+        web_port = free_port()
+        web = web_process(web_port, env, LOGS)
+        started.append(web)
+        python = Path(sys.executable).name
+        timers = app_process("worker-timers",
+                             [python, "-m", "dispatch.entrypoints.rq_worker", "timers"], env, LOGS)
+        started.append(timers)
+        messages = app_process("worker-messages",
+                               [python, "-m", "dispatch.entrypoints.rq_worker", "messages"],
+                               env, LOGS)
+        started.append(messages)
+        sweeper = app_process("sweeper", ["flask", "--app", "dispatch", "sweeper"], env, LOGS)
+        started.append(sweeper)
+        yield Stack(app, pg, redis, redis_url, web, f"http://127.0.0.1:{web_port}", timers,
+                    messages, sweeper)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        pg.destroy()
+
+
+@pytest.fixture
+def drill(stack: Stack) -> Iterator[Stack]:
+    """Every server up at the start of a drill; the drill's rows gone after it."""
+    if not stack.redis.alive:
+        stack.redis.start()
+    for process in stack.processes:
+        if not process.alive:
+            process.start()
+    yield stack
+    for process in stack.processes:  # a drill that failed half-way may have left one down
+        if not process.alive:
+            process.start()
+    wait_until(lambda: _truncate(stack.pg.url("dispatch_drills")), "the drill's rows removed")
+    Redis.from_url(stack.redis_url).flushdb()
+
+
+def _truncate(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        conn.execute(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE")
+    return True
+
+
+# --- what every drill ends with -------------------------------------------------------------
+
+def api(stack: Stack, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> Any:
+    return requests.request(method, f"{stack.web_url}/api/v1{path}", headers=headers,
+                            timeout=30, **kwargs)
+
+
+def assert_settled(stack: Stack, job_ids: list[int]) -> None:
+    """No job stuck, no offer lost or accepted twice, no text sent twice.
+
+    - every job is assigned (or further), or still dispatching with an offer whose window is
+      open (the sweeper keeps working it): none dispatching with only overdue offers;
+    - no job has two accepted offers, no worker holds two active jobs;
+    - every text left the outbox (sent) after exactly one attempt."""
+    app = stack.app
+
+    def cascade_moving() -> bool:
+        overdue = sql(app, """
+SELECT j.id FROM jobs j WHERE j.id = ANY(:ids) AND j.status = 'dispatching'
+   AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.job_id = j.id AND o.status = 'pending'
+                   AND o.expires_at > now() - interval '1 second')""", ids=job_ids)
+        return not overdue
+
+    wait_until(cascade_moving, f"jobs {job_ids} are assigned or have an open offer")
+    twice = sql(app, "SELECT job_id, count(*) FROM offers WHERE status = 'accepted' "
+                     "GROUP BY job_id HAVING count(*) > 1")
+    assert twice == []
+    double_booked = sql(app, "SELECT worker_id FROM jobs WHERE status IN "
+                             "('assigned', 'en_route', 'arrived', 'in_progress') "
+                             "AND queued_behind_job_id IS NULL "
+                             "GROUP BY worker_id HAVING count(*) > 1")
+    assert double_booked == []
+
+    def texts_out() -> bool:
+        return not sql(app, "SELECT id FROM notifications WHERE status NOT IN "
+                            "('sent', 'delivered', 'skipped')")
+
+    wait_until(texts_out, "every text is sent")
+    assert sql(app, "SELECT id, attempts FROM notifications WHERE attempts > 1") == []
+
+
+def crew(make: Factory, n: int) -> list[tuple[int, dict[str, str]]]:
+    """`n` online workers north of the centre, nearest first (so offers go in this order)."""
+    return [make.worker(lat=offset(*CENTER, north_m=400 * (i + 1))[0]) for i in range(n)]
+
+
+def book(stack: Stack, resident: dict[str, str], make: Factory, key: str) -> int:
+    r = api(stack, "POST", "/jobs", {**resident, "Idempotency-Key": key},
+            json=job_body(make.category("leak-repair")))
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def pending_offer(stack: Stack, job_id: int, worker_id: int) -> int:
+    """The id of the worker's open offer for the job, once it has one."""
+    def found() -> int | None:
+        rows = sql(stack.app, "SELECT id FROM offers WHERE job_id = :j AND worker_id = :w "
+                              "AND status = 'pending' AND expires_at > now()",
+                   j=job_id, w=worker_id)
+        return rows[0].id if rows else None
+
+    return wait_until(found, f"worker {worker_id} is offered job {job_id}")
+
+
+def offer_closed_by(stack: Stack, offer_id: int) -> datetime:
+    [row] = sql(stack.app, "SELECT expires_at FROM offers WHERE id = :o", o=offer_id)
+    return row.expires_at
+
+
+def wait_past(moment: datetime, what: str) -> None:
+    wait_until(lambda: datetime.now(UTC) > moment, what)
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+def test_postgres_restart_answers_503_meanwhile_and_the_cascade_goes_on(drill: Stack) -> None:
+    """PostgreSQL stops with an offer out and its window closes during the outage (the RQ
+    timer fires into the outage and fails). Meanwhile every request answers at once, 503 in
+    the API's error shape, never 500 and never a hang; afterwards the pools reconnect, the
+    sweeper moves the job on to the next worker, who accepts it."""
+    make = Factory(drill.app)
+    (first, _), (second, second_headers) = crew(make, 2)
+    _, resident = make.user(Role.RESIDENT)
+    job_id = book(drill, resident, make, "pg-1")
+    offer = pending_offer(drill, job_id, first)
+    closes = offer_closed_by(drill, offer)
+
+    drill.pg.stop()
+    try:
+        for path in (f"/jobs/{job_id}", "/offers"):
+            began = time.monotonic()
+            r = api(drill, "GET", path, resident if path.startswith("/jobs") else second_headers)
+            assert r.status_code == 503, (path, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "unavailable"
+            assert r.headers.get("Retry-After")
+            assert time.monotonic() - began < 10  # answered, not hung on the pool
+        assert http_status(f"{drill.web_url}/healthz") == 503
+        page = requests.get(f"{drill.web_url}/login", timeout=30)
+        assert page.status_code in (200, 503)  # the login form needs no database
+        wait_past(closes, "the first offer's window closes during the outage")
+    finally:
+        drill.pg.start()
+
+    second_offer = pending_offer(drill, job_id, second)
+    r = api(drill, "POST", f"/offers/{second_offer}/accept", second_headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["job"]["status"] == "assigned"
+    [expired] = sql(drill.app, "SELECT status FROM offers WHERE id = :o", o=offer)
+    assert expired.status == "expired"
+    assert all(p.alive for p in drill.processes)  # nothing died of the outage
+    assert_settled(drill, [job_id])
