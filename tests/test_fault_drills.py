@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+import socketio
 from flask import Flask
 from redis import Redis
 
@@ -168,10 +169,16 @@ SELECT j.id FROM jobs j WHERE j.id = ANY(:ids) AND j.status = 'dispatching'
     assert double_booked == []
 
     def texts_out() -> bool:
-        return not sql(app, "SELECT id FROM notifications WHERE status NOT IN "
-                            "('sent', 'delivered', 'skipped')")
+        return not waiting_texts()
 
-    wait_until(texts_out, "every text is sent")
+    def waiting_texts() -> list[Any]:
+        return sql(app, "SELECT id, event, status, attempts, last_error FROM notifications "
+                        "WHERE status NOT IN ('sent', 'delivered', 'skipped')")
+
+    try:
+        wait_until(texts_out, "every text is sent or skipped (expired)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; waiting: {waiting_texts()}") from None
     assert sql(app, "SELECT id, attempts FROM notifications WHERE attempts > 1") == []
 
 
@@ -196,6 +203,61 @@ def pending_offer(stack: Stack, job_id: int, worker_id: int) -> int:
         return rows[0].id if rows else None
 
     return wait_until(found, f"worker {worker_id} is offered job {job_id}")
+
+
+class PageClient:
+    """What a page does with its socket (static/js/work.js, job.js), in Python: it keeps the
+    offers and the job it was told of, and re-reads them over HTTP on every (re)connect and
+    whenever the server says `resync` (its pushes may have been lost). Reconnects as the
+    browser's socket.io-client does, only sooner."""
+
+    def __init__(self, stack: Stack, headers: dict[str, str], job_id: int | None = None) -> None:
+        self.stack, self.headers, self.job_id = stack, headers, job_id
+        self.offers: set[int] = set()
+        self.job_status: str | None = None
+        self.rereads = 0
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2,
+                                   reconnection_delay_max=1, reconnection_attempts=0)
+        self.sio.on("connect", self._reread_later)
+        self.sio.on("resync", self._reread_later)
+        self.sio.on("offer", lambda offer: self.offers.add(offer["id"]))
+        self.sio.on("job_update", self._job_update)
+        token = headers["Authorization"].split()[1]
+        self.sio.connect(stack.web_url, auth={"token": token}, transports=["websocket"],
+                         wait_timeout=10)
+
+    def _job_update(self, job: dict[str, Any]) -> None:
+        if job["id"] == self.job_id:
+            self.job_status = job["status"]
+
+    def _reread_later(self, *_: Any) -> None:
+        # Not in the handler itself: it runs on the socket's reading thread, and an
+        # acknowledged emit (watch_job) waits for that thread.
+        self.sio.start_background_task(self._reread)
+
+    def _reread(self) -> None:
+        try:
+            offers = api(self.stack, "GET", "/offers", self.headers)
+            if offers.status_code == 200:
+                self.offers |= {o["id"] for o in offers.json()["offers"]}
+            if self.job_id is not None:
+                answer = self.sio.call("watch_job", {"job_id": self.job_id}, timeout=10)
+                if answer and answer.get("ok"):
+                    self.job_status = answer["job"]["status"]
+            self.rereads += 1
+        except Exception:  # the server went away again: the next connect re-reads
+            pass
+
+    def close(self) -> None:
+        self.sio.disconnect()
+
+
+@pytest.fixture
+def pages() -> Iterator[list[PageClient]]:
+    opened: list[PageClient] = []
+    yield opened
+    for page in opened:
+        page.close()
 
 
 def offer_closed_by(stack: Stack, offer_id: int) -> datetime:
@@ -244,4 +306,47 @@ def test_postgres_restart_answers_503_meanwhile_and_the_cascade_goes_on(drill: S
     [expired] = sql(drill.app, "SELECT status FROM offers WHERE id = :o", o=offer)
     assert expired.status == "expired"
     assert all(p.alive for p in drill.processes)  # nothing died of the outage
+    assert_settled(drill, [job_id])
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+def test_redis_restart_loses_nothing_and_pages_catch_up(drill: Stack,
+                                                        pages: list[PageClient]) -> None:
+    """Redis dies (without persistence: timers, presence and queued work are gone) while a
+    job is being offered, and comes back empty. Meanwhile a decline still sends the next
+    wave (PostgreSQL holds the state), requests that need Redis answer 503, never 500.
+    Afterwards the lost offer timer is the sweeper's, the lost text the sweeper hands to
+    the queue again, and the open pages, whose pushes were lost, are told to re-read."""
+    make = Factory(drill.app)
+    (first, first_headers), (second, second_headers), _ = crew(make, 3)
+    _, resident = make.user(Role.RESIDENT)
+    job_id = book(drill, resident, make, "redis-1")
+    offer = pending_offer(drill, job_id, first)
+    second_page = PageClient(drill, second_headers)
+    resident_page = PageClient(drill, resident, job_id)
+    pages.extend([second_page, resident_page])
+    wait_until(lambda: resident_page.job_status == "dispatching", "the job page shows the job")
+
+    drill.redis.kill()
+    try:
+        r = api(drill, "POST", f"/offers/{offer}/decline", first_headers)
+        assert r.status_code == 200, r.text  # the state is PostgreSQL's
+        assert http_status(f"{drill.web_url}/healthz") == 503
+        ping = api(drill, "POST", "/worker/location", first_headers,
+                   json={"lat": CENTER[0], "lng": CENTER[1], "accuracy_m": 10})
+        assert ping.status_code in (200, 202, 503), ping.text
+        if ping.status_code == 503:
+            assert ping.json()["error"]["code"] == "unavailable"
+    finally:
+        drill.redis.start()
+
+    second_offer = pending_offer(drill, job_id, second)
+    # The push of that offer went nowhere; the page learns of it all the same.
+    wait_until(lambda: second_offer in second_page.offers, "the worker's page shows the offer")
+    r = api(drill, "POST", f"/offers/{second_offer}/accept", second_headers)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: resident_page.job_status == "assigned", "the job page shows the worker")
+    assert http_status(f"{drill.web_url}/healthz") == 200
+    assert all(p.alive for p in drill.processes)
     assert_settled(drill, [job_id])

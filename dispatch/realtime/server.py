@@ -33,6 +33,7 @@ from dispatch.domain.errors import (
 from dispatch.domain.messages import location_refusal
 from dispatch.infra import presence
 from dispatch.infra.outages import is_outage
+from dispatch.realtime.resync import ResyncingRedisManager
 from dispatch.services import jobs, tracking
 from dispatch.services.credentials import user_for_token
 from dispatch.services.push import job_update_payload
@@ -49,9 +50,9 @@ def init_realtime(app: Flask, async_mode: str) -> None:
     """Make this process a Socket.IO server that also delivers what others publish."""
     # async_handlers=False: a client's events run in its own connection's greenlet, in order,
     # instead of one new greenlet per event (the spawn and switch were a tenth of a ping).
-    socketio.init_app(app, message_queue=app.config["REDIS_URL"],
-                      channel=channel(app.config["REDIS_URL"]), async_mode=async_mode,
-                      async_handlers=False)
+    url = app.config["REDIS_URL"]
+    socketio.init_app(app, message_queue=url, async_mode=async_mode, async_handlers=False,
+                      client_manager=ResyncingRedisManager(url, channel=channel(url)))
     # Pings are most of the traffic (every online worker, every few seconds): their handler
     # sits on the python-socketio server itself, under an app context only. Flask-SocketIO's
     # wrapper would build a Flask request (headers, cookie session, URL match) per ping, which
