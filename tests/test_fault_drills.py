@@ -22,11 +22,13 @@ import requests
 import socketio
 from flask import Flask
 from redis import Redis
+from rq.registry import StartedJobRegistry
 
 from dispatch import create_app
 from dispatch.db import db
 from dispatch.db.models import Role
 from dispatch.infra.config import _sqlalchemy_url
+from dispatch.infra.queues import TIMERS
 from tests.conftest import ARTIFACTS, MUTABLE_TABLES
 from tests.helpers import CENTER, Factory, job_body, offset, sql
 from tests.live import free_port
@@ -349,4 +351,53 @@ def test_redis_restart_loses_nothing_and_pages_catch_up(drill: Stack,
     wait_until(lambda: resident_page.job_status == "assigned", "the job page shows the worker")
     assert http_status(f"{drill.web_url}/healthz") == 200
     assert all(p.alive for p in drill.processes)
+    assert_settled(drill, [job_id])
+
+
+# --- the RQ worker --------------------------------------------------------------------------
+
+def test_rq_worker_killed_while_expiring_offers_loses_no_offer(drill: Stack) -> None:
+    """The timers worker is killed -9 in the middle of expiring an offer and sending the next
+    wave (held there by a lock on the job's row, which the test holds). Its transaction dies
+    with it: the offer is still pending, nothing half-done. The sweeper takes the job on
+    (exactly one next wave), and the restarted worker runs the offer timers again: with the
+    sweeper stopped, the next window's timer moves the job on to a third worker, who
+    accepts. Each text once."""
+    make = Factory(drill.app)
+    (first, _), (second, _), (third, third_headers) = crew(make, 3)
+    _, resident = make.user(Role.RESIDENT)
+    job_id = book(drill, resident, make, "rq-1")
+    offer = pending_offer(drill, job_id, first)
+    drill.sweeper.stop()  # the RQ timer alone works the cascade now
+    started = StartedJobRegistry(TIMERS, connection=Redis.from_url(drill.redis_url))
+
+    def timer_waits_on_the_job() -> bool:
+        waiting = sql(drill.app, "SELECT pid FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND wait_event_type = 'Lock'")
+        return bool(waiting) and bool(started.get_job_ids())
+
+    with psycopg.connect(drill.pg.url("dispatch_drills")) as hold:
+        hold.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", [job_id])
+        wait_until(timer_waits_on_the_job, "the offer's timer runs and waits for the job's row")
+        drill.timers.kill()
+        hold.rollback()
+    [still] = sql(drill.app, "SELECT status FROM offers WHERE id = :o", o=offer)
+    assert still.status == "pending"  # the killed expiry left nothing half-done
+
+    drill.timers.start()
+    drill.sweeper.start()  # the net: the killed timer's work is overdue
+    second_offer = pending_offer(drill, job_id, second)
+    drill.sweeper.stop()  # from here the restarted worker's timers alone
+    pending_offer(drill, job_id, third)
+    [lapsed] = sql(drill.app, "SELECT status FROM offers WHERE id = :o", o=second_offer)
+    assert lapsed.status == "expired"
+    r = api(drill, "POST", f"/offers/{pending_offer(drill, job_id, third)}/accept",
+            third_headers)
+    assert r.status_code == 200, r.text
+    waves = sql(drill.app, "SELECT wave, count(*) AS n FROM offers WHERE job_id = :j "
+                           "GROUP BY wave ORDER BY wave", j=job_id)
+    assert [(w.wave, w.n) for w in waves] == [(1, 1), (2, 1), (3, 1)]  # no wave sent twice
+    [expired] = sql(drill.app, "SELECT status FROM offers WHERE id = :o", o=offer)
+    assert expired.status == "expired"
+    drill.sweeper.start()
     assert_settled(drill, [job_id])
