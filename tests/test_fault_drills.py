@@ -28,9 +28,10 @@ from dispatch import create_app
 from dispatch.db import db
 from dispatch.db.models import Role
 from dispatch.infra.config import _sqlalchemy_url
+from dispatch.infra.presence import connected_users
 from dispatch.infra.queues import TIMERS
 from tests.conftest import ARTIFACTS, MUTABLE_TABLES
-from tests.helpers import CENTER, Factory, job_body, offset, sql
+from tests.helpers import CENTER, Factory, job_body, offset, set_settings, sql
 from tests.live import free_port
 from tests.prism import PrismServer
 from tests.servers import (
@@ -92,7 +93,8 @@ def stack(prism: PrismServer) -> Iterator[Stack]:
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                "PYTHONUNBUFFERED": "1", "TWILIO_API_BASE_URL": prism.url,
                "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "OFFER_WINDOW_SECONDS": str(OFFER_WINDOW_S),
-               "OFFER_WAVE_SIZE": "1", "SWEEP_INTERVAL_SECONDS": "0.5"}
+               "OFFER_WAVE_SIZE": "1", "SWEEP_INTERVAL_SECONDS": "0.5",
+               "PRESENCE_TTL_SECONDS": "3"}
         web_port = free_port()
         web = web_process(web_port, env, LOGS)
         started.append(web)
@@ -401,3 +403,54 @@ def test_rq_worker_killed_while_expiring_offers_loses_no_offer(drill: Stack) -> 
     assert expired.status == "expired"
     drill.sweeper.start()
     assert_settled(drill, [job_id])
+
+
+# --- a web process holding sockets ----------------------------------------------------------
+
+def test_web_process_killed_holding_sockets_pages_reconnect_and_catch_up(
+        drill: Stack, pages: list[PageClient]) -> None:
+    """The web process dies (kill -9) with the workers' and the resident's pages connected
+    to it. While it is down the API goes on (an `api` process, WEB_ROLE=api: here this
+    process's app) and the first worker declines: the job goes to the next worker, a push
+    nobody can deliver. A new web process comes up on the same address; the pages reconnect
+    and re-read, so the next worker sees the offer and the resident the accept. The sockets
+    the dead process held do not count as open apps afterwards: a worker who then closes the
+    app is texted their next offer."""
+    make = Factory(drill.app)
+    (first, first_headers), (second, second_headers) = crew(make, 2)
+    _, resident = make.user(Role.RESIDENT)
+    first_page, second_page = PageClient(drill, first_headers), PageClient(drill, second_headers)
+    pages.extend([first_page, second_page])
+    job_id = book(drill, resident, make, "web-1")
+    offer = pending_offer(drill, job_id, first)
+    resident_page = PageClient(drill, resident, job_id)
+    pages.append(resident_page)
+    wait_until(lambda: offer in first_page.offers, "the first worker's page shows the offer")
+
+    drill.web.kill()
+    api_process = drill.app.test_client()
+    original = drill.app.config["DISPATCH"]
+    set_settings(drill.app, offer_window_s=120)  # the next offer outlives the web's restart
+    try:
+        r = api_process.post(f"/api/v1/offers/{offer}/decline", headers=first_headers)
+        assert r.status_code == 200, r.json
+    finally:
+        drill.app.config["DISPATCH"] = original
+    second_offer = pending_offer(drill, job_id, second)
+    drill.web.start()
+    wait_until(lambda: second_offer in second_page.offers,
+               "the second worker's page, reconnected, shows the offer")
+    r = api(drill, "POST", f"/offers/{second_offer}/accept", second_headers)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: resident_page.job_status == "assigned", "the job page shows the worker")
+
+    first_page.close()  # the first worker closes the app
+    wait_until(lambda: first_page.sio.connected is False, "the first worker's page is closed")
+    with drill.app.app_context():  # its socket on the dead process lapses, unvouched for
+        wait_until(lambda: not connected_users([first]), "the first worker has no app open")
+    next_job = book(drill, resident, make, "web-2")
+    pending_offer(drill, next_job, first)
+    texted = sql(drill.app, "SELECT id FROM notifications WHERE user_id = :w AND job_id = :j "
+                            "AND event = 'offer'", w=first, j=next_job)
+    assert texted, "a worker with no app open was not texted the offer"
+    assert_settled(drill, [job_id, next_job])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 from redis import Redis
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
@@ -43,14 +44,19 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def release_dead_schedulers(redis: Redis, queues: tuple[str, ...]) -> list[str]:
-    """Free the scheduler locks of these queues that a dead scheduler on this host still holds.
+# A live scheduler beats every second; one whose beat stands still this long is dead (or so
+# stuck that handing its queues over is right: RQ drops a lock it finds taken over).
+HEARTBEAT_STALE_S = 5.0
+
+
+def release_dead_schedulers(redis: Redis, queues: tuple[str, ...],
+                            stale_s: float = HEARTBEAT_STALE_S) -> list[str]:
+    """Free the scheduler locks of these queues that a dead scheduler still holds.
 
     A worker killed -9 keeps its scheduler's lock for a minute, and its successor, refused
     at start, asks again only at its maintenance, ten minutes later: until then no offer
-    timer runs and every window closes only at the sweeper's next round. A holder on this
-    host whose process is gone is dead for sure; any other holder is left to its lock's
-    expiry. Returns the queues freed."""
+    timer runs and every window closes only at the sweeper's next round. Returns the queues
+    freed (the lock is released only while the dead holder still holds it)."""
     freed = []
     for name in queues:
         lock = SCHEDULER_LOCKING_KEY_TEMPLATE % name
@@ -58,12 +64,25 @@ def release_dead_schedulers(redis: Redis, queues: tuple[str, ...]) -> list[str]:
         if holder is None:
             continue
         owner = holder.decode()
-        found = redis.hmget(SCHEDULER_KEY_TEMPLATE % owner, "hostname", "pid")
-        hostname, pid = (v.decode() if v is not None else None for v in found)
-        if (hostname == socket.gethostname() and pid and pid.isdigit()
-                and not _alive(int(pid)) and release_lock(redis, lock, owner)):
+        if _holder_dead(redis, owner, stale_s) and release_lock(redis, lock, owner):
             freed.append(name)
     return freed
+
+
+def _holder_dead(redis: Redis, owner: str, stale_s: float) -> bool:
+    """Dead for sure when it ran on this host and its process is gone; otherwise (another
+    host, or its record lost with a Redis restart) when its heartbeat stands still."""
+    key = SCHEDULER_KEY_TEMPLATE % owner
+    hostname, pid, beat = redis.hmget(key, "hostname", "pid", "last_heartbeat")
+    if hostname is not None and hostname.decode() == socket.gethostname() and pid \
+            and int(pid) > 0:
+        return not _alive(int(pid))
+    deadline = time.monotonic() + stale_s
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        if redis.hget(key, "last_heartbeat") != beat:
+            return False
+    return True
 
 
 def main(argv: list[str]) -> None:

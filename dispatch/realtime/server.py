@@ -59,6 +59,7 @@ def init_realtime(app: Flask, async_mode: str) -> None:
     # cost as much as the ping's own work (bench/load.py).
     socketio.server.on("location", _location_handler(app), namespace="/")
     socketio.start_background_task(tracking.flush_forever, app, socketio.sleep)
+    socketio.start_background_task(presence.refresh_forever, app, socketio.sleep)
     path = app.wsgi_app.engineio_path  # type: ignore[attr-defined]  # what engine.io matches
     app.wsgi_app = _gunicorn_socket_for_socketio_only(  # type: ignore[method-assign]
         app.wsgi_app, path)
