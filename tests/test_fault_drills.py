@@ -321,9 +321,10 @@ def test_redis_restart_loses_nothing_and_pages_catch_up(drill: Stack,
     job is being offered, and comes back empty. Meanwhile a decline still sends the next
     wave (PostgreSQL holds the state), requests that need Redis answer 503, never 500.
     Afterwards the lost offer timer is the sweeper's, the lost text the sweeper hands to
-    the queue again, and the open pages, whose pushes were lost, are told to re-read."""
+    the queue again, the open pages, whose pushes were lost, are told to re-read, and the
+    RQ timers run again."""
     make = Factory(drill.app)
-    (first, first_headers), (second, second_headers), _ = crew(make, 3)
+    (first, first_headers), (second, second_headers), (third, third_headers) = crew(make, 3)
     _, resident = make.user(Role.RESIDENT)
     job_id = book(drill, resident, make, "redis-1")
     offer = pending_offer(drill, job_id, first)
@@ -352,8 +353,18 @@ def test_redis_restart_loses_nothing_and_pages_catch_up(drill: Stack,
     assert r.status_code == 200, r.text
     wait_until(lambda: resident_page.job_status == "assigned", "the job page shows the worker")
     assert http_status(f"{drill.web_url}/healthz") == 200
+
+    # Offer timers run again (the scheduler queueing them died with Redis): with the sweeper
+    # stopped, a new job's first window closes and the timer alone sends the next wave.
+    drill.sweeper.stop()
+    next_job = book(drill, resident, make, "redis-2")
+    pending_offer(drill, next_job, first)
+    r = api(drill, "POST", f"/offers/{pending_offer(drill, next_job, third)}/accept",
+            third_headers)
+    assert r.status_code == 200, r.text
+    drill.sweeper.start()
     assert all(p.alive for p in drill.processes)
-    assert_settled(drill, [job_id])
+    assert_settled(drill, [job_id, next_job])
 
 
 # --- the RQ worker --------------------------------------------------------------------------

@@ -18,13 +18,21 @@ from rq.scripts import release_lock
 
 from dispatch.infra.queues import WORKER_GROUPS
 
+# The scheduler that queues offer timers runs as a child of the timers worker and dies when
+# Redis goes away; the worker starts it again only at its maintenance, which runs between
+# waits for work (405 s by default) and at most every 10 minutes: that long without a timer
+# after every Redis restart. Timer jobs take milliseconds, so this worker waits 5 s at a time
+# (its ttl less 15 s) and looks after its scheduler every 5 s. (Not for batches: a worker
+# runs its job in its own process and does not beat meanwhile, and batches run minutes.)
+GROUP_OPTIONS = {"timers": ["--worker-ttl", "20", "--maintenance-interval", "5"]}
+
 
 def command(group: str, redis_url: str, extra: list[str]) -> list[str]:
     if group not in WORKER_GROUPS:
         raise SystemExit(f"unknown worker group {group!r}; one of {', '.join(WORKER_GROUPS)}")
     rq = os.path.join(os.path.dirname(sys.executable), "rq")
     return [rq, "worker", "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler",
-            "--url", redis_url, *extra, *WORKER_GROUPS[group]]
+            "--url", redis_url, *GROUP_OPTIONS.get(group, []), *extra, *WORKER_GROUPS[group]]
 
 
 def _alive(pid: int) -> bool:
