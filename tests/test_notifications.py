@@ -22,6 +22,7 @@ from dispatch.entrypoints.tasks import (
     notification_attempt_failed,
     send_notification_task,
 )
+from dispatch.infra import presence
 from dispatch.infra.queues import TEXTS
 from dispatch.services import notify
 from notifications.twilio_client import RecordingHttpClient, make_client
@@ -223,7 +224,8 @@ def test_offers_go_by_sms_only_to_workers_without_the_app_open(
     set_settings(app, offer_wave_size=2)
     away_id, _ = make.worker()
     present_id, _ = make.worker()
-    Redis.from_url(app.config["REDIS_URL"]).sadd(f"dispatch:sockets:{present_id}", "sid-1")
+    with app.app_context():
+        presence.socket_opened(present_id, "sid-1")
     _, resident = make.user(Role.RESIDENT)
     book(client, resident, job_body(make.category("leak-repair")))
     texted = [r.user_id for r in sql(app, "SELECT user_id FROM notifications "
