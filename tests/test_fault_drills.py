@@ -23,6 +23,7 @@ import requests
 import socketio
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, expect
 from redis import Redis
 from rq.registry import StartedJobRegistry
 
@@ -45,8 +46,10 @@ from tests.servers import (
     wait_until,
     web_process,
 )
+from tests.test_browser import PHONE, browser, login
 
 pytestmark = pytest.mark.drills
+__all__ = ["browser"]  # test_browser's Chromium, for the drill that watches a real page
 
 LOGS = ARTIFACTS / "logs"
 # Short windows: the drills see expiries happen rather than wait long for them; long enough
@@ -343,8 +346,8 @@ def test_postgres_restart_answers_503_meanwhile_and_the_cascade_goes_on(drill: S
 
 # --- Redis ----------------------------------------------------------------------------------
 
-def test_redis_restart_loses_nothing_and_pages_catch_up(drill: Stack,
-                                                        pages: list[PageClient]) -> None:
+def test_redis_restart_loses_nothing_and_pages_catch_up(
+        drill: Stack, pages: list[PageClient], browser: Browser) -> None:
     """Redis dies (without persistence: timers, presence and queued work are gone) while a
     job is being offered, and comes back empty. Meanwhile a decline still sends the next
     wave (PostgreSQL holds the state), requests that need Redis answer 503, never 500.
@@ -356,9 +359,17 @@ def test_redis_restart_loses_nothing_and_pages_catch_up(drill: Stack,
     _, resident = make.user(Role.RESIDENT)
     job_id = book(drill, resident, make, "redis-1", window_s=120)
     offer = pending_offer(drill, job_id, first)
-    second_page = PageClient(drill, second_headers)
+    # The second worker's Work page in a real browser (static/js/work.js), the resident's
+    # job page as its Python stand-in.
+    context = browser.new_context(base_url=drill.web_url, viewport=PHONE)
+    work = context.new_page()
+    [email] = sql(drill.app, "SELECT email FROM users WHERE id = :u", u=second)
+    login(work, email.email)
+    work.goto("/work")
+    with drill.app.app_context():
+        wait_until(lambda: connected_users([second]), "the Work page's socket is open")
     resident_page = PageClient(drill, resident, job_id)
-    pages.extend([second_page, resident_page])
+    pages.append(resident_page)
     wait_until(lambda: resident_page.job_status == "dispatching", "the job page shows the job")
 
     drill.redis.kill()
@@ -376,8 +387,9 @@ def test_redis_restart_loses_nothing_and_pages_catch_up(drill: Stack,
         drill.redis.start()
 
     second_offer = pending_offer(drill, job_id, second)
-    # The push of that offer went nowhere; the page learns of it all the same.
-    wait_until(lambda: second_offer in second_page.offers, "the worker's page shows the offer")
+    # The push of that offer went nowhere; the page, still connected, learns of it all the same.
+    expect(work.locator(f"#offer-{second_offer}")).to_be_visible(timeout=30_000)
+    context.close()
     r = api(drill, "POST", f"/offers/{second_offer}/accept", second_headers)
     assert r.status_code == 200, r.text
     wait_until(lambda: resident_page.job_status == "assigned", "the job page shows the worker")
