@@ -59,13 +59,14 @@ class PostgresCluster:
     def __init__(self, log_dir: Path) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="dispatch-drill-pg-"))
         self.data = self.dir / "data"
-        self.log = log_dir / f"postgres-{os.getpid()}.log"
+        # The server writes its log where it may (the checkout may be closed to its user);
+        # `destroy` keeps a copy with the other logs.
+        self.log = self.dir / "postgres.log"
+        self.kept_log = log_dir / f"drill-postgres-{os.getpid()}.log"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
-            self.log.touch()
-            shutil.chown(self.log, "postgres", "postgres")
         subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U",
                                      "postgres", "--auth=trust", "-E", "UTF8",
                                      "--locale=C.UTF-8", "--no-sync"]),
@@ -98,6 +99,8 @@ class PostgresCluster:
     def destroy(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self.stop()
+        if self.log.exists():
+            shutil.copyfile(self.log, self.kept_log)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
