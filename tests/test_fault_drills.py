@@ -306,17 +306,23 @@ def wait_past(moment: datetime, what: str) -> None:
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-def test_postgres_restart_answers_503_meanwhile_and_the_cascade_goes_on(drill: Stack) -> None:
+def test_postgres_restart_answers_503_meanwhile_and_the_cascade_goes_on(
+        drill: Stack, pages: list[PageClient]) -> None:
     """PostgreSQL stops with an offer out and its window closes during the outage (the RQ
-    timer fires into the outage and fails). Meanwhile every request answers at once, 503 in
-    the API's error shape, never 500 and never a hang; afterwards the pools reconnect, the
-    sweeper moves the job on to the next worker, who accepts it."""
+    timer fires into the outage and fails). Meanwhile every request and socket call answers
+    at once, 503 (`unavailable`) in the API's error shape, never 500 and never a hang;
+    afterwards the pools reconnect, the sweeper moves the job on to the next worker, whose
+    page shows the offer, and the resident's page shows the accept."""
     make = Factory(drill.app)
     (first, _), (second, second_headers) = crew(make, 2)
     _, resident = make.user(Role.RESIDENT)
     job_id = book(drill, resident, make, "pg-1", window_s=6)
     offer = pending_offer(drill, job_id, first)
     closes = offer_closed_by(drill, offer)
+    second_page, resident_page = PageClient(drill, second_headers), PageClient(drill, resident,
+                                                                               job_id)
+    pages.extend([second_page, resident_page])
+    wait_until(lambda: resident_page.job_status == "dispatching", "the job page shows the job")
 
     drill.pg.stop()
     try:
@@ -328,6 +334,8 @@ def test_postgres_restart_answers_503_meanwhile_and_the_cascade_goes_on(drill: S
             assert r.headers.get("Retry-After")
             assert time.monotonic() - began < 10  # answered, not hung on the pool
         assert http_status(f"{drill.web_url}/healthz") == 503
+        answer = resident_page.sio.call("watch_job", {"job_id": job_id}, timeout=30)
+        assert answer["ok"] is False and answer["error"]["code"] == "unavailable", answer
         page = requests.get(f"{drill.web_url}/login", timeout=30)
         assert page.status_code in (200, 503)  # the login form needs no database
         wait_past(closes, "the first offer's window closes during the outage")
@@ -335,9 +343,11 @@ def test_postgres_restart_answers_503_meanwhile_and_the_cascade_goes_on(drill: S
         drill.pg.start()
 
     second_offer = pending_offer(drill, job_id, second)
+    wait_until(lambda: second_offer in second_page.offers, "the worker's page shows the offer")
     r = api(drill, "POST", f"/offers/{second_offer}/accept", second_headers)
     assert r.status_code == 200, r.text
     assert r.json()["job"]["status"] == "assigned"
+    wait_until(lambda: resident_page.job_status == "assigned", "the job page shows the worker")
     [expired] = sql(drill.app, "SELECT status FROM offers WHERE id = :o", o=offer)
     assert expired.status == "expired"
     assert all(p.alive for p in drill.processes)  # nothing died of the outage
