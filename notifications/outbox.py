@@ -105,6 +105,16 @@ def stranded(session: Session, now: datetime) -> list[int]:
     return requeue_stranded(session, "notifications", now, timedelta(minutes=15))
 
 
+def waiting(session: Session, before: datetime, limit: int = 500) -> list[int]:
+    """Messages waiting for a send (queued, or for a retry) since before `before`."""
+    ids = session.execute(text(f"""
+SELECT id FROM notifications
+ WHERE status IN {sql_list(WAITING)} AND updated_at < :before
+ ORDER BY id LIMIT :limit"""), {"before": before, "limit": limit}).scalars().all()
+    session.commit()
+    return list(ids)
+
+
 def give_up(session: Session, notification_id: int, error: str, now: datetime) -> None:
     """Retries are exhausted: a permanent, visible failure."""
     _set(session, notification_id, N.FAILED, error, now, only_unfinished=True)

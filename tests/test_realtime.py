@@ -73,15 +73,17 @@ def test_an_open_app_counts_as_present_until_it_disconnects(
     app: Flask, live_server: LiveServer, make: Factory
 ) -> None:
     """Presence decides whether an offer also goes by SMS: it must end with the socket."""
+    from dispatch.infra.presence import connected_users
+
     worker_id, worker = make.worker()
-    redis = Redis.from_url(app.config["REDIS_URL"])
     client = SocketClient(live_server, token(worker))
-    assert redis.zcard(f"dispatch:sockets:{worker_id}") == 1
-    client.close()
-    deadline = time.monotonic() + 5
-    while redis.zcard(f"dispatch:sockets:{worker_id}") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert redis.zcard(f"dispatch:sockets:{worker_id}") == 0
+    with app.app_context():
+        assert connected_users([worker_id]) == {worker_id}
+        client.close()
+        deadline = time.monotonic() + 5
+        while connected_users([worker_id]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert connected_users([worker_id]) == set()
 
 
 def test_offer_reaches_the_worker_and_job_updates_reach_the_resident(

@@ -139,8 +139,8 @@ def test_presence_lapses_without_signs_of_life_and_activity_renews_it(
     with app.app_context():
         assert presence.connected_users([worker_id]) == {worker_id}
         (sid,) = presence.sockets_of(worker_id)
-        silent_since = time.time() - presence.PRESENCE_TTL_S - 1
-        redis.zadd(presence.presence_key(worker_id), {sid: silent_since})  # as if silent
+        lapsed = time.time() - 1  # as if silent, and its process gone: nobody vouched
+        redis.zadd(presence.presence_key(worker_id), {sid: lapsed})
         assert presence.connected_users([worker_id]) == set()
         assert presence.sockets_of(worker_id) == [sid]  # still known, to be closed or moved
     assert sock.call("watch_job", {"job_id": 1})["ok"] is False  # any event is a sign of life

@@ -37,7 +37,7 @@ from dispatch.db.models import Job, Urgency, User
 from dispatch.domain.commands import JobIn, LocationIn
 from dispatch.domain.errors import DomainError
 from dispatch.domain.states import Actor, Availability, JobStatus
-from dispatch.infra.presence import presence_key
+from dispatch.infra.presence import open_for_good, presence_key
 from dispatch.planning.assignment import BatchJob, BatchWorker, solve
 from dispatch.planning.behaviour import traffic_factor
 from dispatch.services import accounts, batches, booking, contact, tracking
@@ -623,9 +623,8 @@ class Simulation:
             {"lat": worker.pos[0], "lng": worker.pos[1], "now": self.now(), "id": worker_id})
         self.session.commit()
         accounts.set_availability(self.session, worker.user, Availability.ONLINE)
-        # The app is open for the whole shift: offers arrive by socket, not SMS. (A score of
-        # +inf: a sign of life that never lapses, however long the simulation runs.)
-        self.redis.zadd(presence_key(worker_id), {"sim": float("inf")})
+        # The app is open for the whole shift: offers arrive by socket, not SMS.
+        open_for_good(self.redis, worker_id, "sim")
         worker.status, worker.off_after_job = "idle", False
         worker.online_since = self.t
         self.at(end, "shift_end", worker_id)

@@ -108,6 +108,16 @@ def overloaded() -> Overloaded:
                       extra={"retry_after_s": RETRY_AFTER_S})
 
 
+class Unavailable(Overloaded):
+    """PostgreSQL or Redis cannot be reached (restarting, failing over): like saturation, not
+    the request's fault, and over in seconds; the client is told to come back."""
+
+
+def unavailable() -> Unavailable:
+    return Unavailable("unavailable", messages.say("unavailable"),
+                       extra={"retry_after_s": RETRY_AFTER_S})
+
+
 class IllegalTransition(Conflict):
     """A move the state machine does not allow, or not for this actor."""
 

@@ -150,6 +150,7 @@ MESSAGES: dict[str, str] = {
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
     "too_many_requests": "Too many tries in a short time; try again in %(seconds)s seconds.",
+    "unavailable": "The service is restarting a part; try again in a few seconds.",
     "unexpected": "Something went wrong on our side; it has been logged. Try again in a moment.",
 }
 

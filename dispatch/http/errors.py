@@ -27,8 +27,10 @@ from dispatch.domain.errors import (
     Unauthenticated,
     overloaded,
     problem,
+    unavailable,
 )
 from dispatch.domain.messages import BACK_LINKS, page_error
+from dispatch.infra.outages import is_outage
 
 STATUS: dict[type[DomainError], int] = {
     InvalidInput: 422,
@@ -129,6 +131,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        if is_outage(exc):  # PostgreSQL or Redis restarting: come back in a few seconds
+            app.logger.warning("unavailable on %s %s: %s", request.method, request.path, exc)
+            return _refused(unavailable())
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if not _wants_json():
             return error_page(500)

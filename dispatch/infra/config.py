@@ -144,6 +144,10 @@ class Settings:
     # counted down from it (the phone pings as it moves, so a minute or two of quiet is a
     # red light, longer is a closed page).
     position_stale_s: int = 120
+    # A socket counts as an open app this long after its web process last vouched for it
+    # (every third of it): a killed process's sockets stop counting within this, and their
+    # workers are texted their offers again.
+    presence_ttl_s: float = 90.0
     # Address search (a Nominatim-compatible service; empty: none, the pin alone is used),
     # how far the typed address may lie from the pin before the booking is asked about,
     # and the polygon outside which nothing is booked (empty: everywhere).
@@ -249,6 +253,7 @@ class Settings:
             demo_fleet_tick_s=_float("DEMO_FLEET_TICK_SECONDS", 2.0),
             demo_fleet_hands_off_s=_int("DEMO_FLEET_HANDS_OFF_SECONDS", 300),
             position_stale_s=_int("POSITION_STALE_SECONDS", 120),
+            presence_ttl_s=_float("PRESENCE_TTL_SECONDS", 90.0),
             geocoder_url=_env("GEOCODER_URL", ""),
             geocoder_timeout_s=_float("GEOCODER_TIMEOUT_SECONDS", 3.0),
             geocoder_user_agent=_env("GEOCODER_USER_AGENT", cls.geocoder_user_agent),

@@ -1,44 +1,60 @@
-"""Who has the app open, on any web process: each user's open sockets in Redis, kept by the
-Socket.IO server and read by dispatching (a connected worker gets no SMS) and pushes.
+"""Who has the app open, on any web process: each user's open sockets in a Redis sorted set,
+kept by the Socket.IO server and read by dispatching (a connected worker gets no SMS) and
+pushes.
 
-A socket counts as present while it shows signs of life (its connect, its events, a
-worker's location pings, at least every 45 s while online), not for a fixed hour after
-connecting: a server that dies cannot say goodbye, and its sockets must stop counting soon,
-so offers go by SMS again. Each socket is also filed under the credential it connected with
-(a bearer token's or login session's digest), so ending that credential can close it."""
+A socket's score is the moment until which it counts as open (`presence_ttl_s` ahead), not
+an hour after connecting. Two things renew it: the socket's own signs of life (its events, a
+worker's location pings; `socket_active`), and the web process that holds it, which vouches
+again every third of `presence_ttl_s` for the sockets it still has (`refresh_forever`). So a
+process that dies without saying goodbye (kill -9, a lost machine) stops counting as anyone's
+open app within `presence_ttl_s`, and its workers are texted their offers again; and the same
+refresh puts a process's sockets back after a Redis restart wiped them.
+
+Each socket is also filed under the credential it connected with (a bearer token's or login
+session's digest), so ending that credential can close it on whichever process holds it."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
+from flask import Flask, current_app
+from redis import Redis
 from redis.exceptions import RedisError
 
 from dispatch.infra.redis import redis_connection
 
 log = logging.getLogger(__name__)
-# No sign of life for this long and a socket no longer counts as connected.
-PRESENCE_TTL_S = 120
-# A live socket renews its mark at most every `presence_refresh_s` (settings; 30 s), well
-# inside the TTL: pings come every few seconds, and each renewal is a Redis round trip.
-# Sockets are still listed (to be taken out of rooms, or closed) this long after their last
-# sign of life; their server's own disconnect normally removes them long before.
+
+# Sockets are still listed (to be taken out of rooms, or closed when their credential ends)
+# this long after they lapsed; their server's own disconnect normally removes them long
+# before.
 FORGET_AFTER_S = 24 * 3600
+
+# The sockets this process holds (sid -> user id): what it vouches for.
+_held: dict[str, int] = {}
 
 
 def presence_key(user_id: int) -> str:
-    """A sorted set: socket id -> time of its last sign of life."""
-    return f"dispatch:sockets:{user_id}"
+    """A sorted set: socket id -> the time until which it counts as open."""
+    return f"dispatch:presence:{user_id}"
 
 
 def credential_key(credential: str) -> str:
     return f"dispatch:credential-sockets:{credential}"
 
 
+def _ttl() -> float:
+    return float(current_app.config["DISPATCH"].presence_ttl_s)
+
+
 def socket_opened(user_id: int, sid: str, credential: str | None = None) -> None:
+    _held[sid] = user_id
     now = time.time()
     pipe = redis_connection().pipeline(transaction=False)
-    pipe.zadd(presence_key(user_id), {sid: now})
+    pipe.zadd(presence_key(user_id), {sid: now + _ttl()})
     pipe.zremrangebyscore(presence_key(user_id), "-inf", now - FORGET_AFTER_S)
     pipe.expire(presence_key(user_id), FORGET_AFTER_S)
     if credential:
@@ -48,11 +64,11 @@ def socket_opened(user_id: int, sid: str, credential: str | None = None) -> None
 
 
 def socket_active(user_id: int, sid: str) -> None:
-    """A sign of life: the socket counts as connected for another `PRESENCE_TTL_S` (and is
-    listed again if Redis lost it: a restart, or a socket open longer than a day)."""
+    """A sign of life: the socket counts as open for another `presence_ttl_s` (and is listed
+    again if Redis lost it)."""
     try:
         pipe = redis_connection().pipeline(transaction=False)
-        pipe.zadd(presence_key(user_id), {sid: time.time()})
+        pipe.zadd(presence_key(user_id), {sid: time.time() + _ttl()})
         pipe.expire(presence_key(user_id), FORGET_AFTER_S)
         pipe.execute()
     except RedisError:
@@ -60,11 +76,44 @@ def socket_active(user_id: int, sid: str) -> None:
 
 
 def socket_closed(user_id: int, sid: str, credential: str | None = None) -> None:
+    _held.pop(sid, None)
     pipe = redis_connection().pipeline(transaction=False)
     pipe.zrem(presence_key(user_id), sid)
     if credential:
         pipe.srem(credential_key(credential), sid)
     pipe.execute()
+
+
+def refresh() -> int:
+    """Vouch again for every socket this process holds, in one round trip; returns how many."""
+    held = list(_held.items())
+    if not held:
+        return 0
+    until = time.time() + _ttl()
+    pipe = redis_connection().pipeline(transaction=False)
+    for sid, user_id in held:
+        pipe.zadd(presence_key(user_id), {sid: until})
+        pipe.expire(presence_key(user_id), FORGET_AFTER_S)
+    pipe.execute()
+    return len(held)
+
+
+def refresh_forever(app: Flask, sleep: Callable[[float], Any]) -> None:
+    """The web process's background task (a greenlet under gevent)."""
+    while True:
+        with app.app_context():
+            pause = _ttl() / 3
+        sleep(pause)
+        try:
+            with app.app_context():
+                refresh()
+        except RedisError as exc:  # Redis away: its sockets lapse; the next round restores
+            log.warning("presence refresh failed: %s", exc)
+
+
+def open_for_good(redis: Redis, user_id: int, sid: str) -> None:
+    """A socket that never lapses, for a simulated phone (closed by deleting the key)."""
+    redis.zadd(presence_key(user_id), {sid: "+inf"})
 
 
 def _decoded(sids: object) -> list[str]:
@@ -73,8 +122,8 @@ def _decoded(sids: object) -> list[str]:
 
 
 def sockets_of(user_id: int) -> list[str]:
-    """The user's open sockets, on any server process, quiet ones included (empty when Redis
-    is unavailable)."""
+    """The user's sockets, on any server process, lapsed ones included (empty when Redis is
+    unavailable)."""
     try:
         return _decoded(redis_connection().zrange(presence_key(user_id), 0, -1))
     except RedisError:
@@ -96,11 +145,11 @@ def connected_users(user_ids: list[int]) -> set[int]:
     trip. Without Redis nobody counts as connected: the SMS goes out and dispatch carries on."""
     if not user_ids:
         return set()
-    since = time.time() - PRESENCE_TTL_S
+    now = time.time()
     try:
         pipe = redis_connection().pipeline(transaction=False)
         for user_id in user_ids:
-            pipe.zcount(presence_key(user_id), since, "+inf")
+            pipe.zcount(presence_key(user_id), now, "+inf")
         counts = pipe.execute()
     except RedisError:
         log.warning("presence unknown (Redis unavailable); texting users %s", user_ids)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from rq import Callback, Queue, Retry
+from rq.job import Job
 
 from dispatch.infra.redis import redis_connection
 
@@ -83,11 +84,15 @@ def _remember(known: dict[int, None], second: int) -> None:
             del known[old]
 
 
+def _row_job_id(name: str, row_id: int) -> str:
+    return f"{name}-{row_id}"
+
+
 def _enqueue_row(queue_name: str, task: str, row_id: int, name: str, intervals: list[int],
                  **options: object) -> None:
     """A task on one outgoing row, retried with backoff; after the last failure its callback
     marks the row failed (the `on_failure` callback, named by import path)."""
-    queue(queue_name).enqueue(f"{TASKS}.{task}", row_id, job_id=f"{name}-{row_id}",
+    queue(queue_name).enqueue(f"{TASKS}.{task}", row_id, job_id=_row_job_id(name, row_id),
                               retry=Retry(max=len(intervals), interval=intervals),
                               result_ttl=0, failure_ttl=FAILED_KEPT_S, **options)
 
@@ -110,6 +115,18 @@ def enqueue_phone_code(phone: str, sent_at: datetime) -> None:
                          retry=Retry(max=len(PHONE_CODE_RETRY_INTERVALS),
                                      interval=PHONE_CODE_RETRY_INTERVALS),
                          result_ttl=0, failure_ttl=FAILED_KEPT_S)
+def notifications_not_queued(notification_ids: list[int]) -> list[int]:
+    """Those of these texts that no RQ job holds: a Redis restart lost their job (Redis keeps
+    no disk copy), or handing them over after the commit failed while Redis was down. While
+    queued, running or waiting for a retry, a text's job exists; it is removed only once
+    the text is sent. One round trip, however many."""
+    if not notification_ids:
+        return []
+    pipe = redis_connection().pipeline(transaction=False)
+    for notification_id in notification_ids:
+        pipe.exists(Job.key_for(_row_job_id("notification", notification_id)))
+    held = pipe.execute()
+    return [n for n, found in zip(notification_ids, held, strict=True) if not found]
 
 
 def enqueue_batch(batch_id: int) -> None:

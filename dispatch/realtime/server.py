@@ -28,10 +28,13 @@ from dispatch.domain.errors import (
     invalid,
     overloaded,
     refusal,
+    unavailable,
     wrong_role,
 )
 from dispatch.domain.messages import location_refusal
 from dispatch.infra import presence
+from dispatch.infra.outages import is_outage
+from dispatch.realtime.resync import ResyncingRedisManager
 from dispatch.services import jobs, tracking
 from dispatch.services.credentials import (
     LOGIN_SESSION_KEY,
@@ -59,15 +62,16 @@ def init_realtime(app: Flask, async_mode: str) -> None:
     """Make this process a Socket.IO server that also delivers what others publish."""
     # async_handlers=False: a client's events run in its own connection's greenlet, in order,
     # instead of one new greenlet per event (the spawn and switch were a tenth of a ping).
-    socketio.init_app(app, message_queue=app.config["REDIS_URL"],
-                      channel=channel(app.config["REDIS_URL"]), async_mode=async_mode,
-                      async_handlers=False)
+    url = app.config["REDIS_URL"]
+    socketio.init_app(app, message_queue=url, async_mode=async_mode, async_handlers=False,
+                      client_manager=ResyncingRedisManager(url, channel=channel(url)))
     # Pings are most of the traffic (every online worker, every few seconds): their handler
     # sits on the python-socketio server itself, under an app context only. Flask-SocketIO's
     # wrapper would build a Flask request (headers, cookie session, URL match) per ping, which
     # cost as much as the ping's own work (bench/load.py).
     socketio.server.on("location", _location_handler(app), namespace="/")
     socketio.start_background_task(tracking.flush_forever, app, socketio.sleep)
+    socketio.start_background_task(presence.refresh_forever, app, socketio.sleep)
     path = app.wsgi_app.engineio_path  # type: ignore[attr-defined]  # what engine.io matches
     app.wsgi_app = _gunicorn_socket_for_socketio_only(  # type: ignore[method-assign]
         app.wsgi_app, path)
@@ -250,5 +254,8 @@ def on_unexpected(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, PoolTimeout):
         log.warning("socket handler: overloaded: %s", exc)
         return _error(overloaded())
+    if is_outage(exc):
+        log.warning("socket handler: unavailable: %s", exc)
+        return _error(unavailable())
     log.exception("socket handler failed")
     return _error(DomainError("internal_error", UNEXPECTED))

@@ -4,7 +4,7 @@ after the commit; each (event, job, recipient) is sent at most once."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from twilio.rest import Client
 from dispatch.db import clock
 from dispatch.db.aftercommit import on_commit
 from dispatch.db.models import Job, Offer, Organization, User
-from dispatch.infra.queues import enqueue_notification
+from dispatch.infra.queues import enqueue_notification, notifications_not_queued
 from notifications import outbox
 from notifications.messages import render
 from notifications.twilio_client import make_client
@@ -205,9 +205,19 @@ def send_one(session: Session, notification_id: int) -> str:
                        status_callback=callback, now=clock.now())
 
 
+# A text waiting this long with no RQ job was lost by Redis (after-commit hand-over takes
+# milliseconds); younger ones may be between their commit and their hand-over.
+LOST_AFTER = timedelta(seconds=5)
+
+
 def sweep(session: Session) -> int:
-    """Hand stranded messages to the queue again (see `outbox.stranded`)."""
-    ids = outbox.stranded(session, clock.now())
+    """Hand stranded messages to the queue again (see `outbox.stranded`), and at once those
+    whose queue entry Redis lost (a restart): waiting for them to look stranded took two
+    minutes, and an offer's text is worthless by then."""
+    now = clock.now()
+    ids = outbox.stranded(session, now)
+    waiting = outbox.waiting(session, now - LOST_AFTER)
+    ids = sorted(set(ids) | set(notifications_not_queued(waiting)))
     for notification_id in ids:
         _hand_to_queue(notification_id)
     return len(ids)

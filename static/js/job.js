@@ -172,6 +172,8 @@
   // A change is told in the room; the job's own answer says all of it (the masked number
   // opens with the accept, the search's progress, the worker's last position).
   socket.on("job_update", (update) => { if (update.id === jobId) refresh(); });
+  // The server's message queue was down a moment (the socket stayed open): pushes were lost.
+  socket.on("resync", refresh);
   socket.on("worker_location", (p) => { if (p.job_id === jobId && job) moveWorker(p); });
 
   document.getElementById("cancel").addEventListener("click", async () => {

@@ -164,6 +164,7 @@
   }
   const socket = connectSocket();
   socket.on("connect", load); // catch up after any disconnect
+  socket.on("resync", load); // and after pushes lost while the server could not hear Redis
   load();
   socket.on("job_update", (update) => {
     const job = jobs.find((j) => j.id === update.id);

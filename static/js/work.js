@@ -386,5 +386,6 @@
     loadToday();
   }
   socket.on("connect", refresh);
+  socket.on("resync", refresh); // the socket stayed open, but pushes were lost (Redis restarted)
   refresh();
 })();
