@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
@@ -14,7 +15,8 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from dispatch.db import db
-from dispatch.db.models import Role
+from dispatch.db.models import Role, User
+from dispatch.domain.errors import DomainError
 from dispatch.infra.queues import TEXTS
 from dispatch.services import phone_verification
 from notifications.twilio_client import make_client
@@ -132,10 +134,17 @@ def test_a_wrong_code_creates_nothing_and_a_code_has_few_tries(
     # Signing up again at once sends nothing and gives no new tries ...
     again = _ticket(client, NEW)
     assert _confirm(client, again).status_code == 422
-    # ... a while later it sends a new code, with its own tries.
+    # ... a while later it texts again, but Twilio sends the same code while it lives, so
+    # asking again buys no more guesses at it ...
     manual_clock.advance(seconds=app.config["DISPATCH"].phone_code_resend_s)
-    later = _ticket(client, NEW)
+    resent = _ticket(client, NEW)
     assert len(verify_http.codes_sent()) == 2
+    assert _confirm(client, resent).status_code == 422
+    assert len(verify_http.checks()) == checks
+    # ... and once that code is dead, a new one comes with its own tries.
+    manual_clock.advance(minutes=app.config["DISPATCH"].phone_code_ttl_minutes)
+    later = _ticket(client, NEW)
+    assert len(verify_http.codes_sent()) == 3
     assert _confirm(client, later).status_code == 201
 
 
@@ -332,3 +341,23 @@ def test_seeded_demo_accounts_have_proven_phones(app: Flask) -> None:
     sql(app, "UPDATE users SET phone_verified_at = NULL")
     assert app.test_cli_runner().invoke(args=["seed-demo", "--workers", "2"]).exit_code == 0
     assert sql(app, "SELECT count(*) AS n FROM users WHERE phone_verified_at IS NULL")[0].n == 0
+
+
+def test_a_code_proves_only_the_number_it_went_to(app: Flask, client: FlaskClient,
+                                                 make: Factory,
+                                                 verify_http: VerifyingHttpClient) -> None:
+    """The phone changed while Twilio was checking the code texted to the old one: the code
+    proves nothing about the new number."""
+    user_id, resident = _unverified(make)
+    assert client.post("/api/v1/me/phone/code", headers=resident).status_code == 202
+    run_texts(app)
+    with app.app_context():
+        user = db.session.get(User, user_id)  # as the request read it, before the change
+        assert user is not None
+        sql(app, "UPDATE users SET phone_e164 = '+14155550199' WHERE id = :u", u=user_id)
+        with pytest.raises(DomainError) as refused:
+            phone_verification.verify_account_phone(db.session, user, CODE)
+        assert refused.value.fields[0].field == "code"
+        db.session.remove()
+    assert sql(app, "SELECT phone_verified_at FROM users WHERE id = :u",
+               u=user_id)[0].phone_verified_at is None

@@ -146,3 +146,20 @@ def test_presence_lapses_without_signs_of_life_and_activity_renews_it(
     assert sock.call("watch_job", {"job_id": 1})["ok"] is False  # any event is a sign of life
     with app.app_context():
         assert presence.connected_users([worker_id]) == {worker_id}
+
+
+def test_a_credentials_sockets_are_found_again_after_redis_forgot_them(app: Flask) -> None:
+    """Redis keeps nothing on disk: after a restart, the process that holds a socket files it
+    under its credential again, so a logout that follows still finds and closes it."""
+    redis = Redis.from_url(app.config["REDIS_URL"])
+    with app.app_context():
+        presence.socket_opened(7, "sid-kept", "digest-of-a-token")
+        try:
+            redis.delete(presence.credential_key("digest-of-a-token"),
+                         presence.presence_key(7))  # as after a restart
+            assert presence.sockets_of_credential("digest-of-a-token") == []
+            presence.refresh()
+            assert presence.sockets_of_credential("digest-of-a-token") == ["sid-kept"]
+            assert presence.connected_users([7]) == {7}
+        finally:
+            presence.socket_closed(7, "sid-kept", "digest-of-a-token")

@@ -468,3 +468,40 @@ def test_compose_postgis_health_check_uses_tcp() -> None:
     check = " ".join(compose["services"]["postgis"]["healthcheck"]["test"])
     assert "pg_isready" in check
     assert re.search(r"\s-h\s+127\.0\.0\.1\b", check), check
+
+
+def test_codes_asked_for_and_tried_are_limited_per_user(client: FlaskClient, app: Flask,
+                                                        make: Factory,
+                                                        settings: Any) -> None:
+    """Each code texted costs a text: one account cannot text code after code (to number
+    after number, changing its phone between them), nor try code after code."""
+    set_settings(app, rate_limit_phone_code_per_user="2 per hour")
+    _, user = make.user(phone_verified=False)
+    answers = [client.post("/api/v1/me/phone/code", headers=user).status_code,
+               client.post("/api/v1/me/phone/verify", json={"code": "123456"},
+                           headers=user).status_code,
+               client.post("/api/v1/me/phone/code", headers=user).status_code]
+    assert answers[2] == 429, answers
+
+
+def test_sign_up_codes_are_limited_per_address_with_the_sign_ups(
+        client: FlaskClient, app: Flask, settings: Any) -> None:
+    """Guessing codes across fresh sign-ups from one address counts against the sign-ups."""
+    set_settings(app, rate_limit_signup_per_ip="2 per hour")
+    assert client.post("/api/v1/auth/register", json={
+        "email": "one@example.com", "password": "a long enough secret", "name": "One",
+        "phone": "+14155550101", "role": "resident"}).status_code == 202
+    guess = {"ticket": "no-such-ticket", "code": "123456"}
+    assert client.post("/api/v1/auth/register/confirm", json=guess).status_code == 422
+    assert client.post("/api/v1/auth/register/confirm", json=guess).status_code == 429
+
+
+def test_a_body_too_deep_to_read_does_not_break_the_login_limit(app: Flask) -> None:
+    """A key function that raised would make Flask-Limiter take Redis for dead and count in
+    the process's memory: the login key reads such a body as no email at all."""
+    from dispatch.http.limits import login_email
+
+    deep = "[" * 100_000 + "]" * 100_000
+    with app.test_request_context("/api/v1/auth/token", method="POST", data=deep,
+                                  content_type="application/json"):
+        assert login_email() == "email:"

@@ -62,7 +62,10 @@ def caller() -> str:
 def login_email() -> str:
     """The account a login tries, from the JSON body (API) or the form (page)."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:  # a key function must not raise: Flask-Limiter would take it for Redis down
+            body = request.get_json(silent=True)
+        except RecursionError:  # nesting deeper than the parser's stack
+            body = None
         email = body.get("email") if isinstance(body, dict) else None
     else:
         email = request.form.get("email")
@@ -73,6 +76,11 @@ def _failed(response: Response) -> bool:
     """A refused login (401 from the API, 422 from the page): only these count against
     the account."""
     return response.status_code in (401, 422)
+
+
+def _phone_code_form() -> bool:
+    """The profile page's forms that send or check a phone code (not its other forms)."""
+    return request.form.get("form") in ("phone_code", "phone_verify")
 
 
 def _password_refused(response: Response) -> bool:
@@ -100,6 +108,15 @@ GUARDS = (
            "web.reset_password"), "rate_limit_password_reset_per_ip", client_address),
     Guard(("api.post_password", "web.profile"), "rate_limit_password_change_per_user", caller,
           counts=_password_refused),
+    # A texted code has few tries of its own (PHONE_CODE_CHECKS); these bound the rest:
+    # guessing across fresh sign-ups from one address, and texting codes to number after
+    # number (each costs a text) from one account.
+    Guard(("api.confirm_register", "web.register_confirm"), "rate_limit_signup_per_ip",
+          client_address),
+    Guard(("api.post_phone_code", "api.post_phone_verify"), "rate_limit_phone_code_per_user",
+          caller),
+    Guard(("web.profile",), "rate_limit_phone_code_per_user", caller,
+          counts=lambda _response: _phone_code_form()),
     Guard(("api.create_job",), "rate_limit_booking_per_user", caller),
     Guard(("api.post_location",), "rate_limit_location_per_user", caller),
 )

@@ -191,6 +191,7 @@ class Settings:
     rate_limit_password_change_per_user: str = "10 per hour"  # wrong current passwords only
     rate_limit_booking_per_user: str = "30 per minute;300 per hour"
     rate_limit_location_per_user: str = "120 per minute"
+    rate_limit_phone_code_per_user: str = "10 per hour"  # codes asked for and tried
     # Twilio Verify proves phones (dispatch.services.phone_verification). Empty base URL is
     # Twilio itself; make run points it at a local mock (Prism on Twilio's Verify spec).
     twilio_verify_service_sid: str = "VA" + "0" * 32
@@ -312,7 +313,7 @@ class Settings:
 _RATE_LIMITS = ("rate_limit_login_per_ip", "rate_limit_login_per_email",
                 "rate_limit_signup_per_ip", "rate_limit_password_reset_per_ip",
                 "rate_limit_password_change_per_user", "rate_limit_booking_per_user",
-                "rate_limit_location_per_user")
+                "rate_limit_location_per_user", "rate_limit_phone_code_per_user")
 
 
 def _sqlalchemy_url(url: str) -> str:

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 # before.
 FORGET_AFTER_S = 24 * 3600
 
-# The sockets this process holds (sid -> user id): what it vouches for.
-_held: dict[str, int] = {}
+# The sockets this process holds (sid -> user id and credential): what it vouches for.
+_held: dict[str, tuple[int, str | None]] = {}
 
 
 def presence_key(user_id: int) -> str:
@@ -51,7 +51,7 @@ def _ttl() -> float:
 
 
 def socket_opened(user_id: int, sid: str, credential: str | None = None) -> None:
-    _held[sid] = user_id
+    _held[sid] = (user_id, credential)
     now = time.time()
     pipe = redis_connection().pipeline(transaction=False)
     pipe.zadd(presence_key(user_id), {sid: now + _ttl()})
@@ -85,15 +85,20 @@ def socket_closed(user_id: int, sid: str, credential: str | None = None) -> None
 
 
 def refresh() -> int:
-    """Vouch again for every socket this process holds, in one round trip; returns how many."""
+    """Vouch again for every socket this process holds, in one round trip; returns how many.
+    The credential's list is written again too: after a Redis restart (or a day) ending the
+    credential must still find its sockets."""
     held = list(_held.items())
     if not held:
         return 0
     until = time.time() + _ttl()
     pipe = redis_connection().pipeline(transaction=False)
-    for sid, user_id in held:
+    for sid, (user_id, credential) in held:
         pipe.zadd(presence_key(user_id), {sid: until})
         pipe.expire(presence_key(user_id), FORGET_AFTER_S)
+        if credential:
+            pipe.sadd(credential_key(credential), sid)
+            pipe.expire(credential_key(credential), FORGET_AFTER_S)
     pipe.execute()
     return len(held)
 

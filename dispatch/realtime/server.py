@@ -56,6 +56,10 @@ _ROLE_KEY = "socket_user_role"  # kept with the connection: pings need no user l
 _CREDENTIAL_KEY = "socket_credential"
 _KIND_KEY = "socket_credential_kind"
 _SEEN_KEY = "socket_seen"  # when presence last heard from it (monotonic seconds)
+_CHECKED_KEY = "socket_credential_checked"  # when a ping last asked if its credential holds
+# Ending a credential closes its sockets at once (through the message queue); pings also ask
+# now and then, as a backstop for a close that was lost (Redis restarted in between).
+PING_CREDENTIAL_CHECK_S = 300.0
 
 
 def init_realtime(app: Flask, async_mode: str) -> None:
@@ -151,7 +155,22 @@ def _caller() -> User:
 @socketio.on("connect")
 def on_connect(auth: dict[str, Any] | None = None) -> None:
     """Authenticate by bearer token (`auth={"token": ...}`) or the page's login session;
-    everyone joins their own room, where offers and their jobs' updates arrive."""
+    everyone joins their own room, where offers and their jobs' updates arrive. A database
+    or Redis out of reach refuses the connection ("unavailable", which the pages retry):
+    accepted half-made, the socket would sit in no room and hear nothing, for good."""
+    try:
+        _connect(auth)
+    except ConnectionRefusedError:
+        raise
+    except Exception as exc:
+        db.session.rollback()
+        if isinstance(exc, PoolTimeout) or is_outage(exc):
+            log.warning("socket connect refused: unavailable: %s", exc)
+            raise ConnectionRefusedError("unavailable") from exc
+        raise
+
+
+def _connect(auth: dict[str, Any] | None) -> None:
     token = auth.get("token") if isinstance(auth, dict) else None
     user: User | None = None
     credential, kind = None, "token"
@@ -229,6 +248,13 @@ def _locate(sid: str, data: Any) -> dict[str, Any]:
         role = caller.get(_ROLE_KEY)
         if _USER_KEY in caller:
             _alive(sid, caller)
+            now = time.monotonic()
+            if now - caller.setdefault(_CHECKED_KEY, now) >= PING_CREDENTIAL_CHECK_S:
+                caller[_CHECKED_KEY] = now
+                if not _credential_holds(caller):
+                    socketio.server.disconnect(sid)
+                    raise refusal(Unauthenticated, "unauthorized", "Authorization",
+                                  "login.required")
         if role != Role.WORKER.value:
             raise wrong_role([Role.WORKER.value], role)
         fix = LocationIn.model_validate(data if isinstance(data, dict) else {})

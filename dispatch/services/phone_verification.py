@@ -15,7 +15,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -89,9 +89,17 @@ def verify_account_phone(session: Session, user: User, code: str) -> User:
     """The account's phone is proven by the code texted to it."""
     pending = _checked(session, (PhoneVerification.phone_e164 == user.phone_e164)
                        & (PhoneVerification.user_id == user.id), code)
+    proven = pending.phone_e164
     session.delete(pending)
-    user.phone_verified_at = clock.now()
+    # Only the number the code went to is proven: if the account changed its phone while
+    # Twilio was checking, the code proves nothing about the new one.
+    done = session.execute(update(User).where(User.id == user.id, User.phone_e164 == proven)
+                           .values(phone_verified_at=clock.now()))
+    if not done.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        raise invalid("code", WRONG_CODE)
     session.commit()
+    session.refresh(user)
     return user
 
 
@@ -111,7 +119,11 @@ def _send(session: Session, phone: str, *, signup: dict[str, Any] | None = None,
         session.commit()
         log.info("a code was texted to this number moments ago: not sending another")
         return
-    values = {"user_id": user_id, "signup": signup, "sent_at": now, "checks": 0}
+    # Twilio texts the same code again while it lives, so its tries carry over to a new
+    # request made within its life: asking again must not buy more guesses at one code.
+    alive = last is not None and now - last.sent_at < timedelta(minutes=s.phone_code_ttl_minutes)
+    values = {"user_id": user_id, "signup": signup, "sent_at": now,
+              "checks": last.checks if last is not None and alive else 0}
     session.execute(insert(PhoneVerification).values(phone_e164=phone, **values)
                     .on_conflict_do_update(index_elements=["phone_e164"], set_=values))
     on_commit(session, lambda _: enqueue_phone_code(phone, now))

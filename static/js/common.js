@@ -55,8 +55,29 @@ function workerIcon() {
 }
 
 // The socket authenticates with the page's login session cookie.
+// socket.io-client retries a dropped connection by itself, but not one the server refused
+// or closed: a refusal while the database restarts ("unavailable") is retried with a growing
+// pause, and a close by the server (a password changed on another page, which renewed this
+// page's login) is retried once; the server refuses a credential that really ended.
 function connectSocket() {
-  return io({transports: ["websocket", "polling"]});
+  const socket = io({transports: ["websocket", "polling"]});
+  let pause = 1000;
+  let closedByServer = false;
+  socket.on("connect", () => { pause = 1000; closedByServer = false; });
+  socket.on("connect_error", (err) => {
+    if (socket.active) return;  // the client's own retries are still going
+    if (err && err.message === "unavailable") {
+      setTimeout(() => socket.connect(), pause);
+      pause = Math.min(pause * 2, 30000);
+    }
+  });
+  socket.on("disconnect", (reason) => {
+    if (reason === "io server disconnect" && !closedByServer) {
+      closedByServer = true;
+      setTimeout(() => socket.connect(), 1000);
+    }
+  });
+  return socket;
 }
 
 // Times are shown in the place's time zone (a job's `time_zone`, else the service's, from
