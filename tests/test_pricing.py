@@ -11,12 +11,16 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, expect
 
 from dispatch.db import clock, db
 from dispatch.db.models import Category, Role
 from dispatch.domain.money import format_cents
 from dispatch.services import pricing
 from tests.helpers import CENTER, Factory, book, job_body, offset, sql
+from tests.live import LiveServer
+from tests.test_browser import browser as browser  # the fixture: Chromium, once per module
+from tests.test_browser import login, new_context, page_errors
 
 _keys = count(1)
 # Leak repair's price list (migration 0030) and time on site (0014): call-out $59, $80-$140
@@ -200,3 +204,35 @@ def test_money_is_formatted_in_its_currency() -> None:
     assert format_cents(123456789, "EUR") == "€1,234,567.89"
     assert format_cents(-5, "CHF") == "-CHF 0.05"
     assert format_cents(1500, "JPY") == "¥1,500"
+
+
+def test_the_book_page_shows_the_estimate_for_the_service_urgency_and_area(
+        app: Flask, browser: Browser, live_server: LiveServer, make: Factory) -> None:
+    resident_id, _ = make.user(Role.RESIDENT, email="prices@example.test")
+    leak = make.category("leak-repair")
+    for i in range(pricing.HISTORY_MIN_JOBS):
+        completed_job(app, resident_id, leak, 10_000 + 1000 * i, urgency="scheduled")
+    context = new_context(browser, live_server, at=CENTER)
+    page = context.new_page()
+    errors = page_errors(page)
+    try:
+        login(page, "prices@example.test")
+        expect(page).to_have_url(f"{live_server.url}/book")
+        page.select_option("#category", label="Dog walking")
+        expect(page.locator("#estimate")).to_have_text(
+            "Usually $30\u2013$41 (urgent +$15) · typical prices")
+        page.select_option("#category", label="Leak repair")
+        page.check("input[name=when][value=later]")
+        expect(page.locator("#estimate")).to_have_text(
+            "Usually $139\u2013$199 (call-out $59 included) · typical prices")
+        # Pinned: the area has 20 leak repairs finished with $100..$290 (p25 $148, p75 $243).
+        page.click("#locate")
+        expect(page.locator("#estimate")).to_have_text(
+            "Usually $148\u2013$243 (call-out $59 included) · from 20 jobs nearby")
+        page.check("input[name=when][value=now]")
+        expect(page.locator("#estimate")).to_have_text(
+            "Usually $188\u2013$283 (call-out $59 included; urgent +$40) · from 20 jobs nearby")
+        expect(page.locator("#cancel-rule")).to_be_visible()
+        assert errors == [], errors
+    finally:
+        context.close()

@@ -21,6 +21,7 @@ one range, and the surcharge is added back for an urgent estimate."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -71,7 +72,8 @@ SELECT count(*) AS n,
 
 
 def _rounded(cents: float) -> int:
-    return max(0, round(cents / ROUND_TO_CENTS) * ROUND_TO_CENTS)
+    """To whole major units, halves up (Python's round() would take $242.50 to $242)."""
+    return max(0, math.floor(cents / ROUND_TO_CENTS + 0.5) * ROUND_TO_CENTS)
 
 
 def surcharge_for(category: Category, urgency: str) -> int:
