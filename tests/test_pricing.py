@@ -17,11 +17,12 @@ from dispatch.db import clock, db
 from dispatch.db.models import Category, Role
 from dispatch.domain.money import format_cents
 from dispatch.services import pricing
+from tests import test_browser
 from tests.helpers import CENTER, Factory, book, job_body, offset, sql
 from tests.live import LiveServer
-from tests.test_browser import browser as browser  # the fixture: Chromium, once per module
 from tests.test_browser import login, new_context, page_errors
 
+browser = test_browser.browser  # the module's Chromium
 _keys = count(1)
 # Leak repair's price list (migration 0030) and time on site (0014): call-out $59, $80-$140
 # an hour, one hour on site, +$40 when urgent, 15 % to the platform.
