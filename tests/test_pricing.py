@@ -4,9 +4,10 @@ job and the offer carry."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -197,6 +198,21 @@ def test_the_job_keeps_its_estimate_and_the_offer_says_what_the_worker_earns(
         assert offers[0]["currency"] == "USD"
     finally:
         sql(app, "UPDATE categories SET hourly_high_cents = 14000 WHERE slug = 'leak-repair'")
+
+
+def test_a_booked_window_keeps_the_areas_estimate_without_the_surcharge(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    resident_id, resident = make.user(Role.RESIDENT)
+    leak = make.category("leak-repair")
+    for i in range(21):
+        completed_job(app, resident_id, leak, 10_000 + 1000 * i, urgency="scheduled")
+    tomorrow = (datetime.now(UTC).astimezone(ZoneInfo("America/Los_Angeles")).date()
+                + timedelta(days=1))
+    r = book(client, resident, job_body(leak, window={
+        "date": tomorrow.isoformat(), "start": "09:00", "end": "12:00"}))
+    assert r.status_code == 201, r.json
+    assert r.json["urgency"] == "scheduled"
+    assert (r.json["estimate_low_cents"], r.json["estimate_high_cents"]) == (15_000, 25_000)
 
 
 def test_money_is_formatted_in_its_currency() -> None:
