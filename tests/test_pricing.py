@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from playwright.sync_api import Browser, expect
 
 from dispatch.db import clock, db
-from dispatch.db.models import Category, Role
+from dispatch.db.models import Category, Job, Role
 from dispatch.domain.money import format_cents
 from dispatch.services import pricing
 from tests import test_browser
@@ -147,6 +147,17 @@ def test_the_worker_earns_the_estimate_less_the_platform_fee(app: Flask) -> None
         walk = db.session.query(Category).filter_by(slug="dog-walking").one()
         # The fee rounds up: 20 % of 1001 cents is 200.2, so 201 go to the platform.
         assert pricing.worker_earnings((1001, 1001), walk) == (800, 800)
+
+
+def test_a_job_booked_without_an_estimate_pays_by_the_price_list(app: Flask) -> None:
+    """A manager's batch row stores no estimate: its offers go by the category's defaults."""
+    with app.app_context():
+        leak = db.session.query(Category).filter_by(slug="leak-repair").one()
+        job = Job(category=leak, urgency="scheduled")
+        assert pricing.job_earnings(job) == (13_900 - 2085, 19_900 - 2985)
+        job.estimate_low_cents, job.estimate_high_cents = 10_000, 20_000
+        assert pricing.job_earnings(job) == (8500, 17_000)
+        db.session.expunge_all()
 
 
 @pytest.mark.parametrize(("params", "field"), [
