@@ -96,6 +96,11 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         login(resident, "resident@example.test")
         expect(resident).to_have_url(f"{live_server.url}/book")
         resident.select_option("#category", label="Leak repair")
+        # The price before booking: the price list (no history here), surcharge included.
+        expect(resident.locator("#estimate")).to_have_text(
+            "Usually $179\u2013$239 (call-out $59 included; urgent +$40) · typical prices")
+        expect(resident.locator("#cancel-rule")).to_have_text(
+            "Free to cancel until a worker is assigned.")
         resident.fill("#description", "Water is pouring from under the sink")
         resident.fill("#address", "1 Market St, Apt 2")
         resident.click("#locate")
@@ -111,6 +116,8 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         offer = worker.locator(".offer")
         expect(offer).to_be_visible(timeout=10_000)
         expect(offer.locator(".title")).to_have_text("Leak repair")
+        # The estimate fixed at booking less the platform's 15 %.
+        expect(offer.locator(".earn")).to_have_text("You earn $152.15\u2013$203.15")
         expect(offer.locator(".countdown")).to_contain_text("s")
         shot(worker, "work-offer")
         offer.locator(".accept").click()

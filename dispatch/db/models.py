@@ -143,6 +143,10 @@ class Category(db.Model):
     __table_args__ = (
         CheckConstraint("typical_minutes BETWEEN 5 AND 1440",
                         name="ck_categories_typical_minutes"),
+        CheckConstraint("call_out_cents >= 0 AND urgent_surcharge_cents >= 0 "
+                        "AND hourly_low_cents > 0 AND hourly_high_cents >= hourly_low_cents "
+                        "AND platform_fee_percent BETWEEN 0 AND 100",
+                        name="ck_categories_prices"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -153,6 +157,17 @@ class Category(db.Model):
     bookable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Usual time on site: when a busy worker on a job of this kind will come free.
     typical_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default=text("60"))
+    # The price list (services.pricing), in minor units of settings CURRENCY.
+    call_out_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    hourly_low_cents: Mapped[int] = mapped_column(Integer, default=5000,
+                                                  server_default=text("5000"))
+    hourly_high_cents: Mapped[int] = mapped_column(Integer, default=9000,
+                                                   server_default=text("9000"))
+    # Added to an urgent (two-hour) job's estimate.
+    urgent_surcharge_cents: Mapped[int] = mapped_column(Integer, default=0,
+                                                        server_default=text("0"))
+    platform_fee_percent: Mapped[int] = mapped_column(Integer, default=15,
+                                                      server_default=text("15"))
 
 
 class Worker(db.Model):
@@ -237,6 +252,11 @@ class Job(db.Model):
             "OR (urgency = 'urgent' AND status = 'assigned' AND queued_behind_job_id <> id)",
             name="ck_jobs_queued"),
         CheckConstraint("budget_cap_cents > 0", name="jobs_budget_cap_cents_check"),
+        CheckConstraint("(estimate_low_cents IS NULL) = (estimate_high_cents IS NULL) "
+                        "AND estimate_low_cents >= 0 "
+                        "AND estimate_high_cents >= estimate_low_cents",
+                        name="ck_jobs_estimate"),
+        CheckConstraint("final_amount_cents >= 0", name="ck_jobs_final_amount"),
         UniqueConstraint("resident_id", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_dispatching", "id", postgresql_where=text("status = 'dispatching'")),
         # One job at a time keeps a worker busy (states.occupies_worker says the same), and
@@ -250,6 +270,11 @@ class Job(db.Model):
         # Jobs a worker is coming to: the no-show sweep and windows behind a busy worker.
         Index("ix_jobs_coming", "id",
               postgresql_where=text(f"status IN {sql_in(COMING_STATUSES)}")),
+        # Completed jobs' final amounts by category and area: suggested price ranges
+        # (services.pricing reads them by the same geohash cell).
+        Index("ix_jobs_priced_area", "category_id",
+              text("ST_GeoHash(CAST(location AS geometry), 5)"), "completed_at",
+              postgresql_where=text("final_amount_cents IS NOT NULL")),
         # Busy workers finishing near a request (matching of queued jobs).
         Index("ix_jobs_occupied_location", "location", postgresql_using="gist",
               postgresql_where=text(
@@ -285,6 +310,11 @@ class Job(db.Model):
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     budget_cap_cents: Mapped[int | None] = mapped_column(Integer)
+    # The estimate shown at booking (services.pricing), kept as the promise made then.
+    estimate_low_cents: Mapped[int | None] = mapped_column(Integer)
+    estimate_high_cents: Mapped[int | None] = mapped_column(Integer)
+    # What the job came to (the completion form); suggested price ranges are read from it.
+    final_amount_cents: Mapped[int | None] = mapped_column(Integer)
     # Accepted by a worker still on another job: this one waits, assigned, until that one
     # ends (then the column is cleared and the worker sets out). Urgent jobs only.
     queued_behind_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))

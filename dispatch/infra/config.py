@@ -201,6 +201,8 @@ class Settings:
     phone_code_checks: int = 5
     # Asked again sooner than this, a number is not texted another code.
     phone_code_resend_s: int = 30
+    # The ISO 4217 currency of every amount (all kept in its minor units, "cents").
+    currency: str = "USD"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -277,6 +279,7 @@ class Settings:
             phone_code_ttl_minutes=_int("PHONE_CODE_TTL_MINUTES", cls.phone_code_ttl_minutes),
             phone_code_checks=_int("PHONE_CODE_CHECKS", cls.phone_code_checks),
             phone_code_resend_s=_int("PHONE_CODE_RESEND_SECONDS", cls.phone_code_resend_s),
+            currency=_env("CURRENCY", cls.currency).upper(),
         )
 
     @property

@@ -32,7 +32,7 @@ from dispatch.domain.errors import (
 from dispatch.domain.states import Actor, JobStatus
 from dispatch.domain.windows import Window, WindowError, window_on
 from dispatch.infra.config import Settings
-from dispatch.services import push
+from dispatch.services import pricing, push
 from dispatch.services.catalog import bookable_category
 from dispatch.services.context import eta_model, settings
 from dispatch.services.credentials import require_verified_phone
@@ -241,11 +241,14 @@ def book_for_later(session: Session, requester: User, data: JobIn,
         if earlier is not None:
             return earlier, False
         raise
+    priced = pricing.estimate(session, category.id, Urgency.SCHEDULED.value, place.lat,
+                              place.lng, now)
     job = Job(resident_id=requester.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id, urgency=Urgency.SCHEDULED.value,
               window_start=window.start, window_end=window.end, arrive_by=window.end,
               status=JobStatus.REQUESTED.value, wave=0, requested_at=now, promised=True,
+              estimate_low_cents=priced.low_cents, estimate_high_cents=priced.high_cents,
               idempotency_key=key, request_fingerprint=fp)
     raced = _insert(session, job, requester, place, key, fp)
     if raced is not None:
@@ -295,12 +298,15 @@ def book_urgent(session: Session, resident: User, data: JobIn,
                    for c in found.candidates) >= s.promise_min_candidates
     wave = found.candidates[:s.offer_wave_size]
     best = found.candidates[0]
+    priced = pricing.estimate(session, category.id, Urgency.URGENT.value, place.lat, place.lng,
+                              now)
     job = Job(resident_id=resident.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id,
               urgency=Urgency.URGENT.value, status=JobStatus.REQUESTED.value, wave=0,
               requested_at=now, arrive_by=arrive_by, promised=promised,
               estimated_arrival=now + timedelta(seconds=min(c.eta_s for c in found.candidates)),
+              estimate_low_cents=priced.low_cents, estimate_high_cents=priced.high_cents,
               idempotency_key=key, request_fingerprint=fp)
     raced = _insert(session, job, resident, place, key, fp)
     if raced is not None:

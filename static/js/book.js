@@ -38,6 +38,29 @@
     check.hidden = true;
     suggestions.hidden = true;
     if (fillAddress && !(addressTyped && addressBox.value.trim())) addressAt(lat, lng);
+    showEstimate();
+  }
+
+  // What it will likely cost, for the service, the urgency and (once pinned) the area:
+  // asked again whenever one of them changes; an older answer arriving late is dropped.
+  const estimateBox = document.getElementById("estimate");
+  let estimates = 0;
+  async function showEstimate() {
+    const mine = ++estimates;
+    const urgency = form.when.value === "later" ? "scheduled" : "urgent";
+    let query = `/estimate?category_id=${encodeURIComponent(form.category_id.value)}&urgency=${urgency}`;
+    if (form.dataset.lat) query += `&lat=${form.dataset.lat}&lng=${form.dataset.lng}`;
+    const r = await api("GET", query);
+    if (mine !== estimates) return;
+    if (!r.ok) { estimateBox.textContent = ""; return; }
+    const e = r.data;
+    const money = (cents) => formatCents(cents, e.currency);
+    const notes = [];
+    if (e.call_out_cents) notes.push(`call-out ${money(e.call_out_cents)} included`);
+    if (e.surcharge_cents) notes.push(`urgent +${money(e.surcharge_cents)}`);
+    estimateBox.textContent = `Usually ${money(e.low_cents)}–${money(e.high_cents)}` +
+      (notes.length ? ` (${notes.join("; ")})` : "") + " · " +
+      (e.basis === "history" ? `from ${e.jobs_counted} jobs nearby` : "typical prices");
   }
 
   async function addressAt(lat, lng) {
@@ -108,7 +131,10 @@
   form.querySelectorAll("input[name=when]").forEach((radio) => radio.addEventListener("change", () => {
     later.hidden = !wantsLater();
     submitButton.textContent = wantsLater() ? "Book this window" : "Book now";
+    showEstimate();
   }));
+  form.category_id.addEventListener("change", showEstimate);
+  showEstimate();
   // Refusals of the window say which part is wrong, in the form's own words.
   const WINDOW_PARTS = {"window.date": "Day", "window.start": "Between", "window.end": "Between"};
   function windowRefusalText(data) {

@@ -159,3 +159,18 @@ function zoneName(timeZone) {
   const named = parts.find((p) => p.type === "timeZoneName");
   return named ? named.value : zone;
 }
+
+// Money: integer minor units ("cents") of an ISO currency, written the currency's way
+// ("$12.50", "¥1,500"); a whole amount without its zero decimals ("$95"), as ranges are
+// shown. The server's twin is dispatch/domain/money.py format_cents.
+function formatCents(cents, currency) {
+  const code = currency || "USD";
+  const lang = document.documentElement.lang || undefined;
+  const digits = new Intl.NumberFormat(lang, {style: "currency", currency: code})
+    .resolvedOptions().maximumFractionDigits;
+  const whole = cents % 10 ** digits === 0;
+  return new Intl.NumberFormat(lang, {
+    style: "currency", currency: code,
+    minimumFractionDigits: whole ? 0 : digits, maximumFractionDigits: whole ? 0 : digits,
+  }).format(cents / 10 ** digits);
+}

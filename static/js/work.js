@@ -109,6 +109,8 @@
     node.id = `offer-${offer.id}`;
     node.querySelector(".title").textContent = offer.job.category.name;
     node.querySelector(".detail").textContent = offer.job.description;
+    node.querySelector(".earn").textContent = `You earn ${formatCents(offer.earn_low_cents, offer.currency)}` +
+      `–${formatCents(offer.earn_high_cents, offer.currency)}`;
     const away = `${(offer.distance_m / 1000).toFixed(1)} km away`;
     node.querySelector(".trip").textContent = offer.job.window_start
       ? `Booked window ${dueText(offer.job)} · ${away} now`

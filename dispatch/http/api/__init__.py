@@ -46,6 +46,7 @@ def blueprint() -> Blueprint:
         offers,
         places,
         portfolio,
+        prices,
         workers,
     )
 

@@ -8,6 +8,7 @@ from dispatch.db import db
 from dispatch.http.api import bp
 from dispatch.http.api.routing import registry
 from dispatch.http.api.schemas import CategoryOut, CategoryTreeOut
+from dispatch.http.api.shapes import category_prices_out
 from dispatch.services.catalog import all_categories
 
 
@@ -16,9 +17,11 @@ from dispatch.services.catalog import all_categories
 def categories() -> CategoryTreeOut:
     nodes: dict[int, CategoryOut] = {}
     roots: list[CategoryOut] = []
+    currency = current_app.config["DISPATCH"].currency
     for c in all_categories(db.session):  # ordered by path: parents come first
         node = CategoryOut(id=c.id, slug=c.slug, name=c.name, path=c.path,
-                           bookable=c.bookable, children=[])
+                           bookable=c.bookable, children=[],
+                           prices=category_prices_out(c, currency) if c.bookable else None)
         nodes[c.id] = node
         parent = nodes.get(c.parent_id) if c.parent_id else None
         (parent.children if parent else roots).append(node)

@@ -72,13 +72,42 @@ class TokenOut(Out):
 
 # --- categories -----------------------------------------------------------------------------
 
+class CategoryPricesOut(Out):
+    """A bookable category's price list, in minor units of `currency` (cents)."""
+
+    currency: str
+    call_out_cents: int
+    hourly_low_cents: int
+    hourly_high_cents: int
+    urgent_surcharge_cents: int = Field(description="added to an urgent (two-hour) job")
+    platform_fee_percent: int = Field(description="the platform's share of what a job costs")
+    typical_minutes: int = Field(description="usual time on site, learned from completed "
+                                             "jobs")
+
+
 class CategoryOut(Out):
     id: int
     slug: str
     name: str
     path: str
     bookable: bool
+    prices: CategoryPricesOut | None = Field(None, description="bookable categories only")
     children: list[CategoryOut] = []
+
+
+class EstimateOut(Out):
+    """What a job will likely cost, before booking: `low_cents`..`high_cents` includes the
+    call-out and, for an urgent job, the surcharge."""
+
+    low_cents: int
+    high_cents: int
+    currency: str
+    call_out_cents: int
+    surcharge_cents: int = Field(description="the urgent surcharge included (0: scheduled)")
+    basis: Literal["default", "history"] = Field(
+        description="'history': the 25th to 75th percentile of what jobs of this service "
+                    "came to nearby over the last 90 days; 'default': the price list")
+    jobs_counted: int = Field(description="the completed jobs a 'history' range rests on")
 
 
 class CategoryTreeOut(Out):
@@ -222,6 +251,11 @@ class JobOut(Out):
     set_out_from: datetime | None = Field(
         None, description="a booked window not yet under way: the worker may set out "
                           "(en_route) from this time, its start less the trip less a margin")
+    estimate_low_cents: int | None = Field(
+        None, description="the price range shown at booking, fixed then (minor units of "
+                          "`currency`); null for jobs booked without one")
+    estimate_high_cents: int | None = None
+    currency: str = Field(description="ISO 4217 code of every amount")
 
 
 class JobListOut(PageOut):
@@ -306,6 +340,10 @@ class OfferOut(Out):
     queued: bool = Field(description="accepting queues the job behind the one you are on: "
                                      "eta_seconds counts the rest of that job")
     job: OfferJobOut
+    earn_low_cents: int = Field(description="what the worker would likely earn: the job's "
+                                            "estimate less the platform fee (minor units)")
+    earn_high_cents: int
+    currency: str = Field(description="ISO 4217 code of the amounts")
 
 
 class OfferListOut(PageOut):

@@ -11,6 +11,7 @@ from flask import current_app
 from dispatch.db.models import Category, Job, JobEvent, Offer, Role, User, Worker
 from dispatch.domain.states import ACTIVE_JOB_STATUSES, JobStatus
 from dispatch.http.api.schemas import (
+    CategoryPricesOut,
     CategoryRef,
     JobEventOut,
     JobOut,
@@ -25,6 +26,7 @@ from dispatch.http.api.schemas import (
     WorkerPositionOut,
     WorkerProfileOut,
 )
+from dispatch.services import pricing
 from dispatch.services.following import Following
 from dispatch.services.jobs import set_out_from
 
@@ -41,6 +43,13 @@ def token_out(token: str, user: User, expires_at: datetime) -> TokenOut:
 
 def category_ref(c: Category) -> CategoryRef:
     return CategoryRef(id=c.id, slug=c.slug, name=c.name, path=c.path)
+
+
+def category_prices_out(c: Category, currency: str) -> CategoryPricesOut:
+    return CategoryPricesOut(
+        currency=currency, call_out_cents=c.call_out_cents, hourly_low_cents=c.hourly_low_cents,
+        hourly_high_cents=c.hourly_high_cents, urgent_surcharge_cents=c.urgent_surcharge_cents,
+        platform_fee_percent=c.platform_fee_percent, typical_minutes=c.typical_minutes)
 
 
 # ~100 m: enough to judge the trip, not enough to find the door.
@@ -85,6 +94,8 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         **(_live_out(live) if live is not None else {}),
         set_out_from=(set_out_from(job, job.worker, current_app.config["DISPATCH"])
                       if job.status == JobStatus.ASSIGNED.value else None),
+        estimate_low_cents=job.estimate_low_cents, estimate_high_cents=job.estimate_high_cents,
+        currency=current_app.config["DISPATCH"].currency,
     )
 
 
@@ -100,6 +111,7 @@ def _live_out(live: Following) -> dict[str, Any]:
 
 def offer_out(offer: Offer) -> OfferOut:
     job = offer.job
+    earn_low, earn_high = pricing.job_earnings(job)
     return OfferOut(
         id=offer.id, status=offer.status, wave=offer.wave, created_at=offer.created_at,
         expires_at=offer.expires_at, eta_seconds=round(offer.eta_seconds, 1),
@@ -110,6 +122,8 @@ def offer_out(offer: Offer) -> OfferOut:
                         approx_lng=round(job.lng, APPROX_DECIMALS), arrive_by=job.arrive_by,
                         urgency=job.urgency, window_start=job.window_start,
                         window_end=job.window_end, time_zone=place_time_zone()),
+        earn_low_cents=earn_low, earn_high_cents=earn_high,
+        currency=current_app.config["DISPATCH"].currency,
     )
 
 
