@@ -22,8 +22,9 @@ def blueprint() -> Blueprint:
     def payment_event() -> ResponseReturnValue:
         try:
             event = payments.provider().parse_webhook(request.get_data(), request.headers)
-        except BadSignature as exc:
-            raise invalid("signature", "signature.bad", kind=MalformedInput) from exc
+        except BadSignature:
+            # Answered as JSON whatever the caller accepts: a provider is a program.
+            return jsonify(invalid("signature", "signature.bad", kind=MalformedInput).body()), 400
         new = payments.provider_event(db.session, event)
         db.session.commit()
         return jsonify(id=event.id, duplicate=not new)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -203,7 +205,8 @@ class Settings:
     # The payment provider (dispatch.infra.payments): "simulated" (a card processor kept in
     # PostgreSQL, for make run and the tests) or "stripe" (needs STRIPE_SECRET_KEY and
     # STRIPE_WEBHOOK_SECRET; STRIPE_API_BASE empty is Stripe itself). The simulator signs its
-    # webhooks with PAYMENTS_WEBHOOK_SECRET (in development: a random one in .local/).
+    # webhooks with PAYMENTS_WEBHOOK_SECRET (unset: one derived from SECRET_KEY, which every
+    # process of a deployment shares, so the RQ worker signs as the web process verifies).
     payment_provider: str = "simulated"
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
@@ -288,6 +291,11 @@ class Settings:
             **_payment_settings(),
         )
 
+    def __post_init__(self) -> None:
+        if not self.payments_webhook_secret:
+            self.payments_webhook_secret = hmac.new(
+                self.secret_key.encode(), b"payments-webhook-secret", hashlib.sha256).hexdigest()
+
     @property
     def behind_tls(self) -> bool:
         """Served over https (PUBLIC_BASE_URL, the address people and Twilio use): cookies
@@ -333,8 +341,7 @@ def _payment_settings() -> dict[str, str]:
              "stripe_secret_key": _env("STRIPE_SECRET_KEY", ""),
              "stripe_webhook_secret": _env("STRIPE_WEBHOOK_SECRET", ""),
              "stripe_api_base": _env("STRIPE_API_BASE", ""),
-             "payments_webhook_secret": _env("PAYMENTS_WEBHOOK_SECRET", "")
-             or development_key(ROOT / ".local" / "payments_webhook_secret")}
+             "payments_webhook_secret": _env("PAYMENTS_WEBHOOK_SECRET", "")}
     if provider == "stripe":
         for name in ("stripe_secret_key", "stripe_webhook_secret"):
             if not found[name]:

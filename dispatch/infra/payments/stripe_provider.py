@@ -145,9 +145,9 @@ class StripeProvider:
                                                    tolerance=WEBHOOK_TOLERANCE_S)
         except (stripe.SignatureVerificationError, ValueError) as exc:
             raise BadSignature(str(exc)) from exc
-        obj = event.data.object
+        obj = event.data.object.to_dict()
         return ProviderEvent(id=event.id, type=EVENT_TYPES.get(event.type, event.type),
-                             object_id=obj.get("id", ""), data=obj.to_dict())
+                             object_id=str(obj.get("id", "")), data=obj)
 
 
 def _key(idempotency_key: str) -> dict[str, Any]:
