@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue, SimpleWorker
+from sqlalchemy import create_engine
 
 from dispatch.db import clock
 from dispatch.infra.config import Settings
@@ -274,6 +275,15 @@ def test_a_refusal_is_answered_again_for_its_key(sim: SimulatedProvider) -> None
         with pytest.raises(PaymentRejected) as refused:
             sim.capture(held.id, 1_001, "capture-r")
         assert refused.value.code == "amount_too_large"
+
+
+def test_an_unreachable_processor_is_a_retryable_error(app: Flask) -> None:
+    nowhere = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing",
+                            connect_args={"connect_timeout": 2})
+    cut_off = SimulatedProvider(lambda: nowhere, clock.now, "secret", "http://127.0.0.1:1/")
+    with pytest.raises(PaymentError):
+        cut_off.authorize(1_000, "USD", "pm_card_visa", "no-network")
+    nowhere.dispose()
 
 
 def _race(app: Flask, work: Callable[[int], Any], threads: int = 20) -> list[Any]:

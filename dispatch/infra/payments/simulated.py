@@ -21,6 +21,7 @@ import requests
 from sqlalchemy import Connection, Engine, text
 
 from dispatch.infra import queues
+from dispatch.infra.outages import is_outage
 from dispatch.infra.payments.base import (
     AUTHORIZATION_CANCELED,
     AUTHORIZATION_DECLINED,
@@ -237,6 +238,20 @@ class SimulatedProvider:
         if not key:
             raise ValueError("an idempotency key is required")
         fingerprint = hashlib.sha256(json.dumps(request, default=str).encode()).hexdigest()
+        try:
+            response, events = self._claim(key, fingerprint, run)
+        except Exception as exc:
+            if is_outage(exc):  # the processor is out of reach: the caller retries
+                raise PaymentError(f"the simulated processor is unreachable: {exc}") from exc
+            raise
+        for event in events:
+            _after_commit(queues.enqueue_simulated_payment_event, event)
+        return _answer(response)
+
+    def _claim(self, key: str, fingerprint: str,
+               run: Callable[[Connection, datetime], tuple[dict[str, Any], list[_Event]]]
+               ) -> tuple[dict[str, Any] | None, list[_Event]]:
+        """The stored answer to `key`, or `run`'s, stored (and its events, to send)."""
         now = self._now()
         events: list[_Event] = []
         with self._engine().begin() as conn:
@@ -251,7 +266,7 @@ class SimulatedProvider:
                 if known.fingerprint != fingerprint:
                     raise PaymentRejected("idempotency_key_reused",
                                           f"key {key!r} was used for another request")
-                return _answer(known.response)
+                return known.response, []
             try:
                 with conn.begin_nested():
                     response, events = run(conn, now)
@@ -260,9 +275,7 @@ class SimulatedProvider:
             conn.execute(text("UPDATE sim_payment_requests SET response = :r "
                               "WHERE idempotency_key = :k"),
                          {"r": json.dumps(response, default=str), "k": key})
-        for event in events:
-            _after_commit(queues.enqueue_simulated_payment_event, event)
-        return _answer(response)
+        return response, events
 
 
 def _after_commit(enqueue: Callable[[Any], None], arg: Any) -> None:
