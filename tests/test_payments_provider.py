@@ -434,3 +434,27 @@ def test_every_process_signs_simulated_webhooks_alike(monkeypatch: pytest.Monkey
     assert len(web.payments_webhook_secret) == 64 and "s" * 40 not in web.payments_webhook_secret
     monkeypatch.setenv("PAYMENTS_WEBHOOK_SECRET", "given")
     assert Settings.from_env().payments_webhook_secret == "given"
+
+
+def test_deliveries_racing_record_an_event_once(app: Flask, ctx: None) -> None:
+    w = _simulated(app)
+    body, headers = w.signed(_event("evt_sim_race", "refund.succeeded", "re_sim_1"))
+    answers = _race(app, lambda i: app.test_client().post("/webhooks/payments", data=body,
+                                                          headers=headers).json)
+    assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 19
+    assert sql(app, "SELECT count(*) AS n FROM payment_events")[0].n == 1
+
+
+def test_stripe_webhooks_reach_the_same_endpoint(app: Flask, client: FlaskClient,
+                                                 settings: Settings) -> None:
+    set_settings(app, payment_provider="stripe", stripe_secret_key="sk_test_123",
+                 stripe_webhook_secret=STRIPE_WEBHOOK_SECRET)
+    body, headers = _stripe().signed(_event("evt_1Stripe", "charge.captured", "ch_1"))
+    taken = client.post("/webhooks/payments", data=body, headers=headers)
+    assert (taken.status_code, taken.json["duplicate"]) == (200, False)
+    assert [(r.type, r.object_id) for r in sql(app, "SELECT type, object_id FROM "
+                                                    "payment_events")] == [
+        ("capture.succeeded", "ch_1")]
+    # The simulator's signature means nothing to Stripe's endpoint.
+    forged = {SIGNATURE_HEADER: sign(settings.payments_webhook_secret, body, int(time.time()))}
+    assert client.post("/webhooks/payments", data=body, headers=forged).status_code == 400
