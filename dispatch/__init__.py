@@ -18,7 +18,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     import dispatch.db.aftercommit  # noqa: F401  (registers the session hooks)
     from dispatch.db import clock, db
     from dispatch.entrypoints import cli
-    from dispatch.http import api, headers, limits, pages
+    from dispatch.http import api, headers, limits, pages, payment_webhooks
     from dispatch.http.api.shapes import ApiPresenter
     from dispatch.http.bodies import register_body_caps
     from dispatch.http.converters import AsciiIntegerConverter
@@ -50,6 +50,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     webhooks = make_blueprint(lambda: db.session, _webhook_settings(app), clock.now)
     csrf.exempt(webhooks)  # Twilio signs its requests instead
     app.register_blueprint(webhooks)
+    payment_hooks = payment_webhooks.blueprint()
+    csrf.exempt(payment_hooks)  # the payment provider signs its requests instead
+    app.register_blueprint(payment_hooks)
     cli.register(app)
     register_error_handlers(app)
     register_body_caps(app)

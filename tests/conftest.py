@@ -31,6 +31,7 @@ from tests.live import LiveServer
 from tests.prism import PrismServer, VerifyingHttpClient, verify_spec_path
 
 MUTABLE_TABLES = [
+    "payment_events", "sim_payment_requests", "sim_payment_objects",
     "contractor_invitations",
     "webhook_deliveries", "preferred_contractors", "units", "properties",
     "organization_managers", "organizations",

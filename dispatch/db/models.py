@@ -704,3 +704,56 @@ class OperatorAlert(db.Model):
     # Who resolved it (an operator; null when its cause went away by itself), and how.
     resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     resolution: Mapped[str | None] = mapped_column(String(500))
+
+
+class SimPaymentObject(db.Model):
+    """The simulated card processor's own records (dispatch.infra.payments.simulated): its
+    authorisations, captures, refunds and payouts, as a processor would keep them. Nothing
+    of the product reads them; they stand in for the processor's side of the wire."""
+
+    __tablename__ = "sim_payment_objects"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="ck_sim_payment_objects_amount"),
+        CheckConstraint("settled_cents >= 0 AND settled_cents <= amount_cents",
+                        name="ck_sim_payment_objects_settled"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # authorization, capture, refund, payout
+    status: Mapped[str] = mapped_column(String(16))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    # Of an authorisation: captured; of a capture: refunded.
+    settled_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The authorisation a capture draws on, the capture a refund returns.
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("sim_payment_objects.id"))
+    # The card (payment method) of an authorisation, the account of a payout.
+    party: Mapped[str | None] = mapped_column(String(255))
+    decline_code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SimPaymentRequest(db.Model):
+    """The simulator's answer to each idempotency key: a retry gets the same answer (or
+    the same refusal), never a second charge; reusing a key for another request is refused."""
+
+    __tablename__ = "sim_payment_requests"
+
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PaymentEvent(db.Model):
+    """Each provider webhook event taken in, by the provider's unique event id: a replay or
+    a duplicate arriving out of order finds its id here and changes nothing."""
+
+    __tablename__ = "payment_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -94,6 +94,8 @@ MESSAGES: dict[str, str] = {
     "password.weak": "Choose a password that is harder to guess. %(reason)s A few uncommon "
                      "words together make a good one.",
     "webhook_url.invalid": "Enter a web address starting with https:// or http://.",
+    "signature.bad": "%(Label)s is missing, does not match, or is more than five minutes "
+                     "old.",
     "webhook_url.private": "Enter a web address on the public internet.",
     "month.format": "Enter the month like 2026-11.",
     "month.range": "Enter a month between the years 1 and 9999.",
@@ -240,6 +242,7 @@ FIELD_LABELS: dict[str, str] = {
     "status": "the status",
     "reason": "the reason",
     "webhook_url": "the web address",
+    "signature": "the payment provider's signature",
     "batch_key": "the batch key",
     "rows": "the rows",
     "file": "the file",

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, has_app_context
 
 from dispatch.db import clock, db
-from dispatch.services import batches, dispatching, notify, phone_verification
+from dispatch.services import batches, dispatching, notify, payments, phone_verification
 from notifications import org_webhooks, outbox
 
 T = TypeVar("T")
@@ -95,3 +95,13 @@ def _give_up_webhook(delivery_id: int, error: str) -> None:
 def webhook_attempt_failed(job: Any, connection: Any, exc_type: Any, value: Any,
                            tb: Any) -> None:
     _after_last_failure(job, value, _give_up_webhook)
+
+
+def deliver_simulated_payment_event_task(event: dict[str, Any]) -> int:
+    """The simulated card processor POSTs one signed webhook (retried by RQ until taken)."""
+    return _in_app(lambda: payments.simulator().deliver(event))
+
+
+def settle_simulated_payout_task(payout_id: str) -> str:
+    """The simulated bank answers a payout in transit: paid, or failed (then a webhook)."""
+    return _in_app(lambda: payments.simulator().settle_payout(payout_id))

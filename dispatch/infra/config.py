@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -203,6 +205,16 @@ class Settings:
     phone_code_resend_s: int = 30
     # The ISO 4217 currency of every amount (all kept in its minor units, "cents").
     currency: str = "USD"
+    # The payment provider (dispatch.infra.payments): "simulated" (a card processor kept in
+    # PostgreSQL, for make run and the tests) or "stripe" (needs STRIPE_SECRET_KEY and
+    # STRIPE_WEBHOOK_SECRET; STRIPE_API_BASE empty is Stripe itself). The simulator signs its
+    # webhooks with PAYMENTS_WEBHOOK_SECRET (unset: one derived from SECRET_KEY, which every
+    # process of a deployment shares, so the RQ worker signs as the web process verifies).
+    payment_provider: str = "simulated"
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    payments_webhook_secret: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -280,7 +292,13 @@ class Settings:
             phone_code_checks=_int("PHONE_CODE_CHECKS", cls.phone_code_checks),
             phone_code_resend_s=_int("PHONE_CODE_RESEND_SECONDS", cls.phone_code_resend_s),
             currency=_env("CURRENCY", cls.currency).upper(),
+            **_payment_settings(),
         )
+
+    def __post_init__(self) -> None:
+        if not self.payments_webhook_secret:
+            self.payments_webhook_secret = hmac.new(
+                self.secret_key.encode(), b"payments-webhook-secret", hashlib.sha256).hexdigest()
 
     @property
     def behind_tls(self) -> bool:
@@ -311,6 +329,29 @@ class Settings:
             "WTF_CSRF_TIME_LIMIT": None,
             "DISPATCH": self,
         }
+
+
+PAYMENT_PROVIDERS = ("simulated", "stripe")
+
+
+def _payment_settings() -> dict[str, str]:
+    """The provider, checked at start-up: Stripe without its keys would fail on the first
+    booking (or take every webhook for forged), so it does not start at all."""
+    provider = _env("PAYMENT_PROVIDER", "simulated")
+    if provider not in PAYMENT_PROVIDERS:
+        raise ValueError(f"PAYMENT_PROVIDER={provider}: choose one of "
+                         f"{', '.join(PAYMENT_PROVIDERS)}")
+    found = {"payment_provider": provider,
+             "stripe_secret_key": _env("STRIPE_SECRET_KEY", ""),
+             "stripe_webhook_secret": _env("STRIPE_WEBHOOK_SECRET", ""),
+             "stripe_api_base": _env("STRIPE_API_BASE", ""),
+             "payments_webhook_secret": _env("PAYMENTS_WEBHOOK_SECRET", "")}
+    if provider == "stripe":
+        for name in ("stripe_secret_key", "stripe_webhook_secret"):
+            if not found[name]:
+                raise ValueError(f"PAYMENT_PROVIDER=stripe needs {name.upper()} "
+                                 "(from the Stripe dashboard)")
+    return found
 
 
 _RATE_LIMITS = ("rate_limit_login_per_ip", "rate_limit_login_per_email",

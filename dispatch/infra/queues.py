@@ -139,3 +139,26 @@ def enqueue_webhook(delivery_id: int) -> None:
     _enqueue_row(WEBHOOKS, "deliver_webhook_task", delivery_id, "webhook",
                  WEBHOOK_RETRY_INTERVALS,
                  on_failure=Callback(f"{TASKS}.webhook_attempt_failed"))
+
+
+# The simulated card processor's follow-ups (dispatch.infra.payments.simulated): a signed
+# webhook per operation, and the later answer to a payout in transit.
+SIMULATED_PAYMENT_RETRY_INTERVALS = [1, 5, 30, 120, 600]
+SIMULATED_PAYMENT_TIMEOUT_S = 60
+
+
+def enqueue_simulated_payment_event(event: dict[str, object]) -> None:
+    _enqueue_simulated("deliver_simulated_payment_event_task", event,
+                       f"sim-payment-event-{event['id']}")
+
+
+def enqueue_simulated_payout_settlement(payout_id: str) -> None:
+    _enqueue_simulated("settle_simulated_payout_task", payout_id, f"sim-payout-{payout_id}")
+
+
+def _enqueue_simulated(task: str, arg: object, job_id: str) -> None:
+    queue(WEBHOOKS).enqueue(f"{TASKS}.{task}", arg, job_id=job_id,
+                            job_timeout=SIMULATED_PAYMENT_TIMEOUT_S,
+                            retry=Retry(max=len(SIMULATED_PAYMENT_RETRY_INTERVALS),
+                                        interval=SIMULATED_PAYMENT_RETRY_INTERVALS),
+                            result_ttl=0, failure_ttl=FAILED_KEPT_S)

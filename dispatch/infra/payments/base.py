@@ -1,0 +1,164 @@
+"""The payment provider seam: what the product asks of a card processor, in its own words.
+
+Services call a provider only through `PaymentProvider`, so the simulator (the default for
+`make run` and the tests) and the Stripe adapter are interchangeable. Amounts are integer
+cents with an ISO currency; every operation carries an idempotency key, so a retry after a
+timeout never charges twice. Errors are plain exceptions: the caller decides what a decline
+or an outage means for its job, and no HTTP status leaks in from either side."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+AuthorizationStatus = Literal["authorized", "declined"]
+PayoutStatus = Literal["in_transit", "paid", "failed"]
+
+# The event types providers report, in the product's words (each adapter maps its own).
+AUTHORIZATION_SUCCEEDED = "authorization.succeeded"
+AUTHORIZATION_DECLINED = "authorization.declined"
+AUTHORIZATION_CANCELED = "authorization.canceled"
+CAPTURE_SUCCEEDED = "capture.succeeded"
+REFUND_SUCCEEDED = "refund.succeeded"
+PAYOUT_PAID = "payout.paid"
+PAYOUT_FAILED = "payout.failed"
+
+# A signed webhook older (or newer) than this is refused: a captured request replayed later
+# must not pass (Stripe's own tolerance).
+WEBHOOK_TOLERANCE_S = 300
+
+
+class PaymentError(Exception):
+    """The provider could not be reached or failed on its side: the outcome is unknown, so
+    the caller retries with the same idempotency key."""
+
+
+class PaymentDeclined(Exception):
+    """The card was refused (`code`: card_declined, insufficient_funds, expired_card, ...).
+    Retrying the same card will not help."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(message or code)
+        self.code = code
+
+
+class PaymentRejected(Exception):
+    """The provider refused the request itself (`code`: amount_too_large,
+    authorization_expired, authorization_canceled, no_such_object, idempotency_key_reused):
+    a bug or a stale state on our side, never worth a retry."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(message or code)
+        self.code = code
+
+
+class BadSignature(Exception):
+    """An incoming webhook that is not provably from the provider, or too old."""
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """A hold on the payer's card: nothing is charged until a capture."""
+
+    id: str
+    status: AuthorizationStatus
+    amount_cents: int
+    currency: str
+    expires_at: datetime | None
+    decline_code: str | None = None
+
+    def require(self) -> Authorization:
+        """This hold, or PaymentDeclined for a caller to whom a decline is a failure."""
+        if self.status == "declined":
+            raise PaymentDeclined(self.decline_code or "card_declined")
+        return self
+
+
+@dataclass(frozen=True)
+class Capture:
+    id: str
+    authorization_id: str
+    amount_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    capture_id: str
+    amount_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Payout:
+    id: str
+    destination: str
+    amount_cents: int
+    currency: str
+    status: PayoutStatus
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified webhook: `id` is the provider's, unique, so a replay is recognised."""
+
+    id: str
+    type: str
+    object_id: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PaymentProvider(Protocol):
+    def authorize(self, amount_cents: int, currency: str, payment_method: str,
+                  idempotency_key: str) -> Authorization: ...
+
+    def capture(self, authorization_id: str, amount_cents: int,
+                idempotency_key: str) -> Capture: ...
+
+    def cancel(self, authorization_id: str, idempotency_key: str) -> None: ...
+
+    def refund(self, capture_id: str, amount_cents: int, idempotency_key: str) -> Refund: ...
+
+    def payout(self, destination: str, amount_cents: int, currency: str,
+               idempotency_key: str) -> Payout: ...
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent: ...
+
+
+def check_amount(amount_cents: int, name: str = "amount_cents") -> None:
+    """Providers take whole positive cents only: anything else is a bug in the caller."""
+    if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
+        raise ValueError(f"{name} must be a positive whole number of cents, not {amount_cents!r}")
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """A Stripe-style signature header value: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+    "<t>.<body>">`; the time is signed too, so an old request cannot be re-dated."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, body: bytes, header: str, now: float,
+           tolerance_s: int = WEBHOOK_TOLERANCE_S) -> None:
+    """Raise BadSignature unless `header` signs `body` with `secret` within the tolerance.
+    Garbage headers are a mismatch, never another exception."""
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        name, _, value = item.strip().partition("=")
+        parts.setdefault(name, []).append(value)
+    stamps = parts.get("t", [])
+    if len(stamps) != 1 or not stamps[0].isascii() or not stamps[0].isdigit() \
+            or len(stamps[0]) > 12:
+        raise BadSignature("no timestamp in the signature")
+    timestamp = int(stamps[0])
+    if abs(now - timestamp) > tolerance_s:
+        raise BadSignature("the signature is too old")
+    expected = sign(secret, body, timestamp).split(",v1=")[1]
+    if not any(hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "replace"))
+               for candidate in parts.get("v1", [])):
+        raise BadSignature("the signature does not match")
