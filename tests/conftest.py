@@ -31,6 +31,7 @@ from tests.live import LiveServer
 from tests.prism import PrismServer, VerifyingHttpClient, verify_spec_path
 
 MUTABLE_TABLES = [
+    "ledger_entries", "ledger_transactions", "ledger_accounts",
     "contractor_invitations",
     "webhook_deliveries", "preferred_contractors", "units", "properties",
     "organization_managers", "organizations",
@@ -39,6 +40,9 @@ MUTABLE_TABLES = [
     "twilio_requests", "login_sessions",
     "worker_skills", "workers", "batches", "api_tokens", "phone_verifications", "users",
 ]
+
+# The ledger refuses TRUNCATE unless the session says it is maintenance (migration 0028).
+LEDGER_MAINTENANCE = "SET LOCAL dispatch.ledger_maintenance = 'on'"
 
 
 def _test_database_url() -> str:
@@ -160,6 +164,7 @@ def _clean(app: Flask) -> Iterator[None]:
             db.session.remove()
             try:
                 db.session.execute(text("SET LOCAL lock_timeout = '30s'"))  # never hang
+                db.session.execute(text(LEDGER_MAINTENANCE))  # see migration 0028
                 db.session.execute(text(
                     f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
                 db.session.commit()

@@ -1,0 +1,105 @@
+"""Money as plain integers: an amount is a whole number of minor units (cents) beside an ISO
+4217 currency code, never a float and never a `Money` object, so SQL, JSON and arithmetic all
+see the same thing.
+
+The ledger's vocabulary lives here too, in one place: the kinds of accounts, the kinds of
+transactions, and which accounts may never go below zero. The schema's CHECK constraints,
+`dispatch.services.ledger` and `flask ledger check` all read these.
+
+Sign convention of ledger entries: a positive `amount_cents` adds to the account's balance,
+a negative one takes from it, and every transaction's entries sum to zero per currency. The
+payer's funding account is the outside world's side of the books: it goes negative by what
+payers put in, and it is the only kind that may."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from dispatch.domain.errors import DomainError, invalid
+from dispatch.domain.states import JobStatus
+
+# ISO 4217 minor units per major unit; only currencies the platform may be configured with.
+MINOR_UNITS: dict[str, int] = {"USD": 100, "EUR": 100, "GBP": 100, "CAD": 100, "AUD": 100}
+SYMBOLS: dict[str, str] = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$"}
+DEFAULT_CURRENCY = "USD"
+
+
+class AccountKind(StrEnum):
+    """Whose money an account holds. The owner column each kind needs is in `ACCOUNT_OWNER`."""
+
+    PAYER_FUNDING = "payer_funding"            # a resident's or organization's card side
+    ESCROW = "escrow"                          # held for one job
+    WORKER_BALANCE = "worker_balance"          # earned, not yet paid out
+    PLATFORM_FEES = "platform_fees"            # the platform's cut
+    REFUNDS = "refunds"                        # given back to a payer
+    PAYOUTS_IN_TRANSIT = "payouts_in_transit"  # sent to a worker's bank, not yet settled
+
+
+class Owner(StrEnum):
+    """Which owner column identifies an account of a kind (one of them, or none)."""
+
+    JOB = "job_id"
+    USER = "user_id"
+    PAYER = "payer"  # a user (resident) or an organization, exactly one
+    PLATFORM = "platform"  # one account per currency
+
+
+ACCOUNT_OWNER: dict[AccountKind, Owner] = {
+    AccountKind.PAYER_FUNDING: Owner.PAYER,
+    AccountKind.ESCROW: Owner.JOB,
+    AccountKind.WORKER_BALANCE: Owner.USER,
+    AccountKind.PLATFORM_FEES: Owner.PLATFORM,
+    AccountKind.REFUNDS: Owner.PAYER,
+    AccountKind.PAYOUTS_IN_TRANSIT: Owner.USER,
+}
+
+# Only the outside world's side may go negative: every other account holds money that exists.
+NEVER_NEGATIVE: frozenset[AccountKind] = frozenset(set(AccountKind) - {AccountKind.PAYER_FUNDING})
+
+
+class TransactionKind(StrEnum):
+    HOLD = "hold"                      # payer funding -> escrow
+    CAPTURE = "capture"                # the provider took the held money (bookkeeping only)
+    RELEASE = "release"                # escrow -> worker balance (+ platform fees)
+    FEE = "fee"                        # a cancellation or instant-payout fee
+    REFUND = "refund"                  # escrow -> refunds
+    PAYOUT = "payout"                  # worker balance -> payouts in transit
+    PAYOUT_FAILED = "payout_failed"    # payouts in transit -> worker balance
+    ADJUSTMENT = "adjustment"          # a correction an operator makes, said in the memo
+
+
+# A job in one of these owes nobody anything: its escrow must be empty.
+ESCROW_EMPTY_JOB_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.CLOSED, JobStatus.CANCELLED, JobStatus.UNFILLED})
+
+
+def check_amount(value: object, field: str, positive: bool = True) -> int:
+    """An amount in cents from outside, or the refusal naming `field`: a whole number (not a
+    float, a string or a bool), above zero when `positive`, else zero or more."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(field, "amount.not_whole")
+    if positive and value <= 0:
+        raise invalid(field, "amount.not_positive")
+    if value < 0:
+        raise invalid(field, "amount.negative")
+    return value
+
+
+def check_currency(value: object, field: str, expected: str) -> str:
+    """The platform takes one currency (settings `CURRENCY`); anything else names `field`."""
+    if not isinstance(value, str) or value.upper() != expected:
+        raise invalid(field, "currency.other", expected=expected)
+    return expected
+
+
+def format_cents(cents: int, currency: str = DEFAULT_CURRENCY) -> str:
+    """`format_cents(1250, "USD") -> "$12.50"`; a negative amount as "-$12.50"."""
+    per = MINOR_UNITS.get(currency, 100)
+    sign = "-" if cents < 0 else ""
+    whole, minor = divmod(abs(cents), per)
+    digits = len(str(per - 1))
+    return f"{sign}{SYMBOLS.get(currency, currency + ' ')}{whole:,}.{minor:0{digits}d}"
+
+
+def unbalanced() -> DomainError:
+    return invalid("entries", "ledger.unbalanced")
