@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from dispatch import create_app
 from dispatch.db import clock, db
 from dispatch.infra.config import Settings, _sqlalchemy_url
+from dispatch.services import ledger
 from notifications.twilio_client import make_client
 from tests.gazetteer import GazetteerServer
 from tests.helpers import Factory, ManualClock
@@ -41,8 +42,8 @@ MUTABLE_TABLES = [
     "worker_skills", "workers", "batches", "api_tokens", "phone_verifications", "users",
 ]
 
-# The ledger refuses TRUNCATE unless the session says it is maintenance (migration 0028).
-LEDGER_MAINTENANCE = "SET LOCAL dispatch.ledger_maintenance = 'on'"
+# The ledger refuses TRUNCATE unless the transaction says it is maintenance (migration 0028).
+LEDGER_MAINTENANCE = ledger.ALLOW_TRUNCATE
 
 
 def _test_database_url() -> str:

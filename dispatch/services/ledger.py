@@ -44,6 +44,9 @@ from dispatch.domain.states import sql_in
 
 MAX_KEY_CHARS = 200
 MAX_MEMO_CHARS = 500
+# Lets this transaction TRUNCATE the ledger (migration 0028): for emptying scratch databases
+# (the tests' cleanup, benchmarks, the city simulation's reset), never for the product's.
+ALLOW_TRUNCATE = "SET LOCAL dispatch.ledger_maintenance = 'on'"
 
 
 @dataclass(frozen=True)
