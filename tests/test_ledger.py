@@ -153,6 +153,20 @@ def test_an_unbalanced_transaction_is_refused_by_post_and_by_the_database(
         assert db.session.execute(text("SELECT count(*) FROM ledger_transactions")).scalar() == 0
 
 
+def test_an_entry_in_another_currency_than_its_account_is_refused(app: Flask,
+                                                                    make: Factory) -> None:
+    resident, _worker, job = _people(app, make)
+    with app.app_context():
+        funding = ledger.account(db.session, AccountKind.PAYER_FUNDING, user_id=resident)
+        escrow = ledger.account(db.session, AccountKind.ESCROW, job_id=job)
+        in_euros = ledger.Account(escrow.id, escrow.kind, "EUR")
+        with pytest.raises(DBAPIError, match="fk_ledger_entries_account_currency"):
+            ledger.post(db.session, _key("eur"), TransactionKind.HOLD,
+                        [Entry(ledger.Account(funding.id, funding.kind, "EUR"), -100),
+                         Entry(in_euros, 100)])
+        db.session.rollback()
+
+
 @pytest.mark.parametrize("statement", [
     "UPDATE ledger_entries SET amount_cents = amount_cents * 2",
     "DELETE FROM ledger_entries",
@@ -217,9 +231,32 @@ def test_twenty_threads_posting_one_key_make_one_transaction(app: Flask, make: F
     assert sum(o.posted for o in outcomes) == 1
     with app.app_context():
         assert db.session.execute(text("SELECT count(*) FROM ledger_transactions")).scalar() == 1
+        # The payer's funding and the escrow were created by whichever thread came first.
+        assert db.session.execute(text("SELECT count(*) FROM ledger_accounts")).scalar() == 2
         escrow = ledger.account(db.session, AccountKind.ESCROW, job_id=job)
         assert ledger.balance(db.session, escrow) == 4000
         assert ledger.check(db.session) == []
+
+
+def test_twenty_threads_retrying_one_release_of_the_whole_escrow_all_get_it(
+        app: Flask, make: Factory) -> None:
+    """Retries wait on the escrow's lock behind the first; they must then find its
+    transaction, not refuse for want of the money it moved."""
+    _resident, worker, job = _held(app, make, 1000)
+    with app.app_context():  # so that only the escrow's lock orders the threads
+        ledger.account(db.session, AccountKind.WORKER_BALANCE, user_id=worker)
+        ledger.account(db.session, AccountKind.PLATFORM_FEES)
+        db.session.commit()
+
+    def release() -> ledger.Transaction:
+        return ledger.release(db.session, job, worker, 1000, 100, "release-all")
+
+    outcomes = _race(app, release)
+    assert all(isinstance(o, ledger.Transaction) for o in outcomes), outcomes
+    assert len({o.id for o in outcomes}) == 1 and sum(o.posted for o in outcomes) == 1
+    with app.app_context():
+        escrow = ledger.account(db.session, AccountKind.ESCROW, job_id=job)
+        assert ledger.balance(db.session, escrow) == 0
 
 
 def test_twenty_threads_draining_one_escrow_never_overdraw_it(app: Flask,

@@ -133,7 +133,14 @@ def post(session: Session, idempotency_key: str, kind: TransactionKind,
     existing = _existing(session, idempotency_key)
     if existing is not None:
         return _same_or_conflict(existing, kind, job_id, wanted)
-    _lock_and_check_funds(session, entries)
+    taken, locked = _lock_debited(session, entries)
+    if locked:
+        # The lock may have been waited for behind a post of this very key: a retry must get
+        # that transaction back, not a refusal for the money it already moved.
+        existing = _existing(session, idempotency_key)
+        if existing is not None:
+            return _same_or_conflict(existing, kind, job_id, wanted)
+        _check_funds(session, taken, locked)
     row = session.execute(text("""
 INSERT INTO ledger_transactions (idempotency_key, kind, job_id, memo)
 VALUES (:key, :kind, :job, :memo)
@@ -193,24 +200,28 @@ def _same_or_conflict(existing: Transaction, kind: TransactionKind, job_id: int 
     return existing
 
 
-def _lock_and_check_funds(session: Session, entries: Sequence[Entry]) -> None:
-    """Lock (in id order) the never-negative accounts this transaction takes from, then check
-    each keeps a balance of zero or more."""
+def _lock_debited(session: Session,
+                  entries: Sequence[Entry]) -> tuple[Counter[int], list[int]]:
+    """What this transaction does to each account, and the never-negative accounts it takes
+    from, locked in id order (the lock order)."""
     taken: Counter[int] = Counter()
     for entry in entries:
         taken[entry.account.id] += entry.amount_cents
     debited = sorted(a for a, amount in taken.items() if amount < 0)
     if not debited:
-        return
+        return taken, []
     locked = session.execute(text(f"""
 SELECT id FROM ledger_accounts
  WHERE id = ANY(:ids) AND kind IN {sql_in(NEVER_NEGATIVE)}
  ORDER BY id FOR UPDATE"""), {"ids": debited}).scalars().all()
-    if not locked:
-        return
+    return taken, list(locked)
+
+
+def _check_funds(session: Session, taken: Counter[int], locked: list[int]) -> None:
+    """Each locked account keeps a balance of zero or more after this transaction."""
     balances = {row.account_id: int(row.total) for row in session.execute(text("""
 SELECT account_id, sum(amount_cents) AS total FROM ledger_entries
- WHERE account_id = ANY(:ids) GROUP BY account_id"""), {"ids": list(locked)})}
+ WHERE account_id = ANY(:ids) GROUP BY account_id"""), {"ids": locked})}
     for account_id in locked:
         if balances.get(account_id, 0) + taken[account_id] < 0:
             raise insufficient()
