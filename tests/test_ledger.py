@@ -118,6 +118,7 @@ def test_amounts_from_outside_are_whole_positive_cents_in_the_one_currency() -> 
     assert format_cents(1250, "USD") == "$12.50"
     assert format_cents(-123456, "USD") == "-$1,234.56"
     assert format_cents(5, "EUR") == "€0.05"
+    assert format_cents(1500, "JPY") == "¥1,500"
 
 
 def test_an_unbalanced_transaction_is_refused_by_post_and_by_the_database(

@@ -19,8 +19,10 @@ from dispatch.domain.errors import DomainError, invalid
 from dispatch.domain.states import JobStatus
 
 # ISO 4217 minor units per major unit; only currencies the platform may be configured with.
-MINOR_UNITS: dict[str, int] = {"USD": 100, "EUR": 100, "GBP": 100, "CAD": 100, "AUD": 100}
-SYMBOLS: dict[str, str] = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$"}
+MINOR_UNITS: dict[str, int] = {"USD": 100, "EUR": 100, "GBP": 100, "CAD": 100, "AUD": 100,
+                              "JPY": 1}
+SYMBOLS: dict[str, str] = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$",
+                           "JPY": "¥"}
 DEFAULT_CURRENCY = "USD"
 
 
@@ -97,8 +99,10 @@ def format_cents(cents: int, currency: str = DEFAULT_CURRENCY) -> str:
     per = MINOR_UNITS.get(currency, 100)
     sign = "-" if cents < 0 else ""
     whole, minor = divmod(abs(cents), per)
-    digits = len(str(per - 1))
-    return f"{sign}{SYMBOLS.get(currency, currency + ' ')}{whole:,}.{minor:0{digits}d}"
+    symbol = SYMBOLS.get(currency, currency + " ")
+    if per == 1:  # a currency without minor units (JPY)
+        return f"{sign}{symbol}{whole:,}"
+    return f"{sign}{symbol}{whole:,}.{minor:0{len(str(per - 1))}d}"
 
 
 def unbalanced() -> DomainError:

@@ -124,8 +124,9 @@ def balance(session: Session, of: Account) -> int:
 def post(session: Session, idempotency_key: str, kind: TransactionKind,
          entries: Sequence[Entry], job_id: int | None = None, memo: str = "") -> Transaction:
     """Post one balanced transaction, or return the one already posted under this key. The
-    same key with different entries (or kind, or job) is a Conflict naming the key; taking an
-    account that must never go negative below zero is a Conflict naming the amount."""
+    same key with different entries (or kind, or job) is a Conflict naming the key (the memo
+    is words, not compared); taking an account that must never go negative below zero is a
+    Conflict naming the amount. The caller commits."""
     _check_key(idempotency_key)
     wanted = _validated(entries)
     if len(memo) > MAX_MEMO_CHARS:
