@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 
 from dispatch.infra.config import Settings, _sqlalchemy_url
+from dispatch.services import ledger
 from geo.candidates import (
     CANDIDATE_SQL,
     MATCH_INDEX_NAME,
@@ -89,6 +90,7 @@ def seed(conn: Connection, workers: int) -> list[int]:
         return cats
     print(f"seeding {workers} workers ...", flush=True)
     started = time.perf_counter()
+    conn.execute(text(ledger.ALLOW_TRUNCATE))  # the CASCADE reaches the ledger's tables
     conn.execute(text("TRUNCATE offers, job_events, jobs, worker_skills, workers, api_tokens, "
                       "users RESTART IDENTITY CASCADE"))
     dlat = HALF_SIDE_M / 111_320

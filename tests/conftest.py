@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from dispatch import create_app
 from dispatch.db import clock, db
 from dispatch.infra.config import Settings, _sqlalchemy_url
+from dispatch.services import ledger
 from notifications.twilio_client import make_client
 from tests.gazetteer import GazetteerServer
 from tests.helpers import Factory, ManualClock
@@ -32,6 +33,7 @@ from tests.prism import PrismServer, VerifyingHttpClient, verify_spec_path
 
 MUTABLE_TABLES = [
     "payment_events", "sim_payment_requests", "sim_payment_objects",
+    "ledger_entries", "ledger_transactions", "ledger_accounts",
     "contractor_invitations",
     "webhook_deliveries", "preferred_contractors", "units", "properties",
     "organization_managers", "organizations",
@@ -40,6 +42,9 @@ MUTABLE_TABLES = [
     "twilio_requests", "login_sessions",
     "worker_skills", "workers", "batches", "api_tokens", "phone_verifications", "users",
 ]
+
+# The ledger refuses TRUNCATE unless the transaction says it is maintenance (migration 0031).
+LEDGER_MAINTENANCE = ledger.ALLOW_TRUNCATE
 
 
 def _test_database_url() -> str:
@@ -161,6 +166,7 @@ def _clean(app: Flask) -> Iterator[None]:
             db.session.remove()
             try:
                 db.session.execute(text("SET LOCAL lock_timeout = '30s'"))  # never hang
+                db.session.execute(text(LEDGER_MAINTENANCE))  # see migration 0031
                 db.session.execute(text(
                     f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
                 db.session.commit()

@@ -142,6 +142,7 @@ def drill(stack: Stack) -> Iterator[Stack]:
 def _truncate(url: str) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET lock_timeout = '10s'")
+        conn.execute("SET dispatch.ledger_maintenance = 'on'")  # see migration 0031
         conn.execute(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE")
     return True
 

@@ -360,9 +360,12 @@ def test_no_real_number_ever_reaches_the_other_party(app: Flask, pairs: list[tup
 
     from sqlalchemy import text
 
+    from dispatch.services import ledger
+
     pool = [f"+1628555{n:04d}" for n in range(pool_size)]
     client = app.test_client()
     with app.app_context():
+        db.session.execute(text(ledger.ALLOW_TRUNCATE))  # the CASCADE reaches the ledger
         db.session.execute(text("TRUNCATE masked_messages, masked_participants, masked_sessions, "
                                 "pool_numbers, jobs, users RESTART IDENTITY CASCADE"))
         masking.sync_pool(db.session, pool)

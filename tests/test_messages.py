@@ -36,7 +36,7 @@ def test_every_message_formats_and_says_nothing_internal() -> None:
                "property": "Elm", "name": "Elm", "category_id": 7, "property_id": 3,
                "unit_id": 4, "worker_id": 5, "needed": "workers", "actual": "a resident",
                "current": "assigned", "target": "closed", "Thing": "A job",
-               "line": 3, "found": 7}
+               "line": 3, "found": 7, "expected": "USD"}
     for message_id in messages.MESSAGES:
         text = messages.say(message_id, samples, field="description")
         assert "%(" not in text and not INTERNAL.search(text), (message_id, text)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from dispatch.infra.config import Settings, _sqlalchemy_url
+from dispatch.services import ledger
 
 from .city import City
 
@@ -148,6 +149,7 @@ def reset(session: Session, city: City, redis: Redis) -> list[str]:
     tables = sorted(set(session.execute(text(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()) - KEEP_TABLES)
     if tables:
+        session.execute(text(ledger.ALLOW_TRUNCATE))  # the ledger's tables are among them
         session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     session.execute(text("""
 UPDATE workers w

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -28,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from dispatch.db import db
+from dispatch.domain.money import ACCOUNT_OWNER, AccountKind, Owner, TransactionKind
 from dispatch.domain.states import (
     COMING_STATUSES,
     Actor,
@@ -757,3 +759,87 @@ class PaymentEvent(db.Model):
     object_id: Mapped[str] = mapped_column(String(255))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+def _account_owner_check() -> str:
+    """Each account kind names exactly the owner `dispatch.domain.money.ACCOUNT_OWNER` says."""
+    shapes = {
+        Owner.JOB: "job_id IS NOT NULL AND user_id IS NULL AND organization_id IS NULL",
+        Owner.USER: "user_id IS NOT NULL AND job_id IS NULL AND organization_id IS NULL",
+        Owner.PAYER: "job_id IS NULL AND num_nonnulls(user_id, organization_id) = 1",
+        Owner.PLATFORM: "num_nonnulls(job_id, user_id, organization_id) = 0",
+    }
+    parts = []
+    for owner, shape in shapes.items():
+        kinds = ", ".join(repr(k.value) for k in AccountKind if ACCOUNT_OWNER[k] is owner)
+        parts.append(f"(kind IN ({kinds}) AND {shape})")
+    return " OR ".join(parts)
+
+
+class LedgerAccount(db.Model):
+    """A bucket of money in one currency: a payer's funding, one job's escrow, a worker's
+    balance, the platform's fees... (`dispatch.domain.money.AccountKind`). Its balance is the
+    sum of its entries; nothing else stores it, so nothing can disagree with it."""
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        CheckConstraint(_in("kind", AccountKind), name="ck_ledger_accounts_kind"),
+        CheckConstraint(_account_owner_check(), name="ck_ledger_accounts_owner"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_ledger_accounts_currency"),
+        # One account per kind, owner and currency; an absent owner counts as the same owner.
+        UniqueConstraint("kind", "job_id", "user_id", "organization_id", "currency",
+                         name="ux_ledger_accounts_owner", postgresql_nulls_not_distinct=True),
+        # What the entries' (account_id, currency) foreign key points at.
+        UniqueConstraint("id", "currency", name="ux_ledger_accounts_id_currency"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
+class LedgerTransaction(db.Model):
+    """One money movement: its entries sum to zero per currency (checked by a deferred
+    constraint trigger at commit), and its idempotency key makes a retry post nothing.
+    Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE (migration 0031 says how
+    test cleanup gets past TRUNCATE)."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (
+        CheckConstraint(_in("kind", TransactionKind), name="ck_ledger_transactions_kind"),
+        Index("ix_ledger_transactions_job", "job_id",
+              postgresql_where=text("job_id IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    memo: Mapped[str] = mapped_column(String(500), server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
+class LedgerEntry(db.Model):
+    """One side of a transaction: a signed amount on one account (positive adds to its
+    balance). Its currency is its account's, by a composite foreign key. Append-only."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount_cents <> 0", name="ck_ledger_entries_amount"),
+        ForeignKeyConstraint(["account_id", "currency"],
+                             ["ledger_accounts.id", "ledger_accounts.currency"],
+                             name="fk_ledger_entries_account_currency"),
+        # A balance is an index-only sum over this.
+        Index("ix_ledger_entries_account", "account_id", postgresql_include=["amount_cents"]),
+        Index("ix_ledger_entries_transaction", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))

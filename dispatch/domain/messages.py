@@ -148,6 +148,15 @@ MESSAGES: dict[str, str] = {
     "webhook_url.needed_for_secret": ("Set the web address first: the secret signs what is "
                                       "sent there."),
     "job_id.invalid": "That is not a job number.",
+    "amount.not_whole": "Enter %(label)s as a whole number of cents.",
+    "amount.not_positive": "Enter %(label)s as an amount above zero.",
+    "amount.negative": "Enter %(label)s as an amount of zero or more.",
+    "currency.other": "Give %(label)s in %(expected)s, the only currency taken here.",
+    "ledger.unbalanced": "The entries of a money movement must add up to zero in each "
+                         "currency.",
+    "ledger.insufficient": "There is not enough money in this account for that movement.",
+    "ledger.zero_entry": "Leave out entries of zero: each entry moves some money.",
+    "ledger.key_reused": "This key was already used for a different money movement.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
@@ -192,6 +201,10 @@ def page_error(status: int) -> tuple[str, str]:
 
 # Field names (as the API spells them) -> the words a page uses for the thing.
 FIELD_LABELS: dict[str, str] = {
+    "amount_cents": "the amount",
+    "fee_cents": "the fee",
+    "currency": "the currency",
+    "entries": "the entries",
     "window": "the window",
     "window.date": "the day",
     "window.start": "the start of the window",

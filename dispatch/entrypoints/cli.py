@@ -1,5 +1,5 @@
-"""Command-line tools: `flask seed-demo`, `flask sweeper`, `flask create-admin` and
-`flask sync-pool`."""
+"""Command-line tools: `flask seed-demo`, `flask sweeper`, `flask create-admin`,
+`flask sync-pool` and `flask ledger check`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dispatch.domain.errors import DomainError, from_validation_error
 from dispatch.domain.phones import normalize_phone
 from dispatch.domain.states import Availability
 from dispatch.entrypoints.sweeper import run_sweeper
-from dispatch.services import accounts
+from dispatch.services import accounts, ledger
 from dispatch.services.demo_fleet import DEMO_CENTER, DEMO_DOMAIN, KEPT_FOR_PEOPLE
 from dispatch.services.places import service_area
 from geo.points import wkt_point
@@ -33,10 +33,29 @@ def register(app: Flask) -> None:
     app.cli.add_command(sweeper)
     app.cli.add_command(create_admin)
     app.cli.add_command(sync_pool)
+    app.cli.add_command(ledger_group)
 
 
 # Demo pool numbers (the fictional 555-0100..0199 range) for the mocked Twilio of make run.
 DEMO_POOL = [f"+1415555{n:04d}" for n in range(150, 160)]
+
+
+@click.group("ledger")
+def ledger_group() -> None:
+    """The double-entry ledger."""
+
+
+@ledger_group.command("check")
+@with_appcontext
+def ledger_check() -> None:
+    """Verify every invariant of the books; print what is wrong and exit 1 if anything is."""
+    problems = ledger.check(db.session)
+    db.session.rollback()
+    for found in problems:
+        click.echo(found, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("ledger ok")
 
 
 @click.command("sync-pool")
