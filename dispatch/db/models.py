@@ -29,7 +29,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from dispatch.db import db
-from dispatch.domain.money import ACCOUNT_OWNER, AccountKind, Owner, TransactionKind
+from dispatch.domain.money import (
+    ACCOUNT_OWNER,
+    AccountKind,
+    Owner,
+    PayoutKind,
+    TransactionKind,
+)
 from dispatch.domain.states import (
     COMING_STATUSES,
     Actor,
@@ -38,6 +44,7 @@ from dispatch.domain.states import (
     InvitationStatus,
     JobStatus,
     OfferStatus,
+    PayoutStatus,
     sql_in,
 )
 from geo.eta import TravelMode
@@ -202,6 +209,9 @@ class Worker(db.Model):
     # what they tell people, not a filter; offers still follow `availability`.
     weekly_hours: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, default=list, server_default=text("'[]'::jsonb"))
+    # Where payouts go: the simulator takes any "acct_..." ("fail" fails), Stripe the
+    # connected account id. Empty until the first payout sets the default.
+    payout_destination: Mapped[str | None] = mapped_column(String(255))
     lat: Mapped[float | None] = column_property(func.ST_Y(cast(location, Geometry)))
     lng: Mapped[float | None] = column_property(func.ST_X(cast(location, Geometry)))
 
@@ -843,3 +853,45 @@ class LedgerEntry(db.Model):
     account_id: Mapped[int] = mapped_column(BigInteger)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+
+
+class Payout(db.Model):
+    """Money a worker takes out of their balance (`dispatch.services.payouts`): recorded as
+    `requested` with its ledger move before the provider is asked, under a key the provider
+    sees too, so a retry after a crash pays once."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        CheckConstraint(_in("status", PayoutStatus), name="ck_payouts_status"),
+        CheckConstraint(_in("kind", PayoutKind), name="ck_payouts_kind"),
+        CheckConstraint("amount_cents > 0 AND fee_cents >= 0 AND fee_cents < amount_cents",
+                        name="ck_payouts_amounts"),
+        Index("ix_payouts_worker", "worker_id", "requested_at"),
+        Index("ix_payouts_provider_id", "provider_payout_id", unique=True,
+              postgresql_where=text("provider_payout_id IS NOT NULL")),
+        Index("ix_payouts_requested", "requested_at",
+              postgresql_where=text("status = 'requested'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # out of the balance, fee included
+    fee_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    currency: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(12))
+    destination: Mapped[str] = mapped_column(String(255))
+    provider_payout_id: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    failure: Mapped[str | None] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PayoutRun(db.Model):
+    """A weekly payout run that finished, by ISO week: the sweeper runs a week missing here."""
+
+    __tablename__ = "payout_runs"
+
+    week: Mapped[str] = mapped_column(String(10), primary_key=True)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -157,6 +157,8 @@ MESSAGES: dict[str, str] = {
     "ledger.insufficient": "There is not enough money in this account for that movement.",
     "ledger.zero_entry": "Leave out entries of zero: each entry moves some money.",
     "ledger.key_reused": "This key was already used for a different money movement.",
+    "payout.below_minimum": "An instant payout is at least %(minimum)s.",
+    "payout.over_balance": "You can take out at most %(balance)s, what your balance holds.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",

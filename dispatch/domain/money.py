@@ -70,6 +70,11 @@ class TransactionKind(StrEnum):
     ADJUSTMENT = "adjustment"          # a correction an operator makes, said in the memo
 
 
+class PayoutKind(StrEnum):
+    WEEKLY = "weekly"    # the whole balance, on the weekly run
+    INSTANT = "instant"  # on demand, above a minimum, for a fee
+
+
 # A job in one of these owes nobody anything: its escrow must be empty.
 ESCROW_EMPTY_JOB_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.CLOSED, JobStatus.CANCELLED, JobStatus.UNFILLED})

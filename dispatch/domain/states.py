@@ -70,6 +70,25 @@ INVITATION_TRANSITIONS: dict[InvitationStatus, frozenset[InvitationStatus]] = {
 }
 
 
+class PayoutStatus(StrEnum):
+    """A worker's payout: recorded (`requested`, money already out of the balance) before the
+    provider is asked, so a crash between the two leaves a row the sweeper retries with the
+    same key; `in_transit` once the provider took it; then the bank's answer."""
+
+    REQUESTED = "requested"
+    IN_TRANSIT = "in_transit"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+PAYOUT_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
+    PayoutStatus.REQUESTED: frozenset({PayoutStatus.IN_TRANSIT, PayoutStatus.FAILED,
+                                       # the bank's answer may overtake the provider's reply
+                                       PayoutStatus.PAID}),
+    PayoutStatus.IN_TRANSIT: frozenset({PayoutStatus.PAID, PayoutStatus.FAILED}),
+}
+
+
 class Availability(StrEnum):
     OFFLINE = "offline"
     ONLINE = "online"
@@ -239,6 +258,11 @@ def availability_from(target: Availability) -> list[str]:
 def check_batch_transition(current: BatchStatus | str, target: BatchStatus | str) -> None:
     if BatchStatus(target) not in BATCH_TRANSITIONS.get(BatchStatus(current), frozenset()):
         raise IllegalTransition("batch", str(current), str(target))
+
+
+def payout_from(target: PayoutStatus) -> list[str]:
+    """Every payout status that may move to `target`: a guarded UPDATE's WHERE, from the map."""
+    return [s.value for s in PayoutStatus if target in PAYOUT_TRANSITIONS.get(s, ())]
 
 
 def sql_in(statuses: frozenset[StrEnum] | tuple[StrEnum, ...]) -> str:

@@ -19,6 +19,8 @@ from dispatch.services import (
     hand_back,
     notify,
     org_hooks,
+    payments,
+    payouts,
     phone_verification,
     tracking,
 )
@@ -37,6 +39,7 @@ def sweep_once(session: Session) -> int:
     alerts.sweep(session)  # alerts whose cause went away
     catalog.sweep(session)  # typical times on site, relearned hourly
     phone_verification.sweep(session)  # unfinished sign-ups and dead codes
+    payouts.sweep(session, payments.provider())  # a missed weekly run, payouts not sent
     return touched
 
 

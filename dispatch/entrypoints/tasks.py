@@ -10,7 +10,14 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, has_app_context
 
 from dispatch.db import clock, db
-from dispatch.services import batches, dispatching, notify, payments, phone_verification
+from dispatch.services import (
+    batches,
+    dispatching,
+    notify,
+    payments,
+    payouts,
+    phone_verification,
+)
 from notifications import org_webhooks, outbox
 
 T = TypeVar("T")
@@ -105,3 +112,8 @@ def deliver_simulated_payment_event_task(event: dict[str, Any]) -> int:
 def settle_simulated_payout_task(payout_id: str) -> str:
     """The simulated bank answers a payout in transit: paid, or failed (then a webhook)."""
     return _in_app(lambda: payments.simulator().settle_payout(payout_id))
+
+
+def weekly_payouts_task() -> int:
+    """The weekly payout run (it schedules the next one); the sweeper makes up a lost one."""
+    return _in_app(lambda: payouts.run_weekly(db.session, payments.provider()))

@@ -205,6 +205,12 @@ class Settings:
     phone_code_resend_s: int = 30
     # The ISO 4217 currency of every amount (all kept in its minor units, "cents").
     currency: str = "USD"
+    # Weekly payouts run on this weekday (0 = Monday) at this hour, service time zone; an
+    # instant payout takes at least the minimum out of the balance, and the fee from it.
+    payout_weekday: int = 0
+    payout_hour: int = 9
+    instant_payout_min_cents: int = 1000
+    instant_payout_fee_cents: int = 50
     # The payment provider (dispatch.infra.payments): "simulated" (a card processor kept in
     # PostgreSQL, for make run and the tests) or "stripe" (needs STRIPE_SECRET_KEY and
     # STRIPE_WEBHOOK_SECRET; STRIPE_API_BASE empty is Stripe itself). The simulator signs its
@@ -292,6 +298,12 @@ class Settings:
             phone_code_checks=_int("PHONE_CODE_CHECKS", cls.phone_code_checks),
             phone_code_resend_s=_int("PHONE_CODE_RESEND_SECONDS", cls.phone_code_resend_s),
             currency=_env("CURRENCY", cls.currency).upper(),
+            payout_weekday=_int("PAYOUT_WEEKDAY", cls.payout_weekday),
+            payout_hour=_int("PAYOUT_HOUR", cls.payout_hour),
+            instant_payout_min_cents=_int("INSTANT_PAYOUT_MIN_CENTS",
+                                          cls.instant_payout_min_cents),
+            instant_payout_fee_cents=_int("INSTANT_PAYOUT_FEE_CENTS",
+                                          cls.instant_payout_fee_cents),
             **_payment_settings(),
         )
 

@@ -162,3 +162,10 @@ def _enqueue_simulated(task: str, arg: object, job_id: str) -> None:
                             retry=Retry(max=len(SIMULATED_PAYMENT_RETRY_INTERVALS),
                                         interval=SIMULATED_PAYMENT_RETRY_INTERVALS),
                             result_ttl=0, failure_ttl=FAILED_KEPT_S)
+
+
+def schedule_weekly_payouts(at: datetime, week: str) -> None:
+    """The weekly payout run's timer (dispatch.services.payouts): one job per week, by id, so
+    scheduling it again changes nothing that matters."""
+    queue(TIMERS).enqueue_at(at, f"{TASKS}.weekly_payouts_task", job_id=f"weekly-payouts-{week}",
+                             result_ttl=0, failure_ttl=FAILED_KEPT_S, job_timeout=BATCH_TIMEOUT_S)

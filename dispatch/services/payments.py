@@ -1,6 +1,6 @@
 """Money through the payment provider: which provider this app uses, and what the product
-does with the provider's webhook events (for now it records them; escrow, refunds and
-payouts act on them in later steps).
+does with the provider's webhook events (it records them, once; a payout's answer
+updates the payout and, when it failed, returns its money: `payouts`).
 
 Services reach the provider only through `base.PaymentProvider`: the simulator or Stripe."""
 
@@ -17,6 +17,7 @@ from dispatch.db.models import PaymentEvent
 from dispatch.infra.payments import provider_for, simulated_for
 from dispatch.infra.payments.base import PaymentProvider, ProviderEvent
 from dispatch.infra.payments.simulated import SimulatedProvider
+from dispatch.services import payouts
 
 _KEY = "dispatch.payment_provider"
 
@@ -49,4 +50,7 @@ def provider_event(session: Session, event: ProviderEvent) -> bool:
                 data=dict(event.data), received_at=clock.now())
         .on_conflict_do_nothing(index_elements=[PaymentEvent.id])
         .returning(PaymentEvent.id)).first()
-    return taken is not None
+    if taken is None:
+        return False
+    payouts.provider_payout_event(session, event)  # a payout's answer moves money back
+    return True

@@ -44,6 +44,7 @@ def blueprint() -> Blueprint:
         jobs,
         meta,
         offers,
+        payouts,
         places,
         portfolio,
         prices,

@@ -562,3 +562,42 @@ class SlaReportOut(Out):
         default_factory=list, description="the month's open jobs that need a person: past "
                                           "their promise with nobody there, or looking for "
                                           "a worker with nobody being asked")
+
+
+# --- payouts and earnings ---------------------------------------------------------------------
+
+
+class PayoutIn(Command):
+    amount_cents: int = Field(description="what leaves the balance, in minor units; the "
+                                          "instant-payout fee is taken from it")
+
+
+class PayoutOut(Out):
+    id: int
+    kind: str = Field(description="weekly or instant")
+    status: str = Field(description="requested, in_transit, paid or failed")
+    amount_cents: int = Field(description="what left the balance")
+    fee_cents: int
+    sent_cents: int = Field(description="what goes to the bank: the amount less the fee")
+    currency: str
+    destination: str
+    requested_at: datetime
+    updated_at: datetime
+
+
+class EarningsTotalsOut(Out):
+    jobs_paid: int
+    gross_cents: int = Field(description="what the payers' escrow released for these jobs")
+    platform_fees_cents: int
+    net_cents: int = Field(description="what reached the worker's balance")
+
+
+class EarningsOut(Out):
+    currency: str
+    time_zone: str = Field(description="the zone whose day and week these are")
+    today: EarningsTotalsOut
+    week: EarningsTotalsOut = Field(description="since Monday 00:00")
+    balance_cents: int = Field(description="available to pay out")
+    instant_min_cents: int
+    instant_fee_cents: int
+    payouts: list[PayoutOut] = Field(description="the latest payouts, newest first")
