@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, expect
 from redis import Redis
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
@@ -27,7 +28,9 @@ from dispatch.infra.config import Settings
 from dispatch.infra.queues import TIMERS
 from dispatch.services import ledger, payments, payouts
 from dispatch.services.ledger import Payer
-from tests.helpers import Factory, ManualClock, set_settings, sql
+from tests.helpers import Factory, ManualClock, page_login, set_settings, sql
+from tests.live import LiveServer
+from tests.test_browser import browser, login, new_context, page_errors  # noqa: F401
 from tests.test_payments_provider import (  # noqa: F401 (forwarder: a fixture)
     Forwarder,
     _run_webhooks,
@@ -341,3 +344,58 @@ def test_earnings_come_from_the_ledger(app: Flask, make: Factory, client: FlaskC
     assert [(p["kind"], p["amount_cents"]) for p in answer.json["payouts"]] == [
         ("instant", 2_000)]
     assert answer.json["time_zone"] == app.config["DISPATCH"].service_timezone
+
+
+def test_the_earnings_page_is_for_workers(make: Factory, app: Flask) -> None:
+    worker, _ = make.user(Role.WORKER)
+    resident, _ = make.user(Role.RESIDENT)
+    as_worker, as_resident = app.test_client(), app.test_client()
+    page_login(app, as_worker, worker)
+    page_login(app, as_resident, resident)
+    work = as_worker.get("/work").get_data(as_text=True)
+    assert 'href="/earnings"' in work  # the Work page's nav leads there
+    assert as_worker.get("/earnings").status_code == 200
+    assert as_resident.get("/earnings").status_code == 403
+
+
+def test_the_earnings_page_shows_the_day_and_pays_out_on_demand(
+        browser: Browser, live_server: LiveServer, make: Factory) -> None:  # noqa: F811
+    app = make.app
+    email = "earner@example.test"
+    worker, _ = make.user(Role.WORKER, email=email)
+    _earn(app, make, worker, 10_000, 1_500)
+    _earn(app, make, worker, 5_000, 750)
+    ctx = new_context(browser, live_server, phone=True)
+    page = ctx.new_page()
+    errors = page_errors(page)
+    try:
+        login(page, email)
+        page.click("nav >> text=Earnings")
+        today = page.locator("#totals-today")
+        expect(today.locator(".jobs")).to_have_text("2")
+        expect(today.locator(".gross")).to_have_text("$150")
+        expect(today.locator(".fees")).to_have_text("$22.50")
+        expect(today.locator(".net")).to_have_text("$127.50")
+        expect(page.locator("#totals-week .net")).to_have_text("$127.50")
+        expect(page.locator("#balance")).to_have_text("$127.50")
+        expect(page.locator("#instant-fee")).to_have_text("$0.50")
+        page.fill("#instant-amount", "5")
+        expect(page.locator("#instant-error")).to_have_text("")
+        page.click("#instant-submit")
+        expect(page.locator("#instant-error")).to_contain_text("at least $10")
+        page.fill("#instant-amount", "200")
+        page.click("#instant-submit")
+        expect(page.locator("#instant-error")).to_contain_text("at most $127.50")
+        page.fill("#instant-amount", "27.50")
+        expect(page.locator("#instant-note")).to_contain_text("$27 reaches your bank")
+        page.click("#instant-submit")
+        expect(page.locator("#balance")).to_have_text("$100")
+        rows = page.locator("#payouts tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.locator(".amount")).to_have_text("$27.50")
+        expect(rows.locator(".status")).to_have_text("in transit")
+        # The browser logs the two refusals it was shown (422, 409), and nothing else.
+        assert len(errors) == 2 and all("/api/v1/worker/payouts" in e for e in errors), errors
+    finally:
+        ctx.close()
+    assert _balance(app, worker) == 10_000

@@ -23,3 +23,12 @@ def work_profile() -> str:
     """Skills, travel and weekly hours: the page uses the worker API like the phone does."""
     require(Role.WORKER)
     return render_template("work_profile.html")
+
+
+@bp.get("/earnings")
+@login_required
+def earnings() -> str:
+    """Today's and this week's earnings, the balance, payouts: the page reads
+    `GET /api/v1/worker/earnings` and asks for instant payouts like the phone does."""
+    require(Role.WORKER)
+    return render_template("earnings.html")
