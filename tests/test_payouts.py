@@ -324,6 +324,38 @@ def test_the_same_failure_delivered_twice_returns_the_money_once(
     assert [r.status for r in _payouts(app)] == ["failed"]
 
 
+def test_an_answer_that_overtook_its_payout_is_applied_by_the_sweeper(
+        app: Flask, make: Factory, client: FlaskClient, manual_clock: ManualClock) -> None:
+    """The bank's answer came in before our reply from the provider had been recorded: the
+    event is kept, and the sweeper applies it once the payout has its provider id."""
+    worker, headers = make.user(Role.WORKER)
+    _earn(app, make, worker, 5_000)
+    made = client.post("/api/v1/worker/payouts", json={"amount_cents": 2_000},
+                       headers=headers).json
+    [row] = sql(app, "SELECT provider_payout_id FROM payouts WHERE id = :i", i=made["id"])
+    sql(app, "UPDATE payouts SET provider_payout_id = NULL WHERE id = :i", i=made["id"])
+    with app.app_context():
+        body, signed = _simulated(app).signed({
+            "id": "evt_sim_early", "type": "payout.failed", "created": 0,
+            "data": {"object": {"id": row.provider_payout_id, "status": "failed"}}})
+        assert client.post("/webhooks/payments", data=body, headers=signed).status_code == 200
+        db.session.remove()
+    assert _balance(app, worker) == 3_000  # nobody knew whose payout that was yet
+    sql(app, "UPDATE payouts SET provider_payout_id = :p WHERE id = :i",
+        p=row.provider_payout_id, i=made["id"])
+    week = payouts.due_week(clock.now(), app.config["DISPATCH"]).label
+    sql(app, "INSERT INTO payout_runs (week, finished_at) VALUES (:w, now())", w=week)
+    with app.app_context():
+        payouts.sweep(db.session, payments.provider())
+        assert _balance(app, worker) == 3_000  # maybe still being recorded: not yet
+        manual_clock.advance(minutes=2)
+        payouts.sweep(db.session, payments.provider())
+        payouts.sweep(db.session, payments.provider())
+        db.session.remove()
+    assert [r.status for r in _payouts(app)] == ["failed"]
+    assert _balance(app, worker) == 5_000
+
+
 # ---------------------------------------------------------------- earnings
 
 

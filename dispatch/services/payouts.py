@@ -18,7 +18,8 @@ How money leaves the books:
 The weekly run (PAYOUT_WEEKDAY, PAYOUT_HOUR, service time zone) pays every positive balance
 under the key f"payout:weekly:{worker}:{iso week}", so running it twice pays once. An RQ
 timer runs it; the sweeper runs a due week that has no `payout_runs` row (the timer was
-lost), and retries `requested` payouts."""
+lost), retries `requested` payouts, and applies a bank answer that arrived before the
+provider's reply to us had been recorded (`_answers_overtaken`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ MAX_CLIENT_KEY_CHARS = 100
 # A `requested` payout younger than this may still be in its first provider call.
 RETRY_AFTER = timedelta(seconds=60)
 SWEEP_BATCH = 100
+# How far back the sweeper looks for a bank answer that came before its payout's reply.
+OVERTAKEN_WITHIN = timedelta(days=1)
 
 
 def destination_of(session: Session, worker_id: int) -> str:
@@ -347,7 +350,25 @@ SELECT id FROM payouts WHERE status = '{PayoutStatus.REQUESTED.value}' AND reque
     for payout_id in stuck:
         if send(session, provider, payout_id).status != PayoutStatus.REQUESTED.value:
             moved += 1
-    return moved
+    return moved + _answers_overtaken(session)
+
+
+def _answers_overtaken(session: Session) -> int:
+    """Bank answers recorded before their payout had its provider id (the answer overtook
+    the provider's reply to us): applied now, so no payout stays in transit for ever."""
+    events = session.execute(text(f"""
+SELECT e.id, e.type, e.object_id, e.data FROM payment_events e
+  JOIN payouts p ON p.provider_payout_id = e.object_id
+ WHERE e.type IN ('{PAYOUT_PAID}', '{PAYOUT_FAILED}') AND e.received_at > :since
+   AND p.status = '{PayoutStatus.IN_TRANSIT.value}' AND p.updated_at < :before
+ ORDER BY e.received_at LIMIT {SWEEP_BATCH}"""),
+        {"since": clock.now() - OVERTAKEN_WITHIN, "before": clock.now() - RETRY_AFTER}).all()
+    for row in events:
+        provider_payout_event(session, ProviderEvent(row.id, row.type, row.object_id,
+                                                     dict(row.data)))
+        session.commit()
+    session.rollback()
+    return len(events)
 
 
 # --- what the worker sees ------------------------------------------------------------------

@@ -9,6 +9,8 @@
 - `workers.payout_destination`: where a worker's payouts go (the simulator: any "acct_..."
   string, "fail" fails; Stripe: the connected account id); set at the first payout when
   empty.
+- An index of payout events by arrival, for the sweeper's look at bank answers that came
+  before the payout they answer had its provider id.
 
 Revision ID: 0033
 Revises: 0031
@@ -58,6 +60,9 @@ def upgrade() -> None:
                     postgresql_where=sa.text("provider_payout_id IS NOT NULL"))
     op.create_index("ix_payouts_requested", "payouts", ["requested_at"],
                     postgresql_where=sa.text("status = 'requested'"))
+    # The sweeper's look for bank answers that overtook their payout (services.payouts).
+    op.create_index("ix_payment_events_payouts", "payment_events", ["received_at"],
+                    postgresql_where=sa.text("type IN ('payout.paid', 'payout.failed')"))
     op.create_table(
         "payout_runs",
         sa.Column("week", sa.String(10), primary_key=True),
@@ -67,5 +72,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("payout_runs")
+    op.drop_index("ix_payment_events_payouts", table_name="payment_events")
     op.drop_table("payouts")
     op.drop_column("workers", "payout_destination")
