@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from playwright.sync_api import Browser, expect
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from dispatch.db import clock, db
@@ -135,6 +136,15 @@ def test_the_weekly_run_pays_every_balance_once(app: Flask, make: Factory,
         app.config["REDIS_URL"])))
     assert registry.get_scheduled_time("weekly-payouts-2026-W50") == datetime(
         2026, 12, 7, 9, tzinfo=LA).astimezone(UTC)
+
+    # When it fires (here by hand, a week on), it pays that week's balances.
+    monday_noon.advance(days=7)
+    _earn(app, make, second, 1_200)
+    with app.app_context():
+        Job.fetch("weekly-payouts-2026-W50", connection=registry.connection).perform()
+        db.session.remove()
+    assert [(r.worker_id, r.amount_cents, r.idempotency_key) for r in _payouts(app)][-1] == (
+        second, 1_200, f"payout:weekly:{second}:2026-W50")
 
 
 def test_before_the_hour_the_run_is_last_weeks(app: Flask, settings: Settings) -> None:
