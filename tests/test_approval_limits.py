@@ -10,13 +10,18 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, expect
 
 from dispatch.db import db
 from dispatch.db.models import Job, Role
 from dispatch.services import approvals
 from tests.helpers import CENTER, Factory, book, sql
+from tests.live import LiveServer
+from tests.test_browser import browser, login, new_context, page_errors, shot
 from tests.test_portfolio import manager_with_property
 from tests.test_races import race
+
+__all__ = ["browser"]  # the module's one Chromium, shared with the page test
 
 LIMITS = {"emergency_soft_cents": 20000, "emergency_hard_cents": 50000,
           "routine_soft_cents": 10000, "routine_hard_cents": 30000}
@@ -251,3 +256,42 @@ def test_managers_racing_make_exactly_one_decision(app: Flask, client: FlaskClie
     winner = managers[codes.index(200)][0]
     assert row.decided_by == winner
     assert row.status == ("approve" if codes.index(200) % 2 else "decline") + "d"
+
+
+def test_approvals_page_decides_and_sets_limits(browser: Browser, live_server: LiveServer,
+                                                app: Flask, client: FlaskClient,
+                                                make: Factory) -> None:
+    _, pm = make.user(Role.PROPERTY_MANAGER, email="boss@example.test")
+    client.post("/api/v1/org", json={"name": "Bay Homes"}, headers=pm)
+    prop_id = client.post("/api/v1/properties", json={"name": "Elm Court"}, headers=pm).json["id"]
+    job_id = org_job(client, make, pm, prop_id)
+    sql(app, "UPDATE jobs SET budget_cap_cents = 10000 WHERE id = :j", j=job_id)
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        assert job is not None
+        assert approvals.request_approval(db.session, job, 12345, None) is not None
+    page = new_context(browser, live_server).new_page()
+    errors = page_errors(page)
+    login(page, "boss@example.test")
+    page.click("header nav a:text('Approvals')")
+    row = page.locator("#approvals tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(0)).to_have_text(f"#{job_id}")
+    expect(row.locator("td").nth(1)).to_have_text("$123.45")
+    row.locator("button.decline").click()  # no reason given
+    expect(page.locator("#approval-error")).to_contain_text("Reason")
+    row.locator("button.approve").click()
+    expect(row).to_have_count(0)
+    assert sql(app, "SELECT status FROM approval_requests")[0].status == "approved"
+    page.fill("#routine_soft_cents", "400")
+    page.fill("#routine_hard_cents", "300")
+    page.click("#limits-form button[type=submit]")
+    expect(page.locator("#limits-error")).to_contain_text("Routine soft limit")
+    page.fill("#routine_soft_cents", "250.50")
+    page.click("#limits-form button[type=submit]")
+    expect(page.locator("#limits-saved")).to_have_text("Saved.")
+    assert sql(app, "SELECT soft_routine_cents FROM organizations")[0].soft_routine_cents == 25050
+    shot(page, "approvals")
+    # The two refusals above are the only console errors (the browser logs 4xx answers).
+    unexpected = [e for e in errors if "responded with a status of 422" not in e]
+    assert unexpected == [] and len(errors) == 2, errors

@@ -65,12 +65,12 @@
   $("limits-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("limits-error").textContent = "";
-    $("limits-saved").hidden = true;
+    $("limits-saved").textContent = "";
     const body = {};
     for (const f of FIELDS) body[f] = cents($(f).value);
     const r = await api("PUT", "/org/limits", body);
     if (!r.ok) { $("limits-error").textContent = problemText(r.data, LABELS); return; }
-    $("limits-saved").hidden = false;
+    $("limits-saved").textContent = "Saved.";
     for (const f of FIELDS) $(f).value = dollars(r.data[f]);
   });
 
