@@ -29,9 +29,10 @@ CLEAR = dict.fromkeys(LIMITS)
 
 
 def org_job(client: FlaskClient, make: Factory, pm: dict[str, str], prop_id: int,
-            label: str = "1A") -> int:
+            label: str = "1A", add_worker: bool = True) -> int:
     """A job booked by the manager for a new unit (a worker nearby, so it is taken)."""
-    make.worker()
+    if add_worker:
+        make.worker()
     unit_id = client.post("/api/v1/units", json={
         "property_id": prop_id, "label": label, "address": f"1 Elm St Apt {label}",
         "lat": CENTER[0], "lng": CENTER[1]}, headers=pm).json["id"]
@@ -295,3 +296,17 @@ def test_approvals_page_decides_and_sets_limits(browser: Browser, live_server: L
     # The two refusals above are the only console errors (the browser logs 4xx answers).
     unexpected = [e for e in errors if "responded with a status of 422" not in e]
     assert unexpected == [] and len(errors) == 2, errors
+
+
+def test_work_page_offer_says_when_to_ask(browser: Browser, live_server: LiveServer,
+                                          client: FlaskClient, make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    client.put("/api/v1/org/limits", json=LIMITS, headers=pm)
+    make.worker(email="fixer@example.test")
+    org_job(client, make, pm, prop_id, add_worker=False)
+    page = new_context(browser, live_server, phone=True).new_page()
+    errors = page_errors(page)
+    login(page, "fixer@example.test")
+    page.goto("/work")
+    expect(page.locator(".offer .ask")).to_have_text("Ask before going above $200")
+    assert errors == [], errors
