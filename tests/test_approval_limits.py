@@ -310,3 +310,23 @@ def test_work_page_offer_says_when_to_ask(browser: Browser, live_server: LiveSer
     page.goto("/work")
     expect(page.locator(".offer .ask")).to_have_text("Ask before going above $200")
     assert errors == [], errors
+
+
+def test_racing_requests_for_one_job_leave_one_pending(app: Flask, client: FlaskClient,
+                                                       make: Factory) -> None:
+    _, job_id, request_id = pending_request(app, client, make)
+    sql(app, "DELETE FROM approval_requests")
+
+    def ask(amount: int) -> Callable[[], int | None]:
+        def call() -> int | None:
+            with app.app_context():
+                job = db.session.get(Job, job_id)
+                assert job is not None
+                made = approvals.request_approval(db.session, job, amount, None)
+                return made.id if made else None
+        return call
+
+    ids = race([ask(300 + i) for i in range(12)])
+    assert all(isinstance(i, int) for i in ids), ids
+    rows = sql(app, "SELECT id, status FROM approval_requests")
+    assert len(rows) == 1 and rows[0].status == "pending" and set(ids) == {rows[0].id}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.db import clock
@@ -140,9 +141,11 @@ def set_job_limits(session: Session, user: User, job_id: int,
 def _scopes(session: Session, job: Job) -> list[tuple[Source, Scope]]:
     """The job's scopes, most specific first."""
     scopes: list[tuple[Source, Scope]] = [("job", job)]
-    if job.unit_id is not None:
-        prop = session.execute(select(Property).join(Unit, Unit.property_id == Property.id)
-                               .where(Unit.id == job.unit_id)).scalar_one_or_none()
+    # By primary key through the identity map: a list of one property's jobs reads the
+    # property and the organization once, not once per job.
+    unit = session.get(Unit, job.unit_id) if job.unit_id is not None else None
+    if unit is not None:
+        prop = session.get(Property, unit.property_id)
         if prop is not None:
             scopes.append(("property", prop))
     if job.org_id is not None:
@@ -198,7 +201,7 @@ def decide_final_amount(session: Session, job: Job, amount_cents: int,
 
 
 def request_approval(session: Session, job: Job, amount_cents: int,
-                     requested_by: User | None) -> ApprovalRequest | None:
+                     requested_by: User | None, retry: bool = True) -> ApprovalRequest | None:
     """A pending approval request when the amount needs one (None when it is approved
     automatically). A job has at most one pending request: asking again with a new
     amount replaces the amount of the one waiting."""
@@ -216,7 +219,15 @@ def request_approval(session: Session, job: Job, amount_cents: int,
         session.add(pending)
     else:
         pending.amount_cents, pending.hard_limit_cents = amount_cents, hard
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another request for this job was made meanwhile (the partial unique index keeps
+        # one pending per job): ask again, which now updates that one.
+        session.rollback()
+        if retry:
+            return request_approval(session, job, amount_cents, requested_by, retry=False)
+        raise
     return pending
 
 
