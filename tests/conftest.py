@@ -34,7 +34,7 @@ from tests.prism import PrismServer, VerifyingHttpClient, verify_spec_path
 MUTABLE_TABLES = [
     "payouts", "payout_runs", "payment_events", "sim_payment_requests", "sim_payment_objects",
     "ledger_entries", "ledger_transactions", "ledger_accounts",
-    "contractor_invitations",
+    "contractor_invitations", "approval_requests",
     "webhook_deliveries", "preferred_contractors", "units", "properties",
     "organization_managers", "organizations",
     "notifications", "operator_alerts", "masked_messages", "masked_participants",

@@ -91,10 +91,14 @@ class World:
         self.alert_id = sql(app, "INSERT INTO operator_alerts (kind, job_id, detail, created_at) "
                                  "VALUES ('masking_unavailable', :j, '{}', now()) RETURNING id",
                             j=self.job_id)[0].id
+        self.approval_id = sql(app, "INSERT INTO approval_requests (job_id, org_id, "
+                                    "amount_cents, requested_at) SELECT :j, id, 100, now() "
+                                    "FROM organizations RETURNING id", j=self.job_id)[0].id
         self.path_ids = {"job_id": self.job_id, "offer_id": self.offer_id,
                          "worker_id": self.worker_id, "batch_id": self.batch_id,
                          "invitation_id": self.invitation_id, "alert_id": self.alert_id,
-                         "property_id": self.property_id, "unit_id": self.unit_id}
+                         "property_id": self.property_id, "unit_id": self.unit_id,
+                         "approval_id": self.approval_id}
         # Plausible values by field name, so that one bad field is the only bad one.
         self.values: dict[str, Any] = {
             "category_id": self.leak, "property_id": self.property_id,

@@ -39,6 +39,7 @@ from dispatch.domain.money import (
 from dispatch.domain.states import (
     COMING_STATUSES,
     Actor,
+    ApprovalStatus,
     Availability,
     BatchStatus,
     InvitationStatus,
@@ -67,6 +68,14 @@ class Urgency(StrEnum):
 
     URGENT = "urgent"
     SCHEDULED = "scheduled"
+
+
+# Each kind's limits are a pair set together, soft never above hard (migration 0034).
+LIMITS_CHECK = (
+    "(soft_emergency_cents IS NULL) = (hard_emergency_cents IS NULL) "
+    "AND (soft_routine_cents IS NULL) = (hard_routine_cents IS NULL) "
+    "AND soft_emergency_cents >= 0 AND soft_emergency_cents <= hard_emergency_cents "
+    "AND soft_routine_cents >= 0 AND soft_routine_cents <= hard_routine_cents")
 
 
 def _in(column: str, values: type[StrEnum]) -> str:
@@ -269,6 +278,7 @@ class Job(db.Model):
                         "AND estimate_high_cents >= estimate_low_cents",
                         name="ck_jobs_estimate"),
         CheckConstraint("final_amount_cents >= 0", name="ck_jobs_final_amount"),
+        CheckConstraint(LIMITS_CHECK, name="ck_jobs_limits"),
         UniqueConstraint("resident_id", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_dispatching", "id", postgresql_where=text("status = 'dispatching'")),
         # One job at a time keeps a worker busy (states.occupies_worker says the same), and
@@ -327,6 +337,12 @@ class Job(db.Model):
     estimate_high_cents: Mapped[int | None] = mapped_column(Integer)
     # What the job came to (the completion form); suggested price ranges are read from it.
     final_amount_cents: Mapped[int | None] = mapped_column(Integer)
+    # Approval limits (services.approvals): each kind a (soft, hard) pair, set or cleared
+    # together, inherited organization -> property -> job as a pair.
+    soft_emergency_cents: Mapped[int | None] = mapped_column(Integer)
+    hard_emergency_cents: Mapped[int | None] = mapped_column(Integer)
+    soft_routine_cents: Mapped[int | None] = mapped_column(Integer)
+    hard_routine_cents: Mapped[int | None] = mapped_column(Integer)
     # Accepted by a worker still on another job: this one waits, assigned, until that one
     # ends (then the column is cleared and the worker sets out). Urgent jobs only.
     queued_behind_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
@@ -407,6 +423,7 @@ class Organization(db.Model):
     """A property management company; its jobs go first to its preferred contractors."""
 
     __tablename__ = "organizations"
+    __table_args__ = (CheckConstraint(LIMITS_CHECK, name="ck_organizations_limits"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -415,6 +432,12 @@ class Organization(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    # Approval limits (services.approvals): each kind a (soft, hard) pair, set or cleared
+    # together, inherited organization -> property -> job as a pair.
+    soft_emergency_cents: Mapped[int | None] = mapped_column(Integer)
+    hard_emergency_cents: Mapped[int | None] = mapped_column(Integer)
+    soft_routine_cents: Mapped[int | None] = mapped_column(Integer)
+    hard_routine_cents: Mapped[int | None] = mapped_column(Integer)
 
 
 class OrganizationManager(db.Model):
@@ -426,12 +449,19 @@ class OrganizationManager(db.Model):
 
 class Property(db.Model):
     __tablename__ = "properties"
-    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_properties_org_name"),)
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_properties_org_name"),
+                      CheckConstraint(LIMITS_CHECK, name="ck_properties_limits"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     name: Mapped[str] = mapped_column(String(200))
     address: Mapped[str | None] = mapped_column(String(300))
+    # Approval limits (services.approvals): each kind a (soft, hard) pair, set or cleared
+    # together, inherited organization -> property -> job as a pair.
+    soft_emergency_cents: Mapped[int | None] = mapped_column(Integer)
+    hard_emergency_cents: Mapped[int | None] = mapped_column(Integer)
+    soft_routine_cents: Mapped[int | None] = mapped_column(Integer)
+    hard_routine_cents: Mapped[int | None] = mapped_column(Integer)
 
 
 class Unit(db.Model):
@@ -900,3 +930,32 @@ class PayoutRun(db.Model):
 
     week: Mapped[str] = mapped_column(String(10), primary_key=True)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+class ApprovalRequest(db.Model):
+    """A job's final amount above its organization's hard limit, for a manager to decide."""
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        CheckConstraint(_in("status", ApprovalStatus), name="ck_approval_requests_status"),
+        CheckConstraint("amount_cents >= 0", name="approval_requests_amount_cents_check"),
+        CheckConstraint("(status = 'pending') = (decided_at IS NULL) "
+                        "AND (status <> 'declined' OR reason IS NOT NULL)",
+                        name="ck_approval_requests_decided"),
+        Index("ix_approval_requests_org_status", "org_id", "status", "id"),
+        Index("ux_approval_requests_one_pending_per_job", "job_id", unique=True,
+              postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    hard_limit_cents: Mapped[int | None] = mapped_column(Integer)
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(10), default=ApprovalStatus.PENDING.value,
+                                        server_default=ApprovalStatus.PENDING.value)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship()

@@ -379,3 +379,22 @@ class CantMakeItIn(Command):
 
 class GiveBackIn(Command):
     reason: Annotated[str | None, Field(max_length=500)] = None
+
+
+Cents = Annotated[int | None, Field(ge=0, le=INT4_MAX, description="integer minor units; "
+                                    "null: not set here (inherited)")]
+
+
+class LimitsIn(Command):
+    """Approval limits of one scope. Each kind's soft and hard limit are set together (or
+    both null: inherit the pair from the scope above); soft may not exceed hard."""
+
+    emergency_soft_cents: Cents = None
+    emergency_hard_cents: Cents = None
+    routine_soft_cents: Cents = None
+    routine_hard_cents: Cents = None
+
+
+class DecisionIn(Command):
+    reason: Annotated[str | None, Field(max_length=500, description=(
+        "why: required to decline"))] = None

@@ -156,6 +156,9 @@ MESSAGES: dict[str, str] = {
                          "currency.",
     "ledger.insufficient": "There is not enough money in this account for that movement.",
     "ledger.zero_entry": "Leave out entries of zero: each entry moves some money.",
+    "limits.soft_above_hard": "Set %(label)s no higher than the hard limit.",
+    "limits.pair": "Set both the soft and the hard limit, or clear both.",
+    "approval.reason_needed": "Say in a few words why the amount is declined.",
     "ledger.key_reused": "This key was already used for a different money movement.",
     "payout.below_minimum": "An instant payout is at least %(minimum)s.",
     "payout.over_balance": "You can take out at most %(balance)s, what your balance holds.",
@@ -204,6 +207,10 @@ def page_error(status: int) -> tuple[str, str]:
 # Field names (as the API spells them) -> the words a page uses for the thing.
 FIELD_LABELS: dict[str, str] = {
     "amount_cents": "the amount",
+    "emergency_soft_cents": "the emergency soft limit",
+    "emergency_hard_cents": "the emergency hard limit",
+    "routine_soft_cents": "the routine soft limit",
+    "routine_hard_cents": "the routine hard limit",
     "fee_cents": "the fee",
     "currency": "the currency",
     "entries": "the entries",
@@ -268,7 +275,7 @@ FIELD_LABELS: dict[str, str] = {
 
 # What a state machine moves, as a sentence names it.
 ENTITIES = {"job": "a job", "offer": "an offer", "availability": "a worker",
-            "batch": "a batch"}
+            "batch": "a batch", "approval": "an approval request"}
 
 # Roles as people name them: who a page is for, and who someone is.
 ROLE_GROUPS = {"resident": "residents", "worker": "workers",

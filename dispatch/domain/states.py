@@ -89,6 +89,27 @@ PAYOUT_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
 }
 
 
+class ApprovalStatus(StrEnum):
+    """A final amount above an organization's hard limit, waiting for one of its managers:
+    decided once, by one of them."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+APPROVAL_TRANSITIONS: dict[ApprovalStatus, frozenset[ApprovalStatus]] = {
+    ApprovalStatus.PENDING: frozenset({ApprovalStatus.APPROVED, ApprovalStatus.DECLINED}),
+}
+
+
+def check_approval_transition(current: ApprovalStatus | str,
+                              target: ApprovalStatus | str) -> None:
+    if ApprovalStatus(target) not in APPROVAL_TRANSITIONS.get(ApprovalStatus(current),
+                                                              frozenset()):
+        raise IllegalTransition("approval", str(current), str(target))
+
+
 class Availability(StrEnum):
     OFFLINE = "offline"
     ONLINE = "online"

@@ -103,6 +103,13 @@
     box.hidden = !noOffersWarning(profile);
   }
 
+  // An organization's job: its soft approval limit, above which the worker asks first.
+  function showAskBefore(node, item) {
+    const limit = item.ask_before_cents;
+    node.hidden = limit === null || limit === undefined;
+    node.textContent = node.hidden ? "" : `Ask before going above ${formatCents(limit, item.currency)}`;
+  }
+
   function showOffer(offer) {
     if (document.getElementById(`offer-${offer.id}`)) return;
     const node = document.getElementById("offer-template").content.firstElementChild.cloneNode(true);
@@ -111,6 +118,7 @@
     node.querySelector(".detail").textContent = offer.job.description;
     node.querySelector(".earn").textContent = `You earn ${formatCents(offer.earn_low_cents, offer.currency)}` +
       `–${formatCents(offer.earn_high_cents, offer.currency)}`;
+    showAskBefore(node.querySelector(".ask"), offer);
     const away = `${(offer.distance_m / 1000).toFixed(1)} km away`;
     node.querySelector(".trip").textContent = offer.job.window_start
       ? `Booked window ${dueText(offer.job)} · ${away} now`
@@ -168,6 +176,7 @@
     badge.className = `status ${job.status}`;
     document.getElementById("active-detail").textContent =
       `${job.description}${job.address ? " · " + job.address : ""} · due ${dueText(job)}`;
+    showAskBefore(document.getElementById("active-ask"), job);
     document.getElementById("navigate").href =
       `https://www.google.com/maps/dir/?api=1&destination=${job.lat},${job.lng}`;
     if (job.masked_number === undefined || job.masked_number === null) {

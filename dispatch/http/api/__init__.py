@@ -39,6 +39,7 @@ def blueprint() -> Blueprint:
     from dispatch.http.api import (  # noqa: F401
         accounts,
         admin,
+        approvals,
         batches,
         invitations,
         jobs,

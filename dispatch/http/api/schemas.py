@@ -256,6 +256,9 @@ class JobOut(Out):
                           "`currency`); null for jobs booked without one")
     estimate_high_cents: int | None = None
     currency: str = Field(description="ISO 4217 code of every amount")
+    ask_before_cents: int | None = Field(
+        None, description="an organization's job: ask the organization before the final "
+                          "amount goes above this (its soft approval limit); null: no limit")
 
 
 class JobListOut(PageOut):
@@ -344,6 +347,9 @@ class OfferOut(Out):
                                             "estimate less the platform fee (minor units)")
     earn_high_cents: int
     currency: str = Field(description="ISO 4217 code of the amounts")
+    ask_before_cents: int | None = Field(
+        None, description="an organization's job: ask the organization before the final "
+                          "amount goes above this (its soft approval limit); null: no limit")
 
 
 class OfferListOut(PageOut):
@@ -601,3 +607,46 @@ class EarningsOut(Out):
     instant_min_cents: int
     instant_fee_cents: int
     payouts: list[PayoutOut] = Field(description="the latest payouts, newest first")
+# --- approval limits -------------------------------------------------------------------------
+
+
+class LimitsOut(Out):
+    """One scope's own limits (null: inherited from the scope above)."""
+
+    emergency_soft_cents: int | None
+    emergency_hard_cents: int | None
+    routine_soft_cents: int | None
+    routine_hard_cents: int | None
+    currency: str
+
+
+class EffectiveLimitsOut(Out):
+    soft_cents: int | None = Field(description="the worker is asked to check before going "
+                                               "above it")
+    hard_cents: int | None = Field(description="approved automatically up to it; above it "
+                                               "a manager decides")
+    source: Literal["job", "property", "organization", "none"]
+
+
+class JobLimitsOut(LimitsOut):
+    job_id: int
+    kind: Literal["emergency", "routine"]
+    effective: EffectiveLimitsOut
+
+
+class ApprovalOut(Out):
+    id: int
+    job_id: int
+    amount_cents: int
+    hard_limit_cents: int | None
+    requested_by: int | None
+    requested_at: datetime
+    status: str
+    decided_by: int | None
+    decided_at: datetime | None
+    reason: str | None
+    currency: str
+
+
+class ApprovalListOut(PageOut):
+    approvals: list[ApprovalOut]

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import current_app
 
+from dispatch.db import db
 from dispatch.db.models import Category, Job, JobEvent, Offer, Role, User, Worker
 from dispatch.domain.states import ACTIVE_JOB_STATUSES, JobStatus
 from dispatch.http.api.schemas import (
@@ -26,7 +27,7 @@ from dispatch.http.api.schemas import (
     WorkerPositionOut,
     WorkerProfileOut,
 )
-from dispatch.services import pricing
+from dispatch.services import approvals, pricing
 from dispatch.services.following import Following
 from dispatch.services.jobs import set_out_from
 
@@ -96,6 +97,7 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
                       if job.status == JobStatus.ASSIGNED.value else None),
         estimate_low_cents=job.estimate_low_cents, estimate_high_cents=job.estimate_high_cents,
         currency=current_app.config["DISPATCH"].currency,
+        ask_before_cents=approvals.ask_before_cents(db.session, job),
     )
 
 
@@ -124,6 +126,7 @@ def offer_out(offer: Offer) -> OfferOut:
                         window_end=job.window_end, time_zone=place_time_zone()),
         earn_low_cents=earn_low, earn_high_cents=earn_high,
         currency=current_app.config["DISPATCH"].currency,
+        ask_before_cents=approvals.ask_before_cents(db.session, job),
     )
 
 

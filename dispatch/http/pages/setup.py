@@ -70,6 +70,13 @@ def batch_history() -> str | Response:
     return _with_organization("setup_batches.html", categories=bookable_groups(db.session))
 
 
+@bp.get("/approvals")
+@login_required
+def approvals() -> str | Response:
+    """Final amounts above the hard limit, for a manager to approve or decline."""
+    return _with_organization("setup_approvals.html")
+
+
 def _csv_download(text: str, name: str) -> Response:
     return Response(text, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
