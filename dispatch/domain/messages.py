@@ -157,6 +157,12 @@ MESSAGES: dict[str, str] = {
     "ledger.insufficient": "There is not enough money in this account for that movement.",
     "ledger.zero_entry": "Leave out entries of zero: each entry moves some money.",
     "ledger.key_reused": "This key was already used for a different money movement.",
+    "payment.declined": "The card was declined (%(reason)s): use another card.",
+    "payment.method_required": "Give a payment method to hold the price of the job.",
+    "payment.method_unknown": "The payment provider does not know this payment method.",
+    "payment.unavailable": "The payment provider could not be reached: try again.",
+    "payment.not_completed": "Confirm the work once the worker has marked it completed.",
+    "payment.not_payer": "Only whoever booked and pays for the job can confirm it.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
@@ -266,7 +272,7 @@ FIELD_LABELS: dict[str, str] = {
 
 # What a state machine moves, as a sentence names it.
 ENTITIES = {"job": "a job", "offer": "an offer", "availability": "a worker",
-            "batch": "a batch"}
+            "batch": "a batch", "payment": "a payment"}
 
 # Roles as people name them: who a page is for, and who someone is.
 ROLE_GROUPS = {"resident": "residents", "worker": "workers",

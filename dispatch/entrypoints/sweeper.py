@@ -14,6 +14,7 @@ from dispatch.services import (
     alerts,
     batches,
     catalog,
+    confirmation,
     contact,
     dispatching,
     hand_back,
@@ -37,6 +38,7 @@ def sweep_once(session: Session) -> int:
     alerts.sweep(session)  # alerts whose cause went away
     catalog.sweep(session)  # typical times on site, relearned hourly
     phone_verification.sweep(session)  # unfinished sign-ups and dead codes
+    confirmation.sweep(session)  # escrow due for release (a lost timer), lapsed holds
     return touched
 
 
