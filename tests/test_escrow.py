@@ -19,7 +19,9 @@ from dispatch.entrypoints.sweeper import sweep_once
 from dispatch.infra.queues import TIMERS
 from dispatch.services import confirmation, dispatching, ledger
 from tests.helpers import Factory, ManualClock, book, count, job_body, set_settings, sql
+from tests.test_batches import add_unit, run_queue
 from tests.test_job_flow import assigned_job, post_status
+from tests.test_portfolio import manager_with_property
 from tests.test_races import race
 
 DECLINED_CARD = "4000000000000002"
@@ -289,3 +291,25 @@ def test_confirm_timer_sweeper_and_cancel_racing_end_the_job_once(
     assert sql(app, "SELECT count(*) FROM job_events WHERE job_id = :j "
                     "AND to_status = 'closed'", j=job_id)[0][0] == 1
     assert balance_of(app, "worker_balance", worker_id) > 0 and books_clean(app) == []
+
+
+def test_a_batch_holds_each_job_on_the_organization(app: Flask, client: FlaskClient,
+                                                    make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    units = [add_unit(client, pm, prop_id, label) for label in ("1A", "1B")]
+    make.worker()
+    rows = [{"unit_id": unit, "category": "leak-repair", "description": "Leak"}
+            for unit in units]
+    assert client.post("/api/v1/batches", json={"batch_key": "k", "rows": rows},
+                       headers=pm).status_code == 202
+    run_queue(app)
+    run_queue(app)  # processing again holds nothing more
+    held = sql(app, "SELECT p.job_id, p.held_cents, p.payer_user_id, p.payer_organization_id, "
+                    "j.org_id FROM job_payments p JOIN jobs j ON j.id = p.job_id")
+    assert len(held) == 2
+    for found in held:
+        assert found.payer_user_id is None and found.payer_organization_id == found.org_id
+        assert escrow_of(app, found.job_id) == found.held_cents > 0
+    assert sql(app, "SELECT count(*) FROM sim_payment_objects WHERE kind = 'authorization'"
+               )[0][0] == 2
+    assert books_clean(app) == []

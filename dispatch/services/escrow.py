@@ -133,6 +133,18 @@ def hold_for_booking(amount_cents: int, payment_method: str | None, requester_id
                      f"hold:{requester_id}:{fingerprint[:16]}:{booking_key}")
 
 
+def hold_for_batch_job(session: Session, job: Job, lat: float, lng: float, row_key: str,
+                       now: datetime) -> Authorization | None:
+    """The hold for a manager's batch row, the organization paying. Organizations have no
+    card on file yet: with the simulator the job is held on its success token, with a real
+    provider it is opened without a hold (nothing to hold it on; invoicing settles it).
+    Keyed by the row, so processing the batch again asks for the same hold."""
+    if settings().payment_provider != "simulated":
+        return None
+    priced = pricing.estimate(session, job.category_id, job.urgency, lat, lng, now)
+    return authorize(priced.high_cents, SIMULATED_DEFAULT_METHOD, f"hold:{row_key}")
+
+
 def commit_booking(session: Session, job: Job, held: Authorization,
                    commit: Callable[[Session], None], now: datetime) -> None:
     """Store the hold with the job just flushed and commit them together; when that fails,
