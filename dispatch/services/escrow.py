@@ -254,13 +254,11 @@ def completed(session: Session, job: Job) -> None:
     on_commit(session, lambda _: queues.schedule_auto_release(job_id, due))
 
 
-def cancel_fee_cents(job: Job) -> int:
+def cancel_fee_cents(call_out_cents: int) -> int:
     """What calling a job off costs once the worker has set out: CANCEL_FEE_CENTS, else the
-    category's call-out fee."""
+    category's call-out fee (what their trip there is priced at)."""
     configured = settings().cancel_fee_cents
-    if configured is not None:
-        return configured
-    return job.category.call_out_cents
+    return call_out_cents if configured is None else configured
 
 
 def job_ended(session: Session, job: Job, previous: str, now: datetime) -> None:
@@ -270,5 +268,7 @@ def job_ended(session: Session, job: Job, previous: str, now: datetime) -> None:
     payment = locked_payment(session, job.id)
     if payment is None or payment.status != PaymentStatus.HELD.value:
         return
-    owed = cancel_fee_cents(job) if JobStatus(previous) in SET_OUT_STATUSES else 0
+    owed = 0
+    if JobStatus(previous) in SET_OUT_STATUSES:
+        owed = cancel_fee_cents(job.category.call_out_cents)
     settle(session, job, payment, owed, TransactionKind.FEE, now)
