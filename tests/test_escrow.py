@@ -5,7 +5,7 @@ card processor."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -20,6 +20,7 @@ from dispatch.infra.queues import TIMERS
 from dispatch.services import confirmation, dispatching, ledger
 from tests.helpers import Factory, ManualClock, book, count, job_body, set_settings, sql
 from tests.test_batches import add_unit, run_queue
+from tests.test_hanging_jobs import NEARBY, accepted_job, sweep_no_shows
 from tests.test_job_flow import assigned_job, post_status
 from tests.test_portfolio import manager_with_property
 from tests.test_races import race
@@ -312,4 +313,22 @@ def test_a_batch_holds_each_job_on_the_organization(app: Flask, client: FlaskCli
         assert escrow_of(app, found.job_id) == found.held_cents > 0
     assert sql(app, "SELECT count(*) FROM sim_payment_objects WHERE kind = 'authorization'"
                )[0][0] == 2
+    assert books_clean(app) == []
+
+
+def test_a_no_show_keeps_the_hold_while_the_job_is_offered_again(
+        app: Flask, client: FlaskClient, make: Factory, settings: Any,
+        manual_clock: ManualClock) -> None:
+    job_id, _, _, resident = accepted_job(app, client, make)
+    held = payment(app, job_id)
+    eta = datetime.fromisoformat(client.get(f"/api/v1/jobs/{job_id}", headers=resident)
+                                 .json["estimated_arrival"])
+    manual_clock.now = eta + timedelta(
+        minutes=app.config["DISPATCH"].no_show_grace_minutes + 15)
+    make.worker(lat=NEARBY[0], lng=NEARBY[1])  # someone else can take it
+    assert sweep_no_shows(app) == 1
+    assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0][0] == "dispatching"
+    after = payment(app, job_id)
+    assert (after.status, after.authorization_id) == ("held", held.authorization_id)
+    assert escrow_of(app, job_id) == held.held_cents
     assert books_clean(app) == []

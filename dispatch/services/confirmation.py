@@ -7,7 +7,7 @@ the job exactly once."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from dispatch.domain.errors import Conflict, NotFound, not_found, refusal
 from dispatch.domain.money import TransactionKind
 from dispatch.domain.states import Actor, JobStatus, PaymentStatus
 from dispatch.services import escrow
+from dispatch.services.context import settings
 from dispatch.services.jobs import REQUESTER_ROLES, transition
 
 
@@ -76,9 +77,11 @@ def sweep(session: Session, now: datetime | None = None) -> int:
     provider let lapse. Returns how many holds it ended."""
     now = now or clock.now()
     ended = 0
+    s = settings()
+    soonest = timedelta(hours=min(s.auto_release_hours, s.auto_release_urgent_hours))
     due = session.execute(
         select(Job.id).join(JobPayment, JobPayment.job_id == Job.id)
-        .where(Job.status == JobStatus.COMPLETED.value,
+        .where(Job.status == JobStatus.COMPLETED.value, Job.completed_at <= now - soonest,
                JobPayment.status == PaymentStatus.HELD.value)).scalars().all()
     session.rollback()
     for job_id in due:
