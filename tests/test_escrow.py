@@ -17,7 +17,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from dispatch.db import db
 from dispatch.entrypoints.sweeper import sweep_once
 from dispatch.infra.queues import TIMERS
-from dispatch.services import confirmation, dispatching, ledger
+from dispatch.services import confirmation, dispatching, ledger, payments
 from tests.helpers import Factory, ManualClock, book, count, job_body, set_settings, sql
 from tests.test_batches import add_unit, run_queue
 from tests.test_hanging_jobs import NEARBY, accepted_job, sweep_no_shows
@@ -332,3 +332,16 @@ def test_a_no_show_keeps_the_hold_while_the_job_is_offered_again(
     assert (after.status, after.authorization_id) == ("held", held.authorization_id)
     assert escrow_of(app, job_id) == held.held_cents
     assert books_clean(app) == []
+
+
+def test_a_hold_the_provider_refuses_to_capture_is_a_409_not_a_500(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    job_id, _, (_, resident) = completed_job(app, client, make)
+    held = payment(app, job_id)
+    with app.app_context():
+        payments.provider().cancel(held.authorization_id, "voided-elsewhere")
+    r = client.post(f"/api/v1/jobs/{job_id}/confirm", headers=resident)
+    assert r.status_code == 409 and r.json["error"]["code"] == "payment_rejected", r.json
+    assert r.json["error"]["fields"][0]["field"] == "payment"
+    assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0][0] == "completed"
+    assert payment(app, job_id).status == "held" and escrow_of(app, job_id) == held.held_cents

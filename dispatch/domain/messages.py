@@ -162,7 +162,8 @@ MESSAGES: dict[str, str] = {
     "payment.method_unknown": "The payment provider does not know this payment method.",
     "payment.unavailable": "The payment provider could not be reached: try again.",
     "payment.not_completed": "Confirm the work once the worker has marked it completed.",
-    "payment.not_payer": "Only whoever booked and pays for the job can confirm it.",
+    "payment.rejected": "The payment provider refused to move the money (%(reason)s): our "
+                        "team has to look at this payment.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from dispatch.db.aftercommit import on_commit
 from dispatch.db.models import Category, Job, JobPayment, Urgency
 from dispatch.domain.errors import (
+    Conflict,
     DomainError,
     InvalidInput,
     PaymentRequired,
@@ -186,7 +187,10 @@ def settle(session: Session, job: Job, payment: JobPayment, charged_cents: int,
             provider().cancel(payment.authorization_id, f"void:{payment.authorization_id}")
     except PaymentRejected as exc:
         if exc.code != "authorization_expired":
-            raise
+            # A stale state on our side (the hold cancelled elsewhere, a key reused with
+            # another amount): refused, never a 500; an operator sorts it out.
+            raise refusal(Conflict, "payment_rejected", "payment",
+                          "payment.rejected", reason=exc.code.replace("_", " ")) from exc
         expire(session, job, payment, now)
         return Settlement(0, 0, 0, payment.held_cents)
     except PaymentError as exc:
