@@ -32,7 +32,8 @@ from tests.live import LiveServer
 from tests.prism import PrismServer, VerifyingHttpClient, verify_spec_path
 
 MUTABLE_TABLES = [
-    "payouts", "payout_runs", "payment_events", "sim_payment_requests", "sim_payment_objects",
+    "payouts", "payout_runs", "job_payments", "payment_events", "sim_payment_requests",
+    "sim_payment_objects",
     "ledger_entries", "ledger_transactions", "ledger_accounts",
     "contractor_invitations", "approval_requests",
     "webhook_deliveries", "preferred_contractors", "units", "properties",

@@ -100,7 +100,8 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         expect(resident.locator("#estimate")).to_have_text(
             "Usually $179\u2013$239 (call-out $59 included; urgent +$40) · typical prices")
         expect(resident.locator("#cancel-rule")).to_have_text(
-            "Free to cancel until a worker is assigned.")
+            "Free to cancel until a worker is assigned. Once the worker has set out, "
+            "cancelling costs $59.")
         resident.fill("#description", "Water is pouring from under the sink")
         resident.fill("#address", "1 Market St, Apt 2")
         resident.click("#locate")
@@ -159,10 +160,15 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         expect(resident.locator("#promise")).to_contain_text("Done at")
         shot(worker, "work-done")
         shot(resident, "job-completed")
+        # The resident confirms: the hold taken at booking pays the worker.
+        resident.click("#confirm-done")
+        expect(resident.locator("#status")).to_have_text("closed", timeout=10_000)
+        expect(resident.locator("#paid")).to_be_visible()
+        expect(resident.locator("#confirm-done")).to_be_hidden()
 
         resident.goto("/manage")
         expect(resident.locator("#jobs tbody tr")).to_have_count(1)
-        expect(resident.locator("#jobs tbody .status")).to_have_text("completed")
+        expect(resident.locator("#jobs tbody .status")).to_have_text("closed")
         resident.select_option("#status-filter", "cancelled")
         expect(resident.locator("#empty")).to_be_visible()
         shot(resident, "manage")

@@ -83,7 +83,7 @@ def test_defaults_stand_with_fewer_than_20_jobs(app: Flask, client: FlaskClient,
     assert r.status_code == 200, r.json
     assert r.json == {"low_cents": LEAK_SCHEDULED[0], "high_cents": LEAK_SCHEDULED[1],
                       "currency": "USD", "call_out_cents": 5900, "surcharge_cents": 0,
-                      "basis": "default", "jobs_counted": 0}
+                      "basis": "default", "jobs_counted": 0, "cancel_fee_cents": 5900}
     # Without a place there is no area to look at: the price list.
     bare = estimate(client, headers, category_id=leak, urgency="scheduled")
     assert bare.status_code == 200 and bare.json["basis"] == "default"
@@ -114,7 +114,8 @@ def test_history_is_p25_to_p75_of_the_areas_recent_completed_jobs(
     assert scheduled.status_code == 200, scheduled.json
     assert scheduled.json == {"low_cents": 15_000, "high_cents": 25_000, "currency": "USD",
                               "call_out_cents": 5900, "surcharge_cents": 0,
-                              "basis": "history", "jobs_counted": 21}
+                              "basis": "history", "jobs_counted": 21,
+                              "cancel_fee_cents": 5900}
     urgent = estimate(client, headers, category_id=leak, urgency="urgent", lat=CENTER[0],
                       lng=CENTER[1])
     assert (urgent.json["low_cents"], urgent.json["high_cents"]) == (19_000, 29_000)
@@ -260,7 +261,9 @@ def test_the_book_page_shows_the_estimate_for_the_service_urgency_and_area(
         page.check("input[name=when][value=now]")
         expect(page.locator("#estimate")).to_have_text(
             "Usually $188\u2013$283 (call-out $59 included; urgent +$40) · from 20 jobs nearby")
-        expect(page.locator("#cancel-rule")).to_be_visible()
+        expect(page.locator("#cancel-rule")).to_have_text(
+            "Free to cancel until a worker is assigned. Once the worker has set out, "
+            "cancelling costs $59.")
         assert errors == [], errors
     finally:
         context.close()

@@ -45,6 +45,7 @@ from dispatch.domain.states import (
     InvitationStatus,
     JobStatus,
     OfferStatus,
+    PaymentStatus,
     PayoutStatus,
     sql_in,
 )
@@ -959,3 +960,31 @@ class ApprovalRequest(db.Model):
     reason: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship()
+class JobPayment(db.Model):
+    """A job's hold at the payment provider (services/escrow.py): the authorization placed at
+    booking and what became of it. The ledger says where the money is; this row says what
+    the provider was asked, so a retry or the sweeper can finish what a crash left."""
+
+    __tablename__ = "job_payments"
+    __table_args__ = (
+        CheckConstraint(_in("status", PaymentStatus), name="ck_job_payments_status"),
+        CheckConstraint("held_cents > 0 AND captured_cents >= 0 AND refunded_cents >= 0 "
+                        "AND captured_cents + refunded_cents <= held_cents",
+                        name="ck_job_payments_amounts"),
+        # The sweeper's work: holds still open (to release after completion, or expired).
+        Index("ix_job_payments_held", "authorization_expires_at",
+              postgresql_where=text("status = 'held'")),
+    )
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    authorization_id: Mapped[str] = mapped_column(String(255))
+    authorization_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payer_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    payer_organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    held_cents: Mapped[int] = mapped_column(Integer)
+    captured_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

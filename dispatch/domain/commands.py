@@ -303,6 +303,14 @@ class JobIn(Command):
     pin_confirmed: bool = Field(False, description="the pin is right even where the address "
                                 "seems elsewhere (the answer to an `address_unconfirmed` 422)")
     window: WindowIn | None = Field(None, description="book for later instead of now")
+    payment_method: Annotated[str | None, Field(
+        None, min_length=1, max_length=255,
+        description="what the job's price is held on until the work is confirmed: a payment "
+        "provider's payment-method token (with Stripe, from Stripe Elements; required) or, "
+        "with the simulated provider, one of Stripe's documented test cards (a number such "
+        "as 4242424242424242, or a token such as pm_card_visa; 4000000000000002 is "
+        "declined). Left out with the simulated provider, `pm_card_visa` (always "
+        "succeeds) is used.")] = None
 
 class OrganizationIn(Command):
     name: Annotated[str, Field(min_length=1, max_length=200)]

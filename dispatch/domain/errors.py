@@ -92,6 +92,10 @@ class Conflict(DomainError):
     """The request is fine but the state of things refuses it (a taken offer, a busy worker)."""
 
 
+class PaymentRequired(DomainError):
+    """The payer's card was refused: nothing was stored or held."""
+
+
 class Overloaded(DomainError):
     """Every database connection stayed busy for the pool's whole timeout: the service is
     saturated, which is not the request's fault. The client is told to come back."""

@@ -162,6 +162,13 @@ MESSAGES: dict[str, str] = {
     "ledger.key_reused": "This key was already used for a different money movement.",
     "payout.below_minimum": "An instant payout is at least %(minimum)s.",
     "payout.over_balance": "You can take out at most %(balance)s, what your balance holds.",
+    "payment.declined": "The card was declined (%(reason)s): use another card.",
+    "payment.method_required": "Give a payment method to hold the price of the job.",
+    "payment.method_unknown": "The payment provider does not know this payment method.",
+    "payment.unavailable": "The payment provider could not be reached: try again.",
+    "payment.not_completed": "Confirm the work once the worker has marked it completed.",
+    "payment.rejected": "The payment provider refused to move the money (%(reason)s): our "
+                        "team has to look at this payment.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
@@ -275,7 +282,7 @@ FIELD_LABELS: dict[str, str] = {
 
 # What a state machine moves, as a sentence names it.
 ENTITIES = {"job": "a job", "offer": "an offer", "availability": "a worker",
-            "batch": "a batch", "approval": "an approval request"}
+            "batch": "a batch", "approval": "an approval request", "payment": "a payment"}
 
 # Roles as people name them: who a page is for, and who someone is.
 ROLE_GROUPS = {"resident": "residents", "worker": "workers",

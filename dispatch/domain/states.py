@@ -33,6 +33,27 @@ class OfferStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class PaymentStatus(StrEnum):
+    """A job's escrow at the payment provider (`job_payments`): held from booking until it
+    is released to the worker, voided (given back whole), or expired at the provider."""
+
+    HELD = "held"
+    RELEASED = "released"  # captured: the worker's share, the fee, the rest refunded
+    VOIDED = "voided"  # the authorization cancelled: nothing charged
+    EXPIRED = "expired"  # the provider let the hold lapse (7 days) before anything happened
+
+
+PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.HELD: frozenset(
+        {PaymentStatus.RELEASED, PaymentStatus.VOIDED, PaymentStatus.EXPIRED}),
+}
+
+
+def check_payment_transition(current: str, target: PaymentStatus) -> None:
+    if target not in PAYMENT_TRANSITIONS.get(PaymentStatus(current), frozenset()):
+        raise IllegalTransition("payment", current, target.value)
+
+
 class BatchStatus(StrEnum):
     """A property manager's batch: queued for its worker, being processed (again, after a
     worker died), done, or failed for good after its retries."""
@@ -162,7 +183,9 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
     (J.ARRIVED, J.CANCELLED): frozenset({_A}),
     (J.IN_PROGRESS, J.COMPLETED): frozenset({_W}),
     (J.IN_PROGRESS, J.DISPUTED): frozenset({_R, _A}),
-    (J.COMPLETED, J.CLOSED): frozenset({_S, _A}),
+    # The payer confirms the work is done (escrow released), or the system does it for them
+    # after AUTO_RELEASE_HOURS (services/escrow.py).
+    (J.COMPLETED, J.CLOSED): frozenset({_R, _S, _A}),
     (J.COMPLETED, J.DISPUTED): frozenset({_R, _W, _A}),
     (J.DISPUTED, J.CLOSED): frozenset({_A}),
 }

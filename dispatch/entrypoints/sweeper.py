@@ -14,6 +14,7 @@ from dispatch.services import (
     alerts,
     batches,
     catalog,
+    confirmation,
     contact,
     dispatching,
     hand_back,
@@ -40,6 +41,7 @@ def sweep_once(session: Session) -> int:
     catalog.sweep(session)  # typical times on site, relearned hourly
     phone_verification.sweep(session)  # unfinished sign-ups and dead codes
     payouts.sweep(session, payments.provider())  # a missed weekly run, payouts not sent
+    confirmation.sweep(session)  # escrow due for release (a lost timer), lapsed holds
     return touched
 
 

@@ -12,6 +12,7 @@ from flask import Flask, current_app, has_app_context
 from dispatch.db import clock, db
 from dispatch.services import (
     batches,
+    confirmation,
     dispatching,
     notify,
     payments,
@@ -54,6 +55,10 @@ def _after_last_failure(job: Any, value: Any, give_up: Callable[[int, str], None
 
 def expire_due_offers_task() -> int:
     return _in_app(lambda: dispatching.expire_due(db.session))
+
+
+def auto_release_task(job_id: int) -> bool:
+    return _in_app(lambda: confirmation.auto_release(db.session, job_id, clock.now()))
 
 
 def send_notification_task(notification_id: int) -> str:

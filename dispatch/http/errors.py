@@ -24,6 +24,7 @@ from dispatch.domain.errors import (
     MalformedInput,
     NotFound,
     Overloaded,
+    PaymentRequired,
     Unauthenticated,
     overloaded,
     problem,
@@ -39,6 +40,7 @@ STATUS: dict[type[DomainError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    PaymentRequired: 402,
     Overloaded: 503,
 }
 

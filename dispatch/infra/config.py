@@ -221,6 +221,13 @@ class Settings:
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
     payments_webhook_secret: str = ""
+    # Escrow (services/escrow.py): a completed job's hold goes to the worker this long after
+    # completion unless the payer confirms (or disputes) first; urgent jobs sooner. A
+    # cancellation once the worker has set out costs CANCEL_FEE_CENTS (unset: the
+    # category's call-out fee), paid to the worker less the platform fee.
+    auto_release_hours: float = 24.0
+    auto_release_urgent_hours: float = 2.0
+    cancel_fee_cents: int | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -305,6 +312,10 @@ class Settings:
             instant_payout_fee_cents=_int("INSTANT_PAYOUT_FEE_CENTS",
                                           cls.instant_payout_fee_cents),
             **_payment_settings(),
+            auto_release_hours=float(_env("AUTO_RELEASE_HOURS", "24")),
+            auto_release_urgent_hours=float(_env("AUTO_RELEASE_URGENT_HOURS", "2")),
+            cancel_fee_cents=(int(_env("CANCEL_FEE_CENTS", "")) if _env("CANCEL_FEE_CENTS", "")
+                              else None),
         )
 
     def __post_init__(self) -> None:

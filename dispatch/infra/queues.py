@@ -68,6 +68,14 @@ def schedule_offer_expiry(expires_at: datetime) -> None:
                              failure_ttl=24 * 3600)
 
 
+def schedule_auto_release(job_id: int, due: datetime) -> None:
+    """A completed job's escrow released to the worker at `due` unless the payer confirmed
+    first (the task checks; the sweeper is the backstop for a lost timer)."""
+    queue(TIMERS).enqueue_at(due, f"{TASKS}.auto_release_task", job_id,
+                             job_id=f"auto-release-{job_id}", result_ttl=0,
+                             failure_ttl=24 * 3600)
+
+
 def _claimed_seconds() -> dict[int, None]:
     """Seconds whose timer this process knows to be claimed (by itself or another): at 20
     bookings a second, nine in ten of a process's bookings then send no claim at all."""

@@ -62,6 +62,7 @@ from dispatch.domain.windows import WindowError, parse_window
 from dispatch.infra.queues import enqueue_batch
 from dispatch.planning.assignment import BatchJob, BatchWorker, solve
 from dispatch.planning.chaining import WindowJob, solve_chained
+from dispatch.services import escrow
 from dispatch.services.context import eta_model, settings
 from dispatch.services.credentials import require_verified_phone
 from dispatch.services.dispatching import send_wave
@@ -305,8 +306,11 @@ def _open_job(session: Session, batch: Batch, row: dict[str, Any], promise_minut
               promised=urgency is Urgency.SCHEDULED,
               request_fingerprint=key, org_id=batch.org_id, unit_id=unit.id,
               batch_id=batch.id, budget_cap_cents=row.get("budget_cap_cents"))
+    held = escrow.hold_for_batch_job(session, job, unit.lat, unit.lng, key, now)
     session.add(job)
     session.flush()
+    if held is not None:
+        escrow.record_hold(session, job, held, now)
     record_event(session, job, "requested", Actor.RESIDENT, now=now,
                  actor_user_id=batch.created_by, to_status=JobStatus.REQUESTED.value,
                  detail={"batch_id": batch.id, "line": row["line"]})

@@ -32,7 +32,8 @@ from dispatch.domain.errors import (
 from dispatch.domain.states import Actor, JobStatus
 from dispatch.domain.windows import Window, WindowError, window_on
 from dispatch.infra.config import Settings
-from dispatch.services import pricing, push
+from dispatch.infra.payments.base import Authorization
+from dispatch.services import escrow, pricing, push
 from dispatch.services.catalog import bookable_category
 from dispatch.services.context import eta_model, settings
 from dispatch.services.credentials import require_verified_phone
@@ -199,6 +200,18 @@ def _insert(session: Session, job: Job, resident: User, place: Place, key: str,
     return None
 
 
+def _insert_held(session: Session, job: Job, resident: User, place: Place, key: str,
+                 fp: str, held: Authorization) -> Job | None:
+    """`_insert` for a booking whose hold is placed: a racing retry of the same booking
+    holds the same authorization (the same key), so it keeps it; when the insert fails
+    otherwise, the hold is given back."""
+    try:
+        return _insert(session, job, resident, place, key, fp)
+    except BaseException:
+        escrow.cancel_authorization(held)
+        raise
+
+
 def book(session: Session, requester: User, data: JobIn,
          idempotency_key: str | None) -> tuple[Job, bool]:
     """Help now, or within a booked window when the request names one. Texts about the job
@@ -243,6 +256,8 @@ def book_for_later(session: Session, requester: User, data: JobIn,
         raise
     priced = pricing.estimate(session, category.id, Urgency.SCHEDULED.value, place.lat,
                               place.lng, now)
+    held = escrow.hold_for_booking(priced.high_cents, data.payment_method, requester.id, key,
+                                   fp)
     job = Job(resident_id=requester.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id, urgency=Urgency.SCHEDULED.value,
@@ -250,7 +265,7 @@ def book_for_later(session: Session, requester: User, data: JobIn,
               status=JobStatus.REQUESTED.value, wave=0, requested_at=now, promised=True,
               estimate_low_cents=priced.low_cents, estimate_high_cents=priced.high_cents,
               idempotency_key=key, request_fingerprint=fp)
-    raced = _insert(session, job, requester, place, key, fp)
+    raced = _insert_held(session, job, requester, place, key, fp, held)
     if raced is not None:
         return raced, False
     record_event(session, job, "requested", Actor.RESIDENT, now=now,
@@ -259,7 +274,7 @@ def book_for_later(session: Session, requester: User, data: JobIn,
                          "window_end": window.end.isoformat()})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
     send_wave(session, job, now)
-    commit_keeping_loaded(session)
+    escrow.commit_booking(session, job, held, commit_keeping_loaded, now)
     return job, True
 
 
@@ -300,6 +315,7 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     best = found.candidates[0]
     priced = pricing.estimate(session, category.id, Urgency.URGENT.value, place.lat, place.lng,
                               now)
+    held = escrow.hold_for_booking(priced.high_cents, data.payment_method, resident.id, key, fp)
     job = Job(resident_id=resident.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id,
@@ -308,7 +324,7 @@ def book_urgent(session: Session, resident: User, data: JobIn,
               estimated_arrival=now + timedelta(seconds=min(c.eta_s for c in found.candidates)),
               estimate_low_cents=priced.low_cents, estimate_high_cents=priced.high_cents,
               idempotency_key=key, request_fingerprint=fp)
-    raced = _insert(session, job, resident, place, key, fp)
+    raced = _insert_held(session, job, resident, place, key, fp, held)
     if raced is not None:
         return raced, False
     record_event(session, job, "requested", Actor.RESIDENT, now=now, actor_user_id=resident.id,
@@ -317,5 +333,5 @@ def book_urgent(session: Session, resident: User, data: JobIn,
                          "promised": promised, "candidates": len(found.candidates)})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
     send_wave(session, job, now, candidates=wave)
-    commit_keeping_loaded(session)
+    escrow.commit_booking(session, job, held, commit_keeping_loaded, now)
     return job, True

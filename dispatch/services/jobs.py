@@ -27,7 +27,7 @@ from dispatch.domain.states import (
     occupies_worker,
 )
 from dispatch.infra.config import Settings
-from dispatch.services import contact, notify, org_hooks, push
+from dispatch.services import contact, escrow, notify, org_hooks, push
 from dispatch.services.context import eta_model, settings
 from geo.eta import TravelMode, haversine_m
 
@@ -64,6 +64,10 @@ def transition(
             release_or_start_queued(session, job, now)
         if JobStatus(current) in ACTIVE_JOB_STATUSES and target not in ACTIVE_JOB_STATUSES:
             contact.schedule_close(session, job, target, now)
+    if target in escrow.HOLD_ENDING_STATUSES:  # however it ended, the hold goes back now
+        escrow.job_ended(session, job, current, now)
+    elif target is JobStatus.COMPLETED:
+        escrow.completed(session, job)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
                  from_status=current, to_status=target.value, detail=detail)
     push.job_changed(session, job)

@@ -44,6 +44,9 @@
   // What it will likely cost, for the service, the urgency and (once pinned) the area:
   // asked again whenever one of them changes; an older answer arriving late is dropped.
   const estimateBox = document.getElementById("estimate");
+  // The cancellation rules, before booking (the fee is the server's: services/escrow.py).
+  const cancelRule = document.getElementById("cancel-rule");
+  const FREE_TO_CANCEL = "Free to cancel until a worker is assigned.";
   let estimates = 0;
   async function showEstimate() {
     const mine = ++estimates;
@@ -61,6 +64,8 @@
     estimateBox.textContent = `Usually ${money(e.low_cents)}–${money(e.high_cents)}` +
       (notes.length ? ` (${notes.join("; ")})` : "") + " · " +
       (e.basis === "history" ? `from ${e.jobs_counted} jobs nearby` : "typical prices");
+    cancelRule.textContent = FREE_TO_CANCEL + (e.cancel_fee_cents
+      ? ` Once the worker has set out, cancelling costs ${money(e.cancel_fee_cents)}.` : "");
   }
 
   async function addressAt(lat, lng) {

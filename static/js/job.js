@@ -11,6 +11,8 @@
   const map = makeMap("map", home[0], home[1], 14);
   L.marker(home, {title: "Job location"}).addTo(map);
   const mapEl = document.getElementById("map");
+  // Whoever booked the job pays for it, and confirms the work is done (escrow released).
+  const payer = root.dataset.payer === "yes";
   const CANCELLABLE = Object.keys(STATES.resident_moves)
     .filter((from) => STATES.resident_moves[from].includes("cancelled"));
   // While a job is looking for a worker, its answer is read again at least this often (an
@@ -81,6 +83,8 @@
     if (job.worker_position) moveWorker(job.worker_position);
     if (!tracked()) hideWorker();
     document.getElementById("cancel").hidden = !CANCELLABLE.includes(job.status);
+    document.getElementById("confirm-done").hidden = !(payer && job.status === "completed");
+    document.getElementById("paid").hidden = !(payer && job.status === "closed");
     scheduleRefresh();
     tick();
   }
@@ -179,6 +183,12 @@
   document.getElementById("cancel").addEventListener("click", async () => {
     if (!confirm("Cancel this job?")) return;
     const r = await api("POST", `/jobs/${jobId}/cancel`, {reason: "cancelled on the job page"});
+    if (r.ok) refresh();
+    else document.getElementById("message").textContent = errorText(r.data);
+  });
+
+  document.getElementById("confirm-done").addEventListener("click", async () => {
+    const r = await api("POST", `/jobs/${jobId}/confirm`);
     if (r.ok) refresh();
     else document.getElementById("message").textContent = errorText(r.data);
   });

@@ -22,7 +22,7 @@ from dispatch.http.api.schemas import (
     NoCoverageOut,
 )
 from dispatch.http.api.shapes import event_out, job_out
-from dispatch.services import booking, contact, hand_back, jobs
+from dispatch.services import booking, confirmation, contact, hand_back, jobs
 from dispatch.services.following import following
 
 IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
@@ -103,8 +103,23 @@ def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
                 errors=[404, 409])
 def post_cancel(user: User, job_id: int, body: CancelIn) -> JobOut:
     """Residents may cancel until the worker has arrived; pending offers are withdrawn and an
-    assigned worker is released."""
+    assigned worker is released. Free until the worker sets out: the whole hold is given
+    back. Once they are on the way, the cancellation fee (CANCEL_FEE_CENTS, else the
+    category's call-out fee) is charged and paid to the worker less the platform's fee."""
     return job_out(jobs.cancel_job(db.session, user, job_id, body.reason))
+
+
+@registry.route(bp, f"/jobs/<{ID8}:job_id>/confirm", "POST", summary="The payer confirms the "
+                "work is done", response=JobOut,
+                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[404, 409])
+def post_confirm(user: User, job_id: int) -> JobOut:
+    """On a `completed` job, by whoever booked it: the final amount (else the amount held at
+    booking) is charged and paid to the worker less the platform's fee, the rest of the hold
+    is given back, and the job is `closed`. Unconfirmed, this happens by itself
+    AUTO_RELEASE_HOURS after completion (24; AUTO_RELEASE_URGENT_HOURS, 2, for urgent jobs).
+    Confirming again answers with the closed job and charges nothing more; a job not yet
+    completed is 409 `not_completed`."""
+    return job_out(confirmation.confirm(db.session, user, job_id), user)
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/cant-make-it", "POST", summary="The assigned worker "

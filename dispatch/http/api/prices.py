@@ -14,7 +14,7 @@ from dispatch.http.api import bp
 from dispatch.http.api.query import ASCII_FLOAT, ASCII_INT, QueryParams
 from dispatch.http.api.routing import registry
 from dispatch.http.api.schemas import EstimateOut
-from dispatch.services import pricing
+from dispatch.services import escrow, pricing
 
 
 class EstimateQuery(QueryParams):
@@ -43,4 +43,5 @@ def estimate(user: User, query: EstimateQuery) -> EstimateOut:
     return EstimateOut(low_cents=found.low_cents, high_cents=found.high_cents,
                        currency=found.currency, call_out_cents=found.call_out_cents,
                        surcharge_cents=found.surcharge_cents, basis=found.basis,
-                       jobs_counted=found.jobs_counted)
+                       jobs_counted=found.jobs_counted,
+                       cancel_fee_cents=escrow.cancel_fee_cents(found.call_out_cents))

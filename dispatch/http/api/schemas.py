@@ -108,6 +108,8 @@ class EstimateOut(Out):
         description="'history': the 25th to 75th percentile of what jobs of this service "
                     "came to nearby over the last 90 days; 'default': the price list")
     jobs_counted: int = Field(description="the completed jobs a 'history' range rests on")
+    cancel_fee_cents: int = Field(0, description="what cancelling costs once the worker has "
+                                  "set out (free before): CANCEL_FEE_CENTS, else the call-out")
 
 
 class CategoryTreeOut(Out):
