@@ -156,7 +156,11 @@ def second_server(app: Flask) -> Iterator[LiveServer]:
 
 @pytest.fixture(autouse=True)
 def _clean(app: Flask) -> Iterator[None]:
+    # Settings a test (or a helper it calls) replaced with `set_settings` end with it, even
+    # when it did not ask for the `settings` fixture: none leaks into the next test.
+    settings_before = app.config["DISPATCH"]
     yield
+    app.config["DISPATCH"] = settings_before
     with app.app_context():
         # A live server may still be writing (a page's last ping, the position flush): its
         # row locks can deadlock with TRUNCATE's table locks, and PostgreSQL then aborts one
