@@ -143,13 +143,17 @@ def test_a_whole_job_by_hand(app: Flask, browser: Browser,
         assert masked.inner_text() in pool  # a pool number, neither side's own
 
         # 5. Each move in turn, followed on the resident's page.
-        work_page, *moves = bold(walk[4])
+        work_page, *moves, confirm = bold(walk[4])
         visible([worker], work_page)
         assert moves == ["On my way", "I have arrived", "Start work", "Job done"], moves
         for move, status in zip(moves, ("en route", "arrived", "in progress", "completed"),
                                 strict=True):
             worker.get_by_role("button", name=move).click()
             expect(resident.locator("#status")).to_have_text(status, timeout=10_000)
+        # The resident confirms: the hold is captured and the worker paid.
+        resident.get_by_role("button", name=confirm).click()
+        expect(resident.locator("#paid")).to_be_visible(timeout=10_000)
+        assert sql(app, "SELECT count(*) FROM jobs WHERE status = 'closed'")[0][0] == 1
         shot(resident, "readme-done")
         assert errors == []
     finally:
