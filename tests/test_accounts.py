@@ -7,6 +7,7 @@ import re
 from flask import Flask
 from flask.testing import FlaskClient
 
+from dispatch.db import db
 from dispatch.db.models import Role
 from tests.helpers import Factory, count, csrf_in, run_texts, sign_up, sql
 from tests.prism import VerifyingHttpClient
@@ -170,3 +171,21 @@ def test_log_out_everywhere_ends_every_session_and_token(app: Flask, make: Facto
     for client in (here, there):
         assert client.get("/api/v1/me").status_code == 401
     assert app.test_client().get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_ended_login_sessions_are_forgotten_by_the_sweeper(app: Flask, make: Factory) -> None:
+    """Every logout used to leave its row for ever; an ended session opens nothing, so the
+    sweeper forgets it (hourly), and live sessions stay."""
+    from dispatch.entrypoints.sweeper import sweep_once
+
+    make.user(Role.RESIDENT, email="lena@example.com")
+    leaving = page_login(app, "lena@example.com")
+    staying = page_login(app, "lena@example.com")
+    page = leaving.get("/profile")
+    assert leaving.post("/logout", data={"csrf_token": csrf_in(page.text)}).status_code == 302
+    assert count(app, "login_sessions") == 2
+    with app.app_context():
+        sweep_once(db.session)
+        db.session.remove()
+    assert count(app, "login_sessions") == 1
+    assert staying.get("/api/v1/me").status_code == 200

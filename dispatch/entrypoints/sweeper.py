@@ -16,6 +16,7 @@ from dispatch.services import (
     catalog,
     confirmation,
     contact,
+    credentials,
     dispatching,
     hand_back,
     notify,
@@ -40,6 +41,7 @@ def sweep_once(session: Session) -> int:
     alerts.sweep(session)  # alerts whose cause went away
     catalog.sweep(session)  # typical times on site, relearned hourly
     phone_verification.sweep(session)  # unfinished sign-ups and dead codes
+    credentials.sweep(session)  # ended login sessions, hourly
     payouts.sweep(session, payments.provider())  # a missed weekly run, payouts not sent
     confirmation.sweep(session)  # escrow due for release (a lost timer), lapsed holds
     return touched

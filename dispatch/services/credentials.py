@@ -11,13 +11,14 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch.db import clock
 from dispatch.db.models import ApiToken, LoginSession, User
 from dispatch.domain.errors import Forbidden, refusal
+from dispatch.infra.redis import redis_connection
 from dispatch.services import push
 
 PASSWORD_METHOD = "scrypt"
@@ -152,3 +153,19 @@ def require_verified_phone(user: User) -> None:
     must have answered a code sent to it first (dispatch.services.phone_verification)."""
     if user.phone_verified_at is None:
         raise refusal(Forbidden, "phone_unverified", "phone", "phone.unverified")
+
+
+_PRUNED_KEY = "dispatch:login-sessions-pruned"
+PRUNE_EVERY_S = 3600
+
+
+def sweep(session: Session) -> int:
+    """Forget ended login sessions, hourly (one sweeper does it: a Redis claim). An ended
+    session's row opens nothing (`user_for_login_session` and `login_digest_live` ask for a
+    live one), so it can go at once; without this, every logout left a row for ever."""
+    redis = redis_connection()
+    if not redis.set(_PRUNED_KEY, 1, nx=True, ex=PRUNE_EVERY_S):
+        return 0
+    gone = session.execute(delete(LoginSession).where(LoginSession.revoked_at.is_not(None)))
+    session.commit()
+    return int(gone.rowcount or 0)  # type: ignore[attr-defined]
