@@ -21,7 +21,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from dispatch.http import api, headers, limits, pages, payment_webhooks
     from dispatch.http.api.shapes import ApiPresenter
     from dispatch.http.bodies import register_body_caps
-    from dispatch.http.converters import AsciiIntegerConverter
+    from dispatch.http.converters import AsciiIntegerConverter, IdConverter
     from dispatch.http.errors import register_error_handlers
     from dispatch.http.extensions import csrf, login_manager
     from dispatch.infra.config import ROOT, Settings
@@ -35,6 +35,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings.to_flask())
     app.config.update(overrides or {})
     app.url_map.converters["int"] = AsciiIntegerConverter  # before any route is added
+    app.url_map.converters["id"] = IdConverter
 
     db.init_app(app)
     Migrate(app, db, directory=str(ROOT / "migrations"))
