@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 AuthorizationStatus = Literal["authorized", "declined"]
@@ -30,6 +30,8 @@ PAYOUT_FAILED = "payout.failed"
 # A signed webhook older (or newer) than this is refused: a captured request replayed later
 # must not pass (Stripe's own tolerance).
 WEBHOOK_TOLERANCE_S = 300
+# Card networks keep an uncaptured online card hold for 7 days; the processor then cancels it.
+AUTHORIZATION_LIFETIME = timedelta(days=7)
 
 
 class PaymentError(Exception):

@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -25,6 +25,7 @@ from dispatch.infra.outages import is_outage
 from dispatch.infra.payments.base import (
     AUTHORIZATION_CANCELED,
     AUTHORIZATION_DECLINED,
+    AUTHORIZATION_LIFETIME,
     AUTHORIZATION_SUCCEEDED,
     CAPTURE_SUCCEEDED,
     PAYOUT_FAILED,
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Payments-Signature"
 WEBHOOK_PATH = "/webhooks/payments"
-AUTHORIZATION_LIFETIME = timedelta(days=7)  # as a card network keeps an uncaptured hold
 DELIVERY_TIMEOUT_S = 10.0
 
 # Stripe's documented test cards (docs.stripe.com/testing), as numbers and as the

@@ -11,7 +11,7 @@ is answered with the first answer. Incoming webhooks are checked by
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -19,6 +19,7 @@ import stripe
 from dispatch.infra.payments.base import (
     AUTHORIZATION_CANCELED,
     AUTHORIZATION_DECLINED,
+    AUTHORIZATION_LIFETIME,
     AUTHORIZATION_SUCCEEDED,
     CAPTURE_SUCCEEDED,
     PAYOUT_FAILED,
@@ -37,8 +38,6 @@ from dispatch.infra.payments.base import (
 )
 
 SIGNATURE_HEADER = "Stripe-Signature"
-# Card networks keep an uncaptured online card hold for 7 days; Stripe then cancels it.
-AUTHORIZATION_LIFETIME = timedelta(days=7)
 NETWORK_RETRIES = 2  # the SDK retries a lost connection itself, with the same key
 
 EVENT_TYPES = {
