@@ -29,13 +29,11 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dispatch.db import db
 from dispatch.domain import messages
 from dispatch.http.api.routing import ErrorResponse, registry
-from dispatch.http.auth import bearer_token
+from dispatch.http.auth import bearer_token, bearer_user
 from dispatch.http.errors import ApiError, error_page
 from dispatch.infra.config import Settings
-from dispatch.services.credentials import user_for_token
 
 
 def client_address() -> str:
@@ -49,9 +47,8 @@ def caller() -> str:
     limit does not grow with the number of their tokens or addresses."""
     if "rate_limit_caller" not in g:
         user_id = None
-        token = bearer_token()
-        if token:
-            user = user_for_token(db.session, token)
+        if bearer_token():
+            user = bearer_user()
             user_id = user.id if user else None
         elif current_user.is_authenticated:
             user_id = current_user.id
