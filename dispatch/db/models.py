@@ -805,6 +805,8 @@ class PaymentEvent(db.Model):
     object_id: Mapped[str] = mapped_column(String(255))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 def _account_owner_check() -> str:
     """Each account kind names exactly the owner `dispatch.domain.money.ACCOUNT_OWNER` says."""
     shapes = {
@@ -931,6 +933,8 @@ class PayoutRun(db.Model):
 
     week: Mapped[str] = mapped_column(String(10), primary_key=True)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ApprovalRequest(db.Model):
     """A job's final amount above its organization's hard limit, for a manager to decide."""
 
@@ -960,6 +964,8 @@ class ApprovalRequest(db.Model):
     reason: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship()
+
+
 class JobPayment(db.Model):
     """A job's hold at the payment provider (services/escrow.py): the authorization placed at
     booking and what became of it. The ledger says where the money is; this row says what
