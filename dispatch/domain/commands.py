@@ -320,7 +320,17 @@ class OrganizationPatch(Command):
     name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     allow_marketplace: bool | None = None
     webhook_url: Annotated[str | None, Field(
-        max_length=500, description="where job state changes are POSTed; '' turns it off")] = None
+        max_length=500, description=(
+            "where the organization's job events are POSTed; '' turns it off. Each POST is "
+            "one JSON event named by its `event` (also the X-Dispatch-Event header), with "
+            "job_id, unit_id, batch_id and at: `job.status_changed` (from, to) on each job "
+            "state change; for the organization's payments, with payment_status, currency, "
+            "held_cents, charged_cents and refunded_cents: `payment.held` (the hold placed "
+            "at booking), `payment.captured` (the hold ended with a charge: charged_cents, "
+            "refunded_cents the rest given back), `payment.refunded` (the part of a hold "
+            "given back after a charge), `payment.voided` (the whole hold given back, "
+            "nothing charged), `payment.expired` (the hold lapsed at the provider, nothing "
+            "charged)"))] = None
 
     @field_validator("webhook_url")
     @classmethod

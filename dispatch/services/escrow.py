@@ -46,7 +46,7 @@ from dispatch.infra.payments.base import (
     PaymentError,
     PaymentRejected,
 )
-from dispatch.services import ledger, pricing
+from dispatch.services import ledger, org_hooks, pricing
 from dispatch.services.context import settings
 from dispatch.services.payments import provider
 
@@ -115,6 +115,7 @@ def record_hold(session: Session, job: Job, held: Authorization, now: datetime) 
                          status=PaymentStatus.HELD.value, created_at=now)
     session.add(payment)
     ledger.hold(session, job.id, payer, held.amount_cents, f"hold:job:{job.id}", currency)
+    _told(session, job, payment, "payment.held", now)
     return payment
 
 
@@ -218,7 +219,19 @@ def settle(session: Session, job: Job, payment: JobPayment, charged_cents: int,
     payment.status = (PaymentStatus.RELEASED if charged else PaymentStatus.VOIDED).value
     payment.captured_cents, payment.refunded_cents = charged, refunded
     payment.settled_at = now
+    _told(session, job, payment, "payment.captured" if charged else "payment.voided", now)
+    if charged and refunded:
+        _told(session, job, payment, "payment.refunded", now)
     return Settlement(charged, worker_cents, fee_cents, refunded)
+
+
+def _told(session: Session, job: Job, payment: JobPayment, event: str, now: datetime) -> None:
+    """The paying organization's webhook hears of the movement just written (one delivery
+    per job and event: a hold ends once)."""
+    org_hooks.money_event(session, job, event, {
+        "payment_status": payment.status, "currency": payment.currency,
+        "held_cents": payment.held_cents, "charged_cents": payment.captured_cents,
+        "refunded_cents": payment.refunded_cents}, f"{event}:job:{job.id}", now)
 
 
 def _refunds(session: Session, payment: JobPayment) -> ledger.Account:
@@ -237,6 +250,7 @@ def expire(session: Session, job: Job, payment: JobPayment, now: datetime) -> No
     payment.status = PaymentStatus.EXPIRED.value
     payment.refunded_cents = payment.held_cents
     payment.settled_at = now
+    _told(session, job, payment, "payment.expired", now)
 
 
 def release_due_at(job: Job) -> datetime:

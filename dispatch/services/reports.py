@@ -21,6 +21,7 @@ from dispatch.domain.states import (
     FINAL_JOB_STATUSES,
     JobStatus,
     OfferStatus,
+    PaymentStatus,
     sql_in,
 )
 from dispatch.services.portfolio import organization_of
@@ -57,6 +58,8 @@ SELECT p.id AS property_id, p.name AS property,
        count(*) FILTER (WHERE j.status IN {_CALLED_OFF}) AS cancelled,
        sum(j.budget_cap_cents) FILTER (WHERE j.status NOT IN {_CALLED_OFF})
            AS budget_caps_cents,
+       sum(jp.captured_cents) FILTER (WHERE jp.status <> '{PaymentStatus.HELD.value}')
+           AS cost_cents,
        percentile_cont(0.5) WITHIN GROUP (
            ORDER BY EXTRACT(EPOCH FROM j.assigned_at - j.requested_at)) / 60 AS median_accept_min,
        percentile_cont(0.5) WITHIN GROUP (
@@ -65,6 +68,7 @@ SELECT p.id AS property_id, p.name AS property,
   FROM jobs j
   JOIN units u ON u.id = j.unit_id
   JOIN properties p ON p.id = u.property_id
+  LEFT JOIN job_payments jp ON jp.job_id = j.id
  WHERE j.org_id = :org AND j.requested_at >= :start AND j.requested_at < :end
  GROUP BY p.id, p.name, month
  ORDER BY month, p.name
@@ -132,6 +136,10 @@ class SlaRow:
     median_accept_min: float | None
     median_arrival_min: float | None
     budget_caps_total: float | None
+    # What the row's jobs cost the organization: the sum captured from it (charges and
+    # cancellation fees) for jobs whose hold has ended; None while every hold is still open
+    # (nothing charged yet, the amount not known).
+    cost_total: float | None = None
 
 
 def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
@@ -153,6 +161,7 @@ def sla(session: Session, user: User, start: datetime, end: datetime, tz: str,
                      if r.on_time + r.late else None),
         budget_caps_total=(None if r.budget_caps_cents is None
                            else round(r.budget_caps_cents / 100, 2)),
+        cost_total=None if r.cost_cents is None else round(r.cost_cents / 100, 2),
         median_accept_min=_round(r.median_accept_min),
         median_arrival_min=_round(r.median_arrival_min)) for r in rows]
 
@@ -207,10 +216,10 @@ def to_csv(rows: list[SlaRow]) -> str:
     writer = csv.writer(out)
     writer.writerow(["month", "property", "jobs", "arrived", "on_time", "on_time_pct",
                      "unfilled", "cancelled", "median_accept_min", "median_arrival_min",
-                     "budget_caps_total", "late", "open"])
+                     "budget_caps_total", "late", "open", "cost_total"])
     for r in rows:
         writer.writerow(spreadsheet_safe([
             r.month, r.property, r.jobs, r.arrived, r.on_time, r.on_time_pct, r.unfilled,
             r.cancelled, r.median_accept_min, r.median_arrival_min, r.budget_caps_total,
-            r.late, r.open]))
+            r.late, r.open, r.cost_total]))
     return out.getvalue()

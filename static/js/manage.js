@@ -126,7 +126,7 @@
     body.innerHTML = "";
     for (const row of r.data.rows) {
       const tr = document.createElement("tr");
-      tr.innerHTML = '<td></td><td></td><td></td><td><div class="bar"><span></span></div></td><td></td><td></td><td></td><td></td>';
+      tr.innerHTML = '<td></td><td></td><td></td><td><div class="bar"><span></span></div></td><td></td><td></td><td></td><td></td><td></td>';
       tr.children[0].textContent = row.property;
       tr.children[1].textContent = row.jobs;
       const due = row.on_time + row.late;
@@ -137,6 +137,8 @@
       tr.children[5].textContent = row.open;
       tr.children[6].textContent = row.median_arrival_min === null ? "" : `${row.median_arrival_min} min`;
       tr.children[7].textContent = row.budget_caps_total === null ? "" : row.budget_caps_total.toFixed(2);
+      // Blank while every hold of the row is still open: nothing charged yet.
+      tr.children[8].textContent = row.cost_total === null ? "" : row.cost_total.toFixed(2);
       body.appendChild(tr);
     }
     document.getElementById("sla-empty").hidden = r.data.rows.length > 0;

@@ -22,6 +22,7 @@ def blueprint() -> Blueprint:
         places,
         portfolio,
         prices,
+        statements,
         workers,
     )
 

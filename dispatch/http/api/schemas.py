@@ -4,6 +4,7 @@ here only HTTP reads."""
 
 from __future__ import annotations
 
+from datetime import date as calendar_date
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -547,6 +548,10 @@ class SlaRowOut(Out):
         None, description="sum of the budget caps set on the month's jobs (not cancelled): "
                           "what the manager authorised. Charges themselves arrive with "
                           "payments")
+    cost_total: float | None = Field(
+        None, description="what the month's jobs cost the organization, in major units: "
+                          "the sum captured (charges and cancellation fees) for jobs whose "
+                          "hold has ended; null while every hold is still open")
 
 
 class StuckJobOut(Out):
@@ -652,3 +657,45 @@ class ApprovalOut(Out):
 
 class ApprovalListOut(PageOut):
     approvals: list[ApprovalOut]
+
+
+# --- statements --------------------------------------------------------------------------------
+
+
+class StatementRowOut(Out):
+    job_id: int
+    date: calendar_date = Field(description="of the job's last money movement in the "
+                                            "month, in the service's time zone")
+    property_id: int | None
+    property: str | None
+    unit: str | None
+    category: str
+    urgency: str
+    status: str = Field(description="the job's status now")
+    payment_status: str = Field(description="the hold now: held, released, voided or expired")
+    currency: str
+    held_cents: int = Field(description="the hold placed at booking, when placed this month")
+    charged_cents: int = Field(description="captured from the organization this month, "
+                                           "cancellation fees included")
+    refunded_cents: int = Field(description="the part of the hold given back this month")
+    cancellation_fee_cents: int = Field(description="the part of charged_cents that was a "
+                                                    "cancellation fee")
+
+
+class StatementTotalOut(Out):
+    currency: str
+    jobs: int
+    held_cents: int
+    charged_cents: int
+    refunded_cents: int
+    cancellation_fee_cents: int
+
+
+class StatementOut(Out):
+    month: str
+    time_zone: str
+    property_id: int | None
+    rows: list[StatementRowOut] = Field(description="one per job whose money moved in the "
+                                                    "month (held, or the hold ended); the "
+                                                    "whole month, not paged")
+    totals: list[StatementTotalOut] = Field(description="one per currency")

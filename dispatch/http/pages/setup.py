@@ -4,10 +4,12 @@ talk to the JSON API for every change, like the other pages."""
 
 from __future__ import annotations
 
-from flask import Response, abort, redirect, render_template, url_for
+from zoneinfo import ZoneInfo
+
+from flask import Response, abort, current_app, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from dispatch.db import db
+from dispatch.db import clock, db
 from dispatch.db.models import Organization, Role, User
 from dispatch.domain.errors import Conflict
 from dispatch.http.pages import bp
@@ -75,6 +77,21 @@ def batch_history() -> str | Response:
 def approvals() -> str | Response:
     """Final amounts above the hard limit, for a manager to approve or decline."""
     return _with_organization("setup_approvals.html")
+
+
+@bp.get("/statements")
+@login_required
+def statements() -> str | Response:
+    """The organization's money per month: each job's hold, charge and what was given back,
+    with totals, and CSV downloads for the organization and for each property."""
+    user = manager()
+    if organization_or_none(user) is None:
+        return redirect(url_for("web.organization"))
+    tz = current_app.config["DISPATCH"].service_timezone
+    return _with_organization("setup_statements.html",
+                              properties=portfolio.properties(db.session, user),
+                              month=clock.now().astimezone(ZoneInfo(tz)).strftime("%Y-%m"),
+                              time_zone=tz)
 
 
 def _csv_download(text: str, name: str) -> Response:
