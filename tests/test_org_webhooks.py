@@ -15,10 +15,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from dispatch.db import db
+from dispatch.db.models import Job
 from dispatch.entrypoints.tasks import deliver_webhook_task, webhook_attempt_failed
+from dispatch.services import confirmation, org_hooks
 from notifications.org_webhooks import DeliveryFailed, verify
 from tests.helpers import Factory, book, set_settings, sql
 from tests.test_portfolio import manager_with_property
+from tests.test_statements import Org, confirmed
 
 
 class Receiver:
@@ -70,7 +74,8 @@ def test_state_changes_are_posted_signed_and_retried(app: Flask, client: FlaskCl
     make.worker()
     job = book(client, pm, {"category_id": make.category("leak-repair"),
                             "description": "Leak", "unit_id": unit_id}).json
-    [delivery] = sql(app, "SELECT id, status FROM webhook_deliveries")
+    [delivery] = sql(app, "SELECT id, status FROM webhook_deliveries "
+                          "WHERE event = 'job.status_changed'")
     with app.app_context(), pytest.raises(DeliveryFailed):
         deliver_webhook_task(delivery.id)  # the receiver is down the first time: retry
     with app.app_context():
@@ -111,7 +116,8 @@ def test_a_receiver_that_never_answers_fails_visibly(app: Flask, client: FlaskCl
                 deliver_webhook_task(delivery_id)
             webhook_attempt_failed(LastAttempt(), None, DeliveryFailed,
                                    DeliveryFailed("HTTP 500"), None)
-        row = sql(app, "SELECT status, last_error, attempts FROM webhook_deliveries")[0]
+        row = sql(app, "SELECT status, last_error, attempts FROM webhook_deliveries "
+                       "WHERE id = :d", d=delivery_id)[0]
         assert (row.status, row.attempts) == ("failed", 1) and "HTTP 500" in row.last_error
     finally:
         dead.stop()
@@ -145,7 +151,7 @@ def delivery_to(app: Flask, client: FlaskClient, make: Factory, url: str) -> int
     make.worker()
     book(client, pm, {"category_id": make.category("leak-repair"), "description": "Leak",
                       "unit_id": unit_id})
-    [delivery] = sql(app, "SELECT id FROM webhook_deliveries")
+    [delivery] = sql(app, "SELECT id FROM webhook_deliveries WHERE event = 'job.status_changed'")
     return int(delivery.id)
 
 
@@ -217,7 +223,71 @@ def test_a_name_that_resolves_to_a_private_address_is_never_posted_to(
                                   f"http://inside.test:{inside.server.server_port}/hooks")
         assert deliver_with_dns(app, monkeypatch, dns, delivery_id) == "failed"
         assert inside.received == []
-        row = sql(app, "SELECT status, last_error FROM webhook_deliveries")[0]
+        row = sql(app, "SELECT status, last_error FROM webhook_deliveries WHERE id = :d",
+                  d=delivery_id)[0]
         assert row.status == "failed" and "public" in row.last_error
     finally:
         inside.stop()
+
+
+def test_money_movements_of_organization_jobs_are_posted_once_each(
+    app: Flask, client: FlaskClient, make: Factory, receiver: Receiver, settings: Any,
+    manual_clock: Any,
+) -> None:
+    """payment.held at booking, payment.captured and payment.refunded when the payer
+    confirms less than was held, payment.voided when a job is called off before anyone set
+    out, payment.expired when the hold lapses; a resident's job tells no organization."""
+    org = Org(app, client, make)
+    assert client.patch("/api/v1/org", json={"webhook_url": receiver.url},
+                        headers=org.pm).status_code == 200
+    done = confirmed(org, org.elm_unit)
+    called_off = org.book(org.elm_unit)
+    assert client.post(f"/api/v1/jobs/{called_off}/cancel", json={},
+                       headers=org.pm).status_code == 200
+    lapsed = org.book(org.oak_unit)
+    _, resident = make.user()
+    make.worker()
+    assert book(client, resident, {"category_id": make.category("leak-repair"),
+                                   "description": "Leak", "lat": 37.7749,
+                                   "lng": -122.4194}).status_code == 201
+    manual_clock.advance(days=7, seconds=1)
+    with app.app_context():
+        assert confirmation.sweep(db.session) >= 1
+
+    def events(job_id: int) -> list[str]:
+        return [r.event for r in sql(app, "SELECT event FROM webhook_deliveries WHERE job_id "
+                                          "= :j AND event LIKE 'payment.%' ORDER BY id",
+                                     j=job_id)]
+
+    assert events(done) == ["payment.held", "payment.captured", "payment.refunded"]
+    assert events(called_off) == ["payment.held", "payment.voided"]
+    assert events(lapsed) == ["payment.held", "payment.expired"]
+    assert sql(app, "SELECT count(*) FROM webhook_deliveries WHERE org_id IS NULL "
+                    "OR job_id NOT IN (:a, :b, :c)", a=done, b=called_off, c=lapsed)[0][0] == 0
+
+    paid = sql(app, "SELECT * FROM job_payments WHERE job_id = :j", j=done)[0]
+    [captured] = sql(app, "SELECT id FROM webhook_deliveries WHERE job_id = :j "
+                          "AND event = 'payment.captured'", j=done)
+    receiver.fail_left = 0
+    with app.app_context():
+        assert deliver_webhook_task(captured.id) == "sent"
+    headers, body = receiver.received[-1]
+    assert headers["X-Dispatch-Event"] == "payment.captured"
+    secret = sql(app, "SELECT webhook_secret FROM organizations WHERE id = "
+                      "(SELECT org_id FROM jobs WHERE id = :j)", j=done)[0][0]
+    assert verify(secret, body, headers["X-Dispatch-Signature"], time.time())
+    payload = json.loads(body)
+    assert payload == {**payload, "event": "payment.captured", "job_id": done,
+                       "unit_id": org.elm_unit, "payment_status": "released",
+                       "currency": "USD", "held_cents": paid.held_cents,
+                       "charged_cents": paid.held_cents - 1000, "refunded_cents": 1000}
+
+    # Told at most once per key: the movement retried writes no second delivery.
+    with app.app_context():
+        job = db.session.get(Job, done)
+        assert job is not None
+        before = sql(app, "SELECT count(*) FROM webhook_deliveries")[0][0]
+        org_hooks.money_event(db.session, job, "payment.captured", {},
+                              f"payment.captured:job:{done}", manual_clock.now)
+        db.session.commit()
+    assert sql(app, "SELECT count(*) FROM webhook_deliveries")[0][0] == before

@@ -24,7 +24,8 @@ FORMULA_UNIT = '=HYPERLINK("http://evil.test","1A")'
 
 class Org:
     """A manager's organization with two properties of one unit each, and workers to call
-    on (each job is accepted by whichever worker its offer went to)."""
+    on (each job is accepted by whichever worker its offer went to). Changes the settings:
+    a test using it asks for the `settings` fixture, which puts them back."""
 
     def __init__(self, app: Flask, client: FlaskClient, make: Factory,
                  unit_label: str = "1A") -> None:
@@ -91,7 +92,8 @@ def cancelled_after_setting_out(org: Org, unit_id: int) -> int:
 
 
 def test_a_month_of_jobs_with_charges_fees_and_holds(
-        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock,
+        settings: Any) -> None:
     manual_clock.now = datetime(2026, 11, 15, 10, 0, tzinfo=LA)
     org = Org(app, client, make, unit_label=FORMULA_UNIT)
     done = confirmed(org, org.elm_unit)
@@ -168,7 +170,8 @@ def test_a_month_of_jobs_with_charges_fees_and_holds(
 
 
 def test_amounts_belong_to_the_month_they_moved_in_the_service_time_zone(
-        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock,
+        settings: Any) -> None:
     """Held at 23:30 on 31 October in Los Angeles (07:30 UTC on 1 November) and given back
     an hour later, on 1 November there: the hold is October's, the refund November's."""
     manual_clock.now = datetime(2026, 10, 31, 23, 30, tzinfo=LA)
@@ -189,7 +192,7 @@ def test_amounts_belong_to_the_month_they_moved_in_the_service_time_zone(
 
 
 def test_statements_are_for_the_organizations_own_managers(
-        app: Flask, client: FlaskClient, make: Factory) -> None:
+        app: Flask, client: FlaskClient, make: Factory, settings: Any) -> None:
     org = Org(app, client, make)
     job_id = org.book(org.elm_unit)
     month = sql(app, "SELECT to_char(created_at AT TIME ZONE 'America/Los_Angeles', "
@@ -230,7 +233,8 @@ def test_bad_months_and_properties_are_refused_by_name(
 
 
 def test_the_sla_report_shows_what_the_jobs_cost(
-        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock,
+        settings: Any) -> None:
     manual_clock.now = datetime(2026, 11, 15, 10, 0, tzinfo=LA)
     org = Org(app, client, make)
     done = confirmed(org, org.elm_unit)
