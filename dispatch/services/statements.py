@@ -149,7 +149,8 @@ def to_csv(found: list[StatementRow]) -> str:
             amount(r.refunded_cents, r.currency),
             amount(r.cancellation_fee_cents, r.currency)]))
     for t in totals(found):
-        writer.writerow(["total", "", "", "", f"{t.jobs} jobs", "", "", "", t.currency,
+        jobs = "1 job" if t.jobs == 1 else f"{t.jobs} jobs"
+        writer.writerow(["total", "", "", "", jobs, "", "", "", t.currency,
                          amount(t.held_cents, t.currency), amount(t.charged_cents, t.currency),
                          amount(t.refunded_cents, t.currency),
                          amount(t.cancellation_fee_cents, t.currency)])

@@ -37,7 +37,7 @@
     });
     fillRows(document.querySelector("#statement tfoot"), r.data.totals, (t, tr) => {
       tr.className = "total";
-      return ["Total", `${t.jobs} jobs`, "", "", "",
+      return ["Total", t.jobs === 1 ? "1 job" : `${t.jobs} jobs`, "", "", "",
               formatCents(t.held_cents, t.currency), formatCents(t.charged_cents, t.currency),
               formatCents(t.refunded_cents, t.currency),
               formatCents(t.cancellation_fee_cents, t.currency)];
