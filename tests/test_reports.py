@@ -78,7 +78,7 @@ def test_sla_report_per_property(app: Flask, client: FlaskClient, make: Factory)
     lines = csv.text.strip().splitlines()
     assert lines[0].startswith("month,property,jobs") and lines[1].startswith(
         "2026-11,Elm Court,6,5,3,50.0,1,0,")
-    assert lines[1].endswith(",100.0,350.5,3,0")  # ..., late, open
+    assert lines[1].endswith(",100.0,350.5,3,0,")  # ..., late, open, cost_total (no payments)
     bad = client.get("/api/v1/reports/sla?month=November", headers=pm)
     assert bad.status_code == 400 and bad.json["error"]["fields"][0]["field"] == "month"
     other, _ = manager_with_property(client, make)
