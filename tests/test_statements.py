@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch.db.models import Role
-from tests.helpers import Factory, ManualClock, book, set_settings, sql
+from tests.helpers import Factory, ManualClock, book, page_login, set_settings, sql
 from tests.test_job_flow import post_status
 from tests.test_portfolio import manager_with_property
 
@@ -250,3 +250,19 @@ def test_the_sla_report_shows_what_the_jobs_cost(
              for line in csv.DictReader(io.StringIO(r.get_data(as_text=True)))}
     assert float(lines["Elm Court"]["cost_total"]) == round(cost / 100, 2)
     assert lines["Oak Row"]["cost_total"] == ""
+
+
+def test_the_statements_page_is_for_managers(app: Flask, client: FlaskClient,
+                                             make: Factory) -> None:
+    resident_id, _ = make.user(Role.RESIDENT)
+    page_login(app, client, resident_id)
+    assert client.get("/statements").status_code == 403
+    lone_id, _ = make.user(Role.PROPERTY_MANAGER)
+    page_login(app, client, lone_id)
+    r = client.get("/statements")  # no organization yet: make it first
+    assert r.status_code == 302 and r.headers["Location"].endswith("/organization")
+    pm_id, pm = make.user(Role.PROPERTY_MANAGER)
+    assert client.post("/api/v1/org", json={"name": "Bay Homes"}, headers=pm).status_code == 201
+    page_login(app, client, pm_id)
+    r = client.get("/statements")
+    assert r.status_code == 200 and b'id="statement-month"' in r.data
