@@ -22,7 +22,7 @@ from dispatch.http.api.schemas import (
     JobLimitsOut,
     LimitsOut,
 )
-from dispatch.services import approvals
+from dispatch.services import approvals, final_amount
 from dispatch.services.approvals import LimitSet
 
 PM = (Role.PROPERTY_MANAGER,)
@@ -123,7 +123,8 @@ def list_approvals(user: User, query: ApprovalListQuery) -> ApprovalListOut:
                 response=ApprovalOut, roles=PM, errors=[404, 409])
 def approve_amount(user: User, approval_id: int, body: DecisionIn) -> ApprovalOut:
     """Decided once: a second decision (or a colleague's, first) gets 409."""
-    return approval_out(approvals.decide(db.session, user, approval_id, True, body.reason))
+    return approval_out(final_amount.decide_approval(db.session, user, approval_id, True,
+                                                       body.reason))
 
 
 @registry.route(bp, f"/approvals/<{ID8}:approval_id>/decline", "POST",
@@ -131,4 +132,5 @@ def approve_amount(user: User, approval_id: int, body: DecisionIn) -> ApprovalOu
                 body=DecisionIn, response=ApprovalOut, roles=PM, errors=[404, 409])
 def decline_amount(user: User, approval_id: int, body: DecisionIn) -> ApprovalOut:
     """Decided once: a second decision (or a colleague's, first) gets 409."""
-    return approval_out(approvals.decide(db.session, user, approval_id, False, body.reason))
+    return approval_out(final_amount.decide_approval(db.session, user, approval_id, False,
+                                                       body.reason))
