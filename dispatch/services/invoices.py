@@ -96,9 +96,10 @@ def view(session: Session, invoice: Invoice) -> InvoiceView:
 
 
 def for_payer(session: Session, user: User, job_id: int) -> InvoiceView:
-    """The invoice of a job the caller booked (a resident's receipt once paid)."""
+    """The invoice of a job the caller booked (a resident's receipt once paid), or worked
+    (the worker wrote its line items, and revises them when declined)."""
     job = session.get(Job, job_id)
-    if job is None or job.resident_id != user.id:
+    if job is None or user.id not in (job.resident_id, job.worker_id):
         raise not_found("job")
     invoice = of_job(session, job_id)
     if invoice is None:

@@ -70,8 +70,9 @@ def post_final_amount(user: User, job_id: int, body: FinalAmountDecisionIn) -> J
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/invoice", "GET", summary="The job's invoice, for "
-                "whoever booked it (a resident's receipt once paid)", response=InvoiceOut,
-                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[404])
+                "whoever booked it (a resident's receipt once paid) and its worker",
+                response=InvoiceOut,
+                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER, Role.WORKER), errors=[404])
 def get_job_invoice(user: User, job_id: int) -> InvoiceOut:
     return invoice_out(invoices.for_payer(db.session, user, job_id))
 
