@@ -214,7 +214,7 @@
   // (call-out and urgent surcharge from the category, labour = minutes x hourly rate).
   const completeForm = document.getElementById("complete-form");
   const PRICES = JSON.parse(completeForm.dataset.prices || "{}");
-  const partsBody = document.querySelector("#complete-parts tbody");
+  const partsBody = document.getElementById("complete-parts");
   const COMPLETE_LABELS = {minutes: "Minutes", hourly_rate_cents: "Hourly rate",
                            note: "Note", parts: "Parts"};
   let completing = null; // the job the form is for
@@ -226,7 +226,8 @@
   }
 
   function addPartRow(description, dollars) {
-    const tr = document.createElement("tr");
+    const tr = document.createElement("div");
+    tr.className = "row part";
     const what = document.createElement("input");
     what.className = "part-description";
     what.maxLength = 200;
@@ -242,18 +243,18 @@
     remove.className = "part-remove";
     remove.textContent = "Remove";
     remove.addEventListener("click", () => { tr.remove(); showTotal(); });
-    for (const node of [what, amount, remove]) {
-      const td = document.createElement("td");
-      td.appendChild(node);
-      tr.appendChild(td);
-    }
+    what.placeholder = "Part";
+    what.className += " grow";
+    amount.placeholder = "$";
+    amount.size = 7;
+    tr.append(what, amount, remove);
     what.addEventListener("input", showTotal);
     amount.addEventListener("input", showTotal);
     partsBody.appendChild(tr);
   }
 
   function completionBody() {
-    const parts = [...partsBody.rows].map((tr) => ({
+    const parts = [...partsBody.children].map((tr) => ({
       description: tr.querySelector(".part-description").value.trim(),
       amount_cents: dollarsToCents(tr.querySelector(".part-amount").value),
     }));
@@ -287,7 +288,7 @@
     const price = PRICES[job.category.id];
     document.getElementById("complete-rate-range").textContent = price
       ? `Between ${formatCents(price.low)} and ${formatCents(price.high)} an hour.` : "";
-    if (!revising || !partsBody.rows.length) partsBody.innerHTML = "";
+    if (!revising || !partsBody.children.length) partsBody.innerHTML = "";
     document.getElementById("complete-error").textContent = "";
     completeForm.hidden = false;
     document.getElementById("complete-minutes").focus();
