@@ -74,6 +74,8 @@ class FakeStripe(stripe.HTTPClient):
             return self._create_intent(p)
         if sent.method == "POST" and path.endswith("/capture"):
             return self._capture(path.split("/")[3], int(p["amount_to_capture"]))
+        if sent.method == "POST" and path.endswith("/increment_authorization"):
+            return self._increment(path.split("/")[3], int(p["amount"]))
         if sent.method == "POST" and path.endswith("/cancel"):
             intent = self.intents[path.split("/")[3]]
             intent.update(status="canceled", amount_capturable=0)
@@ -98,7 +100,11 @@ class FakeStripe(stripe.HTTPClient):
                   "amount": int(p["amount"]), "currency": p["currency"],
                   "capture_method": p["capture_method"], "created": int(time.time()),
                   "payment_method": p["payment_method"], "amount_capturable": 0,
-                  "amount_received": 0, "latest_charge": None, "livemode": False}
+                  "amount_received": 0, "latest_charge": None, "livemode": False,
+                  "payment_method_options": {"card": {
+                      "request_incremental_authorization": p.get(
+                          "payment_method_options[card][request_incremental_authorization]",
+                          "never")}}}
         self.intents[intent["id"]] = intent
         if p["payment_method"] in DECLINES:
             code, decline = DECLINES[p["payment_method"]]
@@ -110,6 +116,26 @@ class FakeStripe(stripe.HTTPClient):
         self.charges[intent["latest_charge"]] = {
             "id": intent["latest_charge"], "currency": intent["currency"],
             "payment_intent": intent["id"]}
+        return json.dumps(intent), 200
+
+    def _increment(self, intent_id: str, amount: int) -> tuple[str, int]:
+        """docs.stripe.com/payments/incremental-authorization: only a `requires_capture`
+        intent created with `request_incremental_authorization: if_available`, to a higher
+        total; the intent comes back with the new `amount` and `amount_capturable`."""
+        intent = self.intents[intent_id]
+        if intent["status"] != "requires_capture":
+            return _error("invalid_request_error", "payment_intent_unexpected_state",
+                          f"This PaymentIntent's status is {intent['status']}.", 400)
+        options = intent.get("payment_method_options", {}).get("card", {})
+        if options.get("request_incremental_authorization") != "if_available":
+            return _error("invalid_request_error", "payment_intent_incremental_authorization"
+                          "_not_supported", "This PaymentIntent does not support incremental "
+                          "authorization.", 400)
+        if amount <= intent["amount"]:
+            return _error("invalid_request_error", "parameter_invalid_integer",
+                          "The amount must be greater than the authorized amount.", 400,
+                          param="amount")
+        intent.update(amount=amount, amount_capturable=amount)
         return json.dumps(intent), 200
 
     def _capture(self, intent_id: str, amount: int) -> tuple[str, int]:

@@ -154,6 +154,9 @@ def test_book_accept_track_complete(browser: Browser, live_server: LiveServer,
         worker.click("#moves button[data-status=in_progress]")
         expect(worker.locator("#active-status")).to_have_text("in progress")
         worker.click("#moves button[data-status=completed]")
+        # "Job done" opens the completion form: time on site (no parts), within the hold.
+        worker.fill("#complete-minutes", "60")
+        worker.click("#complete-submit")
         expect(worker.locator("#active")).to_be_hidden()
         expect(worker.locator("#availability")).to_have_text("online")
         expect(resident.locator("#status")).to_have_text("completed", timeout=10_000)

@@ -134,6 +134,16 @@ def test_a_capture_above_the_hold_is_refused(world: World) -> None:
     assert world.provider.capture(held.id, 5_000, "all-of-it").amount_cents == 5_000
 
 
+def test_a_hold_grows_by_an_incremental_authorization(world: World) -> None:
+    held = world.provider.authorize(5_000, "USD", "pm_card_visa", "hold-grow")
+    grown = world.provider.increment(held.id, 6_500, "grow-1")
+    assert (grown.id, grown.status, grown.amount_cents) == (held.id, "authorized", 6_500)
+    assert world.provider.increment(held.id, 6_500, "grow-1") == grown  # the same key
+    assert world.provider.capture(held.id, 6_500, "all-of-grown").amount_cents == 6_500
+    with pytest.raises(PaymentRejected):  # captured: no longer incrementable
+        world.provider.increment(held.id, 7_000, "grow-2")
+
+
 def test_a_cancelled_hold_cannot_be_captured(world: World) -> None:
     held = world.provider.authorize(5_000, "USD", "pm_card_visa", "hold-void")
     world.provider.cancel(held.id, "void-1")
@@ -189,7 +199,9 @@ def test_stripe_is_asked_for_a_manual_capture_payment_intent() -> None:
     assert create.params == {"amount": ["12500"], "currency": ["usd"],
                              "payment_method": ["pm_card_visa"],
                              "payment_method_types[0]": ["card"],
-                             "capture_method": ["manual"], "confirm": ["true"]}
+                             "capture_method": ["manual"], "confirm": ["true"],
+                             "payment_method_options[card][request_incremental_authorization]":
+                                 ["if_available"]}
     assert create.headers["Idempotency-Key"] == "book-42"
     assert create.headers["Authorization"] == "Bearer sk_test_123"
     assert (capture.path, capture.params) == (f"/v1/payment_intents/{held.id}/capture",

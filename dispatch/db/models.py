@@ -32,6 +32,7 @@ from dispatch.db import db
 from dispatch.domain.money import (
     ACCOUNT_OWNER,
     AccountKind,
+    LineItemKind,
     Owner,
     PayoutKind,
     TransactionKind,
@@ -43,6 +44,7 @@ from dispatch.domain.states import (
     Availability,
     BatchStatus,
     InvitationStatus,
+    InvoiceStatus,
     JobStatus,
     OfferStatus,
     PaymentStatus,
@@ -994,3 +996,63 @@ class JobPayment(db.Model):
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobLineItem(db.Model):
+    """One line of what a job came to, written at completion (services/final_amount.py):
+    the call-out fee, the urgent surcharge and the labour from the category's price list,
+    the parts as the worker entered them. A revision replaces the lines; the job's events
+    keep every version."""
+
+    __tablename__ = "job_line_items"
+    __table_args__ = (
+        CheckConstraint(_in("kind", LineItemKind), name="ck_job_line_items_kind"),
+        # Labour is minutes x an hourly rate; every other line is quantity x unit amount.
+        CheckConstraint("quantity > 0 AND unit_amount_cents >= 0 AND amount_cents >= 0 "
+                        "AND (kind = 'labour' OR amount_cents = quantity * unit_amount_cents)",
+                        name="ck_job_line_items_amounts"),
+        UniqueConstraint("job_id", "position", name="uq_job_line_items_position"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(String(200))
+    # Labour: minutes on site, priced per hour (amount = minutes x hourly rate / 60).
+    quantity: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    unit_amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Invoice(db.Model):
+    """A job's invoice (one per job, services/invoices.py): opened with the hold at booking
+    for the amount held, its amount the final amount once the worker completes, paid when
+    the money is captured. For a resident, the paid invoice is the receipt."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint(_in("status", InvoiceStatus), name="ck_invoices_status"),
+        CheckConstraint("amount_cents >= 0", name="ck_invoices_amount"),
+        CheckConstraint("(payer_user_id IS NULL) <> (payer_organization_id IS NULL)",
+                        name="ck_invoices_payer"),
+        CheckConstraint("(status = 'paid') = (paid_at IS NOT NULL)", name="ck_invoices_paid"),
+        Index("ix_invoices_org_id", "org_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    payer_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    payer_organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    property_id: Mapped[int | None] = mapped_column(ForeignKey("properties.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    # The payer's (or a manager's) reason for declining the final amount last.
+    decline_reason: Mapped[str | None] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

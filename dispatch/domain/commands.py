@@ -330,7 +330,11 @@ class OrganizationPatch(Command):
             "refunded_cents the rest given back), `payment.refunded` (the part of a hold "
             "given back after a charge), `payment.voided` (the whole hold given back, "
             "nothing charged), `payment.expired` (the hold lapsed at the provider, nothing "
-            "charged)"))] = None
+            "charged); for the organization's invoices, with invoice_id, number, status, "
+            "previous, amount_cents and currency: `invoice.<status>` each time an invoice "
+            "takes a status (`invoice.hold` when opened with the hold, then "
+            "`invoice.in_review`, `invoice.approved`, `invoice.declined`, `invoice.paid` or "
+            "`invoice.void`)"))] = None
 
     @field_validator("webhook_url")
     @classmethod
@@ -414,5 +418,38 @@ class LimitsIn(Command):
 
 
 class DecisionIn(Command):
+    reason: Annotated[str | None, Field(max_length=500, description=(
+        "why: required to decline"))] = None
+
+
+# The completion form's bounds: a job's parts fit on one screen, and an amount fits a column.
+MAX_PARTS = 20
+MAX_LINE_CHARS = 200
+MAX_MINUTES = 24 * 60
+MAX_LINE_CENTS = 10_000_000
+
+
+class PartIn(Command):
+    description: Annotated[str, Field(min_length=1, max_length=MAX_LINE_CHARS)]
+    amount_cents: Annotated[int, Field(ge=1, le=MAX_LINE_CENTS,
+                                       description="what the part cost the payer, minor units")]
+
+
+class CompleteIn(Command):
+    """The worker's completion form: time on site and parts. The server prices the rest
+    (call-out fee, urgent surcharge, labour = minutes x hourly rate) from the category."""
+
+    minutes: Annotated[int, Field(ge=0, le=MAX_MINUTES, description="time on site")]
+    hourly_rate_cents: Annotated[int | None, Field(
+        ge=1, le=MAX_LINE_CENTS, description="the labour rate; default the category's low "
+        "rate, and within the category's range")] = None
+    parts: Annotated[list[PartIn], Field(max_length=MAX_PARTS)] = []
+    note: Annotated[str | None, Field(max_length=500)] = None
+
+
+class FinalAmountDecisionIn(Command):
+    """The payer's word on a final amount above the hold plus the tolerance."""
+
+    approve: bool
     reason: Annotated[str | None, Field(max_length=500, description=(
         "why: required to decline"))] = None

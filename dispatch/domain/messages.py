@@ -169,6 +169,16 @@ MESSAGES: dict[str, str] = {
     "payment.not_completed": "Confirm the work once the worker has marked it completed.",
     "payment.rejected": "The payment provider refused to move the money (%(reason)s): our "
                         "team has to look at this payment.",
+    "final_amount.rate_outside": "Charge between %(low)s and %(high)s an hour for this "
+                                 "kind of work.",
+    "final_amount.awaiting": "The final amount is waiting for approval: approve it (or the "
+                             "worker revises it) before the work is confirmed.",
+    "final_amount.not_in_review": "No final amount is waiting for your approval on this job.",
+    "final_amount.settled": "This job's final amount is settled: it can no longer be revised.",
+    "final_amount.org_approvers": "The organization's approvers decide this amount on the "
+                                  "approvals page.",
+    "final_amount.increment_declined": "The card declined the higher amount: the payer has "
+                                       "to use another card or agree a lower amount.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",

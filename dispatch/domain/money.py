@@ -75,6 +75,17 @@ class PayoutKind(StrEnum):
     INSTANT = "instant"  # on demand, above a minimum, for a fee
 
 
+class LineItemKind(StrEnum):
+    """The lines of a job's invoice (`job_line_items`): the server writes the call-out fee,
+    the urgent surcharge and the labour from the category's price list; parts are the
+    worker's, as entered."""
+
+    CALL_OUT = "call_out"
+    LABOUR = "labour"  # quantity: minutes on site
+    PARTS = "parts"
+    SURCHARGE = "surcharge"
+
+
 # A job in one of these owes nobody anything: its escrow must be empty.
 ESCROW_EMPTY_JOB_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.CLOSED, JobStatus.CANCELLED, JobStatus.UNFILLED})

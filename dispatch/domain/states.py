@@ -131,6 +131,40 @@ def check_approval_transition(current: ApprovalStatus | str,
         raise IllegalTransition("approval", str(current), str(target))
 
 
+class InvoiceStatus(StrEnum):
+    """A job's invoice (one per job, `services.invoices`): opened with the hold at booking;
+    in review while a final amount above what is approved by itself waits for the payer
+    (a resident) or one of the organization's managers; paid when the money is captured;
+    void when the job ended charging nothing (cancelled for free, unfilled, hold lapsed)."""
+
+    HOLD = "hold"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    PAID = "paid"
+    VOID = "void"
+
+
+INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
+    InvoiceStatus.HOLD: frozenset(
+        {InvoiceStatus.IN_REVIEW, InvoiceStatus.PAID, InvoiceStatus.VOID}),
+    InvoiceStatus.IN_REVIEW: frozenset(
+        {InvoiceStatus.APPROVED, InvoiceStatus.DECLINED, InvoiceStatus.VOID}),
+    # The worker revises the line items; the revision is reviewed again.
+    InvoiceStatus.DECLINED: frozenset({InvoiceStatus.IN_REVIEW, InvoiceStatus.VOID}),
+    InvoiceStatus.APPROVED: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID}),
+}
+# A final amount waiting for someone's word: nothing may be charged meanwhile.
+INVOICE_AWAITING: frozenset[InvoiceStatus] = frozenset(
+    {InvoiceStatus.IN_REVIEW, InvoiceStatus.DECLINED})
+
+
+def check_invoice_transition(current: InvoiceStatus | str, target: InvoiceStatus | str) -> None:
+    if InvoiceStatus(target) not in INVOICE_TRANSITIONS.get(InvoiceStatus(current),
+                                                            frozenset()):
+        raise IllegalTransition("invoice", str(current), str(target))
+
+
 class Availability(StrEnum):
     OFFLINE = "offline"
     ONLINE = "online"

@@ -228,6 +228,9 @@ class Settings:
     auto_release_hours: float = 24.0
     auto_release_urgent_hours: float = 2.0
     cancel_fee_cents: int | None = None
+    # A resident's final amount may exceed the hold by this percentage and still be charged
+    # on confirmation (the authorization grows); above it the payer approves it explicitly.
+    final_tolerance_percent: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -316,6 +319,8 @@ class Settings:
             auto_release_urgent_hours=float(_env("AUTO_RELEASE_URGENT_HOURS", "2")),
             cancel_fee_cents=(int(_env("CANCEL_FEE_CENTS", "")) if _env("CANCEL_FEE_CENTS", "")
                               else None),
+            final_tolerance_percent=_int("FINAL_TOLERANCE_PERCENT",
+                                         cls.final_tolerance_percent),
         )
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ job's hard limit (its soft limit is then never above the cap)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -201,10 +202,12 @@ def decide_final_amount(session: Session, job: Job, amount_cents: int,
 
 
 def request_approval(session: Session, job: Job, amount_cents: int,
-                     requested_by: User | None, retry: bool = True) -> ApprovalRequest | None:
+                     requested_by: User | None, retry: bool = True,
+                     commit: bool = True) -> ApprovalRequest | None:
     """A pending approval request when the amount needs one (None when it is approved
     automatically). A job has at most one pending request: asking again with a new
-    amount replaces the amount of the one waiting."""
+    amount replaces the amount of the one waiting. `commit=False`: written in the caller's
+    transaction (which holds the job's row lock, so no other request for it races)."""
     if job.org_id is None or decide_final_amount(session, job, amount_cents) != "needs_approval":
         return None
     pending = session.execute(
@@ -219,6 +222,9 @@ def request_approval(session: Session, job: Job, amount_cents: int,
         session.add(pending)
     else:
         pending.amount_cents, pending.hard_limit_cents = amount_cents, hard
+    if not commit:
+        session.flush()
+        return pending
     try:
         session.commit()
     except IntegrityError:
@@ -231,10 +237,14 @@ def request_approval(session: Session, job: Job, amount_cents: int,
     return pending
 
 
+DecidedHook = Callable[[Session, ApprovalRequest, User, bool, "str | None"], None]
+
+
 def decide(session: Session, user: User, request_id: int, approve: bool,
-           reason: str | None = None) -> ApprovalRequest:
+           reason: str | None = None, on_decided: DecidedHook | None = None) -> ApprovalRequest:
     """One manager's decision. The request row is locked first, so of two managers racing
-    exactly one decides and the other is told it was decided already (409)."""
+    exactly one decides and the other is told it was decided already (409). `on_decided`
+    runs in the same transaction (services.final_amount: the job's invoice follows)."""
     org = organization_of(session, user)
     reason = (reason or "").strip() or None
     if not approve and reason is None:
@@ -255,6 +265,8 @@ def decide(session: Session, user: User, request_id: int, approve: bool,
     session.execute(update(ApprovalRequest).where(ApprovalRequest.id == found.id)
                     .values(status=target.value, decided_by=user.id, decided_at=clock.now(),
                             reason=reason))
+    if on_decided is not None:
+        on_decided(session, found, user, approve, reason)
     session.commit()
     session.refresh(found)
     return found

@@ -18,7 +18,7 @@ from dispatch.db.models import Job, JobPayment, Role, User
 from dispatch.domain.errors import Conflict, NotFound, not_found, refusal
 from dispatch.domain.money import TransactionKind
 from dispatch.domain.states import Actor, JobStatus, PaymentStatus
-from dispatch.services import escrow
+from dispatch.services import escrow, invoices
 from dispatch.services.context import settings
 from dispatch.services.jobs import REQUESTER_ROLES, transition
 
@@ -36,6 +36,9 @@ def confirm(session: Session, user: User, job_id: int) -> Job:
         return job
     if job.status != JobStatus.COMPLETED.value:
         raise refusal(Conflict, "not_completed", "status", "payment.not_completed")
+    if invoices.awaiting(session, job.id):
+        raise refusal(Conflict, "final_amount_pending", "final_amount",
+                      "final_amount.awaiting")
     _release(session, job, clock.now(), Actor.RESIDENT, user.id, "confirmed")
     session.commit()
     return job
@@ -50,7 +53,9 @@ def auto_release(session: Session, job_id: int, now: datetime) -> bool:
         session.rollback()
         return False
     if (job.status != JobStatus.COMPLETED.value or job.completed_at is None
-            or escrow.release_due_at(job) > now):
+            or escrow.release_due_at(job) > now
+            # An amount awaiting approval is charged on nobody's say-so (final_amount.py).
+            or invoices.awaiting(session, job.id)):
         session.rollback()
         return False
     _release(session, job, now, Actor.SYSTEM, None, "auto_released")

@@ -46,7 +46,7 @@ from dispatch.infra.payments.base import (
     PaymentError,
     PaymentRejected,
 )
-from dispatch.services import ledger, org_hooks, pricing
+from dispatch.services import invoices, ledger, org_hooks, pricing
 from dispatch.services.context import settings
 from dispatch.services.payments import provider
 
@@ -116,6 +116,7 @@ def record_hold(session: Session, job: Job, held: Authorization, now: datetime) 
     session.add(payment)
     ledger.hold(session, job.id, payer, held.amount_cents, f"hold:job:{job.id}", currency)
     _told(session, job, payment, "payment.held", now)
+    invoices.open_for(session, job, held.amount_cents, now, currency)
     return payment
 
 
@@ -222,6 +223,7 @@ def settle(session: Session, job: Job, payment: JobPayment, charged_cents: int,
     _told(session, job, payment, "payment.captured" if charged else "payment.voided", now)
     if charged and refunded:
         _told(session, job, payment, "payment.refunded", now)
+    invoices.settled(session, job, charged, now)
     return Settlement(charged, worker_cents, fee_cents, refunded)
 
 
@@ -251,6 +253,34 @@ def expire(session: Session, job: Job, payment: JobPayment, now: datetime) -> No
     payment.refunded_cents = payment.held_cents
     payment.settled_at = now
     _told(session, job, payment, "payment.expired", now)
+    invoices.settled(session, job, 0, now)
+
+
+def increment_hold(session: Session, job: Job, payment: JobPayment, new_amount_cents: int,
+                   now: datetime) -> bool:
+    """Grow the job's hold (its payment row locked by the caller) to `new_amount_cents`:
+    the provider's incremental authorization, then ONE keyed ledger transaction moving the
+    increase from the payer's funding into escrow. False when the card declined the
+    increase (the hold stays as it was); a hold already that large changes nothing."""
+    check_payment_transition(payment.status, PaymentStatus.RELEASED)  # still held
+    more = new_amount_cents - payment.held_cents
+    if more <= 0:
+        return True
+    key = f"increment:job:{job.id}:{new_amount_cents}"
+    try:
+        grown = provider().increment(payment.authorization_id, new_amount_cents, key)
+    except PaymentRejected as exc:
+        raise refusal(Conflict, "payment_rejected", "payment", "payment.rejected",
+                      reason=exc.code.replace("_", " ")) from exc
+    except PaymentError as exc:
+        raise _unavailable() from exc
+    if grown.status == "declined":
+        return False
+    ledger.hold(session, job.id, payer_of(job), more, key, payment.currency)
+    payment.held_cents = new_amount_cents
+    if grown.expires_at is not None:
+        payment.authorization_expires_at = grown.expires_at
+    return True
 
 
 def release_due_at(job: Job) -> datetime:

@@ -85,6 +85,7 @@
     document.getElementById("cancel").hidden = !CANCELLABLE.includes(job.status);
     document.getElementById("confirm-done").hidden = !(payer && job.status === "completed");
     document.getElementById("paid").hidden = !(payer && job.status === "closed");
+    showInvoice();
     scheduleRefresh();
     tick();
   }
@@ -192,6 +193,67 @@
     if (r.ok) refresh();
     else document.getElementById("message").textContent = errorText(r.data);
   });
+
+  // The final amount (line items) once the worker completes; the payer approves or
+  // declines an amount above the hold plus tolerance; once paid, the receipt.
+  const INVOICE_WORDS = {
+    hold: "Charged when you confirm the work is done.",
+    in_review: "Waiting for approval.",
+    approved: "Approved: charged when you confirm the work is done.",
+    declined: "Declined: the worker is revising it.",
+    paid: "Paid.",
+    void: "Nothing was charged.",
+  };
+  let invoiceAsked = 0;
+
+  async function showInvoice() {
+    const box = document.getElementById("final-amount");
+    if (!payer || !STATES.done.includes(job.status)) { box.hidden = true; return; }
+    const mine = ++invoiceAsked;
+    const r = await api("GET", `/jobs/${jobId}/invoice`);
+    if (mine !== invoiceAsked || !r.ok) return;
+    const inv = r.data;
+    if (!inv.line_items.length && inv.status !== "paid") { box.hidden = true; return; }
+    box.hidden = false;
+    document.getElementById("invoice-number").textContent = inv.number;
+    const body = document.querySelector("#line-items tbody");
+    body.innerHTML = "";
+    for (const item of inv.line_items) {
+      const tr = document.createElement("tr");
+      tr.innerHTML = "<td></td><td></td>";
+      tr.children[0].textContent = item.description;
+      tr.children[1].textContent = formatCents(item.amount_cents, inv.currency);
+      body.appendChild(tr);
+    }
+    document.getElementById("final-total").textContent = formatCents(inv.amount_cents, inv.currency);
+    const organization = inv.payer_organization_id !== null;
+    document.getElementById("final-note").textContent = inv.status === "in_review" && organization
+      ? "Waiting for your organization's approvers (Approvals)." : INVOICE_WORDS[inv.status];
+    document.getElementById("final-decision").hidden = !(inv.status === "in_review" && !organization);
+    const paid = inv.status === "paid";
+    document.getElementById("receipt").hidden = !paid;
+    if (paid) {
+      document.getElementById("receipt-charged").textContent = formatCents(inv.charged_cents, inv.currency);
+      document.getElementById("receipt-refunded").textContent = formatCents(inv.refunded_cents, inv.currency);
+    }
+    // Confirming waits for an amount in review or declined (the API refuses it too).
+    if (["in_review", "declined"].includes(inv.status)) {
+      document.getElementById("confirm-done").hidden = true;
+    }
+  }
+
+  async function decideAmount(body) {
+    document.getElementById("message").textContent = "";
+    const r = await api("POST", `/jobs/${jobId}/final-amount`, body);
+    if (r.ok) refresh();
+    else document.getElementById("message").textContent = errorText(r.data);
+  }
+
+  document.getElementById("approve-amount").addEventListener("click",
+    () => decideAmount({approve: true}));
+  document.getElementById("decline-amount").addEventListener("click",
+    () => decideAmount({approve: false,
+                        reason: document.getElementById("decline-reason").value}));
 
   refresh();
 })();

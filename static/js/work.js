@@ -198,6 +198,8 @@
       b.textContent = label;
       b.dataset.status = status;
       b.addEventListener("click", async () => {
+        // Done: the completion form says what the job came to (time and parts).
+        if (status === "completed") { openCompletion(job); return; }
         const r = await api("POST", `/jobs/${job.id}/status`, {status});
         if (!r.ok) { errorBox.textContent = errorText(r.data); return; }
         if (status === "completed") { box.hidden = true; syncAvailability(); }
@@ -206,6 +208,151 @@
       });
       moves.appendChild(b);
     }
+  }
+
+  // The completion form: minutes and parts, priced live as the server prices them
+  // (call-out and urgent surcharge from the category, labour = minutes x hourly rate).
+  const completeForm = document.getElementById("complete-form");
+  const PRICES = JSON.parse(completeForm.dataset.prices || "{}");
+  const partsBody = document.getElementById("complete-parts");
+  const COMPLETE_LABELS = {minutes: "Minutes", hourly_rate_cents: "Hourly rate",
+                           note: "Note", parts: "Parts"};
+  let completing = null; // the job the form is for
+
+  function dollarsToCents(text) {
+    const value = String(text).trim().replace(/^\$/, "");
+    if (!/^[0-9]+(\.[0-9]{1,2})?$/.test(value)) return null;
+    return Math.round(Number(value) * 100);
+  }
+
+  function addPartRow(description, dollars) {
+    const tr = document.createElement("div");
+    tr.className = "row part";
+    const what = document.createElement("input");
+    what.className = "part-description";
+    what.maxLength = 200;
+    what.value = description || "";
+    what.setAttribute("aria-label", "Part");
+    const amount = document.createElement("input");
+    amount.className = "part-amount";
+    amount.inputMode = "decimal";
+    amount.value = dollars || "";
+    amount.setAttribute("aria-label", "Amount in dollars");
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "part-remove";
+    remove.textContent = "Remove";
+    remove.addEventListener("click", () => { tr.remove(); showTotal(); });
+    what.placeholder = "Part";
+    what.className += " grow";
+    amount.placeholder = "$";
+    amount.size = 7;
+    tr.append(what, amount, remove);
+    what.addEventListener("input", showTotal);
+    amount.addEventListener("input", showTotal);
+    partsBody.appendChild(tr);
+  }
+
+  function completionBody() {
+    const parts = [...partsBody.children].map((tr) => ({
+      description: tr.querySelector(".part-description").value.trim(),
+      amount_cents: dollarsToCents(tr.querySelector(".part-amount").value),
+    }));
+    const rateText = document.getElementById("complete-rate").value.trim();
+    const body = {minutes: Number(document.getElementById("complete-minutes").value || 0),
+                  parts};
+    if (rateText) body.hourly_rate_cents = dollarsToCents(rateText);
+    const note = document.getElementById("complete-note").value.trim();
+    if (note) body.note = note;
+    return body;
+  }
+
+  function showTotal() {
+    if (!completing) return;
+    const price = PRICES[completing.category.id] || {call_out: 0, surcharge: 0, low: 0, high: 0};
+    const body = completionBody();
+    const rate = body.hourly_rate_cents || price.low;
+    const labour = Math.floor((body.minutes * rate + 30) / 60);
+    const surcharge = completing.urgency === "urgent" ? price.surcharge : 0;
+    const parts = body.parts.reduce((sum, p) => sum + (p.amount_cents || 0), 0);
+    const total = price.call_out + surcharge + labour + parts;
+    document.getElementById("complete-total").textContent = formatCents(total);
+    document.getElementById("complete-lines").textContent =
+      `Call-out ${formatCents(price.call_out)}` +
+      (surcharge ? ` · urgent ${formatCents(surcharge)}` : "") +
+      ` · labour ${formatCents(labour)} · parts ${formatCents(parts)}`;
+  }
+
+  function openCompletion(job, revising) {
+    completing = job;
+    const price = PRICES[job.category.id];
+    document.getElementById("complete-rate-range").textContent = price
+      ? `Between ${formatCents(price.low)} and ${formatCents(price.high)} an hour.` : "";
+    if (!revising || !partsBody.children.length) partsBody.innerHTML = "";
+    document.getElementById("complete-error").textContent = "";
+    completeForm.hidden = false;
+    document.getElementById("complete-minutes").focus();
+    showTotal();
+  }
+
+  document.getElementById("complete-add-part").addEventListener("click", () => {
+    addPartRow();
+    showTotal();
+  });
+  document.getElementById("complete-minutes").addEventListener("input", showTotal);
+  document.getElementById("complete-rate").addEventListener("input", showTotal);
+  document.getElementById("complete-cancel").addEventListener("click", () => {
+    completeForm.hidden = true;
+    completing = null;
+  });
+
+  function fieldText(data) {
+    const found = (data && data.error && data.error.fields) || [];
+    if (!found.length) return errorText(data);
+    return found.map((f) => {
+      const m = /^parts\.(\d+)\.(\w+)$/.exec(f.field);
+      const label = m ? `Part ${Number(m[1]) + 1} ${m[2] === "amount_cents" ? "amount" : "description"}`
+        : (COMPLETE_LABELS[f.field] || f.field);
+      return `${label}: ${f.problem}`;
+    }).join(" ");
+  }
+
+  const DECISION_TEXT = {
+    auto_approved: "Sent: the payer is charged this when they confirm.",
+    needs_payer_approval: "Sent: above what was held, so the payer approves it first.",
+    needs_approval: "Sent: above the organization's limit, so one of its managers approves it.",
+  };
+
+  completeForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const job = completing;
+    if (!job) return;
+    const r = await api("POST", `/jobs/${job.id}/complete`, completionBody());
+    if (!r.ok) { document.getElementById("complete-error").textContent = fieldText(r.data); return; }
+    completeForm.hidden = true;
+    completing = null;
+    document.getElementById("active").hidden = true;
+    // Said where the shift's messages go (a status line, not an error).
+    document.getElementById("work-error").textContent =
+      `${formatCents(r.data.invoice.amount_cents, r.data.invoice.currency)}. ` +
+      DECISION_TEXT[r.data.decision];
+    syncAvailability();
+    loadToday();
+  });
+
+  // A completed job whose final amount was declined: the worker revises it from Today.
+  async function offerRevision(job, tr) {
+    const r = await api("GET", `/jobs/${job.id}/invoice`);
+    if (!r.ok || !["declined", "in_review"].includes(r.data.status)) return;
+    const cell = tr.children[2];
+    cell.textContent = r.data.status === "declined"
+      ? `Amount declined: ${r.data.decline_reason || ""} ` : "Amount awaiting approval ";
+    const revise = document.createElement("button");
+    revise.type = "button";
+    revise.className = "revise";
+    revise.textContent = "Revise";
+    revise.addEventListener("click", () => openCompletion(job, true));
+    cell.appendChild(revise);
   }
 
   // "Give this job back" (before setting out) and "I can't make it" (with a reason, until
@@ -271,6 +418,7 @@
     tr.children[0].textContent = timeText(job);
     tr.children[1].textContent = job.category.name;
     tr.children[2].textContent = statusLabel(job.status);
+    if (job.status === "completed") offerRevision(job, tr);
     return tr;
   }
 

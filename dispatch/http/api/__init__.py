@@ -15,6 +15,7 @@ def blueprint() -> Blueprint:
         approvals,
         batches,
         invitations,
+        invoices,
         jobs,
         meta,
         offers,

@@ -22,7 +22,7 @@ from dispatch.http.api.schemas import (
     JobLimitsOut,
     LimitsOut,
 )
-from dispatch.services import approvals
+from dispatch.services import approvals, final_amount
 from dispatch.services.approvals import LimitSet
 
 PM = (Role.PROPERTY_MANAGER,)
@@ -120,10 +120,14 @@ def list_approvals(user: User, query: ApprovalListQuery) -> ApprovalListOut:
 
 @registry.route(bp, f"/approvals/<{ID8}:approval_id>/approve", "POST",
                 summary="Approve a final amount above the hard limit", body=DecisionIn,
-                response=ApprovalOut, roles=PM, errors=[404, 409])
+                response=ApprovalOut, roles=PM, errors=[402, 404, 409])
 def approve_amount(user: User, approval_id: int, body: DecisionIn) -> ApprovalOut:
-    """Decided once: a second decision (or a colleague's, first) gets 409."""
-    return approval_out(approvals.decide(db.session, user, approval_id, True, body.reason))
+    """Decided once: a second decision (or a colleague's, first) gets 409. Approving the
+    amount the job's invoice is in review for makes it chargeable on confirmation (the
+    hold grows to it; a hold that cannot grow is 402 and nothing is decided); declining
+    it lets the worker revise the line items."""
+    return approval_out(final_amount.decide_approval(db.session, user, approval_id, True,
+                                                       body.reason))
 
 
 @registry.route(bp, f"/approvals/<{ID8}:approval_id>/decline", "POST",
@@ -131,4 +135,5 @@ def approve_amount(user: User, approval_id: int, body: DecisionIn) -> ApprovalOu
                 body=DecisionIn, response=ApprovalOut, roles=PM, errors=[404, 409])
 def decline_amount(user: User, approval_id: int, body: DecisionIn) -> ApprovalOut:
     """Decided once: a second decision (or a colleague's, first) gets 409."""
-    return approval_out(approvals.decide(db.session, user, approval_id, False, body.reason))
+    return approval_out(final_amount.decide_approval(db.session, user, approval_id, False,
+                                                       body.reason))

@@ -699,3 +699,51 @@ class StatementOut(Out):
                                                     "month (held, or the hold ended); the "
                                                     "whole month, not paged")
     totals: list[StatementTotalOut] = Field(description="one per currency")
+# --- final amounts and invoices -------------------------------------------------------------
+
+
+class LineItemOut(Out):
+    position: int
+    kind: str = Field(description="`call_out`, `labour` (quantity: minutes), `parts` or "
+                                  "`surcharge`")
+    description: str
+    quantity: int
+    unit_amount_cents: int = Field(description="labour: the hourly rate")
+    amount_cents: int
+
+
+class InvoiceOut(Out):
+    id: int
+    number: str = Field(description="e.g. INV-2026-000123")
+    job_id: int
+    status: str = Field(description="`hold` (money held), `in_review` (a final amount "
+                                    "awaits approval), `approved`, `declined` (the worker "
+                                    "may revise), `paid`, `void` (nothing charged)")
+    amount_cents: int = Field(description="held, then the final amount, then what was "
+                                          "charged")
+    currency: str
+    payer_user_id: int | None
+    payer_organization_id: int | None
+    org_id: int | None
+    property_id: int | None
+    decline_reason: str | None
+    issued_at: datetime
+    paid_at: datetime | None
+    held_cents: int | None = Field(description="the hold at the payment provider")
+    charged_cents: int | None
+    refunded_cents: int | None
+    line_items: list[LineItemOut]
+
+
+class InvoiceListOut(PageOut):
+    invoices: list[InvoiceOut]
+
+
+class CompletionOut(Out):
+    job_id: int
+    job_status: str
+    decision: Literal["auto_approved", "needs_approval", "needs_payer_approval"] = Field(
+        description="`auto_approved`: charged on confirmation; `needs_payer_approval`: the "
+                    "payer approves it on the job page; `needs_approval`: the "
+                    "organization's approvers decide on /approvals")
+    invoice: InvoiceOut

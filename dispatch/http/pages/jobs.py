@@ -6,11 +6,12 @@ from flask import abort, current_app, render_template
 from flask_login import current_user, login_required
 
 from dispatch.db import clock, db
-from dispatch.db.models import Role, User
+from dispatch.db.models import Job, Role, User
 from dispatch.domain.errors import DomainError
+from dispatch.domain.money import format_cents
 from dispatch.http.api.shapes import job_out
 from dispatch.http.pages import bp, require
-from dispatch.services import contact
+from dispatch.services import contact, invoices
 from dispatch.services.catalog import bookable_groups
 from dispatch.services.following import following
 from dispatch.services.jobs import visible_job
@@ -37,3 +38,18 @@ def job_page(job_id: int) -> str:
     view = job_out(job, user, number, following(db.session, job, clock.now()))
     return render_template("job.html", job=job, view=view,
                            stale_after_s=current_app.config["DISPATCH"].position_stale_s)
+
+
+@bp.get("/jobs/<int(min=1, max=9223372036854775807):job_id>/receipt")
+@login_required
+def job_receipt(job_id: int) -> str:
+    """The printable invoice (a receipt once paid), for whoever booked the job."""
+    user = db.session.get(User, current_user.id)
+    assert user is not None
+    try:
+        found = invoices.for_payer(db.session, user, job_id)
+    except DomainError:
+        abort(404)
+    job = db.session.get(Job, job_id)
+    return render_template("receipt.html", found=found, job=job,
+                           money=lambda cents: format_cents(cents, found.invoice.currency))

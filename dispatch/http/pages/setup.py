@@ -72,6 +72,13 @@ def batch_history() -> str | Response:
     return _with_organization("setup_batches.html", categories=bookable_groups(db.session))
 
 
+@bp.get("/invoices")
+@login_required
+def invoices() -> str | Response:
+    """The organization's invoices and their status (hold, in review, paid, ...)."""
+    return _with_organization("setup_invoices.html")
+
+
 @bp.get("/approvals")
 @login_required
 def approvals() -> str | Response:

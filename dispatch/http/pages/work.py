@@ -5,16 +5,23 @@ from __future__ import annotations
 from flask import render_template
 from flask_login import login_required
 
+from dispatch.db import db
 from dispatch.db.models import Role
 from dispatch.domain.commands import CANT_MAKE_IT_LABELS
 from dispatch.http.pages import bp, require
+from dispatch.services.catalog import bookable_groups
 
 
 @bp.get("/work")
 @login_required
 def work() -> str:
     require(Role.WORKER)
-    return render_template("work.html", cant_make_it_reasons=CANT_MAKE_IT_LABELS)
+    # The completion form's live total prices lines as the server will (final_amount.py).
+    prices = {c.id: {"call_out": c.call_out_cents, "surcharge": c.urgent_surcharge_cents,
+                     "low": c.hourly_low_cents, "high": c.hourly_high_cents}
+              for _, group in bookable_groups(db.session) for c in group}
+    return render_template("work.html", cant_make_it_reasons=CANT_MAKE_IT_LABELS,
+                           prices=prices)
 
 
 @bp.get("/work/profile")

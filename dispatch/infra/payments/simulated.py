@@ -130,6 +130,36 @@ class SimulatedProvider:
         return Capture(**self._once(idempotency_key, ("capture", authorization_id,
                                                       amount_cents), run))
 
+    def increment(self, authorization_id: str, new_amount_cents: int,
+                  idempotency_key: str) -> Authorization:
+        """The hold grows to the new total, as a card network's incremental authorization
+        does; a card whose charges decline declines the increment too, the hold unchanged."""
+        check_amount(new_amount_cents)
+
+        def run(conn: Connection, now: datetime) -> tuple[dict[str, Any], list[_Event]]:
+            held = _locked(conn, authorization_id, "authorization")
+            if held["status"] != "authorized":
+                raise PaymentRejected(f"authorization_{held['status']}",
+                                      f"{authorization_id} is {held['status']}")
+            if held["expires_at"] <= now:
+                raise PaymentRejected("authorization_expired",
+                                      f"{authorization_id} expired at {held['expires_at']}")
+            if new_amount_cents < held["amount_cents"]:
+                raise PaymentRejected("amount_too_small",
+                                      f"{authorization_id} already holds {held['amount_cents']}")
+            decline = TEST_CARDS.get(held["party"] or "")
+            if decline:
+                answer = {**_authorization(held), "status": "declined", "decline_code": decline}
+                return answer, [_event(AUTHORIZATION_DECLINED, answer, now)]
+            row = conn.execute(text("UPDATE sim_payment_objects SET amount_cents = :a "
+                                    "WHERE id = :id RETURNING *"),
+                               {"a": new_amount_cents, "id": authorization_id}).mappings().one()
+            answer = _authorization(row)
+            return answer, [_event(AUTHORIZATION_SUCCEEDED, answer, now)]
+
+        return _as_authorization(self._once(idempotency_key, ("increment", authorization_id,
+                                                              new_amount_cents), run))
+
     def cancel(self, authorization_id: str, idempotency_key: str) -> None:
         def run(conn: Connection, now: datetime) -> tuple[dict[str, Any], list[_Event]]:
             held = _locked(conn, authorization_id, "authorization")

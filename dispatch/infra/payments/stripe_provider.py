@@ -71,7 +71,11 @@ class StripeProvider:
             intent = self._client.v1.payment_intents.create(
                 params={"amount": amount_cents, "currency": currency.lower(),
                         "payment_method": payment_method, "payment_method_types": ["card"],
-                        "capture_method": "manual", "confirm": True},
+                        "capture_method": "manual", "confirm": True,
+                        # A final amount above the hold grows it (`increment`) where the
+                        # card network allows; elsewhere the increment is declined.
+                        "payment_method_options": {
+                            "card": {"request_incremental_authorization": "if_available"}}},
                 options=_key(idempotency_key))
         except stripe.CardError as exc:
             error = exc.error
@@ -100,6 +104,26 @@ class StripeProvider:
             raise _failure(exc) from exc
         return Capture(id=_id(intent.latest_charge), authorization_id=intent.id,
                        amount_cents=intent.amount_received, currency=intent.currency.upper())
+
+    def increment(self, authorization_id: str, new_amount_cents: int,
+                  idempotency_key: str) -> Authorization:
+        """`increment_authorization` to the new total: a decline (card_declined) leaves the
+        PaymentIntent capturable for what it held, so it is an answer, not a failure."""
+        check_amount(new_amount_cents)
+        try:
+            intent = self._client.v1.payment_intents.increment_authorization(
+                authorization_id, params={"amount": new_amount_cents},
+                options=_key(idempotency_key))
+        except stripe.CardError as exc:
+            return Authorization(id=authorization_id, status="declined",
+                                 amount_cents=new_amount_cents, currency="",
+                                 expires_at=None, decline_code=_decline_code(exc))
+        except stripe.StripeError as exc:
+            raise _failure(exc) from exc
+        return Authorization(id=intent.id, status="authorized", amount_cents=intent.amount,
+                             currency=intent.currency.upper(),
+                             expires_at=datetime.fromtimestamp(intent.created, UTC)
+                             + AUTHORIZATION_LIFETIME)
 
     def cancel(self, authorization_id: str, idempotency_key: str) -> None:
         try:
