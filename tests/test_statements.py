@@ -121,6 +121,12 @@ def test_a_month_of_jobs_with_charges_fees_and_holds(
                              "charged_cents": call_out, "cancellation_fee_cents": call_out,
                              "refunded_cents": fee.held_cents - call_out}
 
+    # Each row names the job's invoice and where it stands.
+    assert {job: (rows[job]["invoice_number"], rows[job]["invoice_status"])
+            for job in rows} == {done: (f"INV-2026-{done:06d}", "paid"),
+                                 fee_job: (f"INV-2026-{fee_job:06d}", "paid"),
+                                 open_job: (f"INV-2026-{open_job:06d}", "hold")}
+
     held = payment(app, open_job)
     assert rows[open_job] == {**rows[open_job], "property": "Oak Row", "unit": "2B",
                               "payment_status": "held", "held_cents": held.held_cents,

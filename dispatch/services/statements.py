@@ -10,8 +10,9 @@ the first and its charge on the second, so months add up and nothing is counted 
 
 The amounts are `job_payments`' (the provider's side, which the ledger mirrors one keyed
 transaction each); whether a charge was a cancellation fee is the ledger's (the kind of the
-job's `settle:job:<id>` transaction). `_ROWS_SQL` keeps the job id as the row key so
-invoice columns (number, status) join in by `invoices.job_id`."""
+job's `settle:job:<id>` transaction). Each row names the job's invoice (number and status
+now): a job whose final amount waits for a manager is on the statement as held, its invoice
+`in_review`."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ _HELD_IN = _IN_MONTH.format(col="jp.created_at")
 _ENDED_IN = _IN_MONTH.format(col="jp.settled_at")
 
 _ROWS_SQL = text(f"""
-SELECT j.id AS job_id,
+SELECT j.id AS job_id, i.number AS invoice_number, i.status AS invoice_status,
        (CASE WHEN {_ENDED_IN} THEN jp.settled_at ELSE jp.created_at END
             AT TIME ZONE :tz)::date AS day,
        p.id AS property_id, p.name AS property, u.label AS unit, c.name AS category,
@@ -49,6 +50,7 @@ SELECT j.id AS job_id,
   JOIN categories c ON c.id = j.category_id
   LEFT JOIN units u ON u.id = j.unit_id
   LEFT JOIN properties p ON p.id = u.property_id
+  LEFT JOIN invoices i ON i.job_id = j.id
   LEFT JOIN ledger_transactions t ON t.idempotency_key = 'settle:job:' || j.id
  WHERE jp.payer_organization_id = :org AND ({_HELD_IN} OR {_ENDED_IN})
    AND (CAST(:property AS integer) IS NULL OR p.id = CAST(:property AS integer))
@@ -63,6 +65,8 @@ class StatementRow:
     a cancellation fee."""
 
     job_id: int
+    invoice_number: str | None  # jobs booked before invoices existed have none
+    invoice_status: str | None
     date: date  # of the job's last money movement in the month, in the service's zone
     property_id: int | None
     property: str | None
@@ -101,7 +105,8 @@ def rows(session: Session, user: User, start: datetime, end: datetime, tz: str,
     found = session.execute(_ROWS_SQL, {"org": org.id, "start": start, "end": end, "tz": tz,
                                         "property": property_id}).all()
     return [StatementRow(
-        job_id=r.job_id, date=r.day, property_id=r.property_id, property=r.property,
+        job_id=r.job_id, invoice_number=r.invoice_number, invoice_status=r.invoice_status,
+        date=r.day, property_id=r.property_id, property=r.property,
         unit=r.unit, category=r.category, urgency=r.urgency, status=r.status,
         payment_status=r.payment_status, currency=r.currency, held_cents=r.held_cents,
         charged_cents=r.charged_cents, refunded_cents=r.refunded_cents,
@@ -129,7 +134,7 @@ def amount(cents: int, currency: str) -> str:
     return f"{'-' if cents < 0 else ''}{units}.{minor:0{len(str(per - 1))}d}"
 
 
-CSV_COLUMNS = ["job_id", "date", "property", "unit", "category", "urgency", "status",
+CSV_COLUMNS = ["job_id", "invoice", "invoice_status", "date", "property", "unit", "category", "urgency", "status",
                "payment_status", "currency", "held", "charged", "refunded",
                "cancellation_fee"]
 
@@ -143,14 +148,14 @@ def to_csv(found: list[StatementRow]) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in found:
         writer.writerow(spreadsheet_safe([
-            r.job_id, r.date.isoformat(), r.property or "", r.unit or "", r.category,
+            r.job_id, r.invoice_number or "", r.invoice_status or "", r.date.isoformat(), r.property or "", r.unit or "", r.category,
             r.urgency, r.status, r.payment_status, r.currency,
             amount(r.held_cents, r.currency), amount(r.charged_cents, r.currency),
             amount(r.refunded_cents, r.currency),
             amount(r.cancellation_fee_cents, r.currency)]))
     for t in totals(found):
         jobs = "1 job" if t.jobs == 1 else f"{t.jobs} jobs"
-        writer.writerow(["total", "", "", "", jobs, "", "", "", t.currency,
+        writer.writerow(["total", "", "", "", "", "", jobs, "", "", "", t.currency,
                          amount(t.held_cents, t.currency), amount(t.charged_cents, t.currency),
                          amount(t.refunded_cents, t.currency),
                          amount(t.cancellation_fee_cents, t.currency)])

@@ -29,7 +29,7 @@
       const link = document.createElement("a");
       link.href = `/jobs/${row.job_id}`;
       link.textContent = `#${row.job_id}`;
-      return [link, row.date, [row.property, row.unit].filter(Boolean).join(" "),
+      return [link, row.invoice_number || "", row.invoice_status || "", row.date, [row.property, row.unit].filter(Boolean).join(" "),
               row.category, row.payment_status,
               money(row.held_cents, row.currency), money(row.charged_cents, row.currency),
               money(row.refunded_cents, row.currency),
@@ -37,7 +37,7 @@
     });
     fillRows(document.querySelector("#statement tfoot"), r.data.totals, (t, tr) => {
       tr.className = "total";
-      return ["Total", t.jobs === 1 ? "1 job" : `${t.jobs} jobs`, "", "", "",
+      return ["Total", "", "", t.jobs === 1 ? "1 job" : `${t.jobs} jobs`, "", "", "",
               formatCents(t.held_cents, t.currency), formatCents(t.charged_cents, t.currency),
               formatCents(t.refunded_cents, t.currency),
               formatCents(t.cancellation_fee_cents, t.currency)];

@@ -664,6 +664,10 @@ class ApprovalListOut(PageOut):
 
 class StatementRowOut(Out):
     job_id: int
+    invoice_number: str | None = Field(description="the job's invoice (see /invoices)")
+    invoice_status: str | None = Field(description="the invoice's status now: hold, "
+                                                   "in_review, approved, declined, paid or "
+                                                   "void")
     date: calendar_date = Field(description="of the job's last money movement in the "
                                             "month, in the service's time zone")
     property_id: int | None
