@@ -18,8 +18,18 @@ from dispatch.db.models import Role
 from dispatch.entrypoints.sweeper import sweep_once
 from dispatch.infra.queues import TIMERS
 from dispatch.services import milestones
-from tests.helpers import Factory, ManualClock, book, count, job_body, set_settings, sql
+from tests.helpers import (
+    CENTER,
+    Factory,
+    ManualClock,
+    book,
+    count,
+    job_body,
+    set_settings,
+    sql,
+)
 from tests.test_escrow import DECLINED_CARD, authorization, balance_of, books_clean, escrow_of
+from tests.test_browser import browser  # noqa: F401  (the fixture)
 from tests.test_job_flow import post_status
 from tests.test_races import race
 
@@ -334,3 +344,70 @@ def test_unknown_stages_and_strangers_are_404(app: Flask, client: FlaskClient,
     assert client.post(f"/api/v1/jobs/{job_id}/milestones/1/confirm",
                        headers=worker).status_code == 403
     assert stages(app, job_id)[0].status == "held"
+
+
+def test_booking_in_stages_and_paying_them_in_the_pages(browser: Any, live_server: Any,
+                                                        make: Factory) -> None:
+    from playwright.sync_api import expect
+
+    from tests.test_browser import login, new_context, page_errors, shot
+
+    make.worker(skills=("leak-repair",), email="stages-worker@example.test")
+    make.user(Role.RESIDENT, email="stages@example.test")
+    resident_ctx = new_context(browser, live_server, at=CENTER)
+    worker_ctx = new_context(browser, live_server, phone=True, at=CENTER)
+    resident, worker = resident_ctx.new_page(), worker_ctx.new_page()
+    errors = page_errors(resident) + page_errors(worker)
+    try:
+        login(worker, "stages-worker@example.test")
+        expect(worker.locator("#availability")).to_have_text("online")
+        login(resident, "stages@example.test")
+        resident.select_option("#category", label="Leak repair")
+        resident.fill("#description", "Redo the bathroom floor")
+        resident.click("#locate")
+        expect(resident.locator("#where")).to_contain_text("Pin at")
+        resident.click("#stages summary")
+        rows = resident.locator("#stage-rows li")
+        expect(rows).to_have_count(2)
+        for i, (title, price) in enumerate((("Strip the old tiles", "300"),
+                                            ("Lay the new floor", "500"))):
+            rows.nth(i).locator(".stage-title").fill(title)
+            rows.nth(i).locator(".stage-amount").fill(price)
+        shot(resident, "book-stages")
+        resident.click("#submit")
+        resident.wait_for_url("**/jobs/*")
+        stages_rows = resident.locator("#milestone-rows tr")
+        expect(stages_rows).to_have_count(2)
+        expect(stages_rows.nth(0)).to_contain_text("$300")
+        expect(stages_rows.nth(0)).to_contain_text("held")
+        expect(stages_rows.nth(1)).to_contain_text("not held yet")
+
+        worker.locator(".offer .accept").click(timeout=10_000)
+        for status in ("en_route", "arrived", "in_progress"):
+            worker.click(f"#moves button[data-status={status}]")
+            expect(worker.locator("#active-status")).to_have_text(status.replace("_", " "))
+        expect(worker.locator("#moves button[data-status=completed]")).to_have_count(0)
+        expect(worker.locator("#stage-done")).to_have_text(
+            "Stage 1 done: Strip the old tiles")
+        worker.click("#stage-done")
+        expect(worker.locator("#moves")).to_contain_text("not held yet")
+        confirm_button = stages_rows.nth(0).locator("button.stage-action")
+        expect(confirm_button).to_have_text("Confirm", timeout=10_000)
+        shot(resident, "job-stage-done")
+        confirm_button.click()
+        expect(stages_rows.nth(0)).to_contain_text("paid")
+        expect(stages_rows.nth(1)).to_contain_text("held")
+        expect(worker.locator("#stage-done")).to_have_text("Stage 2 done: Lay the new floor",
+                                                           timeout=10_000)
+        worker.click("#stage-done")
+        expect(worker.locator("#active")).to_be_hidden()
+        expect(resident.locator("#status")).to_have_text("completed", timeout=10_000)
+        expect(resident.locator("#confirm-done")).to_be_hidden()
+        stages_rows.nth(1).locator("button.stage-action").click()
+        expect(resident.locator("#status")).to_have_text("closed", timeout=10_000)
+        expect(stages_rows.nth(1)).to_contain_text("paid")
+        shot(resident, "job-stages-paid")
+        assert errors == [], errors
+    finally:
+        resident_ctx.close()
+        worker_ctx.close()
