@@ -1013,6 +1013,9 @@ class JobMilestone(db.Model):
         UniqueConstraint("job_id", "position", name="uq_job_milestones_position"),
         # The sweeper's work: stages done and waiting for their release.
         Index("ix_job_milestones_done", "done_at", postgresql_where=text("status = 'done'")),
+        # ... and held stages whose authorization lapses (to hold again).
+        Index("ix_job_milestones_held", "authorization_expires_at",
+              postgresql_where=text("status = 'held'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

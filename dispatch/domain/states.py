@@ -71,7 +71,9 @@ class MilestoneStatus(StrEnum):
 
 MILESTONE_TRANSITIONS: dict[MilestoneStatus, frozenset[MilestoneStatus]] = {
     MilestoneStatus.PLANNED: frozenset({MilestoneStatus.HELD, MilestoneStatus.CANCELLED}),
-    MilestoneStatus.HELD: frozenset({MilestoneStatus.DONE, MilestoneStatus.CANCELLED}),
+    # back to planned: the provider let the hold lapse (7 days); it is held again at once
+    MilestoneStatus.HELD: frozenset({MilestoneStatus.DONE, MilestoneStatus.CANCELLED,
+                                     MilestoneStatus.PLANNED}),
     MilestoneStatus.DONE: frozenset({MilestoneStatus.RELEASED, MilestoneStatus.CANCELLED}),
 }
 

@@ -42,10 +42,18 @@ def milestones_of(session: Session, job_id: int) -> list[JobMilestone]:
                                 .order_by(JobMilestone.position)).scalars())
 
 
+def _key(milestone: JobMilestone) -> str:
+    """The stage's name in idempotency keys; a stage held again (its first hold lapsed)
+    counts the attempt that held it."""
+    if milestone.hold_attempts <= 1:
+        return f"milestone:{milestone.id}"
+    return f"milestone:{milestone.id}:{milestone.hold_attempts}"
+
+
 def hold_of(job: Job, milestone: JobMilestone) -> escrow.Hold:
     payer = escrow.payer_of(job)
     assert milestone.authorization_id is not None
-    return escrow.Hold(f"milestone:{milestone.id}", milestone.authorization_id,
+    return escrow.Hold(_key(milestone), milestone.authorization_id,
                        milestone.amount_cents, milestone.currency, payer.user_id,
                        payer.organization_id)
 
@@ -59,7 +67,7 @@ def _held(session: Session, job: Job, milestone: JobMilestone, held: Authorizati
     milestone.held_at = now
     milestone.hold_declined = None
     ledger.hold(session, job.id, escrow.payer_of(job), milestone.amount_cents,
-                f"hold:milestone:{milestone.id}", milestone.currency)
+                f"hold:{_key(milestone)}", milestone.currency)
 
 
 def record_plan(session: Session, job: Job, plan: Sequence[MilestoneIn],
@@ -144,3 +152,15 @@ def job_ended(session: Session, job: Job, previous: str, now: datetime) -> None:
                      detail={"position": milestone.position, "milestone": milestone.status,
                              "escrow": "job_ended", "charged_cents": done.charged_cents,
                              "worker_cents": done.worker_cents, "fee_cents": done.fee_cents})
+
+
+def lapsed(session: Session, job: Job, milestone: JobMilestone, now: datetime) -> bool:
+    """A held stage whose authorization the provider let lapse (7 days: a booked window far
+    ahead, a stage the worker has not finished): the books give it back and it is held
+    again at once on the same card; a refusal waits for the payer (`hold_declined`).
+    True when it is held again."""
+    escrow.expire_hold(session, job, hold_of(job, milestone))
+    check_milestone_transition(milestone.status, MilestoneStatus.PLANNED)
+    milestone.status = MilestoneStatus.PLANNED.value
+    milestone.authorization_id = milestone.authorization_expires_at = None
+    return hold_next(session, job, milestone, now)

@@ -159,8 +159,8 @@ def hold_again(session: Session, user: User, job_id: int, position: int,
 
 
 def sweep(session: Session, now: datetime | None = None) -> int:
-    """The backstop for lost timers: done stages whose release is due. Returns how many it
-    released."""
+    """The backstop for lost timers: done stages whose release is due; and held stages whose
+    hold the provider let lapse, held again. Returns how many stages it moved."""
     now = now or clock.now()
     s = settings()
     soonest = timedelta(hours=min(s.auto_release_hours, s.auto_release_urgent_hours))
@@ -168,4 +168,21 @@ def sweep(session: Session, now: datetime | None = None) -> int:
         JobMilestone.status == MilestoneStatus.DONE.value,
         JobMilestone.done_at <= now - soonest)).scalars().all()
     session.rollback()
-    return sum(auto_release(session, milestone_id, now) for milestone_id in due)
+    moved = sum(auto_release(session, milestone_id, now) for milestone_id in due)
+    expired = session.execute(select(JobMilestone.job_id, JobMilestone.id).where(
+        JobMilestone.status == MilestoneStatus.HELD.value,
+        JobMilestone.authorization_expires_at <= now)).all()
+    session.rollback()
+    for job_id, milestone_id in expired:
+        job = lock_job(session, job_id)
+        milestone = next(m for m in milestone_holds.locked_milestones(session, job_id)
+                         if m.id == milestone_id)
+        if (milestone.status == MilestoneStatus.HELD.value
+                and milestone.authorization_expires_at is not None
+                and milestone.authorization_expires_at <= now):
+            held = milestone_holds.lapsed(session, job, milestone, now)
+            _event(session, job, milestone, Actor.SYSTEM, now, escrow="lapsed",
+                   **({} if held else {"hold_declined": milestone.hold_declined}))
+            moved += 1
+        session.commit()
+    return moved

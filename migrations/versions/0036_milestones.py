@@ -47,6 +47,8 @@ CREATE TABLE job_milestones (
     CONSTRAINT uq_job_milestones_position UNIQUE (job_id, position)
 );
 CREATE INDEX ix_job_milestones_done ON job_milestones (done_at) WHERE status = 'done';
+CREATE INDEX ix_job_milestones_held ON job_milestones (authorization_expires_at)
+    WHERE status = 'held';
 """)
 
 

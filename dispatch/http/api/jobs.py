@@ -93,7 +93,9 @@ def get_job_events(user: User, job_id: int, query: PageQuery) -> JobEventsOut:
                 errors=[404, 409])
 def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
     """Legal moves: assigned -> en_route -> arrived -> in_progress -> completed (arrived may
-    follow assigned directly). Anything else is 409 with the current status."""
+    follow assigned directly). Anything else is 409 with the current status. A job paid in
+    stages completes when its last stage is marked done (.../milestones/{n}/done):
+    `completed` here is 409 `paid_in_stages`."""
     job = jobs.worker_update_status(db.session, user, job_id, JobStatus(body.status))
     return job_out(job, user)
 
@@ -119,7 +121,8 @@ def post_confirm(user: User, job_id: int) -> JobOut:
     is given back, and the job is `closed`. Unconfirmed, this happens by itself
     AUTO_RELEASE_HOURS after completion (24; AUTO_RELEASE_URGENT_HOURS, 2, for urgent jobs).
     Confirming again answers with the closed job and charges nothing more; a job not yet
-    completed is 409 `not_completed`."""
+    completed is 409 `not_completed`. A job paid in stages (`milestones`) is confirmed
+    stage by stage (.../milestones/{n}/confirm): here it is 409 `paid_in_stages`."""
     return job_out(confirmation.confirm(db.session, user, job_id), user)
 
 
