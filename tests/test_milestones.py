@@ -31,9 +31,11 @@ from tests.helpers import (
     set_settings,
     sql,
 )
+from tests.test_batches import add_unit
 from tests.test_browser import CHROMIUM_ARGS, login, new_context, page_errors, shot
 from tests.test_escrow import DECLINED_CARD, authorization, balance_of, books_clean, escrow_of
 from tests.test_job_flow import post_status
+from tests.test_portfolio import manager_with_property
 from tests.test_races import race
 
 PLAN = [{"title": "Strip the old tiles", "amount_cents": 30000},
@@ -97,6 +99,35 @@ def test_booking_in_stages_holds_the_first_stage_only(app: Flask, client: FlaskC
                )[0][0] == f"hold:milestone:{first.id}"
     seen = client.get(f"/api/v1/jobs/{job_id}", headers=resident).json
     assert [m["status"] for m in seen["milestones"]] == ["held", "planned", "planned"]
+    assert books_clean(app) == []
+
+
+def test_a_manager_books_in_stages_and_the_organization_pays_each(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "2B")
+    set_settings(app, offer_wave_size=1)
+    worker_id, worker = make.worker()
+    body = {"category_id": make.category("leak-repair"), "unit_id": unit,
+            "description": "Replace the boiler", "milestones": PLAN[:2]}
+    r = book(client, pm, body)
+    assert r.status_code == 201, r.json
+    job_id = r.json["id"]
+    org_id = sql(app, "SELECT org_id FROM jobs WHERE id = :j", j=job_id)[0][0]
+    assert org_id is not None
+    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
+    assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    for status in ("en_route", "arrived", "in_progress"):
+        assert post_status(client, job_id, worker, status).status_code == 200
+    for n in (1, 2):
+        assert done(client, job_id, n, worker).status_code == 200
+        assert confirm(client, job_id, n, pm).status_code == 200
+    assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0][0] == "closed"
+    funding = sql(app, "SELECT DISTINCT a.organization_id, a.user_id FROM ledger_entries e "
+                       "JOIN ledger_accounts a ON a.id = e.account_id "
+                       "WHERE a.kind = 'payer_funding'")
+    assert funding == [(org_id, None)]
+    assert balance_of(app, "worker_balance", worker_id) == 80000 - fee_of(30000) - fee_of(50000)
     assert books_clean(app) == []
 
 
