@@ -46,6 +46,7 @@ from dispatch.domain.states import (
     InvitationStatus,
     InvoiceStatus,
     JobStatus,
+    MilestoneStatus,
     OfferStatus,
     PaymentStatus,
     PayoutStatus,
@@ -1056,3 +1057,43 @@ class Invoice(db.Model):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobMilestone(db.Model):
+    """One stage of a job paid in stages (services/milestones.py): its amount, its own hold
+    at the payment provider (placed when the stage before it is released) and what became
+    of it. The job's escrow account in the ledger holds whichever stage is held."""
+
+    __tablename__ = "job_milestones"
+    __table_args__ = (
+        CheckConstraint(_in("status", MilestoneStatus), name="ck_job_milestones_status"),
+        CheckConstraint("amount_cents > 0 AND captured_cents >= 0 "
+                        "AND captured_cents <= amount_cents AND position >= 1",
+                        name="ck_job_milestones_amounts"),
+        CheckConstraint("status = 'planned' OR status = 'cancelled' "
+                        "OR authorization_id IS NOT NULL", name="ck_job_milestones_held"),
+        UniqueConstraint("job_id", "position", name="uq_job_milestones_position"),
+        # The sweeper's work: stages done and waiting for their release.
+        Index("ix_job_milestones_done", "done_at", postgresql_where=text("status = 'done'")),
+        # ... and held stages whose authorization lapses (to hold again).
+        Index("ix_job_milestones_held", "authorization_expires_at",
+              postgresql_where=text("status = 'held'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    payment_method: Mapped[str] = mapped_column(String(255))
+    authorization_id: Mapped[str | None] = mapped_column(String(255))
+    authorization_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hold_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    hold_declined: Mapped[str | None] = mapped_column(String(100))
+    captured_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

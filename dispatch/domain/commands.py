@@ -289,6 +289,18 @@ class WindowIn(Command):
     end: ClockTime
 
 
+# A job paid in stages has at least two and at most this many.
+MAX_MILESTONES = 10
+
+
+class MilestoneIn(Command):
+    """One stage of a job paid in stages: what it is and what it costs."""
+
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    amount_cents: Annotated[int, Field(ge=1, le=10_000_000, description="what this stage "
+                                       "costs, in minor units of the service's currency")]
+
+
 class JobIn(Command):
     """Where: `lat`/`lng` (and an optional address), or, for a property manager, `unit_id`
     (the unit's place and address are used). When: as soon as possible (no `window`), or
@@ -311,6 +323,11 @@ class JobIn(Command):
         "as 4242424242424242, or a token such as pm_card_visa; 4000000000000002 is "
         "declined). Left out with the simulated provider, `pm_card_visa` (always "
         "succeeds) is used.")] = None
+    milestones: Annotated[list[MilestoneIn] | None, Field(
+        None, min_length=2, max_length=MAX_MILESTONES,
+        description="pay in stages (a job of several visits, or a long one): each stage is "
+        "held on its own, the first at booking, the next when the one before is released "
+        "on its own confirmation, instead of one hold for the estimate")] = None
 
 class OrganizationIn(Command):
     name: Annotated[str, Field(min_length=1, max_length=200)]

@@ -179,6 +179,13 @@ MESSAGES: dict[str, str] = {
                                   "approvals page.",
     "final_amount.increment_declined": "The card declined the higher amount: the payer has "
                                        "to use another card or agree a lower amount.",
+    "milestone.not_in_progress": "Mark a stage done while the job is in progress.",
+    "milestone.not_held": "This stage is not held yet: its money must be held before the "
+                          "work on it counts.",
+    "milestone.not_done": "Confirm this stage once the worker has marked it done.",
+    "milestone.confirm_each": "This job is paid in stages: confirm each stage on its own.",
+    "milestone.mark_each": "This job is paid in stages: mark each stage done on its own.",
+    "milestone.not_waiting": "This stage is not waiting for its money to be held.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",
@@ -292,7 +299,8 @@ FIELD_LABELS: dict[str, str] = {
 
 # What a state machine moves, as a sentence names it.
 ENTITIES = {"job": "a job", "offer": "an offer", "availability": "a worker",
-            "batch": "a batch", "approval": "an approval request", "payment": "a payment"}
+            "batch": "a batch", "approval": "an approval request", "payment": "a payment",
+            "milestone": "a stage of the job"}
 
 # Roles as people name them: who a page is for, and who someone is.
 ROLE_GROUPS = {"resident": "residents", "worker": "workers",

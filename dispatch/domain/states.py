@@ -54,6 +54,37 @@ def check_payment_transition(current: str, target: PaymentStatus) -> None:
         raise IllegalTransition("payment", current, target.value)
 
 
+class MilestoneStatus(StrEnum):
+    """One stage of a job paid in stages (`job_milestones`). Each stage has its own hold (a
+    card authorization is captured once and lapses after 7 days): planned until the stage
+    before it is released (the first is held at booking), held while the worker does it,
+    done when they say so, released when the payer confirms (or by itself after
+    AUTO_RELEASE_HOURS); a cancelled job ends its held stage by the cancellation rules and
+    drops the planned ones."""
+
+    PLANNED = "planned"
+    HELD = "held"
+    DONE = "done"
+    RELEASED = "released"  # captured: the worker's share less the fee
+    CANCELLED = "cancelled"  # the job was called off: hold voided (or the cancel fee taken)
+
+
+MILESTONE_TRANSITIONS: dict[MilestoneStatus, frozenset[MilestoneStatus]] = {
+    MilestoneStatus.PLANNED: frozenset({MilestoneStatus.HELD, MilestoneStatus.CANCELLED}),
+    # back to planned: the provider let the hold lapse (7 days); it is held again at once
+    MilestoneStatus.HELD: frozenset({MilestoneStatus.DONE, MilestoneStatus.CANCELLED,
+                                     MilestoneStatus.PLANNED}),
+    MilestoneStatus.DONE: frozenset({MilestoneStatus.RELEASED, MilestoneStatus.CANCELLED}),
+}
+
+
+def check_milestone_transition(current: MilestoneStatus | str,
+                               target: MilestoneStatus | str) -> None:
+    if MilestoneStatus(target) not in MILESTONE_TRANSITIONS.get(MilestoneStatus(current),
+                                                                frozenset()):
+        raise IllegalTransition("milestone", str(current), str(target))
+
+
 class BatchStatus(StrEnum):
     """A property manager's batch: queued for its worker, being processed (again, after a
     worker died), done, or failed for good after its retries."""
@@ -215,6 +246,9 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
     (J.EN_ROUTE, J.CANCELLED): frozenset({_R, _A}),
     (J.ARRIVED, J.IN_PROGRESS): frozenset({_W}),
     (J.ARRIVED, J.CANCELLED): frozenset({_A}),
+    # A job paid in stages stopped between stages (services/milestones.py): paid stages
+    # stay paid, the held one follows the cancellation rules.
+    (J.IN_PROGRESS, J.CANCELLED): frozenset({_A}),
     (J.IN_PROGRESS, J.COMPLETED): frozenset({_W}),
     (J.IN_PROGRESS, J.DISPUTED): frozenset({_R, _A}),
     # The payer confirms the work is done (escrow released), or the system does it for them

@@ -19,6 +19,7 @@ from dispatch.services import (
     credentials,
     dispatching,
     hand_back,
+    milestones,
     notify,
     org_hooks,
     payments,
@@ -44,6 +45,7 @@ def sweep_once(session: Session) -> int:
     credentials.sweep(session)  # ended login sessions, hourly
     payouts.sweep(session, payments.provider())  # a missed weekly run, payouts not sent
     confirmation.sweep(session)  # escrow due for release (a lost timer), lapsed holds
+    milestones.sweep(session)  # stages of jobs paid in stages due for release
     return touched
 
 

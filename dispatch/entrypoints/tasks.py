@@ -14,6 +14,7 @@ from dispatch.services import (
     batches,
     confirmation,
     dispatching,
+    milestones,
     notify,
     payments,
     payouts,
@@ -59,6 +60,10 @@ def expire_due_offers_task() -> int:
 
 def auto_release_task(job_id: int) -> bool:
     return _in_app(lambda: confirmation.auto_release(db.session, job_id, clock.now()))
+
+
+def milestone_release_task(milestone_id: int) -> bool:
+    return _in_app(lambda: milestones.auto_release(db.session, milestone_id, clock.now()))
 
 
 def send_notification_task(notification_id: int) -> str:

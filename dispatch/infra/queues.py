@@ -76,6 +76,14 @@ def schedule_auto_release(job_id: int, due: datetime) -> None:
                              failure_ttl=24 * 3600)
 
 
+def schedule_milestone_release(milestone_id: int, due: datetime) -> None:
+    """A done stage of a job paid in stages released at `due` unless the payer confirmed it
+    first (the task checks; the sweeper is the backstop)."""
+    queue(TIMERS).enqueue_at(due, f"{TASKS}.milestone_release_task", milestone_id,
+                             job_id=f"milestone-release-{milestone_id}", result_ttl=0,
+                             failure_ttl=24 * 3600)
+
+
 def _claimed_seconds() -> dict[int, None]:
     """Seconds whose timer this process knows to be claimed (by itself or another): at 20
     bookings a second, nine in ten of a process's bookings then send no claim at all."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,7 +34,7 @@ from dispatch.domain.states import Actor, JobStatus
 from dispatch.domain.windows import Window, WindowError, window_on
 from dispatch.infra.config import Settings
 from dispatch.infra.payments.base import Authorization
-from dispatch.services import escrow, pricing, push
+from dispatch.services import escrow, milestone_holds, pricing, push
 from dispatch.services.catalog import bookable_category
 from dispatch.services.context import eta_model, settings
 from dispatch.services.credentials import require_verified_phone
@@ -212,6 +213,20 @@ def _insert_held(session: Session, job: Job, resident: User, place: Place, key: 
         raise
 
 
+def _first_hold_cents(data: JobIn, high_cents: int) -> int:
+    """What booking holds: the first stage of a job paid in stages, else the high estimate."""
+    return data.milestones[0].amount_cents if data.milestones else high_cents
+
+
+def _record_hold(data: JobIn) -> Callable[[Session, Job, Authorization, datetime], object]:
+    """How the booking's hold is stored: the whole job's, or its first stage's."""
+    if not data.milestones:
+        return escrow.record_hold
+    plan, method = data.milestones, data.payment_method
+    return lambda session, job, held, now: milestone_holds.record_plan(
+        session, job, plan, method, held, now)
+
+
 def book(session: Session, requester: User, data: JobIn,
          idempotency_key: str | None) -> tuple[Job, bool]:
     """Help now, or within a booked window when the request names one. Texts about the job
@@ -256,8 +271,8 @@ def book_for_later(session: Session, requester: User, data: JobIn,
         raise
     priced = pricing.estimate(session, category.id, Urgency.SCHEDULED.value, place.lat,
                               place.lng, now)
-    held = escrow.hold_for_booking(priced.high_cents, data.payment_method, requester.id, key,
-                                   fp)
+    held = escrow.hold_for_booking(_first_hold_cents(data, priced.high_cents),
+                                   data.payment_method, requester.id, key, fp)
     job = Job(resident_id=requester.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id, urgency=Urgency.SCHEDULED.value,
@@ -274,7 +289,8 @@ def book_for_later(session: Session, requester: User, data: JobIn,
                          "window_end": window.end.isoformat()})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
     send_wave(session, job, now)
-    escrow.commit_booking(session, job, held, commit_keeping_loaded, now)
+    escrow.commit_booking(session, job, held, commit_keeping_loaded, now,
+                          _record_hold(data))
     return job, True
 
 
@@ -315,7 +331,8 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     best = found.candidates[0]
     priced = pricing.estimate(session, category.id, Urgency.URGENT.value, place.lat, place.lng,
                               now)
-    held = escrow.hold_for_booking(priced.high_cents, data.payment_method, resident.id, key, fp)
+    held = escrow.hold_for_booking(_first_hold_cents(data, priced.high_cents),
+                                   data.payment_method, resident.id, key, fp)
     job = Job(resident_id=resident.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id,
@@ -333,5 +350,6 @@ def book_urgent(session: Session, resident: User, data: JobIn,
                          "promised": promised, "candidates": len(found.candidates)})
     transition(session, job, JobStatus.DISPATCHING, Actor.SYSTEM, now=now)
     send_wave(session, job, now, candidates=wave)
-    escrow.commit_booking(session, job, held, commit_keeping_loaded, now)
+    escrow.commit_booking(session, job, held, commit_keeping_loaded, now,
+                          _record_hold(data))
     return job, True

@@ -34,6 +34,9 @@ def confirm(session: Session, user: User, job_id: int) -> Job:
     if job.status == JobStatus.CLOSED.value:
         session.rollback()
         return job
+    if escrow.has_milestones(session, job.id):
+        # each stage on its own: POST /jobs/{id}/milestones/{n}/confirm
+        raise refusal(Conflict, "paid_in_stages", "milestones", "milestone.confirm_each")
     if job.status != JobStatus.COMPLETED.value:
         raise refusal(Conflict, "not_completed", "status", "payment.not_completed")
     if invoices.awaiting(session, job.id):
@@ -53,7 +56,7 @@ def auto_release(session: Session, job_id: int, now: datetime) -> bool:
         session.rollback()
         return False
     if (job.status != JobStatus.COMPLETED.value or job.completed_at is None
-            or escrow.release_due_at(job) > now
+            or escrow.release_due_at(job) > now or escrow.has_milestones(session, job.id)
             # An amount awaiting approval is charged on nobody's say-so (final_amount.py).
             or invoices.awaiting(session, job.id)):
         session.rollback()

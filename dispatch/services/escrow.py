@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.db.aftercommit import on_commit
-from dispatch.db.models import Category, Job, JobPayment, Urgency
+from dispatch.db.models import Category, Job, JobMilestone, JobPayment, Urgency
 from dispatch.domain.errors import (
     Conflict,
     DomainError,
@@ -149,11 +149,14 @@ def hold_for_batch_job(session: Session, job: Job, lat: float, lng: float, row_k
 
 
 def commit_booking(session: Session, job: Job, held: Authorization,
-                   commit: Callable[[Session], None], now: datetime) -> None:
-    """Store the hold with the job just flushed and commit them together; when that fails,
-    the authorization is cancelled and the error goes on."""
+                   commit: Callable[[Session], None], now: datetime,
+                   record: Callable[[Session, Job, Authorization, datetime], object]
+                   = record_hold) -> None:
+    """Store the hold with the job just flushed (`record`: the whole job's, or its first
+    stage's) and commit them together; when that fails, the authorization is cancelled and
+    the error goes on."""
     try:
-        record_hold(session, job, held, now)
+        record(session, job, held, now)
         commit(session)
     except BaseException:
         session.rollback()
@@ -175,56 +178,43 @@ class Settlement:
     refunded_cents: int
 
 
+@dataclass(frozen=True)
+class Hold:
+    """One authorization sitting in the job's escrow account: a whole job's (`job_payments`)
+    or one stage's (`job_milestones`). `key` names it in the provider's and the ledger's
+    idempotency keys (`capture:{key}`, `settle:{key}`): "job:7", "milestone:12"."""
+
+    key: str
+    authorization_id: str
+    held_cents: int
+    currency: str
+    payer_user_id: int | None
+    payer_organization_id: int | None
+
+
+def job_hold(job: Job, payment: JobPayment) -> Hold:
+    return Hold(f"job:{job.id}", payment.authorization_id, payment.held_cents,
+                payment.currency, payment.payer_user_id, payment.payer_organization_id)
+
+
 def settle(session: Session, job: Job, payment: JobPayment, charged_cents: int,
            kind: TransactionKind, now: datetime) -> Settlement:
-    """End the hold (its row locked by the caller, with the job): capture `charged_cents`
-    (void the authorization when it is zero), then ONE ledger transaction out of escrow: the
-    charge to the worker less the platform's fee, the rest back to the payer."""
+    """End the job's hold (its row locked by the caller, with the job): see `end_hold`."""
     check_payment_transition(payment.status, PaymentStatus.RELEASED)
-    charged = max(0, min(charged_cents, payment.held_cents))
-    try:
-        if charged:
-            provider().capture(payment.authorization_id, charged, f"capture:job:{job.id}")
-        else:
-            provider().cancel(payment.authorization_id, f"void:{payment.authorization_id}")
-    except PaymentRejected as exc:
-        if exc.code != "authorization_expired":
-            # A stale state on our side (the hold cancelled elsewhere, a key reused with
-            # another amount): refused, never a 500; an operator sorts it out.
-            raise refusal(Conflict, "payment_rejected", "payment",
-                          "payment.rejected", reason=exc.code.replace("_", " ")) from exc
+    done = end_hold(session, job, job_hold(job, payment), charged_cents, kind)
+    if done is None:
         expire(session, job, payment, now)
         return Settlement(0, 0, 0, payment.held_cents)
-    except PaymentError as exc:
-        raise _unavailable() from exc
-    category = session.get(Category, job.category_id)
-    assert category is not None
-    worker_cents = pricing.less_fee(charged, category) if charged else 0
-    fee_cents = charged - worker_cents
-    refunded = payment.held_cents - charged
-    currency = payment.currency
-    entries = [ledger.Entry(ledger.account(session, AccountKind.ESCROW, job_id=job.id,
-                                           currency=currency), -payment.held_cents)]
-    if worker_cents:
-        assert job.worker_id is not None
-        entries.append(ledger.Entry(ledger.account(
-            session, AccountKind.WORKER_BALANCE, user_id=job.worker_id, currency=currency),
-            worker_cents))
-    if fee_cents:
-        entries.append(ledger.Entry(ledger.account(session, AccountKind.PLATFORM_FEES,
-                                                   currency=currency), fee_cents))
-    if refunded:
-        entries.append(ledger.Entry(_refunds(session, payment), refunded))
-    ledger.post(session, f"settle:job:{job.id}", kind if charged else TransactionKind.REFUND,
-                entries, job_id=job.id)
-    payment.status = (PaymentStatus.RELEASED if charged else PaymentStatus.VOIDED).value
-    payment.captured_cents, payment.refunded_cents = charged, refunded
+    payment.status = (PaymentStatus.RELEASED if done.charged_cents
+                      else PaymentStatus.VOIDED).value
+    payment.captured_cents, payment.refunded_cents = done.charged_cents, done.refunded_cents
     payment.settled_at = now
-    _told(session, job, payment, "payment.captured" if charged else "payment.voided", now)
-    if charged and refunded:
+    _told(session, job, payment,
+          "payment.captured" if done.charged_cents else "payment.voided", now)
+    if done.charged_cents and done.refunded_cents:
         _told(session, job, payment, "payment.refunded", now)
-    invoices.settled(session, job, charged, now)
-    return Settlement(charged, worker_cents, fee_cents, refunded)
+    invoices.settled(session, job, done.charged_cents, now)
+    return done
 
 
 def _told(session: Session, job: Job, payment: JobPayment, event: str, now: datetime) -> None:
@@ -236,7 +226,51 @@ def _told(session: Session, job: Job, payment: JobPayment, event: str, now: date
         "refunded_cents": payment.refunded_cents}, f"{event}:job:{job.id}", now)
 
 
-def _refunds(session: Session, payment: JobPayment) -> ledger.Account:
+def end_hold(session: Session, job: Job, hold: Hold, charged_cents: int,
+             kind: TransactionKind) -> Settlement | None:
+    """Capture `charged_cents` of the hold (void the authorization when it is zero), then
+    ONE ledger transaction out of escrow: the charge to the worker less the platform's fee,
+    the rest back to the payer. None when the provider had let the hold lapse (the caller
+    records that: `expire`)."""
+    charged = max(0, min(charged_cents, hold.held_cents))
+    try:
+        if charged:
+            provider().capture(hold.authorization_id, charged, f"capture:{hold.key}")
+        else:
+            provider().cancel(hold.authorization_id, f"void:{hold.authorization_id}")
+    except PaymentRejected as exc:
+        if exc.code != "authorization_expired":
+            # A stale state on our side (the hold cancelled elsewhere, a key reused with
+            # another amount): refused, never a 500; an operator sorts it out.
+            raise refusal(Conflict, "payment_rejected", "payment",
+                          "payment.rejected", reason=exc.code.replace("_", " ")) from exc
+        return None
+    except PaymentError as exc:
+        raise _unavailable() from exc
+    category = session.get(Category, job.category_id)
+    assert category is not None
+    worker_cents = pricing.less_fee(charged, category) if charged else 0
+    fee_cents = charged - worker_cents
+    refunded = hold.held_cents - charged
+    currency = hold.currency
+    entries = [ledger.Entry(ledger.account(session, AccountKind.ESCROW, job_id=job.id,
+                                           currency=currency), -hold.held_cents)]
+    if worker_cents:
+        assert job.worker_id is not None
+        entries.append(ledger.Entry(ledger.account(
+            session, AccountKind.WORKER_BALANCE, user_id=job.worker_id, currency=currency),
+            worker_cents))
+    if fee_cents:
+        entries.append(ledger.Entry(ledger.account(session, AccountKind.PLATFORM_FEES,
+                                                   currency=currency), fee_cents))
+    if refunded:
+        entries.append(ledger.Entry(_refunds(session, hold), refunded))
+    ledger.post(session, f"settle:{hold.key}", kind if charged else TransactionKind.REFUND,
+                entries, job_id=job.id)
+    return Settlement(charged, worker_cents, fee_cents, refunded)
+
+
+def _refunds(session: Session, payment: JobPayment | Hold) -> ledger.Account:
     return ledger.account(session, AccountKind.REFUNDS, user_id=payment.payer_user_id,
                           organization_id=payment.payer_organization_id,
                           currency=payment.currency)
@@ -245,10 +279,7 @@ def _refunds(session: Session, payment: JobPayment) -> ledger.Account:
 def expire(session: Session, job: Job, payment: JobPayment, now: datetime) -> None:
     """The provider let the hold lapse: the books give the escrow back to the payer."""
     check_payment_transition(payment.status, PaymentStatus.EXPIRED)
-    ledger.post(session, f"settle:job:{job.id}", TransactionKind.REFUND,
-                [ledger.Entry(ledger.account(session, AccountKind.ESCROW, job_id=job.id,
-                                             currency=payment.currency), -payment.held_cents),
-                 ledger.Entry(_refunds(session, payment), payment.held_cents)], job_id=job.id)
+    expire_hold(session, job, job_hold(job, payment))
     payment.status = PaymentStatus.EXPIRED.value
     payment.refunded_cents = payment.held_cents
     payment.settled_at = now
@@ -283,20 +314,36 @@ def increment_hold(session: Session, job: Job, payment: JobPayment, new_amount_c
     return True
 
 
-def release_due_at(job: Job) -> datetime:
-    """When a completed job's hold goes to the worker unless the payer confirms first."""
+def expire_hold(session: Session, job: Job, hold: Hold) -> None:
+    """A lapsed hold's escrow back to the payer, in the books."""
+    ledger.post(session, f"settle:{hold.key}", TransactionKind.REFUND,
+                [ledger.Entry(ledger.account(session, AccountKind.ESCROW, job_id=job.id,
+                                             currency=hold.currency), -hold.held_cents),
+                 ledger.Entry(_refunds(session, hold), hold.held_cents)], job_id=job.id)
+
+
+def release_due_at(job: Job, done_at: datetime | None = None) -> datetime:
+    """When a completed job's hold (or a stage done at `done_at`) goes to the worker unless
+    the payer confirms first."""
     s = settings()
     hours = (s.auto_release_urgent_hours if job.urgency == Urgency.URGENT.value
              else s.auto_release_hours)
-    assert job.completed_at is not None
-    return job.completed_at + timedelta(hours=hours)
+    done_at = done_at or job.completed_at
+    assert done_at is not None
+    return done_at + timedelta(hours=hours)
+
+
+def has_milestones(session: Session, job_id: int) -> bool:
+    """Whether the job is paid in stages (services/milestones.py) instead of one hold."""
+    return session.execute(select(JobMilestone.id).where(JobMilestone.job_id == job_id)
+                           .limit(1)).first() is not None
 
 
 def completed(session: Session, job: Job) -> None:
     """The worker marked the job done: its automatic release is timed from now (an RQ timer
     after the commit; the sweeper catches a timer that was lost)."""
-    if job.completed_at is None:
-        return
+    if job.completed_at is None or has_milestones(session, job.id):
+        return  # a job paid in stages releases each on its own timer
     due = release_due_at(job)
     job_id = job.id
     on_commit(session, lambda _: queues.schedule_auto_release(job_id, due))

@@ -27,7 +27,7 @@ from dispatch.domain.states import (
     occupies_worker,
 )
 from dispatch.infra.config import Settings
-from dispatch.services import contact, escrow, notify, org_hooks, push
+from dispatch.services import contact, escrow, milestone_holds, notify, org_hooks, push
 from dispatch.services.context import eta_model, settings
 from geo.eta import TravelMode, haversine_m
 
@@ -66,6 +66,7 @@ def transition(
             contact.schedule_close(session, job, target, now)
     if target in escrow.HOLD_ENDING_STATUSES:  # however it ended, the hold goes back now
         escrow.job_ended(session, job, current, now)
+        milestone_holds.job_ended(session, job, current, now)
     elif target is JobStatus.COMPLETED:
         escrow.completed(session, job)
     record_event(session, job, "status", actor, now=now, actor_user_id=actor_user_id,
@@ -193,6 +194,9 @@ def worker_update_status(session: Session, worker: User, job_id: int,
     if job.worker_id != worker.id:
         raise not_found("job")
     check_job_transition(job.status, target, Actor.WORKER)
+    if target is JobStatus.COMPLETED and escrow.has_milestones(session, job.id):
+        # completed when its last stage is marked done (services/milestones.py)
+        raise refusal(Conflict, "paid_in_stages", "status", "milestone.mark_each")
     if job.queued_behind_job_id is not None:
         raise _busy()  # queued: it starts when the job they are on ends
     setting_out = (not occupies_worker(job.urgency, job.status)

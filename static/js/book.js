@@ -200,6 +200,8 @@
       const [start, end] = form.window_slot.value.split("-");
       body.window = {date: dateInput.value, start, end};
     }
+    const stages = stagesWanted();
+    if (stages) body.milestones = stages;
     const button = submitButton;
     button.disabled = true;
     const r = await api("POST", "/jobs", body, {"Idempotency-Key": idempotencyKey});
@@ -221,6 +223,34 @@
     } else {
       errorBox.textContent = windowRefusalText(r.data);
     }
+  }
+
+  // "Pay in stages": two stages to start with, up to MAX_STAGES, sent as `milestones`
+  // (title, amount in minor units); left closed or empty, the job is held whole.
+  const MAX_STAGES = 10;
+  const stageRows = document.getElementById("stage-rows");
+  const stagesBox = document.getElementById("stages");
+  function addStage() {
+    if (stageRows.children.length >= MAX_STAGES) return;
+    stageRows.appendChild(document.getElementById("stage-template").content.cloneNode(true));
+    document.getElementById("add-stage").hidden = stageRows.children.length >= MAX_STAGES;
+  }
+  addStage();
+  addStage();
+  document.getElementById("add-stage").addEventListener("click", addStage);
+  function stagesWanted() {
+    if (!stagesBox.open) return null;
+    const rows = [...stageRows.children].map((li) => ({
+      title: li.querySelector(".stage-title").value.trim(),
+      text: li.querySelector(".stage-amount").value.trim(),
+    })).filter((row) => row.title || row.text);
+    if (!rows.length) return null;
+    // Amounts typed in the currency's units; the server refuses what is not a price.
+    return rows.map((row) => ({
+      title: row.title,
+      amount_cents: row.text && Number.isFinite(Number(row.text))
+        ? Math.round(Number(row.text) * 100) : null,
+    }));
   }
 
   form.addEventListener("submit", (event) => {

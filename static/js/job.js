@@ -83,11 +83,61 @@
     if (job.worker_position) moveWorker(job.worker_position);
     if (!tracked()) hideWorker();
     document.getElementById("cancel").hidden = !CANCELLABLE.includes(job.status);
-    document.getElementById("confirm-done").hidden = !(payer && job.status === "completed");
+    const staged = (job.milestones || []).length > 0;
+    document.getElementById("confirm-done").hidden =
+      !(payer && job.status === "completed" && !staged);
+    showMilestones();
     document.getElementById("paid").hidden = !(payer && job.status === "closed");
     showInvoice();
     scheduleRefresh();
     tick();
+  }
+
+  // A job paid in stages: each stage, where its money is, and the payer's "Confirm" on a
+  // done one ("Hold again" on one whose hold was refused).
+  const STAGE_TEXT = {planned: "not held yet", held: "held: being worked on",
+    done: "done: waiting for your confirmation", released: "paid", cancelled: "cancelled"};
+  function stageStatus(m) {
+    if (m.status === "planned" && m.hold_declined) {
+      return `card declined (${m.hold_declined.replace(/_/g, " ")}): hold it again to go on`;
+    }
+    if (m.status === "done" && m.release_due_at) {
+      return `${STAGE_TEXT.done} (paid by itself at ${at(m.release_due_at)})`;
+    }
+    return STAGE_TEXT[m.status] || m.status;
+  }
+  function showMilestones() {
+    const stages = job.milestones || [];
+    document.getElementById("milestones").hidden = stages.length === 0;
+    const rows = document.getElementById("milestone-rows");
+    rows.innerHTML = "";
+    for (const m of stages) {
+      const tr = document.createElement("tr");
+      tr.dataset.position = m.position;
+      for (const text of [`${m.position}. ${m.title}`, formatCents(m.amount_cents, job.currency),
+        stageStatus(m)]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      const cell = document.createElement("td");
+      const act = payer && (m.status === "done" || (m.status === "planned" && m.hold_declined));
+      if (act) {
+        const b = document.createElement("button");
+        const path = m.status === "done" ? "confirm" : "hold";
+        b.className = "primary stage-action";
+        b.textContent = m.status === "done" ? "Confirm" : "Hold again";
+        b.addEventListener("click", async () => {
+          b.disabled = true;
+          const r = await api("POST", `/jobs/${jobId}/milestones/${m.position}/${path}`, {});
+          if (r.ok) render(r.data);
+          else { b.disabled = false; document.getElementById("message").textContent = errorText(r.data); }
+        });
+        cell.appendChild(b);
+      }
+      tr.appendChild(cell);
+      rows.appendChild(tr);
+    }
   }
 
   // The worker's position is this resident's to see while the job occupies the worker.

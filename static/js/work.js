@@ -163,7 +163,7 @@
     const render = ++activeRender;
     const box = document.getElementById("active");
     if (!job || !occupying(job)) { box.hidden = true; return; }
-    if (job.lat === undefined) { // a pushed update has no place: fetch the job itself
+    if (job.lat === undefined || job.milestones === undefined) { // a pushed update: fetch it
       const r = await api("GET", `/jobs/${job.id}`);
       if (!r.ok || render !== activeRender) return;
       job = r.data;
@@ -192,7 +192,31 @@
     document.getElementById("give-back").hidden = !STATES.give_back.includes(job.status);
     const moves = document.getElementById("moves");
     moves.innerHTML = "";
-    for (const [status, label] of NEXT[job.status] || []) {
+    // A job paid in stages is done stage by stage: the held one is the current one.
+    const stages = job.milestones || [];
+    const current = stages.find((m) => m.status === "held");
+    if (job.status === "in_progress" && current) {
+      const b = document.createElement("button");
+      b.className = "primary grow";
+      b.id = "stage-done";
+      b.textContent = `Stage ${current.position} done: ${current.title}`;
+      b.addEventListener("click", async () => {
+        const r = await api("POST", `/jobs/${job.id}/milestones/${current.position}/done`, {});
+        if (!r.ok) { errorBox.textContent = errorText(r.data); return; }
+        if (r.data.status === "completed") { box.hidden = true; syncAvailability(); }
+        else showActive(r.data);
+        loadToday();
+      });
+      moves.appendChild(b);
+    } else if (job.status === "in_progress" && stages.length) {
+      const p = document.createElement("p");
+      p.className = "muted";
+      p.textContent = "The next stage's money is not held yet: wait for the payer.";
+      moves.appendChild(p);
+    }
+    const paidInStages = stages.length > 0;
+    for (const [status, label] of (NEXT[job.status] || [])
+      .filter(([status]) => !(paidInStages && status === "completed"))) {
       const b = document.createElement("button");
       b.className = "primary grow";
       b.textContent = label;

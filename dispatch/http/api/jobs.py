@@ -19,10 +19,11 @@ from dispatch.http.api.schemas import (
     JobListOut,
     JobOut,
     JobStatusIn,
+    MilestoneHoldIn,
     NoCoverageOut,
 )
 from dispatch.http.api.shapes import event_out, job_out
-from dispatch.services import booking, confirmation, contact, hand_back, jobs
+from dispatch.services import booking, confirmation, contact, hand_back, jobs, milestones
 from dispatch.services.following import following
 
 IDEMPOTENCY = HeaderParam("Idempotency-Key", True,
@@ -92,7 +93,9 @@ def get_job_events(user: User, job_id: int, query: PageQuery) -> JobEventsOut:
                 errors=[404, 409])
 def post_job_status(user: User, job_id: int, body: JobStatusIn) -> JobOut:
     """Legal moves: assigned -> en_route -> arrived -> in_progress -> completed (arrived may
-    follow assigned directly). Anything else is 409 with the current status."""
+    follow assigned directly). Anything else is 409 with the current status. A job paid in
+    stages completes when its last stage is marked done (.../milestones/{n}/done):
+    `completed` here is 409 `paid_in_stages`."""
     job = jobs.worker_update_status(db.session, user, job_id, JobStatus(body.status))
     return job_out(job, user)
 
@@ -118,8 +121,46 @@ def post_confirm(user: User, job_id: int) -> JobOut:
     is given back, and the job is `closed`. Unconfirmed, this happens by itself
     AUTO_RELEASE_HOURS after completion (24; AUTO_RELEASE_URGENT_HOURS, 2, for urgent jobs).
     Confirming again answers with the closed job and charges nothing more; a job not yet
-    completed is 409 `not_completed`."""
+    completed is 409 `not_completed`. A job paid in stages (`milestones`) is confirmed
+    stage by stage (.../milestones/{n}/confirm): here it is 409 `paid_in_stages`."""
     return job_out(confirmation.confirm(db.session, user, job_id), user)
+
+
+MILESTONE = f"/jobs/<{ID8}:job_id>/milestones/<{ID8}:position>"
+
+
+@registry.route(bp, f"{MILESTONE}/done", "POST", summary="The assigned worker marks a stage "
+                "of a job paid in stages done", response=JobOut, roles=(Role.WORKER,),
+                errors=[404, 409])
+def post_milestone_done(user: User, job_id: int, position: int) -> JobOut:
+    """While the job is `in_progress`, on the stage whose money is held (`position` from 1).
+    Its release is timed from now (AUTO_RELEASE_HOURS, AUTO_RELEASE_URGENT_HOURS for urgent
+    jobs) unless the payer confirms it first; the last stage done completes the job. A stage
+    not held yet is 409 `milestone_not_held`; an unknown stage 404."""
+    return job_out(milestones.mark_done(db.session, user, job_id, position), user)
+
+
+@registry.route(bp, f"{MILESTONE}/confirm", "POST", summary="The payer confirms a stage of a "
+                "job paid in stages", response=JobOut,
+                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[404, 409])
+def post_milestone_confirm(user: User, job_id: int, position: int) -> JobOut:
+    """On a `done` stage, by whoever booked the job: its amount is charged and paid to the
+    worker less the platform's fee, and the next stage's money is held (a declined card
+    is said in the stage's `hold_declined`, and the work waits: hold it again with
+    .../hold). The last stage released closes the job. Confirming again charges nothing
+    more; a stage not done is 409 `milestone_not_done`."""
+    return job_out(milestones.confirm(db.session, user, job_id, position), user)
+
+
+@registry.route(bp, f"{MILESTONE}/hold", "POST", summary="The payer holds a stage's money "
+                "again after its hold was refused", body=MilestoneHoldIn, response=JobOut,
+                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[404, 409])
+def post_milestone_hold(user: User, job_id: int, position: int,
+                        body: MilestoneHoldIn) -> JobOut:
+    """Only for a stage whose hold was refused (`hold_declined`), with the same card or
+    another `payment_method`; anything else is 409 `milestone_not_waiting`."""
+    return job_out(milestones.hold_again(db.session, user, job_id, position,
+                                         body.payment_method), user)
 
 
 @registry.route(bp, f"/jobs/<{ID8}:job_id>/cant-make-it", "POST", summary="The assigned worker "

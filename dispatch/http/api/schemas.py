@@ -201,6 +201,27 @@ class WorkerPositionOut(Out):
                     "worker sets out); null once they are there")
 
 
+class MilestoneOut(Out):
+    """One stage of a job paid in stages, and where its money is."""
+
+    position: int = Field(description="1 for the first stage; the number in "
+                          "/jobs/{id}/milestones/{n}/...")
+    title: str
+    amount_cents: int
+    status: str = Field(description="planned (its money not held yet), held (the worker may "
+                        "do it), done (the payer confirms it, or it is released by itself at "
+                        "release_due_at), released (paid), cancelled (the job was called off)")
+    held_at: datetime | None = None
+    done_at: datetime | None = None
+    release_due_at: datetime | None = Field(
+        None, description="a done stage is released by itself at this time unless the payer "
+                          "confirms it first")
+    released_at: datetime | None = None
+    hold_declined: str | None = Field(
+        None, description="why holding this stage's money was refused (a decline code): the "
+                          "payer holds it again with POST /jobs/{id}/milestones/{n}/hold")
+
+
 class JobOut(Out):
     """A job as its resident, its worker or an operator sees it. A worker sees the exact
     place only while the job is active: afterwards `lat`/`lng` are rounded to about 100 m
@@ -262,6 +283,9 @@ class JobOut(Out):
     ask_before_cents: int | None = Field(
         None, description="an organization's job: ask the organization before the final "
                           "amount goes above this (its soft approval limit); null: no limit")
+    milestones: list[MilestoneOut] = Field(
+        default_factory=list, description="a job paid in stages: its stages in order, each "
+                                          "held and released on its own (empty otherwise)")
 
 
 class JobListOut(PageOut):
@@ -292,6 +316,13 @@ class HandedBackOut(Out):
                                     "asked (or `unfilled` when nobody can come in time)")
     recorded: Literal["cant_make_it", "gave_back"] = Field(
         description="the job event recorded against the worker")
+
+
+class MilestoneHoldIn(Command):
+    payment_method: Annotated[str | None, Field(
+        None, min_length=1, max_length=255,
+        description="another card to hold the stage on (as in POST /jobs); left out, the "
+                    "one the job was booked with")] = None
 
 
 class CancelIn(Command):

@@ -10,7 +10,7 @@ from flask import current_app
 
 from dispatch.db import db
 from dispatch.db.models import Category, Job, JobEvent, Offer, Role, User, Worker
-from dispatch.domain.states import ACTIVE_JOB_STATUSES, JobStatus
+from dispatch.domain.states import ACTIVE_JOB_STATUSES, JobStatus, MilestoneStatus
 from dispatch.http.api.schemas import (
     CategoryPricesOut,
     CategoryRef,
@@ -18,6 +18,7 @@ from dispatch.http.api.schemas import (
     JobOut,
     JobWorkerOut,
     LocationOut,
+    MilestoneOut,
     OfferJobOut,
     OfferOut,
     SkillOut,
@@ -27,7 +28,7 @@ from dispatch.http.api.schemas import (
     WorkerPositionOut,
     WorkerProfileOut,
 )
-from dispatch.services import approvals, pricing
+from dispatch.services import approvals, escrow, milestone_holds, pricing
 from dispatch.services.following import Following
 from dispatch.services.jobs import set_out_from
 
@@ -98,7 +99,18 @@ def job_out(job: Job, viewer: User | None = None, masked_number: str | None = No
         estimate_low_cents=job.estimate_low_cents, estimate_high_cents=job.estimate_high_cents,
         currency=current_app.config["DISPATCH"].currency,
         ask_before_cents=approvals.ask_before_cents(db.session, job),
+        milestones=milestones_out(job),
     )
+
+
+def milestones_out(job: Job) -> list[MilestoneOut]:
+    return [MilestoneOut(
+        position=m.position, title=m.title, amount_cents=m.amount_cents, status=m.status,
+        held_at=m.held_at, done_at=m.done_at, released_at=m.released_at,
+        release_due_at=(escrow.release_due_at(job, m.done_at)
+                        if m.status == MilestoneStatus.DONE.value and m.done_at else None),
+        hold_declined=m.hold_declined if m.status == MilestoneStatus.PLANNED.value else None,
+    ) for m in milestone_holds.milestones_of(db.session, job.id)]
 
 
 def _live_out(live: Following) -> dict[str, Any]:
