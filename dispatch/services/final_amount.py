@@ -99,6 +99,9 @@ def complete(session: Session, worker: User, job_id: int, body: CompleteIn) -> t
     job = lock_job(session, job_id)
     if job.worker_id != worker.id:
         raise not_found("job")
+    if escrow.has_milestones(session, job.id):
+        # its stages' amounts were agreed at booking; each is marked done on its own
+        raise refusal(Conflict, "paid_in_stages", "milestones", "milestone.mark_each")
     now = clock.now()
     revising = job.status == JobStatus.COMPLETED.value
     invoice = invoices.of_job(session, job.id, lock=True)
