@@ -134,8 +134,8 @@ def amount(cents: int, currency: str) -> str:
     return f"{'-' if cents < 0 else ''}{units}.{minor:0{len(str(per - 1))}d}"
 
 
-CSV_COLUMNS = ["job_id", "invoice", "invoice_status", "date", "property", "unit", "category", "urgency", "status",
-               "payment_status", "currency", "held", "charged", "refunded",
+CSV_COLUMNS = ["job_id", "invoice", "invoice_status", "date", "property", "unit", "category",
+               "urgency", "status", "payment_status", "currency", "held", "charged", "refunded",
                "cancellation_fee"]
 
 
@@ -148,8 +148,8 @@ def to_csv(found: list[StatementRow]) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in found:
         writer.writerow(spreadsheet_safe([
-            r.job_id, r.invoice_number or "", r.invoice_status or "", r.date.isoformat(), r.property or "", r.unit or "", r.category,
-            r.urgency, r.status, r.payment_status, r.currency,
+            r.job_id, r.invoice_number or "", r.invoice_status or "", r.date.isoformat(),
+            r.property or "", r.unit or "", r.category, r.urgency, r.status, r.payment_status, r.currency,
             amount(r.held_cents, r.currency), amount(r.charged_cents, r.currency),
             amount(r.refunded_cents, r.currency),
             amount(r.cancellation_fee_cents, r.currency)]))
