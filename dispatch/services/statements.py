@@ -149,7 +149,8 @@ def to_csv(found: list[StatementRow]) -> str:
     for r in found:
         writer.writerow(spreadsheet_safe([
             r.job_id, r.invoice_number or "", r.invoice_status or "", r.date.isoformat(),
-            r.property or "", r.unit or "", r.category, r.urgency, r.status, r.payment_status, r.currency,
+            r.property or "", r.unit or "", r.category, r.urgency, r.status,
+            r.payment_status, r.currency,
             amount(r.held_cents, r.currency), amount(r.charged_cents, r.currency),
             amount(r.refunded_cents, r.currency),
             amount(r.cancellation_fee_cents, r.currency)]))
