@@ -5,6 +5,7 @@ real ledger and the simulated card processor."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
@@ -209,7 +210,10 @@ def test_status_completed_still_charges_the_hold(app: Flask, client: FlaskClient
 
 
 def test_an_organization_job_above_the_hard_limit_needs_a_manager(
-        app: Flask, client: FlaskClient, make: Factory) -> None:
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    """Issue 20's "done when": a manager's job above the hard limit waits for approval, and
+    its invoice is on the organization's statement, in review, then paid."""
+    manual_clock.now = datetime(2026, 11, 16, 18, 0, tzinfo=UTC)
     pm, prop_id = manager_with_property(client, make)
     worker_id, worker = make.worker()
     job_id = org_job(client, make, pm, prop_id, add_worker=False)
@@ -228,12 +232,26 @@ def test_an_organization_job_above_the_hard_limit_needs_a_manager(
     assert client.post(f"/api/v1/jobs/{job_id}/confirm", headers=pm).status_code == 409
     held = payment(app, job_id).held_cents
     assert held < total
+
+    def statement_row() -> dict[str, Any]:
+        got = client.get("/api/v1/statements?month=2026-11", headers=pm)
+        assert got.status_code == 200, got.json
+        [row] = [r for r in got.json["rows"] if r["job_id"] == job_id]
+        return dict(row)
+
+    waiting = statement_row()
+    assert (waiting["invoice_number"], waiting["invoice_status"], waiting["payment_status"],
+            waiting["held_cents"], waiting["charged_cents"]) == (
+        f"INV-2026-{job_id:06d}", "in_review", "held", held, 0)
     approved = client.post(f"/api/v1/approvals/{request['id']}/approve", json={}, headers=pm)
     assert approved.status_code == 200, approved.json
     assert invoice_status(app, job_id) == "approved"
     assert payment(app, job_id).held_cents == total == escrow_of(app, job_id)
     assert client.post(f"/api/v1/jobs/{job_id}/confirm", headers=pm).status_code == 200
     assert payment(app, job_id).captured_cents == total
+    paid = statement_row()
+    assert (paid["invoice_status"], paid["payment_status"], paid["charged_cents"]) == (
+        "paid", "released", total)
     listed = client.get("/api/v1/invoices?status=paid", headers=pm).json["invoices"]
     assert [(i["job_id"], i["amount_cents"], i["property_id"]) for i in listed] == [
         (job_id, total, prop_id)]
