@@ -8,10 +8,18 @@ Redis with a simulated clock, under three dispatch policies on the same day:
 - batched: requests collected for a few seconds and assigned together
   (`dispatch.planning.assignment.solve`), then the usual cascade on a decline.
 
+The day carries money: bookings hold (cascade's `book_urgent` and the batch rows), payers
+confirm or the automatic release pays the worker, and each policy reports its holds,
+captures, refunds, fees and worker balances with the ledger checked. Cascade runs a second
+time on the same day with every booking's hold skipped (`bench.money_path.without_hold`;
+`--no-hold-compare` leaves it out): the RESULT line says whether the hold changes the
+2-hour share.
+
 Own database `simulate_bench` (dropped and rebuilt on every run) and Redis DB 13 (flushed
 before each policy). Writes bench/results/simulate.md and PNG charts next to it.
 
     python bench/simulate.py [--seed 2026] [--hours 24] [--start-hour 0] [--quick]
+                             [--no-hold-compare]
 """
 
 from __future__ import annotations
