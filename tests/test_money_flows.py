@@ -509,5 +509,5 @@ SELECT o.kind FROM sim_payment_objects o
                 1 for m in self.jobs.values() if m.status not in LIVE and self.charged(m))
 
     run_state_machine_as_test(PaidJobs, settings=hypothesis_settings(
-        max_examples=20, stateful_step_count=15, deadline=None))
+        max_examples=25, stateful_step_count=15, deadline=None))
     print(sorted(REACHED.items()))
