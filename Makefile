@@ -12,6 +12,7 @@
 #   make test    provision, lint, dbcheck, then pytest (make test PYTEST_ARGS='-k offers -x')
 #   make bench   provision, then bench/match.py (BENCH_ARGS=...), bench/ingest.py (INGEST_ARGS=...),
 #                bench/batch_assign.py, bench/batch_windows.py, bench/ledger.py (LEDGER_ARGS=...),
+#                bench/money_path.py (MONEY_ARGS=...),
 #                bench/load.py (LOAD_ARGS=...)
 #   make simulate  provision, then the city simulation (SIM_ARGS=...): bench/results/simulate.md
 #                and PNG charts
@@ -44,6 +45,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 INGEST_ARGS ?=
 LOAD_ARGS ?=
+MONEY_ARGS ?=
 LEDGER_ARGS ?= --transfers 1000 --jobs 50
 SIM_ARGS ?=
 LOCK_ARGS ?=
@@ -93,6 +95,7 @@ bench: provision
 	$(WITH_ENV) .venv/bin/python bench/batch_assign.py
 	$(WITH_ENV) .venv/bin/python -m bench.batch_windows
 	$(WITH_ENV) .venv/bin/python -m bench.ledger $(LEDGER_ARGS)
+	$(WITH_ENV) .venv/bin/python -m bench.money_path $(MONEY_ARGS)
 	$(WITH_ENV) .venv/bin/python bench/load.py $(LOAD_ARGS)
 
 simulate: provision

@@ -289,9 +289,44 @@ def test_confirm_timer_sweeper_and_cancel_racing_end_the_job_once(
                )[0][0] == 1
     assert sql(app, "SELECT count(*) FROM sim_payment_objects WHERE kind = 'capture'"
                )[0][0] == 1
-    assert sql(app, "SELECT count(*) FROM job_events WHERE job_id = :j "
-                    "AND to_status = 'closed'", j=job_id)[0][0] == 1
+    [closing] = sql(app, "SELECT detail ->> 'escrow' AS how FROM job_events WHERE job_id = :j "
+                         "AND to_status = 'closed'", j=job_id)
+    # Exactly one of them closed it: the timer says so when it was the timer.
+    assert (sum(results[8:16]) == 1) == (closing.how == "auto_released"), closing.how
     assert balance_of(app, "worker_balance", worker_id) > 0 and books_clean(app) == []
+
+
+def test_racing_retries_of_one_booking_and_one_confirmation_charge_once(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    """A phone retrying on a bad network: ten copies of one booking (one Idempotency-Key,
+    one body) and then ten of its confirmation, all at once."""
+    set_settings(app, offer_wave_size=1)
+    worker_id, worker = make.worker()
+    _, resident = make.user()
+    body = job_body(make.category("leak-repair"))
+    booked = race([lambda: book(app.test_client(), resident, body, key="retried")] * 10)
+    assert not [r for r in booked if isinstance(r, Exception)], booked
+    assert len({r.json["id"] for r in booked}) == 1, [r.json for r in booked]
+    assert sorted(r.status_code for r in booked) == [200] * 9 + [201]
+    job_id = booked[0].json["id"]
+    assert count(app, "job_payments") == 1
+    assert sql(app, "SELECT count(*) FROM sim_payment_objects WHERE kind = 'authorization'"
+               )[0][0] == 1
+    assert sql(app, "SELECT count(*) FROM ledger_transactions WHERE kind = 'hold'")[0][0] == 1
+    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0][0]
+    assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    for status in ("en_route", "arrived", "in_progress", "completed"):
+        assert post_status(client, job_id, worker, status).status_code == 200
+    confirmed = race([lambda: app.test_client().post(f"/api/v1/jobs/{job_id}/confirm",
+                                                     headers=resident).status_code] * 10)
+    assert confirmed == [200] * 10, confirmed
+    assert sql(app, "SELECT count(*) FROM sim_payment_objects WHERE kind = 'capture'"
+               )[0][0] == 1
+    assert sql(app, "SELECT count(*) FROM ledger_transactions WHERE kind = 'release'"
+               )[0][0] == 1
+    held = payment(app, job_id).held_cents
+    assert balance_of(app, "worker_balance", worker_id) == held - -(-held * 15 // 100)
+    assert books_clean(app) == []
 
 
 def test_a_batch_holds_each_job_on_the_organization(app: Flask, client: FlaskClient,

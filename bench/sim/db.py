@@ -97,8 +97,9 @@ def seed(session: Session, city: City, slugs: dict[str, int], now: datetime) -> 
     users.append({"id": manager_id, "email": "manager@sim.test", "name": "Sim Manager",
                   "phone": "+16289999999", "role": "property_manager"})
     session.execute(text(
-        "INSERT INTO users (id, email, name, phone_e164, role, password_hash) "
-        "VALUES (:id, :email, :name, :phone, :role, 'x')"), users)
+        "INSERT INTO users (id, email, name, phone_e164, role, password_hash, "
+        "phone_verified_at) VALUES (:id, :email, :name, :phone, :role, 'x', :now)"),
+        [{**u, "now": now} for u in users])
     session.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), :m)"),
                     {"m": manager_id})
     session.execute(text(

@@ -16,6 +16,7 @@ pending ones; a worker answers only offers that their phone would still show.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import time
@@ -33,14 +34,23 @@ from sqlalchemy.orm import Session
 
 from dispatch.db import clock
 from dispatch.db.job_rows import record_event
-from dispatch.db.models import Job, Urgency, User
+from dispatch.db.models import Job, Role, Urgency, User
 from dispatch.domain.commands import JobIn, LocationIn
 from dispatch.domain.errors import DomainError
 from dispatch.domain.states import Actor, Availability, JobStatus
 from dispatch.infra.presence import open_for_good, presence_key
 from dispatch.planning.assignment import BatchJob, BatchWorker, solve
 from dispatch.planning.behaviour import traffic_factor
-from dispatch.services import accounts, batches, booking, contact, tracking
+from dispatch.services import (
+    accounts,
+    batches,
+    booking,
+    confirmation,
+    contact,
+    escrow,
+    ledger,
+    tracking,
+)
 from dispatch.services.dispatching import (
     accept_offer,
     decline_offer,
@@ -64,6 +74,10 @@ FRESH_EVERY_TICKS = 4  # idle phones' positions written every 4 minutes (max age
 MASKING_EVERY_TICKS = 5  # masked sessions closed (pool numbers freed) within 5 minutes
 DRAIN_S = 3 * 3600.0  # after the last request, run until every job is settled (at most this)
 NEAREST_POOL = 1024  # the broadcast reaches everyone eligible, not just a KNN pool of 32
+# Money: this share of payers confirm the work themselves, 5 to 60 minutes after completion
+# (the same requests in every policy); the other jobs' holds go to the worker by the
+# automatic release (the RQ timer's `confirmation.auto_release` at its due time).
+CONFIRM_SHARE = 0.6
 
 
 class Policy(StrEnum):
@@ -138,6 +152,7 @@ class Outcome:
     cpu_s: float  # this process only (the database's share comes on top)
     stop_t: float
     errors: list[str]
+    money: dict[str, float] = field(default_factory=dict)  # see Simulation.money_figures
 
 
 class Simulation:
@@ -154,7 +169,9 @@ class Simulation:
         self.slugs = slugs
         # The services read only a caller's id and role: a transient User (never added to
         # the session) saves a load per call and cannot be written by accident.
-        self.manager = User(id=manager_id, role="property_manager")
+        # Their phones were proven (`sim.db.seed` stamps them): batches and shifts need it.
+        self.manager = User(id=manager_id, role="property_manager",
+                            phone_verified_at=city.day_start)
         self.unit_ids = unit_ids
         self.ping_s = ping_s
         self.batch_window_s = batch_window_s
@@ -164,7 +181,9 @@ class Simulation:
         self.t = city.start_s
         self.heap: list[tuple[float, int, str, Any]] = []
         self.seq = itertools.count()
-        self.workers = {w.id: WorkerState(w, User(id=w.id, role="worker"), pos=w.home)
+        self.workers = {w.id: WorkerState(w, User(id=w.id, role="worker",
+                                                  phone_verified_at=city.day_start),
+                                          pos=w.home)
                         for w in city.workers}
         self.records: list[Record] = []
         self.by_job: dict[int, Record] = {}
@@ -183,7 +202,8 @@ class Simulation:
             "complete": self.on_complete, "shift_start": self.on_shift_start,
             "shift_end": self.on_shift_end, "tick": self.on_tick, "ping": self.on_ping,
             "window": self.on_window, "batch_submit": self.on_batch_submit,
-            "batch_process": self.on_batch_process,
+            "batch_process": self.on_batch_process, "confirm": self.on_confirm,
+            "release": self.on_release,
         }
 
     # ------------------------------------------------------------------ clock and events
@@ -213,6 +233,10 @@ class Simulation:
                 self.t = t
                 self.handlers[kind](data)
             self.close_intervals()
+            stop_t = self.t
+            self.release_the_rest()
+            money = self.money_figures()
+            self.t = stop_t
             db_jobs = self.read_jobs()
             for job in db_jobs.values():  # should be none: a stuck job is a finding
                 if job["status"] in ("requested", "dispatching", "assigned", "en_route"):
@@ -222,7 +246,7 @@ class Simulation:
             current_app.config["DISPATCH"] = config
         return Outcome(self.policy, self.records, list(self.workers.values()), db_jobs,
                        self.counters, time.perf_counter() - started,
-                       time.process_time() - cpu_started, self.t, self.errors)
+                       time.process_time() - cpu_started, self.t, self.errors, money)
 
     def schedule_day(self) -> None:
         start = self.city.start_s
@@ -594,6 +618,7 @@ class Simulation:
         assert record is not None and record.job_id is not None and record.arrived_t is not None
         worker_update_status(self.session, worker.user, record.job_id, JobStatus.COMPLETED)
         record.completed_t = self.t
+        self.after_completion(record)
         worker.work_s += self.t - record.arrived_t
         worker.jobs += 1
         assert worker.busy_since is not None
@@ -607,6 +632,81 @@ class Simulation:
             self.go_offline(worker)
         else:  # the phone keeps reporting: fresh again for matching at once
             self.refresh_positions([worker_id])
+
+    # ------------------------------------------------------------------ money
+
+    def after_completion(self, record: Record) -> None:
+        """The payer confirms (CONFIRM_SHARE of requests, the same ones in every policy), or
+        nobody does and the automatic release is due."""
+        assert record.job_id is not None
+        job = self.session.get(Job, record.job_id)
+        assert job is not None and job.completed_at is not None
+        due = self.sim_t(escrow.release_due_at(job))
+        self.session.rollback()
+        draw = int.from_bytes(hashlib.blake2b(
+            f"{self.city.seed}:confirm:{record.req.idx}:{record.req.batch}".encode(),
+            digest_size=8).digest(), "big") / 2**64
+        if draw < CONFIRM_SHARE:
+            self.at(self.t + 300 + 3300 * draw / CONFIRM_SHARE, "confirm", record.job_id)
+        else:
+            self.at(due, "release", record.job_id)
+
+    def on_confirm(self, job_id: int) -> None:
+        payer_id, role = self.session.execute(text(
+            "SELECT j.resident_id, u.role FROM jobs j JOIN users u ON u.id = j.resident_id "
+            "WHERE j.id = :j"), {"j": job_id}).one()
+        self.session.rollback()
+        try:
+            confirmation.confirm(self.session, User(id=payer_id, role=Role(role).value), job_id)
+            self.counters["confirmed"] += 1
+        except DomainError as exc:  # disputed or the like: the report says so
+            self.session.rollback()
+            self.counters[f"confirm_refused_{exc.code}"] += 1
+
+    def on_release(self, job_id: int) -> None:
+        if confirmation.auto_release(self.session, job_id, self.now()):
+            self.counters["auto_released"] += 1
+
+    def release_the_rest(self) -> None:
+        """After the last event, time runs on past every release: the sweeper's backstop
+        ends each hold still waiting (as it would in the hours after the day)."""
+        s = self.settings
+        self.t += 3600 * max(s.auto_release_hours, s.auto_release_urgent_hours) + 1
+        self.counters["released_after_the_day"] += confirmation.sweep(self.session, self.now())
+
+    def money_figures(self) -> dict[str, float]:
+        """What the day's money did, from the books: holds placed, captured (to workers and
+        the platform), given back, where the holds ended, and whether the ledger checks."""
+        pay = self.session.execute(text("""
+SELECT count(*) AS holds, coalesce(sum(held_cents), 0) AS held,
+       coalesce(sum(captured_cents), 0) AS captured,
+       coalesce(sum(refunded_cents), 0) AS refunded,
+       count(*) FILTER (WHERE status = 'held') AS still_held,
+       count(*) FILTER (WHERE status = 'held' AND EXISTS (
+           SELECT 1 FROM jobs j WHERE j.id = job_id
+              AND j.status IN ('arrived', 'in_progress'))) AS held_working,
+       count(*) FILTER (WHERE status = 'released') AS released,
+       count(*) FILTER (WHERE status = 'voided') AS voided
+  FROM job_payments""")).one()
+        books = dict(self.session.execute(text("""
+SELECT a.kind, coalesce(sum(e.amount_cents), 0) FROM ledger_accounts a
+  JOIN ledger_entries e ON e.account_id = a.id GROUP BY a.kind""")).all())
+        earners = self.session.execute(text("""
+SELECT count(*), coalesce(max(b), 0) FROM (
+  SELECT sum(e.amount_cents) AS b FROM ledger_accounts a
+    JOIN ledger_entries e ON e.account_id = a.id
+   WHERE a.kind = 'worker_balance' GROUP BY a.id) x WHERE b > 0""")).one()
+        problems = ledger.check(self.session)
+        self.session.rollback()
+        return {"holds": pay.holds, "held_cents": pay.held, "captured_cents": pay.captured,
+                "refunded_cents": pay.refunded, "still_held": pay.still_held,
+                "held_working": pay.held_working,
+                "released": pay.released, "voided": pay.voided,
+                "fees_cents": books.get("platform_fees", 0),
+                "worker_balances_cents": books.get("worker_balance", 0),
+                "workers_paid": earners[0], "max_worker_balance_cents": earners[1],
+                "escrow_left_cents": books.get("escrow", 0),
+                "ledger_problems": len(problems)}
 
     # ------------------------------------------------------------------ shifts
 

@@ -1,0 +1,513 @@
+"""Whole paid job flows at random: a Hypothesis state machine books (with the hold), accepts,
+moves jobs along, cancels them in every state, adjusts and approves final amounts,
+confirms, lets the automatic release and the sweepers run (the clock moved), disputes,
+pays workers out and fails payouts through the provider's webhook, all through the real
+API and services on the real database and the simulated card processor.
+
+A model keeps what every account should hold; after every step the books must agree with
+it, every transaction sums to zero, nothing that must not be negative is, money is
+conserved, an ended job's escrow is empty and a live one's holds its whole hold, and the
+processor holds one authorization per booking and at most one capture per job."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import event as hypothesis_event
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import text
+
+from dispatch.db import clock, db
+from dispatch.db.job_rows import lock_job
+from dispatch.db.models import Category, Job, Role
+from dispatch.domain.errors import DomainError
+from dispatch.domain.money import AccountKind
+from dispatch.domain.states import Actor, JobStatus
+from dispatch.services import approvals, confirmation, dispatching, ledger
+from dispatch.services.jobs import transition
+from tests.helpers import Factory, ManualClock, book, job_body, set_settings
+from tests.test_payments_provider import _simulated
+
+J = JobStatus
+# A resident may call a job off until the worker arrives (states.JOB_TRANSITIONS).
+RESIDENT_CANCELS = {J.REQUESTED, J.DISPATCHING, J.ASSIGNED, J.EN_ROUTE}
+SET_OUT = {J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS}
+NEXT_STATUS = {J.ASSIGNED: J.EN_ROUTE, J.EN_ROUTE: J.ARRIVED, J.ARRIVED: J.IN_PROGRESS,
+               J.IN_PROGRESS: J.COMPLETED}
+LIVE = {J.REQUESTED, J.DISPATCHING, J.ASSIGNED, J.EN_ROUTE, J.ARRIVED, J.IN_PROGRESS,
+        J.COMPLETED, J.DISPUTED}
+_keys = itertools.count(1)
+REACHED: Counter[str] = Counter()  # what the runs got to (printed with -s)
+
+
+def event(what: str) -> None:
+    hypothesis_event(what)
+    REACHED[what] += 1
+
+
+@dataclass
+class JobModel:
+    resident_id: int
+    resident: dict[str, str]
+    worker_id: int  # the one worker offered it (the wave is one)
+    worker: dict[str, str]
+    held: int
+    call_out: int
+    fee_percent: int
+    booking_key: str
+    body: dict[str, Any]
+    status: J = J.DISPATCHING
+    final: int | None = None  # the final amount, once set (approved)
+    asked: int | None = None  # a final amount waiting for the payer's approval
+    cancelled_from: J | None = None
+    offer_open: bool = True  # its worker's offer is pending (until the clock moves on)
+
+
+@dataclass
+class PayoutModel:
+    worker_id: int
+    amount: int
+    fee: int
+    provider_id: str | None
+    failed: bool = False
+
+
+def test_random_paid_job_flows_keep_the_books_whole(app: Flask, client: FlaskClient,
+                                                    make: Factory,
+                                                    manual_clock: ManualClock) -> None:
+    set_settings(app, offer_wave_size=1)
+    s = app.config["DISPATCH"]
+
+    def category_of(body: dict[str, Any]) -> Category:
+        found = db.session.get(Category, body["category_id"])
+        assert found is not None
+        return found
+
+    class PaidJobs(RuleBasedStateMachine):
+        """The model says where every cent should be; the database must agree."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ctx = app.app_context()
+            self.ctx.push()
+            # Earlier examples' rows stay (emptying every table costs seconds): what this
+            # one checks is scoped to its own jobs, people and time.
+            self.began = manual_clock.advance(seconds=1)
+            self.jobs: dict[int, JobModel] = {}
+            self.payouts: list[PayoutModel] = []
+            self.workers: dict[int, dict[str, str]] = {}
+            self.leak = make.category("leak-repair")
+
+        def teardown(self) -> None:
+            db.session.remove()
+            self.ctx.pop()
+
+        # --- helpers ---------------------------------------------------------------------
+
+        def api(self, call: Callable[[FlaskClient], Any]) -> Any:
+            """A request as a client makes it: outside this machine's app context (a request
+            inside it would share its `g`, and with it the first caller's identity)."""
+            self.ctx.pop()
+            try:
+                return call(client)
+            finally:
+                self.ctx = app.app_context()
+                self.ctx.push()
+
+        def _job(self, pick: int, among: set[J] | None = None) -> int | None:
+            ids = [j for j, m in self.jobs.items() if among is None or m.status in among]
+            return ids[pick % len(ids)] if ids else None
+
+        def _sync(self) -> None:
+            """Statuses as the database has them (sweepers move jobs the rules did not
+            name)."""
+            rows = db.session.execute(text("SELECT id, status FROM jobs")).all()
+            db.session.rollback()
+            for job_id, status in rows:
+                if job_id in self.jobs:
+                    self.jobs[job_id].status = J(status)
+
+        def _fresh_worker(self) -> tuple[int, dict[str, str]]:
+            """The only worker who can be offered the next booking: every idle one goes
+            off duty, a new one comes online where the job is."""
+            db.session.execute(text("UPDATE workers SET availability = 'offline' "
+                                    "WHERE availability = 'online'"))
+            db.session.commit()
+            worker_id, headers = make.worker()
+            self.workers[worker_id] = headers
+            return worker_id, headers
+
+        # --- rules -----------------------------------------------------------------------
+
+        @initialize(then=st.integers(0, 5))
+        def first_booking(self, then: int) -> None:
+            self.book(then)
+
+        @precondition(lambda self: len(self.jobs) < 4)
+        @rule(then=st.integers(0, 5))
+        def book(self, then: int) -> None:
+            """Booked (the hold placed), then as many steps of the work as drawn: the
+            worker accepts, sets out, arrives, starts, completes."""
+            worker_id, worker = self._fresh_worker()
+            resident_id, resident = make.user(Role.RESIDENT)
+            body, key = job_body(self.leak), f"flow-{next(_keys)}"
+            r = self.api(lambda c: book(c, resident, body, key=key))
+            assert r.status_code == 201, r.json
+            job = db.session.get(Job, r.json["id"])
+            assert job is not None and job.estimate_high_cents is not None
+            category = category_of(body)
+            self.jobs[job.id] = JobModel(resident_id, resident, worker_id, worker,
+                                         job.estimate_high_cents, category.call_out_cents,
+                                         category.platform_fee_percent, key, body)
+            db.session.rollback()
+            self._advance(job.id, then)
+
+        @precondition(lambda self: bool(self.jobs))
+        @rule(pick=st.integers(min_value=0))
+        def book_again(self, pick: int) -> None:
+            """A retry of a booking under its Idempotency-Key: the same job, no new hold."""
+            job_id = self._job(pick)
+            assert job_id is not None
+            m = self.jobs[job_id]
+            r = self.api(lambda c: book(c, m.resident, m.body, key=m.booking_key))
+            assert r.status_code == 200 and r.json["id"] == job_id, r.json
+
+        def _movable(self) -> list[int]:
+            return [j for j, m in self.jobs.items() if m.status in NEXT_STATUS
+                    or (m.status is J.DISPATCHING and m.offer_open)]
+
+        def _accept(self, job_id: int, m: JobModel) -> None:
+            offer = db.session.execute(text(
+                "SELECT id FROM offers WHERE job_id = :j AND worker_id = :w "
+                "AND status = 'pending'"), {"j": job_id, "w": m.worker_id}).scalar()
+            # Back on duty (a later booking sent every idle worker off).
+            db.session.execute(text("UPDATE workers SET availability = 'online' "
+                                    "WHERE user_id = :w"), {"w": m.worker_id})
+            db.session.commit()
+            assert offer is not None
+            r = self.api(lambda c: c.post(f"/api/v1/offers/{offer}/accept", headers=m.worker))
+            assert r.status_code == 200, r.json
+            m.status = J.ASSIGNED
+            event("accepted")
+
+        @precondition(lambda self: bool(self._movable()))
+        @rule(pick=st.integers(min_value=0), steps=st.integers(1, 5))
+        def progress(self, pick: int, steps: int) -> None:
+            """Its worker accepts the offer, then sets out, arrives, starts, completes: as
+            many of these steps as drawn."""
+            ids = self._movable()
+            self._advance(ids[pick % len(ids)], steps)
+
+        def _advance(self, job_id: int, steps: int) -> None:
+            m = self.jobs[job_id]
+            for _ in range(steps):
+                if m.status is J.DISPATCHING and m.offer_open:
+                    self._accept(job_id, m)
+                    continue
+                if m.status not in NEXT_STATUS:
+                    return
+                target = NEXT_STATUS[m.status]
+                r = self.api(lambda c, target=target: c.post(
+                    f"/api/v1/jobs/{job_id}/status", json={"status": target.value},
+                    headers=m.worker))
+                assert r.status_code == 200, r.json
+                m.status = target
+                event(f"moved to {target.value}")
+
+        def _clock_moved(self) -> None:
+            """Every pending offer's window closed meanwhile."""
+            for m in self.jobs.values():
+                m.offer_open = False
+
+        @rule(pick=st.integers(min_value=0))
+        def cancel(self, pick: int) -> None:
+            """Called off in whatever state it is in: allowed exactly where the state
+            machine lets the resident, free before the worker sets out, the fee after."""
+            job_id = self._job(pick)
+            assert job_id is not None
+            m = self.jobs[job_id]
+            r = self.api(lambda c: c.post(f"/api/v1/jobs/{job_id}/cancel", json={},
+                                          headers=m.resident))
+            if m.status in RESIDENT_CANCELS:
+                assert r.status_code == 200, r.json
+                event(f"cancelled from {m.status.value}")
+                m.cancelled_from, m.status = m.status, J.CANCELLED
+            else:
+                assert r.status_code == 409, (m.status, r.json)
+
+        @precondition(lambda self: bool(self._job(0, {J.IN_PROGRESS, J.COMPLETED})))
+        @rule(pick=st.integers(min_value=0), percent=st.integers(0, 130))
+        def adjust(self, pick: int, percent: int) -> None:
+            """The worker's final amount: within the hold (plus the tolerance) it stands;
+            above, it waits for the payer's approval."""
+            job_id = self._job(pick, {J.IN_PROGRESS, J.COMPLETED})
+            if job_id is None:
+                return
+            m = self.jobs[job_id]
+            amount = m.held * percent // 100
+            job = db.session.get(Job, job_id)
+            decision = approvals.decide_final_amount(db.session, job, amount, held_cents=m.held)
+            db.session.rollback()
+            if decision == "auto_approved":
+                self._set_final(m, job_id, amount)
+            else:
+                assert decision == "needs_payer_approval" and amount > m.held
+                m.asked = amount
+
+        def _set_final(self, m: JobModel, job_id: int, amount: int) -> None:
+            db.session.execute(text("UPDATE jobs SET final_amount_cents = :c WHERE id = :j"),
+                               {"c": amount, "j": job_id})
+            db.session.commit()
+            m.final, m.asked = amount, None
+
+        @precondition(lambda self: any(m.asked is not None for m in self.jobs.values()))
+        @rule(pick=st.integers(min_value=0))
+        def approve(self, pick: int) -> None:
+            ids = [j for j, m in self.jobs.items() if m.asked is not None
+                   and m.status in {J.IN_PROGRESS, J.COMPLETED}]
+            if not ids:
+                return
+            job_id = ids[pick % len(ids)]
+            asked = self.jobs[job_id].asked
+            assert asked is not None
+            self._set_final(self.jobs[job_id], job_id, asked)
+
+        @rule(pick=st.integers(min_value=0))
+        def confirm(self, pick: int) -> None:
+            """Confirmed by the payer; a repeat (retry) answers 200 and charges nothing."""
+            job_id = self._job(pick)
+            assert job_id is not None
+            m = self.jobs[job_id]
+            r = self.api(lambda c: c.post(f"/api/v1/jobs/{job_id}/confirm", headers=m.resident))
+            if m.status in {J.COMPLETED, J.CLOSED}:
+                assert r.status_code == 200 and r.json["status"] == "closed", r.json
+                event(f"confirmed a {m.status.value} job")
+                m.status = J.CLOSED
+            else:
+                assert r.status_code == 409, (m.status, r.json)
+
+        @precondition(lambda self: bool(self._job(0, {J.COMPLETED, J.DISPUTED})))
+        @rule(pick=st.integers(min_value=0))
+        def auto_release(self, pick: int) -> None:
+            """The clock moves past the release time; the timer fires for one job, then the
+            sweeper's backstop runs. A disputed job stays held."""
+            manual_clock.advance(hours=s.auto_release_urgent_hours, seconds=1)
+            self._clock_moved()
+            job_id = self._job(pick)
+            assert job_id is not None
+            was = self.jobs[job_id].status
+            released = confirmation.auto_release(db.session, job_id, clock.now())
+            assert released == (was is J.COMPLETED), was
+            event(f"auto-release of a {was.value} job: {released}")
+            confirmation.sweep(db.session, clock.now())
+            db.session.rollback()
+            self._sync()
+            for m in self.jobs.values():
+                assert m.status is not J.COMPLETED  # every due release went through
+
+        @rule(pick=st.integers(min_value=0))
+        def dispute(self, pick: int) -> None:
+            """The payer disputes: the escrow freezes (no release until it is decided)."""
+            job_id = self._job(pick)
+            assert job_id is not None
+            m = self.jobs[job_id]
+            allowed = m.status in {J.IN_PROGRESS, J.COMPLETED}
+            job = lock_job(db.session, job_id)
+            try:
+                transition(db.session, job, J.DISPUTED, Actor.RESIDENT, now=clock.now(),
+                           actor_user_id=m.resident_id)
+                db.session.commit()
+            except DomainError:
+                db.session.rollback()
+                assert not allowed, m.status
+                return
+            assert allowed, m.status
+            event(f"disputed from {m.status.value}")
+            m.status = J.DISPUTED
+
+        @precondition(lambda self: bool(self._job(0, {J.DISPATCHING})))
+        @rule(pick=st.integers(min_value=0))
+        def nobody_takes_it(self, pick: int) -> None:
+            """Its worker declines and the deadline passes: unfilled, the hold given back
+            whole (the sweeper; other jobs' offers lapse too)."""
+            job_id = self._job(pick, {J.DISPATCHING})
+            if job_id is None:
+                return
+            m = self.jobs[job_id]
+            offer = db.session.execute(text(
+                "SELECT id FROM offers WHERE job_id = :j AND status = 'pending'"),
+                {"j": job_id}).scalar()
+            db.session.rollback()
+            if offer is not None and m.offer_open:
+                r = self.api(lambda c: c.post(f"/api/v1/offers/{offer}/decline", json={},
+                                              headers=m.worker))
+                assert r.status_code == 200, r.json
+            manual_clock.advance(hours=3)
+            self._clock_moved()
+            dispatching.sweep(db.session)
+            db.session.rollback()
+            self._sync()
+            assert m.status is J.UNFILLED, m.status
+
+        @precondition(lambda self: any(
+            v > 0 for (kind, _), v in self.expected().items()
+            if kind == AccountKind.WORKER_BALANCE))
+        @rule(pick=st.integers(min_value=0), percent=st.integers(1, 120))
+        def payout(self, pick: int, percent: int) -> None:
+            """An instant payout of part of the balance (or more than it: refused)."""
+            earned = {owner: v for (kind, owner), v in self.expected().items()
+                      if kind == AccountKind.WORKER_BALANCE and v > 0}
+            worker_id = sorted(earned)[pick % len(earned)]
+            balance = earned[worker_id]
+            amount = max(1, balance * percent // 100)
+            key = f"payout-{next(_keys)}"
+            headers = {**self.workers[worker_id], "Idempotency-Key": key}
+            r = self.api(lambda c: c.post("/api/v1/worker/payouts",
+                                          json={"amount_cents": amount}, headers=headers))
+            minimum = max(s.instant_payout_min_cents, s.instant_payout_fee_cents + 1)
+            if amount < minimum:
+                assert r.status_code == 422, r.json
+            elif amount > balance:
+                assert r.status_code == 409, r.json
+            else:
+                assert r.status_code == 201, r.json
+                provider_id = db.session.execute(text(
+                    "SELECT provider_payout_id FROM payouts WHERE id = :i"),
+                    {"i": r.json["id"]}).scalar()
+                db.session.rollback()
+                self.payouts.append(PayoutModel(worker_id, amount,
+                                                s.instant_payout_fee_cents, provider_id))
+                again = self.api(lambda c: c.post("/api/v1/worker/payouts",
+                                                  json={"amount_cents": amount},
+                                                  headers=headers))
+                assert again.status_code == 200 and again.json["id"] == r.json["id"]
+                event("payout made")
+
+        @precondition(lambda self: any(not p.failed and p.provider_id for p in self.payouts))
+        @rule(pick=st.integers(min_value=0), replays=st.integers(1, 2))
+        def payout_fails(self, pick: int, replays: int) -> None:
+            """The bank returns a payout (the signed webhook, delivered once or twice): the
+            whole amount, fee included, is back in the balance, once."""
+            live = [p for p in self.payouts if not p.failed and p.provider_id]
+            if not live:
+                return
+            p = live[pick % len(live)]
+            world = _simulated(app)
+            for n in range(replays):
+                body, signed = world.signed({
+                    "id": f"evt_flow_{next(_keys)}_{n}", "type": "payout.failed",
+                    "created": 0, "data": {"object": {"id": p.provider_id,
+                                                      "status": "failed"}}})
+                r = self.api(lambda c, body=body, signed=signed: c.post(
+                    "/webhooks/payments", data=body, headers=signed))
+                assert r.status_code == 200, r.data
+            p.failed = True
+            event("payout failed")
+
+        # --- the model and the invariants --------------------------------------------------
+
+        def charged(self, m: JobModel) -> int:
+            """What an ended job captured: the final amount (else the hold) when closed, the
+            cancellation fee when called off after the worker set out; never above the hold."""
+            if m.status is J.CLOSED:
+                return min(m.held, m.held if m.final is None else m.final)
+            if m.status is J.CANCELLED and m.cancelled_from in SET_OUT:
+                configured = s.cancel_fee_cents
+                return min(m.held, m.call_out if configured is None else configured)
+            return 0
+
+        def expected(self) -> Counter[tuple[str, int | None]]:
+            """Every account's balance as the model has it."""
+            want: Counter[tuple[str, int | None]] = Counter()
+            for job_id, m in self.jobs.items():
+                want[(AccountKind.PAYER_FUNDING, m.resident_id)] -= m.held
+                if m.status in LIVE:
+                    want[(AccountKind.ESCROW, job_id)] += m.held
+                    continue
+                charged = self.charged(m)
+                worker_cents = charged - -(-charged * m.fee_percent // 100)
+                want[(AccountKind.WORKER_BALANCE, m.worker_id)] += worker_cents
+                want[(AccountKind.PLATFORM_FEES, None)] += charged - worker_cents
+                want[(AccountKind.REFUNDS, m.resident_id)] += m.held - charged
+            for p in self.payouts:
+                if p.failed:
+                    continue
+                want[(AccountKind.WORKER_BALANCE, p.worker_id)] -= p.amount
+                want[(AccountKind.PAYOUTS_IN_TRANSIT, p.worker_id)] += p.amount - p.fee
+                want[(AccountKind.PLATFORM_FEES, None)] += p.fee
+            return want
+
+        @invariant()
+        def books_agree_with_the_model(self) -> None:
+            people = [m.resident_id for m in self.jobs.values()] + list(self.workers)
+            rows = db.session.execute(text("""
+SELECT a.kind, coalesce(a.job_id, a.user_id), coalesce(sum(e.amount_cents), 0)
+  FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+ WHERE a.job_id = ANY(:jobs) OR a.user_id = ANY(:people)
+ GROUP BY a.id"""), {"jobs": list(self.jobs), "people": people}).all()
+            # The platform's fees from these jobs and these workers' payouts.
+            fees = db.session.execute(text("""
+SELECT coalesce(sum(e.amount_cents), 0) FROM ledger_entries e
+  JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'platform_fees'
+  JOIN ledger_transactions t ON t.id = e.transaction_id
+ WHERE t.job_id = ANY(:jobs) OR EXISTS (
+       SELECT 1 FROM ledger_entries o JOIN ledger_accounts oa ON oa.id = o.account_id
+        WHERE o.transaction_id = t.id AND oa.kind = 'payouts_in_transit'
+          AND oa.user_id = ANY(:people))"""),
+                                      {"jobs": list(self.jobs), "people": people}).scalar_one()
+            actual = {(kind, owner): int(total) for kind, owner, total in rows if total}
+            if fees:
+                actual[(AccountKind.PLATFORM_FEES, None)] = int(fees)
+            assert actual == {k: v for k, v in self.expected().items() if v}
+            # Conserved: what these payers put in is exactly what the other accounts hold.
+            assert sum(actual.values()) == 0
+            total = db.session.execute(text(
+                "SELECT coalesce(sum(amount_cents), 0) FROM ledger_entries")).scalar_one()
+            assert total == 0  # and so is all money in the books
+            # Every transaction sums to zero, nothing never-negative is, ended escrows empty.
+            assert ledger.check(db.session) == []
+            db.session.rollback()
+
+        @invariant()
+        def payments_match_the_jobs(self) -> None:
+            rows = {r.job_id: r for r in db.session.execute(text(
+                "SELECT p.job_id, p.status, p.held_cents, j.status AS job_status "
+                "FROM job_payments p JOIN jobs j ON j.id = p.job_id "
+                "WHERE j.requested_at >= :began"), {"began": self.began})}
+            provider = Counter(db.session.execute(text("""
+SELECT o.kind FROM sim_payment_objects o
+ WHERE (o.kind = 'authorization' AND o.created_at >= :began)
+    OR (o.kind = 'capture' AND o.parent_id IN (
+        SELECT authorization_id FROM job_payments WHERE job_id = ANY(:jobs)))"""),
+                {"began": self.began, "jobs": list(self.jobs)}).scalars())
+            db.session.rollback()
+            assert set(rows) == set(self.jobs)
+            for job_id, m in self.jobs.items():
+                row = rows[job_id]
+                assert J(row.job_status) is m.status
+                assert row.held_cents == m.held
+                assert (row.status == "held") == (m.status in LIVE), (m.status, row.status)
+            # One authorization per booking, however often it was retried; one capture per
+            # job that charged anything, however often it was confirmed.
+            assert provider["authorization"] == len(self.jobs)
+            assert provider["capture"] == sum(
+                1 for m in self.jobs.values() if m.status not in LIVE and self.charged(m))
+
+    run_state_machine_as_test(PaidJobs, settings=hypothesis_settings(
+        max_examples=25, stateful_step_count=15, deadline=None))
+    print(sorted(REACHED.items()))
