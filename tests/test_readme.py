@@ -94,7 +94,7 @@ def login(page: Page, link: str, email: str) -> None:
 def test_a_whole_job_by_hand(app: Flask, browser: Browser,
                              geocoded_server: LiveServer) -> None:
     walk = steps("A whole job by hand")
-    assert len(walk) == 5, walk  # the walk below follows these five steps
+    assert len(walk) == 6, walk  # the walk below follows these six steps
     seed(app)
     worker_ctx = new_context(browser, geocoded_server, phone=True)  # location blocked
     resident_ctx = new_context(browser, geocoded_server)
@@ -143,17 +143,36 @@ def test_a_whole_job_by_hand(app: Flask, browser: Browser,
         assert masked.inner_text() in pool  # a pool number, neither side's own
 
         # 5. Each move in turn, followed on the resident's page.
-        work_page, *moves, confirm = bold(walk[4])
+        work_page, *moves = bold(walk[4])
         visible([worker], work_page)
-        assert moves == ["On my way", "I have arrived", "Start work", "Job done"], moves
-        for move, status in zip(moves, ("en route", "arrived", "in progress", "completed"),
-                                strict=True):
+        assert moves == ["On my way", "I have arrived", "Start work"], moves
+        for move, status in zip(moves, ("en route", "arrived", "in progress"), strict=True):
             worker.get_by_role("button", name=move).click()
             expect(resident.locator("#status")).to_have_text(status, timeout=10_000)
-        # The resident confirms: the hold is captured and the worker paid.
+
+        # 6. Job done opens the completion form: time and a part, then the payer confirms.
+        done, minutes, add_part, send, approve, confirm = bold(walk[5])
+        worker.get_by_role("button", name=done).click()
+        worker.get_by_label(minutes).fill("45")
+        worker.get_by_role("button", name=add_part).click()
+        worker.locator("#complete-parts .part-description").fill("Washer")
+        worker.locator("#complete-parts .part-amount").fill("4.50")
+        expect(worker.locator("#complete-total")).not_to_have_text("")
+        worker.get_by_role("button", name=send).click()
+        expect(resident.locator("#status")).to_have_text("completed", timeout=10_000)
+        expect(resident.locator("#line-items")).to_contain_text("Washer")
+        visible([resident], confirm)
+        # Within the hold: the approval the README names is there, and not asked for.
+        expect(resident.locator("#approve-amount")).to_have_text(approve)
+        expect(resident.locator("#approve-amount")).to_be_hidden()
+        # The resident confirms: the final amount is captured and the worker paid.
         resident.get_by_role("button", name=confirm).click()
         expect(resident.locator("#paid")).to_be_visible(timeout=10_000)
+        expect(resident.locator("#receipt")).to_contain_text("Charged")
         assert sql(app, "SELECT count(*) FROM jobs WHERE status = 'closed'")[0][0] == 1
+        [(final, captured)] = sql(app, "SELECT j.final_amount_cents, p.captured_cents FROM jobs j "
+                                       "JOIN job_payments p ON p.job_id = j.id")
+        assert final == captured and final > 0
         shot(resident, "readme-done")
         assert errors == []
     finally:
