@@ -228,6 +228,11 @@ class Settings:
     auto_release_hours: float = 24.0
     auto_release_urgent_hours: float = 2.0
     cancel_fee_cents: int | None = None
+    # A hold lapsing within this many hours, for a job still open, is placed again on the
+    # payer's kept payment method (services/reauthorization.py). Stripe.js's publishable
+    # key (pk_...): public, sent to the Book page; the secret key never leaves the server.
+    reauthorize_before_hours: float = 24.0
+    stripe_publishable_key: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -316,6 +321,9 @@ class Settings:
             auto_release_urgent_hours=float(_env("AUTO_RELEASE_URGENT_HOURS", "2")),
             cancel_fee_cents=(int(_env("CANCEL_FEE_CENTS", "")) if _env("CANCEL_FEE_CENTS", "")
                               else None),
+            reauthorize_before_hours=_float("REAUTHORIZE_BEFORE_HOURS",
+                                            cls.reauthorize_before_hours),
+            stripe_publishable_key=_env("STRIPE_PUBLISHABLE_KEY", ""),
         )
 
     def __post_init__(self) -> None:
