@@ -17,7 +17,7 @@ from dispatch.db.models import PaymentEvent
 from dispatch.infra.payments import provider_for, simulated_for
 from dispatch.infra.payments.base import PaymentProvider, ProviderEvent
 from dispatch.infra.payments.simulated import SimulatedProvider
-from dispatch.services import payouts
+from dispatch.services import payout_accounts, payouts
 
 _KEY = "dispatch.payment_provider"
 
@@ -53,4 +53,5 @@ def provider_event(session: Session, event: ProviderEvent) -> bool:
     if taken is None:
         return False
     payouts.provider_payout_event(session, event)  # a payout's answer moves money back
+    payout_accounts.provider_account_event(session, event)  # payouts enabled, or not
     return True
