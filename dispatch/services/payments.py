@@ -16,7 +16,7 @@ from dispatch.db import clock, db
 from dispatch.db.models import PaymentEvent
 from dispatch.infra.payments import provider_for, simulated_for
 from dispatch.infra.payments.base import PaymentProvider, ProviderEvent
-from dispatch.infra.payments.simulated import SimulatedProvider
+from dispatch.infra.payments.simulated import TEST_CARDS, SimulatedProvider
 from dispatch.services import payout_accounts, payouts
 
 _KEY = "dispatch.payment_provider"
@@ -38,6 +38,14 @@ def simulator() -> SimulatedProvider:
     if isinstance(found, SimulatedProvider):
         return found
     return simulated_for(current_app.config["DISPATCH"], lambda: db.engine, clock.now)
+
+
+def test_cards() -> list[tuple[str, str | None]]:
+    """The simulator's test PaymentMethods (Stripe's documented tokens) and the decline
+    each one gets (None: it succeeds), for the Book page's "Test card" choice: the page
+    offers exactly what the simulator knows."""
+    return [(token, decline) for token, decline in TEST_CARDS.items()
+            if token.startswith("pm_")]
 
 
 def provider_event(session: Session, event: ProviderEvent) -> bool:
