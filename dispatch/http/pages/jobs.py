@@ -28,11 +28,18 @@ def book() -> str:
     return render_template("book.html", categories=bookable_groups(db.session),
                            payment_provider=settings.payment_provider,
                            stripe_publishable_key=stripe_key,
-                           test_cards=[(token, f"{token} (declines: "
-                                        f"{decline.replace('_', ' ')})" if decline
-                                        else f"{token} (succeeds)")
+                           test_cards=[(token, _test_card_label(token, decline))
                                        for token, decline in payments.test_cards()]
                            if settings.payment_provider == "simulated" else [])
+
+
+def _test_card_label(token: str, decline: str | None) -> str:
+    """A test card in words ("Visa: declined, insufficient funds"); the token stays the
+    option's value."""
+    brand = ("Mastercard" if "mastercard" in token.lower()
+             else "Visa" if "visa" in token.lower() else "Card")
+    return f"{brand}: " + (f"declined, {decline.replace('_', ' ')}" if decline
+                           else "succeeds")
 
 
 @bp.get("/jobs/<int(min=1, max=9223372036854775807):job_id>")
