@@ -163,3 +163,24 @@ def test_the_csp_names_stripe_only_when_stripe_is_configured(
     assert "script-src 'self' https://js.stripe.com" in configured
     assert "frame-src https://js.stripe.com" in configured
     assert "connect-src 'self'" in configured and "https://api.stripe.com" in configured
+
+
+def test_a_worker_sets_up_payouts_on_the_earnings_page(
+        browser: Browser, live_server: LiveServer, make: Factory) -> None:  # noqa: F811
+    worker_id, _ = make.user(Role.WORKER, email="payee@example.test")
+    ctx = new_context(browser, live_server, phone=True)
+    page = ctx.new_page()
+    errors = page_errors(page)
+    try:
+        login(page, "payee@example.test")
+        page.goto("/earnings")
+        expect(page.locator("#payout-account-needed")).to_be_visible()
+        expect(page.locator("#payout-account-needed")).to_contain_text("Set up payouts")
+        page.click("#payout-account-setup")
+        # The simulated provider's account can take payouts at once: no onboarding.
+        expect(page.locator("#payout-account-ready")).to_be_visible()
+        expect(page.locator("#payout-account-id")).to_have_text(f"acct_sim_{worker_id}")
+        expect(page.locator("#payout-account-needed")).to_be_hidden()
+        assert errors == []
+    finally:
+        ctx.close()
