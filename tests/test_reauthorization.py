@@ -5,6 +5,7 @@ answered by tests/stripe_fake.py)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -154,3 +155,54 @@ def test_stripe_declining_the_reauthorization_cancels_the_job(
     assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0].status == "cancelled"
     assert payment(app, job_id).status == "voided" and escrow_of(app, job_id) == 0
     assert fake.intents[held.authorization_id]["status"] == "canceled"
+
+
+def test_a_window_booked_ten_days_ahead_gets_a_timer_that_reauthorizes(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    from zoneinfo import ZoneInfo
+
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+    from dispatch.infra.queues import TIMERS
+
+    make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    zone = ZoneInfo(app.config["DISPATCH"].service_timezone)
+    day = (manual_clock.now.astimezone(zone) + timedelta(days=10)).date().isoformat()
+    r = book(client, resident, job_body(make.category("leak-repair"),
+                                        window={"date": day, "start": "10:00",
+                                                "end": "12:00"}))
+    assert r.status_code == 201, r.json
+    job_id = r.json["id"]
+    held = payment(app, job_id)
+    conn = Redis.from_url(app.config["REDIS_URL"])
+    queue = Queue(TIMERS, connection=conn)
+    registry = ScheduledJobRegistry(queue=queue)
+    assert registry.get_scheduled_time(f"reauthorize-{job_id}-1") == (
+        held.authorization_expires_at - timedelta(hours=24))
+    manual_clock.now = held.authorization_expires_at - timedelta(hours=23)
+    rq_job = queue.fetch_job(f"reauthorize-{job_id}-1")
+    assert rq_job is not None
+    queue.enqueue_job(rq_job)
+    with app.app_context():
+        assert SimpleWorker([queue], connection=conn).work(burst=True)
+    assert FailedJobRegistry(queue=queue).count == 0
+    again = payment(app, job_id)
+    assert again.reauthorizations == 1 and again.status == "held"
+    # The new hold lasts past the window: no further timer.
+    assert f"reauthorize-{job_id}-2" not in registry.get_job_ids()
+
+
+def test_an_urgent_job_gets_no_timer(app: Flask, client: FlaskClient, make: Factory) -> None:
+    from redis import Redis
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    from dispatch.infra.queues import TIMERS
+
+    job_id, _, _, _ = assigned_job(app, client, make)
+    registry = ScheduledJobRegistry(queue=Queue(TIMERS, connection=Redis.from_url(
+        app.config["REDIS_URL"])))
+    assert not [j for j in registry.get_job_ids() if j.startswith(f"reauthorize-{job_id}-")]

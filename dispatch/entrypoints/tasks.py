@@ -18,6 +18,7 @@ from dispatch.services import (
     payments,
     payouts,
     phone_verification,
+    reauthorization,
 )
 from notifications import org_webhooks, outbox
 
@@ -59,6 +60,10 @@ def expire_due_offers_task() -> int:
 
 def auto_release_task(job_id: int) -> bool:
     return _in_app(lambda: confirmation.auto_release(db.session, job_id, clock.now()))
+
+
+def reauthorize_task(job_id: int) -> str:
+    return _in_app(lambda: reauthorization.reauthorize(db.session, job_id, clock.now()))
 
 
 def send_notification_task(notification_id: int) -> str:

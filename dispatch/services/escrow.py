@@ -115,10 +115,33 @@ def record_hold(session: Session, job: Job, held: Authorization, now: datetime) 
                          payer_organization_id=payer.organization_id, currency=currency,
                          held_cents=held.amount_cents, captured_cents=0, refunded_cents=0,
                          status=PaymentStatus.HELD.value, created_at=now,
-                         payment_method=held.payment_method, customer_id=held.customer)
+                         payment_method=held.payment_method, customer_id=held.customer,
+                         reauthorizations=0)
     session.add(payment)
     ledger.hold(session, job.id, payer, held.amount_cents, f"hold:job:{job.id}", currency)
+    schedule_reauthorization(session, job, payment)
     return payment
+
+
+def reauthorize_at(payment: JobPayment) -> datetime | None:
+    """When the hold is placed again: REAUTHORIZE_BEFORE_HOURS before it lapses."""
+    if payment.authorization_expires_at is None:
+        return None
+    return payment.authorization_expires_at - timedelta(
+        hours=settings().reauthorize_before_hours)
+
+
+def schedule_reauthorization(session: Session, job: Job, payment: JobPayment) -> None:
+    """A job whose work may still be to do when its hold is due again (a window booked
+    more than about 6 days ahead) gets an RQ timer then, after the commit
+    (services/reauthorization.py; the sweeper catches a lost one). Urgent jobs, done
+    within hours, get none."""
+    due = reauthorize_at(payment)
+    if due is None or not payment.payment_method or job.arrive_by is None \
+            or job.arrive_by <= due:
+        return
+    job_id, n = job.id, payment.reauthorizations + 1
+    on_commit(session, lambda _: queues.schedule_reauthorization(job_id, n, due))
 
 
 def cancel_authorization(held: Authorization) -> None:

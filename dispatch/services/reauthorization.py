@@ -106,6 +106,7 @@ def reauthorize(session: Session, job_id: int, now: datetime | None = None) -> s
     payment.authorization_id = held.id
     payment.authorization_expires_at = held.expires_at
     payment.reauthorizations = n
+    escrow.schedule_reauthorization(session, job, payment)  # the next one, if it comes to it
     record_event(session, job, "payment", Actor.SYSTEM, now=now,
                  detail={"escrow": "reauthorized", "reauthorizations": n,
                          "expires_at": held.expires_at.isoformat() if held.expires_at
