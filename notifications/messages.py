@@ -6,7 +6,7 @@ from __future__ import annotations
 
 EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
           "reassigning", "replacing", "released", "no_show", "worker_free", "password_reset",
-          "signup_attempted", "tenant_intro")
+          "signup_attempted", "tenant_intro", "card_declined")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -67,6 +67,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "one went to someone else: you could no longer get there in time. No need to go.",
         "zh-CN": "dispatch：排在您当前工作之后的 {arrive_by} {category}工作已转给他人，"
                  "因为您无法及时赶到。无需前往。",
+    },
+    "card_declined": {
+        "en": "dispatch: your card declined the hold for the {category} job on {arrive_by}, "
+              "so it is no longer booked and nothing was charged. Please book again with "
+              "another card.",
+        "zh-CN": "dispatch：您的银行卡拒绝了 {arrive_by} {category}工作的预授权，"
+                 "该预约已取消，未扣任何费用。请换一张卡重新预约。",
     },
     "password_reset": {
         "en": "dispatch: to set a new password, open {link} within {minutes} minutes. "

@@ -45,6 +45,8 @@ class FakeStripe(stripe.HTTPClient):
         self.answers: dict[str, tuple[str, int]] = {}  # by idempotency key, as Stripe keeps
         self.down = False
         self._ids = itertools.count(1)
+        self.clock: Any = time.time  # Stripe's clock: a test moves it with the app's
+        self.accounts: dict[str, dict[str, Any]] = {}
 
     def request(self, method: str, url: str, headers: Mapping[str, str] | None,
                 post_data: Any = None, *, _usage: Any = None) -> tuple[str, int, dict[str, str]]:
@@ -87,6 +89,20 @@ class FakeStripe(stripe.HTTPClient):
                                "currency": charge["currency"],
                                "payment_intent": charge["payment_intent"],
                                "status": "succeeded", "created": int(time.time())}), 200
+        if sent.method == "POST" and path == "/v1/customers":
+            return json.dumps({"id": f"cus_{next(self._ids)}", "object": "customer",
+                               "created": int(self.clock()), "livemode": False}), 200
+        if sent.method == "POST" and path == "/v1/accounts":
+            return self._create_account(p)
+        if sent.method == "POST" and path == "/v1/account_links":
+            if p.get("account") not in self.accounts:
+                return _error("invalid_request_error", "resource_missing",
+                              f"No such account: '{p.get('account')}'", 404, param="account")
+            created = int(self.clock())
+            return json.dumps({"object": "account_link", "created": created,
+                               "expires_at": created + 300,
+                               "url": f"https://connect.stripe.com/setup/e/{p['account']}/"
+                                      f"t{next(self._ids)}"}), 200
         if sent.method == "POST" and path == "/v1/transfers":
             return json.dumps({"id": f"tr_{next(self._ids)}", "object": "transfer",
                                "amount": int(p["amount"]), "currency": p["currency"],
@@ -98,8 +114,10 @@ class FakeStripe(stripe.HTTPClient):
     def _create_intent(self, p: dict[str, str]) -> tuple[str, int]:
         intent = {"id": f"pi_{next(self._ids)}", "object": "payment_intent",
                   "amount": int(p["amount"]), "currency": p["currency"],
-                  "capture_method": p["capture_method"], "created": int(time.time()),
+                  "capture_method": p["capture_method"], "created": int(self.clock()),
                   "payment_method": p["payment_method"], "amount_capturable": 0,
+                  "customer": p.get("customer"),
+                  "setup_future_usage": p.get("setup_future_usage"),
                   "amount_received": 0, "latest_charge": None, "livemode": False,
                   "payment_method_options": {"card": {
                       "request_incremental_authorization": p.get(
@@ -137,6 +155,20 @@ class FakeStripe(stripe.HTTPClient):
                           param="amount")
         intent.update(amount=amount, amount_capturable=amount)
         return json.dumps(intent), 200
+
+    def _create_account(self, p: dict[str, str]) -> tuple[str, int]:
+        """docs.stripe.com/api/accounts/object: a new Express account can take no payouts
+        until its owner finishes onboarding (`account.updated` then says so)."""
+        account = {"id": f"acct_{next(self._ids)}", "object": "account",
+                   "type": p.get("type", "express"), "email": p.get("email"),
+                   "charges_enabled": False, "payouts_enabled": False,
+                   "details_submitted": False, "country": "US",
+                   "capabilities": {"transfers": "inactive"},
+                   "metadata": {k[len("metadata["):-1]: v for k, v in p.items()
+                                if k.startswith("metadata[")},
+                   "created": int(self.clock())}
+        self.accounts[account["id"]] = account
+        return json.dumps(account), 200
 
     def _capture(self, intent_id: str, amount: int) -> tuple[str, int]:
         intent = self.intents[intent_id]

@@ -225,6 +225,10 @@ class Worker(db.Model):
     # Where payouts go: the simulator takes any "acct_..." ("fail" fails), Stripe the
     # connected account id. Empty until the first payout sets the default.
     payout_destination: Mapped[str | None] = mapped_column(String(255))
+    # The provider says that account can receive payouts (Stripe: `account.updated`'s
+    # payouts_enabled); until then payouts wait in the balance.
+    payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=text("false"))
     lat: Mapped[float | None] = column_property(func.ST_Y(cast(location, Geometry)))
     lng: Mapped[float | None] = column_property(func.ST_X(cast(location, Geometry)))
 
@@ -997,6 +1001,13 @@ class JobPayment(db.Model):
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the hold was placed on (a provider token, never a card number) and, for Stripe,
+    # the Customer that lets it be used again off-session: a hold re-authorized before it
+    # lapses (services/reauthorization.py) is placed on them, `reauthorizations` times.
+    payment_method: Mapped[str | None] = mapped_column(String(255))
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    reauthorizations: Mapped[int] = mapped_column(Integer, default=0,
+                                                  server_default=text("0"))
 
 
 class JobLineItem(db.Model):

@@ -162,6 +162,8 @@ MESSAGES: dict[str, str] = {
     "ledger.key_reused": "This key was already used for a different money movement.",
     "payout.below_minimum": "An instant payout is at least %(minimum)s.",
     "payout.over_balance": "You can take out at most %(balance)s, what your balance holds.",
+    "payout.account_needed": "Set up payouts first: we need an account to send the money "
+                             "to.",
     "payment.declined": "The card was declined (%(reason)s): use another card.",
     "payment.method_required": "Give a payment method to hold the price of the job.",
     "payment.method_unknown": "The payment provider does not know this payment method.",

@@ -241,7 +241,9 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[Actor]] = {
     (J.EN_ROUTE, J.DISPATCHING): frozenset({_S, _W}),
     (J.ASSIGNED, J.EN_ROUTE): frozenset({_W}),
     (J.ASSIGNED, J.ARRIVED): frozenset({_W}),
-    (J.ASSIGNED, J.CANCELLED): frozenset({_R, _A}),
+    # The system calls off a job whose hold, placed again, the card declined
+    # (services/reauthorization.py): nobody would pay for the work.
+    (J.ASSIGNED, J.CANCELLED): frozenset({_R, _S, _A}),
     (J.EN_ROUTE, J.ARRIVED): frozenset({_W}),
     (J.EN_ROUTE, J.CANCELLED): frozenset({_R, _A}),
     (J.ARRIVED, J.IN_PROGRESS): frozenset({_W}),

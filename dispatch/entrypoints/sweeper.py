@@ -44,7 +44,8 @@ def sweep_once(session: Session) -> int:
     phone_verification.sweep(session)  # unfinished sign-ups and dead codes
     credentials.sweep(session)  # ended login sessions, hourly
     payouts.sweep(session, payments.provider())  # a missed weekly run, payouts not sent
-    confirmation.sweep(session)  # escrow due for release (a lost timer), lapsed holds
+    confirmation.sweep(session)  # escrow due for release (a lost timer), holds re-authorized
+    # before they lapse, lapsed holds
     milestones.sweep(session)  # stages of jobs paid in stages due for release
     return touched
 

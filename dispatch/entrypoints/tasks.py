@@ -19,6 +19,7 @@ from dispatch.services import (
     payments,
     payouts,
     phone_verification,
+    reauthorization,
 )
 from notifications import org_webhooks, outbox
 
@@ -64,6 +65,10 @@ def auto_release_task(job_id: int) -> bool:
 
 def milestone_release_task(milestone_id: int) -> bool:
     return _in_app(lambda: milestones.auto_release(db.session, milestone_id, clock.now()))
+
+
+def reauthorize_task(job_id: int) -> str:
+    return _in_app(lambda: reauthorization.reauthorize(db.session, job_id, clock.now()))
 
 
 def send_notification_task(notification_id: int) -> str:

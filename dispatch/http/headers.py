@@ -5,7 +5,10 @@ tokens) in Referer to other sites, and HSTS when the request came over TLS.
 Scripts and styles come from this origin only. The two inline scripts of the layout (its
 configuration) carry the request's nonce; templates have no inline styles (app.css has
 classes for them); scripts may still set element styles (Leaflet does), which CSP allows.
-Images may also come from the map's tile server (MAP_TILE_URL)."""
+Images may also come from the map's tile server (MAP_TILE_URL). With PAYMENT_PROVIDER=stripe
+the Book page loads Stripe.js from Stripe's own host (Stripe requires it), which runs the
+card field in its iframe and talks to its API: js.stripe.com may then serve scripts and
+frames, api.stripe.com be connected to; never otherwise."""
 
 from __future__ import annotations
 
@@ -34,8 +37,14 @@ def tile_source(tile_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
+STRIPE_JS = "https://js.stripe.com"
+STRIPE_API = "https://api.stripe.com"
+
+
 def content_security_policy(settings: Settings, nonce: str | None, host: str) -> str:
-    scripts = "'self'" + (f" 'nonce-{nonce}'" if nonce else "")
+    stripe = settings.payment_provider == "stripe"
+    scripts = "'self'" + (f" 'nonce-{nonce}'" if nonce else "") + (
+        f" {STRIPE_JS}" if stripe else "")
     images = " ".join(filter(None, ["'self'", "data:", tile_source(settings.tile_url)]))
     # 'self' covers same-host websockets in current browsers; older ones need them named
     # (the Host header is the client's: anything but a host[:port] is left out).
@@ -45,7 +54,8 @@ def content_security_policy(settings: Settings, nonce: str | None, host: str) ->
         f"script-src {scripts}",
         "style-src 'self'",
         f"img-src {images}",
-        f"connect-src 'self' {sockets}".rstrip(),
+        " ".join(filter(None, ["connect-src 'self'", sockets, STRIPE_API if stripe else ""])),
+        *([f"frame-src {STRIPE_JS}"] if stripe else []),
         "object-src 'none'",
         "base-uri 'self'",
         "form-action 'self'",

@@ -231,6 +231,11 @@ class Settings:
     # A resident's final amount may exceed the hold by this percentage and still be charged
     # on confirmation (the authorization grows); above it the payer approves it explicitly.
     final_tolerance_percent: int = 10
+    # A hold lapsing within this many hours, for a job still open, is placed again on the
+    # payer's kept payment method (services/reauthorization.py). Stripe.js's publishable
+    # key (pk_...): public, sent to the Book page; the secret key never leaves the server.
+    reauthorize_before_hours: float = 24.0
+    stripe_publishable_key: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -321,6 +326,9 @@ class Settings:
                               else None),
             final_tolerance_percent=_int("FINAL_TOLERANCE_PERCENT",
                                          cls.final_tolerance_percent),
+            reauthorize_before_hours=_float("REAUTHORIZE_BEFORE_HOURS",
+                                            cls.reauthorize_before_hours),
+            stripe_publishable_key=_env("STRIPE_PUBLISHABLE_KEY", ""),
         )
 
     def __post_init__(self) -> None:

@@ -84,6 +84,14 @@ def schedule_milestone_release(milestone_id: int, due: datetime) -> None:
                              failure_ttl=24 * 3600)
 
 
+def schedule_reauthorization(job_id: int, n: int, due: datetime) -> None:
+    """The job's hold placed again (its n-th time) at `due`, before the card network lets
+    it lapse (the task checks it is still due; the sweeper is the backstop)."""
+    queue(TIMERS).enqueue_at(due, f"{TASKS}.reauthorize_task", job_id,
+                             job_id=f"reauthorize-{job_id}-{n}", result_ttl=0,
+                             failure_ttl=24 * 3600)
+
+
 def _claimed_seconds() -> dict[int, None]:
     """Seconds whose timer this process knows to be claimed (by itself or another): at 20
     bookings a second, nine in ten of a process's bookings then send no claim at all."""

@@ -18,7 +18,7 @@ from dispatch.db.models import Job, JobPayment, Role, User
 from dispatch.domain.errors import Conflict, NotFound, not_found, refusal
 from dispatch.domain.money import TransactionKind
 from dispatch.domain.states import Actor, JobStatus, PaymentStatus
-from dispatch.services import escrow, invoices
+from dispatch.services import escrow, invoices, reauthorization
 from dispatch.services.context import settings
 from dispatch.services.jobs import REQUESTER_ROLES, transition
 
@@ -81,10 +81,12 @@ def _release(session: Session, job: Job, now: datetime, actor: Actor,
 
 
 def sweep(session: Session, now: datetime | None = None) -> int:
-    """The backstop: completed jobs whose release is due (a lost timer), and holds the
-    provider let lapse. Returns how many holds it ended."""
+    """The backstop: completed jobs whose release is due (a lost timer), holds about to
+    lapse placed again (`reauthorization`), and holds the provider let lapse. Returns how
+    many holds it ended."""
     now = now or clock.now()
     ended = 0
+    reauthorization.sweep(session, now)
     s = settings()
     soonest = timedelta(hours=min(s.auto_release_hours, s.auto_release_urgent_hours))
     due = session.execute(

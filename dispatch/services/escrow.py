@@ -79,13 +79,15 @@ def payment_method_for(given: str | None) -> str:
     raise invalid("payment_method", "payment.method_required")
 
 
-def authorize(amount_cents: int, payment_method: str, key: str) -> Authorization:
+def authorize(amount_cents: int, payment_method: str, key: str,
+              reusable: bool = False) -> Authorization:
     """Ask the provider to hold `amount_cents`; a refusal is a domain error naming
     `payment_method` (402 for a declined card). Nothing is written here: the caller stores
-    the job and the hold together, or cancels the authorization."""
+    the job and the hold together, or cancels the authorization. `reusable` keeps the
+    method for a re-authorization later (services/reauthorization.py)."""
     try:
         return provider().authorize(amount_cents, settings().currency, payment_method,
-                                    key).require()
+                                    key, reusable=reusable).require()
     except PaymentDeclined as exc:
         found = problem("payment_method", "payment.declined",
                         reason=exc.code.replace("_", " "))
@@ -112,12 +114,36 @@ def record_hold(session: Session, job: Job, held: Authorization, now: datetime) 
                          payer_user_id=payer.user_id,
                          payer_organization_id=payer.organization_id, currency=currency,
                          held_cents=held.amount_cents, captured_cents=0, refunded_cents=0,
-                         status=PaymentStatus.HELD.value, created_at=now)
+                         status=PaymentStatus.HELD.value, created_at=now,
+                         payment_method=held.payment_method, customer_id=held.customer,
+                         reauthorizations=0)
     session.add(payment)
     ledger.hold(session, job.id, payer, held.amount_cents, f"hold:job:{job.id}", currency)
     _told(session, job, payment, "payment.held", now)
     invoices.open_for(session, job, held.amount_cents, now, currency)
+    schedule_reauthorization(session, job, payment)
     return payment
+
+
+def reauthorize_at(payment: JobPayment) -> datetime | None:
+    """When the hold is placed again: REAUTHORIZE_BEFORE_HOURS before it lapses."""
+    if payment.authorization_expires_at is None:
+        return None
+    return payment.authorization_expires_at - timedelta(
+        hours=settings().reauthorize_before_hours)
+
+
+def schedule_reauthorization(session: Session, job: Job, payment: JobPayment) -> None:
+    """A job whose work may still be to do when its hold is due again (a window booked
+    more than about 6 days ahead) gets an RQ timer then, after the commit
+    (services/reauthorization.py; the sweeper catches a lost one). Urgent jobs, done
+    within hours, get none."""
+    due = reauthorize_at(payment)
+    if due is None or not payment.payment_method or job.arrive_by is None \
+            or job.arrive_by <= due:
+        return
+    job_id, n = job.id, payment.reauthorizations + 1
+    on_commit(session, lambda _: queues.schedule_reauthorization(job_id, n, due))
 
 
 def cancel_authorization(held: Authorization) -> None:
@@ -131,9 +157,10 @@ def hold_for_booking(amount_cents: int, payment_method: str | None, requester_id
                      booking_key: str, fingerprint: str) -> Authorization:
     """The hold for a booking about to be stored. Keyed by the booking's Idempotency-Key and
     body, so a retry of the same booking gets the same authorization back (one hold), and a
-    different body under a reused key is not mistaken for it."""
+    different body under a reused key is not mistaken for it. The method is kept reusable:
+    a window booked more than a week ahead outlives its first hold."""
     return authorize(amount_cents, payment_method_for(payment_method),
-                     f"hold:{requester_id}:{fingerprint[:16]}:{booking_key}")
+                     f"hold:{requester_id}:{fingerprint[:16]}:{booking_key}", reusable=True)
 
 
 def hold_for_batch_job(session: Session, job: Job, lat: float, lng: float, row_key: str,

@@ -123,6 +123,12 @@ def job_released(session: Session, job: Job, worker_id: int) -> None:
     _to_worker(session, job, worker_id, "released")
 
 
+def card_declined(session: Session, job: Job) -> None:
+    """The payer's card declined the job's hold when it was placed again
+    (services/reauthorization.py): they hear it, and that they should book again."""
+    _to_resident(session, job, "card_declined")
+
+
 def _to_worker(session: Session, job: Job, worker_id: int, event: str) -> None:
     """A worker hears what became of a job of theirs (once per job and worker)."""
     worker = session.get(User, worker_id)

@@ -16,8 +16,8 @@ from dispatch.db import clock, db
 from dispatch.db.models import PaymentEvent
 from dispatch.infra.payments import provider_for, simulated_for
 from dispatch.infra.payments.base import PaymentProvider, ProviderEvent
-from dispatch.infra.payments.simulated import SimulatedProvider
-from dispatch.services import payouts
+from dispatch.infra.payments.simulated import TEST_CARDS, SimulatedProvider
+from dispatch.services import payout_accounts, payouts
 
 _KEY = "dispatch.payment_provider"
 
@@ -40,6 +40,14 @@ def simulator() -> SimulatedProvider:
     return simulated_for(current_app.config["DISPATCH"], lambda: db.engine, clock.now)
 
 
+def test_cards() -> list[tuple[str, str | None]]:
+    """The simulator's test PaymentMethods (Stripe's documented tokens) and the decline
+    each one gets (None: it succeeds), for the Book page's "Test card" choice: the page
+    offers exactly what the simulator knows."""
+    return [(token, decline) for token, decline in TEST_CARDS.items()
+            if token.startswith("pm_")]
+
+
 def provider_event(session: Session, event: ProviderEvent) -> bool:
     """Take in one verified provider event, once: True when it is new. A replay, or a
     duplicate arriving after later events, finds its id taken and changes nothing (the
@@ -53,4 +61,5 @@ def provider_event(session: Session, event: ProviderEvent) -> bool:
     if taken is None:
         return False
     payouts.provider_payout_event(session, event)  # a payout's answer moves money back
+    payout_accounts.provider_account_event(session, event)  # payouts enabled, or not
     return True

@@ -70,11 +70,19 @@ SWEEP_BATCH = 100
 OVERTAKEN_WITHIN = timedelta(days=1)
 
 
-def destination_of(session: Session, worker_id: int) -> str:
-    """The worker's payout destination, set to the simulator's default on first use (one
-    statement: two first payouts at once agree on it)."""
+def destination_of(session: Session, worker_id: int) -> str | None:
+    """The worker's payout destination, or None while their account cannot receive payouts
+    (Stripe: not onboarded yet; the money waits in the balance). The simulator's account is
+    made, enabled, on first use, as `payout_accounts.set_up` would (one statement: two
+    first payouts at once agree on it)."""
+    if settings().payment_provider != "simulated":
+        found = session.execute(text(
+            "SELECT payout_destination FROM workers WHERE user_id = :w AND payouts_enabled"),
+            {"w": worker_id}).scalar()
+        return None if found is None else str(found)
     return str(session.execute(text("""
-UPDATE workers SET payout_destination = coalesce(payout_destination, :default)
+UPDATE workers SET payout_destination = coalesce(payout_destination, :default),
+       payouts_enabled = true
  WHERE user_id = :w RETURNING payout_destination"""),
         {"w": worker_id, "default": f"acct_sim_{worker_id}"}).scalar_one())
 
@@ -97,7 +105,7 @@ def _record(session: Session, worker_id: int, kind: PayoutKind, amount: int, fee
         insert(Payout).values(worker_id=worker_id, amount_cents=amount, fee_cents=fee,
                               currency=currency, kind=kind.value,
                               status=PayoutStatus.REQUESTED.value,
-                              destination=destination_of(session, worker_id),
+                              destination=str(destination_of(session, worker_id)),
                               idempotency_key=key, requested_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=[Payout.idempotency_key])
         .returning(Payout.id)).scalar()
@@ -127,6 +135,9 @@ def request_instant(session: Session, provider: PaymentProvider, worker_id: int,
     existing = _by_key(session, key)
     if existing is not None:
         return _same_or_conflict(existing, amount), False
+    if destination_of(session, worker_id) is None:
+        raise refusal(Conflict, "payout_account_needed", "payout_account",
+                      "payout.account_needed")
     balance = _locked_balance(session, worker_id, s.currency)
     if amount > balance:
         raise refusal(Conflict, "insufficient_funds", "amount_cents", "payout.over_balance",
@@ -315,7 +326,7 @@ def _weekly_payout(session: Session, worker_id: int, week: Week, currency: str) 
         session.rollback()
         return None
     balance = _locked_balance(session, worker_id, currency)
-    if balance <= 0:
+    if balance <= 0 or destination_of(session, worker_id) is None:  # no account: it waits
         session.rollback()
         return None
     payout = _record(session, worker_id, PayoutKind.WEEKLY, balance, 0, currency, key)

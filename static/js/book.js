@@ -2,7 +2,9 @@
 // the pin: geolocation, a tap, a drag), and get the promise or the honest no at once; or book
 // a window on a later day (times in the service's zone, named). The address and the pin
 // follow each other: a picked address moves the pin, a moved pin fills the address (unless
-// the resident typed one). The server asks when they disagree.
+// the resident typed one). The server asks when they disagree. The card: with Stripe, Stripe
+// Elements (Stripe's own iframe; only the pm_... id it makes is sent to us), with the
+// simulated provider a choice of Stripe's test cards; a decline is said by the field.
 "use strict";
 
 (function () {
@@ -14,7 +16,7 @@
   const suggestions = document.getElementById("address-suggestions");
   const check = document.getElementById("address-check");
   const map = makeMap("map", 37.7749, -122.4194, 13);
-  const idempotencyKey = newKey(); // one booking per page: a double tap books once
+  let idempotencyKey = newKey(); // one booking per try: a double tap books once
   const UNAVAILABLE = "Address search is not available right now: place the pin on the map.";
   let pin = null;
   let addressTyped = false; // typed by the resident, not filled from the pin or a suggestion
@@ -181,8 +183,45 @@
   });
   document.getElementById("confirm-pin").addEventListener("click", () => submit(true));
 
+  const cardBox = document.getElementById("card-element");
+  const testCard = document.getElementById("test-card");
+  const paymentError = document.getElementById("payment-error");
+  let stripe = null;
+  let card = null;
+  let cardMethod = null; // the pm_... id made from the card as it is now
+  if (cardBox && window.Stripe && cardBox.dataset.publishableKey) {
+    stripe = window.Stripe(cardBox.dataset.publishableKey);
+    card = stripe.elements().create("card");
+    card.mount(cardBox);
+    card.on("change", () => { cardMethod = null; });
+  } else if (cardBox) {
+    paymentError.textContent = "Card payments are not available right now.";
+  }
+
+  // The payment method to hold the job on, or null (the reason shown by the field).
+  async function paymentMethod() {
+    if (testCard) return testCard.value;
+    if (!stripe) return null;
+    if (cardMethod) return cardMethod;
+    const result = await stripe.createPaymentMethod({type: "card", card});
+    if (result.error) {
+      paymentError.textContent = result.error.message;
+      return null;
+    }
+    cardMethod = result.paymentMethod.id;
+    return cardMethod;
+  }
+  if (testCard) testCard.addEventListener("change", () => { paymentError.textContent = ""; });
+
+  function paymentProblem(data) {
+    const fields = (data && data.error && data.error.fields) || [];
+    const found = fields.find((f) => f.field === "payment_method");
+    return found ? found.problem : null;
+  }
+
   async function submit(pinConfirmed) {
     errorBox.textContent = "";
+    paymentError.textContent = "";
     check.hidden = true;
     suggestions.hidden = true;
     lookups++; // a suggestion arriving now must not reopen the list
@@ -204,6 +243,12 @@
     if (stages) body.milestones = stages;
     const button = submitButton;
     button.disabled = true;
+    const method = await paymentMethod();
+    if (!method && cardBox) {
+      button.disabled = false;
+      return;
+    }
+    if (method) body.payment_method = method;
     const r = await api("POST", "/jobs", body, {"Idempotency-Key": idempotencyKey});
     button.disabled = false;
     const code = r.data && r.data.error ? r.data.error.code : null;
@@ -218,6 +263,11 @@
         `${r.data.error.message} Nothing was booked yet.`;
       document.getElementById("use-address").hidden = !addressFound;
       check.hidden = false;
+    } else if (paymentProblem(r.data)) {
+      // Declined (402) or unknown: nothing was booked; another card is another booking.
+      paymentError.textContent = `${paymentProblem(r.data)} Nothing was booked.`;
+      idempotencyKey = newKey();
+      cardMethod = null;
     } else if (code === "outside_service_area") {
       errorBox.textContent = `${r.data.error.message} Nothing was booked.`;
     } else {

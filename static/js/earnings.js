@@ -85,8 +85,38 @@
     document.getElementById("instant-min").textContent = money(figures.instant_min_cents);
     document.getElementById("instant-fee").textContent = money(figures.instant_fee_cents);
     showPayouts(figures.payouts);
+    showAccount(figures.payout_account, figures.payouts_enabled);
     showNote();
   }
+
+  // Where payouts go: ready, or a button that sets the account up (with Stripe, its
+  // hosted onboarding; with the simulated provider, at once).
+  function showAccount(account, enabled) {
+    document.getElementById("payout-account-ready").hidden = !enabled;
+    document.getElementById("payout-account-needed").hidden = enabled;
+    document.getElementById("payout-account-id").textContent = account || "";
+  }
+
+  document.getElementById("payout-account-setup").addEventListener("click", async () => {
+    const button = document.getElementById("payout-account-setup");
+    const error = document.getElementById("payout-account-error");
+    error.textContent = "";
+    button.disabled = true;
+    try {
+      const r = await api("POST", "/worker/payout-account", {});
+      if (!r.ok) {
+        error.textContent = errorText(r.data);
+        return;
+      }
+      if (r.data.onboarding_url) {
+        window.location.assign(r.data.onboarding_url);
+        return;
+      }
+      await load();
+    } finally {
+      button.disabled = false;
+    }
+  });
 
   amountInput.addEventListener("input", () => {
     key = newKey();

@@ -645,6 +645,17 @@ class EarningsOut(Out):
     instant_min_cents: int
     instant_fee_cents: int
     payouts: list[PayoutOut] = Field(description="the latest payouts, newest first")
+    payout_account: str | None = Field(None, description="the worker's connected account "
+                                             "(acct_...), null before set-up")
+    payouts_enabled: bool = Field(False, description="false: payouts wait in the balance "
+                                                     "until the account is set up")
+
+
+class PayoutAccountOut(Out):
+    payout_account: str = Field(description="the worker's connected account (acct_...)")
+    payouts_enabled: bool = Field(description="the provider lets it receive payouts")
+    onboarding_url: str | None = Field(description="where to finish setting it up (Stripe's "
+                                                   "hosted onboarding), null when done")
 # --- approval limits -------------------------------------------------------------------------
 
 

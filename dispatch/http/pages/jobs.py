@@ -11,7 +11,7 @@ from dispatch.domain.errors import DomainError
 from dispatch.domain.money import format_cents
 from dispatch.http.api.shapes import job_out
 from dispatch.http.pages import bp, require
-from dispatch.services import contact, invoices
+from dispatch.services import contact, invoices, payments
 from dispatch.services.catalog import bookable_groups
 from dispatch.services.following import following
 from dispatch.services.jobs import visible_job
@@ -21,7 +21,26 @@ from dispatch.services.jobs import visible_job
 @login_required
 def book() -> str:
     require(Role.RESIDENT, Role.PROPERTY_MANAGER)
-    return render_template("book.html", categories=bookable_groups(db.session))
+    settings = current_app.config["DISPATCH"]
+    # With Stripe the card goes into Stripe Elements (Stripe's iframe): only the pm_... id
+    # it makes reaches us. With the simulator, a choice of its test cards.
+    stripe_key = (settings.stripe_publishable_key if settings.payment_provider == "stripe"
+                  else None)
+    return render_template("book.html", categories=bookable_groups(db.session),
+                           payment_provider=settings.payment_provider,
+                           stripe_publishable_key=stripe_key,
+                           test_cards=[(token, _test_card_label(token, decline))
+                                       for token, decline in payments.test_cards()]
+                           if settings.payment_provider == "simulated" else [])
+
+
+def _test_card_label(token: str, decline: str | None) -> str:
+    """A test card in words ("Visa: declined, insufficient funds"); the token stays the
+    option's value."""
+    brand = ("Mastercard" if "mastercard" in token.lower()
+             else "Visa" if "visa" in token.lower() else "Card")
+    return f"{brand}: " + (f"declined, {decline.replace('_', ' ')}" if decline
+                           else "succeeds")
 
 
 @bp.get("/jobs/<int(min=1, max=9223372036854775807):job_id>")

@@ -26,6 +26,8 @@ CAPTURE_SUCCEEDED = "capture.succeeded"
 REFUND_SUCCEEDED = "refund.succeeded"
 PAYOUT_PAID = "payout.paid"
 PAYOUT_FAILED = "payout.failed"
+# A worker's connected account changed (data["payouts_enabled"] says whether it can be paid).
+PAYOUT_ACCOUNT_UPDATED = "payout_account.updated"
 
 # A signed webhook older (or newer) than this is refused: a captured request replayed later
 # must not pass (Stripe's own tolerance).
@@ -72,6 +74,10 @@ class Authorization:
     currency: str
     expires_at: datetime | None
     decline_code: str | None = None
+    # What the hold is on (a token, never a card number) and, with Stripe, the Customer it
+    # is attached to, so the same card can be held again off-session (re-authorization).
+    payment_method: str | None = None
+    customer: str | None = None
 
     def require(self) -> Authorization:
         """This hold, or PaymentDeclined for a caller to whom a decline is a failure."""
@@ -106,6 +112,14 @@ class Payout:
 
 
 @dataclass(frozen=True)
+class PayoutAccount:
+    """A worker's connected account at the provider (Stripe: an Express account)."""
+
+    id: str
+    payouts_enabled: bool
+
+
+@dataclass(frozen=True)
 class ProviderEvent:
     """A verified webhook: `id` is the provider's, unique, so a replay is recognised."""
 
@@ -117,7 +131,12 @@ class ProviderEvent:
 
 class PaymentProvider(Protocol):
     def authorize(self, amount_cents: int, currency: str, payment_method: str,
-                  idempotency_key: str) -> Authorization: ...
+                  idempotency_key: str, *, customer: str | None = None,
+                  reusable: bool = False) -> Authorization:
+        """`reusable`: keep the method for holding again later without the payer (Stripe
+        attaches it to a new Customer); `customer`: hold again, off-session, on the method
+        a reusable hold kept."""
+        ...
 
     def capture(self, authorization_id: str, amount_cents: int,
                 idempotency_key: str) -> Capture: ...
@@ -136,6 +155,17 @@ class PaymentProvider(Protocol):
                idempotency_key: str) -> Payout: ...
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent: ...
+
+    def create_payout_account(self, worker_id: int, email: str | None,
+                              idempotency_key: str) -> PayoutAccount:
+        """The worker's connected account, created (once per key) to receive payouts."""
+        ...
+
+    def payout_account_link(self, account_id: str, refresh_url: str,
+                            return_url: str) -> str | None:
+        """Where the worker goes to finish setting the account up (Stripe's hosted
+        onboarding), or None when there is nothing to fill in."""
+        ...
 
 
 def check_amount(amount_cents: int, name: str = "amount_cents") -> None:

@@ -37,6 +37,7 @@ from dispatch.infra.payments.base import (
     PaymentError,
     PaymentRejected,
     Payout,
+    PayoutAccount,
     ProviderEvent,
     Refund,
     check_amount,
@@ -83,7 +84,9 @@ class SimulatedProvider:
     # ------------------------------------------------------------------ operations
 
     def authorize(self, amount_cents: int, currency: str, payment_method: str,
-                  idempotency_key: str) -> Authorization:
+                  idempotency_key: str, *, customer: str | None = None,
+                  reusable: bool = False) -> Authorization:
+        """A test token is reusable as it is: `customer` and `reusable` change nothing."""
         check_amount(amount_cents)
         currency = currency.upper()
 
@@ -210,6 +213,16 @@ class SimulatedProvider:
         for payout_id in settle:
             _after_commit(queues.enqueue_simulated_payout_settlement, payout_id)
         return answer
+
+    def create_payout_account(self, worker_id: int, email: str | None,
+                              idempotency_key: str) -> PayoutAccount:
+        """The simulator pays any "acct_..." destination: the worker's account is enabled
+        at once, with nothing to fill in."""
+        return PayoutAccount(id=f"acct_sim_{worker_id}", payouts_enabled=True)
+
+    def payout_account_link(self, account_id: str, refresh_url: str,
+                            return_url: str) -> str | None:
+        return None
 
     def settle_payout(self, payout_id: str) -> str:
         """The bank's answer to a payout in transit (the RQ job the payout queued): once."""
@@ -367,7 +380,8 @@ def _authorization(row: Mapping[str, Any]) -> dict[str, Any]:
     expires = row["expires_at"]
     return {"id": row["id"], "status": row["status"], "amount_cents": row["amount_cents"],
             "currency": row["currency"], "decline_code": row["decline_code"],
-            "expires_at": expires.isoformat() if expires else None}
+            "expires_at": expires.isoformat() if expires else None,
+            "payment_method": row["party"]}
 
 
 def _as_authorization(answer: dict[str, Any]) -> Authorization:

@@ -22,6 +22,7 @@ from dispatch.infra.payments.base import (
     AUTHORIZATION_LIFETIME,
     AUTHORIZATION_SUCCEEDED,
     CAPTURE_SUCCEEDED,
+    PAYOUT_ACCOUNT_UPDATED,
     PAYOUT_FAILED,
     PAYOUT_PAID,
     REFUND_SUCCEEDED,
@@ -32,6 +33,7 @@ from dispatch.infra.payments.base import (
     PaymentError,
     PaymentRejected,
     Payout,
+    PayoutAccount,
     ProviderEvent,
     Refund,
     check_amount,
@@ -48,6 +50,7 @@ EVENT_TYPES = {
     "refund.created": REFUND_SUCCEEDED,
     "transfer.created": PAYOUT_PAID,
     "transfer.reversed": PAYOUT_FAILED,
+    "account.updated": PAYOUT_ACCOUNT_UPDATED,
 }
 
 
@@ -65,24 +68,37 @@ class StripeProvider:
         self._webhook_secret = webhook_secret
 
     def authorize(self, amount_cents: int, currency: str, payment_method: str,
-                  idempotency_key: str) -> Authorization:
+                  idempotency_key: str, *, customer: str | None = None,
+                  reusable: bool = False) -> Authorization:
+        """`reusable`: the PaymentMethod is attached to a new Customer by the confirmation
+        itself (setup_future_usage="off_session"), so it can be held again without the
+        payer; `customer`: that later hold, confirmed off-session (a card that then asks
+        for authentication is a decline, `authentication_required`)."""
         check_amount(amount_cents)
+        params: dict[str, Any] = {
+            "amount": amount_cents, "currency": currency.lower(),
+            "payment_method": payment_method, "payment_method_types": ["card"],
+            "capture_method": "manual", "confirm": True,
+            # A final amount above the hold grows it (`increment`) where the card network
+            # allows; elsewhere the increment is declined.
+            "payment_method_options": {
+                "card": {"request_incremental_authorization": "if_available"}}}
         try:
+            if customer:
+                params.update(customer=customer, off_session=True)
+            elif reusable:
+                customer = self._client.v1.customers.create(
+                    params={}, options=_key(f"{idempotency_key}:customer")).id
+                params.update(customer=customer, setup_future_usage="off_session")
             intent = self._client.v1.payment_intents.create(
-                params={"amount": amount_cents, "currency": currency.lower(),
-                        "payment_method": payment_method, "payment_method_types": ["card"],
-                        "capture_method": "manual", "confirm": True,
-                        # A final amount above the hold grows it (`increment`) where the
-                        # card network allows; elsewhere the increment is declined.
-                        "payment_method_options": {
-                            "card": {"request_incremental_authorization": "if_available"}}},
-                options=_key(idempotency_key))
+                params=params, options=_key(idempotency_key))
         except stripe.CardError as exc:
             error = exc.error
             declined = getattr(error, "payment_intent", None) if error else None
             return Authorization(id=declined["id"] if declined else "", status="declined",
                                  amount_cents=amount_cents, currency=currency.upper(),
-                                 expires_at=None, decline_code=_decline_code(exc))
+                                 expires_at=None, decline_code=_decline_code(exc),
+                                 payment_method=payment_method, customer=customer)
         except stripe.StripeError as exc:
             raise _failure(exc) from exc
         if intent.status != "requires_capture":
@@ -91,7 +107,8 @@ class StripeProvider:
         return Authorization(id=intent.id, status="authorized", amount_cents=intent.amount,
                              currency=intent.currency.upper(),
                              expires_at=datetime.fromtimestamp(intent.created, UTC)
-                             + AUTHORIZATION_LIFETIME)
+                             + AUTHORIZATION_LIFETIME, payment_method=payment_method,
+                             customer=customer)
 
     def capture(self, authorization_id: str, amount_cents: int,
                 idempotency_key: str) -> Capture:
@@ -158,6 +175,34 @@ class StripeProvider:
         return Payout(id=transfer.id, destination=_id(transfer.destination),
                       amount_cents=transfer.amount, currency=transfer.currency.upper(),
                       status="failed" if transfer.reversed else "paid")
+
+    def create_payout_account(self, worker_id: int, email: str | None,
+                              idempotency_key: str) -> PayoutAccount:
+        """An Express connected account able to receive transfers; Stripe collects the
+        worker's identity and bank details in its hosted onboarding (`payout_account_link`)
+        and says when payouts are enabled (`account.updated`)."""
+        params: dict[str, Any] = {"type": "express",
+                                  "capabilities": {"transfers": {"requested": True}},
+                                  "metadata": {"worker_id": str(worker_id)}}
+        if email:
+            params["email"] = email
+        try:
+            account = self._client.v1.accounts.create(params=params,
+                                                      options=_key(idempotency_key))
+        except stripe.StripeError as exc:
+            raise _failure(exc) from exc
+        return PayoutAccount(id=account.id, payouts_enabled=bool(account.payouts_enabled))
+
+    def payout_account_link(self, account_id: str, refresh_url: str,
+                            return_url: str) -> str | None:
+        """A single-use onboarding link (it expires within minutes: made on each visit)."""
+        try:
+            link = self._client.v1.account_links.create(params={
+                "account": account_id, "refresh_url": refresh_url, "return_url": return_url,
+                "type": "account_onboarding"})
+        except stripe.StripeError as exc:
+            raise _failure(exc) from exc
+        return str(link.url)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"),
