@@ -98,7 +98,7 @@ class World:
                          "worker_id": self.worker_id, "batch_id": self.batch_id,
                          "invitation_id": self.invitation_id, "alert_id": self.alert_id,
                          "property_id": self.property_id, "unit_id": self.unit_id,
-                         "approval_id": self.approval_id}
+                         "approval_id": self.approval_id, "position": 1}
         # Plausible values by field name, so that one bad field is the only bad one.
         self.values: dict[str, Any] = {
             "category_id": self.leak, "property_id": self.property_id,

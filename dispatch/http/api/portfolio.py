@@ -174,7 +174,7 @@ class SlaQuery(QueryParams):
 
 @registry.route(bp, "/reports/sla", "GET", summary="On-time report per property for a month "
                 "(?month=2026-11; ?format=csv to download)", response=SlaReportOut, roles=PM,
-                errors=[400, 409], query=SlaQuery)
+                errors=[400, 409], query=SlaQuery, produces=["text/csv"])
 def sla_report(user: User, query: SlaQuery) -> SlaReportOut | Response:
     tz = current_app.config["DISPATCH"].service_timezone
     start, end = reports.month_range(query.month, clock.now(), tz)

@@ -47,6 +47,11 @@ class HeaderParam:
     description: str
 
 
+def op_status(op: Operation) -> int:
+    """The operation's success status: its lowest 2xx response."""
+    return min(code for code in op.responses if 200 <= code < 300)
+
+
 @dataclass
 class Operation:
     path: str
@@ -63,6 +68,8 @@ class Operation:
     # Request bodies the view reads itself, by media type: a model, or a JSON schema
     # (e.g. a CSV upload: `{"type": "string"}`).
     bodies: dict[str, type[BaseModel] | dict[str, Any]] = field(default_factory=dict)
+    # Other media types the success response may be in (a CSV download), besides JSON.
+    produces: tuple[str, ...] = ()
 
     def request_models(self) -> list[type[BaseModel]]:
         found = [self.body] if self.body else []
@@ -102,10 +109,12 @@ class ApiRegistry:
         errors: Iterable[int] = (),
         headers: Iterable[HeaderParam] = (),
         extra_responses: dict[int, type[BaseModel]] | None = None,
+        produces: Iterable[str] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """`roles=None` means no login needed; `()` means any logged-in user. `query` declares
         the query parameters (the view gets them as `query`; any other is refused);
-        `bodies` documents request bodies the view reads itself (CSV uploads)."""
+        `bodies` documents request bodies the view reads itself (CSV uploads); `produces`
+        the other media types of the success response (a CSV download)."""
         roles_t = None if roles is None else tuple(roles)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,6 +138,7 @@ class ApiRegistry:
                 path_params=[(m.group(3), _bounds(m.group(2))) for m in _CONVERTER.finditer(rule)],
                 query=query,
                 bodies=dict(bodies or {}),
+                produces=tuple(produces),
             )
             self.operations.append(op)
 
@@ -214,6 +224,10 @@ class ApiRegistry:
                 if model:
                     resp["content"] = {"application/json": {
                         "schema": ref(model, "serialization")}}
+                if code == op_status(op):
+                    for media_type in op.produces:
+                        resp.setdefault("content", {})[media_type] = {
+                            "schema": {"type": "string"}}
                 entry["responses"][str(code)] = resp
             paths.setdefault(op.path, {})[op.method] = entry
         return {

@@ -53,7 +53,8 @@ def get_statement(user: User, query: StatementQuery) -> StatementOut:
 
 @registry.route(bp, "/statements.csv", "GET", summary="The month's statement as a CSV "
                 "download, amounts in major units with a total row per currency",
-                response=None, roles=PM, errors=[404, 409], query=StatementQuery)
+                response=None, roles=PM, errors=[404, 409], query=StatementQuery,
+                produces=["text/csv"])
 def get_statement_csv(user: User, query: StatementQuery) -> Response:
     """The rows of `GET /statements` and their totals; cells a spreadsheet would run as a
     formula come out as text."""
