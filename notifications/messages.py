@@ -6,7 +6,7 @@ from __future__ import annotations
 
 EVENTS = ("offer", "accepted", "en_route", "arrived", "completed", "cancelled", "unfilled",
           "reassigning", "replacing", "released", "no_show", "worker_free", "password_reset",
-          "signup_attempted", "tenant_intro", "card_declined")
+          "signup_attempted", "tenant_intro", "card_declined", "hold_lapsed")
 LOCALES = ("en", "zh-CN")
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -74,6 +74,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "another card.",
         "zh-CN": "dispatch：您的银行卡拒绝了 {arrive_by} {category}工作的预授权，"
                  "该预约已取消，未扣任何费用。请换一张卡重新预约。",
+    },
+    "hold_lapsed": {
+        "en": "dispatch: the {category} job on {arrive_by} is closed: its final amount was "
+              "not agreed before the card's hold lapsed, so nothing was charged.",
+        "zh-CN": "dispatch：{arrive_by} 的{category}工作已关闭：最终金额在银行卡预授权失效前"
+                 "未获同意，因此未扣任何费用。",
     },
     "password_reset": {
         "en": "dispatch: to set a new password, open {link} within {minutes} minutes. "

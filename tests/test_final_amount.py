@@ -87,8 +87,8 @@ def test_above_the_hold_within_tolerance_the_authorization_grows(
     assert authorization(app, grown.authorization_id).amount_cents == total
     increments = sql(app, "SELECT idempotency_key FROM ledger_transactions WHERE job_id = :j "
                           "AND kind = 'hold' ORDER BY id", j=job_id)
-    assert [r[0] for r in increments] == [f"hold:job:{job_id}",
-                                          f"increment:job:{job_id}:{total}"]
+    assert [r[0] for r in increments] == [
+        f"hold:job:{job_id}", f"increment:{grown.authorization_id}:{total}:1"]
     assert client.post(f"/api/v1/jobs/{job_id}/confirm", headers=resident).status_code == 200
     paid = payment(app, job_id)
     assert (paid.captured_cents, paid.refunded_cents) == (total, 0)
@@ -352,3 +352,144 @@ def test_a_resident_job_other_people_cannot_decide(app: Flask, client: FlaskClie
     assert client.get(f"/api/v1/jobs/{job_id}/invoice", headers=stranger).status_code == 404
     assert client.post(f"/api/v1/jobs/{job_id}/final-amount", json={"approve": True},
                        headers=worker).status_code == 403
+
+
+def _card_now(app: Flask, job_id: int, card: str) -> None:
+    """The simulator's hold behaves as the card it was placed on: `card` from now on."""
+    sql(app, "UPDATE sim_payment_objects SET party = :c WHERE id = (SELECT authorization_id "
+             "FROM job_payments WHERE job_id = :j)", c=card, j=job_id)
+
+
+def test_a_declined_increase_goes_to_the_payer_and_is_tried_anew_on_approval(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    """A declined increment is not replayed: each try has its own key (the attempt)."""
+    job_id, (_, worker), (_, resident) = working_job(app, client, make)
+    _card_now(app, job_id, "pm_card_chargeDeclined")
+    total = 5900 + 4000 + 14000 + 2000  # within the tolerance: it would have grown
+    done = complete(client, job_id, worker, 60, [part(2000)], hourly_rate_cents=14000)
+    assert done.status_code == 200, done.json
+    assert done.json["decision"] == "needs_payer_approval"
+    assert done.json["invoice"]["status"] == "in_review"
+    assert (payment(app, job_id).held_cents, payment(app, job_id).declined_increments) == (
+        HOLD, 1)
+    still = client.post(f"/api/v1/jobs/{job_id}/final-amount", json={"approve": True},
+                        headers=resident)
+    assert still.status_code == 402 and still.json["error"]["code"] == "payment_declined"
+    assert invoice_status(app, job_id) == "in_review"
+    assert payment(app, job_id).declined_increments == 2  # kept though the approval was not
+    _card_now(app, job_id, "pm_card_visa")  # the payer sorted their card out
+    approved = client.post(f"/api/v1/jobs/{job_id}/final-amount", json={"approve": True},
+                           headers=resident)
+    assert approved.status_code == 200, approved.json
+    grown = payment(app, job_id)
+    assert grown.held_cents == total == escrow_of(app, job_id)
+    keys = sql(app, "SELECT idempotency_key FROM ledger_transactions WHERE job_id = :j "
+                    "AND kind = 'hold' ORDER BY id", j=job_id)
+    assert [k[0] for k in keys] == [f"hold:job:{job_id}",
+                                    f"increment:{grown.authorization_id}:{total}:3"]
+    assert client.post(f"/api/v1/jobs/{job_id}/confirm", headers=resident).status_code == 200
+    assert payment(app, job_id).captured_cents == total
+    assert books_clean(app) == []
+
+
+def test_stripe_without_incremental_authorization_sends_the_amount_to_the_payer(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    """Stripe refuses increment_authorization on a card that does not support it (an
+    invalid request, not a decline): the worker's completion still goes through."""
+    from tests.test_reauthorization import _with_stripe
+    from tests.test_reauthorization import assigned_job as stripe_job
+
+    fake = _with_stripe(app, manual_clock)
+    job_id, (_, worker), (_, resident), _ = stripe_job(app, client, make)
+    for status in ("en_route", "arrived", "in_progress"):
+        assert post_status(client, job_id, worker, status).status_code == 200
+    intent = fake.intents[payment(app, job_id).authorization_id]
+    intent["payment_method_options"]["card"]["request_incremental_authorization"] = "never"
+    done = complete(client, job_id, worker, 60, [part(2000)], hourly_rate_cents=14000)
+    assert done.status_code == 200, done.json
+    assert done.json["decision"] == "needs_payer_approval"
+    assert done.json["invoice"]["status"] == "in_review"
+    assert payment(app, job_id).held_cents == HOLD and books_clean(app) == []
+
+
+def test_an_organization_card_declining_under_the_limit_goes_to_its_approvers(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    _, worker = make.worker()
+    job_id = org_job(client, make, pm, prop_id, add_worker=False)
+    [offer] = client.get("/api/v1/offers", headers=worker).json["offers"]
+    client.post(f"/api/v1/offers/{offer['id']}/accept", headers=worker)
+    client.put(f"/api/v1/jobs/{job_id}/limits",
+               json={**CLEAR, "emergency_soft_cents": 40000, "emergency_hard_cents": 50000},
+               headers=pm)
+    assert post_status(client, job_id, worker, "arrived").status_code == 200
+    held = payment(app, job_id).held_cents
+    _card_now(app, job_id, "pm_card_chargeDeclined")
+    done = complete(client, job_id, worker, 120, [part(3000, "Trap")], hourly_rate_cents=14000)
+    total = 5900 + 4000 + 28000 + 3000
+    assert held < total <= 50000
+    assert done.status_code == 200, done.json
+    assert done.json["decision"] == "needs_approval"
+    assert invoice_status(app, job_id) == "in_review"
+    [request] = client.get("/api/v1/approvals", headers=pm).json["approvals"]
+    assert (request["job_id"], request["amount_cents"], request["status"]) == (
+        job_id, total, "pending")
+    _card_now(app, job_id, "pm_card_visa")
+    approved = client.post(f"/api/v1/approvals/{request['id']}/approve", json={}, headers=pm)
+    assert approved.status_code == 200, approved.json
+    assert invoice_status(app, job_id) == "approved"
+    assert payment(app, job_id).held_cents == total == escrow_of(app, job_id)
+
+
+def test_completing_after_the_hold_lapsed_leaves_the_void_invoice(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    job_id, (_, worker), (_, resident) = working_job(app, client, make)
+    # The hold lapsed under the work (say it was booked before methods were kept).
+    sql(app, "UPDATE job_payments SET payment_method = NULL, authorization_expires_at = "
+             ":t WHERE job_id = :j", t=manual_clock.now, j=job_id)
+    with app.app_context():
+        assert confirmation.sweep(db.session, manual_clock.now) == 1
+    assert invoice_status(app, job_id) == "void" and payment(app, job_id).status == "expired"
+    done = complete(client, job_id, worker, 90, [part(9000, "Pump")], hourly_rate_cents=14000)
+    assert done.status_code == 200, done.json
+    assert done.json["job_status"] == "completed"
+    assert (done.json["invoice"]["status"], done.json["invoice"]["amount_cents"]) == (
+        "void", 0)  # the settled invoice keeps what it was settled for: nothing
+    assert len(done.json["invoice"]["line_items"]) == 4  # the work is recorded
+    revise = complete(client, job_id, worker, 30)
+    assert revise.status_code == 409 and revise.json["error"]["code"] == "final_amount_settled"
+    manual_clock.advance(hours=3)
+    with app.app_context():  # the completion's release timer closes it, charging nothing
+        assert confirmation.auto_release(db.session, job_id, manual_clock.now) is True
+    assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0][0] == "closed"
+    assert books_clean(app) == []
+
+
+def test_an_amount_awaiting_approval_is_not_reheld_and_its_lapse_closes_the_job(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    job_id, (worker_id, worker), (resident_id, _) = working_job(app, client, make)
+    done = complete(client, job_id, worker, 60, [part(7000, "Valve")], hourly_rate_cents=14000)
+    assert done.json["decision"] == "needs_payer_approval"
+    first = payment(app, job_id)
+    manual_clock.advance(days=6, hours=1)  # the hold is due again: not while it waits
+    with app.app_context():
+        assert confirmation.sweep(db.session, manual_clock.now) == 0
+    assert payment(app, job_id).reauthorizations == 0
+    assert authorization(app, first.authorization_id).status == "authorized"
+    manual_clock.advance(days=1)  # lapsed
+    with app.app_context():
+        assert confirmation.sweep(db.session, manual_clock.now) == 1
+    assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0][0] == "closed"
+    lapsed = payment(app, job_id)
+    assert (lapsed.status, lapsed.captured_cents, lapsed.refunded_cents) == (
+        "expired", 0, HOLD)
+    assert invoice_status(app, job_id) == "void" and escrow_of(app, job_id) == 0
+    [event] = sql(app, "SELECT actor, detail FROM job_events WHERE job_id = :j AND "
+                       "to_status = 'closed'", j=job_id)
+    assert (event.actor, event.detail["escrow"]) == ("system", "expired")
+    told = sql(app, "SELECT user_id FROM notifications WHERE job_id = :j AND "
+                    "event = 'hold_lapsed' ORDER BY user_id", j=job_id)
+    assert sorted(r[0] for r in told) == sorted([resident_id, worker_id])
+    with app.app_context():
+        assert confirmation.sweep(db.session, manual_clock.now) == 0
+    assert books_clean(app) == []

@@ -134,7 +134,7 @@ def test_stripe_holds_are_kept_reusable_and_placed_again_off_session(
     again = payment(app, job_id)
     assert again.reauthorizations == 1 and again.authorization_id != first.authorization_id
     reauth = [s for s in fake.sent if s.path == "/v1/payment_intents"][-1]
-    assert reauth.headers["Idempotency-Key"] == f"reauth:job:{job_id}:1"
+    assert reauth.headers["Idempotency-Key"] == f"reauth:job:{job_id}:1:{first.held_cents}"
     assert reauth.params["off_session"] == ["true"]
     assert reauth.params["customer"] == [first.customer_id]
     assert reauth.params["payment_method"] == [first.payment_method]

@@ -1008,6 +1008,13 @@ class JobPayment(db.Model):
     customer_id: Mapped[str | None] = mapped_column(String(255))
     reauthorizations: Mapped[int] = mapped_column(Integer, default=0,
                                                   server_default=text("0"))
+    # Increments the card declined on this row (the attempt in the increment's key, so a
+    # new try is a new request, not the replay of the decline), and when a re-authorization
+    # was declined (it is not tried again: services/reauthorization.py).
+    declined_increments: Mapped[int] = mapped_column(Integer, default=0,
+                                                     server_default=text("0"))
+    reauthorization_declined_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True))
 
 
 class JobLineItem(db.Model):

@@ -332,6 +332,12 @@ class Settings:
         )
 
     def __post_init__(self) -> None:
+        # A hold lives 7 days (168 h): placed again 0 h or a week or more before it lapses
+        # would be never, or at once and on every sweep.
+        if not 0 < self.reauthorize_before_hours < 168:
+            raise ValueError(
+                f"REAUTHORIZE_BEFORE_HOURS={self.reauthorize_before_hours}: must be more "
+                "than 0 and less than 168 (a hold lapses 7 days after it is placed)")
         if not self.payments_webhook_secret:
             self.payments_webhook_secret = hmac.new(
                 self.secret_key.encode(), b"payments-webhook-secret", hashlib.sha256).hexdigest()

@@ -203,12 +203,14 @@ def decide_final_amount(session: Session, job: Job, amount_cents: int,
 
 def request_approval(session: Session, job: Job, amount_cents: int,
                      requested_by: User | None, retry: bool = True,
-                     commit: bool = True) -> ApprovalRequest | None:
+                     commit: bool = True, force: bool = False) -> ApprovalRequest | None:
     """A pending approval request when the amount needs one (None when it is approved
     automatically). A job has at most one pending request: asking again with a new
     amount replaces the amount of the one waiting. `commit=False`: written in the caller's
-    transaction (which holds the job's row lock, so no other request for it races)."""
-    if job.org_id is None or decide_final_amount(session, job, amount_cents) != "needs_approval":
+    transaction (which holds the job's row lock, so no other request for it races).
+    `force`: asked even under the hard limit (the card declined to cover the amount)."""
+    if job.org_id is None or (not force and decide_final_amount(session, job, amount_cents)
+                              != "needs_approval"):
         return None
     pending = session.execute(
         select(ApprovalRequest).where(ApprovalRequest.job_id == job.id,

@@ -18,7 +18,7 @@ from dispatch.db.models import Job, JobPayment, Role, User
 from dispatch.domain.errors import Conflict, NotFound, not_found, refusal
 from dispatch.domain.money import TransactionKind
 from dispatch.domain.states import Actor, JobStatus, PaymentStatus
-from dispatch.services import escrow, invoices, reauthorization
+from dispatch.services import escrow, invoices, notify, reauthorization
 from dispatch.services.context import settings
 from dispatch.services.jobs import REQUESTER_ROLES, transition
 
@@ -108,6 +108,18 @@ def sweep(session: Session, now: datetime | None = None) -> int:
                 and payment.authorization_expires_at is not None \
                 and payment.authorization_expires_at <= now:
             escrow.expire(session, job, payment, now)
+            if job.status == JobStatus.COMPLETED.value:
+                _lapsed(session, job, now)
             ended += 1
         session.commit()
     return ended
+
+
+def _lapsed(session: Session, job: Job, now: datetime) -> None:
+    """A completed job's hold lapsed (its final amount waited for the payer's word, which
+    never came: final_amount.py): nothing can be charged on it now, so the job is closed
+    rather than left `completed` for ever, and the payer and the worker are told. What the
+    work is still owed is between them (a dispute), not taken from a card without a hold."""
+    transition(session, job, JobStatus.CLOSED, Actor.SYSTEM, now=now,
+               detail={"escrow": "expired"})
+    notify.hold_lapsed(session, job)

@@ -319,26 +319,39 @@ def increment_hold(session: Session, job: Job, payment: JobPayment, new_amount_c
     """Grow the job's hold (its payment row locked by the caller) to `new_amount_cents`:
     the provider's incremental authorization, then ONE keyed ledger transaction moving the
     increase from the payer's funding into escrow. False when the card declined the
-    increase (the hold stays as it was); a hold already that large changes nothing."""
+    increase, or the processor refused it (a card without incremental authorization, an
+    authorization it no longer knows): the hold stays as it was, and the amount goes to
+    the payer. A hold already that large changes nothing.
+
+    The key names the authorization (a re-authorized hold is a new PaymentIntent) and the
+    attempt (`declined_increments` + 1: a declined try is not replayed from the
+    processor's idempotency cache when the payer approves later). A retry after the
+    processor could not be reached (the transaction rolled back) reuses it: one increase."""
     check_payment_transition(payment.status, PaymentStatus.RELEASED)  # still held
     more = new_amount_cents - payment.held_cents
     if more <= 0:
         return True
-    key = f"increment:job:{job.id}:{new_amount_cents}"
+    key = (f"increment:{payment.authorization_id}:{new_amount_cents}:"
+           f"{payment.declined_increments + 1}")
     try:
         grown = provider().increment(payment.authorization_id, new_amount_cents, key)
-    except PaymentRejected as exc:
-        raise refusal(Conflict, "payment_rejected", "payment", "payment.rejected",
-                      reason=exc.code.replace("_", " ")) from exc
+    except PaymentRejected:
+        grown = None
     except PaymentError as exc:
         raise _unavailable() from exc
-    if grown.status == "declined":
+    if grown is None or grown.status == "declined":
+        increment_declined(payment)
         return False
     ledger.hold(session, job.id, payer_of(job), more, key, payment.currency)
     payment.held_cents = new_amount_cents
     if grown.expires_at is not None:
         payment.authorization_expires_at = grown.expires_at
     return True
+
+
+def increment_declined(payment: JobPayment) -> None:
+    """One more declined increment on this hold: the next try has a key of its own."""
+    payment.declined_increments += 1
 
 
 def expire_hold(session: Session, job: Job, hold: Hold) -> None:

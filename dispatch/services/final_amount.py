@@ -18,7 +18,18 @@ refused, and the automatic release and the sweeper leave the job alone (see
 `confirmation`). They wait rather than charge the hold: closing the job on the hold would
 settle the amount the payer has not agreed to in the worker's disfavour and end the
 decline-and-revise exchange; the hold's own 7-day lapse is the backstop, as it is for a
-job nobody confirms.
+job nobody confirms. The hold is not placed again while an amount waits
+(`reauthorization.due`): holding a payer's card every six days, indefinitely, for an amount
+they have not agreed to is not fair to them either. When the hold lapses the job is closed
+with nothing charged and both are told (`confirmation.sweep`): a week is long enough for
+either side to act, and what is still owed is then theirs to settle (a dispute), as for
+any unpaid bill.
+
+The worker's completion always goes through when its input is valid: a card that declines
+the increase (or a processor that refuses it) sends the amount to the payer, or to the
+organization's approvers, instead of refusing the worker. A settled invoice (paid, or void
+because the hold lapsed) is left as it was: the line items are recorded, nothing is
+charged.
 
 Locks: the job row first (as every job step), then the invoice and the payment row."""
 
@@ -53,6 +64,7 @@ from dispatch.services.pricing import surcharge_for
 # The worker may complete from here (arrived: the work was quick and never marked started).
 COMPLETABLE = (JobStatus.ARRIVED, JobStatus.IN_PROGRESS)
 REVISED_BELOW_LIMIT = "revised below the hard limit"
+SETTLED_INVOICES = frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID})
 
 
 def labour_cents(minutes: int, hourly_rate_cents: int) -> int:
@@ -119,16 +131,21 @@ def complete(session: Session, worker: User, job_id: int, body: CompleteIn) -> t
     payment = escrow.locked_payment(session, job.id)
     if invoice is None:  # booked before invoices, or without a hold
         invoice = invoices.open_for(session, job, payment.held_cents if payment else total, now)
-    invoice.amount_cents = total
+    settled = InvoiceStatus(invoice.status) in SETTLED_INVOICES
+    if not settled:  # a paid or void invoice keeps the amount it was settled for
+        invoice.amount_cents = total
     if not revising:
         if job.status == JobStatus.ARRIVED.value:
             transition(session, job, JobStatus.IN_PROGRESS, Actor.WORKER, now=now,
                        actor_user_id=worker.id)
         transition(session, job, JobStatus.COMPLETED, Actor.WORKER, now=now,
                    actor_user_id=worker.id)
-    decision = _decide(session, job, invoice, worker, total, revising, now)
+    # Nothing left to charge on a settled invoice (revising needs one awaiting): no decision.
+    decision: Decision = "auto_approved" if settled else _decide(
+        session, job, invoice, worker, total, revising, now)
     record_event(session, job, "final_amount", Actor.WORKER, now=now, actor_user_id=worker.id,
                  detail={"amount_cents": total, "decision": decision, "revised": revising,
+                         **({"invoice": invoice.status} if settled else {}),
                          "note": body.note,
                          "line_items": [{"kind": line.kind, "description": line.description,
                                          "amount_cents": line.amount_cents}
@@ -175,7 +192,10 @@ def _decide(session: Session, job: Job, invoice: Invoice, worker: User, total: i
         _to_review(session, invoice, now)
         return decision
     if not _grow_hold(session, job, total, now):
-        raise _increment_declined()
+        # the card would not cover it: the approvers see it rather than the worker a 402
+        approvals.request_approval(session, job, total, worker, commit=False, force=True)
+        _to_review(session, invoice, now)
+        return "needs_approval"
     _withdraw_pending(session, job, now)
     if revising:  # a revision under the hard limit: reviewed, and approved by the limit
         _to_review(session, invoice, now)
@@ -240,9 +260,25 @@ def payer_decides(session: Session, user: User, job_id: int, approve: bool,
     invoice = invoices.of_job(session, job.id, lock=True)
     if invoice is None or invoice.status != InvoiceStatus.IN_REVIEW.value:
         raise refusal(Conflict, "not_in_review", "final_amount", "final_amount.not_in_review")
-    _apply(session, job, invoice, user, approve, reason, clock.now())
+    try:
+        _apply(session, job, invoice, user, approve, reason, clock.now())
+    except PaymentRequired:
+        _remember_declined_increment(session, job_id)
+        raise
     session.commit()
     return job, invoice
+
+
+def _remember_declined_increment(session: Session, job_id: int) -> None:
+    """An approval refused because the card declined the increase (402) rolls back, but
+    the decline is kept: the next approval is a new attempt at the processor, not the
+    replay of this one (`escrow.increment_hold`'s key)."""
+    session.rollback()
+    lock_job(session, job_id)
+    payment = escrow.locked_payment(session, job_id)
+    if payment is not None:
+        escrow.increment_declined(payment)
+    session.commit()
 
 
 def _approval_decided(session: Session, request: ApprovalRequest, user: User, approve: bool,
@@ -265,5 +301,10 @@ def decide_approval(session: Session, user: User, request_id: int, approve: bool
                              .where(ApprovalRequest.id == request_id)).scalar_one_or_none()
     if job_id is not None:
         lock_job(session, job_id)
-    return approvals.decide(session, user, request_id, approve, reason,
-                            on_decided=_approval_decided)
+    try:
+        return approvals.decide(session, user, request_id, approve, reason,
+                                on_decided=_approval_decided)
+    except PaymentRequired:
+        if job_id is not None:
+            _remember_declined_increment(session, job_id)
+        raise

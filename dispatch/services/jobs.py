@@ -285,7 +285,7 @@ def cancel_job(session: Session, user: User, job_id: int, reason: str | None) ->
     return job
 
 
-def call_off(session: Session, job: Job, actor: Actor, actor_user_id: int,
+def call_off(session: Session, job: Job, actor: Actor, actor_user_id: int | None,
              detail: dict[str, Any] | None, now: datetime) -> None:
     """Cancel a job its caller has locked: its pending offers are withdrawn and an assigned
     worker is released, in the caller's transaction."""

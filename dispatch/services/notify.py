@@ -129,6 +129,14 @@ def card_declined(session: Session, job: Job) -> None:
     _to_resident(session, job, "card_declined")
 
 
+def hold_lapsed(session: Session, job: Job) -> None:
+    """A completed job closed because its hold lapsed before its final amount was agreed
+    (confirmation.sweep): the payer and the worker hear that nothing was charged."""
+    _to_resident(session, job, "hold_lapsed")
+    if job.worker_id is not None:
+        _to_worker(session, job, job.worker_id, "hold_lapsed")
+
+
 def _to_worker(session: Session, job: Job, worker_id: int, event: str) -> None:
     """A worker hears what became of a job of theirs (once per job and worker)."""
     worker = session.get(User, worker_id)

@@ -6,8 +6,8 @@ money held.
 So a held payment of a job still open whose authorization expires within
 REAUTHORIZE_BEFORE_HOURS is authorized again, for the same amount, on the method kept at
 booking (`job_payments.payment_method`, with Stripe through its Customer, off-session),
-under the key `reauth:job:{id}:{n}`; then the old authorization is cancelled and the row
-points at the new one. Under the job's and the payment's row locks, so two sweepers (or a
+under the key `reauth:job:{id}:{n}:{held_cents}`; then the old authorization is cancelled
+and the row points at the new one. Under the job's and the payment's row locks, so two sweepers (or a
 sweeper and a confirmation) re-authorize once: the second finds the new expiry far off.
 
 The books do not move: the money was in escrow and stays there, the hold behind it is only
@@ -15,9 +15,16 @@ a newer one at the processor. A declined re-authorization means the payer's card
 covers the job. A real product cannot send someone to work that nobody will pay for, and a
 window days ahead leaves the payer time to book again: the job is cancelled by the system
 (which gives the escrow back through `escrow.job_ended`, a ledger refund, and voids the old
-hold) and the payer is told to book again with another card. A job already under way or
-done cannot be called off: its old hold stays until it lapses (the sweeper then gives the
-escrow back, `escrow.expire`) and the payer is told the same."""
+hold; its pending offers are withdrawn, as for any call-off) and the payer is told to book
+again with another card. A job already under way or done cannot be called off: its old hold
+stays until it lapses (the sweeper then gives the escrow back, `escrow.expire`) and the
+payer is told the same. A declined re-authorization is recorded
+(`job_payments.reauthorization_declined_at`) and not tried again: asking the same card
+every sweep would only repeat the decline (and the payer's notice).
+
+A completed job whose final amount waits for the payer's (or approvers') word is not
+re-authorized either (final_amount.py): its hold lapses after 7 days and the sweeper closes
+it."""
 
 from __future__ import annotations
 
@@ -25,23 +32,24 @@ import logging
 from contextlib import suppress
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from dispatch.db import clock
 from dispatch.db.job_rows import lock_job, record_event
-from dispatch.db.models import Job, JobPayment
+from dispatch.db.models import Invoice, Job, JobPayment
 from dispatch.domain.errors import NotFound
 from dispatch.domain.states import (
+    INVOICE_AWAITING,
     JOB_TRANSITIONS,
     Actor,
     JobStatus,
     PaymentStatus,
 )
 from dispatch.infra.payments.base import PaymentError, PaymentRejected
-from dispatch.services import escrow, notify
+from dispatch.services import escrow, invoices, notify
 from dispatch.services.context import settings
-from dispatch.services.jobs import transition
+from dispatch.services.jobs import call_off
 from dispatch.services.payments import provider
 
 log = logging.getLogger(__name__)
@@ -59,14 +67,18 @@ def _window(now: datetime) -> datetime:
 
 def due(session: Session, now: datetime) -> list[int]:
     """Jobs whose hold lapses within REAUTHORIZE_BEFORE_HOURS and can be placed again (a
-    method was kept; holds already lapsed are the sweeper's `expire`)."""
+    method was kept, the last re-authorization was not declined, no final amount awaits the
+    payer's word; holds already lapsed are the sweeper's `expire`)."""
+    awaiting = exists().where(Invoice.job_id == Job.id,
+                              Invoice.status.in_([s.value for s in INVOICE_AWAITING]))
     found = session.execute(
         select(JobPayment.job_id).join(Job, Job.id == JobPayment.job_id)
         .where(JobPayment.status == PaymentStatus.HELD.value,
                JobPayment.payment_method.is_not(None),
                JobPayment.authorization_expires_at > now,
                JobPayment.authorization_expires_at <= _window(now),
-               Job.status.not_in(ENDED_STATUSES))
+               JobPayment.reauthorization_declined_at.is_(None),
+               Job.status.not_in(ENDED_STATUSES), ~awaiting)
         .order_by(JobPayment.authorization_expires_at)).scalars().all()
     return list(found)
 
@@ -85,22 +97,25 @@ def reauthorize(session: Session, job_id: int, now: datetime | None = None) -> s
     if (payment is None or payment.status != PaymentStatus.HELD.value
             or job.status in ENDED_STATUSES or not payment.payment_method
             or payment.authorization_expires_at is None
-            or not now < payment.authorization_expires_at <= _window(now)):
+            or payment.reauthorization_declined_at is not None
+            or not now < payment.authorization_expires_at <= _window(now)
+            or invoices.awaiting(session, job_id)):
         session.rollback()
         return NOT_DUE
     n = payment.reauthorizations + 1
     try:
         held = provider().authorize(payment.held_cents, payment.currency,
-                                    payment.payment_method, f"reauth:job:{job.id}:{n}",
+                                    payment.payment_method,
+                                    f"reauth:job:{job.id}:{n}:{payment.held_cents}",
                                     customer=payment.customer_id)
     except PaymentError:
         session.rollback()
         return UNAVAILABLE
     except PaymentRejected as exc:  # the method is gone (detached, deleted): a decline
-        _declined(session, job, exc.code, now)
+        _declined(session, job, payment, exc.code, now)
         return DECLINED
     if held.status == "declined":
-        _declined(session, job, held.decline_code or "card_declined", now)
+        _declined(session, job, payment, held.decline_code or "card_declined", now)
         return DECLINED
     old = payment.authorization_id
     payment.authorization_id = held.id
@@ -119,13 +134,16 @@ def reauthorize(session: Session, job_id: int, now: datetime | None = None) -> s
     return REAUTHORIZED
 
 
-def _declined(session: Session, job: Job, code: str, now: datetime) -> None:
+def _declined(session: Session, job: Job, payment: JobPayment, code: str,
+              now: datetime) -> None:
     """The card no longer covers the job: call it off while that is still possible (the
-    hold goes back through `escrow.job_ended`), and tell the payer either way."""
+    hold goes back through `escrow.job_ended`, pending offers are withdrawn), and tell the
+    payer either way. Recorded, so the next sweep does not ask the card again."""
     detail = {"escrow": "reauthorization_declined", "decline_code": code}
+    payment.reauthorization_declined_at = now
     if Actor.SYSTEM in JOB_TRANSITIONS.get((JobStatus(job.status), JobStatus.CANCELLED),
                                            frozenset()):
-        transition(session, job, JobStatus.CANCELLED, Actor.SYSTEM, now=now, detail=detail)
+        call_off(session, job, Actor.SYSTEM, None, detail, now)
     else:
         record_event(session, job, "payment", Actor.SYSTEM, now=now, detail=detail)
     notify.card_declined(session, job)
