@@ -400,7 +400,7 @@ def test_stripe_without_incremental_authorization_sends_the_amount_to_the_payer(
     from tests.test_reauthorization import assigned_job as stripe_job
 
     fake = _with_stripe(app, manual_clock)
-    job_id, (_, worker), (_, resident), _ = stripe_job(app, client, make)
+    job_id, (_, worker), _, _ = stripe_job(app, client, make)
     for status in ("en_route", "arrived", "in_progress"):
         assert post_status(client, job_id, worker, status).status_code == 200
     intent = fake.intents[payment(app, job_id).authorization_id]
@@ -443,7 +443,7 @@ def test_an_organization_card_declining_under_the_limit_goes_to_its_approvers(
 
 def test_completing_after_the_hold_lapsed_leaves_the_void_invoice(
         app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
-    job_id, (_, worker), (_, resident) = working_job(app, client, make)
+    job_id, (_, worker), _ = working_job(app, client, make)
     # The hold lapsed under the work (say it was booked before methods were kept).
     sql(app, "UPDATE job_payments SET payment_method = NULL, authorization_expires_at = "
              ":t WHERE job_id = :j", t=manual_clock.now, j=job_id)

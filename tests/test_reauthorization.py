@@ -5,9 +5,11 @@ answered by tests/stripe_fake.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -206,3 +208,77 @@ def test_an_urgent_job_gets_no_timer(app: Flask, client: FlaskClient, make: Fact
     registry = ScheduledJobRegistry(queue=Queue(TIMERS, connection=Redis.from_url(
         app.config["REDIS_URL"])))
     assert not [j for j in registry.get_job_ids() if j.startswith(f"reauthorize-{job_id}-")]
+
+
+def test_a_declined_reauthorization_under_way_is_recorded_and_not_repeated(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    from tests.test_job_flow import post_status
+
+    job_id, (_, worker), (resident_id, _), _ = assigned_job(app, client, make)
+    assert post_status(client, job_id, worker, "en_route").status_code == 200
+    sql(app, "UPDATE job_payments SET payment_method = 'pm_card_chargeDeclined' "
+             "WHERE job_id = :j", j=job_id)
+    manual_clock.advance(days=6, hours=1)
+    assert _sweep(app, manual_clock.now) == 0
+    assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0].status == "en_route"
+    declined = payment(app, job_id)
+    assert declined.status == "held" and declined.reauthorization_declined_at is not None
+    with app.app_context():
+        assert reauthorization.due(db.session, manual_clock.now) == []
+        db.session.rollback()
+    manual_clock.advance(hours=1)
+    assert _sweep(app, manual_clock.now) == 0
+    events = sql(app, "SELECT id FROM job_events WHERE job_id = :j AND "
+                      "detail->>'escrow' = 'reauthorization_declined'", j=job_id)
+    assert len(events) == 1
+    assert len(sql(app, "SELECT id FROM notifications WHERE user_id = :u AND job_id = :j "
+                        "AND event = 'card_declined'", u=resident_id, j=job_id)) == 1
+    assert sql(app, "SELECT count(*) AS n FROM sim_payment_objects "
+                    "WHERE kind = 'authorization'")[0].n == 2  # the booking's and one try
+
+
+def _offers(app: Flask, job_id: int, status: str) -> int:
+    return int(sql(app, "SELECT count(*) AS n FROM offers WHERE job_id = :j AND status = :s",
+                   j=job_id, s=status)[0].n)
+
+
+def test_a_declined_reauthorization_withdraws_a_dispatching_jobs_offers(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    if app.config["DISPATCH"].offer_wave_size != 2:
+        set_settings(app, offer_wave_size=2)
+    make.worker()
+    make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    r = book(client, resident, job_body(make.category("leak-repair"),
+                                        payment_method="pm_card_visa"))
+    assert r.status_code == 201, r.json
+    job_id = r.json["id"]
+    assert _offers(app, job_id, "pending") == 2
+    sql(app, "UPDATE job_payments SET payment_method = 'pm_card_chargeDeclined' "
+             "WHERE job_id = :j", j=job_id)
+    manual_clock.advance(days=6, hours=1)
+    assert _sweep(app, manual_clock.now) == 0
+    assert sql(app, "SELECT status FROM jobs WHERE id = :j", j=job_id)[0].status == "cancelled"
+    assert _offers(app, job_id, "pending") == 0
+    assert _offers(app, job_id, "withdrawn") == 2
+    assert payment(app, job_id).status == "voided" and books_clean(app) == []
+
+
+def test_the_reauthorization_key_names_the_amount(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    job_id, _, _, _ = assigned_job(app, client, make)
+    held = payment(app, job_id)
+    manual_clock.advance(days=6, hours=1)
+    assert _sweep(app, manual_clock.now) == 1
+    keys = sql(app, "SELECT idempotency_key FROM sim_payment_requests WHERE "
+                    "idempotency_key LIKE :k",
+               k=f"reauth:job:{job_id}:%")
+    assert [k[0] for k in keys] == [f"reauth:job:{job_id}:1:{held.held_cents}"]
+
+
+@pytest.mark.parametrize("hours", [0, -1, 168, 200])
+def test_reauthorize_before_hours_must_be_within_a_holds_life(app: Flask, hours: float) -> None:
+    with pytest.raises(ValueError, match="REAUTHORIZE_BEFORE_HOURS"):
+        dataclasses.replace(app.config["DISPATCH"], reauthorize_before_hours=hours)
+    assert dataclasses.replace(app.config["DISPATCH"],
+                               reauthorize_before_hours=167.5).reauthorize_before_hours == 167.5

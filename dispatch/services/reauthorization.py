@@ -7,8 +7,9 @@ So a held payment of a job still open whose authorization expires within
 REAUTHORIZE_BEFORE_HOURS is authorized again, for the same amount, on the method kept at
 booking (`job_payments.payment_method`, with Stripe through its Customer, off-session),
 under the key `reauth:job:{id}:{n}:{held_cents}`; then the old authorization is cancelled
-and the row points at the new one. Under the job's and the payment's row locks, so two sweepers (or a
-sweeper and a confirmation) re-authorize once: the second finds the new expiry far off.
+and the row points at the new one. Under the job's and the payment's row locks, so two
+sweepers (or a sweeper and a confirmation) re-authorize once: the second finds the new
+expiry far off.
 
 The books do not move: the money was in escrow and stays there, the hold behind it is only
 a newer one at the processor. A declined re-authorization means the payer's card no longer
