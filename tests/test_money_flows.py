@@ -59,11 +59,13 @@ LIVE = {J.REQUESTED, J.DISPATCHING, J.ASSIGNED, J.EN_ROUTE, J.ARRIVED, J.IN_PROG
         J.COMPLETED, J.DISPUTED}
 _keys = itertools.count(1)
 # The completion form as drawn: minutes on site, the rate (percent of the category's range;
-# None: the default, its low rate) and the parts' amounts.
-Form = tuple[int, int | None, list[int]]
+# None: the default, its low rate), the parts' amounts, and an aim: a total of that percent
+# of the hold, reached by one more part (so that within the hold, within the tolerance above
+# it and beyond it all come up; None: the parts as drawn).
+Form = tuple[int, int | None, list[int], int | None]
 FORM: st.SearchStrategy[Form] = st.tuples(
     st.integers(0, 180), st.none() | st.integers(0, 100),
-    st.lists(st.integers(1, 6000), max_size=2))
+    st.lists(st.integers(1, 6000), max_size=2), st.none() | st.integers(60, 125))
 FORMS = st.none() | FORM  # a completion with the form, or by `/status completed`
 REACHED: Counter[str] = Counter()  # what the runs got to (printed with -s)
 
@@ -279,14 +281,18 @@ def test_random_paid_job_flows_keep_the_books_whole(app: Flask, client: FlaskCli
             else:
                 assert r.status_code == 409, (m.status, r.json)
 
-        def _form(self, job_id: int, minutes: int, rate: int | None,
-                  parts: list[int]) -> None:
+        def _form(self, job_id: int, minutes: int, rate: int | None, parts: list[int],
+                  aim: int | None) -> None:
             """The worker sends the completion form: from arrived or in progress it
             completes the job; on a completed job whose amount awaits the payer it revises
             the line items (and the payer is asked again); anything else is refused."""
             m = self.jobs[job_id]
             low, high = m.rates
             hourly = None if rate is None else low + (high - low) * rate // 100
+            labour = (minutes * (hourly or low) + 30) // 60 if minutes else 0
+            if aim is not None:
+                short = m.held * aim // 100 - (m.call_out + m.surcharge + labour + sum(parts))
+                parts = [*parts, short] if short > 0 else parts
             form = {"minutes": minutes, "hourly_rate_cents": hourly,
                     "parts": [{"description": f"Part {n}", "amount_cents": cents}
                               for n, cents in enumerate(parts, start=1)]}
@@ -301,7 +307,6 @@ def test_random_paid_job_flows_keep_the_books_whole(app: Flask, client: FlaskCli
                 event(f"form refused on a {m.status.value} job")
                 return
             assert r.status_code == 200, r.json
-            labour = (minutes * (hourly or low) + 30) // 60 if minutes else 0
             total = m.call_out + m.surcharge + labour + sum(parts)
             assert r.json["invoice"]["amount_cents"] == total, (r.json, total)
             tolerated = total * 100 <= m.held * (100 + s.final_tolerance_percent)
@@ -327,13 +332,17 @@ def test_random_paid_job_flows_keep_the_books_whole(app: Flask, client: FlaskCli
             assert job_id is not None
             self._form(job_id, *form)
 
-        @rule(pick=st.integers(min_value=0), anyone=st.booleans(), form=FORM)
+        def _revisable(self) -> list[int]:
+            return [j for j, m in self.jobs.items() if m.status is J.COMPLETED and m.awaiting]
+
+        @precondition(lambda self: bool(self._revisable()))
+        @rule(pick=st.integers(min_value=0), anyone=st.sampled_from([False, False, True]),
+              form=FORM)
         def adjust(self, pick: int, anyone: bool, form: Form) -> None:
             """The worker revises the amount awaiting the payer (or sends the form for a
             job in any state: refused unless the job is where the form applies)."""
-            awaiting = [j for j, m in self.jobs.items() if m.status is J.COMPLETED and m.awaiting]
-            job_id = (self._job(pick) if anyone or not awaiting
-                      else awaiting[pick % len(awaiting)])
+            revisable = self._revisable()
+            job_id = self._job(pick) if anyone else revisable[pick % len(revisable)]
             assert job_id is not None
             self._form(job_id, *form)
 
