@@ -94,6 +94,7 @@ class JobModel:
     cancelled_from: J | None = None
     offer_open: bool = True  # its worker's offer is pending (until the clock moves on)
     accepted: bool = False  # the job is its worker's (else the form is "not found")
+    card_grows: bool = True  # the card takes an increase of the hold (else it declines it)
 
     @property
     def awaiting(self) -> bool:
@@ -310,11 +311,14 @@ def test_random_paid_job_flows_keep_the_books_whole(app: Flask, client: FlaskCli
             total = m.call_out + m.surcharge + labour + sum(parts)
             assert r.json["invoice"]["amount_cents"] == total, (r.json, total)
             tolerated = total * 100 <= m.held * (100 + s.final_tolerance_percent)
-            if revising or not tolerated:
-                # A revision goes back to the payer, whatever it comes to (they said no).
+            refused = total > m.held and not m.card_grows  # the increase declined
+            if revising or not tolerated or refused:
+                # A revision goes back to the payer, whatever it comes to (they said no);
+                # so does an amount the card would not cover.
                 assert r.json["decision"] == "needs_payer_approval", r.json
                 m.invoice = I.IN_REVIEW
-                what = "revised" if revising else "in review"
+                what = ("revised" if revising else "in review" if not tolerated
+                        else "the increase declined, in review")
             else:
                 assert r.json["decision"] == "auto_approved", r.json
                 what = "within the hold" if total <= m.held else "the hold grown"
@@ -363,10 +367,31 @@ def test_random_paid_job_flows_keep_the_books_whole(app: Flask, client: FlaskCli
                 assert r.status_code == 409 and r.json["error"]["code"] == "not_in_review", \
                     r.json
                 return
-            assert r.status_code == 200, r.json
             assert m.final is not None
+            if m.final > m.held and not m.card_grows:
+                assert r.status_code == 402, r.json
+                assert r.json["error"]["fields"][0]["field"] == "payment_method", r.json
+                event("approval refused: the increase declined")
+                return
+            assert r.status_code == 200, r.json
             event("approved, the hold grown" if m.final > m.held else "approved")
             m.held, m.invoice = max(m.held, m.final), I.APPROVED
+
+        @precondition(lambda self: any(m.card_grows and m.status in LIVE
+                                       for m in self.jobs.values()))
+        @rule(pick=st.integers(min_value=0))
+        def card_declines_more(self, pick: int) -> None:
+            """The payer's card still honours its hold but declines any increase (the
+            processor's side: the authorization's card becomes a declining test card). A
+            capture within the hold still goes through."""
+            ids = [j for j, m in self.jobs.items() if m.card_grows and m.status in LIVE]
+            job_id = ids[pick % len(ids)]
+            db.session.execute(text(
+                "UPDATE sim_payment_objects SET party = '4000000000000002' WHERE id = "
+                "(SELECT authorization_id FROM job_payments WHERE job_id = :j)"), {"j": job_id})
+            db.session.commit()
+            self.jobs[job_id].card_grows = False
+            event("the card declines increases")
 
         @precondition(lambda self: bool(self._awaiting()))
         @rule(pick=st.integers(min_value=0), reason=st.booleans())
