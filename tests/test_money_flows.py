@@ -671,3 +671,30 @@ SELECT o.kind FROM sim_payment_objects o
     run_state_machine_as_test(PaidJobs, settings=hypothesis_settings(
         max_examples=25, stateful_step_count=15, deadline=None))
     print(sorted(REACHED.items()))
+
+
+def test_a_booking_retried_after_its_estimate_moved_is_the_same_job(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    """Found by the machine above: a retry asks the processor to hold the estimate as it is
+    now, under the first request's key; when the estimate moved meanwhile (the price list,
+    or the area's history of closed jobs), the processor refuses the other amount, and the
+    retry was a 422 naming a `payment_method` it never changed. It is the booking it
+    retries."""
+    make.worker()
+    _, resident = make.user(Role.RESIDENT)
+    leak = make.category("leak-repair")
+    body = job_body(leak)
+    first = book(client, resident, body, key="moved-estimate")
+    assert first.status_code == 201, first.json
+    with app.app_context():
+        db.session.execute(text("UPDATE categories SET hourly_high_cents = hourly_high_cents "
+                                "+ 1000 WHERE id = :c"), {"c": leak})
+        db.session.commit()
+    try:
+        again = book(client, resident, body, key="moved-estimate")
+    finally:
+        with app.app_context():
+            db.session.execute(text("UPDATE categories SET hourly_high_cents = "
+                                    "hourly_high_cents - 1000 WHERE id = :c"), {"c": leak})
+            db.session.commit()
+    assert again.status_code == 200 and again.json["id"] == first.json["id"], again.json
