@@ -271,8 +271,16 @@ def book_for_later(session: Session, requester: User, data: JobIn,
         raise
     priced = pricing.estimate(session, category.id, Urgency.SCHEDULED.value, place.lat,
                               place.lng, now)
-    held = escrow.hold_for_booking(_first_hold_cents(data, priced.high_cents),
-                                   data.payment_method, requester.id, key, fp)
+    try:
+        held = escrow.hold_for_booking(_first_hold_cents(data, priced.high_cents),
+                                       data.payment_method, requester.id, key, fp)
+    except DomainError:
+        # A retry whose estimate moved since (the area's history) asks the processor for
+        # another amount under the same key, refused: the booking it retries answers.
+        earlier = _earlier_booking(session, requester, key, fp)
+        if earlier is not None:
+            return earlier, False
+        raise
     job = Job(resident_id=requester.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id, urgency=Urgency.SCHEDULED.value,
@@ -331,8 +339,16 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     best = found.candidates[0]
     priced = pricing.estimate(session, category.id, Urgency.URGENT.value, place.lat, place.lng,
                               now)
-    held = escrow.hold_for_booking(_first_hold_cents(data, priced.high_cents),
-                                   data.payment_method, resident.id, key, fp)
+    try:
+        held = escrow.hold_for_booking(_first_hold_cents(data, priced.high_cents),
+                                       data.payment_method, resident.id, key, fp)
+    except DomainError:
+        # A retry whose estimate moved since (the area's history) asks the processor for
+        # another amount under the same key, refused: the booking it retries answers.
+        earlier = _earlier_booking(session, resident, key, fp)
+        if earlier is not None:
+            return earlier, False
+        raise
     job = Job(resident_id=resident.id, category_id=category.id, description=data.description,
               location=wkt_point(place.lat, place.lng), address=place.address,
               org_id=place.org_id, unit_id=data.unit_id,
