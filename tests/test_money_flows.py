@@ -45,6 +45,7 @@ from dispatch.domain.states import INVOICE_AWAITING, Actor, InvoiceStatus, JobSt
 from dispatch.services import confirmation, dispatching, ledger
 from dispatch.services.jobs import transition
 from tests.helpers import Factory, ManualClock, book, job_body, set_settings
+from tests.test_final_amount import HOLD, TOLERATED, complete, part, working_job
 from tests.test_payments_provider import _simulated
 
 J = JobStatus
@@ -698,3 +699,38 @@ def test_a_booking_retried_after_its_estimate_moved_is_the_same_job(
                                     "hourly_high_cents - 1000 WHERE id = :c"), {"c": leak})
             db.session.commit()
     assert again.status_code == 200 and again.json["id"] == first.json["id"], again.json
+
+
+def test_a_card_that_declines_the_increase_sends_the_amount_to_the_payer(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    """The machine's `card_declines_more` path, pinned: within the tolerance above the hold
+    but the card declines the increase, the amount goes to the payer; approving it is 402
+    naming `payment_method`, the hold unchanged; a revision within the hold can be approved
+    and charged."""
+    job_id, (_, worker), (_, resident) = working_job(app, client, make)
+    with app.app_context():
+        db.session.execute(text(
+            "UPDATE sim_payment_objects SET party = '4000000000000002' WHERE id = "
+            "(SELECT authorization_id FROM job_payments WHERE job_id = :j)"), {"j": job_id})
+        db.session.commit()
+    total = 5900 + 4000 + 14000 + 2000
+    assert HOLD < total <= TOLERATED
+    done = complete(client, job_id, worker, 60, [part(2000)], hourly_rate_cents=14000)
+    assert done.status_code == 200, done.json
+    assert (done.json["decision"], done.json["invoice"]["status"]) == (
+        "needs_payer_approval", "in_review")
+    refused = client.post(f"/api/v1/jobs/{job_id}/final-amount", json={"approve": True},
+                          headers=resident)
+    assert refused.status_code == 402, refused.json
+    assert refused.json["error"]["fields"][0]["field"] == "payment_method"
+    revised = complete(client, job_id, worker, 30, [])
+    assert revised.status_code == 200 and revised.json["invoice"]["status"] == "in_review"
+    assert client.post(f"/api/v1/jobs/{job_id}/final-amount", json={"approve": True},
+                       headers=resident).status_code == 200
+    closed = client.post(f"/api/v1/jobs/{job_id}/confirm", headers=resident)
+    assert closed.status_code == 200 and closed.json["status"] == "closed", closed.json
+    with app.app_context():
+        held, captured = db.session.execute(text(
+            "SELECT held_cents, captured_cents FROM job_payments WHERE job_id = :j"),
+            {"j": job_id}).one()
+    assert (held, captured) == (HOLD, revised.json["invoice"]["amount_cents"])
