@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -16,7 +17,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from dispatch.db import db
+from dispatch.db import clock, db
 from dispatch.db.models import Role
 from dispatch.entrypoints.sweeper import sweep_once
 from dispatch.infra.queues import TIMERS
@@ -43,6 +44,18 @@ PLAN = [{"title": "Strip the old tiles", "amount_cents": 30000},
         {"title": "Grout and seal", "amount_cents": 20000}]
 
 
+def later(app: Flask, days: int = 1) -> dict[str, str]:
+    """A booked window (stages are for booked windows / long jobs, not urgent ones)."""
+    zone = ZoneInfo(app.config["DISPATCH"].service_timezone)
+    day = (clock.now().astimezone(zone) + timedelta(days=days)).date().isoformat()
+    return {"date": day, "start": "09:00", "end": "12:00"}
+
+
+def window_came(app: Flask, job_id: int) -> None:
+    """The booked window has come (the worker may set out): its start moved to now."""
+    sql(app, "UPDATE jobs SET window_start = :t WHERE id = :j", t=clock.now(), j=job_id)
+
+
 def fee_of(cents: int) -> int:
     return -(-cents * 15 // 100)  # leak repair: 15 %
 
@@ -55,14 +68,16 @@ def stages(app: Flask, job_id: int) -> list[Any]:
 def staged_job(app: Flask, client: FlaskClient, make: Factory,
                plan: list[dict[str, Any]] = PLAN, to: str = "in_progress",
                **extra: Any) -> tuple[int, tuple[int, dict[str, str]], tuple[int, dict[str, str]]]:
-    set_settings(app, offer_wave_size=1)
+    set_settings(app, offer_wave_size=1, auto_release_hours=2)
     worker_id, worker = make.worker()
     resident_id, resident = make.user()
+    extra.setdefault("window", later(app))
     r = book(client, resident, job_body(make.category("leak-repair"), milestones=plan, **extra))
     assert r.status_code == 201, r.json
     job_id = r.json["id"]
     offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
     assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    window_came(app, job_id)
     moves = ["en_route", "arrived", "in_progress"]
     for status in moves[:moves.index(to) + 1] if to in moves else []:
         assert post_status(client, job_id, worker, status).status_code == 200
@@ -81,7 +96,8 @@ def test_booking_in_stages_holds_the_first_stage_only(app: Flask, client: FlaskC
                                                       make: Factory) -> None:
     make.worker()
     _, resident = make.user()
-    r = book(client, resident, job_body(make.category("leak-repair"), milestones=PLAN))
+    r = book(client, resident, job_body(make.category("leak-repair"), milestones=PLAN,
+                                        window=later(app)))
     assert r.status_code == 201, r.json
     job_id = r.json["id"]
     assert [(m["position"], m["title"], m["amount_cents"], m["status"])
@@ -109,7 +125,7 @@ def test_a_manager_books_in_stages_and_the_organization_pays_each(
     set_settings(app, offer_wave_size=1)
     worker_id, worker = make.worker()
     body = {"category_id": make.category("leak-repair"), "unit_id": unit,
-            "description": "Replace the boiler", "milestones": PLAN[:2]}
+            "description": "Replace the boiler", "milestones": PLAN[:2], "window": later(app)}
     r = book(client, pm, body)
     assert r.status_code == 201, r.json
     job_id = r.json["id"]
@@ -117,6 +133,7 @@ def test_a_manager_books_in_stages_and_the_organization_pays_each(
     assert org_id is not None
     offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
     assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    window_came(app, job_id)
     for status in ("en_route", "arrived", "in_progress"):
         assert post_status(client, job_id, worker, status).status_code == 200
     for n in (1, 2):
@@ -136,7 +153,7 @@ def test_a_declined_card_stores_no_staged_job(app: Flask, client: FlaskClient,
     make.worker()
     _, resident = make.user()
     r = book(client, resident, job_body(make.category("leak-repair"), milestones=PLAN,
-                                        payment_method=DECLINED_CARD))
+                                        payment_method=DECLINED_CARD, window=later(app)))
     assert r.status_code == 402, r.json
     assert count(app, "jobs") == 0 and count(app, "job_milestones") == 0
     assert count(app, "ledger_entries") == 0
@@ -206,7 +223,7 @@ def test_a_stage_is_released_by_its_timer_and_by_the_sweeper(
     queue = Queue(TIMERS, connection=conn)
     registry = ScheduledJobRegistry(queue=queue)
     name = f"milestone-release-{first.id}"
-    assert registry.get_scheduled_time(name) == first.done_at + timedelta(hours=2)  # urgent
+    assert registry.get_scheduled_time(name) == first.done_at + timedelta(hours=2)
     rq_job = queue.fetch_job(name)
     assert rq_job is not None
     queue.enqueue_job(rq_job)  # before its time: nothing
@@ -373,7 +390,7 @@ def test_bad_plans_are_refused_naming_the_field(app: Flask, client: FlaskClient,
     category = make.category("leak-repair")
 
     def refused(plan: Any) -> list[str]:
-        r = book(client, resident, job_body(category, milestones=plan))
+        r = book(client, resident, job_body(category, milestones=plan, window=later(app)))
         assert r.status_code == 422, r.json
         return [f["field"] for f in r.json["error"]["fields"]]
 
@@ -414,7 +431,7 @@ def browser() -> Iterator[Browser]:
 
 
 def test_booking_in_stages_and_paying_them_in_the_pages(browser: Browser, live_server: Any,
-                                                        make: Factory) -> None:
+                                                        make: Factory, app: Flask) -> None:
     make.worker(skills=("leak-repair",), email="stages-worker@example.test")
     make.user(Role.RESIDENT, email="stages@example.test")
     resident_ctx = new_context(browser, live_server, at=CENTER)
@@ -429,6 +446,7 @@ def test_booking_in_stages_and_paying_them_in_the_pages(browser: Browser, live_s
         resident.fill("#description", "Redo the bathroom floor")
         resident.click("#locate")
         expect(resident.locator("#where")).to_contain_text("Pin at")
+        resident.check("input[name=when][value=later]")  # stages are for booked windows
         resident.click("#stages summary")
         rows = resident.locator("#stage-rows li")
         expect(rows).to_have_count(2)
@@ -446,7 +464,13 @@ def test_booking_in_stages_and_paying_them_in_the_pages(browser: Browser, live_s
         expect(stages_rows.nth(1)).to_contain_text("not held yet")
 
         worker.locator(".offer .accept").click(timeout=10_000)
-        for status in ("en_route", "arrived", "in_progress"):
+        job_id = int(resident.url.rstrip("/").rsplit("/", 1)[-1])
+        expect(resident.locator("#status")).to_have_text("assigned", timeout=10_000)
+        window_came(app, job_id)
+        worker.reload()
+        worker.click(f"#upcoming-{job_id} button.set-out")
+        expect(worker.locator("#active-status")).to_have_text("en route")
+        for status in ("arrived", "in_progress"):
             worker.click(f"#moves button[data-status={status}]")
             expect(worker.locator("#active-status")).to_have_text(status.replace("_", " "))
         expect(worker.locator("#moves button[data-status=completed]")).to_have_count(0)
