@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -16,7 +17,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from dispatch.db import db
+from dispatch.db import clock, db
 from dispatch.db.models import Role
 from dispatch.entrypoints.sweeper import sweep_once
 from dispatch.infra.queues import TIMERS
@@ -43,6 +44,18 @@ PLAN = [{"title": "Strip the old tiles", "amount_cents": 30000},
         {"title": "Grout and seal", "amount_cents": 20000}]
 
 
+def later(app: Flask, days: int = 1) -> dict[str, str]:
+    """A booked window (stages are for booked windows / long jobs, not urgent ones)."""
+    zone = ZoneInfo(app.config["DISPATCH"].service_timezone)
+    day = (clock.now().astimezone(zone) + timedelta(days=days)).date().isoformat()
+    return {"date": day, "start": "09:00", "end": "12:00"}
+
+
+def window_came(app: Flask, job_id: int) -> None:
+    """The booked window has come (the worker may set out): its start moved to now."""
+    sql(app, "UPDATE jobs SET window_start = :t WHERE id = :j", t=clock.now(), j=job_id)
+
+
 def fee_of(cents: int) -> int:
     return -(-cents * 15 // 100)  # leak repair: 15 %
 
@@ -55,14 +68,19 @@ def stages(app: Flask, job_id: int) -> list[Any]:
 def staged_job(app: Flask, client: FlaskClient, make: Factory,
                plan: list[dict[str, Any]] = PLAN, to: str = "in_progress",
                **extra: Any) -> tuple[int, tuple[int, dict[str, str]], tuple[int, dict[str, str]]]:
-    set_settings(app, offer_wave_size=1)
+    s = app.config["DISPATCH"]
+    if (s.offer_wave_size, s.auto_release_hours) != (10, 2):  # (a new Settings: a new provider)
+        set_settings(app, offer_wave_size=10, auto_release_hours=2)
     worker_id, worker = make.worker()
     resident_id, resident = make.user()
+    extra.setdefault("window", later(app))
     r = book(client, resident, job_body(make.category("leak-repair"), milestones=plan, **extra))
     assert r.status_code == 201, r.json
     job_id = r.json["id"]
-    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
+    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j AND worker_id = :w",
+                   j=job_id, w=worker_id)[0].id
     assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    window_came(app, job_id)
     moves = ["en_route", "arrived", "in_progress"]
     for status in moves[:moves.index(to) + 1] if to in moves else []:
         assert post_status(client, job_id, worker, status).status_code == 200
@@ -81,7 +99,8 @@ def test_booking_in_stages_holds_the_first_stage_only(app: Flask, client: FlaskC
                                                       make: Factory) -> None:
     make.worker()
     _, resident = make.user()
-    r = book(client, resident, job_body(make.category("leak-repair"), milestones=PLAN))
+    r = book(client, resident, job_body(make.category("leak-repair"), milestones=PLAN,
+                                        window=later(app)))
     assert r.status_code == 201, r.json
     job_id = r.json["id"]
     assert [(m["position"], m["title"], m["amount_cents"], m["status"])
@@ -109,7 +128,7 @@ def test_a_manager_books_in_stages_and_the_organization_pays_each(
     set_settings(app, offer_wave_size=1)
     worker_id, worker = make.worker()
     body = {"category_id": make.category("leak-repair"), "unit_id": unit,
-            "description": "Replace the boiler", "milestones": PLAN[:2]}
+            "description": "Replace the boiler", "milestones": PLAN[:2], "window": later(app)}
     r = book(client, pm, body)
     assert r.status_code == 201, r.json
     job_id = r.json["id"]
@@ -117,6 +136,7 @@ def test_a_manager_books_in_stages_and_the_organization_pays_each(
     assert org_id is not None
     offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
     assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    window_came(app, job_id)
     for status in ("en_route", "arrived", "in_progress"):
         assert post_status(client, job_id, worker, status).status_code == 200
     for n in (1, 2):
@@ -136,7 +156,7 @@ def test_a_declined_card_stores_no_staged_job(app: Flask, client: FlaskClient,
     make.worker()
     _, resident = make.user()
     r = book(client, resident, job_body(make.category("leak-repair"), milestones=PLAN,
-                                        payment_method=DECLINED_CARD))
+                                        payment_method=DECLINED_CARD, window=later(app)))
     assert r.status_code == 402, r.json
     assert count(app, "jobs") == 0 and count(app, "job_milestones") == 0
     assert count(app, "ledger_entries") == 0
@@ -206,7 +226,7 @@ def test_a_stage_is_released_by_its_timer_and_by_the_sweeper(
     queue = Queue(TIMERS, connection=conn)
     registry = ScheduledJobRegistry(queue=queue)
     name = f"milestone-release-{first.id}"
-    assert registry.get_scheduled_time(name) == first.done_at + timedelta(hours=2)  # urgent
+    assert registry.get_scheduled_time(name) == first.done_at + timedelta(hours=2)
     rq_job = queue.fetch_job(name)
     assert rq_job is not None
     queue.enqueue_job(rq_job)  # before its time: nothing
@@ -373,7 +393,7 @@ def test_bad_plans_are_refused_naming_the_field(app: Flask, client: FlaskClient,
     category = make.category("leak-repair")
 
     def refused(plan: Any) -> list[str]:
-        r = book(client, resident, job_body(category, milestones=plan))
+        r = book(client, resident, job_body(category, milestones=plan, window=later(app)))
         assert r.status_code == 422, r.json
         return [f["field"] for f in r.json["error"]["fields"]]
 
@@ -414,7 +434,7 @@ def browser() -> Iterator[Browser]:
 
 
 def test_booking_in_stages_and_paying_them_in_the_pages(browser: Browser, live_server: Any,
-                                                        make: Factory) -> None:
+                                                        make: Factory, app: Flask) -> None:
     make.worker(skills=("leak-repair",), email="stages-worker@example.test")
     make.user(Role.RESIDENT, email="stages@example.test")
     resident_ctx = new_context(browser, live_server, at=CENTER)
@@ -429,6 +449,7 @@ def test_booking_in_stages_and_paying_them_in_the_pages(browser: Browser, live_s
         resident.fill("#description", "Redo the bathroom floor")
         resident.click("#locate")
         expect(resident.locator("#where")).to_contain_text("Pin at")
+        resident.check("input[name=when][value=later]")  # stages are for booked windows
         resident.click("#stages summary")
         rows = resident.locator("#stage-rows li")
         expect(rows).to_have_count(2)
@@ -446,7 +467,13 @@ def test_booking_in_stages_and_paying_them_in_the_pages(browser: Browser, live_s
         expect(stages_rows.nth(1)).to_contain_text("not held yet")
 
         worker.locator(".offer .accept").click(timeout=10_000)
-        for status in ("en_route", "arrived", "in_progress"):
+        job_id = int(resident.url.rstrip("/").rsplit("/", 1)[-1])
+        expect(resident.locator("#status")).to_have_text("assigned", timeout=10_000)
+        window_came(app, job_id)
+        worker.reload()
+        worker.click(f"#upcoming-{job_id} button.set-out")
+        expect(worker.locator("#active-status")).to_have_text("en route")
+        for status in ("arrived", "in_progress"):
             worker.click(f"#moves button[data-status={status}]")
             expect(worker.locator("#active-status")).to_have_text(status.replace("_", " "))
         expect(worker.locator("#moves button[data-status=completed]")).to_have_count(0)
@@ -474,3 +501,215 @@ def test_booking_in_stages_and_paying_them_in_the_pages(browser: Browser, live_s
     finally:
         resident_ctx.close()
         worker_ctx.close()
+
+
+# The seams where stages meet the rest of the money code.
+
+def test_stages_have_an_invoice_statement_rows_sla_cost_and_webhooks(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "2B")
+    set_settings(app, offer_wave_size=1)
+    _, worker = make.worker()
+    r = book(client, pm, {"category_id": make.category("leak-repair"), "unit_id": unit,
+                          "description": "Replace the boiler", "milestones": PLAN[:2],
+                          "window": later(app)})
+    assert r.status_code == 201, r.json
+    job_id = r.json["id"]
+    sql(app, "UPDATE organizations SET webhook_url = 'https://hooks.example.test/x' "
+             "WHERE id = (SELECT org_id FROM jobs WHERE id = :j)", j=job_id)
+    invoice = sql(app, "SELECT status, amount_cents FROM invoices WHERE job_id = :j", j=job_id)
+    assert invoice == [("hold", 80000)]  # the plan's total
+    offer_id = sql(app, "SELECT id FROM offers WHERE job_id = :j", j=job_id)[0].id
+    assert client.post(f"/api/v1/offers/{offer_id}/accept", headers=worker).status_code == 200
+    window_came(app, job_id)
+    for status in ("en_route", "arrived", "in_progress"):
+        assert post_status(client, job_id, worker, status).status_code == 200
+    for n in (1, 2):
+        assert done(client, job_id, n, worker).status_code == 200
+        assert confirm(client, job_id, n, pm).status_code == 200
+    assert sql(app, "SELECT status, amount_cents FROM invoices WHERE job_id = :j",
+               j=job_id) == [("paid", 80000)]
+    first, second = (m.id for m in stages(app, job_id))
+    keys = {k for (k,) in sql(app, "SELECT idempotency_key FROM webhook_deliveries "
+                                   "WHERE job_id = :j", j=job_id)}
+    assert {f"payment.held:milestone:{second}", f"payment.captured:milestone:{first}",
+            f"payment.captured:milestone:{second}"} <= keys
+    captured = sql(app, "SELECT payload FROM webhook_deliveries WHERE idempotency_key = :k",
+                   k=f"payment.captured:milestone:{second}")[0][0]
+    assert (captured["event"], captured["milestone_id"], captured["charged_cents"],
+            captured["refunded_cents"]) == ("payment.captured", second, 50000, 0)
+    zone = ZoneInfo(app.config["DISPATCH"].service_timezone)
+    month = clock.now().astimezone(zone).strftime("%Y-%m")
+    statement = client.get(f"/api/v1/statements?month={month}", headers=pm)
+    assert statement.status_code == 200, statement.json
+    rows = [r for r in statement.json["rows"] if r["job_id"] == job_id]
+    assert sorted((r["held_cents"], r["charged_cents"], r["payment_status"])
+                  for r in rows) == [(30000, 30000, "released"), (50000, 50000, "released")]
+    assert statement.json["totals"][0]["jobs"] == 1
+    assert statement.json["totals"][0]["charged_cents"] == 80000
+    sla = client.get(f"/api/v1/reports/sla?month={month}", headers=pm)
+    assert sla.status_code == 200, sla.json
+    assert [row["cost_total"] for row in sla.json["rows"]] == [800.0]
+    assert books_clean(app) == []
+
+
+def test_a_job_in_stages_ending_settles_its_invoice(app: Flask, client: FlaskClient,
+                                                      make: Factory) -> None:
+    job_id, _, (_, resident) = staged_job(app, client, make, to="assigned")
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel", json={},
+                       headers=resident).status_code == 200
+    assert sql(app, "SELECT status FROM invoices WHERE job_id = :j", j=job_id) == [("void",)]
+    job_id, (_, worker), (_, resident) = staged_job(app, client, make)
+    assert done(client, job_id, 1, worker).status_code == 200
+    assert confirm(client, job_id, 1, resident).status_code == 200
+    _, admin = make.user(role=Role.ADMIN)
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel", json={"reason": "stopped"},
+                       headers=admin).status_code == 200
+    fee = stages(app, job_id)[1].captured_cents
+    assert sql(app, "SELECT status, amount_cents FROM invoices WHERE job_id = :j",
+               j=job_id) == [("paid", 30000 + fee)]
+    assert books_clean(app) == []
+
+
+def test_plans_that_do_not_cover_the_work_are_refused(app: Flask, client: FlaskClient,
+                                                      make: Factory) -> None:
+    make.worker()
+    _, resident = make.user()
+    leak = make.category("leak-repair")
+    tiny = [{"title": "a", "amount_cents": 1}, {"title": "b", "amount_cents": 1}]
+
+    def refused(headers: dict[str, str], body: dict[str, Any]) -> str:
+        r = book(client, headers, body)
+        assert r.status_code == 422, r.json
+        assert [f["field"] for f in r.json["error"]["fields"]] == ["milestones"]
+        return str(r.json["error"]["message"])
+
+    assert "booked window" in refused(resident, job_body(leak, milestones=PLAN))  # urgent
+    assert "estimate" in refused(resident, job_body(leak, milestones=tiny, window=later(app)))
+    pm, prop_id = manager_with_property(client, make)
+    unit = add_unit(client, pm, prop_id, "2B")
+    sql(app, "UPDATE organizations SET soft_routine_cents = 50000, hard_routine_cents = 60000")
+    assert "limit" in refused(pm, {"category_id": leak, "unit_id": unit,
+                                   "description": "Replace the boiler",
+                                   "milestones": PLAN[:2], "window": later(app)})
+    assert count(app, "jobs") == 0 and count(app, "sim_payment_objects") == 0
+
+
+def test_with_stripe_the_later_stages_are_held_off_session_on_the_customer(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock,
+        settings: Any) -> None:
+    from dispatch.infra.payments.stripe_provider import StripeProvider
+    from dispatch.services import payments
+    from tests.stripe_fake import FakeStripe
+
+    changed = set_settings(app, payment_provider="stripe", stripe_secret_key="sk_test_123",
+                           stripe_webhook_secret="whsec_test", offer_wave_size=10,
+                           auto_release_hours=2)
+    fake = FakeStripe()
+    fake.clock = lambda: manual_clock.now.timestamp()
+    app.extensions[payments._KEY] = (changed, StripeProvider(
+        "sk_test_123", "whsec_test", http_client=fake))
+    job_id, (_, worker), (_, resident) = staged_job(app, client, make,
+                                                    payment_method="pm_card_visa")
+    customers = {m.customer_id for m in stages(app, job_id)}
+    assert len(customers) == 1 and next(iter(customers)).startswith("cus_")
+    for n in (1, 2):
+        assert done(client, job_id, n, worker).status_code == 200
+        r = confirm(client, job_id, n, resident)
+        assert r.status_code == 200, r.json
+        assert r.json["milestones"][n]["status"] == "held", r.json["milestones"]
+        held = [s for s in fake.sent if s.path == "/v1/payment_intents"][-1]
+        assert held.params["customer"] == list(customers)
+        assert held.params["off_session"] == ["true"]
+    assert escrow_of(app, job_id) == 20000 and books_clean(app) == []
+
+
+def lapse(app: Flask, milestone: Any) -> None:
+    """The processor let the stage's hold lapse (its 7 days passed)."""
+    sql(app, "UPDATE sim_payment_objects SET expires_at = now() - interval '1 minute' "
+             "WHERE id = :i", i=milestone.authorization_id)
+
+
+def test_a_done_stage_whose_hold_lapsed_is_held_again_and_paid(
+        app: Flask, client: FlaskClient, make: Factory) -> None:
+    job_id, (worker_id, worker), (_, resident) = staged_job(app, client, make)
+    assert done(client, job_id, 1, worker).status_code == 200
+    first = stages(app, job_id)[0]
+    lapse(app, first)
+    r = confirm(client, job_id, 1, resident)
+    assert r.status_code == 200, r.json
+    paid = stages(app, job_id)[0]
+    assert (paid.status, paid.captured_cents, paid.hold_attempts) == ("released", 30000, 2)
+    assert authorization(app, paid.authorization_id).status == "captured"
+    assert balance_of(app, "worker_balance", worker_id) == 30000 - fee_of(30000)
+    assert books_clean(app) == []
+
+
+def test_a_done_stage_whose_hold_lapsed_and_is_refused_stays_done_for_the_payer(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    job_id, (worker_id, worker), (_, resident) = staged_job(app, client, make)
+    assert done(client, job_id, 1, worker).status_code == 200
+    lapse(app, stages(app, job_id)[0])
+    sql(app, "UPDATE job_milestones SET payment_method = :c WHERE job_id = :j AND position = 1",
+        c=DECLINED_CARD, j=job_id)
+    r = confirm(client, job_id, 1, resident)
+    assert r.status_code == 200, r.json
+    first = r.json["milestones"][0]
+    assert (first["status"], first["hold_declined"]) == ("done", "card_declined")
+    assert escrow_of(app, job_id) == 0 and balance_of(app, "worker_balance", worker_id) == 0
+    manual_clock.advance(hours=3)
+    with app.app_context():  # the sweeper leaves it to the payer (no card hammered)
+        assert milestones.sweep(db.session, manual_clock.now) == 0
+    r = client.post(f"/api/v1/jobs/{job_id}/milestones/1/hold",
+                    json={"payment_method": "pm_card_visa"}, headers=resident)
+    assert r.status_code == 200, r.json
+    assert [m["status"] for m in r.json["milestones"]][:2] == ["released", "held"]
+    assert balance_of(app, "worker_balance", worker_id) == 30000 - fee_of(30000)
+    assert books_clean(app) == []
+
+
+def test_stage_timers_and_the_sweep_leave_disputed_jobs_alone_and_go_on_past_failures(
+        app: Flask, client: FlaskClient, make: Factory, manual_clock: ManualClock) -> None:
+    disputed, (_, worker), _ = staged_job(app, client, make, plan=PLAN[:1] + PLAN[1:2])
+    assert done(client, disputed, 1, worker).status_code == 200
+    assert done(client, disputed, 2, worker).status_code == 409  # not held yet
+    broken, (_, worker2), _ = staged_job(app, client, make)
+    assert done(client, broken, 1, worker2).status_code == 200
+    fine, (_, worker3), _ = staged_job(app, client, make)
+    assert done(client, fine, 1, worker3).status_code == 200
+    sql(app, "UPDATE jobs SET status = 'disputed' WHERE id = :j", j=disputed)
+    # A stale authorization: its release fails (a refusal, not a lapse).
+    sql(app, "UPDATE job_milestones SET authorization_id = 'auth_gone' "
+             "WHERE job_id = :j AND position = 1", j=broken)
+    manual_clock.advance(hours=3)
+    with app.app_context():
+        assert milestones.auto_release(db.session, stages(app, disputed)[0].id,
+                                       manual_clock.now) is False
+        assert milestones.sweep(db.session, manual_clock.now) == 1
+    assert stages(app, disputed)[0].status == "done"
+    assert stages(app, broken)[0].status == "done"
+    assert [m.status for m in stages(app, fine)] == ["released", "held", "planned"]
+    # A lapsed held stage of a disputed job is not held again, sweep after sweep.
+    other, _, _ = staged_job(app, client, make)
+    sql(app, "UPDATE jobs SET status = 'disputed' WHERE id = :j", j=other)
+    sql(app, "UPDATE job_milestones SET authorization_expires_at = :t WHERE job_id = :j "
+             "AND status = 'held'", t=manual_clock.now - timedelta(seconds=1), j=other)
+    with app.app_context():
+        assert milestones.sweep(db.session, manual_clock.now) == 0
+        assert milestones.sweep(db.session, manual_clock.now) == 0
+    assert stages(app, other)[0].hold_attempts == 1
+
+
+def test_holding_again_on_an_unknown_card_is_422(app: Flask, client: FlaskClient,
+                                                 make: Factory) -> None:
+    job_id, (_, worker), (_, resident) = staged_job(app, client, make)
+    sql(app, "UPDATE job_milestones SET payment_method = :c WHERE job_id = :j",
+        c=DECLINED_CARD, j=job_id)
+    assert done(client, job_id, 1, worker).status_code == 200
+    assert confirm(client, job_id, 1, resident).status_code == 200
+    r = client.post(f"/api/v1/jobs/{job_id}/milestones/2/hold",
+                    json={"payment_method": "pm_no_such_card"}, headers=resident)
+    assert r.status_code == 422, r.json
+    assert [f["field"] for f in r.json["error"]["fields"]] == ["payment_method"]
+    assert stages(app, job_id)[1].hold_declined == "card_declined"

@@ -1106,6 +1106,9 @@ class JobMilestone(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20))
     payment_method: Mapped[str] = mapped_column(String(255))
+    # The provider's customer the booking's reusable hold attached the card to (Stripe):
+    # each later stage is held on it off-session.
+    customer_id: Mapped[str | None] = mapped_column(String(255))
     authorization_id: Mapped[str | None] = mapped_column(String(255))
     authorization_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     hold_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))

@@ -188,6 +188,13 @@ MESSAGES: dict[str, str] = {
     "milestone.confirm_each": "This job is paid in stages: confirm each stage on its own.",
     "milestone.mark_each": "This job is paid in stages: mark each stage done on its own.",
     "milestone.not_waiting": "This stage is not waiting for its money to be held.",
+    "milestone.urgent": "Stages are for a booked window or a long job: book it for later to "
+                        "pay in stages, or pay an urgent job in one hold.",
+    "milestone.below_estimate": "The stages add up to %(total)s, less than the estimate's "
+                                "low end (%(low)s): plan stages that cover the work.",
+    "milestone.above_limit": "The stages add up to %(total)s, above your organization's "
+                             "limit for this job (%(limit)s): book it in one hold so a "
+                             "manager can approve the final amount, or plan less.",
     # Not about one field.
     "not_found": "We could not find this %(what)s.",
     "overloaded": "The service is busy; try again in a few seconds.",

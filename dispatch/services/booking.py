@@ -30,11 +30,12 @@ from dispatch.domain.errors import (
     invalid,
     refusal,
 )
+from dispatch.domain.money import format_cents
 from dispatch.domain.states import Actor, JobStatus
 from dispatch.domain.windows import Window, WindowError, window_on
 from dispatch.infra.config import Settings
 from dispatch.infra.payments.base import Authorization
-from dispatch.services import escrow, milestone_holds, pricing, push
+from dispatch.services import approvals, escrow, milestone_holds, pricing, push
 from dispatch.services.catalog import bookable_category
 from dispatch.services.context import eta_model, settings
 from dispatch.services.credentials import require_verified_phone
@@ -218,6 +219,25 @@ def _first_hold_cents(data: JobIn, high_cents: int) -> int:
     return data.milestones[0].amount_cents if data.milestones else high_cents
 
 
+def _check_plan(session: Session, data: JobIn, job: Job, low_cents: int) -> None:
+    """A plan of stages must cover the work: its total at least the estimate's low end (a
+    plan of 1-cent stages would hold nothing). For an organization's job a total above the
+    job's hard limit (`approvals.effective_limits`) is refused: stages are captured whole
+    on each confirmation, with no final amount for a manager to approve, so the simplest
+    honest answer is to book such a job in one hold (which goes through approval)."""
+    if not data.milestones:
+        return
+    total = sum(m.amount_cents for m in data.milestones)
+    currency = settings().currency
+    if total < low_cents:
+        raise invalid("milestones", "milestone.below_estimate",
+                      total=format_cents(total, currency), low=format_cents(low_cents, currency))
+    hard = approvals.effective_limits(session, job).hard_cents
+    if hard is not None and total > hard:
+        raise invalid("milestones", "milestone.above_limit",
+                      total=format_cents(total, currency), limit=format_cents(hard, currency))
+
+
 def _record_hold(data: JobIn) -> Callable[[Session, Job, Authorization, datetime], object]:
     """How the booking's hold is stored: the whole job's, or its first stage's."""
     if not data.milestones:
@@ -271,6 +291,9 @@ def book_for_later(session: Session, requester: User, data: JobIn,
         raise
     priced = pricing.estimate(session, category.id, Urgency.SCHEDULED.value, place.lat,
                               place.lng, now)
+    _check_plan(session, data, Job(org_id=place.org_id, unit_id=data.unit_id,
+                                   category_id=category.id, urgency=Urgency.SCHEDULED.value),
+                priced.low_cents)
     try:
         held = escrow.hold_for_booking(_first_hold_cents(data, priced.high_cents),
                                        data.payment_method, requester.id, key, fp)
@@ -315,6 +338,8 @@ def book_urgent(session: Session, resident: User, data: JobIn,
     # the unique (resident, key) constraint catches a retry that gets as far as the insert,
     # and a refusal looks for the earlier booking before it answers.
     try:
+        if data.milestones:  # stages are for booked windows / long jobs (`_check_plan`)
+            raise invalid("milestones", "milestone.urgent")
         category = bookable_category(session, data.category_id)
         place = _place(session, resident, data)
         check_job_place(place.lat, place.lng, data.address, data.pin_confirmed)

@@ -80,14 +80,15 @@ def payment_method_for(given: str | None) -> str:
 
 
 def authorize(amount_cents: int, payment_method: str, key: str,
-              reusable: bool = False) -> Authorization:
+              reusable: bool = False, customer: str | None = None) -> Authorization:
     """Ask the provider to hold `amount_cents`; a refusal is a domain error naming
     `payment_method` (402 for a declined card). Nothing is written here: the caller stores
     the job and the hold together, or cancels the authorization. `reusable` keeps the
-    method for a re-authorization later (services/reauthorization.py)."""
+    method for a re-authorization later (services/reauthorization.py); `customer` holds
+    again, off-session, on the method a reusable hold kept (a job's next stage)."""
     try:
         return provider().authorize(amount_cents, settings().currency, payment_method,
-                                    key, reusable=reusable).require()
+                                    key, customer=customer, reusable=reusable).require()
     except PaymentDeclined as exc:
         found = problem("payment_method", "payment.declined",
                         reason=exc.code.replace("_", " "))

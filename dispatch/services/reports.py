@@ -58,8 +58,8 @@ SELECT p.id AS property_id, p.name AS property,
        count(*) FILTER (WHERE j.status IN {_CALLED_OFF}) AS cancelled,
        sum(j.budget_cap_cents) FILTER (WHERE j.status NOT IN {_CALLED_OFF})
            AS budget_caps_cents,
-       sum(jp.captured_cents) FILTER (WHERE jp.status <> '{PaymentStatus.HELD.value}')
-           AS cost_cents,
+       sum(COALESCE(CASE WHEN jp.status <> '{PaymentStatus.HELD.value}'
+                         THEN jp.captured_cents END, ms.captured_cents)) AS cost_cents,
        percentile_cont(0.5) WITHIN GROUP (
            ORDER BY EXTRACT(EPOCH FROM j.assigned_at - j.requested_at)) / 60 AS median_accept_min,
        percentile_cont(0.5) WITHIN GROUP (
@@ -69,6 +69,9 @@ SELECT p.id AS property_id, p.name AS property,
   JOIN units u ON u.id = j.unit_id
   JOIN properties p ON p.id = u.property_id
   LEFT JOIN job_payments jp ON jp.job_id = j.id
+  LEFT JOIN (SELECT job_id, sum(captured_cents) AS captured_cents FROM job_milestones
+              WHERE released_at IS NOT NULL OR cancelled_at IS NOT NULL
+              GROUP BY job_id) ms ON ms.job_id = j.id
  WHERE j.org_id = :org AND j.requested_at >= :start AND j.requested_at < :end
  GROUP BY p.id, p.name, month
  ORDER BY month, p.name
@@ -137,8 +140,9 @@ class SlaRow:
     median_arrival_min: float | None
     budget_caps_total: float | None
     # What the row's jobs cost the organization: the sum captured from it (charges and
-    # cancellation fees) for jobs whose hold has ended; None while every hold is still open
-    # (nothing charged yet, the amount not known).
+    # cancellation fees) for jobs whose hold has ended, and for jobs paid in stages what
+    # their ended stages captured; None while every hold is still open (nothing charged
+    # yet, the amount not known).
     cost_total: float | None = None
 
 

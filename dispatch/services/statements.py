@@ -12,7 +12,14 @@ The amounts are `job_payments`' (the provider's side, which the ledger mirrors o
 transaction each); whether a charge was a cancellation fee is the ledger's (the kind of the
 job's `settle:job:<id>` transaction). Each row names the job's invoice (number and status
 now): a job whose final amount waits for a manager is on the statement as held, its invoice
-`in_review`."""
+`in_review`.
+
+A job paid in stages (`job_milestones`) has one row per stage, with the same columns and
+rules: a stage's hold belongs to the month it was placed (`held_at`), its charge and what
+was given back to the month it ended (released, or cancelled with the job); its payment
+status is said like a whole job's (held until it ends, then released, or voided when
+nothing was captured), and a cancellation fee is the ledger's kind of the stage's
+`settle:milestone:<id>` transaction. The totals count jobs, not rows."""
 
 from __future__ import annotations
 
@@ -34,6 +41,9 @@ _IN_MONTH = "({col} >= :start AND {col} < :end)"
 _HELD_IN = _IN_MONTH.format(col="jp.created_at")
 _ENDED_IN = _IN_MONTH.format(col="jp.settled_at")
 
+_STAGE_HELD_IN = _IN_MONTH.format(col="m.held_at")
+_STAGE_ENDED_IN = _IN_MONTH.format(col="COALESCE(m.released_at, m.cancelled_at)")
+
 _ROWS_SQL = text(f"""
 SELECT j.id AS job_id, i.number AS invoice_number, i.status AS invoice_status,
        (CASE WHEN {_ENDED_IN} THEN jp.settled_at ELSE jp.created_at END
@@ -54,7 +64,33 @@ SELECT j.id AS job_id, i.number AS invoice_number, i.status AS invoice_status,
   LEFT JOIN ledger_transactions t ON t.idempotency_key = 'settle:job:' || j.id
  WHERE jp.payer_organization_id = :org AND ({_HELD_IN} OR {_ENDED_IN})
    AND (CAST(:property AS integer) IS NULL OR p.id = CAST(:property AS integer))
- ORDER BY day, j.id
+UNION ALL
+SELECT j.id AS job_id, i.number AS invoice_number, i.status AS invoice_status,
+       (CASE WHEN {_STAGE_ENDED_IN} THEN COALESCE(m.released_at, m.cancelled_at)
+             ELSE m.held_at END AT TIME ZONE :tz)::date AS day,
+       p.id AS property_id, p.name AS property, u.label AS unit, c.name AS category,
+       j.urgency, j.status,
+       CASE WHEN m.released_at IS NULL AND m.cancelled_at IS NULL THEN 'held'
+            WHEN m.captured_cents > 0 THEN 'released' ELSE 'voided' END AS payment_status,
+       m.currency,
+       CASE WHEN {_STAGE_HELD_IN} THEN m.amount_cents ELSE 0 END AS held_cents,
+       CASE WHEN {_STAGE_ENDED_IN} THEN m.captured_cents ELSE 0 END AS charged_cents,
+       CASE WHEN {_STAGE_ENDED_IN} THEN m.amount_cents - m.captured_cents ELSE 0 END
+           AS refunded_cents,
+       CASE WHEN {_STAGE_ENDED_IN} AND t.kind = '{TransactionKind.FEE.value}'
+            THEN m.captured_cents ELSE 0 END AS cancellation_fee_cents
+  FROM job_milestones m
+  JOIN jobs j ON j.id = m.job_id
+  JOIN categories c ON c.id = j.category_id
+  LEFT JOIN units u ON u.id = j.unit_id
+  LEFT JOIN properties p ON p.id = u.property_id
+  LEFT JOIN invoices i ON i.job_id = j.id
+  LEFT JOIN ledger_transactions t ON t.idempotency_key = 'settle:milestone:' || m.id
+       || CASE WHEN m.hold_attempts > 1 THEN ':' || m.hold_attempts ELSE '' END
+ WHERE j.org_id = :org AND m.held_at IS NOT NULL
+   AND ({_STAGE_HELD_IN} OR {_STAGE_ENDED_IN})
+   AND (CAST(:property AS integer) IS NULL OR p.id = CAST(:property AS integer))
+ ORDER BY day, job_id
 """)
 
 
@@ -114,12 +150,16 @@ def rows(session: Session, user: User, start: datetime, end: datetime, tz: str,
 
 
 def totals(found: Iterable[StatementRow]) -> list[StatementTotal]:
-    """Sums per currency, in the order the currencies first appear."""
+    """Sums per currency, in the order the currencies first appear; `jobs` counts each job
+    once (a job paid in stages has a row per stage)."""
     sums: dict[str, list[int]] = {}
+    seen: set[tuple[str, int]] = set()
     for r in found:
         s = sums.setdefault(r.currency, [0, 0, 0, 0, 0])
-        for i, cents in enumerate((1, r.held_cents, r.charged_cents, r.refunded_cents,
-                                   r.cancellation_fee_cents)):
+        first = (r.currency, r.job_id) not in seen
+        seen.add((r.currency, r.job_id))
+        for i, cents in enumerate((int(first), r.held_cents, r.charged_cents,
+                                   r.refunded_cents, r.cancellation_fee_cents)):
             s[i] += cents
     return [StatementTotal(currency, *s) for currency, s in sums.items()]
 

@@ -30,6 +30,7 @@ CREATE TABLE job_milestones (
         CONSTRAINT ck_job_milestones_status
         CHECK (status IN ('planned', 'held', 'done', 'released', 'cancelled')),
     payment_method varchar(255) NOT NULL,
+    customer_id varchar(255),
     authorization_id varchar(255),
     authorization_expires_at timestamptz,
     hold_attempts integer NOT NULL DEFAULT 0,

@@ -98,10 +98,10 @@
   const STAGE_TEXT = {planned: "not held yet", held: "held: being worked on",
     done: "done: waiting for your confirmation", released: "paid", cancelled: "cancelled"};
   function stageStatus(m) {
-    if (m.status === "planned" && m.hold_declined) {
+    if ((m.status === "planned" || m.status === "done") && m.hold_declined) {
       return `card declined (${m.hold_declined.replace(/_/g, " ")}): hold it again to go on`;
     }
-    if (m.status === "done" && m.release_due_at) {
+    if (m.status === "done" && m.release_due_at && !m.hold_declined) {
       return `${STAGE_TEXT.done} (paid by itself at ${at(m.release_due_at)})`;
     }
     return STAGE_TEXT[m.status] || m.status;
@@ -124,9 +124,9 @@
       const act = payer && (m.status === "done" || (m.status === "planned" && m.hold_declined));
       if (act) {
         const b = document.createElement("button");
-        const path = m.status === "done" ? "confirm" : "hold";
+        const path = m.status === "done" && !m.hold_declined ? "confirm" : "hold";
         b.className = "primary stage-action";
-        b.textContent = m.status === "done" ? "Confirm" : "Hold again";
+        b.textContent = path === "confirm" ? "Confirm" : "Hold again";
         b.addEventListener("click", async () => {
           b.disabled = true;
           const r = await api("POST", `/jobs/${jobId}/milestones/${m.position}/${path}`, {});

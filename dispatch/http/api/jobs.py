@@ -154,11 +154,13 @@ def post_milestone_confirm(user: User, job_id: int, position: int) -> JobOut:
 
 @registry.route(bp, f"{MILESTONE}/hold", "POST", summary="The payer holds a stage's money "
                 "again after its hold was refused", body=MilestoneHoldIn, response=JobOut,
-                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[404, 409])
+                roles=(Role.RESIDENT, Role.PROPERTY_MANAGER), errors=[404, 409, 422])
 def post_milestone_hold(user: User, job_id: int, position: int,
                         body: MilestoneHoldIn) -> JobOut:
     """Only for a stage whose hold was refused (`hold_declined`), with the same card or
-    another `payment_method`; anything else is 409 `milestone_not_waiting`."""
+    another `payment_method` (one the provider does not know is 422 naming it); a done
+    stage whose lapsed hold was refused is held and released at once; anything else is 409
+    `milestone_not_waiting`."""
     return job_out(milestones.hold_again(db.session, user, job_id, position,
                                          body.payment_method), user)
 

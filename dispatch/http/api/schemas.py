@@ -218,7 +218,8 @@ class MilestoneOut(Out):
                           "confirms it first")
     released_at: datetime | None = None
     hold_declined: str | None = Field(
-        None, description="why holding this stage's money was refused (a decline code): the "
+        None, description="why holding this stage's money was refused (a decline code; on a "
+                          "done stage: its hold lapsed and holding it again was refused): the "
                           "payer holds it again with POST /jobs/{id}/milestones/{n}/hold")
 
 

@@ -109,7 +109,8 @@ def milestones_out(job: Job) -> list[MilestoneOut]:
         held_at=m.held_at, done_at=m.done_at, released_at=m.released_at,
         release_due_at=(escrow.release_due_at(job, m.done_at)
                         if m.status == MilestoneStatus.DONE.value and m.done_at else None),
-        hold_declined=m.hold_declined if m.status == MilestoneStatus.PLANNED.value else None,
+        hold_declined=m.hold_declined if m.status in (MilestoneStatus.PLANNED.value,
+                                                      MilestoneStatus.DONE.value) else None,
     ) for m in milestone_holds.milestones_of(db.session, job.id)]
 
 
