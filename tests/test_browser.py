@@ -361,6 +361,9 @@ def test_worker_takes_a_next_job_while_busy_and_it_starts_when_the_first_ends(
 
         for label in ["On my way", "I have arrived", "Start work", "Job done"]:
             page.locator("#moves button", has_text=label).click()
+        # "Job done" opens the completion form: the time on site, then send it.
+        page.fill("#complete-minutes", "45")
+        page.click("#complete-submit")
         expect(page.locator("#active-title")).to_have_text("Drain unclogging")
         expect(page.locator("#availability")).to_have_text("busy")
         expect(page.locator("#upcoming-box")).to_be_hidden()

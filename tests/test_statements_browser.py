@@ -45,7 +45,9 @@ def test_the_statements_page_shows_the_month_and_serves_its_csv(
         row = page.locator(f"#statement-job-{job_id}")
         expect(row).to_contain_text("Elm Court 1A")
         expect(row).to_contain_text("held")
-        expect(row.locator("td").nth(5)).to_contain_text("$")
+        expect(row.locator("td").nth(1)).to_have_text(f"INV-{month[:4]}-{job_id:06d}")
+        expect(row.locator("td").nth(2)).to_have_text("hold")  # the invoice, money held
+        expect(row.locator("td").nth(7)).to_contain_text("$")  # held
         expect(page.locator("#statement tfoot tr")).to_contain_text("1 job")
         shot(page, "statements")
 
@@ -57,7 +59,7 @@ def test_the_statements_page_shows_the_month_and_serves_its_csv(
             got = page.request.get(href)
             assert got.status == 200 and got.headers["content-type"].startswith("text/csv")
             lines = got.text().splitlines()
-            assert lines[0].startswith("job_id,date,property,unit")
+            assert lines[0].startswith("job_id,invoice,invoice_status,date,property,unit")
             assert lines[1].startswith(f"{job_id},") and lines[-1].startswith("total,")
         assert f"property_id={prop_id}" in (links.nth(1).get_attribute("href") or "")
 

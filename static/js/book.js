@@ -137,6 +137,8 @@
   const wantsLater = () => form.when.value === "later";
   form.querySelectorAll("input[name=when]").forEach((radio) => radio.addEventListener("change", () => {
     later.hidden = !wantsLater();
+    // Stages are for booked windows (an urgent job is held whole): the server says so too.
+    document.getElementById("stages").hidden = !wantsLater();
     submitButton.textContent = wantsLater() ? "Book this window" : "Book now";
     showEstimate();
   }));
@@ -289,7 +291,7 @@
   addStage();
   document.getElementById("add-stage").addEventListener("click", addStage);
   function stagesWanted() {
-    if (!stagesBox.open) return null;
+    if (!stagesBox.open || stagesBox.hidden) return null;
     const rows = [...stageRows.children].map((li) => ({
       title: li.querySelector(".stage-title").value.trim(),
       text: li.querySelector(".stage-amount").value.trim(),
