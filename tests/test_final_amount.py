@@ -48,6 +48,23 @@ def invoice_status(app: Flask, job_id: int) -> str:
     return str(sql(app, "SELECT status FROM invoices WHERE job_id = :j", j=job_id)[0][0])
 
 
+def org_job_at_the_door(client: FlaskClient, make: Factory, soft_cents: int,
+                        hard_cents: int) -> tuple[dict[str, str], int, int, dict[str, str], int]:
+    """A manager's urgent job a worker accepted and arrived at, under an emergency limit
+    pair set on the job: (manager, property id, worker id, worker, job id)."""
+    pm, prop_id = manager_with_property(client, make)
+    worker_id, worker = make.worker()
+    job_id = org_job(client, make, pm, prop_id, add_worker=False)
+    [offer] = client.get("/api/v1/offers", headers=worker).json["offers"]
+    assert client.post(f"/api/v1/offers/{offer['id']}/accept", headers=worker).status_code == 200
+    assert client.put(f"/api/v1/jobs/{job_id}/limits",
+                      json={**CLEAR, "emergency_soft_cents": soft_cents,
+                            "emergency_hard_cents": hard_cents},
+                      headers=pm).status_code == 200
+    assert post_status(client, job_id, worker, "arrived").status_code == 200
+    return pm, prop_id, worker_id, worker, job_id
+
+
 def test_within_the_hold_it_is_charged_at_confirmation(app: Flask, client: FlaskClient,
                                                        make: Factory) -> None:
     job_id, (worker_id, worker), (_, resident) = working_job(app, client, make)
@@ -214,15 +231,7 @@ def test_an_organization_job_above_the_hard_limit_needs_a_manager(
     """Issue 20's "done when": a manager's job above the hard limit waits for approval, and
     its invoice is on the organization's statement, in review, then paid."""
     manual_clock.now = datetime(2026, 11, 16, 18, 0, tzinfo=UTC)
-    pm, prop_id = manager_with_property(client, make)
-    worker_id, worker = make.worker()
-    job_id = org_job(client, make, pm, prop_id, add_worker=False)
-    [offer] = client.get("/api/v1/offers", headers=worker).json["offers"]
-    assert client.post(f"/api/v1/offers/{offer['id']}/accept", headers=worker).status_code == 200
-    client.put(f"/api/v1/jobs/{job_id}/limits",
-               json={**CLEAR, "emergency_soft_cents": 15000, "emergency_hard_cents": 20000},
-               headers=pm)
-    assert post_status(client, job_id, worker, "arrived").status_code == 200
+    pm, prop_id, worker_id, worker, job_id = org_job_at_the_door(client, make, 15000, 20000)
     done = complete(client, job_id, worker, 120, [part(3000, "Trap")],
                     hourly_rate_cents=14000)
     total = 5900 + 4000 + 28000 + 3000
@@ -261,15 +270,7 @@ def test_an_organization_job_above_the_hard_limit_needs_a_manager(
 
 def test_an_organization_declines_and_the_worker_revises_under_the_limit(
         app: Flask, client: FlaskClient, make: Factory) -> None:
-    pm, prop_id = manager_with_property(client, make)
-    _, worker = make.worker()
-    job_id = org_job(client, make, pm, prop_id, add_worker=False)
-    [offer] = client.get("/api/v1/offers", headers=worker).json["offers"]
-    client.post(f"/api/v1/offers/{offer['id']}/accept", headers=worker)
-    client.put(f"/api/v1/jobs/{job_id}/limits",
-               json={**CLEAR, "emergency_soft_cents": 15000, "emergency_hard_cents": 20000},
-               headers=pm)
-    assert post_status(client, job_id, worker, "arrived").status_code == 200
+    pm, _, _, worker, job_id = org_job_at_the_door(client, make, 15000, 20000)
     assert complete(client, job_id, worker, 120).json["decision"] == "needs_approval"
     [request] = client.get("/api/v1/approvals", headers=pm).json["approvals"]
     assert client.post(f"/api/v1/approvals/{request['id']}/decline",
@@ -414,15 +415,7 @@ def test_stripe_without_incremental_authorization_sends_the_amount_to_the_payer(
 
 def test_an_organization_card_declining_under_the_limit_goes_to_its_approvers(
         app: Flask, client: FlaskClient, make: Factory) -> None:
-    pm, prop_id = manager_with_property(client, make)
-    _, worker = make.worker()
-    job_id = org_job(client, make, pm, prop_id, add_worker=False)
-    [offer] = client.get("/api/v1/offers", headers=worker).json["offers"]
-    client.post(f"/api/v1/offers/{offer['id']}/accept", headers=worker)
-    client.put(f"/api/v1/jobs/{job_id}/limits",
-               json={**CLEAR, "emergency_soft_cents": 40000, "emergency_hard_cents": 50000},
-               headers=pm)
-    assert post_status(client, job_id, worker, "arrived").status_code == 200
+    pm, _, _, worker, job_id = org_job_at_the_door(client, make, 40000, 50000)
     held = payment(app, job_id).held_cents
     _card_now(app, job_id, "pm_card_chargeDeclined")
     done = complete(client, job_id, worker, 120, [part(3000, "Trap")], hourly_rate_cents=14000)
