@@ -44,6 +44,13 @@ _ENDED_IN = _IN_MONTH.format(col="jp.settled_at")
 _STAGE_HELD_IN = _IN_MONTH.format(col="m.held_at")
 _STAGE_ENDED_IN = _IN_MONTH.format(col="COALESCE(m.released_at, m.cancelled_at)")
 
+# What both kinds of row (a whole job's hold, a stage's) name about the job: its category,
+# place and invoice.
+_JOB_JOINS = """  JOIN categories c ON c.id = j.category_id
+  LEFT JOIN units u ON u.id = j.unit_id
+  LEFT JOIN properties p ON p.id = u.property_id
+  LEFT JOIN invoices i ON i.job_id = j.id"""
+
 _ROWS_SQL = text(f"""
 SELECT j.id AS job_id, i.number AS invoice_number, i.status AS invoice_status,
        (CASE WHEN {_ENDED_IN} THEN jp.settled_at ELSE jp.created_at END
@@ -57,10 +64,7 @@ SELECT j.id AS job_id, i.number AS invoice_number, i.status AS invoice_status,
             THEN jp.captured_cents ELSE 0 END AS cancellation_fee_cents
   FROM job_payments jp
   JOIN jobs j ON j.id = jp.job_id
-  JOIN categories c ON c.id = j.category_id
-  LEFT JOIN units u ON u.id = j.unit_id
-  LEFT JOIN properties p ON p.id = u.property_id
-  LEFT JOIN invoices i ON i.job_id = j.id
+{_JOB_JOINS}
   LEFT JOIN ledger_transactions t ON t.idempotency_key = 'settle:job:' || j.id
  WHERE jp.payer_organization_id = :org AND ({_HELD_IN} OR {_ENDED_IN})
    AND (CAST(:property AS integer) IS NULL OR p.id = CAST(:property AS integer))
@@ -81,10 +85,7 @@ SELECT j.id AS job_id, i.number AS invoice_number, i.status AS invoice_status,
             THEN m.captured_cents ELSE 0 END AS cancellation_fee_cents
   FROM job_milestones m
   JOIN jobs j ON j.id = m.job_id
-  JOIN categories c ON c.id = j.category_id
-  LEFT JOIN units u ON u.id = j.unit_id
-  LEFT JOIN properties p ON p.id = u.property_id
-  LEFT JOIN invoices i ON i.job_id = j.id
+{_JOB_JOINS}
   LEFT JOIN ledger_transactions t ON t.idempotency_key = 'settle:milestone:' || m.id
        || CASE WHEN m.hold_attempts > 1 THEN ':' || m.hold_attempts ELSE '' END
  WHERE j.org_id = :org AND m.held_at IS NOT NULL
