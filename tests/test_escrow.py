@@ -63,6 +63,16 @@ def completed_job(app: Flask, client: FlaskClient, make: Factory) -> tuple[int, 
     return job_id, (worker_id, worker), (resident_id, resident)
 
 
+
+def timer_releases(app: Flask, job_id: int, now: datetime) -> bool:
+    """The automatic release as the RQ timer runs it: in its own app context and session
+    (a racing thread's)."""
+    with app.app_context():
+        try:
+            return confirmation.auto_release(db.session, job_id, now)
+        finally:
+            db.session.remove()
+
 def test_booking_holds_the_high_estimate(app: Flask, client: FlaskClient,
                                          make: Factory) -> None:
     make.worker()
@@ -273,11 +283,7 @@ def test_confirm_timer_sweeper_and_cancel_racing_end_the_job_once(
                                       headers=resident).status_code
 
     def auto() -> bool:
-        with app.app_context():
-            try:
-                return confirmation.auto_release(db.session, job_id, manual_clock.now)
-            finally:
-                db.session.remove()
+        return timer_releases(app, job_id, manual_clock.now)
 
     results = race([confirm] * 8 + [auto] * 8 + [cancel] * 4)
     assert not [r for r in results if isinstance(r, Exception)], results

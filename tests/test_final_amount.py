@@ -16,7 +16,14 @@ from dispatch.db.models import Role
 from dispatch.services import confirmation
 from tests.helpers import Factory, ManualClock, sql
 from tests.test_approval_limits import CLEAR, org_job
-from tests.test_escrow import authorization, balance_of, books_clean, escrow_of, payment
+from tests.test_escrow import (
+    authorization,
+    balance_of,
+    books_clean,
+    escrow_of,
+    payment,
+    timer_releases,
+)
 from tests.test_job_flow import assigned_job, post_status
 from tests.test_portfolio import manager_with_property
 from tests.test_races import race
@@ -302,11 +309,7 @@ def test_approve_confirm_and_release_racing_give_one_outcome(
                                       headers=resident).status_code
 
     def auto() -> bool:
-        with app.app_context():
-            try:
-                return confirmation.auto_release(db.session, job_id, manual_clock.now)
-            finally:
-                db.session.remove()
+        return timer_releases(app, job_id, manual_clock.now)
 
     results = race([approve] * 7 + [confirm] * 7 + [auto] * 6)
     assert not [r for r in results if isinstance(r, Exception)], results
